@@ -1,0 +1,19 @@
+PYTHON ?= python3
+export PYTHON
+
+.PHONY: install test test-fast bench lint polygons-experiment
+
+install:
+	@bash scripts/install.sh
+
+test: install
+	$(PYTHON) -m pytest -q
+
+test-fast:
+	$(PYTHON) -m pytest -q -m "not slow"
+
+bench: install
+	$(PYTHON) benchmarks/bench_encoding.py
+
+lint:
+	$(PYTHON) -m ruff check bowlrp tests benchmarks data_scripts

@@ -1,0 +1,299 @@
+"""Dense SIFT on a regular grid with exact pixel geometry (OpenCV or VLFeat backend).
+
+Geometry (``b`` = bin size in pixels, ``c`` = descriptor centre):
+
+* One descriptor is a 4x4 grid of spatial bins x 8 orientations (128 values
+  per colour channel). Its nominal patch is the square ``[c - 2b, c + 2b]``
+  (side ``4b``); with ``support="full"`` the area is ``[c - 2.5b, c + 2.5b]``,
+  the reach of the bilinear bin weights (VLFeat: exactly the pixels whose
+  value changes the descriptor, checked in the tests).
+* Centres: for all bin sizes one shared grid per step, starting at
+  ``floor(1.5 (b_max - b)) + 1.5 b`` as VLFeat's ``phow`` does, ending at
+  ``H - 1 - 1.5 b`` (rows; columns alike). The OpenCV backend rounds centres
+  down to whole pixels (OpenCV rounds keypoints itself).
+* OpenCV: ``KeyPoint(x, y, size=2b/3, angle)``, whose bin width is
+  ``1.5 size = b``. OpenCV describes keypoints on its base image, smoothed to
+  sigma 1.6 on top of any ``smooth`` pre-smoothing, so a pixel influences
+  descriptors somewhat beyond the full support.
+* Rotation (``rotate=True``, OpenCV only): each grid point gets the dominant
+  gradient orientation ``t`` of a 36-bin histogram of ``atan2(dI/drow, dI/dcol)``
+  weighted by gradient magnitude and a Gaussian of sigma ``b/2``; the support
+  is then the square rotated by ``t`` (pixel test in ``geometry``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from .._validation import as_float_image, as_image_list
+from ..exceptions import ImageError
+from ._color import COLOR_MODES, color_channels, to_grey
+from .geometry import ROTATED_SQUARE, SQUARE, Descriptors
+
+BACKENDS = ("auto", "vlfeat", "opencv")
+
+
+def vlfeat_available() -> bool:
+    """Whether cyvlfeat (VLFeat) can be imported."""
+    try:
+        import cyvlfeat.sift  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def grid_centers(length: int, bin_size: float, step: int, max_bin_size: float) -> np.ndarray:
+    """Descriptor centres along one axis of ``length`` pixels (VLFeat phow convention)."""
+    start = math.floor(1.5 * (max_bin_size - bin_size)) + 1.5 * bin_size
+    stop = length - 1 - 1.5 * bin_size
+    if stop < start - 1e-9:
+        return np.empty(0)
+    return start + step * np.arange(int(math.floor((stop - start) / step + 1e-9)) + 1)
+
+
+def dominant_orientations(
+    grey: np.ndarray, rows: np.ndarray, cols: np.ndarray, bin_size: float, n_bins: int = 36
+) -> np.ndarray:
+    """Dominant gradient orientation (radians) at integer points, as SIFT's detector does.
+
+    The gradient angle ``atan2(dI/drow, dI/dcol)`` (image coordinates, rows
+    down) is soft-binned into ``n_bins`` bins weighted by the gradient
+    magnitude; each bin's map is smoothed by a Gaussian of sigma ``b/2`` (1.5 x
+    the keypoint sigma ``b/3``), read at the points, circularly smoothed with
+    [1, 4, 6, 4, 1]/16 and the peak refined by a parabola.
+    """
+    img = grey.astype(np.float32)
+    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=1) * 0.5
+    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=1) * 0.5
+    magnitude = np.hypot(gx, gy)
+    position = (np.arctan2(gy, gx) % (2 * np.pi)) * (n_bins / (2 * np.pi))
+    lower = np.floor(position).astype(np.int64) % n_bins
+    frac = (position - np.floor(position)).astype(np.float32)
+    sigma = 0.5 * bin_size
+    hist = np.empty((rows.size, n_bins), dtype=np.float64)
+    for k in range(n_bins):
+        weight = magnitude * ((lower == k) * (1 - frac) + (((lower + 1) % n_bins) == k) * frac)
+        smoothed = cv2.GaussianBlur(weight.astype(np.float32), (0, 0), sigma)
+        hist[:, k] = smoothed[rows, cols]
+    kernel = np.array([1, 4, 6, 4, 1], dtype=np.float64) / 16
+    smooth = sum(kernel[j] * np.roll(hist, j - 2, axis=1) for j in range(5))
+    peak = np.argmax(smooth, axis=1)
+    idx = np.arange(rows.size)
+    left = smooth[idx, (peak - 1) % n_bins]
+    right = smooth[idx, (peak + 1) % n_bins]
+    centre = smooth[idx, peak]
+    denom = left - 2 * centre + right
+    offset = np.where(np.abs(denom) > 1e-12, 0.5 * (left - right) / np.where(denom == 0, 1, denom), 0)
+    return ((peak + offset) * (2 * np.pi / n_bins)) % (2 * np.pi)
+
+
+class DenseSIFT(BaseEstimator, TransformerMixin):
+    """Dense SIFT descriptors on a regular grid at one or several bin sizes.
+
+    Parameters
+    ----------
+    bin_sizes : sequence of float
+        SIFT spatial bin sizes ``b`` in pixels (nominal patch side ``4b``).
+        Scale ``sigma`` in the papers' sense is ``b/3``.
+    steps : int or sequence of int
+        Grid step in pixels, one per bin size or one for all.
+    color : {"grey", "opponent", "rgb"}
+        Channels described; descriptors of one location are concatenated
+        (``D = 128 * n_channels``).
+    backend : {"auto", "vlfeat", "opencv"}
+        ``auto`` uses VLFeat when cyvlfeat is installed and the options allow
+        it (no rotation), else OpenCV. The resolved backend is ``backend_``.
+    rotate : bool
+        Rotate each descriptor to the dominant gradient orientation (OpenCV).
+    smooth : bool
+        Pre-smooth with ``sigma = sqrt((b / magnification)^2 - 1/4)`` before
+        each bin size, as VLFeat's ``phow``.
+    magnification : float
+        Ratio bin size / smoothing sigma for ``smooth``.
+    support : {"nominal", "full"}
+        Which pixel set is recorded as ``area(l)``: the ``4b`` square or the
+        ``5b`` reach of the bilinear bin weights.
+    fast : bool
+        VLFeat's fast (flat-window) dsift.
+    n_jobs : int or None
+        Images described in parallel (joblib).
+    """
+
+    def __init__(
+        self,
+        bin_sizes: Sequence[float] = (4, 6, 8, 10),
+        steps: int | Sequence[int] = 3,
+        color: str = "grey",
+        backend: str = "auto",
+        rotate: bool = False,
+        smooth: bool = True,
+        magnification: float = 6.0,
+        support: str = "nominal",
+        fast: bool = True,
+        n_jobs: int | None = None,
+    ):
+        self.bin_sizes = bin_sizes
+        self.steps = steps
+        self.color = color
+        self.backend = backend
+        self.rotate = rotate
+        self.smooth = smooth
+        self.magnification = magnification
+        self.support = support
+        self.fast = fast
+        self.n_jobs = n_jobs
+
+    # -- sklearn API -------------------------------------------------------
+    def fit(self, X=None, y=None):
+        """Check the parameters and resolve the backend (no learning)."""
+        self._check_params()
+        if self.backend == "auto":
+            self.backend_ = "vlfeat" if (vlfeat_available() and not self.rotate) else "opencv"
+        else:
+            self.backend_ = self.backend
+        if self.backend_ == "vlfeat" and not vlfeat_available():
+            raise ImportError(
+                "backend='vlfeat' needs cyvlfeat: install the [vlfeat] extra (make install as root)"
+            )
+        if self.backend_ == "vlfeat" and self.rotate:
+            raise ValueError("rotate=True is implemented with backend='opencv' only")
+        return self
+
+    def transform(self, X) -> list[Descriptors]:
+        """Describe each image. ``X``: one image or a list (arrays or paths)."""
+        if not hasattr(self, "backend_"):
+            self.fit()
+        images = as_image_list(X)
+        if self.n_jobs in (None, 1) or len(images) < 2:
+            return [self.describe(im) for im in images]
+        return Parallel(n_jobs=self.n_jobs)(delayed(self.describe)(im) for im in images)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.two_d_array = False
+        return tags
+
+    # -- work ----------------------------------------------------------------
+    def _check_params(self) -> tuple[list[float], list[int]]:
+        sizes = [float(b) for b in np.atleast_1d(self.bin_sizes)]
+        if not sizes or min(sizes) < 1:
+            raise ValueError(f"bin_sizes must be >= 1 pixel, got {self.bin_sizes}")
+        steps = [int(s) for s in np.atleast_1d(self.steps)]
+        if len(steps) == 1:
+            steps = steps * len(sizes)
+        if len(steps) != len(sizes) or min(steps) < 1:
+            raise ValueError("steps must be one positive integer or one per bin size")
+        if self.color not in COLOR_MODES:
+            raise ValueError(f"color must be one of {COLOR_MODES}, got {self.color!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.support not in ("nominal", "full"):
+            raise ValueError(f"support must be 'nominal' or 'full', got {self.support!r}")
+        return sizes, steps
+
+    def describe(self, image) -> Descriptors:
+        """Descriptors of one image (array or path)."""
+        if not hasattr(self, "backend_"):
+            self.fit()
+        sizes, steps = self._check_params()
+        img = as_float_image(image)
+        height, width = img.shape[:2]
+        b_max = max(sizes)
+        channels = color_channels(img, self.color)
+        parts = []
+        for b, step in zip(sizes, steps):
+            rows = grid_centers(height, b, step, b_max)
+            cols = grid_centers(width, b, step, b_max)
+            if rows.size == 0 or cols.size == 0:
+                continue
+            if self.backend_ == "vlfeat":
+                parts.append(self._vlfeat_scale(channels, b, step, b_max, (height, width)))
+            else:
+                parts.append(self._opencv_scale(channels, img, b, rows, cols))
+        if not parts:
+            need = int(math.ceil(3 * min(sizes) + math.floor(1.5 * (b_max - min(sizes))) + 1))
+            raise ImageError(
+                f"image of {height}x{width} pixels is smaller than one SIFT descriptor "
+                f"(needs at least {need}x{need} for bin size {min(sizes):g})"
+            )
+        out = Descriptors.concatenate(parts)
+        out.channel = f"sift-{self.color}"
+        return out
+
+    def _smoothed(self, channel: np.ndarray, b: float) -> np.ndarray:
+        if not self.smooth:
+            return channel.astype(np.float32)
+        sigma2 = (b / self.magnification) ** 2 - 0.25
+        if sigma2 <= 0:
+            return channel.astype(np.float32)
+        return cv2.GaussianBlur(channel.astype(np.float32), (0, 0), math.sqrt(sigma2))
+
+    def _half_width(self, b: float) -> float:
+        return (2.5 if self.support == "full" else 2.0) * b
+
+    def _opencv_scale(self, channels, img, b, rows, cols) -> Descriptors:
+        rows_i = np.floor(rows).astype(np.int64)
+        cols_i = np.floor(cols).astype(np.int64)
+        rr, cc = np.meshgrid(rows_i, cols_i, indexing="ij")
+        rr, cc = rr.ravel(), cc.ravel()
+        if self.rotate:
+            grey = self._smoothed(to_grey(img), b)
+            theta = dominant_orientations(grey, rr, cc, b)
+        else:
+            theta = np.zeros(rr.size)
+        angles = np.degrees(theta)
+        size = 2.0 * b / 3.0
+        sift = cv2.SIFT_create()
+        blocks = []
+        for channel in channels:
+            u8 = np.clip(np.rint(self._smoothed(channel, b) * 255.0), 0, 255).astype(np.uint8)
+            keypoints = [
+                cv2.KeyPoint(float(c), float(r), size, float(a))
+                for r, c, a in zip(rr, cc, angles)
+            ]
+            kept, desc = sift.compute(u8, keypoints)
+            if desc is None or len(kept) != len(keypoints):
+                raise RuntimeError("OpenCV dropped keypoints; descriptor rows would not match")
+            blocks.append(desc.astype(np.float32))
+        n = rr.size
+        return Descriptors(
+            data=np.hstack(blocks),
+            centers=np.column_stack([rr, cc]).astype(np.float64),
+            half_widths=np.full(n, self._half_width(b)),
+            orientations=theta,
+            shapes=np.full(n, ROTATED_SQUARE if self.rotate else SQUARE, dtype=np.int8),
+            scales=np.full(n, b),
+            image_shape=img.shape[:2],
+        )
+
+    def _vlfeat_scale(self, channels, b, step, b_max, shape) -> Descriptors:
+        from cyvlfeat.sift import dsift
+
+        height, width = shape
+        off = math.floor(1.5 * (b_max - b))
+        bounds = np.array([off, off, height - 1, width - 1], dtype=np.float64)
+        blocks, frames = [], None
+        for channel in channels:
+            f, d = dsift(
+                self._smoothed(channel, b), step=int(step), size=int(b), bounds=bounds,
+                fast=self.fast, float_descriptors=True,
+            )
+            frames = f
+            blocks.append(np.asarray(d, dtype=np.float32))
+        n = frames.shape[0]
+        return Descriptors(
+            data=np.hstack(blocks),
+            centers=np.asarray(frames[:, :2], dtype=np.float64),
+            half_widths=np.full(n, self._half_width(b)),
+            orientations=np.zeros(n),
+            shapes=np.full(n, SQUARE, dtype=np.int8),
+            scales=np.full(n, b),
+            image_shape=shape,
+        )

@@ -1,0 +1,201 @@
+"""Word mappings over a k-means vocabulary: hard, rank and soft assignment.
+
+Each descriptor's mapping is kept as a short sparse code, ``indices (N, s)``
+and ``weights (N, s)`` with ``m_d(l) = weights[l, j]`` for ``d = indices[l, j]``
+(``s = 1`` hard, ``s = n`` rank, ``s = V`` soft), from which the relevance pass
+recomputes ``z_ld = m_d(l)^p / N_c`` without an N x V matrix.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..descriptors.geometry import Descriptors
+from ..vocabulary import KMeansVocabulary, squared_distances
+from .base import Encoder
+from .pooling import pool_words
+
+_CHUNK = 8192
+
+
+def nearest_words(data: np.ndarray, centers: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` nearest words of each descriptor, nearest first.
+
+    Returns
+    -------
+    indices : ndarray (N, n) int32
+    distances : ndarray (N, n) float64, squared Euclidean
+    """
+    N = data.shape[0]
+    idx = np.empty((N, n), dtype=np.int32)
+    dist = np.empty((N, n), dtype=np.float64)
+    rows = np.arange(min(N, _CHUNK))[:, None]
+    for start in range(0, N, _CHUNK):
+        d2 = squared_distances(data[start:start + _CHUNK], centers)
+        r = rows[: d2.shape[0]]
+        if n < d2.shape[1]:
+            part = np.argpartition(d2, n - 1, axis=1)[:, :n]
+        else:
+            part = np.broadcast_to(np.arange(d2.shape[1]), d2.shape).copy()
+        pd = d2[r, part]
+        order = np.argsort(pd, axis=1, kind="stable")
+        idx[start:start + d2.shape[0]] = part[r, order]
+        dist[start:start + d2.shape[0]] = pd[r, order]
+    return idx, dist
+
+
+class _WordEncoder(Encoder):
+    """Shared parts of hard / rank / soft mappings with p-means pooling."""
+
+    def _make_vocabulary(self):
+        if isinstance(self.vocabulary, (int, np.integer)):
+            return KMeansVocabulary(n_words=int(self.vocabulary), random_state=self.random_state)
+        if not isinstance(self.vocabulary, KMeansVocabulary):
+            raise TypeError("vocabulary must be an int (number of words) or a KMeansVocabulary")
+        from sklearn.base import clone
+
+        return clone(self.vocabulary)
+
+    def _block_size(self) -> int:
+        return self.vocabulary_.cluster_centers_.shape[0]
+
+    def _pooling_exponent(self) -> tuple[float, bool]:
+        if self.pooling == "max" or (isinstance(self.pooling, float) and math.isinf(self.pooling)):
+            return 1.0, True
+        p = float(self.pooling)
+        if not p > 0:
+            raise ValueError(f"pooling must be a positive exponent p or 'max', got {self.pooling!r}")
+        return p, False
+
+    def _check_params(self) -> None:
+        self._pooling_exponent()
+
+    def _codes(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _encode(self, descriptors: Descriptors, cell_ids, counts):
+        data = self.vocabulary_.project(descriptors.data)
+        indices, weights = self._codes(data)
+        p, use_max = self._pooling_exponent()
+        pooled = pool_words(indices, weights, cell_ids, counts, self.block_size_,
+                            len(counts), p, use_max)
+        return pooled, {"indices": indices, "weights": weights}
+
+    def _finish_pooling(self, pooled: np.ndarray) -> np.ndarray:
+        p, use_max = self._pooling_exponent()
+        if use_max or p == 1.0:
+            return pooled
+        return pooled ** (1.0 / p)
+
+
+_COMMON_PARAMS = """
+    vocabulary : int or KMeansVocabulary
+        Number of k-means words (fitted with ``random_state``) or a vocabulary
+        estimator (cloned and fitted on the training descriptors).
+    pooling : float or "max"
+        p-means exponent: ``x_d = ((1/N) sum_l m_d(l)^p)^(1/p)``; 1 is mean
+        pooling, "max" max pooling.
+    pyramid : sequence of (rows, cols)
+        Spatial pyramid levels; each cell owns a block of ``V`` dimensions.
+    normalization : str or None
+        Steps from ``l1``, ``l2``, ``power``, ``cell-l2`` joined by ``+``.
+    power : float
+        Exponent of the ``power`` step (signed power).
+    random_state : int or None
+"""
+
+
+class HardAssignment(_WordEncoder):
+    __doc__ = ("""Hard vector quantisation: ``m_d(l) = 1`` for the nearest word, else 0.
+
+    Parameters
+    ----------""" + _COMMON_PARAMS)
+
+    def __init__(self, vocabulary=128, pooling=1.0, pyramid=((1, 1),), normalization="l1",
+                 power=0.5, random_state=None):
+        self.vocabulary = vocabulary
+        self.pooling = pooling
+        self.pyramid = pyramid
+        self.normalization = normalization
+        self.power = power
+        self.random_state = random_state
+
+    def _codes(self, data):
+        indices, _ = nearest_words(data, self.vocabulary_.cluster_centers_, 1)
+        return indices, np.ones(indices.shape)
+
+
+class RankMapping(_WordEncoder):
+    __doc__ = ("""Rank mapping: ``m_d(l) = base^(-rk_d(l))`` for the ``n_nearest`` nearest words.
+
+    ``rk_d(l)`` is the rank (1 = nearest) of word ``d`` among the Euclidean
+    distances from ``l`` to all words (polygons: base 2, n 4; VOC 2009: base 2.4, n 8).
+
+    Parameters
+    ----------
+    base : float
+    n_nearest : int""" + _COMMON_PARAMS)
+
+    def __init__(self, vocabulary=128, base=2.0, n_nearest=4, pooling=1.0, pyramid=((1, 1),),
+                 normalization="l1", power=0.5, random_state=None):
+        self.vocabulary = vocabulary
+        self.base = base
+        self.n_nearest = n_nearest
+        self.pooling = pooling
+        self.pyramid = pyramid
+        self.normalization = normalization
+        self.power = power
+        self.random_state = random_state
+
+    def _check_params(self):
+        super()._check_params()
+        if not self.base > 1:
+            raise ValueError(f"base must be > 1, got {self.base}")
+        if int(self.n_nearest) < 1:
+            raise ValueError(f"n_nearest must be >= 1, got {self.n_nearest}")
+
+    def _codes(self, data):
+        n = min(int(self.n_nearest), self.vocabulary_.cluster_centers_.shape[0])
+        indices, _ = nearest_words(data, self.vocabulary_.cluster_centers_, n)
+        ranks = np.arange(1, n + 1, dtype=np.float64)
+        weights = np.broadcast_to(float(self.base) ** (-ranks), indices.shape)
+        return indices, np.ascontiguousarray(weights)
+
+
+class SoftAssignment(_WordEncoder):
+    __doc__ = ("""Soft codebook: ``m_d(l) = exp(-beta ||l - b_d||^2) / sum_d' exp(-beta ||l - b_d'||^2)``.
+
+    Parameters
+    ----------
+    beta : float
+        Smoothing; larger is harder.
+    n_nearest : int or None
+        Keep only the nearest words (normalised over them: localised soft
+        assignment); None keeps all ``V`` words, the SPEC's formula.""" + _COMMON_PARAMS)
+
+    def __init__(self, vocabulary=128, beta=1.0, n_nearest=None, pooling=1.0,
+                 pyramid=((1, 1),), normalization="l1", power=0.5, random_state=None):
+        self.vocabulary = vocabulary
+        self.beta = beta
+        self.n_nearest = n_nearest
+        self.pooling = pooling
+        self.pyramid = pyramid
+        self.normalization = normalization
+        self.power = power
+        self.random_state = random_state
+
+    def _check_params(self):
+        super()._check_params()
+        if not self.beta > 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+
+    def _codes(self, data):
+        V = self.vocabulary_.cluster_centers_.shape[0]
+        n = V if self.n_nearest is None else min(int(self.n_nearest), V)
+        indices, d2 = nearest_words(data, self.vocabulary_.cluster_centers_, n)
+        logits = -float(self.beta) * (d2 - d2[:, :1])
+        weights = np.exp(logits)
+        weights /= weights.sum(axis=1, keepdims=True)
+        return indices, weights
