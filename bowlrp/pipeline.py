@@ -1,0 +1,207 @@
+"""The end-to-end classifier: descriptors -> vocabulary -> mapping/pooling -> kernel SVM.
+
+A :class:`Pipeline` has one or more feature *channels*, each its own
+extractor (layer 2) and encoder (layer 3), feeding one kernel of a
+:class:`~bowlrp.KernelSVC` (layer 4, with multiple kernel learning when
+there are several channels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ._parallel import map_images
+from ._validation import as_image_list
+from .descriptors.geometry import Descriptors
+from .encoding.base import EncodingTrace
+from .svm import KernelSVC
+
+_CACHE_BYTES = 1 << 30  # keep training descriptors in memory below this size
+
+
+@dataclass
+class ChannelTrace:
+    """Forward intermediates of one channel for one image."""
+
+    name: str
+    descriptors: Descriptors
+    encoding: EncodingTrace
+
+
+@dataclass
+class ImageTrace:
+    """Forward intermediates of one image: per channel, and the feature vector."""
+
+    image_shape: tuple[int, int]
+    channels: list[ChannelTrace]
+    features: np.ndarray
+
+
+def _check_channels(channels) -> list[tuple]:
+    if not isinstance(channels, (list, tuple)) or not channels:
+        raise ValueError("channels must be a non-empty list of (name, extractor, encoder)")
+    out = []
+    for item in channels:
+        if not (isinstance(item, (list, tuple)) and len(item) == 3):
+            raise ValueError(f"each channel must be (name, extractor, encoder), got {item!r}")
+        out.append(tuple(item))
+    names = [c[0] for c in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"channel names must be unique, got {names}")
+    return out
+
+
+def _vocabulary_budget(encoder) -> int:
+    vocab = getattr(encoder, "vocabulary", None)
+    cap = getattr(vocab, "max_descriptors", None)
+    return int(cap) if cap else 100_000
+
+
+class Pipeline(ClassifierMixin, BaseEstimator):
+    """Bag-of-Words / Fisher-vector image classifier that can explain its decisions.
+
+    Parameters
+    ----------
+    channels : list of (name, extractor, encoder)
+        Feature channels, e.g. ``[("sift", DenseSIFT(...), RankMapping(...))]``.
+    classifier : KernelSVC or None
+        The kernel machine; its ``kernel`` may be a list with one kernel per
+        channel. ``channel_sizes`` is set by the pipeline. None: HIK SVM.
+    n_jobs : int or None
+        Images processed in parallel (joblib).
+    verbose : bool
+        Progress bars for long lists of images.
+    random_state : int or None
+        Sampling of descriptors for the vocabularies.
+    config : dict or None
+        The configuration the pipeline was built from (kept in model files).
+
+    Attributes
+    ----------
+    extractors_, encoders_ : list
+        Fitted stages per channel.
+    classifier_ : KernelSVC
+    channel_sizes_ : list of int
+    classes_ : ndarray
+    """
+
+    def __init__(self, channels, classifier=None, n_jobs=None, verbose=False,
+                 random_state=None, config=None):
+        self.channels = channels
+        self.classifier = classifier
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.random_state = random_state
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config, **overrides) -> Pipeline:
+        """Build an unfitted pipeline from a YAML file path or a config dict."""
+        from .config import pipeline_from_config
+
+        return pipeline_from_config(config, **overrides)
+
+    # -- fitting -------------------------------------------------------------
+    def fit(self, images, y):
+        """Fit vocabularies on the training images' descriptors, then the SVM."""
+        images = as_image_list(images)
+        y = np.asarray(y)
+        if len(images) != len(y):
+            raise ValueError(f"{len(images)} images but {len(y)} labels")
+        if len(images) < 2:
+            raise ValueError("need at least two training images")
+        channels = _check_channels(self.channels)
+        self.channel_names_ = [c[0] for c in channels]
+        self.extractors_ = [clone(ex).fit() for _, ex, _ in channels]
+        rng = check_random_state(self.random_state)
+        seeds = rng.randint(0, 2**31 - 1, size=len(images))
+        self.encoders_ = []
+        cached: list[list[Descriptors] | None] = []
+        for (name, _, encoder), extractor in zip(channels, self.extractors_):
+            sets = map_images(extractor.describe, images, self.n_jobs,
+                              f"describing ({name})", self.verbose)
+            total = sum(d.data.nbytes for d in sets)
+            per_image = int(np.ceil(_vocabulary_budget(encoder) / len(images)))
+            sample = [
+                d if len(d) <= per_image else d.subset(
+                    np.sort(np.random.RandomState(s).choice(len(d), per_image, replace=False)))
+                for d, s in zip(sets, seeds)
+            ]
+            self.encoders_.append(clone(encoder).fit(sample))
+            cached.append(sets if total <= _CACHE_BYTES else None)
+            del sample
+        features = self._features_from_cache(images, cached)
+        self.channel_sizes_ = [enc.n_features_out_ for enc in self.encoders_]
+        classifier = self.classifier if self.classifier is not None else KernelSVC()
+        self.classifier_ = clone(classifier).set_params(channel_sizes=self.channel_sizes_)
+        self.classifier_.fit(features, y)
+        self.classes_ = self.classifier_.classes_
+        return self
+
+    def _features_from_cache(self, images, cached) -> np.ndarray:
+        blocks = []
+        for u, sets in enumerate(cached):
+            if sets is None:
+                blocks.append(self._channel_features(images, u))
+            else:
+                blocks.append(self.encoders_[u].transform(sets))
+        return np.hstack(blocks)
+
+    def _channel_features(self, images, u) -> np.ndarray:
+        extractor, encoder = self.extractors_[u], self.encoders_[u]
+
+        def one(image):
+            return encoder.encode_one(extractor.describe(image))[0]
+
+        return np.vstack(map_images(one, images, self.n_jobs,
+                                    f"encoding ({self.channel_names_[u]})", self.verbose))
+
+    # -- forward -------------------------------------------------------------
+    def transform(self, images) -> np.ndarray:
+        """Feature vectors (all channels concatenated), shape (n_images, sum V_u)."""
+        check_is_fitted(self, "classifier_")
+        images = as_image_list(images)
+        return np.vstack(map_images(self._features_one, images, self.n_jobs, "encoding",
+                                    self.verbose))
+
+    def _features_one(self, image) -> np.ndarray:
+        return np.concatenate([
+            enc.encode_one(ex.describe(image))[0]
+            for ex, enc in zip(self.extractors_, self.encoders_)
+        ])
+
+    def forward_one(self, image) -> ImageTrace:
+        """Forward pass of one image keeping every intermediate the relevance pass needs."""
+        check_is_fitted(self, "classifier_")
+        channels = []
+        shape = None
+        for name, ex, enc in zip(self.channel_names_, self.extractors_, self.encoders_):
+            d = ex.describe(image)
+            x, trace = enc.encode_one(d)
+            channels.append(ChannelTrace(name, d, trace))
+            shape = d.image_shape
+        features = np.concatenate([c.encoding.output for c in channels])
+        return ImageTrace(shape, channels, features)
+
+    def decision_function(self, images) -> np.ndarray:
+        """SVM decision values ``f(x)`` (n,) or (n, n_classes)."""
+        return self.classifier_.decision_function(self.transform(images))
+
+    def predict(self, images) -> np.ndarray:
+        return self.classifier_.predict(self.transform(images))
+
+    def score(self, images, y, sample_weight=None) -> float:
+        from sklearn.metrics import accuracy_score
+
+        return float(accuracy_score(y, self.predict(images), sample_weight=sample_weight))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.non_deterministic = False
+        return tags

@@ -1,0 +1,193 @@
+"""Kernel SVMs as explicit dual expansions, with multiple kernel learning.
+
+The fitted model is the expansion
+
+    f_t(x) = b_t + sum_u beta_{t,u} sum_i a_{t,i} k_u(s_i^(u), x^(u))
+
+for every binary task ``t`` (one for binary problems, one per class for
+one-vs-rest, one per label for multi-label), over the union of all support
+vectors ``s_i``. ``decision_function`` and the relevance pass read the same
+arrays, so what is explained is exactly what is predicted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .kernels import Kernel, make_kernel
+from .mkl import fit_binary
+
+
+class KernelSVC(ClassifierMixin, BaseEstimator):
+    """Kernel SVM (libsvm through scikit-learn) with lp-norm MKL over feature channels.
+
+    Parameters
+    ----------
+    kernel : str, Kernel, or list of them
+        One kernel for all channels or one per channel (see ``bowlrp.kernels``).
+    C : float
+        SVM regularisation.
+    channel_sizes : list of int or None
+        Split of the feature columns into channels, one kernel each; None is one channel.
+    mkl_norm : "uniform" or float >= 1
+        Kernel weights: uniform ``1/U``, or learned with lp-norm MKL (``1`` sparse, ``2``...).
+    mkl_max_iter, mkl_tol : int, float
+        MKL iterations and stopping tolerance on the weights.
+    class_weight : dict, "balanced" or None
+        Passed to libsvm per binary task.
+    n_reference : int
+        Training samples kept (with their decision values) as candidate points
+        for the Taylor root search of differentiable kernels.
+    random_state : int or None
+        Draws the reference set.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    support_vectors_ : ndarray (n_sv, n_features)
+    dual_coef_ : ndarray (n_tasks, n_sv)
+        ``a_{t,i} = alpha_{t,i} y_{t,i}`` (zero where a vector is not a support vector of task t).
+    intercept_ : ndarray (n_tasks,)
+    kernel_weights_ : ndarray (n_tasks, n_channels)
+    kernels_ : list of fitted Kernel
+    channel_slices_ : list of slice
+    reference_X_ : ndarray (n_ref, n_features)
+    """
+
+    def __init__(self, kernel="hik", C: float = 1.0, channel_sizes=None, mkl_norm="uniform",
+                 mkl_max_iter: int = 50, mkl_tol: float = 1e-3, class_weight=None,
+                 n_reference: int = 200, random_state=None):
+        self.kernel = kernel
+        self.C = C
+        self.channel_sizes = channel_sizes
+        self.mkl_norm = mkl_norm
+        self.mkl_max_iter = mkl_max_iter
+        self.mkl_tol = mkl_tol
+        self.class_weight = class_weight
+        self.n_reference = n_reference
+        self.random_state = random_state
+
+    # -- helpers -------------------------------------------------------------
+    def _channel_slices(self, n_features: int) -> list[slice]:
+        if self.channel_sizes is None:
+            return [slice(0, n_features)]
+        sizes = [int(s) for s in self.channel_sizes]
+        if sum(sizes) != n_features or min(sizes) < 1:
+            raise ValueError(
+                f"channel_sizes {sizes} must be positive and sum to the {n_features} features"
+            )
+        ends = np.cumsum(sizes)
+        return [slice(int(e - s), int(e)) for s, e in zip(sizes, ends)]
+
+    def _kernel_list(self, n_channels: int) -> list[Kernel]:
+        spec = self.kernel
+        if isinstance(spec, (list, tuple)):
+            if len(spec) != n_channels:
+                raise ValueError(f"{len(spec)} kernels given for {n_channels} channels")
+            return [clone(make_kernel(k)) for k in spec]
+        return [clone(make_kernel(spec)) for _ in range(n_channels)]
+
+    def _tasks(self, y):
+        kind = type_of_target(y)
+        if kind == "multilabel-indicator":
+            Y = np.asarray(y).astype(int)
+            self.classes_ = np.arange(Y.shape[1])
+            self.multilabel_ = True
+            return [Y[:, t] for t in range(Y.shape[1])]
+        if kind not in ("binary", "multiclass"):
+            raise ValueError(f"unsupported target type {kind!r}: give class labels or a "
+                             "multi-label indicator matrix")
+        self.multilabel_ = False
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError(f"need at least 2 classes, got {len(self.classes_)}")
+        if len(self.classes_) == 2:
+            return [(y == self.classes_[1]).astype(int)]
+        return [(y == c).astype(int) for c in self.classes_]
+
+    # -- sklearn API -------------------------------------------------------------
+    def fit(self, X, y):
+        """Fit one (MKL) SVM per binary task on features ``X`` (n, n_features)."""
+        X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if isinstance(self.mkl_norm, str) and self.mkl_norm != "uniform":
+            raise ValueError(f"mkl_norm must be 'uniform' or a number >= 1, got {self.mkl_norm!r}")
+        tasks = self._tasks(y)
+        self.channel_slices_ = self._channel_slices(X.shape[1])
+        self.kernels_ = [k.fit(X[:, s]) for k, s in
+                         zip(self._kernel_list(len(self.channel_slices_)), self.channel_slices_)]
+        grams = [k.gram(X[:, s]) for k, s in zip(self.kernels_, self.channel_slices_)]
+        solutions = []
+        for y01 in tasks:
+            if np.unique(y01).size < 2:
+                raise ValueError("every class/label needs positive and negative training samples")
+            solutions.append(fit_binary(grams, y01, self.C, self.mkl_norm,
+                                        max_iter=self.mkl_max_iter, tol=self.mkl_tol,
+                                        class_weight=self.class_weight))
+        duals = np.vstack([s.dual for s in solutions])
+        support = np.flatnonzero(np.any(duals != 0, axis=0))
+        self.support_ = support
+        self.support_vectors_ = X[support].copy()
+        self.dual_coef_ = duals[:, support]
+        self.intercept_ = np.array([s.intercept for s in solutions])
+        self.kernel_weights_ = np.vstack([s.kernel_weights for s in solutions])
+        self.mkl_n_iter_ = np.array([s.n_iter for s in solutions])
+        self.mkl_converged_ = np.array([s.converged for s in solutions])
+        rng = check_random_state(self.random_state)
+        ref = rng.choice(len(X), min(len(X), int(self.n_reference)), replace=False)
+        self.reference_X_ = X[np.sort(ref)].copy()
+        return self
+
+    def channel_gram(self, X, channel: int) -> np.ndarray:
+        """``k_u(x, s_i)`` for channel ``u``: shape (n, n_sv)."""
+        s = self.channel_slices_[channel]
+        return self.kernels_[channel].gram(X[:, s], self.support_vectors_[:, s])
+
+    def decision_function(self, X) -> np.ndarray:
+        """``f_t(x)``; shape (n,) for binary problems, (n, n_tasks) otherwise."""
+        check_is_fitted(self, "dual_coef_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        F = np.tile(self.intercept_, (X.shape[0], 1))
+        for u in range(len(self.kernels_)):
+            G = self.channel_gram(X, u)
+            F += (G @ self.dual_coef_.T) * self.kernel_weights_[:, u][None, :]
+        if F.shape[1] == 1 and not self.multilabel_:
+            return F[:, 0]
+        return F
+
+    def predict(self, X) -> np.ndarray:
+        F = self.decision_function(X)
+        if self.multilabel_:
+            return (F > 0).astype(int)
+        if F.ndim == 1:
+            return self.classes_[(F > 0).astype(int)]
+        return self.classes_[np.argmax(F, axis=1)]
+
+    @property
+    def n_tasks_(self) -> int:
+        return self.dual_coef_.shape[0]
+
+    def task_index(self, target) -> int:
+        """Row of ``dual_coef_`` for a class label (or label index for multi-label).
+
+        For a binary problem the single task explains ``classes_[1]``; asking for
+        ``classes_[0]`` is answered with the same task (its relevance negated by the caller).
+        """
+        check_is_fitted(self, "dual_coef_")
+        if self.n_tasks_ == 1:
+            return 0
+        matches = np.flatnonzero(self.classes_ == target)
+        if matches.size == 0:
+            raise ValueError(f"unknown target {target!r}; classes are {list(self.classes_)}")
+        return int(matches[0])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.classifier_tags.multi_label = True
+        return tags
