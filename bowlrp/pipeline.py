@@ -188,6 +188,45 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         features = np.concatenate([c.encoding.output for c in channels])
         return ImageTrace(shape, channels, features)
 
+    def explain(self, images, target=None, rules=None, tile: int | None = None,
+                stride: int | None = None):
+        """Explain predictions pixel by pixel with LRP (SPEC 2).
+
+        Parameters
+        ----------
+        images : image, path or list of them
+        target : class label, list of labels, or None
+            None explains the predicted class of each image. A list explains
+            each label with one forward pass per image and returns, per image,
+            a list of explanations.
+        rules : rule, list of rules, or dict {"classifier", "descriptors", "pixels"}
+            Defaults: exact ``Decomposition`` (``Taylor`` for differentiable
+            kernels), ``Epsilon(0)`` (``WinnerTakeAll`` for max pooling), ``Flat``.
+        tile, stride : int or None
+            Explain each image as overlapping ``tile`` x ``tile`` crops every
+            ``stride`` pixels, heatmaps averaged per pixel (the polygon experiment).
+
+        Returns
+        -------
+        list of Explanation (or of lists, for a list of targets)
+        """
+        from .explanation import explain_tiled, explain_trace
+
+        check_is_fitted(self, "classifier_")
+        images = as_image_list(images)
+        many = isinstance(target, (list, tuple))
+        targets = list(target) if many else [target]
+        if tile is not None:
+            out = [[explain_tiled(self, im, int(tile), int(stride or tile), t, rules)
+                    for t in targets] for im in images]
+        else:
+            def one(im):
+                trace = self.forward_one(im)
+                return [explain_trace(self, trace, t, rules) for t in targets]
+
+            out = map_images(one, images, self.n_jobs, "explaining", self.verbose)
+        return out if many else [o[0] for o in out]
+
     def decision_function(self, images) -> np.ndarray:
         """SVM decision values ``f(x)`` (n,) or (n, n_classes)."""
         return self.classifier_.decision_function(self.transform(images))

@@ -168,6 +168,64 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
             return self.classes_[(F > 0).astype(int)]
         return self.classes_[np.argmax(F, axis=1)]
 
+    def forward(self, X):
+        """Decision values and, as trace, the validated feature matrix: ``(F, X)``."""
+        check_is_fitted(self, "dual_coef_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return self.decision_function(X), X
+
+    def relevance(self, R, trace, rule=None, target=None):
+        """Relevance of the feature dimensions of one sample (SPEC 2, step 1).
+
+        Parameters
+        ----------
+        R : float or None
+            The relevance to distribute, i.e. ``f(x)`` of the target (checked
+            against the model when given).
+        trace : ndarray (n_features,)
+            The sample's features (a row of the trace of :meth:`forward`).
+        rule : Decomposition, Taylor or None
+            None: ``Decomposition()`` if every kernel is sum-decomposable, else ``Taylor()``.
+        target : class label or None
+            None: the predicted class.
+
+        Returns
+        -------
+        DimensionRelevance
+        """
+        from .classifier_relevance import classifier_relevance
+
+        x = np.asarray(trace, dtype=np.float64).ravel()
+        task, sign = self.task_and_sign(x, target)
+        out = classifier_relevance(self, x, task, sign, rule)
+        if R is not None and not np.isclose(float(R), out.score, rtol=1e-9, atol=1e-12):
+            raise ValueError(f"R={R} is not f(x)={out.score} of target {target!r}")
+        return out
+
+    def task_and_sign(self, x, target=None) -> tuple[int, float]:
+        """Which dual expansion explains ``target`` for sample ``x``, and with which sign."""
+        check_is_fitted(self, "dual_coef_")
+        if target is None:
+            F = self.decision_function(np.asarray(x, dtype=np.float64).reshape(1, -1))
+            if self.multilabel_:
+                return int(np.argmax(F[0])), 1.0
+            if F.ndim == 1:
+                return 0, (1.0 if F[0] > 0 else -1.0)
+            return int(np.argmax(F[0])), 1.0
+        if self.n_tasks_ == 1 and not self.multilabel_:
+            if target == self.classes_[1]:
+                return 0, 1.0
+            if target == self.classes_[0]:
+                return 0, -1.0
+            raise ValueError(f"unknown target {target!r}; classes are {list(self.classes_)}")
+        return self.task_index(target), 1.0
+
+    def target_label(self, task: int, sign: float):
+        """The class label that ``(task, sign)`` explains."""
+        if self.n_tasks_ == 1 and not self.multilabel_:
+            return self.classes_[1] if sign > 0 else self.classes_[0]
+        return self.classes_[task]
+
     @property
     def n_tasks_(self) -> int:
         return self.dual_coef_.shape[0]

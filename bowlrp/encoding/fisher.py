@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 from sklearn.base import clone
 
 from ..descriptors.geometry import Descriptors
 from ..vocabulary import GMMVocabulary, log_gaussians
-from .base import Encoder
+from .base import Encoder, coefficients_from_rule
 
 FISHER_PARTS = ("pi", "mu", "sigma")
 _CHUNK = 16384
@@ -124,7 +125,7 @@ class FisherVector(Encoder):
                                   self.posterior_threshold)
         mu, sigma, prior = self.gmm_parameters()
         K, D = mu.shape
-        blocks = []
+        blocks, reached = [], []
         base = 0
         for lev, (rows, cols) in enumerate(self.levels_):
             n_cells = rows * cols
@@ -135,17 +136,125 @@ class FisherVector(Encoder):
             occupied = (counts[base:base + n_cells] > 0).astype(np.float64)
             for c in range(n_cells):
                 block = []
+                hit = []
                 for part in self.parts_:
                     if part == "pi":
                         block.append((S0[c] - prior * occupied[c]) / np.sqrt(prior))
-                    elif part == "mu":
+                        hit.append(np.full(K, occupied[c] > 0))
+                        continue
+                    if part == "mu":
                         g = (S1[c] - mu * S0[c][:, None]) / (sigma * np.sqrt(prior)[:, None])
-                        block.append(g.ravel())
                     else:
                         second = S2[c] - 2 * mu * S1[c] + mu * mu * S0[c][:, None]
                         g = (second / sigma**2 - S0[c][:, None]) / np.sqrt(2 * prior)[:, None]
-                        block.append(g.ravel())
+                    block.append(g.ravel())
+                    hit.append(np.repeat(S0[c] > 0, D))
                 blocks.append(np.concatenate(block))
+                reached.append(np.concatenate(hit))
             base += n_cells
         pooled = np.concatenate(blocks)
-        return pooled, {"data": data, "posteriors": gamma}
+        return pooled, {"data": data, "posteriors": gamma, "reached": np.concatenate(reached)}
+
+    def _pass(self, trace, mode, a, b, pos, neg, out, per_dim):
+        mu, sigma, prior = self.gmm_parameters()
+        gamma = trace.codes["posteriors"]
+        parts = self.parts_
+        _fisher_pass(trace.codes["data"], gamma.indptr, gamma.indices, gamma.data,
+                     trace.cell_ids, trace.cell_counts, mu, 1.0 / sigma, prior,
+                     "pi" in parts, "mu" in parts, "sigma" in parts, self.block_size_, mode,
+                     a, b, pos, neg, out, per_dim)
+
+    def _descriptor_relevance(self, R, trace, rule, per_dimension):
+        from ..rules import AbsZ, AlphaBeta, Epsilon, require
+
+        require(rule, (Epsilon, AlphaBeta, AbsZ), "FisherVector")
+        n = trace.n_descriptors
+        D = trace.codes["data"].shape[1]
+        V = self.n_features_out_
+        pos = np.zeros(V)
+        neg = np.zeros(V)
+        empty = np.zeros(0)
+        if not isinstance(rule, Epsilon):
+            self._pass(trace, 0, empty, empty, pos, neg, np.zeros(n), np.zeros((0, 0)))
+        a, b, uniform = coefficients_from_rule(R, trace.pooled, trace.codes["reached"],
+                                               pos, neg, rule)
+        out = np.full(n, uniform / n)
+        per_dim = np.full((n, D), uniform / n / D) if per_dimension else np.zeros((0, 0))
+        self._pass(trace, 1, a, b, empty, empty, out, per_dim)
+        return (out, per_dim) if per_dimension else out
+
+
+@njit(cache=True)
+def _fisher_pass(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, prior,
+                 has_pi, has_mu, has_sigma, block, mode, a, b, pos, neg, out, per_dim):
+    """One streaming pass over the per-descriptor Fisher contributions ``z_ld``.
+
+    mode 0: accumulate ``pos[d] += max(z_ld, 0)``, ``neg[d] += min(z_ld, 0)``.
+    mode 1: ``out[l] += sum_d z_ld (a_d if z_ld > 0 else b_d)``; with a non-empty
+    ``per_dim`` (N, D) also the share of each descriptor dimension (the pi part,
+    which belongs to no dimension, is spread evenly over them).
+    """
+    n, D = data.shape
+    K = mu.shape[0]
+    off_mu = K if has_pi else 0
+    off_sigma = off_mu + (K * D if has_mu else 0)
+    track = per_dim.shape[0] > 0
+    for l in range(n):
+        acc = 0.0
+        for lev in range(cell_ids.shape[1]):
+            c = cell_ids[l, lev]
+            inv = 1.0 / counts[c]
+            base = c * block
+            if has_pi:
+                ptr = indptr[l]
+                pi_acc = 0.0
+                for k in range(K):
+                    g = 0.0
+                    if ptr < indptr[l + 1] and indices[ptr] == k:
+                        g = gamma[ptr]
+                        ptr += 1
+                    z = (g - prior[k]) / np.sqrt(prior[k]) * inv
+                    d = base + k
+                    if mode == 0:
+                        if z > 0:
+                            pos[d] += z
+                        else:
+                            neg[d] += z
+                    else:
+                        pi_acc += z * (a[d] if z > 0 else b[d])
+                acc += pi_acc
+                if track:
+                    for i in range(D):
+                        per_dim[l, i] += pi_acc / D
+            for q in range(indptr[l], indptr[l + 1]):
+                k = indices[q]
+                g = gamma[q] * inv
+                s_mu = g / np.sqrt(prior[k])
+                s_sigma = g / np.sqrt(2.0 * prior[k])
+                for i in range(D):
+                    t = (data[l, i] - mu[k, i]) * inv_sigma[k, i]
+                    r = 0.0
+                    if has_mu:
+                        z = s_mu * t
+                        d = base + off_mu + k * D + i
+                        if mode == 0:
+                            if z > 0:
+                                pos[d] += z
+                            else:
+                                neg[d] += z
+                        else:
+                            r += z * (a[d] if z > 0 else b[d])
+                    if has_sigma:
+                        z = s_sigma * (t * t - 1.0)
+                        d = base + off_sigma + k * D + i
+                        if mode == 0:
+                            if z > 0:
+                                pos[d] += z
+                            else:
+                                neg[d] += z
+                        else:
+                            r += z * (a[d] if z > 0 else b[d])
+                    acc += r
+                    if track:
+                        per_dim[l, i] += r
+        out[l] += acc

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from ..descriptors.geometry import Descriptors
 from ..vocabulary import KMeansVocabulary, squared_distances
-from .base import Encoder
+from .base import Encoder, coefficients_from_rule
 from .pooling import pool_words
 
 _CHUNK = 8192
@@ -88,6 +89,33 @@ class _WordEncoder(Encoder):
         if use_max or p == 1.0:
             return pooled
         return pooled ** (1.0 / p)
+
+    def default_rule(self):
+        from ..rules import Epsilon, WinnerTakeAll
+
+        return WinnerTakeAll() if self._pooling_exponent()[1] else Epsilon(0.0)
+
+    def _descriptor_relevance(self, R, trace, rule, per_dimension):
+        from ..exceptions import RuleError
+        from ..rules import AbsZ, AlphaBeta, Epsilon, WinnerTakeAll, require
+
+        if per_dimension:
+            raise RuleError(
+                f"{type(self).__name__} has no per-descriptor-dimension relevance (SIFTBins "
+                "needs a Fisher-vector channel); use Flat"
+            )
+        codes = trace.codes
+        p, use_max = self._pooling_exponent()
+        if use_max:
+            require(rule, (WinnerTakeAll,), f"{type(self).__name__} with max pooling")
+            return _winner_take_all(codes["indices"], codes["weights"], trace.cell_ids,
+                                    trace.pooled, self.block_size_, R)
+        require(rule, (Epsilon, AlphaBeta, AbsZ), f"{type(self).__name__} with p-means pooling")
+        z = trace.pooled
+        # word mappings are non-negative: z+_d = z_d and z-_d = 0
+        a, b, uniform = coefficients_from_rule(R, z, z > 0, z, np.zeros_like(z), rule)
+        return _word_relevance(codes["indices"], codes["weights"], trace.cell_ids,
+                               trace.cell_counts, self.block_size_, p, a, b, uniform)
 
 
 _COMMON_PARAMS = """
@@ -199,3 +227,52 @@ class SoftAssignment(_WordEncoder):
         weights = np.exp(logits)
         weights /= weights.sum(axis=1, keepdims=True)
         return indices, weights
+
+
+@njit(cache=True)
+def _word_relevance(indices, weights, cell_ids, cell_counts, n_words, p, a, b, uniform):
+    """R_l = sum_{lev, j} z_lj (a or b)[cell*V + idx] + uniform / N."""
+    n, s = indices.shape
+    out = np.full(n, uniform / n)
+    for l in range(n):
+        acc = 0.0
+        for lev in range(cell_ids.shape[1]):
+            c = cell_ids[l, lev]
+            base = c * n_words
+            inv = 1.0 / cell_counts[c]
+            for j in range(s):
+                m = weights[l, j]
+                if m == 0.0:
+                    continue
+                z = (m if p == 1.0 else m**p) * inv
+                d = base + indices[l, j]
+                acc += z * (a[d] if z > 0 else b[d])
+        out[l] += acc
+    return out
+
+
+@njit(cache=True)
+def _winner_take_all(indices, weights, cell_ids, pooled, n_words, R):
+    """Max pooling: R_d split among the descriptors attaining max_l m_d(l) (> 0)."""
+    n, s = indices.shape
+    ties = np.zeros(pooled.shape[0])
+    for l in range(n):
+        for lev in range(cell_ids.shape[1]):
+            base = cell_ids[l, lev] * n_words
+            for j in range(s):
+                d = base + indices[l, j]
+                if weights[l, j] > 0 and weights[l, j] == pooled[d]:
+                    ties[d] += 1.0
+    uniform = 0.0
+    for d in range(pooled.shape[0]):
+        if ties[d] == 0:
+            uniform += R[d]
+    out = np.full(n, uniform / n)
+    for l in range(n):
+        for lev in range(cell_ids.shape[1]):
+            base = cell_ids[l, lev] * n_words
+            for j in range(s):
+                d = base + indices[l, j]
+                if weights[l, j] > 0 and weights[l, j] == pooled[d]:
+                    out[l] += R[d] / ties[d]
+    return out

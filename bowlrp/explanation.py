@@ -1,0 +1,233 @@
+"""Explanations: the relevance pass from ``f(x)`` down to pixels, and what it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .classifier_relevance import DimensionRelevance, classifier_relevance
+from .classifier_relevance import default_rule as default_classifier_rule
+from .descriptors.geometry import Descriptors
+from .exceptions import RuleError
+from .pixels import flat, pixel_rule_check, sift_bins, through_pca
+from .rules import (
+    CLASSIFIER_RULES,
+    DESCRIPTOR_RULES,
+    PIXEL_RULES,
+    Flat,
+    SIFTBins,
+    require,
+)
+
+
+@dataclass
+class ChannelRelevance:
+    """Relevance of one feature channel of one image."""
+
+    name: str
+    descriptors: Descriptors
+    descriptor_relevance: np.ndarray   # (N,)
+    dimension_relevance: np.ndarray    # (V_u,)
+    heatmap: np.ndarray                # (H, W)
+
+
+@dataclass
+class Explanation:
+    """Why the model scored one image as it did, pixel by pixel.
+
+    ``heatmap.sum() + bias_relevance + absorbed + residual == score`` to rounding, where
+    ``absorbed`` is what an epsilon stabiliser took and ``residual`` the Taylor remainder.
+
+    Attributes
+    ----------
+    score : float
+        ``f(x)`` of the explained target (negated for the negative class of a binary model).
+    target : class label explained
+    heatmap : ndarray (H, W) float64, channels summed
+    channels : list of ChannelRelevance
+    bias_relevance : float
+    residual : float
+    absorbed : float
+    rules : dict
+    root_distance : float or None
+        Distance in feature space to the Taylor root.
+    """
+
+    score: float
+    target: object
+    heatmap: np.ndarray
+    channels: list[ChannelRelevance]
+    bias_relevance: float
+    residual: float
+    absorbed: float
+    rules: dict
+    root_distance: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def descriptor_relevance(self) -> dict[str, tuple[Descriptors, np.ndarray]]:
+        """Per channel: (descriptors with geometry, relevance (N,))."""
+        return {c.name: (c.descriptors, c.descriptor_relevance) for c in self.channels}
+
+    @property
+    def dimension_relevance(self) -> dict[str, np.ndarray]:
+        """Per channel: relevance of the BoW / FV dimensions (V_u,)."""
+        return {c.name: c.dimension_relevance for c in self.channels}
+
+    def conservation(self) -> dict[str, float]:
+        """Sums at each layer (they should agree up to bias, absorbed and residual)."""
+        dims = sum(float(c.dimension_relevance.sum()) for c in self.channels)
+        desc = sum(float(c.descriptor_relevance.sum()) for c in self.channels)
+        return {
+            "score": self.score,
+            "dimensions": dims,
+            "descriptors": desc,
+            "pixels": float(self.heatmap.sum()),
+            "bias": self.bias_relevance,
+            "absorbed": self.absorbed,
+            "residual": self.residual,
+        }
+
+    def summary(self) -> dict:
+        """JSON-friendly numbers (no arrays)."""
+        return {
+            "target": _jsonable(self.target),
+            "score": self.score,
+            "bias_relevance": self.bias_relevance,
+            "residual": self.residual,
+            "absorbed": self.absorbed,
+            "root_distance": self.root_distance,
+            "heatmap_sum": float(self.heatmap.sum()),
+            "rules": {k: repr(v) for k, v in self.rules.items()},
+            **{k: _jsonable(v) for k, v in self.extra.items()},
+        }
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def resolve_rules(rules) -> dict:
+    """Normalise the ``rules`` argument to ``{"classifier", "descriptors", "pixels"}``.
+
+    Accepts None, one rule object (placed at the step it belongs to), a list of
+    them, or a dict with those keys.
+    """
+    out = {"classifier": None, "descriptors": None, "pixels": Flat()}
+    if rules is None:
+        return out
+    if isinstance(rules, dict):
+        unknown = set(rules) - set(out)
+        if unknown:
+            raise RuleError(f"unknown rule step(s) {sorted(unknown)}; use {sorted(out)}")
+        out.update(rules)
+        return out
+    items = rules if isinstance(rules, (list, tuple)) else [rules]
+    for rule in items:
+        if isinstance(rule, CLASSIFIER_RULES):
+            out["classifier"] = rule
+        elif isinstance(rule, DESCRIPTOR_RULES):
+            out["descriptors"] = rule
+        elif isinstance(rule, PIXEL_RULES):
+            out["pixels"] = rule
+        else:
+            raise RuleError(f"{rule!r} is not a bowlrp rule")
+    return out
+
+
+def explain_trace(pipeline, trace, target=None, rules=None) -> Explanation:
+    """Relevance pass for one image whose forward trace is ``trace`` (an ImageTrace)."""
+    steps = resolve_rules(rules)
+    clf = pipeline.classifier_
+    task, sign = clf.task_and_sign(trace.features, target)
+    crule = steps["classifier"] or default_classifier_rule(clf)
+    require(crule, CLASSIFIER_RULES, "the classifier step")
+    prule = pixel_rule_check(steps["pixels"])
+    dims: DimensionRelevance = classifier_relevance(clf, trace.features, task, sign, crule)
+    heatmap = np.zeros(trace.image_shape)
+    channels = []
+    used_descriptor_rules = {}
+    absorbed = 0.0
+    for u, ct in enumerate(trace.channels):
+        encoder = pipeline.encoders_[u]
+        R_u = dims.relevance[clf.channel_slices_[u]]
+        drule = steps["descriptors"] or encoder.default_rule()
+        used_descriptor_rules[ct.name] = drule
+        if isinstance(prule, SIFTBins):
+            if not hasattr(encoder, "gmm_parameters") or not ct.descriptors.channel.startswith("sift"):
+                raise RuleError(
+                    f"SIFTBins needs a Fisher-vector channel over SIFT; channel {ct.name!r} is "
+                    f"{type(encoder).__name__} over {ct.descriptors.channel or 'descriptors'}"
+                )
+            R_l, per_dim = encoder.relevance(R_u, ct.encoding, drule, per_dimension=True)
+            per_dim = through_pca(per_dim, ct.descriptors, encoder.vocabulary_, prule.epsilon)
+            hm = sift_bins(ct.descriptors, R_l, per_dim)
+        else:
+            R_l = encoder.relevance(R_u, ct.encoding, drule)
+            hm = flat(ct.descriptors, R_l)
+        absorbed += float(R_u.sum() - hm.sum())
+        heatmap += hm
+        channels.append(ChannelRelevance(ct.name, ct.descriptors, R_l, R_u, hm))
+    return Explanation(
+        score=dims.score,
+        target=clf.target_label(task, sign),
+        heatmap=heatmap,
+        channels=channels,
+        bias_relevance=dims.bias,
+        residual=dims.residual,
+        absorbed=absorbed,
+        rules={"classifier": crule, "descriptors": used_descriptor_rules, "pixels": prule},
+        root_distance=dims.root_distance,
+    )
+
+
+def tile_origins(length: int, tile: int, stride: int) -> list[int]:
+    """Tile starts covering ``[0, length)``: every ``stride``, the last flush with the end."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile + 1, stride))
+    if starts[-1] != length - tile:
+        starts.append(length - tile)
+    return starts
+
+
+def explain_tiled(pipeline, image, tile: int, stride: int, target=None, rules=None) -> Explanation:
+    """Explain an image as a grid of overlapping tiles; heatmaps averaged per pixel.
+
+    The score, bias, residual and absorbed values are the means over tiles;
+    ``extra["tile_scores"]`` holds each tile's score and origin.
+    """
+    from ._validation import as_float_image
+
+    img = as_float_image(image)
+    H, W = img.shape[:2]
+    if tile < 1 or stride < 1:
+        raise ValueError("tile and stride must be positive")
+    total = np.zeros((H, W))
+    cover = np.zeros((H, W))
+    parts = []
+    for r in tile_origins(H, tile, stride):
+        for c in tile_origins(W, tile, stride):
+            crop = img[r:r + tile, c:c + tile]
+            e = explain_trace(pipeline, pipeline.forward_one(crop), target, rules)
+            h, w = crop.shape[:2]
+            total[r:r + h, c:c + w] += e.heatmap
+            cover[r:r + h, c:c + w] += 1
+            parts.append((r, c, e))
+    heatmap = total / np.maximum(cover, 1)
+    first = parts[0][2]
+    return Explanation(
+        score=float(np.mean([e.score for _, _, e in parts])),
+        target=first.target if target is None else target,
+        heatmap=heatmap,
+        channels=[],
+        bias_relevance=float(np.mean([e.bias_relevance for _, _, e in parts])),
+        residual=float(np.mean([e.residual for _, _, e in parts])),
+        absorbed=float(np.mean([e.absorbed for _, _, e in parts])),
+        rules=first.rules,
+        extra={"tile": tile, "stride": stride,
+               "tile_scores": [(r, c, e.score) for r, c, e in parts]},
+    )
