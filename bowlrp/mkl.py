@@ -67,8 +67,9 @@ def fit_binary(grams: list[np.ndarray], y01: np.ndarray, C: float, norm, *, max_
         raise ValueError(f"the MKL norm p must be >= 1 or 'uniform', got {norm}")
     beta = np.full(U, U ** (-1.0 / p))
     converged = False
-    it = 0
-    for it in range(1, max_iter + 1):
+    n_iter = 0
+    while n_iter < max_iter:
+        n_iter += 1
         K = sum(b * G for b, G in zip(beta, grams))
         dual, b = _solve_svm(K, y01, C, class_weight, svm_tol)
         w2 = np.array([beta[u] ** 2 * dual @ grams[u] @ dual for u in range(U)])
@@ -84,4 +85,4 @@ def fit_binary(grams: list[np.ndarray], y01: np.ndarray, C: float, norm, *, max_
             break
     K = sum(b_ * G for b_, G in zip(beta, grams))
     dual, b = _solve_svm(K, y01, C, class_weight, svm_tol)
-    return BinarySolution(dual, b, beta, it, converged)
+    return BinarySolution(dual, b, beta, n_iter, converged)

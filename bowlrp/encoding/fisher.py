@@ -6,10 +6,12 @@ Per descriptor ``l`` (after PCA) with posteriors ``gamma_k(l)``:
     Psi_mu_k(l)    = gamma_k(l) (l - mu_k) / (sigma_k sqrt(pi_k))
     Psi_sigma_k(l) = gamma_k(l) ((l - mu_k)^2 / sigma_k^2 - 1) / sqrt(2 pi_k)
 
-mean-pooled per cell (``1/N_c``). The pooled sums are computed from the
-posterior moments ``S0 = sum gamma``, ``S1 = sum gamma l``, ``S2 = sum gamma l^2``
-(sparse posteriors times the descriptor matrix, BLAS), never from the
-per-descriptor N x 2KD matrix. Posteriors below ``posterior_threshold``
+mean-pooled per cell (``1/N_c``). Posteriors come from BLAS in chunks and are
+kept sparse; the pooled sums are then accumulated by one streaming Numba pass
+over (descriptor, component) pairs, never through the per-descriptor N x 2KD
+matrix. The same pass (in the order the relevance pass uses) gives the positive
+and negative parts ``z+_d``, ``z-_d`` that the AlphaBeta and AbsZ rules need.
+Posteriors below ``posterior_threshold``
 (VLFeat: 1e-6) are dropped without renormalising, as VLFeat does; the
 relevance pass uses the same sparse posteriors, so conservation is exact.
 
@@ -44,144 +46,6 @@ def sparse_posteriors(data, means, variances, weights, threshold) -> sp.csr_matr
         p[p < threshold] = 0.0
         blocks.append(sp.csr_matrix(p))
     return sp.vstack(blocks, format="csr")
-
-
-def cell_posteriors(gamma: sp.csr_matrix, cell_of_row: np.ndarray, counts: np.ndarray,
-                    n_cells_level: int, level_base: int) -> sp.csr_matrix:
-    """Posteriors spread into per-cell column blocks, divided by ``N_c``: (N, C_level * K)."""
-    K = gamma.shape[1]
-    rows_of_nnz = np.repeat(np.arange(gamma.shape[0]), np.diff(gamma.indptr))
-    local_cell = cell_of_row[rows_of_nnz] - level_base
-    data = gamma.data / counts[cell_of_row[rows_of_nnz]]
-    return sp.csr_matrix(
-        (data, gamma.indices + K * local_cell, gamma.indptr),
-        shape=(gamma.shape[0], n_cells_level * K),
-    )
-
-
-class FisherVector(Encoder):
-    """Fisher vector encoding with a diagonal GMM vocabulary.
-
-    Parameters
-    ----------
-    vocabulary : int or GMMVocabulary
-        Number of Gaussians (fitted with ``random_state``) or a vocabulary
-        estimator (cloned and fitted), e.g. ``GMMVocabulary(256, pca_components=80)``.
-    parts : sequence of {"pi", "mu", "sigma"}
-        Gradients included, in this order (VLFeat: mu and sigma).
-    pyramid : sequence of (rows, cols)
-    normalization : str or None
-        Default ``"power+l2"``: the improved Fisher vector (signed square root,
-        then l2). The Chatfield et al. baseline uses ``"cell-l2+power+l2"``.
-    power : float
-        Exponent of the signed power step.
-    posterior_threshold : float
-        Posteriors below it are dropped (VLFeat: 1e-6).
-    random_state : int or None
-    """
-
-    def __init__(self, vocabulary=64, parts=("mu", "sigma"), pyramid=((1, 1),),
-                 normalization="power+l2", power=0.5, posterior_threshold=1e-6,
-                 random_state=None):
-        self.vocabulary = vocabulary
-        self.parts = parts
-        self.pyramid = pyramid
-        self.normalization = normalization
-        self.power = power
-        self.posterior_threshold = posterior_threshold
-        self.random_state = random_state
-
-    def _check_params(self):
-        parts = tuple(self.parts)
-        if not parts or any(p not in FISHER_PARTS for p in parts) or len(set(parts)) != len(parts):
-            raise ValueError(f"parts must be distinct names from {FISHER_PARTS}, got {self.parts!r}")
-        if not 0 <= self.posterior_threshold < 1:
-            raise ValueError("posterior_threshold must lie in [0, 1)")
-
-    def _make_vocabulary(self):
-        if isinstance(self.vocabulary, (int, np.integer)):
-            return GMMVocabulary(n_components=int(self.vocabulary), random_state=self.random_state)
-        if not isinstance(self.vocabulary, GMMVocabulary):
-            raise TypeError("vocabulary must be an int (number of Gaussians) or a GMMVocabulary")
-        return clone(self.vocabulary)
-
-    @property
-    def parts_(self) -> tuple[str, ...]:
-        return tuple(p for p in FISHER_PARTS if p in tuple(self.parts))
-
-    def _block_size(self) -> int:
-        K, D = self.vocabulary_.means_.shape
-        return sum(K if p == "pi" else K * D for p in self.parts_)
-
-    def gmm_parameters(self):
-        """(means (K, D), sigmas (K, D), priors (K,)) of the fitted vocabulary."""
-        v = self.vocabulary_
-        return v.means_, np.sqrt(v.covariances_), v.weights_
-
-    def _encode(self, descriptors: Descriptors, cell_ids, counts):
-        v = self.vocabulary_
-        data = v.project(descriptors.data)
-        gamma = sparse_posteriors(data, v.means_, v.covariances_, v.weights_,
-                                  self.posterior_threshold)
-        mu, sigma, prior = self.gmm_parameters()
-        K, D = mu.shape
-        blocks, reached = [], []
-        base = 0
-        for lev, (rows, cols) in enumerate(self.levels_):
-            n_cells = rows * cols
-            G = cell_posteriors(gamma, cell_ids[:, lev], counts, n_cells, base)
-            S0 = np.asarray(G.sum(axis=0)).reshape(n_cells, K)
-            S1 = np.asarray(G.T @ data).reshape(n_cells, K, D)
-            S2 = np.asarray(G.T @ (data * data)).reshape(n_cells, K, D)
-            occupied = (counts[base:base + n_cells] > 0).astype(np.float64)
-            for c in range(n_cells):
-                block = []
-                hit = []
-                for part in self.parts_:
-                    if part == "pi":
-                        block.append((S0[c] - prior * occupied[c]) / np.sqrt(prior))
-                        hit.append(np.full(K, occupied[c] > 0))
-                        continue
-                    if part == "mu":
-                        g = (S1[c] - mu * S0[c][:, None]) / (sigma * np.sqrt(prior)[:, None])
-                    else:
-                        second = S2[c] - 2 * mu * S1[c] + mu * mu * S0[c][:, None]
-                        g = (second / sigma**2 - S0[c][:, None]) / np.sqrt(2 * prior)[:, None]
-                    block.append(g.ravel())
-                    hit.append(np.repeat(S0[c] > 0, D))
-                blocks.append(np.concatenate(block))
-                reached.append(np.concatenate(hit))
-            base += n_cells
-        pooled = np.concatenate(blocks)
-        return pooled, {"data": data, "posteriors": gamma, "reached": np.concatenate(reached)}
-
-    def _pass(self, trace, mode, a, b, pos, neg, out, per_dim):
-        mu, sigma, prior = self.gmm_parameters()
-        gamma = trace.codes["posteriors"]
-        parts = self.parts_
-        _fisher_pass(trace.codes["data"], gamma.indptr, gamma.indices, gamma.data,
-                     trace.cell_ids, trace.cell_counts, mu, 1.0 / sigma, prior,
-                     "pi" in parts, "mu" in parts, "sigma" in parts, self.block_size_, mode,
-                     a, b, pos, neg, out, per_dim)
-
-    def _descriptor_relevance(self, R, trace, rule, per_dimension):
-        from ..rules import AbsZ, AlphaBeta, Epsilon, require
-
-        require(rule, (Epsilon, AlphaBeta, AbsZ), "FisherVector")
-        n = trace.n_descriptors
-        D = trace.codes["data"].shape[1]
-        V = self.n_features_out_
-        pos = np.zeros(V)
-        neg = np.zeros(V)
-        empty = np.zeros(0)
-        if not isinstance(rule, Epsilon):
-            self._pass(trace, 0, empty, empty, pos, neg, np.zeros(n), np.zeros((0, 0)))
-        a, b, uniform = coefficients_from_rule(R, trace.pooled, trace.codes["reached"],
-                                               pos, neg, rule)
-        out = np.full(n, uniform / n)
-        per_dim = np.full((n, D), uniform / n / D) if per_dimension else np.zeros((0, 0))
-        self._pass(trace, 1, a, b, empty, empty, out, per_dim)
-        return (out, per_dim) if per_dimension else out
 
 
 @njit(cache=True)
@@ -258,3 +122,121 @@ def _fisher_pass(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, 
                     if track:
                         per_dim[l, i] += r
         out[l] += acc
+
+
+class FisherVector(Encoder):
+    """Fisher vector encoding with a diagonal GMM vocabulary.
+
+    Parameters
+    ----------
+    vocabulary : int or GMMVocabulary
+        Number of Gaussians (fitted with ``random_state``) or a vocabulary
+        estimator (cloned and fitted), e.g. ``GMMVocabulary(256, pca_components=80)``.
+    parts : sequence of {"pi", "mu", "sigma"}
+        Gradients included, in this order (VLFeat: mu and sigma).
+    pyramid : sequence of (rows, cols)
+    normalization : str or None
+        Default ``"power+l2"``: the improved Fisher vector (signed square root,
+        then l2). The Chatfield et al. baseline uses ``"cell-l2+power+l2"``.
+    power : float
+        Exponent of the signed power step.
+    posterior_threshold : float
+        Posteriors below it are dropped (VLFeat: 1e-6).
+    random_state : int or None
+    """
+
+    def __init__(self, vocabulary=64, parts=("mu", "sigma"), pyramid=((1, 1),),
+                 normalization="power+l2", power=0.5, posterior_threshold=1e-6,
+                 random_state=None):
+        self.vocabulary = vocabulary
+        self.parts = parts
+        self.pyramid = pyramid
+        self.normalization = normalization
+        self.power = power
+        self.posterior_threshold = posterior_threshold
+        self.random_state = random_state
+
+    def _check_params(self):
+        parts = tuple(self.parts)
+        if not parts or any(p not in FISHER_PARTS for p in parts) or len(set(parts)) != len(parts):
+            raise ValueError(f"parts must be distinct names from {FISHER_PARTS}, got {self.parts!r}")
+        if not 0 <= self.posterior_threshold < 1:
+            raise ValueError("posterior_threshold must lie in [0, 1)")
+
+    def _make_vocabulary(self):
+        if isinstance(self.vocabulary, (int, np.integer)):
+            return GMMVocabulary(n_components=int(self.vocabulary), random_state=self.random_state)
+        if not isinstance(self.vocabulary, GMMVocabulary):
+            raise TypeError("vocabulary must be an int (number of Gaussians) or a GMMVocabulary")
+        return clone(self.vocabulary)
+
+    @property
+    def parts_(self) -> tuple[str, ...]:
+        return tuple(p for p in FISHER_PARTS if p in tuple(self.parts))
+
+    def _block_size(self) -> int:
+        K, D = self.vocabulary_.means_.shape
+        return sum(K if p == "pi" else K * D for p in self.parts_)
+
+    def gmm_parameters(self):
+        """(means (K, D), sigmas (K, D), priors (K,)) of the fitted vocabulary."""
+        v = self.vocabulary_
+        return v.means_, np.sqrt(v.covariances_), v.weights_
+
+    def _encode(self, descriptors: Descriptors, cell_ids, counts):
+        v = self.vocabulary_
+        data = v.project(descriptors.data)
+        gamma = sparse_posteriors(data, v.means_, v.covariances_, v.weights_,
+                                  self.posterior_threshold)
+        # One streaming pass accumulates z+_d and z-_d; z_d = z+_d + z-_d is then summed in
+        # the same order the relevance pass redistributes it, so conservation is exact.
+        positive = np.zeros(self.n_features_out_)
+        negative = np.zeros(self.n_features_out_)
+        empty = np.zeros(0)
+        self._run_pass(data, gamma, cell_ids, counts, 0, empty, empty, positive, negative,
+                       np.zeros(len(data)), np.zeros((0, 0)))
+        codes = {
+            "data": data, "posteriors": gamma, "reached": self._reached(gamma, cell_ids, counts),
+            "positive": positive, "negative": negative,
+        }
+        return positive + negative, codes
+
+    def _reached(self, gamma, cell_ids, counts) -> np.ndarray:
+        """Dimensions some descriptor contributes to: pi parts of occupied cells,
+        mu/sigma parts of the components with a posterior above the threshold in the cell."""
+        K, D = self.vocabulary_.means_.shape
+        n_cells = len(counts)
+        rows = np.repeat(np.arange(gamma.shape[0]), np.diff(gamma.indptr))
+        hit = np.zeros((n_cells, K), dtype=bool)
+        for lev in range(cell_ids.shape[1]):
+            hit[cell_ids[rows, lev], gamma.indices] = True
+        blocks = []
+        for part in self.parts_:
+            if part == "pi":
+                blocks.append(np.repeat((counts > 0)[:, None], K, axis=1))
+            else:
+                blocks.append(np.repeat(hit, D, axis=1))
+        return np.concatenate(blocks, axis=1).ravel()
+
+    def _run_pass(self, data, gamma, cell_ids, counts, mode, a, b, pos, neg, out, per_dim):
+        mu, sigma, prior = self.gmm_parameters()
+        parts = self.parts_
+        _fisher_pass(data, gamma.indptr, gamma.indices, gamma.data, cell_ids, counts, mu,
+                     1.0 / sigma, prior, "pi" in parts, "mu" in parts, "sigma" in parts,
+                     self.block_size_, mode, a, b, pos, neg, out, per_dim)
+
+    def _descriptor_relevance(self, R, trace, rule, per_dimension):
+        from ..rules import AbsZ, AlphaBeta, Epsilon, require
+
+        require(rule, (Epsilon, AlphaBeta, AbsZ), "FisherVector")
+        codes = trace.codes
+        n = trace.n_descriptors
+        D = codes["data"].shape[1]
+        a, b, uniform = coefficients_from_rule(R, trace.pooled, codes["reached"],
+                                               codes["positive"], codes["negative"], rule)
+        out = np.full(n, uniform / n)
+        per_dim = np.full((n, D), uniform / n / D) if per_dimension else np.zeros((0, 0))
+        empty = np.zeros(0)
+        self._run_pass(codes["data"], codes["posteriors"], trace.cell_ids, trace.cell_counts, 1,
+                       a, b, empty, empty, out, per_dim)
+        return (out, per_dim) if per_dimension else out

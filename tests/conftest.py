@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from bowlrp.descriptors import vlfeat_available
+
+needs_vlfeat = pytest.mark.skipif(not vlfeat_available(),
+                                  reason="cyvlfeat not installed ([vlfeat] extra)")
+
+
+def stripes(rng, n=64):
+    period = rng.integers(3, 6)
+    img = ((np.arange(n) // period % 2)[None, :] * 0.8) * np.ones((n, 1))
+    if rng.random() < 0.5:
+        img = img.T
+    return np.clip(img + rng.normal(0, 0.05, img.shape), 0, 1)
+
+
+def blobs(rng, n=64):
+    yy, xx = np.mgrid[:n, :n]
+    img = np.zeros((n, n))
+    for _ in range(max(1, n * n // 800)):
+        cy, cx = rng.integers(4, n - 4, 2)
+        img += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 3**2))
+    return np.clip(img / img.max() * 0.8 + rng.normal(0, 0.05, img.shape), 0, 1)
+
+
+def random_descriptors(rng, n=300, dim=8, shape=(50, 60), shapes=(0,)):
+    from bowlrp import Descriptors
+
+    return Descriptors(
+        data=rng.normal(size=(n, dim)).astype(np.float32),
+        centers=np.column_stack([rng.uniform(0, shape[0] - 1, n), rng.uniform(0, shape[1] - 1, n)]),
+        half_widths=rng.uniform(1, 9, n),
+        orientations=rng.uniform(0, 2 * np.pi, n),
+        shapes=rng.choice(shapes, n),
+        scales=np.full(n, 2.0),
+        image_shape=shape,
+    )
+
+
+@pytest.fixture(scope="session")
+def stripes_blobs():
+    rng = np.random.default_rng(0)
+    train = [stripes(rng) for _ in range(20)] + [blobs(rng) for _ in range(20)]
+    y = np.array([1] * 20 + [0] * 20)
+    test = [stripes(rng) for _ in range(15)] + [blobs(rng) for _ in range(15)]
+    yt = np.array([1] * 15 + [0] * 15)
+    return train, y, test, yt
