@@ -12,8 +12,11 @@ arrays, so what is explained is exactly what is predicted.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -99,12 +102,12 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
             self.multilabel_ = True
             return [Y[:, t] for t in range(Y.shape[1])]
         if kind not in ("binary", "multiclass"):
-            raise ValueError(f"unsupported target type {kind!r}: give class labels or a "
+            raise ValueError(f"Unknown label type {kind!r}: give class labels or a "
                              "multi-label indicator matrix")
         self.multilabel_ = False
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
-            raise ValueError(f"need at least 2 classes, got {len(self.classes_)}")
+            raise ValueError(f"need at least 2 classes, got {len(self.classes_)} class")
         if len(self.classes_) == 2:
             return [(y == self.classes_[1]).astype(int)]
         return [(y == c).astype(int) for c in self.classes_]
@@ -114,6 +117,8 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         """Fit one (MKL) SVM per binary task on features ``X`` (n, n_features)."""
         X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True)
         if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected",
+                          DataConversionWarning, stacklevel=2)
             y = y.ravel()
         if isinstance(self.mkl_norm, str) and self.mkl_norm != "uniform":
             raise ValueError(f"mkl_norm must be 'uniform' or a number >= 1, got {self.mkl_norm!r}")
@@ -123,12 +128,12 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
                          zip(self._kernel_list(len(self.channel_slices_)), self.channel_slices_)]
         grams = [k.gram(X[:, s]) for k, s in zip(self.kernels_, self.channel_slices_)]
         solutions = []
-        for y01 in tasks:
+        for t, y01 in enumerate(tasks):
             if np.unique(y01).size < 2:
                 raise ValueError("every class/label needs positive and negative training samples")
             solutions.append(fit_binary(grams, y01, self.C, self.mkl_norm,
                                         max_iter=self.mkl_max_iter, tol=self.mkl_tol,
-                                        class_weight=self.class_weight))
+                                        class_weight=self._task_class_weight(t)))
         duals = np.vstack([s.dual for s in solutions])
         support = np.flatnonzero(np.any(duals != 0, axis=0))
         self.support_ = support
@@ -142,6 +147,17 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         ref = rng.choice(len(X), min(len(X), int(self.n_reference)), replace=False)
         self.reference_X_ = X[np.sort(ref)].copy()
         return self
+
+    def _task_class_weight(self, task: int):
+        """libsvm weights of a binary task {0: rest, 1: class} from the user's class_weight."""
+        cw = self.class_weight
+        if cw is None or cw == "balanced":
+            return cw
+        if self.multilabel_:
+            return {0: 1.0, 1: float(cw.get(task, 1.0))}
+        if len(self.classes_) == 2:
+            return {0: float(cw.get(self.classes_[0], 1.0)), 1: float(cw.get(self.classes_[1], 1.0))}
+        return {0: 1.0, 1: float(cw.get(self.classes_[task], 1.0))}
 
     def channel_gram(self, X, channel: int) -> np.ndarray:
         """``k_u(x, s_i)`` for channel ``u``: shape (n, n_sv)."""
@@ -246,6 +262,5 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True
         tags.classifier_tags.multi_label = True
         return tags

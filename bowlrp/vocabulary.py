@@ -60,7 +60,7 @@ def sample_descriptors(X, max_descriptors: int | None, random_state=None,
     return data
 
 
-class _Vocabulary(BaseEstimator):
+class _VocabularyMixin:
     """Shared PCA handling of the vocabularies."""
 
     def _fit_projection(self, data: np.ndarray) -> np.ndarray:
@@ -104,7 +104,7 @@ class _Vocabulary(BaseEstimator):
         return validate_data(self, X, dtype=np.float64, reset=False)
 
 
-class KMeansVocabulary(_Vocabulary, ClusterMixin, TransformerMixin):
+class KMeansVocabulary(ClusterMixin, TransformerMixin, _VocabularyMixin, BaseEstimator):
     """k-means visual words (scikit-learn), optionally after PCA.
 
     Parameters
@@ -144,7 +144,7 @@ class KMeansVocabulary(_Vocabulary, ClusterMixin, TransformerMixin):
         data = self._prepare(X, fitting=True)
         if len(data) < self.n_words:
             raise ValueError(
-                f"n_words={self.n_words} exceeds the {len(data)} descriptors available"
+                f"n_words={self.n_words} exceeds n_samples={len(data)} (descriptors available)"
             )
         data = self._fit_projection(data)
         if self.algorithm == "minibatch":
@@ -168,7 +168,7 @@ class KMeansVocabulary(_Vocabulary, ClusterMixin, TransformerMixin):
         return np.argmin(self.transform(X), axis=1)
 
 
-class GMMVocabulary(_Vocabulary, TransformerMixin):
+class GMMVocabulary(TransformerMixin, _VocabularyMixin, BaseEstimator):
     """Diagonal Gaussian mixture for Fisher vectors, optionally after PCA.
 
     Parameters
@@ -213,7 +213,7 @@ class GMMVocabulary(_Vocabulary, TransformerMixin):
         data = self._prepare(X, fitting=True)
         if len(data) < self.n_components:
             raise ValueError(
-                f"n_components={self.n_components} exceeds the {len(data)} descriptors available"
+                f"n_components={self.n_components} exceeds n_samples={len(data)} (descriptors available)"
             )
         data = self._fit_projection(data)
         if self.backend == "vlfeat":
@@ -224,6 +224,7 @@ class GMMVocabulary(_Vocabulary, TransformerMixin):
             self.means_ = np.asarray(means, dtype=np.float64)
             self.covariances_ = np.asarray(covars, dtype=np.float64) + self.covariance_floor
             self.weights_ = np.asarray(priors, dtype=np.float64)
+            self.n_iter_ = self.max_iter
         else:
             gm = GaussianMixture(n_components=self.n_components, covariance_type="diag",
                                  reg_covar=self.covariance_floor, max_iter=self.max_iter,
@@ -232,6 +233,7 @@ class GMMVocabulary(_Vocabulary, TransformerMixin):
             self.means_ = gm.means_.astype(np.float64)
             self.covariances_ = gm.covariances_.astype(np.float64)
             self.weights_ = gm.weights_.astype(np.float64)
+            self.n_iter_ = gm.n_iter_
         self.weights_ = self.weights_ / self.weights_.sum()
         return self
 

@@ -41,7 +41,10 @@ def test_rules_equal_dense_reference(seed, n, dim, k, kind, pyramid, pooling, ru
     Z, _ = dense_z(enc, d, trace)
     expected = reference_relevance(Z, R, rule)
     got = enc.relevance(R, trace, rule)
-    np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-10 * np.abs(R).sum())
+    # with eps = 0 a dimension whose z_d nearly cancels amplifies R_d enormously; float64
+    # then guarantees agreement relative to the largest term, not to each entry
+    scale = np.abs(expected).max() + np.abs(R).sum()
+    np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-10 * scale)
 
 
 @settings(max_examples=15, deadline=None)

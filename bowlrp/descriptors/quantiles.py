@@ -74,7 +74,7 @@ def _half_disc_quantiles(channels, centers, radius, quantiles):
     return out
 
 
-class ColorQuantiles(BaseEstimator, TransformerMixin):
+class ColorQuantiles(TransformerMixin, BaseEstimator):
     """Quantiles of the intensities in two half-discs, per colour channel.
 
     Parameters

@@ -93,7 +93,7 @@ def dominant_orientations(
     return ((peak + offset) * (2 * np.pi / n_bins)) % (2 * np.pi)
 
 
-class DenseSIFT(BaseEstimator, TransformerMixin):
+class DenseSIFT(TransformerMixin, BaseEstimator):
     """Dense SIFT descriptors on a regular grid at one or several bin sizes.
 
     Parameters

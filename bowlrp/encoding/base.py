@@ -54,7 +54,7 @@ class EncodingTrace:
         return self.cell_ids.shape[0]
 
 
-class Encoder(BaseEstimator, TransformerMixin):
+class Encoder(TransformerMixin, BaseEstimator):
     """Base of all layer-3 stages: map descriptors, pool per pyramid cell, normalise.
 
     Subclasses implement ``_make_vocabulary``, ``_block_size``, ``_encode``
