@@ -197,8 +197,10 @@ def tile_origins(length: int, tile: int, stride: int) -> list[int]:
 def explain_tiled(pipeline, image, tile: int, stride: int, target=None, rules=None) -> Explanation:
     """Explain an image as a grid of overlapping tiles; heatmaps averaged per pixel.
 
-    The score, bias, residual and absorbed values are the means over tiles;
-    ``extra["tile_scores"]`` holds each tile's score and origin.
+    Every tile is explained for the same target: the one given, or else the
+    class with the highest mean decision value over the tiles (binary models:
+    the sign of the mean). Score, bias, residual and absorbed values are the
+    means over tiles; ``extra["tile_scores"]`` holds each tile's origin and score.
     """
     from ._validation import as_float_image
 
@@ -206,23 +208,29 @@ def explain_tiled(pipeline, image, tile: int, stride: int, target=None, rules=No
     H, W = img.shape[:2]
     if tile < 1 or stride < 1:
         raise ValueError("tile and stride must be positive")
+    origins = [(r, c) for r in tile_origins(H, tile, stride) for c in tile_origins(W, tile, stride)]
+    traces = [pipeline.forward_one(img[r:r + tile, c:c + tile]) for r, c in origins]
+    if target is None:
+        clf = pipeline.classifier_
+        F = clf.decision_function(np.vstack([t.features for t in traces])).mean(axis=0)
+        if np.ndim(F) == 0:
+            target = clf.classes_[1] if F > 0 else clf.classes_[0]
+        else:
+            target = clf.classes_[int(np.argmax(F))]
     total = np.zeros((H, W))
     cover = np.zeros((H, W))
     parts = []
-    for r in tile_origins(H, tile, stride):
-        for c in tile_origins(W, tile, stride):
-            crop = img[r:r + tile, c:c + tile]
-            e = explain_trace(pipeline, pipeline.forward_one(crop), target, rules)
-            h, w = crop.shape[:2]
-            total[r:r + h, c:c + w] += e.heatmap
-            cover[r:r + h, c:c + w] += 1
-            parts.append((r, c, e))
-    heatmap = total / np.maximum(cover, 1)
+    for (r, c), trace in zip(origins, traces):
+        e = explain_trace(pipeline, trace, target, rules)
+        h, w = trace.image_shape
+        total[r:r + h, c:c + w] += e.heatmap
+        cover[r:r + h, c:c + w] += 1
+        parts.append((r, c, e))
     first = parts[0][2]
     return Explanation(
         score=float(np.mean([e.score for _, _, e in parts])),
-        target=first.target if target is None else target,
-        heatmap=heatmap,
+        target=first.target,
+        heatmap=total / np.maximum(cover, 1),
         channels=[],
         bias_relevance=float(np.mean([e.bias_relevance for _, _, e in parts])),
         residual=float(np.mean([e.residual for _, _, e in parts])),

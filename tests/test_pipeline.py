@@ -1,0 +1,149 @@
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+import bowlrp
+from bowlrp import DenseSIFT, FisherVector, GMMVocabulary, HardAssignment, RankMapping
+from bowlrp.exceptions import ModelFileError
+from bowlrp.io import load, save
+from bowlrp.pipeline import Pipeline
+from bowlrp.svm import KernelSVC
+
+
+def _rank_pipeline(kernel="hik", **kw):
+    return Pipeline([("sift", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"),
+                      RankMapping(32, random_state=0, **kw))], KernelSVC(kernel), random_state=0)
+
+
+@pytest.fixture(scope="module")
+def fitted_hik(stripes_blobs):
+    train, y, _, _ = stripes_blobs
+    return _rank_pipeline().fit(train, y)
+
+
+def test_end_to_end_stripes_versus_blobs(fitted_hik, stripes_blobs):
+    _, _, test, yt = stripes_blobs
+    assert fitted_hik.score(test, yt) >= 0.9
+
+
+def test_two_channels_with_mkl(stripes_blobs):
+    train, y, test, yt = stripes_blobs
+    p = Pipeline([
+        ("s4", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(24, random_state=0)),
+        ("s6", DenseSIFT(bin_sizes=[6], steps=6, backend="opencv"), HardAssignment(16, random_state=0)),
+    ], KernelSVC(["hik", "chi2"], mkl_norm=2), random_state=0).fit(train, y)
+    assert p.channel_sizes_ == [24, 16]
+    assert p.score(test, yt) >= 0.9
+    assert p.classifier_.kernel_weights_.shape == (1, 2)
+
+
+def test_save_load_round_trip_and_pkl_name(fitted_hik, stripes_blobs, tmp_path):
+    _, _, test, _ = stripes_blobs
+    path = save(fitted_hik, tmp_path / "model.pkl")
+    assert path.read_bytes()[:2] == b"PK"  # skops zip under the name the user typed
+    back = load(path)
+    np.testing.assert_array_equal(back.decision_function(test), fitted_hik.decision_function(test))
+    e1 = fitted_hik.explain(test[:1])[0]
+    e2 = back.explain(test[:1])[0]
+    np.testing.assert_array_equal(e1.heatmap, e2.heatmap)
+
+
+def test_model_file_errors(fitted_hik, tmp_path):
+    with pytest.raises(ModelFileError, match="not found"):
+        load(tmp_path / "missing.pkl")
+    junk = tmp_path / "junk.pkl"
+    junk.write_text("hello")
+    with pytest.raises(ModelFileError, match="not a bowlrp model"):
+        load(junk)
+    pkl = tmp_path / "real.pkl"
+    pkl.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ModelFileError, match="pickle file"):
+        load(pkl)
+    with pytest.warns(UserWarning, match="unpickling"):
+        assert load(pkl, trusted=True) == {"a": 1}
+    import skops.io as sio
+
+    other = tmp_path / "other.skops"
+    sio.dump({"format": "something-else"}, other)
+    with pytest.raises(ModelFileError, match="no bowlrp header"):
+        load(other)
+    old = tmp_path / "old.skops"
+    sio.dump({"format": "bowlrp-model", "bowlrp_version": "0.0.1", "model": None}, old)
+    with pytest.raises(ModelFileError, match="written by bowlrp 0.0.1"):
+        load(old)
+
+
+def test_clone_and_set_params_round_trip(fitted_hik):
+    twin = clone(fitted_hik)
+    assert not hasattr(twin, "classifier_")
+    twin.set_params(n_jobs=2, verbose=False)
+    assert twin.get_params()["n_jobs"] == 2
+    assert twin.get_params()["channels"][0][0] == "sift"
+
+
+def test_parallel_transform_equals_serial(fitted_hik, stripes_blobs):
+    _, _, test, _ = stripes_blobs
+    serial = fitted_hik.transform(test[:6])
+    fitted_hik.set_params(n_jobs=2)
+    try:
+        parallel = fitted_hik.transform(test[:6])
+    finally:
+        fitted_hik.set_params(n_jobs=None)
+    np.testing.assert_array_equal(serial, parallel)
+
+
+def test_config_builds_and_is_stored(tmp_path, stripes_blobs):
+    train, y, test, yt = stripes_blobs
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        "random_state: 0\n"
+        "channels:\n"
+        "  - name: sift\n"
+        "    extractor: {DenseSIFT: {bin_sizes: [4], steps: 4, backend: opencv}}\n"
+        "    encoder: {RankMapping: {vocabulary: 32, base: 2, n_nearest: 4}}\n"
+        "    kernel: hik\n"
+        "classifier: {C: 1.0}\n"
+    )
+    p = Pipeline.from_config(cfg).fit(train, y)
+    assert p.config["name"] == "tiny"
+    assert p.score(test, yt) >= 0.9
+    save(p, tmp_path / "m.skops")
+    assert bowlrp.io.model_info(tmp_path / "m.skops")["config"]["name"] == "tiny"
+
+
+def test_bad_configs(tmp_path):
+    from bowlrp.config import ConfigError
+
+    with pytest.raises(ConfigError, match="not found"):
+        Pipeline.from_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("channels:\n  - extractor: {DenseSIFT: {nonsense: 1}}\n    encoder: {RankMapping: {}}\n")
+    with pytest.raises(ConfigError, match="bad parameters for DenseSIFT"):
+        Pipeline.from_config(bad)
+
+
+@pytest.mark.parametrize("path", ["configs/polygons_hik.yaml", "configs/polygons_chi2.yaml",
+                                  "configs/voc_fisher.yaml", "configs/voc2009_bow.yaml"])
+def test_shipped_configs_build(path):
+    from pathlib import Path
+
+    p = Pipeline.from_config(Path(__file__).parents[1] / path)
+    assert p.channels and p.classifier is not None
+
+
+def test_fisher_pipeline_explains_with_all_rules(stripes_blobs):
+    from bowlrp.rules import AbsZ, AlphaBeta, Epsilon, SIFTBins
+
+    train, y, test, _ = stripes_blobs
+    p = Pipeline([("fv", DenseSIFT(bin_sizes=[4], steps=3, backend="opencv"),
+                   FisherVector(GMMVocabulary(4, pca_components=16, random_state=0),
+                                pyramid=((1, 1), (2, 2))))],
+                 KernelSVC("linear"), random_state=0).fit(train, y)
+    for rules in [None, Epsilon(1.0), AlphaBeta(2, 1), AbsZ(), SIFTBins(), [Epsilon(0.0), SIFTBins()]]:
+        e = p.explain(test[:1], rules=rules)[0]
+        total = e.heatmap.sum() + e.bias_relevance + e.absorbed + e.residual
+        assert np.isclose(total, e.score, rtol=1e-9, atol=1e-12)
+        if rules is None or isinstance(rules, (AlphaBeta, AbsZ, SIFTBins)):
+            assert abs(e.absorbed) <= 1e-9 * abs(e.score) + 1e-12
