@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
+from numba import njit, prange
 from sklearn.base import clone
 
 from ..descriptors.geometry import Descriptors
-from ..vocabulary import GMMVocabulary, log_gaussians
+from ..vocabulary import GMMVocabulary
 from .base import Encoder, coefficients_from_rule
 
 FISHER_PARTS = ("pi", "mu", "sigma")
@@ -36,34 +36,160 @@ _CHUNK = 16384
 
 
 def sparse_posteriors(data, means, variances, weights, threshold) -> sp.csr_matrix:
-    """GMM posteriors with entries below ``threshold`` dropped, CSR (N, K)."""
-    blocks = []
+    """GMM posteriors with entries below ``threshold`` dropped (not renormalised), CSR (N, K).
+
+    Per chunk of descriptors one GEMM gives the log-likelihoods,
+    ``log pi_k + log N(l) = const_k + [l^2, l] @ [-1/(2 sigma^2); mu / sigma^2]``,
+    and a parallel Numba pass turns them into thresholded sparse rows.
+    """
+    inv = 1.0 / variances
+    weights_matrix = np.vstack([-0.5 * inv.T, (means * inv).T])          # (2D, K)
+    const = (np.log(weights) - 0.5 * (means.shape[1] * np.log(2 * np.pi)
+                                      + np.log(variances).sum(axis=1))
+             - 0.5 * np.einsum("kd,kd->k", means * means, inv))
+    indptr = [np.zeros(1, dtype=np.int64)]
+    indices, values = [], []
+    offset = 0
     for start in range(0, data.shape[0], _CHUNK):
-        log_p = log_gaussians(data[start:start + _CHUNK], means, variances, weights)
-        log_p -= log_p.max(axis=1, keepdims=True)
-        p = np.exp(log_p)
-        p /= p.sum(axis=1, keepdims=True)
-        p[p < threshold] = 0.0
-        blocks.append(sp.csr_matrix(p))
-    return sp.vstack(blocks, format="csr")
+        chunk = data[start:start + _CHUNK]
+        loglik = np.hstack([chunk * chunk, chunk]) @ weights_matrix
+        counts, cols, vals = _softmax_rows_to_sparse(loglik, const, threshold)
+        indptr.append(offset + np.cumsum(counts))
+        offset += int(counts.sum())
+        indices.append(cols)
+        values.append(vals)
+    return sp.csr_matrix(
+        (np.concatenate(values), np.concatenate(indices), np.concatenate(indptr)),
+        shape=(data.shape[0], means.shape[0]),
+    )
 
 
-@njit(cache=True)
-def _fisher_pass(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, prior,
-                 has_pi, has_mu, has_sigma, block, mode, a, b, pos, neg, out, per_dim):
-    """One streaming pass over the per-descriptor Fisher contributions ``z_ld``.
+@njit(cache=True, parallel=True)
+def _softmax_rows_to_sparse(loglik, const, threshold):
+    n, K = loglik.shape
+    post = np.empty((n, K))
+    counts = np.zeros(n, dtype=np.int64)
+    for l in prange(n):
+        top = -np.inf
+        for k in range(K):
+            v = loglik[l, k] + const[k]
+            post[l, k] = v
+            if v > top:
+                top = v
+        total = 0.0
+        for k in range(K):
+            e = np.exp(post[l, k] - top)
+            post[l, k] = e
+            total += e
+        c = 0
+        for k in range(K):
+            g = post[l, k] / total
+            post[l, k] = g
+            if g >= threshold:
+                c += 1
+        counts[l] = c
+    starts = np.zeros(n + 1, dtype=np.int64)
+    for l in range(n):
+        starts[l + 1] = starts[l] + counts[l]
+    cols = np.empty(starts[n], dtype=np.int32)
+    vals = np.empty(starts[n])
+    for l in prange(n):
+        j = starts[l]
+        for k in range(K):
+            if post[l, k] >= threshold:
+                cols[j] = k
+                vals[j] = post[l, k]
+                j += 1
+    return counts, cols, vals
 
-    mode 0: accumulate ``pos[d] += max(z_ld, 0)``, ``neg[d] += min(z_ld, 0)``.
-    mode 1: ``out[l] += sum_d z_ld (a_d if z_ld > 0 else b_d)``; with a non-empty
-    ``per_dim`` (N, D) also the share of each descriptor dimension (the pi part,
-    which belongs to no dimension, is spread evenly over them).
+
+_N_PARTIALS = 4
+
+
+@njit(cache=True, inline="always")
+def _pi_z(g, prior_k, inv):
+    return (g - prior_k) / np.sqrt(prior_k) * inv
+
+
+@njit(cache=True, parallel=True)
+def _fisher_sums(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, prior,
+                 has_pi, has_mu, has_sigma, block, n_dims, signed):
+    """Pooled Fisher statistics by streaming over (descriptor, component) pairs.
+
+    ``signed=False``: row 0 of the result is ``z_d = sum_l z_ld``.
+    ``signed=True``: rows 0 and 1 are ``sum_l max(z_ld, 0)`` and ``sum_l min(z_ld, 0)``.
+    Descriptors are split into ``_N_PARTIALS`` fixed chunks summed in a fixed order,
+    so the result does not depend on the number of threads.
+    """
+    n, D = data.shape
+    K = mu.shape[0]
+    off_mu = K if has_pi else 0
+    off_sigma = off_mu + (K * D if has_mu else 0)
+    rows = 2 if signed else 1
+    partial = np.zeros((_N_PARTIALS, rows, n_dims))
+    size = (n + _N_PARTIALS - 1) // _N_PARTIALS
+    for part in prange(_N_PARTIALS):
+        acc = partial[part]
+        for l in range(part * size, min(n, (part + 1) * size)):
+            for lev in range(cell_ids.shape[1]):
+                c = cell_ids[l, lev]
+                inv = 1.0 / counts[c]
+                base = c * block
+                if has_pi:
+                    ptr = indptr[l]
+                    for k in range(K):
+                        g = 0.0
+                        if ptr < indptr[l + 1] and indices[ptr] == k:
+                            g = gamma[ptr]
+                            ptr += 1
+                        z = _pi_z(g, prior[k], inv)
+                        if signed and z < 0:
+                            acc[1, base + k] += z
+                        else:
+                            acc[0, base + k] += z
+                for q in range(indptr[l], indptr[l + 1]):
+                    k = indices[q]
+                    g = gamma[q] * inv
+                    s_mu = g / np.sqrt(prior[k])
+                    s_sigma = g / np.sqrt(2.0 * prior[k])
+                    dm = base + off_mu + k * D
+                    ds = base + off_sigma + k * D
+                    for i in range(D):
+                        t = (data[l, i] - mu[k, i]) * inv_sigma[k, i]
+                        zm = s_mu * t
+                        zs = s_sigma * (t * t - 1.0)
+                        if signed:
+                            if has_mu:
+                                acc[0, dm + i] += max(zm, 0.0)
+                                acc[1, dm + i] += min(zm, 0.0)
+                            if has_sigma:
+                                acc[0, ds + i] += max(zs, 0.0)
+                                acc[1, ds + i] += min(zs, 0.0)
+                        else:
+                            if has_mu:
+                                acc[0, dm + i] += zm
+                            if has_sigma:
+                                acc[0, ds + i] += zs
+    out = np.zeros((rows, n_dims))
+    for part in range(_N_PARTIALS):
+        out += partial[part]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _fisher_distribute(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, prior,
+                       has_pi, has_mu, has_sigma, block, a, b, out, per_dim):
+    """``out[l] += sum_d (a_d max(z_ld, 0) + b_d min(z_ld, 0))``.
+
+    With a non-empty ``per_dim`` (N, D) also each descriptor dimension's share
+    (the pi part, which belongs to no dimension, is spread evenly over them).
     """
     n, D = data.shape
     K = mu.shape[0]
     off_mu = K if has_pi else 0
     off_sigma = off_mu + (K * D if has_mu else 0)
     track = per_dim.shape[0] > 0
-    for l in range(n):
+    for l in prange(n):
         acc = 0.0
         for lev in range(cell_ids.shape[1]):
             c = cell_ids[l, lev]
@@ -77,15 +203,9 @@ def _fisher_pass(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, 
                     if ptr < indptr[l + 1] and indices[ptr] == k:
                         g = gamma[ptr]
                         ptr += 1
-                    z = (g - prior[k]) / np.sqrt(prior[k]) * inv
+                    z = _pi_z(g, prior[k], inv)
                     d = base + k
-                    if mode == 0:
-                        if z > 0:
-                            pos[d] += z
-                        else:
-                            neg[d] += z
-                    else:
-                        pi_acc += z * (a[d] if z > 0 else b[d])
+                    pi_acc += max(z, 0.0) * a[d] + min(z, 0.0) * b[d]
                 acc += pi_acc
                 if track:
                     for i in range(D):
@@ -95,29 +215,17 @@ def _fisher_pass(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, 
                 g = gamma[q] * inv
                 s_mu = g / np.sqrt(prior[k])
                 s_sigma = g / np.sqrt(2.0 * prior[k])
+                dm = base + off_mu + k * D
+                ds = base + off_sigma + k * D
                 for i in range(D):
                     t = (data[l, i] - mu[k, i]) * inv_sigma[k, i]
                     r = 0.0
                     if has_mu:
-                        z = s_mu * t
-                        d = base + off_mu + k * D + i
-                        if mode == 0:
-                            if z > 0:
-                                pos[d] += z
-                            else:
-                                neg[d] += z
-                        else:
-                            r += z * (a[d] if z > 0 else b[d])
+                        zm = s_mu * t
+                        r += max(zm, 0.0) * a[dm + i] + min(zm, 0.0) * b[dm + i]
                     if has_sigma:
-                        z = s_sigma * (t * t - 1.0)
-                        d = base + off_sigma + k * D + i
-                        if mode == 0:
-                            if z > 0:
-                                pos[d] += z
-                            else:
-                                neg[d] += z
-                        else:
-                            r += z * (a[d] if z > 0 else b[d])
+                        zs = s_sigma * (t * t - 1.0)
+                        r += max(zs, 0.0) * a[ds + i] + min(zs, 0.0) * b[ds + i]
                     acc += r
                     if track:
                         per_dim[l, i] += r
@@ -188,18 +296,10 @@ class FisherVector(Encoder):
         data = v.project(descriptors.data)
         gamma = sparse_posteriors(data, v.means_, v.covariances_, v.weights_,
                                   self.posterior_threshold)
-        # One streaming pass accumulates z+_d and z-_d; z_d = z+_d + z-_d is then summed in
-        # the same order the relevance pass redistributes it, so conservation is exact.
-        positive = np.zeros(self.n_features_out_)
-        negative = np.zeros(self.n_features_out_)
-        empty = np.zeros(0)
-        self._run_pass(data, gamma, cell_ids, counts, 0, empty, empty, positive, negative,
-                       np.zeros(len(data)), np.zeros((0, 0)))
-        codes = {
-            "data": data, "posteriors": gamma, "reached": self._reached(gamma, cell_ids, counts),
-            "positive": positive, "negative": negative,
-        }
-        return positive + negative, codes
+        pooled = self._sums(data, gamma, cell_ids, counts, signed=False)[0]
+        codes = {"data": data, "posteriors": gamma,
+                 "reached": self._reached(gamma, cell_ids, counts)}
+        return pooled, codes
 
     def _reached(self, gamma, cell_ids, counts) -> np.ndarray:
         """Dimensions some descriptor contributes to: pi parts of occupied cells,
@@ -218,25 +318,31 @@ class FisherVector(Encoder):
                 blocks.append(np.repeat(hit, D, axis=1))
         return np.concatenate(blocks, axis=1).ravel()
 
-    def _run_pass(self, data, gamma, cell_ids, counts, mode, a, b, pos, neg, out, per_dim):
+    def _kernel_args(self, data, gamma, cell_ids, counts):
         mu, sigma, prior = self.gmm_parameters()
         parts = self.parts_
-        _fisher_pass(data, gamma.indptr, gamma.indices, gamma.data, cell_ids, counts, mu,
-                     1.0 / sigma, prior, "pi" in parts, "mu" in parts, "sigma" in parts,
-                     self.block_size_, mode, a, b, pos, neg, out, per_dim)
+        return (data, gamma.indptr, gamma.indices, gamma.data, cell_ids, counts, mu, 1.0 / sigma,
+                prior, "pi" in parts, "mu" in parts, "sigma" in parts, self.block_size_)
+
+    def _sums(self, data, gamma, cell_ids, counts, signed: bool) -> np.ndarray:
+        args = self._kernel_args(data, gamma, cell_ids, counts)
+        return _fisher_sums(*args, self.n_features_out_, signed)
 
     def _descriptor_relevance(self, R, trace, rule, per_dimension):
         from ..rules import AbsZ, AlphaBeta, Epsilon, require
 
         require(rule, (Epsilon, AlphaBeta, AbsZ), "FisherVector")
         codes = trace.codes
+        args = self._kernel_args(codes["data"], codes["posteriors"], trace.cell_ids,
+                                 trace.cell_counts)
+        positive = negative = None
+        if not isinstance(rule, Epsilon):
+            positive, negative = _fisher_sums(*args, self.n_features_out_, True)
+        a, b, uniform = coefficients_from_rule(R, trace.pooled, codes["reached"],
+                                               positive, negative, rule)
         n = trace.n_descriptors
         D = codes["data"].shape[1]
-        a, b, uniform = coefficients_from_rule(R, trace.pooled, codes["reached"],
-                                               codes["positive"], codes["negative"], rule)
         out = np.full(n, uniform / n)
         per_dim = np.full((n, D), uniform / n / D) if per_dimension else np.zeros((0, 0))
-        empty = np.zeros(0)
-        self._run_pass(codes["data"], codes["posteriors"], trace.cell_ids, trace.cell_counts, 1,
-                       a, b, empty, empty, out, per_dim)
+        _fisher_distribute(*args, a, b, out, per_dim)
         return (out, per_dim) if per_dimension else out
