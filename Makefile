@@ -14,6 +14,7 @@ test-fast:
 
 bench: install
 	$(PYTHON) benchmarks/bench_encoding.py
+	$(PYTHON) benchmarks/bench_relevance.py
 
 lint:
 	$(PYTHON) -m ruff check bowlrp tests benchmarks data_scripts

@@ -104,11 +104,18 @@ def _softmax_rows_to_sparse(loglik, const, threshold):
 
 
 _N_PARTIALS = 4
+_N_CHUNKS = 64
 
 
 @njit(cache=True, inline="always")
 def _pi_z(g, prior_k, inv):
     return (g - prior_k) / np.sqrt(prior_k) * inv
+
+
+@njit(cache=True, inline="always")
+def _standardise(data, l, mu, inv_sigma, k, t):
+    for i in range(t.shape[0]):
+        t[i] = (data[l, i] - mu[k, i]) * inv_sigma[k, i]
 
 
 @njit(cache=True, parallel=True)
@@ -130,12 +137,12 @@ def _fisher_sums(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, 
     size = (n + _N_PARTIALS - 1) // _N_PARTIALS
     for part in prange(_N_PARTIALS):
         acc = partial[part]
+        t = np.empty(D)
         for l in range(part * size, min(n, (part + 1) * size)):
-            for lev in range(cell_ids.shape[1]):
-                c = cell_ids[l, lev]
-                inv = 1.0 / counts[c]
-                base = c * block
-                if has_pi:
+            if has_pi:
+                for lev in range(cell_ids.shape[1]):
+                    c = cell_ids[l, lev]
+                    inv = 1.0 / counts[c]
                     ptr = indptr[l]
                     for k in range(K):
                         g = 0.0
@@ -144,32 +151,36 @@ def _fisher_sums(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, 
                             ptr += 1
                         z = _pi_z(g, prior[k], inv)
                         if signed and z < 0:
-                            acc[1, base + k] += z
+                            acc[1, c * block + k] += z
                         else:
-                            acc[0, base + k] += z
-                for q in range(indptr[l], indptr[l + 1]):
-                    k = indices[q]
-                    g = gamma[q] * inv
+                            acc[0, c * block + k] += z
+            for q in range(indptr[l], indptr[l + 1]):
+                k = indices[q]
+                _standardise(data, l, mu, inv_sigma, k, t)
+                for lev in range(cell_ids.shape[1]):
+                    c = cell_ids[l, lev]
+                    g = gamma[q] / counts[c]
                     s_mu = g / np.sqrt(prior[k])
                     s_sigma = g / np.sqrt(2.0 * prior[k])
-                    dm = base + off_mu + k * D
-                    ds = base + off_sigma + k * D
-                    for i in range(D):
-                        t = (data[l, i] - mu[k, i]) * inv_sigma[k, i]
-                        zm = s_mu * t
-                        zs = s_sigma * (t * t - 1.0)
-                        if signed:
+                    dm = c * block + off_mu + k * D
+                    ds = c * block + off_sigma + k * D
+                    if not signed:
+                        if has_mu:
+                            for i in range(D):
+                                acc[0, dm + i] += s_mu * t[i]
+                        if has_sigma:
+                            for i in range(D):
+                                acc[0, ds + i] += s_sigma * (t[i] * t[i] - 1.0)
+                    else:
+                        for i in range(D):
+                            zm = s_mu * t[i]
+                            zs = s_sigma * (t[i] * t[i] - 1.0)
                             if has_mu:
                                 acc[0, dm + i] += max(zm, 0.0)
                                 acc[1, dm + i] += min(zm, 0.0)
                             if has_sigma:
                                 acc[0, ds + i] += max(zs, 0.0)
                                 acc[1, ds + i] += min(zs, 0.0)
-                        else:
-                            if has_mu:
-                                acc[0, dm + i] += zm
-                            if has_sigma:
-                                acc[0, ds + i] += zs
     out = np.zeros((rows, n_dims))
     for part in range(_N_PARTIALS):
         out += partial[part]
@@ -178,8 +189,8 @@ def _fisher_sums(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, 
 
 @njit(cache=True, parallel=True)
 def _fisher_distribute(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, prior,
-                       has_pi, has_mu, has_sigma, block, a, b, out, per_dim):
-    """``out[l] += sum_d (a_d max(z_ld, 0) + b_d min(z_ld, 0))``.
+                       has_pi, has_mu, has_sigma, block, a, b, same, out, per_dim):
+    """``out[l] += sum_d (a_d max(z_ld, 0) + b_d min(z_ld, 0))`` (``same``: a is b).
 
     With a non-empty ``per_dim`` (N, D) also each descriptor dimension's share
     (the pi part, which belongs to no dimension, is spread evenly over them).
@@ -189,47 +200,65 @@ def _fisher_distribute(data, indptr, indices, gamma, cell_ids, counts, mu, inv_s
     off_mu = K if has_pi else 0
     off_sigma = off_mu + (K * D if has_mu else 0)
     track = per_dim.shape[0] > 0
-    for l in prange(n):
-        acc = 0.0
-        for lev in range(cell_ids.shape[1]):
-            c = cell_ids[l, lev]
-            inv = 1.0 / counts[c]
-            base = c * block
+    n_chunks = min(n, _N_CHUNKS)
+    size = (n + n_chunks - 1) // n_chunks
+    for chunk in prange(n_chunks):
+        t = np.empty(D)
+        r = np.empty(D)
+        for l in range(chunk * size, min(n, (chunk + 1) * size)):
+            acc = 0.0
             if has_pi:
-                ptr = indptr[l]
                 pi_acc = 0.0
-                for k in range(K):
-                    g = 0.0
-                    if ptr < indptr[l + 1] and indices[ptr] == k:
-                        g = gamma[ptr]
-                        ptr += 1
-                    z = _pi_z(g, prior[k], inv)
-                    d = base + k
-                    pi_acc += max(z, 0.0) * a[d] + min(z, 0.0) * b[d]
+                for lev in range(cell_ids.shape[1]):
+                    c = cell_ids[l, lev]
+                    inv = 1.0 / counts[c]
+                    ptr = indptr[l]
+                    for k in range(K):
+                        g = 0.0
+                        if ptr < indptr[l + 1] and indices[ptr] == k:
+                            g = gamma[ptr]
+                            ptr += 1
+                        z = _pi_z(g, prior[k], inv)
+                        d = c * block + k
+                        pi_acc += max(z, 0.0) * a[d] + min(z, 0.0) * b[d]
                 acc += pi_acc
                 if track:
                     for i in range(D):
                         per_dim[l, i] += pi_acc / D
             for q in range(indptr[l], indptr[l + 1]):
                 k = indices[q]
-                g = gamma[q] * inv
-                s_mu = g / np.sqrt(prior[k])
-                s_sigma = g / np.sqrt(2.0 * prior[k])
-                dm = base + off_mu + k * D
-                ds = base + off_sigma + k * D
+                _standardise(data, l, mu, inv_sigma, k, t)
                 for i in range(D):
-                    t = (data[l, i] - mu[k, i]) * inv_sigma[k, i]
-                    r = 0.0
-                    if has_mu:
-                        zm = s_mu * t
-                        r += max(zm, 0.0) * a[dm + i] + min(zm, 0.0) * b[dm + i]
-                    if has_sigma:
-                        zs = s_sigma * (t * t - 1.0)
-                        r += max(zs, 0.0) * a[ds + i] + min(zs, 0.0) * b[ds + i]
-                    acc += r
-                    if track:
-                        per_dim[l, i] += r
-        out[l] += acc
+                    r[i] = 0.0
+                for lev in range(cell_ids.shape[1]):
+                    c = cell_ids[l, lev]
+                    g = gamma[q] / counts[c]
+                    s_mu = g / np.sqrt(prior[k])
+                    s_sigma = g / np.sqrt(2.0 * prior[k])
+                    dm = c * block + off_mu + k * D
+                    ds = c * block + off_sigma + k * D
+                    if same:
+                        if has_mu:
+                            for i in range(D):
+                                r[i] += s_mu * t[i] * a[dm + i]
+                        if has_sigma:
+                            for i in range(D):
+                                r[i] += s_sigma * (t[i] * t[i] - 1.0) * a[ds + i]
+                    else:
+                        if has_mu:
+                            for i in range(D):
+                                zm = s_mu * t[i]
+                                r[i] += max(zm, 0.0) * a[dm + i] + min(zm, 0.0) * b[dm + i]
+                        if has_sigma:
+                            for i in range(D):
+                                zs = s_sigma * (t[i] * t[i] - 1.0)
+                                r[i] += max(zs, 0.0) * a[ds + i] + min(zs, 0.0) * b[ds + i]
+                for i in range(D):
+                    acc += r[i]
+                if track:
+                    for i in range(D):
+                        per_dim[l, i] += r[i]
+            out[l] += acc
 
 
 class FisherVector(Encoder):
@@ -344,5 +373,5 @@ class FisherVector(Encoder):
         D = codes["data"].shape[1]
         out = np.full(n, uniform / n)
         per_dim = np.full((n, D), uniform / n / D) if per_dimension else np.zeros((0, 0))
-        _fisher_distribute(*args, a, b, out, per_dim)
+        _fisher_distribute(*args, a, b, isinstance(rule, Epsilon), out, per_dim)
         return (out, per_dim) if per_dimension else out
