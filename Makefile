@@ -16,5 +16,8 @@ bench: install
 	$(PYTHON) benchmarks/bench_encoding.py
 	$(PYTHON) benchmarks/bench_relevance.py
 
+polygons-experiment: install
+	$(PYTHON) experiments/polygons.py --out experiments/results/polygons
+
 lint:
 	$(PYTHON) -m ruff check bowlrp tests benchmarks data_scripts

@@ -61,48 +61,69 @@ def decompose(clf, x: np.ndarray, task: int, sign: float, rule: Decomposition) -
     return DimensionRelevance(score=score, relevance=R, bias=bias, residual=0.0)
 
 
-def find_root(g, x: np.ndarray, candidates: np.ndarray, rule: Taylor):
-    """Bisection towards ``g = 0`` on the segments from ``x`` to opposite-sign candidates.
+def find_root(g, x: np.ndarray, candidates: np.ndarray, rule: Taylor, g_candidates=None):
+    """A root of ``g`` on the segments from ``x`` to the nearest opposite-sign candidates.
 
-    Returns (root (V,), |root - x|, g(root)).
+    Each segment ``x(t) = t x + (1 - t) s`` (``t = 1`` is ``x``) brackets a sign
+    change; the Illinois variant of false position shrinks all brackets at
+    once (one batched evaluation of ``g`` per step) until ``|g| <= tol``. Of
+    the roots found, the one nearest ``x`` is returned.
+
+    Returns
+    -------
+    root : (V,), distance ``|root - x|``, ``g(root)``
     """
     gx = float(g(x[None, :])[0])
-    gc = g(candidates)
-    opposite = candidates[np.sign(gc) == -np.sign(gx)] if gx != 0 else candidates[:0]
     if gx == 0:
         return x.copy(), 0.0, 0.0
-    if len(opposite) == 0:
+    gc = g(candidates) if g_candidates is None else g_candidates
+    opposite = np.sign(gc) == -np.sign(gx)
+    if not opposite.any():
         raise RuleError(
             "no reference point is predicted with the opposite sign, so no root for the Taylor "
             "expansion can be found; pass Taylor(reference_points=...) with such points"
         )
-    dist = np.linalg.norm(opposite - x, axis=1)
-    order = np.argsort(dist)[: rule.n_candidates]
-    far = opposite[order]
-    lo = np.zeros(len(far))   # gamma of the opposite end: point = x + (1 - gamma)... see below
-    hi = np.ones(len(far))    # gamma = 1 is x itself
-    # point(gamma) = gamma x + (1 - gamma) s ; sign at gamma = 0 opposite to g(x)
+    far, g_far = candidates[opposite], gc[opposite]
+    order = np.argsort(np.linalg.norm(far - x, axis=1))[: rule.n_candidates]
+    far, g_far = far[order], g_far[order]
+    m = len(far)
+    t_lo, g_lo = np.zeros(m), g_far.copy()          # opposite sign end
+    t_hi, g_hi = np.ones(m), np.full(m, gx)          # x's end
+    t_best, g_best = t_hi.copy(), g_hi.copy()
+    side = np.zeros(m, dtype=np.int8)                # which end moved last (Illinois)
     for _ in range(rule.max_iter):
-        mid = 0.5 * (lo + hi)
-        pts = mid[:, None] * x[None, :] + (1 - mid)[:, None] * far
-        gm = g(pts)
-        same = np.sign(gm) == np.sign(gx)
-        hi = np.where(same, mid, hi)
-        lo = np.where(same, lo, mid)
-        if np.all(np.abs(gm) <= rule.tol):
+        active = np.abs(g_best) > rule.tol
+        if not active.any():
             break
-    pts = hi[:, None] * x[None, :] + (1 - hi)[:, None] * far
-    gv = g(pts)
-    pts_lo = lo[:, None] * x[None, :] + (1 - lo)[:, None] * far
-    gv_lo = g(pts_lo)
-    use_lo = np.abs(gv_lo) < np.abs(gv)
-    pts = np.where(use_lo[:, None], pts_lo, pts)
-    gv = np.where(use_lo, gv_lo, gv)
-    ok = np.abs(gv) <= rule.tol
-    pool = np.flatnonzero(ok) if ok.any() else np.array([int(np.argmin(np.abs(gv)))])
-    dists = np.linalg.norm(pts[pool] - x, axis=1)
-    best = pool[int(np.argmin(dists))]
-    return pts[best], float(np.linalg.norm(pts[best] - x)), float(gv[best])
+        idx = np.flatnonzero(active)
+        denom = g_hi[idx] - g_lo[idx]
+        t_new = np.where(denom != 0, t_lo[idx] - g_lo[idx] * (t_hi[idx] - t_lo[idx]) / denom,
+                         0.5 * (t_lo[idx] + t_hi[idx]))
+        # guard against stagnation at an end of the bracket
+        width = t_hi[idx] - t_lo[idx]
+        t_new = np.clip(t_new, t_lo[idx] + 1e-3 * width, t_hi[idx] - 1e-3 * width)
+        pts = t_new[:, None] * x[None, :] + (1 - t_new)[:, None] * far[idx]
+        g_new = g(pts)
+        same_as_x = np.sign(g_new) == np.sign(gx)
+        for j, i in enumerate(idx):
+            if same_as_x[j]:
+                t_hi[i], g_hi[i] = t_new[j], g_new[j]
+                if side[i] == 1:
+                    g_lo[i] *= 0.5
+                side[i] = 1
+            else:
+                t_lo[i], g_lo[i] = t_new[j], g_new[j]
+                if side[i] == -1:
+                    g_hi[i] *= 0.5
+                side[i] = -1
+            if abs(g_new[j]) < abs(g_best[i]):
+                t_best[i], g_best[i] = t_new[j], g_new[j]
+    ok = np.abs(g_best) <= rule.tol
+    pool = np.flatnonzero(ok) if ok.any() else np.array([int(np.argmin(np.abs(g_best)))])
+    roots = t_best[pool, None] * x[None, :] + (1 - t_best[pool])[:, None] * far[pool]
+    dists = np.linalg.norm(roots - x, axis=1)
+    j = int(np.argmin(dists))
+    return roots[j], float(dists[j]), float(g_best[pool[j]])
 
 
 def taylor(clf, x: np.ndarray, task: int, sign: float, rule: Taylor) -> DimensionRelevance:
@@ -116,9 +137,10 @@ def taylor(clf, x: np.ndarray, task: int, sign: float, rule: Taylor) -> Dimensio
         candidates = np.asarray(rule.reference_points, dtype=np.float64)
         if candidates.ndim != 2 or candidates.shape[1] != x.size:
             raise ValueError(f"reference_points must have shape (m, {x.size})")
+        g_candidates = None
     else:
-        candidates = np.vstack([clf.reference_X_, clf.support_vectors_])
-    root, distance, root_value = find_root(g, x, candidates, rule)
+        candidates, g_candidates = clf.candidate_points(task, sign)
+    root, distance, root_value = find_root(g, x, candidates, rule, g_candidates)
     parts = []
     for u, kernel in enumerate(clf.kernels_):
         s = clf.channel_slices_[u]

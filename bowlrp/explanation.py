@@ -194,6 +194,10 @@ def tile_origins(length: int, tile: int, stride: int) -> list[int]:
     return starts
 
 
+def _explain_tiles(pipeline, crops, target, rules) -> list[Explanation]:
+    return [explain_trace(pipeline, pipeline.forward_one(c), target, rules) for c in crops]
+
+
 def explain_tiled(pipeline, image, tile: int, stride: int, target=None, rules=None) -> Explanation:
     """Explain an image as a grid of overlapping tiles; heatmaps averaged per pixel.
 
@@ -201,7 +205,9 @@ def explain_tiled(pipeline, image, tile: int, stride: int, target=None, rules=No
     class with the highest mean decision value over the tiles (binary models:
     the sign of the mean). Score, bias, residual and absorbed values are the
     means over tiles; ``extra["tile_scores"]`` holds each tile's origin and score.
+    Tiles are processed in parallel chunks when the pipeline has ``n_jobs``.
     """
+    from ._parallel import map_images
     from ._validation import as_float_image
 
     img = as_float_image(image)
@@ -209,33 +215,36 @@ def explain_tiled(pipeline, image, tile: int, stride: int, target=None, rules=No
     if tile < 1 or stride < 1:
         raise ValueError("tile and stride must be positive")
     origins = [(r, c) for r in tile_origins(H, tile, stride) for c in tile_origins(W, tile, stride)]
-    traces = [pipeline.forward_one(img[r:r + tile, c:c + tile]) for r, c in origins]
+    crops = [img[r:r + tile, c:c + tile] for r, c in origins]
     if target is None:
         clf = pipeline.classifier_
-        F = clf.decision_function(np.vstack([t.features for t in traces])).mean(axis=0)
+        F = np.asarray(pipeline.decision_function(crops)).mean(axis=0)
         if np.ndim(F) == 0:
             target = clf.classes_[1] if F > 0 else clf.classes_[0]
         else:
             target = clf.classes_[int(np.argmax(F))]
+    n_jobs = pipeline.n_jobs if pipeline.n_jobs not in (None, 0) else 1
+    n_chunks = 1 if n_jobs == 1 else min(len(crops), 4 * (n_jobs if n_jobs > 0 else 2))
+    chunks = [list(part) for part in np.array_split(np.arange(len(crops)), n_chunks)]
+    results = map_images(lambda idx: _explain_tiles(pipeline, [crops[i] for i in idx], target, rules),
+                         chunks, n_jobs if n_chunks > 1 else None, "explaining tiles", False)
+    parts = [e for chunk in results for e in chunk]
     total = np.zeros((H, W))
     cover = np.zeros((H, W))
-    parts = []
-    for (r, c), trace in zip(origins, traces):
-        e = explain_trace(pipeline, trace, target, rules)
-        h, w = trace.image_shape
+    for (r, c), e in zip(origins, parts):
+        h, w = e.heatmap.shape
         total[r:r + h, c:c + w] += e.heatmap
         cover[r:r + h, c:c + w] += 1
-        parts.append((r, c, e))
-    first = parts[0][2]
+    first = parts[0]
     return Explanation(
-        score=float(np.mean([e.score for _, _, e in parts])),
+        score=float(np.mean([e.score for e in parts])),
         target=first.target,
         heatmap=total / np.maximum(cover, 1),
         channels=[],
-        bias_relevance=float(np.mean([e.bias_relevance for _, _, e in parts])),
-        residual=float(np.mean([e.residual for _, _, e in parts])),
-        absorbed=float(np.mean([e.absorbed for _, _, e in parts])),
+        bias_relevance=float(np.mean([e.bias_relevance for e in parts])),
+        residual=float(np.mean([e.residual for e in parts])),
+        absorbed=float(np.mean([e.absorbed for e in parts])),
         rules=first.rules,
         extra={"tile": tile, "stride": stride,
-               "tile_scores": [(r, c, e.score) for r, c, e in parts]},
+               "tile_scores": [(r, c, e.score) for (r, c), e in zip(origins, parts)]},
     )

@@ -146,7 +146,20 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         ref = rng.choice(len(X), min(len(X), int(self.n_reference)), replace=False)
         self.reference_X_ = X[np.sort(ref)].copy()
+        candidates = np.vstack([self.reference_X_, self.support_vectors_])
+        F = self.decision_function(candidates)
+        self.candidate_decisions_ = F.reshape(len(candidates), -1)
         return self
+
+    def candidate_points(self, task: int, sign: float = 1.0):
+        """Reference points and support vectors with their (signed) decision values.
+
+        Returns (points (m, n_features), sign * f_task(points) (m,)), computed once at fit
+        time: the Taylor root search starts from them for every explanation.
+        """
+        check_is_fitted(self, "candidate_decisions_")
+        points = np.vstack([self.reference_X_, self.support_vectors_])
+        return points, sign * self.candidate_decisions_[:, task]
 
     def _task_class_weight(self, task: int):
         """libsvm weights of a binary task {0: rest, 1: class} from the user's class_weight."""
