@@ -160,8 +160,7 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     model_hash = file_hash(args.model)
     explanations = []
-    for path, img in tqdm(list(zip(paths, images)), desc="explaining", disable=len(paths) < 2,
-                          file=sys.stderr):
+    for img in tqdm(images, desc="explaining", disable=len(paths) < 2, file=sys.stderr):
         e = model.explain([img], target=target, rules=rules, tile=args.tile, stride=args.stride)[0]
         explanations.append(e)
     normalized = pictures.normalize_heatmaps([e.heatmap for e in explanations], args.normalize)
