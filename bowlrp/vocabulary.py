@@ -117,6 +117,9 @@ class KMeansVocabulary(ClusterMixin, TransformerMixin, _VocabularyMixin, BaseEst
         Cap on the descriptors used for fitting (default 100 000).
     algorithm : {"minibatch", "full"}
         ``MiniBatchKMeans`` (fast, default) or ``KMeans``.
+    reservoir_size : int
+        Training descriptors kept with the model (raw, float32), from which
+        descriptor-replacement perturbation draws (``sample``).
     random_state : int, RandomState or None
     verbose : bool
         Progress while sampling.
@@ -125,15 +128,17 @@ class KMeansVocabulary(ClusterMixin, TransformerMixin, _VocabularyMixin, BaseEst
     ----------
     cluster_centers_ : ndarray (n_words, D')
     pca_ : PCA or None
+    reservoir_ : ndarray (<= reservoir_size, D) float32
     """
 
     def __init__(self, n_words: int = 128, pca_components: int | None = None,
                  max_descriptors: int | None = 100_000, algorithm: str = "minibatch",
-                 random_state=None, verbose: bool = False):
+                 reservoir_size: int = 2000, random_state=None, verbose: bool = False):
         self.n_words = n_words
         self.pca_components = pca_components
         self.max_descriptors = max_descriptors
         self.algorithm = algorithm
+        self.reservoir_size = reservoir_size
         self.random_state = random_state
         self.verbose = verbose
 
@@ -146,6 +151,9 @@ class KMeansVocabulary(ClusterMixin, TransformerMixin, _VocabularyMixin, BaseEst
             raise ValueError(
                 f"n_words={self.n_words} exceeds n_samples={len(data)} (descriptors available)"
             )
+        rng = check_random_state(self.random_state)
+        keep = rng.choice(len(data), min(len(data), int(self.reservoir_size)), replace=False)
+        self.reservoir_ = data[np.sort(keep)].astype(np.float32)
         data = self._fit_projection(data)
         if self.algorithm == "minibatch":
             km = MiniBatchKMeans(n_clusters=self.n_words, random_state=self.random_state,
@@ -166,6 +174,11 @@ class KMeansVocabulary(ClusterMixin, TransformerMixin, _VocabularyMixin, BaseEst
     def predict(self, X) -> np.ndarray:
         """Index of the nearest word of each descriptor, shape (N,)."""
         return np.argmin(self.transform(X), axis=1)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` raw descriptors drawn (with replacement) from the training reservoir."""
+        check_is_fitted(self, "reservoir_")
+        return self.reservoir_[rng.integers(0, len(self.reservoir_), n)]
 
 
 class GMMVocabulary(TransformerMixin, _VocabularyMixin, BaseEstimator):
@@ -244,6 +257,20 @@ class GMMVocabulary(TransformerMixin, _VocabularyMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         return np.argmax(self.transform(X), axis=1)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` descriptors drawn from the mixture, mapped back to raw descriptor space.
+
+        Samples are drawn in the vocabulary space (after PCA) and mapped back with
+        the PCA's inverse, so projecting them again returns the drawn samples.
+        """
+        check_is_fitted(self, "means_")
+        k = rng.choice(len(self.weights_), size=n, p=self.weights_)
+        z = self.means_[k] + rng.standard_normal((n, self.means_.shape[1])) * np.sqrt(
+            self.covariances_[k])
+        if self.pca_ is not None:
+            z = z @ self.pca_.components_ + self.pca_.mean_
+        return z.astype(np.float32)
 
 
 def squared_distances(data: np.ndarray, centers: np.ndarray) -> np.ndarray:

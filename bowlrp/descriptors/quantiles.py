@@ -134,6 +134,18 @@ class ColorQuantiles(TransformerMixin, BaseEstimator):
             return [self.describe(im) for im in images]
         return Parallel(n_jobs=self.n_jobs)(delayed(self.describe)(im) for im in images)
 
+    def influence_radius(self, radius: float) -> float:
+        """Chebyshev radius beyond which a pixel cannot change a descriptor (the disc)."""
+        return float(np.ceil(radius)) + 1.0
+
+    def describe_at(self, image, reference: Descriptors, rows) -> np.ndarray:
+        """Recompute the descriptors ``rows`` of ``reference`` on (a changed) ``image``."""
+        q = self._check_params()
+        img = as_float_image(image)
+        stack = np.ascontiguousarray(np.stack(color_channels(img, self.color)), dtype=np.float64)
+        centers = np.ascontiguousarray(reference.centers[np.asarray(rows, dtype=np.int64)])
+        return _half_disc_quantiles(stack, centers, float(self.radius), q)
+
     def describe(self, image) -> Descriptors:
         """Descriptors of one image (array or path)."""
         q = self._check_params()

@@ -57,8 +57,12 @@ class EncodingTrace:
 class Encoder(TransformerMixin, BaseEstimator):
     """Base of all layer-3 stages: map descriptors, pool per pyramid cell, normalise.
 
-    Subclasses implement ``_make_vocabulary``, ``_block_size``, ``_encode``
-    and (for the relevance pass) ``_descriptor_relevance``.
+    Subclasses implement ``_make_vocabulary``, ``_block_size``, ``compute_codes``
+    (per-descriptor mapping codes), ``pooled_sums`` (the pooled statistics of
+    any subset of descriptors), ``take_codes`` / ``put_codes`` (rows of codes)
+    and, for the relevance pass, ``_descriptor_relevance``. Sum and p-means
+    pooling are additive over descriptors, which incremental re-encoding
+    (``bowlrp.evaluation``) relies on; max pooling is not (``additive_pooling``).
     """
 
     _default_normalization = "l1"
@@ -112,10 +116,29 @@ class Encoder(TransformerMixin, BaseEstimator):
         cell_ids, n_cells = pyramid_cells(descriptors.centers, descriptors.image_shape,
                                           self.levels_)
         counts = np.bincount(cell_ids.ravel(), minlength=n_cells).astype(np.int64)
-        pooled, codes = self._encode(descriptors, cell_ids, counts)
-        x = normalize(self._finish_pooling(pooled), self.normalization_steps_, n_cells,
-                      getattr(self, "power", 0.5))
+        codes = self.compute_codes(descriptors.data)
+        pooled = self.pooled_sums(codes, cell_ids, counts)
+        codes.update(self._extra_codes(codes, cell_ids, counts))
+        x = self.finish(pooled)
         return x, EncodingTrace(cell_ids, counts, pooled, x, codes)
+
+    def finish(self, pooled: np.ndarray) -> np.ndarray:
+        """Output vector from pooled statistics: p-th root (p-means) and normalisation."""
+        return normalize(self._finish_pooling(pooled), self.normalization_steps_, self.n_cells_,
+                         getattr(self, "power", 0.5))
+
+    @property
+    def additive_pooling(self) -> bool:
+        """Whether pooled statistics are sums over descriptors (not max pooling)."""
+        return True
+
+    @property
+    def nonnegative_mapping(self) -> bool:
+        """Whether every ``m_d(l) >= 0`` (word mappings; not Fisher vectors)."""
+        return False
+
+    def _extra_codes(self, codes, cell_ids, counts) -> dict:
+        return {}
 
     def _finish_pooling(self, pooled: np.ndarray) -> np.ndarray:
         return pooled

@@ -27,7 +27,6 @@ import scipy.sparse as sp
 from numba import njit, prange
 from sklearn.base import clone
 
-from ..descriptors.geometry import Descriptors
 from ..vocabulary import GMMVocabulary
 from .base import Encoder, coefficients_from_rule
 
@@ -101,6 +100,42 @@ def _softmax_rows_to_sparse(loglik, const, threshold):
                 vals[j] = post[l, k]
                 j += 1
     return counts, cols, vals
+
+
+def replace_rows(A: sp.csr_matrix, rows, B: sp.csr_matrix) -> sp.csr_matrix:
+    """CSR matrix ``A`` with ``A[rows[i]]`` replaced by ``B[i]`` (``rows`` distinct), O(nnz)."""
+    rows = np.asarray(rows, dtype=np.int64).ravel()
+    source = np.full(A.shape[0], -1, dtype=np.int64)
+    source[rows] = np.arange(rows.size)
+    indptr, indices, data = _replace_rows(A.indptr.astype(np.int64), A.indices, A.data,
+                                          B.indptr.astype(np.int64), B.indices, B.data, source)
+    return sp.csr_matrix((data, indices, indptr), shape=A.shape)
+
+
+@njit(cache=True)
+def _replace_rows(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, source):
+    n = source.shape[0]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    for r in range(n):
+        s = source[r]
+        length = (b_ptr[s + 1] - b_ptr[s]) if s >= 0 else (a_ptr[r + 1] - a_ptr[r])
+        indptr[r + 1] = indptr[r] + length
+    indices = np.empty(indptr[n], dtype=a_idx.dtype)
+    values = np.empty(indptr[n], dtype=a_val.dtype)
+    for r in range(n):
+        s = source[r]
+        j = indptr[r]
+        if s >= 0:
+            for q in range(b_ptr[s], b_ptr[s + 1]):
+                indices[j] = b_idx[q]
+                values[j] = b_val[q]
+                j += 1
+        else:
+            for q in range(a_ptr[r], a_ptr[r + 1]):
+                indices[j] = a_idx[q]
+                values[j] = a_val[q]
+                j += 1
+    return indptr, indices, values
 
 
 _N_PARTIALS = 4
@@ -320,15 +355,31 @@ class FisherVector(Encoder):
         v = self.vocabulary_
         return v.means_, np.sqrt(v.covariances_), v.weights_
 
-    def _encode(self, descriptors: Descriptors, cell_ids, counts):
+    def compute_codes(self, data: np.ndarray) -> dict:
+        """Projected descriptors (N, D') and sparse posteriors (CSR (N, K)) of raw descriptors."""
         v = self.vocabulary_
-        data = v.project(descriptors.data)
-        gamma = sparse_posteriors(data, v.means_, v.covariances_, v.weights_,
+        projected = v.project(data)
+        gamma = sparse_posteriors(projected, v.means_, v.covariances_, v.weights_,
                                   self.posterior_threshold)
-        pooled = self._sums(data, gamma, cell_ids, counts, signed=False)[0]
-        codes = {"data": data, "posteriors": gamma,
-                 "reached": self._reached(gamma, cell_ids, counts)}
-        return pooled, codes
+        return {"data": projected, "posteriors": gamma}
+
+    def pooled_sums(self, codes: dict, cell_ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Pooled (un-normalised) Fisher statistics of the given descriptors."""
+        return self._sums(codes["data"], codes["posteriors"], cell_ids, counts, signed=False)[0]
+
+    def _extra_codes(self, codes, cell_ids, counts) -> dict:
+        return {"reached": self._reached(codes["posteriors"], cell_ids, counts)}
+
+    @staticmethod
+    def take_codes(codes: dict, rows) -> dict:
+        return {"data": codes["data"][rows], "posteriors": codes["posteriors"][rows]}
+
+    @staticmethod
+    def put_codes(codes: dict, rows, new: dict) -> dict:
+        data = codes["data"].copy()
+        data[rows] = new["data"]
+        return {"data": data, "posteriors": replace_rows(codes["posteriors"], rows,
+                                                         new["posteriors"])}
 
     def _reached(self, gamma, cell_ids, counts) -> np.ndarray:
         """Dimensions some descriptor contributes to: pi parts of occupied cells,

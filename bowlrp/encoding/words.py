@@ -13,7 +13,6 @@ import math
 import numpy as np
 from numba import njit
 
-from ..descriptors.geometry import Descriptors
 from ..vocabulary import KMeansVocabulary, squared_distances
 from .base import Encoder, coefficients_from_rule
 from .pooling import pool_words
@@ -76,13 +75,35 @@ class _WordEncoder(Encoder):
     def _codes(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def _encode(self, descriptors: Descriptors, cell_ids, counts):
-        data = self.vocabulary_.project(descriptors.data)
-        indices, weights = self._codes(data)
+    def compute_codes(self, data: np.ndarray) -> dict:
+        """Sparse word codes of raw descriptors (N, D): ``indices`` and ``weights`` (N, s)."""
+        indices, weights = self._codes(self.vocabulary_.project(data))
+        return {"indices": indices, "weights": weights}
+
+    def pooled_sums(self, codes: dict, cell_ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Pooled statistics of the given descriptors (cells divide by the image's ``N_c``)."""
         p, use_max = self._pooling_exponent()
-        pooled = pool_words(indices, weights, cell_ids, counts, self.block_size_,
-                            len(counts), p, use_max)
-        return pooled, {"indices": indices, "weights": weights}
+        return pool_words(codes["indices"], codes["weights"], cell_ids, counts, self.block_size_,
+                          len(counts), p, use_max)
+
+    @staticmethod
+    def take_codes(codes: dict, rows) -> dict:
+        return {"indices": codes["indices"][rows], "weights": codes["weights"][rows]}
+
+    @staticmethod
+    def put_codes(codes: dict, rows, new: dict) -> dict:
+        out = {"indices": codes["indices"].copy(), "weights": codes["weights"].copy()}
+        out["indices"][rows] = new["indices"]
+        out["weights"][rows] = new["weights"]
+        return out
+
+    @property
+    def additive_pooling(self) -> bool:
+        return not self._pooling_exponent()[1]
+
+    @property
+    def nonnegative_mapping(self) -> bool:
+        return True
 
     def _finish_pooling(self, pooled: np.ndarray) -> np.ndarray:
         p, use_max = self._pooling_exponent()

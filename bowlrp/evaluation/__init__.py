@@ -1,0 +1,26 @@
+"""Measuring explanations: region perturbation with incremental re-encoding, AOPC,
+descriptor replacement, occlusion, pixel flipping and the context ratio (SPEC 4)."""
+
+from .context import (
+    AnnotationError,
+    context_ratio,
+    context_ratios,
+    read_voc_annotation,
+)
+from .descriptors import descriptor_replacement
+from .incremental import IncrementalImage
+from .perturbation import (
+    aopc,
+    block_grid,
+    block_scores,
+    occlusion_map,
+    order_blocks,
+    perturbation_curve,
+    region_perturbation,
+)
+
+__all__ = [
+    "AnnotationError", "IncrementalImage", "aopc", "block_grid", "block_scores",
+    "context_ratio", "context_ratios", "descriptor_replacement", "occlusion_map",
+    "order_blocks", "perturbation_curve", "read_voc_annotation", "region_perturbation",
+]
