@@ -15,6 +15,7 @@ test-fast:
 bench: install
 	$(PYTHON) benchmarks/bench_encoding.py
 	$(PYTHON) benchmarks/bench_relevance.py
+	$(PYTHON) benchmarks/bench_perturbation.py
 
 polygons-experiment: install
 	$(PYTHON) experiments/polygons.py --out experiments/results/polygons

@@ -296,11 +296,20 @@ class DenseSIFT(TransformerMixin, BaseEstimator):
             frames = f
             blocks.append(np.asarray(d, dtype=np.float32))
         data = np.hstack(blocks)
-        index = {(int(round(2 * y)), int(round(2 * x))): i for i, (y, x) in enumerate(frames[:, :2])}
-        try:
-            picked = [index[(int(round(2 * y)), int(round(2 * x)))] for y, x in centers]
-        except KeyError:  # pragma: no cover - grid mismatch would be a bug
-            raise RuntimeError("VLFeat frames do not match the requested descriptor grid") from None
+        # centres lie on a half-pixel grid: match frames by integer keys of twice the position
+        span = int(np.ceil(2 * max(frames[:, 1].max(), centers[:, 1].max()))) + 2
+
+        def key(points):
+            twice = np.rint(2 * points).astype(np.int64)
+            return twice[:, 0] * span + twice[:, 1]
+
+        frame_keys = key(frames[:, :2])
+        order = np.argsort(frame_keys)
+        wanted = key(centers)
+        pos = np.searchsorted(frame_keys, wanted, sorter=order)
+        picked = order[np.minimum(pos, order.size - 1)]
+        if not np.array_equal(frame_keys[picked], wanted):  # pragma: no cover - would be a bug
+            raise RuntimeError("VLFeat frames do not match the requested descriptor grid")
         return data[picked]
 
     def _smoothed(self, channel: np.ndarray, b: float) -> np.ndarray:

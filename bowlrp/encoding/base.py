@@ -132,10 +132,17 @@ class Encoder(TransformerMixin, BaseEstimator):
         """Whether pooled statistics are sums over descriptors (not max pooling)."""
         return True
 
-    @property
-    def nonnegative_mapping(self) -> bool:
-        """Whether every ``m_d(l) >= 0`` (word mappings; not Fisher vectors)."""
-        return False
+    def support_counts(self, codes: dict, cell_ids: np.ndarray) -> np.ndarray:
+        """Integer count of contributing descriptors per (cell, word or component) group.
+
+        With :meth:`clear_unsupported` this lets incremental updates return exact
+        zeros where the last contribution was removed (instead of rounding residue).
+        """
+        raise NotImplementedError
+
+    def clear_unsupported(self, pooled: np.ndarray, support: np.ndarray) -> np.ndarray:
+        """Set the dimensions of groups without contributions to exactly 0 (in place)."""
+        raise NotImplementedError
 
     def _extra_codes(self, codes, cell_ids, counts) -> dict:
         return {}

@@ -138,8 +138,8 @@ def _replace_rows(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, source):
     return indptr, indices, values
 
 
-_N_PARTIALS = 4
 _N_CHUNKS = 64
+_SERIAL_BELOW = 8192  # descriptors; below this one partial sum (no per-thread buffers)
 
 
 @njit(cache=True, inline="always")
@@ -155,12 +155,12 @@ def _standardise(data, l, mu, inv_sigma, k, t):
 
 @njit(cache=True, parallel=True)
 def _fisher_sums(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, prior,
-                 has_pi, has_mu, has_sigma, block, n_dims, signed):
+                 has_pi, has_mu, has_sigma, block, n_dims, signed, n_partials):
     """Pooled Fisher statistics by streaming over (descriptor, component) pairs.
 
     ``signed=False``: row 0 of the result is ``z_d = sum_l z_ld``.
     ``signed=True``: rows 0 and 1 are ``sum_l max(z_ld, 0)`` and ``sum_l min(z_ld, 0)``.
-    Descriptors are split into ``_N_PARTIALS`` fixed chunks summed in a fixed order,
+    Descriptors are split into ``n_partials`` fixed chunks summed in a fixed order,
     so the result does not depend on the number of threads.
     """
     n, D = data.shape
@@ -168,9 +168,9 @@ def _fisher_sums(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, 
     off_mu = K if has_pi else 0
     off_sigma = off_mu + (K * D if has_mu else 0)
     rows = 2 if signed else 1
-    partial = np.zeros((_N_PARTIALS, rows, n_dims))
-    size = (n + _N_PARTIALS - 1) // _N_PARTIALS
-    for part in prange(_N_PARTIALS):
+    partial = np.zeros((n_partials, rows, n_dims))
+    size = (n + n_partials - 1) // n_partials
+    for part in prange(n_partials):
         acc = partial[part]
         t = np.empty(D)
         for l in range(part * size, min(n, (part + 1) * size)):
@@ -216,8 +216,8 @@ def _fisher_sums(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, 
                             if has_sigma:
                                 acc[0, ds + i] += max(zs, 0.0)
                                 acc[1, ds + i] += min(zs, 0.0)
-    out = np.zeros((rows, n_dims))
-    for part in range(_N_PARTIALS):
+    out = partial[0].copy()
+    for part in range(1, n_partials):
         out += partial[part]
     return out
 
@@ -374,9 +374,33 @@ class FisherVector(Encoder):
     def take_codes(codes: dict, rows) -> dict:
         return {"data": codes["data"][rows], "posteriors": codes["posteriors"][rows]}
 
+    def support_counts(self, codes: dict, cell_ids: np.ndarray) -> np.ndarray:
+        """Descriptors with a posterior above the threshold, per (cell, component)."""
+        K = self.vocabulary_.means_.shape[0]
+        gamma = codes["posteriors"]
+        rows = np.repeat(np.arange(gamma.shape[0]), np.diff(gamma.indptr))
+        counts = np.zeros(self.n_cells_ * K, dtype=np.int64)
+        for lev in range(cell_ids.shape[1]):
+            np.add.at(counts, cell_ids[rows, lev] * K + gamma.indices, 1)
+        return counts
+
+    def clear_unsupported(self, pooled: np.ndarray, support: np.ndarray) -> np.ndarray:
+        """Zero the mu / sigma dimensions of (cell, component) pairs no descriptor reaches."""
+        K, D = self.vocabulary_.means_.shape
+        blocks = pooled.reshape(self.n_cells_, self.block_size_)
+        empty = (support.reshape(self.n_cells_, K) == 0)
+        start = K if "pi" in self.parts_ else 0
+        for part in ("mu", "sigma"):
+            if part in self.parts_:
+                view = blocks[:, start:start + K * D].reshape(self.n_cells_, K, D)
+                view[empty] = 0.0
+                start += K * D
+        return pooled
+
     @staticmethod
-    def put_codes(codes: dict, rows, new: dict) -> dict:
-        data = codes["data"].copy()
+    def put_codes(codes: dict, rows, new: dict, inplace: bool = False) -> dict:
+        """Codes with rows replaced; ``inplace`` overwrites the dense parts of ``codes``."""
+        data = codes["data"] if inplace else codes["data"].copy()
         data[rows] = new["data"]
         return {"data": data, "posteriors": replace_rows(codes["posteriors"], rows,
                                                          new["posteriors"])}
@@ -406,7 +430,8 @@ class FisherVector(Encoder):
 
     def _sums(self, data, gamma, cell_ids, counts, signed: bool) -> np.ndarray:
         args = self._kernel_args(data, gamma, cell_ids, counts)
-        return _fisher_sums(*args, self.n_features_out_, signed)
+        n_partials = 1 if len(data) < _SERIAL_BELOW else 4
+        return _fisher_sums(*args, self.n_features_out_, signed, n_partials)
 
     def _descriptor_relevance(self, R, trace, rule, per_dimension):
         from ..rules import AbsZ, AlphaBeta, Epsilon, require
@@ -417,7 +442,8 @@ class FisherVector(Encoder):
                                  trace.cell_counts)
         positive = negative = None
         if not isinstance(rule, Epsilon):
-            positive, negative = _fisher_sums(*args, self.n_features_out_, True)
+            n_partials = 1 if len(codes["data"]) < _SERIAL_BELOW else 4
+            positive, negative = _fisher_sums(*args, self.n_features_out_, True, n_partials)
         a, b, uniform = coefficients_from_rule(R, trace.pooled, codes["reached"],
                                                positive, negative, rule)
         n = trace.n_descriptors

@@ -91,8 +91,12 @@ class _WordEncoder(Encoder):
         return {"indices": codes["indices"][rows], "weights": codes["weights"][rows]}
 
     @staticmethod
-    def put_codes(codes: dict, rows, new: dict) -> dict:
-        out = {"indices": codes["indices"].copy(), "weights": codes["weights"].copy()}
+    def put_codes(codes: dict, rows, new: dict, inplace: bool = False) -> dict:
+        """Codes with rows replaced; ``inplace`` overwrites the arrays of ``codes``."""
+        if inplace:
+            out = codes
+        else:
+            out = {"indices": codes["indices"].copy(), "weights": codes["weights"].copy()}
         out["indices"][rows] = new["indices"]
         out["weights"][rows] = new["weights"]
         return out
@@ -101,9 +105,17 @@ class _WordEncoder(Encoder):
     def additive_pooling(self) -> bool:
         return not self._pooling_exponent()[1]
 
-    @property
-    def nonnegative_mapping(self) -> bool:
-        return True
+    def support_counts(self, codes: dict, cell_ids: np.ndarray) -> np.ndarray:
+        counts = np.zeros(self.n_features_out_, dtype=np.int64)
+        hit = codes["weights"] != 0
+        for lev in range(cell_ids.shape[1]):
+            dims = cell_ids[:, lev][:, None] * self.block_size_ + codes["indices"]
+            np.add.at(counts, dims[hit], 1)
+        return counts
+
+    def clear_unsupported(self, pooled: np.ndarray, support: np.ndarray) -> np.ndarray:
+        pooled[support == 0] = 0.0
+        return pooled
 
     def _finish_pooling(self, pooled: np.ndarray) -> np.ndarray:
         p, use_max = self._pooling_exponent()

@@ -28,25 +28,35 @@ class ChannelState:
     counts: np.ndarray
     codes: dict
     pooled: np.ndarray
-    reach: np.ndarray  # (N,) influence radius of each descriptor
+    reach: np.ndarray    # (N,) influence radius of each descriptor
+    support: np.ndarray  # contributing descriptors per (cell, word / component)
 
-    def pooled_after(self, rows: np.ndarray, new_codes: dict) -> np.ndarray:
-        """Pooled statistics if descriptors ``rows`` had ``new_codes`` (state unchanged)."""
+    def pooled_after(self, rows: np.ndarray, new_codes: dict):
+        """(pooled statistics, support counts) if descriptors ``rows`` had ``new_codes``.
+
+        Additive pooling: ``pooled - old + new``, and the groups whose last
+        contribution was removed are set to exactly zero (no rounding residue,
+        which a signed square root would amplify). Max pooling: re-pooled from
+        the stored codes. The state itself is not changed.
+        """
         enc = self.encoder
         if not enc.additive_pooling:
             codes = enc.put_codes(self.codes, rows, new_codes)
-            return enc.pooled_sums(codes, self.cell_ids, self.counts)
-        old = enc.pooled_sums(enc.take_codes(self.codes, rows), self.cell_ids[rows], self.counts)
-        new = enc.pooled_sums(new_codes, self.cell_ids[rows], self.counts)
-        pooled = self.pooled - old + new
-        if enc.nonnegative_mapping:  # removing the last contribution leaves rounding residue
-            np.maximum(pooled, 0.0, out=pooled)
-        return pooled
+            return enc.pooled_sums(codes, self.cell_ids, self.counts), self.support
+        old_codes = enc.take_codes(self.codes, rows)
+        cells = self.cell_ids[rows]
+        old = enc.pooled_sums(old_codes, cells, self.counts)
+        new = enc.pooled_sums(new_codes, cells, self.counts)
+        support = (self.support - enc.support_counts(old_codes, cells)
+                   + enc.support_counts(new_codes, cells))
+        pooled = enc.clear_unsupported(self.pooled - old + new, support)
+        return pooled, support
 
-    def commit(self, rows: np.ndarray, new_data: np.ndarray, new_codes: dict, pooled: np.ndarray):
-        self.codes = self.encoder.put_codes(self.codes, rows, new_codes)
+    def commit(self, rows: np.ndarray, new_data: np.ndarray, new_codes: dict, pooled, support):
+        self.codes = self.encoder.put_codes(self.codes, rows, new_codes, inplace=True)
         self.descriptors.data[rows] = new_data
         self.pooled = pooled
+        self.support = support
 
 
 class IncrementalImage:
@@ -77,9 +87,11 @@ class IncrementalImage:
             d = ct.descriptors
             reach = np.array([ex.influence_radius(s) for s in d.scales]) if len(d) else np.zeros(0)
             codes = {k: v for k, v in ct.encoding.codes.items() if k != "reached"}
-            self.channels.append(ChannelState(ex, pipeline.encoders_[u], d, ct.encoding.cell_ids,
+            enc = pipeline.encoders_[u]
+            self.channels.append(ChannelState(ex, enc, d, ct.encoding.cell_ids,
                                               ct.encoding.cell_counts, codes,
-                                              ct.encoding.pooled.copy(), reach))
+                                              ct.encoding.pooled.copy(), reach,
+                                              enc.support_counts(codes, ct.encoding.cell_ids)))
         self.score = self._score_from([c.pooled for c in self.channels])
         self.n_recomputed = 0
 
@@ -107,17 +119,17 @@ class IncrementalImage:
         for ch in self.channels:
             rows = self.affected(ch, r0, r1, c0, c1)
             if rows.size == 0:
-                updates.append((rows, None, None, ch.pooled))
+                updates.append((rows, None, None, (ch.pooled, ch.support)))
                 continue
             data = ch.extractor.describe_at(self.image, ch.descriptors, rows)
             codes = ch.encoder.compute_codes(data)
             updates.append((rows, data, codes, ch.pooled_after(rows, codes)))
             self.n_recomputed += rows.size
-        score = self._score_from([u[3] for u in updates])
+        score = self._score_from([u[3][0] for u in updates])
         if commit:
-            for ch, (rows, data, codes, pooled) in zip(self.channels, updates):
+            for ch, (rows, data, codes, after) in zip(self.channels, updates):
                 if rows.size:
-                    ch.commit(rows, data, codes, pooled)
+                    ch.commit(rows, data, codes, *after)
             self.score = score
         else:
             self.image[r0:r1, c0:c1] = old
@@ -129,11 +141,10 @@ class IncrementalImage:
         rows = np.asarray(rows, dtype=np.int64)
         data = np.asarray(data, dtype=np.float32)
         codes = ch.encoder.compute_codes(data)
-        pooled = ch.pooled_after(rows, codes)
-        pooled_all = [pooled if c is ch else c.pooled for c in self.channels]
-        score = self._score_from(pooled_all)
+        after = ch.pooled_after(rows, codes)
+        score = self._score_from([after[0] if c is ch else c.pooled for c in self.channels])
         if commit:
-            ch.commit(rows, data, codes, pooled)
+            ch.commit(rows, data, codes, *after)
             self.score = score
         return score
 
