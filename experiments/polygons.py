@@ -90,8 +90,9 @@ def summarise(per_scene: list[dict]) -> dict:
     }
 
 
-def evaluate_faithfulness(pipe, tiles, out: Path, steps: int, repeats: int, seed: int) -> dict:
-    """MoRF region perturbation (9 x 9 blocks, uniform noise) of tiles, explaining "polygon".
+def evaluate_faithfulness(pipe, tiles, out: Path, steps: int, repeats: int, seed: int,
+                          perturbation: str = "uniform") -> dict:
+    """MoRF region perturbation (9 x 9 blocks) of tiles, explaining "polygon".
 
     Methods: LRP with each rule, a random order and occlusion. Rules that give
     identical heatmaps (for non-negative word mappings eps = 0, alpha-beta and
@@ -109,7 +110,7 @@ def evaluate_faithfulness(pipe, tiles, out: Path, steps: int, repeats: int, seed
         trace = pipe.forward_one(tile)
         maps = {m: explain_trace(pipe, trace, 1, parse_rule(rule)).heatmap
                 for m, rule in LRP_METHODS.items()}
-        maps["occlusion"] = occlusion_map(pipe, tile, 9, "uniform", seed + i, 1)
+        maps["occlusion"] = occlusion_map(pipe, tile, 9, perturbation, seed + i, 1)
         maps["random"] = maps["lrp-eps0"]
         curves, seen = {}, {}
         for m, heat in maps.items():
@@ -117,7 +118,7 @@ def evaluate_faithfulness(pipe, tiles, out: Path, steps: int, repeats: int, seed
             key = (ordering, heat.tobytes())
             if key not in seen:
                 r = region_perturbation(pipe, [tile], [heat], (ordering,), 9, steps, repeats,
-                                        "uniform", seed + i, 1)
+                                        perturbation, seed + i, 1)
                 seen[key] = r.curves[ordering][0].tolist()
             curves[m] = seen[key]
         results.append({"curves": curves})
@@ -125,7 +126,8 @@ def evaluate_faithfulness(pipe, tiles, out: Path, steps: int, repeats: int, seed
     summary = summarise(results, methods)
     out.mkdir(parents=True, exist_ok=True)
     write_outputs(out, summary, Namespace(block=9, method="region", batch=0, steps=steps,
-                                          repeats=repeats, seed=seed, tiles=len(tiles)))
+                                          repeats=repeats, seed=seed, tiles=len(tiles),
+                                          perturbation=perturbation))
     return {m: {"aopc": d["aopc"], "stderr": d["aopc_stderr"]} for m, d in summary.items()}
 
 
@@ -139,7 +141,7 @@ def _write_json(path: Path, data: dict) -> None:
 def run(out_dir, n_train: int = 60, n_test: int = 6, n_val: int = 40, seed: int = 0,
         n_words: int | None = None, n_jobs: int | None = 2, models=("hik", "chi2"),
         n_figure: int = 3, verbose: bool = True, n_eval_tiles: int = 10, eval_steps: int = 50,
-        eval_repeats: int = 4) -> dict:
+        eval_repeats: int = 4, eval_perturbations=("uniform", "blur")) -> dict:
     """The whole experiment; returns the metrics (also written to ``out_dir/metrics.json``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -190,8 +192,10 @@ def run(out_dir, n_train: int = 60, n_test: int = 6, n_val: int = 40, seed: int 
             t0 = time.perf_counter()
             tiles = [t for t, label in zip(Xt, yt) if label == 1][:n_eval_tiles]
             log(f"[{name}] region perturbation on {len(tiles)} positive held-out tiles")
-            faithfulness = evaluate_faithfulness(pipe, tiles, out / f"evaluation_{name}",
-                                                 eval_steps, eval_repeats, seed)
+            faithfulness = {
+                pert: evaluate_faithfulness(pipe, tiles, out / f"evaluation_{name}_{pert}",
+                                            eval_steps, eval_repeats, seed, pert)
+                for pert in eval_perturbations}
             t_eval = time.perf_counter() - t0
         metrics["models"][name] = {
             "config": str(CONFIGS[name].relative_to(ROOT)),
@@ -246,9 +250,9 @@ def main(argv=None) -> None:
               f"{loc['positive_share_on_polygons']:.2f} (area {loc['dilated_polygon_area_share']:.2f})  "
               f"mean relevance polygons {loc['mean_relevance_on_polygons']:+.4f} round "
               f"{loc['mean_relevance_on_round']:+.4f} background {loc['mean_relevance_on_background']:+.4f}")
-        if r["region_perturbation_aopc"]:
-            print("      AOPC (MoRF, 9x9): " + ", ".join(
-                f"{k} {v['aopc']:.3f}" for k, v in r["region_perturbation_aopc"].items()))
+        for pert, table in (r["region_perturbation_aopc"] or {}).items():
+            print(f"      AOPC (MoRF, 9x9 {pert}): " + ", ".join(
+                f"{k} {v['aopc']:.3f}" for k, v in table.items()))
 
 
 if __name__ == "__main__":

@@ -221,3 +221,23 @@ def test_evaluate_cli_writes_curves_and_resumes(train, tmp_path):
     assert [f.stat().st_mtime_ns for f in partial] == stamp  # resumed, not recomputed
     bad = subprocess.run(cmd[:-1] + ["magic"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and bad.stderr.startswith("bowlrp-evaluate: error:")
+
+
+@pytest.mark.vlfeat
+def test_incremental_is_exact_with_vlfeat_exact_mode(train):
+    from bowlrp.descriptors import vlfeat_available
+
+    if not vlfeat_available():
+        pytest.skip("cyvlfeat not installed ([vlfeat] extra)")
+    p = Pipeline([("s", DenseSIFT(bin_sizes=[4, 6], steps=3, backend="vlfeat", fast=False),
+                   FisherVector(GMMVocabulary(4, pca_components=12, random_state=0),
+                                pyramid=((1, 1), (2, 2))))],
+                 KernelSVC("linear"), random_state=0).fit(*train)
+    image = stripes(np.random.default_rng(9), 72)
+    blocks = block_grid(image.shape, 9)
+    order = order_blocks(np.arange(len(blocks), dtype=float), "morf", np.random.default_rng(0))
+    fast = perturbation_curve(p, image, order, blocks, 20, make_perturbation("uniform"),
+                              np.random.default_rng(1), target=1)
+    slow = perturbation_curve(p, image, order, blocks, 20, make_perturbation("uniform"),
+                              np.random.default_rng(1), target=1, incremental=False)
+    np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)

@@ -19,8 +19,8 @@ def _experiment():
 @pytest.mark.slow
 def test_small_polygon_experiment_end_to_end(tmp_path):
     m = _experiment().run(tmp_path, n_train=24, n_test=2, n_val=12, n_words=48, n_jobs=1,
-                          n_figure=1, verbose=False, n_eval_tiles=2, eval_steps=10,
-                          eval_repeats=2)
+                          n_figure=1, verbose=False, n_eval_tiles=3, eval_steps=15,
+                          eval_repeats=2, eval_perturbations=("blur",))
     assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(m))
     for name in ("hik", "chi2"):
         r = m["models"][name]
@@ -35,9 +35,12 @@ def test_small_polygon_experiment_end_to_end(tmp_path):
         assert loc["positive_share_on_polygons"] > 2 * loc["dilated_polygon_area_share"]
         assert loc["fraction_polygons_positive"] > 0.7
         assert (tmp_path / f"polygons_{name}.pkl").is_file()
-        faith = r["region_perturbation_aopc"]
+        # blurring the most relevant regions first removes the evidence fastest; (uniform
+        # noise, the thesis' default, adds corner-like structure these small models read
+        # as polygons, so the full experiment reports it beside blur)
+        faith = r["region_perturbation_aopc"]["blur"]
         assert faith["lrp-eps0"]["aopc"] > faith["random"]["aopc"]
-        assert (tmp_path / f"evaluation_{name}" / "curves.png").is_file()
+        assert (tmp_path / f"evaluation_{name}_blur" / "curves.png").is_file()
     # the chi2 model (the paper's Fig 6): round shapes weakly negative on average
     assert m["models"]["chi2"]["localisation"]["mean_relevance_on_round"] < 0.05
     assert (tmp_path / "figure.png").is_file()

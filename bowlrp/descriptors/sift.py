@@ -246,10 +246,12 @@ class DenseSIFT(TransformerMixin, BaseEstimator):
 
         Each bin size is described on a crop around the selected centres, with a
         margin of the influence radius (which composes the support's reach with
-        the blurs' reach) plus 2 pixels, on the grid of the full image, so
-        the values equal those of :meth:`describe` on the whole image (exactly for
-        OpenCV and VLFeat's exact mode; VLFeat's fast mode sums float32 integral
-        images whose rounding depends on the crop, about 1e-4 of 255).
+        the blurs' reach) plus 2 pixels, on the grid of the full image. OpenCV:
+        equal to :meth:`describe` on the whole image, bit for bit. VLFeat
+        convolves with running sums that start at the image origin, so its crops
+        start at (0, 0): bit-exact in exact mode (``fast=False``); in fast mode
+        the float32 integral images still round differently (up to ~6e-4 of
+        255), which can flip a word assignment.
 
         Returns
         -------
@@ -268,9 +270,10 @@ class DenseSIFT(TransformerMixin, BaseEstimator):
             pick = np.flatnonzero(reference.scales[rows] == b)
             centers = reference.centers[rows[pick]]
             margin = int(np.ceil(self.influence_radius(b))) + 2
-            r0 = max(0, int(np.floor(centers[:, 0].min())) - margin)
+            anchored = self.backend_ == "vlfeat"
+            r0 = 0 if anchored else max(0, int(np.floor(centers[:, 0].min())) - margin)
             r1 = min(height, int(np.ceil(centers[:, 0].max())) + margin + 1)
-            c0 = max(0, int(np.floor(centers[:, 1].min())) - margin)
+            c0 = 0 if anchored else max(0, int(np.floor(centers[:, 1].min())) - margin)
             c1 = min(width, int(np.ceil(centers[:, 1].max())) + margin + 1)
             crop = img[r0:r1, c0:c1]
             channels = color_channels(crop, self.color)

@@ -379,10 +379,8 @@ class FisherVector(Encoder):
         K = self.vocabulary_.means_.shape[0]
         gamma = codes["posteriors"]
         rows = np.repeat(np.arange(gamma.shape[0]), np.diff(gamma.indptr))
-        counts = np.zeros(self.n_cells_ * K, dtype=np.int64)
-        for lev in range(cell_ids.shape[1]):
-            np.add.at(counts, cell_ids[rows, lev] * K + gamma.indices, 1)
-        return counts
+        keys = [cell_ids[rows, lev] * K + gamma.indices for lev in range(cell_ids.shape[1])]
+        return np.bincount(np.concatenate(keys), minlength=self.n_cells_ * K)
 
     def clear_unsupported(self, pooled: np.ndarray, support: np.ndarray) -> np.ndarray:
         """Zero the mu / sigma dimensions of (cell, component) pairs no descriptor reaches."""

@@ -106,12 +106,10 @@ class _WordEncoder(Encoder):
         return not self._pooling_exponent()[1]
 
     def support_counts(self, codes: dict, cell_ids: np.ndarray) -> np.ndarray:
-        counts = np.zeros(self.n_features_out_, dtype=np.int64)
         hit = codes["weights"] != 0
-        for lev in range(cell_ids.shape[1]):
-            dims = cell_ids[:, lev][:, None] * self.block_size_ + codes["indices"]
-            np.add.at(counts, dims[hit], 1)
-        return counts
+        dims = [(cell_ids[:, lev][:, None] * self.block_size_ + codes["indices"])[hit]
+                for lev in range(cell_ids.shape[1])]
+        return np.bincount(np.concatenate(dims), minlength=self.n_features_out_)
 
     def clear_unsupported(self, pooled: np.ndarray, support: np.ndarray) -> np.ndarray:
         pooled[support == 0] = 0.0
