@@ -140,8 +140,8 @@ def _write_json(path: Path, data: dict) -> None:
 
 def run(out_dir, n_train: int = 60, n_test: int = 6, n_val: int = 40, seed: int = 0,
         n_words: int | None = None, n_jobs: int | None = 2, models=("hik", "chi2"),
-        n_figure: int = 3, verbose: bool = True, n_eval_tiles: int = 10, eval_steps: int = 50,
-        eval_repeats: int = 4, eval_perturbations=("uniform", "blur")) -> dict:
+        n_figure: int = 3, verbose: bool = True, n_eval_tiles: int = 6, eval_steps: int = 40,
+        eval_repeats: int = 3, eval_perturbations=("uniform", "blur")) -> dict:
     """The whole experiment; returns the metrics (also written to ``out_dir/metrics.json``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
