@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .explain import CLIError, expand_images, resolve_target
+from .explain import CLIError, expand_images, resolve_target, run_command
 
 LRP_METHODS = {
     "lrp-eps0": "epsilon=0",
@@ -214,19 +214,8 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("bowlrp-evaluate: interrupted (finished images are kept; run again to resume)",
-              file=sys.stderr)
-        return 130
-    except Exception as exc:
-        if args.debug:
-            raise
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"bowlrp-evaluate: error: {message}", file=sys.stderr)
-        return 2
+    return run_command("bowlrp-evaluate", run, build_parser().parse_args(argv),
+                       "interrupted (finished images are kept; run again to resume)")
 
 
 if __name__ == "__main__":

@@ -180,20 +180,23 @@ def run(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def run_command(prog: str, run, args, interrupted: str = "interrupted") -> int:
+    """Run a command; any error becomes one line on stderr and exit code 2 (--debug: raise)."""
     try:
         return run(args)
     except KeyboardInterrupt:
-        print("bowlrp-explain: interrupted", file=sys.stderr)
+        print(f"{prog}: {interrupted}", file=sys.stderr)
         return 130
     except Exception as exc:  # one line for people; --debug for the traceback
         if args.debug:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"bowlrp-explain: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
+
+
+def main(argv=None) -> int:
+    return run_command("bowlrp-explain", run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

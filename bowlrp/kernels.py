@@ -150,36 +150,34 @@ class Linear(Kernel):
         return coef @ S
 
 
-class HistogramIntersection(Kernel):
+class _ElementwiseKernel(Kernel):
+    """Sum-decomposable kernels of non-negative features computed by the Numba loops."""
+
+    decomposable = True
+    _op = _MIN
+
+    def _gram(self, X, Y):
+        _check_non_negative(X, self.name)
+        _check_non_negative(Y, self.name)
+        return _gram_elementwise(X, Y, self._op)
+
+    def dimension_terms(self, S, coef, x):
+        return _terms_elementwise(_as_2d(S), np.asarray(coef, np.float64),
+                                  np.asarray(x, np.float64), self._op)
+
+
+class HistogramIntersection(_ElementwiseKernel):
     """``k(x, y) = sum_d min(x_d, y_d)`` for non-negative features."""
 
-    decomposable = True
     name = "histogram intersection"
-
-    def _gram(self, X, Y):
-        _check_non_negative(X, self.name)
-        _check_non_negative(Y, self.name)
-        return _gram_elementwise(X, Y, _MIN)
-
-    def dimension_terms(self, S, coef, x):
-        return _terms_elementwise(_as_2d(S), np.asarray(coef, np.float64),
-                                  np.asarray(x, np.float64), _MIN)
+    _op = _MIN
 
 
-class AdditiveChi2(Kernel):
+class AdditiveChi2(_ElementwiseKernel):
     """``k(x, y) = sum_d 2 x_d y_d / (x_d + y_d)`` (0/0 := 0), non-negative features."""
 
-    decomposable = True
     name = "additive chi2"
-
-    def _gram(self, X, Y):
-        _check_non_negative(X, self.name)
-        _check_non_negative(Y, self.name)
-        return _gram_elementwise(X, Y, _CHI2)
-
-    def dimension_terms(self, S, coef, x):
-        return _terms_elementwise(_as_2d(S), np.asarray(coef, np.float64),
-                                  np.asarray(x, np.float64), _CHI2)
+    _op = _CHI2
 
 
 class Hellinger(Kernel):

@@ -248,10 +248,11 @@ class DenseSIFT(TransformerMixin, BaseEstimator):
         margin of the influence radius (which composes the support's reach with
         the blurs' reach) plus 2 pixels, on the grid of the full image. OpenCV:
         equal to :meth:`describe` on the whole image, bit for bit. VLFeat
-        convolves with running sums that start at the image origin, so its crops
-        start at (0, 0): bit-exact in exact mode (``fast=False``); in fast mode
-        the float32 integral images still round differently (up to ~6e-4 of
-        255), which can flip a word assignment.
+        convolves with running sums that start at the image origin, so in exact
+        mode (``fast=False``) its crops start at (0, 0) and are bit-exact; in fast
+        mode the float32 integral images round differently on any crop (up to
+        ~6e-4 of 255, which can flip a word assignment), so the cheaper local
+        crop is used.
 
         Returns
         -------
@@ -270,7 +271,7 @@ class DenseSIFT(TransformerMixin, BaseEstimator):
             pick = np.flatnonzero(reference.scales[rows] == b)
             centers = reference.centers[rows[pick]]
             margin = int(np.ceil(self.influence_radius(b))) + 2
-            anchored = self.backend_ == "vlfeat"
+            anchored = self.backend_ == "vlfeat" and not self.fast  # exact mode only
             r0 = 0 if anchored else max(0, int(np.floor(centers[:, 0].min())) - margin)
             r1 = min(height, int(np.ceil(centers[:, 0].max())) + margin + 1)
             c0 = 0 if anchored else max(0, int(np.floor(centers[:, 1].min())) - margin)
