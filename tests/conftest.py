@@ -1,7 +1,16 @@
+import os
+
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from bowlrp.descriptors import vlfeat_available
+
+# CI runs the property tests on a fixed sequence of examples so that a CI result can be
+# reproduced; locally hypothesis explores new examples on every run.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 needs_vlfeat = pytest.mark.skipif(not vlfeat_available(),
                                   reason="cyvlfeat not installed ([vlfeat] extra)")
