@@ -231,15 +231,22 @@ class DenseSIFT(TransformerMixin, BaseEstimator):
     def influence_radius(self, bin_size: float) -> float:
         """Chebyshev radius (pixels) beyond which a pixel cannot change a descriptor of bin size b.
 
-        Support reach (2.5 b, times sqrt 2 when rotated) + central differences + the
-        reach (4 sigma) of phow smoothing and of OpenCV's own sigma-1.6 base blur.
+        Support reach: 2.5 b, which already includes VLFeat's central differences
+        (single-pixel test), times sqrt 2 when rotated, + 1 pixel for OpenCV's
+        gradients; plus the kernel radius of each Gaussian blur applied before
+        (OpenCV sizes float kernels as round(8 sigma + 1) | 1): phow smoothing and
+        OpenCV's own base blur (sigma^2 = 1.6^2 - 0.5^2); plus 1 pixel of margin.
         """
-        reach = 2.5 * bin_size * (np.sqrt(2.0) if self.rotate else 1.0) + 1.0
+        def blur_radius(sigma: float) -> int:
+            return (int(round(8 * sigma + 1)) | 1) // 2 if sigma > 0 else 0
+
+        opencv = getattr(self, "backend_", "opencv") == "opencv"
+        reach = 2.5 * bin_size * (np.sqrt(2.0) if self.rotate else 1.0) + (1.0 if opencv else 0.0)
         if self.smooth:
-            reach += 4.0 * np.sqrt(max((bin_size / self.magnification) ** 2 - 0.25, 0.0)) + 1.0
-        if getattr(self, "backend_", "opencv") == "opencv":
-            reach += 4.0 * 1.6 + 1.0
-        return float(np.ceil(reach)) + 2.0
+            reach += blur_radius(np.sqrt(max((bin_size / self.magnification) ** 2 - 0.25, 0.0)))
+        if opencv:
+            reach += blur_radius(np.sqrt(1.6**2 - 0.5**2))
+        return float(np.ceil(reach)) + 1.0
 
     def describe_at(self, image, reference: Descriptors, rows) -> np.ndarray:
         """Recompute the descriptors ``rows`` of ``reference`` on (a changed) ``image``.
