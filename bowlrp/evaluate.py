@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .explain import CLIError, expand_images, resolve_target, run_command
+from .explain import CLIError, expand_images, load_pipeline, resolve_target, run_command
 
 LRP_METHODS = {
     "lrp-eps0": "epsilon=0",
@@ -173,8 +173,6 @@ def write_outputs(out: Path, summary: dict, args) -> None:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from .io import load
-
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in ALL_METHODS]
     if unknown:
@@ -184,9 +182,7 @@ def run(args) -> int:
     if min(args.steps, args.repeats, args.block, args.batch) < 1:
         raise CLIError("--steps, --repeats, --block and --batch must be positive")
     paths = expand_images(args.images)
-    model = load(args.model, trusted=args.trusted)
-    if not hasattr(model, "explain"):
-        raise CLIError(f"{args.model} holds a {type(model).__name__}, not a bowlrp Pipeline")
+    model = load_pipeline(args.model, args.trusted)
     target = resolve_target(model, args.target)
     out = Path(args.out)
     partial = out / "partial"

@@ -75,6 +75,16 @@ def expand_images(specs: list[str]) -> list[Path]:
     return out
 
 
+def load_pipeline(path, trusted: bool = False):
+    """A fitted Pipeline from a model file (one-line errors for anything else)."""
+    from .io import load
+
+    model = load(path, trusted=trusted)
+    if not hasattr(model, "explain"):
+        raise CLIError(f"{path} holds a {type(model).__name__}, not a bowlrp Pipeline")
+    return model
+
+
 def resolve_target(model, text):
     """A class label from a name or index given on the command line."""
     if text is None:
@@ -144,16 +154,14 @@ def run(args) -> int:
 
     from . import image as pictures
     from ._validation import as_float_image
-    from .io import file_hash, load
+    from .io import file_hash
     from .rules import parse_rule
 
     rules = [parse_rule(r) for r in args.rule] or None
     if args.tile is not None and args.tile < 1 or args.stride is not None and args.stride < 1:
         raise CLIError("--tile and --stride must be positive")
     paths = expand_images(args.image)
-    model = load(args.model, trusted=args.trusted)
-    if not hasattr(model, "explain"):
-        raise CLIError(f"{args.model} holds a {type(model).__name__}, not a bowlrp Pipeline")
+    model = load_pipeline(args.model, args.trusted)
     target = resolve_target(model, args.target)
     images = [as_float_image(p) for p in paths]  # every image checked before any output
     out = Path(args.out)

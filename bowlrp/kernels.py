@@ -18,48 +18,42 @@ from sklearn.utils import check_random_state
 _MIN, _CHI2, _CHI2DIST = 0, 1, 2
 
 
+@njit(cache=True, inline="always")
+def _term(a, b, op):
+    """One dimension's term: min(a, b), 2ab/(a+b) or (a-b)^2/(a+b), with 0/0 := 0."""
+    if op == _MIN:
+        return a if a < b else b
+    t = a + b
+    if t == 0.0:
+        return 0.0
+    if op == _CHI2:
+        return 2.0 * a * b / t
+    return (a - b) * (a - b) / t
+
+
 @njit(cache=True, parallel=True)
 def _gram_elementwise(X, Y, op):
     n, m = X.shape[0], Y.shape[0]
     out = np.zeros((n, m))
     for i in prange(n):
-        xi = X[i]
         for j in range(m):
-            yj = Y[j]
             s = 0.0
-            for d in range(xi.shape[0]):
-                a = xi[d]
-                b = yj[d]
-                if op == _MIN:
-                    s += a if a < b else b
-                elif op == _CHI2:
-                    t = a + b
-                    if t != 0.0:
-                        s += 2.0 * a * b / t
-                else:
-                    t = a + b
-                    if t != 0.0:
-                        s += (a - b) * (a - b) / t
+            for d in range(X.shape[1]):
+                s += _term(X[i, d], Y[j, d], op)
             out[i, j] = s
     return out
 
 
 @njit(cache=True)
 def _terms_elementwise(S, coef, x, op):
+    """T_d = sum_i coef_i term(S_id, x_d)."""
     n_sv, V = S.shape
     out = np.zeros(V)
     for i in range(n_sv):
-        a = coef[i]
-        if a == 0.0:
+        if coef[i] == 0.0:
             continue
         for d in range(V):
-            s = S[i, d]
-            if op == _MIN:
-                out[d] += a * (s if s < x[d] else x[d])
-            else:
-                t = s + x[d]
-                if t != 0.0:
-                    out[d] += a * 2.0 * s * x[d] / t
+            out[d] += coef[i] * _term(S[i, d], x[d], op)
     return out
 
 
