@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from .exceptions import ImageError
-
-ImageLike = "np.ndarray | str | os.PathLike"
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -115,9 +113,3 @@ def check_1d_finite(values, n: int, name: str) -> np.ndarray:
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return values
-
-
-def check_sequence(x, name: str) -> Sequence:
-    if isinstance(x, (str, bytes)) or not isinstance(x, Sequence):
-        raise TypeError(f"{name} must be a list, got {type(x).__name__}")
-    return x

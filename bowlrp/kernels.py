@@ -200,7 +200,33 @@ def _mean_pair_statistic(X, statistic, max_samples, random_state):
     return float(D[~np.eye(n, dtype=bool)].mean())
 
 
-class ExponentialChi2(Kernel):
+class _WidthKernel(Kernel):
+    """Differentiable kernels with a width ``sigma`` that ``fit`` can set from the data."""
+
+    differentiable = True
+
+    def __init__(self, sigma="auto", max_samples: int = 1000, random_state=0):
+        self.sigma = sigma
+        self.max_samples = max_samples
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        X = self._validated(_as_2d(X))
+        if self.sigma == "auto":
+            mean = _mean_pair_statistic(X, self._pair_distances, self.max_samples,
+                                        self.random_state)
+            self.sigma_ = self._width_from_mean(mean) if mean > 0 else 1.0
+        else:
+            self.sigma_ = float(self.sigma)
+            if not self.sigma_ > 0:
+                raise ValueError(f"sigma must be > 0, got {self.sigma}")
+        return self
+
+    def _validated(self, X):
+        return X
+
+
+class ExponentialChi2(_WidthKernel):
     """``k(x, y) = exp(-sigma sum_d (x_d - y_d)^2 / (x_d + y_d))`` (0/0 := 0).
 
     Parameters
@@ -210,26 +236,19 @@ class ExponentialChi2(Kernel):
         (at most ``max_samples`` of them), the customary default.
     """
 
-    differentiable = True
     name = "exponential chi2"
 
-    def __init__(self, sigma="auto", max_samples: int = 1000, random_state=0):
-        self.sigma = sigma
-        self.max_samples = max_samples
-        self.random_state = random_state
-
-    def fit(self, X, y=None):
-        X = _as_2d(X)
+    def _validated(self, X):
         _check_non_negative(X, self.name)
-        if self.sigma == "auto":
-            mean = _mean_pair_statistic(X, lambda A: _gram_elementwise(A, A, _CHI2DIST),
-                                        self.max_samples, self.random_state)
-            self.sigma_ = 1.0 / mean if mean > 0 else 1.0
-        else:
-            self.sigma_ = float(self.sigma)
-            if not self.sigma_ > 0:
-                raise ValueError(f"sigma must be > 0, got {self.sigma}")
-        return self
+        return X
+
+    @staticmethod
+    def _pair_distances(A):
+        return _gram_elementwise(A, A, _CHI2DIST)
+
+    @staticmethod
+    def _width_from_mean(mean):
+        return 1.0 / mean
 
     def _gram(self, X, Y):
         _check_non_negative(X, self.name)
@@ -243,7 +262,7 @@ class ExponentialChi2(Kernel):
         return _chi2_exp_gradient(S, np.asarray(coef, np.float64) * k, x, self.sigma_)
 
 
-class RBF(Kernel):
+class RBF(_WidthKernel):
     """``k(x, y) = exp(-||x - y||^2 / sigma^2)``.
 
     Parameters
@@ -252,25 +271,15 @@ class RBF(Kernel):
         ``auto``: ``sigma^2`` = mean squared distance between training samples.
     """
 
-    differentiable = True
     name = "rbf"
 
-    def __init__(self, sigma="auto", max_samples: int = 1000, random_state=0):
-        self.sigma = sigma
-        self.max_samples = max_samples
-        self.random_state = random_state
+    @staticmethod
+    def _pair_distances(A):
+        return _squared_euclidean_self(A)
 
-    def fit(self, X, y=None):
-        X = _as_2d(X)
-        if self.sigma == "auto":
-            mean = _mean_pair_statistic(X, _squared_euclidean_self, self.max_samples,
-                                        self.random_state)
-            self.sigma_ = float(np.sqrt(mean)) if mean > 0 else 1.0
-        else:
-            self.sigma_ = float(self.sigma)
-            if not self.sigma_ > 0:
-                raise ValueError(f"sigma must be > 0, got {self.sigma}")
-        return self
+    @staticmethod
+    def _width_from_mean(mean):
+        return float(np.sqrt(mean))
 
     def _gram(self, X, Y):
         d2 = (np.einsum("ij,ij->i", X, X)[:, None] - 2 * X @ Y.T

@@ -26,7 +26,6 @@ from numba import njit
 SQUARE = 0
 ROTATED_SQUARE = 1
 DISC = 2
-SHAPE_NAMES = {SQUARE: "square", ROTATED_SQUARE: "rotated_square", DISC: "disc"}
 
 _TOL = 1e-9
 
