@@ -100,7 +100,7 @@ def evaluate_faithfulness(pipe, tiles, out: Path, steps: int, repeats: int, seed
     """
     from argparse import Namespace
 
-    from bowlrp.evaluate import LRP_METHODS, summarise, write_outputs
+    from bowlrp.cli.evaluate import LRP_METHODS, summarise, write_outputs
     from bowlrp.evaluation import occlusion_map, region_perturbation
     from bowlrp.explanation import explain_trace
     from bowlrp.rules import parse_rule
