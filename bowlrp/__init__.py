@@ -1,11 +1,30 @@
-"""bowlrp: Bag-of-Words and Fisher-vector kernel classifiers explained with LRP."""
+"""bowlrp: Bag-of-Words and Fisher-vector kernel classifiers explained with LRP.
 
+The pipeline, stage by stage (each an scikit-learn estimator with ``forward``
+and ``relevance``): descriptors (:class:`DenseSIFT`, :class:`ColorQuantiles`)
+-> vocabularies (:class:`KMeansVocabulary`, :class:`GMMVocabulary`) ->
+mappings (:class:`HardAssignment`, :class:`RankMapping`,
+:class:`SoftAssignment`, :class:`FisherVector`) -> kernel machine
+(:class:`KernelSVC` with the kernels of :mod:`bowlrp.kernels`), joined by
+:class:`Pipeline`. Rules for the relevance pass are in :mod:`bowlrp.rules`;
+model files are written and read with :func:`save` / :func:`load`.
+"""
+
+from . import kernels, rules
 from ._version import __version__
+from .config import ConfigError, load_config
 from .descriptors import ColorQuantiles, DenseSIFT, Descriptors
 from .encoding import FisherVector, HardAssignment, RankMapping, SoftAssignment
+from .exceptions import BowlrpError, ImageError, ModelFileError, RuleError
+from .explanation import Explanation
+from .io import load, model_info, save
+from .pipeline import Pipeline
+from .svm import KernelSVC
 from .vocabulary import GMMVocabulary, KMeansVocabulary
 
 __all__ = [
-    "ColorQuantiles", "DenseSIFT", "Descriptors", "FisherVector", "GMMVocabulary",
-    "HardAssignment", "KMeansVocabulary", "RankMapping", "SoftAssignment", "__version__",
+    "BowlrpError", "ColorQuantiles", "ConfigError", "DenseSIFT", "Descriptors", "Explanation",
+    "FisherVector", "GMMVocabulary", "HardAssignment", "ImageError", "KMeansVocabulary",
+    "KernelSVC", "ModelFileError", "Pipeline", "RankMapping", "RuleError", "SoftAssignment",
+    "__version__", "kernels", "load", "load_config", "model_info", "rules", "save",
 ]

@@ -10,7 +10,7 @@ from .classifier_relevance import DimensionRelevance, classifier_relevance
 from .classifier_relevance import default_rule as default_classifier_rule
 from .descriptors.geometry import Descriptors
 from .exceptions import RuleError
-from .pixels import flat, pixel_rule_check, sift_bins, through_pca
+from .pixels import pixel_rule_check, through_pca
 from .rules import (
     CLASSIFIER_RULES,
     DESCRIPTOR_RULES,
@@ -164,10 +164,10 @@ def explain_trace(pipeline, trace, target=None, rules=None) -> Explanation:
                 )
             R_l, per_dim = encoder.relevance(R_u, ct.encoding, drule, per_dimension=True)
             per_dim = through_pca(per_dim, ct.descriptors, encoder.vocabulary_, prule.epsilon)
-            hm = sift_bins(ct.descriptors, R_l, per_dim)
+            hm = pipeline.extractors_[u].relevance(per_dim, ct.descriptors, prule)
         else:
             R_l = encoder.relevance(R_u, ct.encoding, drule)
-            hm = flat(ct.descriptors, R_l)
+            hm = pipeline.extractors_[u].relevance(R_l, ct.descriptors, prule)
         absorbed += float(R_u.sum() - hm.sum())
         heatmap += hm
         channels.append(ChannelRelevance(ct.name, ct.descriptors, R_l, R_u, hm))

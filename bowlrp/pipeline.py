@@ -56,6 +56,25 @@ def _check_channels(channels) -> list[tuple]:
     return out
 
 
+def _as_seed(random_state):
+    """An int seed stays itself; a RandomState is consumed once; None stays None."""
+    if random_state is None or isinstance(random_state, (int, np.integer)):
+        return random_state
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+def _seeded(estimator, random_state):
+    """Give every nested ``random_state`` left at None the pipeline's seed (in place)."""
+    seed = _as_seed(random_state)
+    if seed is None:
+        return estimator
+    unset = {k: seed for k, v in estimator.get_params(deep=True).items()
+             if (k == "random_state" or k.endswith("__random_state")) and v is None}
+    if unset:
+        estimator.set_params(**unset)
+    return estimator
+
+
 def _vocabulary_budget(encoder) -> int:
     vocab = getattr(encoder, "vocabulary", None)
     cap = getattr(vocab, "max_descriptors", None)
@@ -100,11 +119,128 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         self.config = config
 
     @classmethod
-    def from_config(cls, config, **overrides) -> Pipeline:
-        """Build an unfitted pipeline from a YAML file path or a config dict."""
-        from .config import pipeline_from_config
+    def from_config(cls, config, overrides: dict | None = None, **kwargs) -> Pipeline:
+        """Build an unfitted pipeline from a config: shipped name, YAML path or dict.
 
-        return pipeline_from_config(config, **overrides)
+        Parameters
+        ----------
+        config : str, Path or dict
+            ``"polygons_hik"`` (a config shipped with bowlrp, found from any
+            directory), a path to a YAML file, or a config dict.
+        overrides : dict, optional
+            Parameters to change, in the names of :meth:`get_params` with ``__``
+            or ``.`` as separator, e.g. ``{"sift-scale2.encoder.vocabulary.n_words": 32,
+            "classifier__C": 10}``. A bare name that is not a parameter of the
+            pipeline itself (``n_words=32``) sets every nested parameter of that
+            name. Recorded in ``config["overrides"]``.
+        **kwargs
+            More overrides (for names that are valid Python identifiers).
+
+        Raises
+        ------
+        ConfigError
+            Invalid config or an override that names no parameter.
+        """
+        from .config import build_stages, load_config
+
+        cfg = load_config(config)
+        changes = {**(cfg.get("overrides") or {}), **(overrides or {}), **kwargs}
+        channels, classifier = build_stages(cfg)
+        pipe = cls(channels=channels, classifier=classifier, n_jobs=cfg.get("n_jobs"),
+                   random_state=cfg.get("random_state"), config=cfg)
+        if changes:
+            pipe.set_params(**pipe._resolve_overrides(changes, cfg.get("name", "config")))
+            cfg["overrides"] = changes
+        return pipe
+
+    def _resolve_overrides(self, changes: dict, where: str) -> dict:
+        """Map override names (``.`` or ``__``, bare suffixes) to :meth:`get_params` keys."""
+        from .config import ConfigError
+
+        params = self.get_params(deep=True)
+        out = {}
+        for key, value in changes.items():
+            name = str(key).replace(".", "__")
+            if name in params:
+                out[name] = value
+                continue
+            matches = [k for k in params if k.endswith("__" + name)]
+            if not matches:
+                import difflib
+
+                names = set(params) | {k.rsplit('__', 1)[-1] for k in params}
+                near = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.5)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise ConfigError(f"{where}: override {key!r} names no parameter of the pipeline{hint}")
+            out.update({m: value for m in matches})
+        return out
+
+    # -- nested parameters (scikit-learn's ``__`` convention) ------------------
+    def get_params(self, deep: bool = True) -> dict:
+        """Parameters; with ``deep``, channel parts as ``<channel>__extractor__<param>``.
+
+        Every channel ``(name, extractor, encoder)`` exposes ``<name>__extractor``
+        and ``<name>__encoder`` and their own nested parameters (for example
+        ``sift__encoder__vocabulary__n_words``); the classifier's are
+        ``classifier__<param>`` as in :class:`sklearn.pipeline.Pipeline`.
+        """
+        out = super().get_params(deep=False)
+        if not deep:
+            return out
+        if self.classifier is not None:
+            out.update({f"classifier__{k}": v for k, v in self.classifier.get_params(True).items()})
+        for item in self.channels if isinstance(self.channels, (list, tuple)) else []:
+            if not (isinstance(item, (list, tuple)) and len(item) == 3):
+                continue
+            name, extractor, encoder = item
+            for part, est in (("extractor", extractor), ("encoder", encoder)):
+                out[f"{name}__{part}"] = est
+                if hasattr(est, "get_params"):
+                    out.update({f"{name}__{part}__{k}": v for k, v in est.get_params(True).items()})
+        return out
+
+    def set_params(self, **params) -> Pipeline:
+        """Set parameters, including nested ones named as in :meth:`get_params`."""
+        own = super().get_params(deep=False)
+        channel_names = [c[0] for c in _check_channels(self.channels)] if "channels" not in params \
+            else None
+        if "channels" in params:
+            self.channels = params.pop("channels")
+            channel_names = [c[0] for c in _check_channels(self.channels)]
+        nested: dict[str, dict] = {}
+        for key, value in params.items():
+            head, sep, rest = key.partition("__")
+            if not sep:
+                if key not in own:
+                    raise ValueError(f"invalid parameter {key!r} for Pipeline; "
+                                     f"valid: {sorted(self.get_params(deep=True))[:20]}…")
+                setattr(self, key, value)
+            elif head == "classifier":
+                nested.setdefault("classifier", {})[rest] = value
+            elif head in channel_names:
+                nested.setdefault(head, {})[rest] = value
+            else:
+                raise ValueError(f"invalid parameter {key!r}: no channel or step named {head!r} "
+                                 f"(channels: {channel_names})")
+        if "classifier" in nested:
+            if self.classifier is None:
+                self.classifier = KernelSVC()
+            self.classifier.set_params(**nested.pop("classifier"))
+        channels = [list(c) for c in self.channels]
+        for name, sub in nested.items():
+            item = channels[channel_names.index(name)]
+            for key, value in sub.items():
+                part, sep, rest = key.partition("__")
+                if part not in ("extractor", "encoder"):
+                    raise ValueError(f"invalid parameter {name}__{key!r}: a channel has "
+                                     "'extractor' and 'encoder'")
+                index = 1 if part == "extractor" else 2
+                if sep:
+                    item[index].set_params(**{rest: value})
+                else:
+                    item[index] = value
+        self.channels = [tuple(c) for c in channels]
+        return self
 
     # -- fitting -------------------------------------------------------------
     def fit(self, images, y):
@@ -118,7 +254,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         channels = _check_channels(self.channels)
         self.channel_names_ = [c[0] for c in channels]
         self.extractors_ = [clone(ex).fit() for _, ex, _ in channels]
-        rng = check_random_state(self.random_state)
+        rng = check_random_state(_as_seed(self.random_state))
         seeds = rng.randint(0, 2**31 - 1, size=len(images))
         self.encoders_ = []
         cached: list[list[Descriptors] | None] = []
@@ -132,13 +268,14 @@ class Pipeline(ClassifierMixin, BaseEstimator):
                     np.sort(np.random.RandomState(s).choice(len(d), per_image, replace=False)))
                 for d, s in zip(sets, seeds)
             ]
-            self.encoders_.append(clone(encoder).fit(sample))
+            self.encoders_.append(_seeded(clone(encoder), self.random_state).fit(sample))
             cached.append(sets if total <= _CACHE_BYTES else None)
             del sample
         features = self._features_from_cache(images, cached)
         self.channel_sizes_ = [enc.n_features_out_ for enc in self.encoders_]
         classifier = self.classifier if self.classifier is not None else KernelSVC()
-        self.classifier_ = clone(classifier).set_params(channel_sizes=self.channel_sizes_)
+        self.classifier_ = _seeded(clone(classifier), self.random_state)
+        self.classifier_.set_params(channel_sizes=self.channel_sizes_)
         self.classifier_.fit(features, y)
         self.classes_ = self.classifier_.classes_
         return self

@@ -32,7 +32,7 @@ from bowlrp.datasets.polygons import STRIDE, TILE, generate, save_scenes, tile_d
 from bowlrp.io import save  # noqa: E402
 from bowlrp.pipeline import Pipeline  # noqa: E402
 
-CONFIGS = {"hik": ROOT / "configs/polygons_hik.yaml", "chi2": ROOT / "configs/polygons_chi2.yaml"}
+CONFIGS = {"hik": "polygons_hik", "chi2": "polygons_chi2"}
 
 
 def log(msg: str) -> None:

@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from .._validation import as_float_image, as_image_list
 from ..exceptions import ImageError
 from ._color import COLOR_MODES, color_channels
+from .base import ExtractorMixin
 from .geometry import DISC, Descriptors
 
 
@@ -74,7 +75,7 @@ def _half_disc_quantiles(channels, centers, radius, quantiles):
     return out
 
 
-class ColorQuantiles(TransformerMixin, BaseEstimator):
+class ColorQuantiles(ExtractorMixin, TransformerMixin, BaseEstimator):
     """Quantiles of the intensities in two half-discs, per colour channel.
 
     Parameters

@@ -33,7 +33,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from .._validation import as_float_image, as_image_list
 from ..exceptions import ImageError
+from ..rules import SIFTBins
 from ._color import COLOR_MODES, color_channels, to_grey
+from .base import ExtractorMixin
 from .geometry import ROTATED_SQUARE, SQUARE, Descriptors
 
 BACKENDS = ("auto", "vlfeat", "opencv")
@@ -93,7 +95,7 @@ def dominant_orientations(
     return ((peak + offset) * (2 * np.pi / n_bins)) % (2 * np.pi)
 
 
-class DenseSIFT(TransformerMixin, BaseEstimator):
+class DenseSIFT(ExtractorMixin, TransformerMixin, BaseEstimator):
     """Dense SIFT descriptors on a regular grid at one or several bin sizes.
 
     Parameters
@@ -123,7 +125,15 @@ class DenseSIFT(TransformerMixin, BaseEstimator):
         VLFeat's fast (flat-window) dsift.
     n_jobs : int or None
         Images described in parallel (joblib).
+
+    Notes
+    -----
+    ``forward(images) -> (descriptors, traces)`` and ``relevance(R, trace,
+    rule)`` (``Flat`` or ``SIFTBins``) make this layer 2 of the relevance
+    pass; see :class:`~bowlrp.descriptors.base.ExtractorMixin`.
     """
+
+    pixel_rules = (SIFTBins,)
 
     def __init__(
         self,
