@@ -18,18 +18,57 @@ import numpy as np
 
 from ._validation import as_float_image
 
-COLORMAPS = ("bwr", "seismic", "jet", "coolwarm", "RdBu_r")
+COLORMAPS = ("bwr", "seismic", "jet", "coolwarm", "RdBu_r", "gray")
+#: Default display clipping: the 99.5th percentile of |R| maps to full colour.
+DEFAULT_PERCENTILE = 99.5
 
 
-def normalize_heatmaps(heatmaps, mode: str = "image") -> list[np.ndarray]:
-    """Scale heatmaps to [-1, 1] by ``max |R|`` per image (``"image"``) or over all (``"global"``)."""
+def display_scale(heatmaps, percentile: float | None = DEFAULT_PERCENTILE) -> float:
+    """The |R| that a display maps to full colour: a percentile of |R| (or the maximum).
+
+    Parameters
+    ----------
+    heatmaps : ndarray or list of ndarray
+        One map, or several that share one scale.
+    percentile : float in (0, 100] or None
+        ``None`` or 100: symmetric absolute maximum (zennit's ``symmetric``);
+        otherwise ``percentile(|R|, q)`` over the nonzero pixels, so one
+        extreme spot cannot take the whole colour range.
+
+    Returns
+    -------
+    float
+        ``s >= 0``; the display shows ``clip(R / s, -1, 1)``.
+    """
+    maps = heatmaps if isinstance(heatmaps, (list, tuple)) else [heatmaps]
+    values = [np.abs(np.asarray(h, dtype=np.float64)).ravel() for h in maps]
+    values = np.concatenate(values) if values else np.zeros(0)
+    values = values[values > 0]
+    if values.size == 0:
+        return 0.0
+    if percentile is None or percentile >= 100:
+        return float(values.max())
+    if not 0 < percentile < 100:
+        raise ValueError(f"percentile must lie in (0, 100], got {percentile}")
+    return float(np.percentile(values, percentile))
+
+
+def normalize_heatmaps(heatmaps, mode: str = "image",
+                       percentile: float | None = DEFAULT_PERCENTILE) -> list[np.ndarray]:
+    """Heatmaps scaled for display to [-1, 1]: ``clip(R / s, -1, 1)``.
+
+    ``s`` is :func:`display_scale` of each map (``mode="image"``) or of all maps
+    together (``"global"``, magnitudes stay comparable). ``percentile=None``
+    divides by ``max |R|`` without clipping. The raw maps are not changed.
+    """
     if mode not in ("image", "global"):
         raise ValueError(f"normalize must be 'image' or 'global', got {mode!r}")
     maps = [np.asarray(h, dtype=np.float64) for h in heatmaps]
     if mode == "global":
-        scale = max((float(np.abs(h).max()) for h in maps), default=0.0)
-        return [h / scale if scale > 0 else h.copy() for h in maps]
-    return [h / np.abs(h).max() if np.abs(h).max() > 0 else h.copy() for h in maps]
+        scales = [display_scale(maps, percentile)] * len(maps)
+    else:
+        scales = [display_scale(h, percentile) for h in maps]
+    return [np.clip(h / s, -1, 1) if s > 0 else h.copy() for h, s in zip(maps, scales)]
 
 
 def colorize(heatmap: np.ndarray, colormap: str = "bwr") -> np.ndarray:
@@ -85,11 +124,49 @@ def colorbar(height: int, colormap: str = "bwr", width: int = 16) -> np.ndarray:
     return colorize(values, colormap) / 255.0
 
 
-def with_colorbar(picture: np.ndarray, colormap: str = "bwr") -> np.ndarray:
-    """Append a colour bar (and a white gap) to the right of an RGB picture."""
+def _tick_label(value: float) -> str:
+    return "0" if value == 0 else f"{value:+.2g}"
+
+
+def with_colorbar(picture: np.ndarray, colormap: str = "bwr", scale: float | None = None) -> np.ndarray:
+    """Append a colour bar with ticks to the right of an RGB picture.
+
+    Parameters
+    ----------
+    picture : ndarray (H, W, 3), float in [0, 1]
+    scale : float or None
+        The relevance shown at full colour (from :func:`display_scale`); ticks
+        are labelled ``+scale``, ``+scale/2``, ``0``, ... in relevance units.
+        None: labels in display units (+1 ... -1).
+    """
     h = picture.shape[0]
-    gap = np.ones((h, 4, 3))
-    return np.hstack([picture, gap, colorbar(h, colormap)])
+    bar_h = max(h, 60)
+    bar = colorbar(bar_h, colormap)
+    font, size, thick = cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1
+    top = 1.0 if scale is None or scale <= 0 else float(scale)
+    labels = [(_tick_label(top * v), v) for v in (1.0, 0.5, 0.0, -0.5, -1.0)]
+    label_w = max(cv2.getTextSize(t, font, size, thick)[0][0] for t, _ in labels) + 10
+    panel = np.full((bar_h, 4 + bar.shape[1] + label_w, 3), 255, np.uint8)
+    panel[:, 4:4 + bar.shape[1]] = (bar * 255).round().astype(np.uint8)
+    for text, v in labels:
+        y = int(round((1 - v) / 2 * (bar_h - 1)))
+        x0 = 4 + bar.shape[1]
+        panel[y, x0:x0 + 4] = 0
+        baseline = min(max(y + 4, 9), bar_h - 2)
+        cv2.putText(panel, text, (x0 + 6, baseline), font, size, (0, 0, 0), thick, cv2.LINE_AA)
+    pic = picture
+    if bar_h > h:
+        pad = np.ones((bar_h - h, pic.shape[1], 3))
+        pic = np.vstack([pic, pad])
+    return np.hstack([pic, panel / 255.0])
+
+
+def encode_png(picture: np.ndarray) -> bytes:
+    """PNG bytes of an RGB float [0, 1] or uint8 picture (no file name ever reaches OpenCV)."""
+    ok, buffer = cv2.imencode(".png", _as_bgr_uint8(picture))
+    if not ok:
+        raise ValueError(f"could not encode a picture of shape {np.shape(picture)} as PNG")
+    return buffer.tobytes()
 
 
 def _as_bgr_uint8(picture: np.ndarray) -> np.ndarray:

@@ -76,13 +76,32 @@ class Taylor:
 
 @dataclass(frozen=True)
 class Epsilon:
-    """``R_{l<-d} = z_ld / (z_d + eps sign(z_d)) R_d`` (eps = 0: the plain z-rule)."""
+    """``R_{l<-d} = z_ld / (z_d + eps sign(z_d)) R_d`` (eps = 0: the plain z-rule).
+
+    What ``eps`` absorbs, ``sum_d R_d eps / (|z_d| + eps)``, depends on the
+    scale of the pooled values ``z_d``: an l1-normalised BoW histogram of V
+    words has ``z_d ~ 1/V``, so ``Epsilon(1.0)`` absorbs nearly everything
+    there. With ``relative=True`` the stabiliser is ``eps * mean_d |z_d|``
+    (over the dimensions some descriptor reached), the same share of the
+    typical pooled value whatever the mapping and normalisation; the absorbed
+    relevance is reported as ``Explanation.absorbed`` (docs/math.md, step 2).
+    """
 
     epsilon: float = 0.0
+    relative: bool = False
 
     def __post_init__(self):
         if not (self.epsilon >= 0 and np.isfinite(self.epsilon)):
             raise RuleError(f"epsilon must be a finite number >= 0, got {self.epsilon}")
+        if not isinstance(self.relative, (bool, np.bool_)):
+            raise RuleError(f"relative must be True or False, got {self.relative!r}")
+
+    def stabiliser(self, pooled: np.ndarray, reached: np.ndarray) -> float:
+        """The absolute ``eps`` used for pooled values ``z_d`` (V,)."""
+        if not self.relative or self.epsilon == 0:
+            return float(self.epsilon)
+        typical = np.abs(pooled[reached]).mean() if reached.any() else 0.0
+        return float(self.epsilon * typical)
 
 
 @dataclass(frozen=True)
@@ -133,24 +152,119 @@ DESCRIPTOR_RULES = (Epsilon, AlphaBeta, AbsZ, WinnerTakeAll)
 PIXEL_RULES = (Flat, SIFTBins)
 
 
+_RULE_NAMES = {
+    "epsilon": "Epsilon", "eps": "Epsilon", "alphabeta": "AlphaBeta", "ab": "AlphaBeta",
+    "absz": "AbsZ", "wta": "WinnerTakeAll", "winnertakeall": "WinnerTakeAll", "flat": "Flat",
+    "siftbins": "SIFTBins", "decomposition": "Decomposition", "taylor": "Taylor",
+}
+
+
+def _rule_classes() -> dict:
+    return {c.__name__: c for c in (*CLASSIFIER_RULES, *DESCRIPTOR_RULES, *PIXEL_RULES)}
+
+
+def _convert(field, value, text: str):
+    default = field.default
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1", "yes"):
+            return True
+        if str(value).lower() in ("false", "0", "no"):
+            return False
+        raise RuleError(f"rule {text!r}: {field.name} must be true or false, got {value!r}")
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise RuleError(f"rule {text!r}: {field.name} must be a number, got {value!r}") from None
+        if not np.isfinite(number):
+            raise RuleError(f"rule {text!r}: {field.name} must be finite, got {value!r}")
+        if isinstance(default, int):
+            if number != int(number) or abs(number) > 1_000_000:
+                raise RuleError(f"rule {text!r}: {field.name} must be a whole number up to "
+                                f"1000000, got {value!r}")
+            return int(number)
+        return number
+    return value if not isinstance(value, str) else value.strip()
+
+
 def parse_rule(text: str):
-    """Rule from command-line text: ``epsilon=1``, ``alphabeta=2,1``, ``absz``, ``flat``..."""
-    name, _, arg = text.strip().lower().partition("=")
-    values = [float(v) for v in arg.split(",") if v.strip()] if arg else []
-    table = {
-        "epsilon": Epsilon, "eps": Epsilon, "alphabeta": AlphaBeta, "ab": AlphaBeta,
-        "absz": AbsZ, "wta": WinnerTakeAll, "winnertakeall": WinnerTakeAll, "flat": Flat,
-        "siftbins": SIFTBins, "decomposition": Decomposition, "taylor": Taylor,
-    }
-    if name not in table:
-        raise RuleError(f"unknown rule {text!r}; try epsilon=1, alphabeta=2,1, absz, flat")
-    cls = table[name]
+    """A rule from text, spelled as on the command line or as in Python.
+
+    Accepted: ``epsilon=1``, ``epsilon=0.1,relative``, ``alphabeta=2,1`` (or
+    ``alphabeta=2``: beta = alpha - 1), ``absz``, ``wta``, ``flat``,
+    ``siftbins``, ``decomposition=spread``, ``taylor=50,1e-5``,
+    ``name=field:value,...``, and the Python spelling of the README,
+    ``Epsilon(1.0)``, ``Decomposition(bias="spread")``, ``AlphaBeta(2, 1)``
+    (read as literals; nothing is evaluated).
+
+    Raises
+    ------
+    RuleError
+        Unknown rule, wrong arguments; one line.
+    """
+    import ast
+    import dataclasses
+
+    raw = str(text).strip()
+    classes = _rule_classes()
+    args: list = []
+    kwargs: dict = {}
+    if raw.endswith(")") and "(" in raw:
+        try:
+            node = ast.parse(raw, mode="eval").body
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                raise ValueError
+            name = node.func.id
+            args = [ast.literal_eval(a) for a in node.args]
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
+        except (SyntaxError, ValueError, TypeError):
+            raise RuleError(f"cannot read the rule {text!r}; write e.g. Epsilon(1.0) or epsilon=1") \
+                from None
+        cls_name = name if name in classes else _RULE_NAMES.get(name.lower())
+    else:
+        name, _, arg = raw.partition("=")
+        cls_name = _RULE_NAMES.get(name.strip().lower())
+        for item in (v.strip() for v in arg.split(",")) if arg else []:
+            if not item:
+                continue
+            key, sep, value = item.partition(":")
+            if sep:
+                kwargs[key.strip()] = value.strip()
+            else:
+                args.append(item)
+    if cls_name is None:
+        raise RuleError(f"unknown rule {text!r}; try epsilon=1, alphabeta=2,1, absz, wta, flat, "
+                        "siftbins, decomposition, taylor")
+    cls = classes[cls_name]
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    by_name = {f.name: f for f in fields}
+    values: dict = {}
+    positional = []
+    for a in args:  # a bare word naming a boolean field switches it on (epsilon=0.1,relative)
+        if isinstance(a, str) and a in by_name and isinstance(by_name[a].default, bool):
+            values[a] = True
+        else:
+            positional.append(a)
+    if len(positional) > len(fields):
+        raise RuleError(f"rule {text!r} takes at most {len(fields)} values "
+                        f"({', '.join(f.name for f in fields) or 'none'})")
+    for f, a in zip(fields, positional):
+        values[f.name] = _convert(f, a, text)
+    for key, a in kwargs.items():
+        if key not in by_name:
+            raise RuleError(f"rule {text!r}: {cls_name} has no parameter {key!r} "
+                            f"(it has {', '.join(by_name) or 'none'})")
+        values[key] = _convert(by_name[key], a, text)
+    if cls is AlphaBeta and list(values) == ["alpha"]:
+        values["beta"] = values["alpha"] - 1.0
     try:
-        if cls is AlphaBeta and len(values) == 1:
-            return AlphaBeta(values[0], values[0] - 1.0)
-        return cls(*values)
-    except TypeError:
-        raise RuleError(f"rule {text!r} takes different arguments") from None
+        return cls(**values)
+    except RuleError:
+        raise
+    except Exception as exc:
+        raise RuleError(f"rule {text!r}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
 
 
 def require(rule, allowed: tuple, stage: str):

@@ -56,10 +56,12 @@ def test_happy_path_writes_four_files_per_image(model_file, images, tmp_path):
             assert (tmp_path / f"{stem}{suffix}").is_file()
         meta = json.loads((tmp_path / f"{stem}.json").read_text())
         assert meta["target"] in ("blobs", "stripes") and len(meta["model_sha256"]) == 64
-        assert "Epsilon(epsilon=1.0)" in meta["rules"]["descriptors"]
+        assert "Epsilon(epsilon=1.0, relative=False)" in meta["rules"]["descriptors"]
         heat = np.load(tmp_path / f"{stem}_relevance.npy")
         assert heat.shape == (64, 64)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["status"] == "complete" and run["explained"] == 3 and run["failed"] == []
 
 
 def test_target_by_name_index_and_tiles(model_file, images, tmp_path):
@@ -67,23 +69,24 @@ def test_target_by_name_index_and_tiles(model_file, images, tmp_path):
             "--tile", 48, "--stride", 16)
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "img0.json").read_text())["target"] == "stripes"
-    r = cli("-i", images / "img0.png", "-m", model_file, "-o", tmp_path, "--target", "0")
+    r = cli("-i", images / "img0.png", "-m", model_file, "-o", tmp_path / "b", "--target", "0")
     assert r.returncode == 0 and "target=blobs" in r.stdout
+    r = cli("-i", images / "img0.png", "-m", model_file, "-o", tmp_path, "--target", "0")
+    assert r.returncode == 2 and "holds results of another run (differs in stride, target, tile)" in r.stderr
+    assert json.loads((tmp_path / "img0.json").read_text())["target"] == "stripes"
+    r = cli("-i", images / "img0.png", "-m", model_file, "-o", tmp_path, "--target", "0", "--overwrite")
+    assert r.returncode == 0 and json.loads((tmp_path / "img0.json").read_text())["target"] == "blobs"
 
 
-@pytest.mark.parametrize("case", ["missing", "not-image", "tiny", "not-model", "pickle",
-                                  "bad-target", "bad-rule", "empty-glob"])
+@pytest.mark.parametrize("case", ["missing", "not-model", "pickle", "bad-target", "bad-rule",
+                                  "empty-glob", "empty-name"])
 def test_bad_input_fails_with_one_line_and_writes_nothing(case, model_file, images, tmp_path):
     out = tmp_path / "out"
     image, model, extra = images / "img0.png", model_file, []
     if case == "missing":
         image = tmp_path / "nope.png"
-    elif case == "not-image":
-        image = tmp_path / "text.png"
-        image.write_text("not an image")
-    elif case == "tiny":
-        image = tmp_path / "tiny.png"
-        cv2.imwrite(str(image), np.zeros((8, 8), np.uint8))
+    elif case == "empty-name":
+        image = ""
     elif case == "not-model":
         model = tmp_path / "m.pkl"
         model.write_text("hello")
@@ -102,3 +105,24 @@ def test_bad_input_fails_with_one_line_and_writes_nothing(case, model_file, imag
     assert len(lines) == 1 and lines[0].startswith("bowlrp-explain: error:"), r.stderr
     assert "Traceback" not in r.stderr
     assert not out.exists() or not list(out.iterdir())
+
+
+@pytest.mark.parametrize("case", ["not-image", "tiny"])
+def test_a_bad_image_is_recorded_and_the_run_goes_on(case, model_file, images, tmp_path):
+    bad = tmp_path / "in" / "bad.png"
+    bad.parent.mkdir()
+    if case == "not-image":
+        bad.write_text("not an image")
+    else:
+        cv2.imwrite(str(bad), np.zeros((8, 8), np.uint8))
+    good = tmp_path / "in" / "good.png"
+    good.write_bytes((images / "img0.png").read_bytes())
+    out = tmp_path / "out"
+    r = cli("-i", tmp_path / "in", "-m", model_file, "-o", out)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(bad) in errors[0], r.stderr
+    assert (out / "good.json").is_file() and not (out / "bad.json").exists()
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "failed" and [f["id"] for f in run["failed"]] == ["bad"]

@@ -120,7 +120,7 @@ def test_bad_configs(tmp_path):
         Pipeline.from_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("channels:\n  - extractor: {DenseSIFT: {nonsense: 1}}\n    encoder: {RankMapping: {}}\n")
-    with pytest.raises(ConfigError, match="unknown key .nonsense. in channels\[0\].extractor.DenseSIFT"):
+    with pytest.raises(ConfigError, match=r"unknown key .nonsense. in channels\[0\].extractor.DenseSIFT"):
         Pipeline.from_config(bad)
 
 

@@ -9,24 +9,28 @@ pixels replaced by noise (``region``) or descriptors replaced by draws from
 the vocabulary (``descriptor``). Methods: LRP with several rules, a random
 order and (region only) occlusion. Writes ``curves.json``, ``curves.csv``,
 ``aopc.csv`` and ``curves.png`` into ``--out`` and prints the AOPC table.
-Per-image results are kept in ``--out/partial`` (written atomically), so an
-interrupted run resumes where it stopped.
+Per-image results are kept in ``--out/partial`` (written atomically) with the
+model hash and every setting that changes a result; an interrupted run resumes
+where it stopped, and a result made with another model or other settings is
+recomputed, never reused. The output folder is locked while a run writes it.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import io
 import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .explain import CLIError, expand_images, load_pipeline, resolve_target, run_command
+from .._atomic import atomic_write_bytes
+from ..batch import collect_inputs, display_path
+from ._common import CLIError, load_pipeline, positive_int, resolve_target, run_command
 
 LRP_METHODS = {
     "lrp-eps0": "epsilon=0",
@@ -41,38 +45,53 @@ ALL_METHODS = (*LRP_METHODS, "random", "occlusion")
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="bowlrp-evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", "-m", required=True)
+    ap.add_argument("--model", "-m", required=True, help="model file written by bowlrp.save")
     ap.add_argument("--images", "-i", nargs="+", required=True,
                     help="image files, glob patterns (quoted) or directories")
     ap.add_argument("--method", choices=["region", "descriptor"], default="region")
     ap.add_argument("--methods", default=",".join(ALL_METHODS),
                     help=f"comma-separated subset of {','.join(ALL_METHODS)}")
-    ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--block", type=int, default=9, help="region side in pixels")
-    ap.add_argument("--batch", type=int, default=100, help="descriptors replaced per step")
+    ap.add_argument("--order", choices=["morf", "lerf"], default="morf",
+                    help="most relevant first (morf, default) or least relevant first (lerf)")
+    ap.add_argument("--steps", type=positive_int, default=100)
+    ap.add_argument("--repeats", type=positive_int, default=10)
+    ap.add_argument("--block", type=positive_int, default=9, help="region side in pixels")
+    ap.add_argument("--batch", type=positive_int, default=100, help="descriptors replaced per step")
     ap.add_argument("--perturbation", default="uniform",
                     choices=["uniform", "blur", "constant", "flip"])
     ap.add_argument("--target", default=None, help="class name or index (default: predicted)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", "-o", default="evaluation")
-    ap.add_argument("--trusted", action="store_true", help="allow a pickle model file")
+    ap.add_argument("--trust", action="append", default=[], metavar="TYPE",
+                    help="allow this extra type in a skops model file (repeatable)")
+    ap.add_argument("--trusted", action="store_true", help="allow a pickle model file (runs code!)")
+    ap.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     ap.add_argument("--debug", action="store_true")
     return ap
 
 
 def _atomic_json(path: Path, data) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(data, default=str).encode("utf-8"))
 
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
-def evaluate_image(model, path: Path, methods, args, target, seed: int) -> dict:
+def _partial_name(image_id: str) -> str:
+    digest = hashlib.sha256(image_id.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return f"{_safe(image_id)[-80:]}_{digest}.json"
+
+
+def result_key(args, model_hash: str, target) -> dict:
+    """Everything besides the method list that changes a per-image result."""
+    return {"model_sha256": model_hash, "method": args.method, "order": args.order,
+            "steps": args.steps, "repeats": args.repeats, "block": args.block, "batch": args.batch,
+            "perturbation": args.perturbation, "target": None if target is None else str(target),
+            "seed": args.seed}
+
+
+def evaluate_image(model, path: Path, methods, args, target, seed: int, progress=None) -> dict:
     """Curves (repeats, steps + 1) of every method for one image."""
     from .._validation import as_float_image
     from ..evaluation import descriptor_replacement, occlusion_map, region_perturbation
@@ -90,22 +109,26 @@ def evaluate_image(model, path: Path, methods, args, target, seed: int) -> dict:
             n_blocks = int(np.ceil(image.shape[0] / args.block) * np.ceil(image.shape[1] / args.block))
             steps = min(args.steps, n_blocks)
             if m == "occlusion":
-                heat = occlusion_map(model, image, args.block, args.perturbation, seed, base.target)
+                heat = occlusion_map(model, image, args.block, args.perturbation, seed, base.target,
+                                     progress=progress and (lambda k, m=m: progress(m, k, "blocks")))
             else:
                 heat = explanations[m].heatmap if m in explanations else base.heatmap
-            ordering = "random" if m == "random" else "morf"
+            ordering = "random" if m == "random" else args.order
             r = region_perturbation(model, [image], [heat], (ordering,), args.block, steps,
-                                    args.repeats, args.perturbation, seed, base.target)
+                                    args.repeats, args.perturbation, seed, base.target,
+                                    progress=progress and (lambda k, m=m: progress(m, k, "steps")))
             out[m] = r.curves[ordering][0].tolist()
         else:
             if m == "occlusion":
                 continue
             e = explanations.get(m, base)
-            ordering = "random" if m == "random" else "morf"
+            ordering = "random" if m == "random" else args.order
             r = descriptor_replacement(model, [image], [e], (ordering,), args.batch, args.steps,
-                                       args.repeats, seed, base.target)
+                                       args.repeats, seed, base.target,
+                                       progress=progress and (lambda k, m=m: progress(m, k, "steps")))
             out[m] = r.curves[ordering][0].tolist()
-    return {"image": str(path), "target": str(base.target), "score": base.score, "curves": out}
+    return {"image": display_path(path), "target": str(base.target), "score": base.score,
+            "curves": out}
 
 
 def summarise(results: list[dict], methods) -> dict:
@@ -143,13 +166,12 @@ def write_outputs(out: Path, summary: dict, args) -> None:
                                        for k, (v, s) in enumerate(zip(d["mean_curve"], d["stderr_curve"]))]),
                        ("aopc.csv", [(m, d["aopc"], d["aopc_stderr"], d["n_images"])
                                      for m, d in summary.items()])):
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["method", "step", "mean_f", "stderr"] if name == "curves.csv"
-                       else ["method", "aopc", "stderr", "n_images"])
-            w.writerows(rows)
-        os.replace(tmp, out / name)
+        text = io.StringIO(newline="")
+        w = csv.writer(text)
+        w.writerow(["method", "step", "mean_f", "stderr"] if name == "curves.csv"
+                   else ["method", "aopc", "stderr", "n_images"])
+        w.writerows(rows)
+        atomic_write_bytes(out / name, text.getvalue().encode("utf-8"))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for m, d in sorted(summary.items(), key=lambda kv: -kv[1]["aopc"]):
         mean, se = np.array(d["mean_curve"]), np.array(d["stderr_curve"])
@@ -158,54 +180,82 @@ def write_outputs(out: Path, summary: dict, args) -> None:
         ax.fill_between(ks, mean - se, mean + se, alpha=0.2)
     unit = f"{args.block}x{args.block} regions" if args.method == "region" else \
         f"batches of {args.batch} descriptors"
-    ax.set_xlabel(f"perturbation step ({unit}, most relevant first)")
+    order = "most relevant first" if args.order == "morf" else "least relevant first"
+    ax.set_xlabel(f"perturbation step ({unit}, {order})")
     ax.set_ylabel("f(x) of the explained class")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=".curves.", suffix=".png", dir=out)
-    os.close(fd)
-    fig.savefig(tmp, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
-    os.replace(tmp, out / "curves.png")
+    atomic_write_bytes(out / "curves.png", buffer.getvalue())
 
 
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    from .._lock import FolderLock
+    from ..io import file_hash
+
+    methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
+    if not methods:
+        raise CLIError(f"--methods names no method; choose from {','.join(ALL_METHODS)}")
     unknown = [m for m in methods if m not in ALL_METHODS]
     if unknown:
         raise CLIError(f"unknown method(s) {unknown}; choose from {list(ALL_METHODS)}")
     if args.method == "descriptor":
         methods = [m for m in methods if m != "occlusion"]
-    if min(args.steps, args.repeats, args.block, args.batch) < 1:
-        raise CLIError("--steps, --repeats, --block and --batch must be positive")
-    paths = expand_images(args.images)
-    model = load_pipeline(args.model, args.trusted)
+        if not methods:
+            raise CLIError("occlusion is a region method; name another method for --method descriptor")
+    inputs = collect_inputs(args.images)
+    model = load_pipeline(args.model, args.trusted, args.trust)
     target = resolve_target(model, args.target)
+    key = result_key(args, file_hash(args.model), target)
     out = Path(args.out)
     partial = out / "partial"
     partial.mkdir(parents=True, exist_ok=True)
     results = []
-    for i, path in enumerate(tqdm(paths, desc="evaluating", file=sys.stderr, disable=len(paths) < 2)):
-        key = partial / f"{i:05d}_{_safe(path.stem)}_{args.method}.json"
-        if key.is_file():
-            done = json.loads(key.read_text())
-            if set(done["curves"]) >= set(m for m in methods if not
-                                           (args.method == "descriptor" and m == "occlusion")):
+    quiet = args.quiet
+    with FolderLock(out, "bowlrp-evaluate"):
+        images_bar = tqdm(inputs, desc="images", unit="image", file=sys.stderr,
+                          disable=quiet or len(inputs) < 2)
+        for i, item in enumerate(images_bar):
+            record_path = partial / _partial_name(item.id)
+            done = None
+            if record_path.is_file():
+                try:
+                    done = json.loads(record_path.read_bytes())
+                    if not isinstance(done, dict):
+                        raise ValueError("not a JSON object")
+                except (OSError, ValueError) as exc:
+                    print(f"bowlrp-evaluate: warning: {display_path(record_path)} is unreadable "
+                          f"({str(exc).splitlines()[0]}); recomputing it", file=sys.stderr)
+                    done = None
+            if done is not None and done.get("key") == key and done.get("id") == item.id \
+                    and set(done.get("curves", {})) >= set(methods):
                 results.append(done)
                 continue
-        result = evaluate_image(model, path, methods, args, target, args.seed + i)
-        _atomic_json(key, result)
-        results.append(result)
-    summary = summarise(results, methods)
-    write_outputs(out, summary, args)
-    print(f"AOPC over {len(results)} image(s), {args.method} perturbation, {args.steps} steps, "
-          f"{args.repeats} repeats (higher = more faithful):")
+            bar = tqdm(total=None, desc=f"{item.id}", unit="step", file=sys.stderr, leave=False,
+                       disable=quiet)
+
+            def progress(method, k, unit, bar=bar):
+                bar.set_postfix_str(f"{method} ({unit})", refresh=False)
+                bar.update(k)
+
+            result = evaluate_image(model, item.path, methods, args, target, args.seed + i, progress)
+            bar.close()
+            result.update({"key": key, "id": item.id})
+            _atomic_json(record_path, result)
+            results.append(result)
+        summary = summarise(results, methods)
+        write_outputs(out, summary, args)
+    order = "MoRF" if args.order == "morf" else "LeRF"
+    print(f"AOPC ({order}) over {len(results)} image(s), {args.method} perturbation, {args.steps} "
+          f"steps, {args.repeats} repeats (MoRF: higher = more faithful; LeRF: lower):")
     for m, d in sorted(summary.items(), key=lambda kv: -kv[1]["aopc"]):
         print(f"  {m:12s} {d['aopc']:+.5f} +- {d['aopc_stderr']:.5f}")
-    print(f"wrote {out / 'curves.json'}, curves.csv, aopc.csv, curves.png")
+    print(f"wrote {display_path(out / 'curves.json')}, curves.csv, aopc.csv, curves.png")
     return 0
 
 

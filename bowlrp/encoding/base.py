@@ -220,7 +220,7 @@ def coefficients_from_rule(R: np.ndarray, pooled: np.ndarray, reached: np.ndarra
     b = np.zeros_like(R)
     if isinstance(rule, Epsilon):
         sign = np.where(pooled >= 0, 1.0, -1.0)
-        denom = pooled + rule.epsilon * sign
+        denom = pooled + rule.stabiliser(pooled, reached) * sign
         ok = reached & (denom != 0)
         a[ok] = R[ok] / denom[ok]
         b[ok] = a[ok]

@@ -50,11 +50,12 @@ def replacement_curve(pipeline, image, order: np.ndarray, batch: int, steps: int
 
 def descriptor_replacement(pipeline, images, explanations, orderings=("morf", "random"),
                            batch: int = 100, steps: int = 100, repeats: int = 5, seed: int = 0,
-                           target=None) -> PerturbationResult:
+                           target=None, progress=None) -> PerturbationResult:
     """Curves, AOPC and the fraction of images whose predicted label flipped.
 
     ``explanations`` are the images' Explanations (their descriptor relevance
     sets the order). ``steps * batch`` descriptors are replaced at most.
+    ``progress(k)``, if given, is called with the steps done after each curve.
     """
     if len(images) != len(explanations):
         raise ValueError(f"{len(images)} images but {len(explanations)} explanations")
@@ -69,6 +70,8 @@ def descriptor_replacement(pipeline, images, explanations, orderings=("morf", "r
                 order = descriptor_order(e, rng, o)
                 curves[o][i, r] = replacement_curve(pipeline, image, order, batch, steps, rng,
                                                     e.target if target is None else target)
+                if progress is not None:
+                    progress(steps)
     result = PerturbationResult(curves, settings={"batch": batch, "steps": steps,
                                                   "repeats": repeats, "seed": seed})
     for o, c in curves.items():

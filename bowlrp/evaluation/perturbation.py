@@ -147,7 +147,8 @@ class PerturbationResult:
 def region_perturbation(pipeline, images, heatmaps, orderings=("morf", "lerf", "random"),
                         block: int = 9, steps: int = 100, repeats: int = 10,
                         perturbation="uniform", seed: int = 0, target=None,
-                        incremental: bool = True) -> PerturbationResult:
+                        incremental: bool = True,
+                        progress: Callable[[int], None] | None = None) -> PerturbationResult:
     """Region perturbation curves and AOPC for each ordering.
 
     Parameters
@@ -159,6 +160,8 @@ def region_perturbation(pipeline, images, heatmaps, orderings=("morf", "lerf", "
     block, steps, repeats : block side, perturbation steps L, repetitions
     perturbation : name or callable (see :func:`make_perturbation`)
     seed : int, makes noise and random orders reproducible
+    progress : callable(int) or None
+        Called with the number of perturbation steps just done (for progress bars).
     """
     perturb = make_perturbation(perturbation)
     if len(images) != len(heatmaps):
@@ -177,6 +180,8 @@ def region_perturbation(pipeline, images, heatmaps, orderings=("morf", "lerf", "
                 order = order_blocks(scores, o, rng)
                 curves[o][i, r] = perturbation_curve(pipeline, img, order, blocks, steps, perturb,
                                                      rng, target, incremental)
+                if progress is not None:
+                    progress(steps)
     result = PerturbationResult(curves, settings={
         "block": block, "steps": steps, "repeats": repeats, "seed": seed,
         "perturbation": perturbation if isinstance(perturbation, str) else "custom"})
@@ -186,10 +191,11 @@ def region_perturbation(pipeline, images, heatmaps, orderings=("morf", "lerf", "
 
 
 def occlusion_map(pipeline, image, block: int = 9, perturbation="uniform", seed: int = 0,
-                  target=None) -> np.ndarray:
+                  target=None, progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Relevance of each block = f(x) - f(x with that block alone perturbed), spread over it.
 
-    Every block is tried on the incremental state without committing it.
+    Every block is tried on the incremental state without committing it;
+    ``progress(1)`` is called after each block.
     """
     perturb = make_perturbation(perturbation)
     img = as_float_image(image)
@@ -205,4 +211,6 @@ def occlusion_map(pipeline, image, block: int = 9, perturbation="uniform", seed:
         new = np.clip(perturb(current, rng, original), 0, 1)
         drop = state.score - state.set_block(r0, r1, c0, c1, new, commit=False)
         heat[r0:r1, c0:c1] = drop / ((r1 - r0) * (c1 - c0))
+        if progress is not None:
+            progress(1)
     return heat
