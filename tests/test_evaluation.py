@@ -221,6 +221,29 @@ def test_evaluate_cli_writes_curves_and_resumes(train, tmp_path):
     assert [f.stat().st_mtime_ns for f in partial] == stamp  # resumed, not recomputed
     bad = subprocess.run(cmd[:-1] + ["magic"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and bad.stderr.startswith("bowlrp-evaluate: error:")
+    empty = subprocess.run(cmd[:-1] + [""], capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 2 and "--methods names no method" in empty.stderr
+    # another seed changes every result: recomputed, never reused
+    cheap = cmd[:-1] + ["lrp-eps0,random"]
+    r3 = subprocess.run(cheap + ["--seed", "5", "--order", "lerf"], capture_output=True, text=True,
+                        timeout=300)
+    assert r3.returncode == 0, r3.stderr
+    assert "AOPC (LeRF)" in r3.stdout
+    records = [json.loads(f.read_text()) for f in partial]
+    assert all(rec["key"]["seed"] == 5 and rec["key"]["order"] == "lerf" for rec in records)
+    # a corrupt partial result is named and recomputed
+    partial[0].write_text("{not json")
+    r4 = subprocess.run(cheap + ["--seed", "5", "--order", "lerf"], capture_output=True, text=True,
+                        timeout=300)
+    assert r4.returncode == 0 and str(partial[0]) in r4.stderr and "recomputing" in r4.stderr
+    assert json.loads(partial[0].read_text())["key"]["seed"] == 5
+    # a second run on a locked folder is refused with one line
+    from bowlrp._lock import FolderLock
+
+    with FolderLock(out, "another bowlrp-evaluate"):
+        locked = subprocess.run(cheap, capture_output=True, text=True, timeout=120)
+    assert locked.returncode == 2 and "in use by another bowlrp-evaluate" in locked.stderr
+    assert len(locked.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.vlfeat
