@@ -59,7 +59,7 @@ def pipelines():
 
 
 def naive_fisher_relevance(encoder, trace, R):
-    """Dense z matrix (N x V) from the SPEC formulas, then R_l = sum_d z_ld R_d / z_d."""
+    """Dense z matrix (N x V) from the formulas of docs/math.md, then R_l = sum_d z_ld R_d / z_d."""
     mu, sigma, prior = encoder.gmm_parameters()
     L = trace.codes["data"]
     gamma = trace.codes["posteriors"].toarray()

@@ -1,4 +1,4 @@
-"""Step 1 of the relevance pass: from ``f(x)`` to the feature dimensions (SPEC 2)."""
+"""Step 1 of the relevance pass: from ``f(x)`` to the feature dimensions (docs/math.md §2)."""
 
 from __future__ import annotations
 

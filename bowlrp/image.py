@@ -1,4 +1,4 @@
-"""Heatmap pictures: normalisation, colour maps, overlays, edges, masks, PNG files (SPEC 3).
+"""Heatmap pictures: normalisation, colour maps, overlays, edges, masks, PNG files (docs/math.md §3).
 
 Heatmaps are normalised by ``max_p |R_p|`` (of one image, or of a set of
 images with ``normalize="global"`` so magnitudes stay comparable) to

@@ -327,7 +327,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
 
     def explain(self, images, target=None, rules=None, tile: int | None = None,
                 stride: int | None = None):
-        """Explain predictions pixel by pixel with LRP (SPEC 2).
+        """Explain predictions pixel by pixel with LRP (docs/math.md §2).
 
         Parameters
         ----------

@@ -1,6 +1,6 @@
 """LRP rules as small immutable value objects, one family per step.
 
-Classifier -> dimensions (SPEC 2, step 1):
+Classifier -> dimensions (docs/math.md §2, step 1):
     :class:`Decomposition` (exact, sum-decomposable kernels) and
     :class:`Taylor` (first-order expansion at a searched root).
 Dimensions -> descriptors (step 2):

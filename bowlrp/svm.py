@@ -204,7 +204,7 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         return self.decision_function(X), X
 
     def relevance(self, R, trace, rule=None, target=None):
-        """Relevance of the feature dimensions of one sample (SPEC 2, step 1).
+        """Relevance of the feature dimensions of one sample (docs/math.md §2, step 1).
 
         Parameters
         ----------

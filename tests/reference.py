@@ -4,7 +4,7 @@ import numpy as np
 
 
 def dense_word_mapping(enc, data):
-    """m_d(l) for all descriptors and words, (N, V), straight from SPEC formulas."""
+    """m_d(l) for all descriptors and words, (N, V), straight from the formulas of docs/math.md."""
     B = enc.vocabulary_.cluster_centers_
     L = enc.vocabulary_.project(data)
     d2 = ((L[:, None, :] - B[None, :, :]) ** 2).sum(-1)
@@ -25,7 +25,7 @@ def dense_word_mapping(enc, data):
 
 
 def dense_fisher_mapping(enc, data, gamma):
-    """Per-descriptor Fisher mapping Psi(l), (N, block), SPEC formulas, given posteriors."""
+    """Per-descriptor Fisher mapping Psi(l), (N, block), formulas of docs/math.md, given posteriors."""
     mu, sigma, prior = enc.gmm_parameters()
     L = enc.vocabulary_.project(data)
     N, D = L.shape
@@ -62,7 +62,7 @@ def dense_z(enc, descriptors, trace):
 
 
 def reference_relevance(Z, R, rule):
-    """R_l from the dense z matrix for Epsilon / AlphaBeta / AbsZ (SPEC 2, step 2)."""
+    """R_l from the dense z matrix for Epsilon / AlphaBeta / AbsZ (docs/math.md §2, step 2)."""
     N = Z.shape[0]
     out = np.zeros(N)
     for d in range(Z.shape[1]):

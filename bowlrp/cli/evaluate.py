@@ -1,4 +1,4 @@
-"""Command line: how faithful are the explanations of a bowlrp model? (SPEC 4)
+"""Command line: how faithful are the explanations of a bowlrp model? (docs/math.md §4)
 
     python -m bowlrp.evaluate --model M.pkl --images 'test/*.png' --method region \\
         --steps 100 --repeats 10 --out eval/
@@ -180,7 +180,7 @@ def write_outputs(out: Path, summary: dict, args) -> None:
         ax.fill_between(ks, mean - se, mean + se, alpha=0.2)
     unit = f"{args.block}x{args.block} regions" if args.method == "region" else \
         f"batches of {args.batch} descriptors"
-    order = "most relevant first" if args.order == "morf" else "least relevant first"
+    order = "least relevant first" if getattr(args, "order", "morf") == "lerf" else "most relevant first"
     ax.set_xlabel(f"perturbation step ({unit}, {order})")
     ax.set_ylabel("f(x) of the explained class")
     ax.legend(fontsize=8)

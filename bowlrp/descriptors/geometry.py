@@ -205,7 +205,7 @@ class Descriptors:
     def rasterize(self, values, shape: tuple[int, int] | None = None) -> np.ndarray:
         """Spread one value per descriptor evenly over its clipped pixel support.
 
-        Implements ``R_p = sum_{l : p in area(l)} R_l / |area(l)|`` (SPEC 2, step 3),
+        Implements ``R_p = sum_{l : p in area(l)} R_l / |area(l)|`` (docs/math.md §2, step 3),
         so that ``R.sum() == values.sum()`` up to rounding.
 
         Parameters

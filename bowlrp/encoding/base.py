@@ -159,7 +159,7 @@ class Encoder(TransformerMixin, BaseEstimator):
     def relevance(self, R, trace: EncodingTrace, rule=None, per_dimension: bool = False):
         """Relevance of each descriptor from the relevance of the pooled dimensions.
 
-        Implements SPEC 2, step 2: with ``z_ld = m_d(l)^p / N_c`` and
+        Implements docs/math.md §2, step 2: with ``z_ld = m_d(l)^p / N_c`` and
         ``c_d = R_d / (z_d + eps sign z_d)``, ``R_l = sum_d z_ld c_d`` (or the
         AlphaBeta / AbsZ / WinnerTakeAll variants), plus ``R_d / N`` for every
         dimension no descriptor reached. Cost: one pass over the descriptors'

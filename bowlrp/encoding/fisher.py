@@ -1,4 +1,4 @@
-"""Fisher vectors over a diagonal GMM (SPEC 1, layer 3), pooled per pyramid cell.
+"""Fisher vectors over a diagonal GMM (docs/math.md §1, layer 3), pooled per pyramid cell.
 
 Per descriptor ``l`` (after PCA) with posteriors ``gamma_k(l)``:
 

@@ -232,7 +232,7 @@ class SoftAssignment(_WordEncoder):
         Smoothing; larger is harder.
     n_nearest : int or None
         Keep only the nearest words (normalised over them: localised soft
-        assignment); None keeps all ``V`` words, the SPEC's formula.""" + _COMMON_PARAMS)
+        assignment); None keeps all ``V`` words, the formula of docs/math.md §1.""" + _COMMON_PARAMS)
 
     def __init__(self, vocabulary=128, beta=1.0, n_nearest=None, pooling=1.0,
                  pyramid=((1, 1),), normalization="l1", power=0.5, random_state=None):

@@ -1,5 +1,5 @@
 """Measuring explanations: region perturbation with incremental re-encoding, AOPC,
-descriptor replacement, occlusion, pixel flipping and the context ratio (SPEC 4)."""
+descriptor replacement, occlusion, pixel flipping and the context ratio (docs/math.md §4)."""
 
 from .context import (
     AnnotationError,

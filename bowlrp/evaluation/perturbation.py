@@ -1,4 +1,4 @@
-"""Region perturbation and AOPC (thesis chapter 3; SPEC 4).
+"""Region perturbation and AOPC (thesis chapter 3; docs/math.md §4).
 
 Blocks of ``m x m`` pixels are ordered by their summed relevance — most
 relevant first (MoRF), least relevant first (LeRF) or at random — and
