@@ -161,10 +161,10 @@ def run(out_dir, n_train: int = 60, n_test: int = 6, n_val: int = 40, seed: int 
                "models": {}}
     heatmaps = {}
     for name in models:
-        pipe = Pipeline.from_config(CONFIGS[name], n_jobs=n_jobs, verbose=verbose)
+        overrides = {"n_jobs": n_jobs, "verbose": verbose}
         if n_words is not None:
-            for _, _, enc in pipe.channels:
-                enc.vocabulary.set_params(n_words=n_words)
+            overrides["n_words"] = n_words
+        pipe = Pipeline.from_config(CONFIGS[name], **overrides)
         t0 = time.perf_counter()
         log(f"[{name}] training")
         pipe.fit(X, y)
@@ -198,7 +198,7 @@ def run(out_dir, n_train: int = 60, n_test: int = 6, n_val: int = 40, seed: int 
                 for pert in eval_perturbations}
             t_eval = time.perf_counter() - t0
         metrics["models"][name] = {
-            "config": str(CONFIGS[name].relative_to(ROOT)),
+            "config": CONFIGS[name],
             "tile_accuracy": accuracy,
             "tile_accuracy_stderr": stderr,
             "kernel_weights": pipe.classifier_.kernel_weights_[0].tolist(),
@@ -227,6 +227,8 @@ def run(out_dir, n_train: int = 60, n_test: int = 6, n_val: int = 40, seed: int 
     figure = np.vstack([np.vstack([r, np.ones((6, r.shape[1], 3))]) for r in rows])[:-6]
     pictures.save_png(out / "figure.png", pictures.with_colorbar(figure, "jet"))
     metrics["seconds_total"] = time.perf_counter() - t_start
+    metrics["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0],
+                          "platform": sys.platform}
     _write_json(out / "metrics.json", metrics)
     log(f"done in {metrics['seconds_total']:.0f} s; wrote {out / 'metrics.json'} and {out / 'figure.png'}")
     return metrics
