@@ -178,11 +178,11 @@ _WIDTH = {"sigma": number(0, strict_lo=True, extra=("auto",)), "max_samples": in
 
 SCHEMA: dict[str, dict[str, Check]] = {
     "DenseSIFT": {"bin_sizes": numbers_list(1), "steps": numbers_list(1, integer),
-                  "color": choice("grey", "opponent", "rgb"),
+                  "color": choice("grey", "gray", "opponent", "rgb"),
                   "backend": choice("auto", "opencv", "vlfeat"), "rotate": boolean,
                   "smooth": boolean, "fast": boolean, "magnification": number(0, strict_lo=True),
                   "support": choice("nominal", "full"), "n_jobs": integer(none=True)},
-    "ColorQuantiles": {"color": choice("rgb", "opponent", "grey"), "quantiles": quantiles,
+    "ColorQuantiles": {"color": choice("rgb", "opponent", "grey", "gray"), "quantiles": quantiles,
                        "radius": number(1), "step": integer(1), "n_jobs": integer(none=True)},
     "KMeansVocabulary": {"n_words": integer(1), "algorithm": choice("minibatch", "full"),
                          "reservoir_size": integer(1), **_VOCAB},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-COLOR_MODES = ("grey", "opponent", "rgb")
+COLOR_MODES = ("grey", "gray", "opponent", "rgb")  # "gray" is the same as "grey"
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:
@@ -24,7 +24,7 @@ def color_channels(image: np.ndarray, mode: str) -> list[np.ndarray]:
     """
     if mode not in COLOR_MODES:
         raise ValueError(f"color must be one of {COLOR_MODES}, got {mode!r}")
-    if mode == "grey":
+    if mode in ("grey", "gray"):
         return [to_grey(image)]
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)

@@ -108,7 +108,7 @@ class ColorQuantiles(ExtractorMixin, TransformerMixin, BaseEstimator):
     def fit(self, X=None, y=None):
         """Check the parameters (no learning)."""
         self._check_params()
-        self.n_features_out_ = len(self.quantiles) * 2 * (1 if self.color == "grey" else 3)
+        self.n_features_out_ = len(self.quantiles) * 2 * (1 if self.color in ("grey", "gray") else 3)
         return self
 
     def __sklearn_tags__(self):
