@@ -73,7 +73,8 @@ def _static_prefix(pattern: str) -> Path:
     return Path(*keep) if keep else Path(".")
 
 
-def collect_inputs(specs: Sequence[str], recursive: bool = True) -> list[ImageInput]:
+def collect_inputs(specs: Sequence[str], recursive: bool = True,
+                   exclude: str | os.PathLike | None = None) -> list[ImageInput]:
     """Image files from file names, directories and glob patterns, with collision-free ids.
 
     A name that exists is taken literally (``scan[1].png`` is a file, not a
@@ -81,7 +82,9 @@ def collect_inputs(specs: Sequence[str], recursive: bool = True) -> list[ImageIn
     recursively for image suffixes (hidden files skipped). Ids are paths
     relative to the common root of all inputs (each directory or glob prefix
     counts as a root), without the extension; when two inputs would share an
-    id (``a.png`` and ``a.jpg``) the extension is kept in their ids.
+    id (``a.png`` and ``a.jpg``) the extension is kept in their ids. Files
+    below ``exclude`` (the output folder) are never inputs, so a rerun does
+    not explain its own pictures.
 
     Raises
     ------
@@ -111,9 +114,13 @@ def collect_inputs(specs: Sequence[str], recursive: bool = True) -> list[ImageIn
             found += [(q, _static_prefix(str(spec))) for q in files]
         else:
             raise InputError(f"image file not found: {display_path(p)}")
+    skip = Path(exclude).resolve() if exclude is not None else None
     unique: dict[Path, Path] = {}
     for q, root in found:
-        unique.setdefault(q.resolve(), root.resolve())
+        resolved = q.resolve()
+        if skip is not None and resolved.is_relative_to(skip) and root.resolve() != skip:
+            continue
+        unique.setdefault(resolved, root.resolve())
     if not unique:
         raise InputError("no images given")
     root = Path(os.path.commonpath([str(r) for r in unique.values()]))

@@ -290,6 +290,9 @@ def load_config(config) -> dict:
     """
     if isinstance(config, dict):
         data, where = copy.deepcopy(config), "config"
+    elif not isinstance(config, (str, os.PathLike)):
+        raise ConfigError(f"a config is a file name, a shipped config's name or a dict, not "
+                          f"{type(config).__name__}")
     else:
         path = resolve_config_path(config)
         data, where = read_yaml(path), f"config {path}"

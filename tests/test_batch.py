@@ -180,3 +180,21 @@ def test_interrupted_run_leaves_only_complete_outputs_and_resumes(sig, model, pn
     assert len(list(out.glob("im*.json"))) == 12 and not list(out.glob(".*"))
     run = json.loads((out / "run.json").read_text())
     assert run["skipped"] >= len(done_before) and run["explained"] + run["skipped"] == 12
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_run(model, png, tmp_path):
+    for i in range(3):
+        png(tmp_path / "in" / f"im{i}.png", i)
+    model_path = save(model, tmp_path / "m.pkl")
+    out = tmp_path / "in" / "explained"  # inside the input folder: never taken as input
+    proc = subprocess.Popen([sys.executable, "-m", "bowlrp.explain", "-i", str(tmp_path / "in"), "-m",
+                             str(model_path), "-o", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # like `bowlrp-explain ... | head -1`
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0, err
+    assert sorted(p.name for p in out.glob("*.json")) == ["im0.json", "im1.json", "im2.json", "run.json"]
+    again = subprocess.run([sys.executable, "-m", "bowlrp.explain", "-i", str(tmp_path / "in"), "-m",
+                            str(model_path), "-o", str(out), "-q"], capture_output=True, timeout=300)
+    assert again.returncode == 0 and json.loads((out / "run.json").read_text())["total"] == 3

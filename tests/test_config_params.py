@@ -194,3 +194,31 @@ def test_extractors_have_forward_and_relevance(stripes_blobs, fitted_small):
 def fitted_small(stripes_blobs):
     train, y, _, _ = stripes_blobs
     return _small().fit(train, y)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True),
+                  st.text(max_size=8), st.sampled_from(["DenseSIFT", "RankMapping", "hik", "KMeansVocabulary",
+                                                        "FisherVector", "auto", "l1", "max"]))
+_keys = st.sampled_from(["name", "channels", "classifier", "extractor", "encoder", "kernel", "vocabulary",
+                         "DenseSIFT", "RankMapping", "n_words", "C", "bin_sizes", "steps", "random_state",
+                         "pyramid", "GMMVocabulary", "x"])
+_tree = st.recursive(_leaf, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                    st.dictionaries(_keys, inner, max_size=4)),
+                     max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_tree, st.fixed_dictionaries({"channels": st.lists(st.dictionaries(_keys, _tree,
+                                                                                      max_size=4),
+                                                                      min_size=1, max_size=2)},
+                                              optional={"classifier": _tree, "random_state": _leaf})))
+def test_any_config_is_either_valid_or_one_config_error(config):
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+        return
+    Pipeline.from_config(cfg)  # a config that validates also builds

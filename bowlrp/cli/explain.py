@@ -18,6 +18,7 @@ skips images already explained with the same model and settings.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..batch import collect_inputs, display_path, explain_to_folder
@@ -68,7 +69,7 @@ def run(args) -> int:
     rules = [parse_rule(r) for r in args.rule] or None
     if args.stride is not None and args.tile is None:
         raise CLIError("--stride needs --tile")
-    inputs = collect_inputs(args.image)
+    inputs = collect_inputs(args.image, exclude=args.out)
     model = load_pipeline(args.model, args.trusted, args.trust)
     target = resolve_target(model, args.target)
     run_key = {"model_sha256": file_hash(args.model), "target": None if target is None else str(target),
@@ -78,7 +79,12 @@ def run(args) -> int:
         from tqdm.auto import tqdm
 
         if not args.quiet or line.startswith("error:"):
-            tqdm.write(line, file=sys.stderr if line.startswith("error:") else sys.stdout)
+            try:
+                tqdm.write(line, file=sys.stderr if line.startswith("error:") else sys.stdout)
+            except BrokenPipeError:  # a reader such as `| head` went away: keep working silently
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                args.quiet = True
 
     summary = explain_to_folder(
         model, inputs, args.out, run_key=run_key,
