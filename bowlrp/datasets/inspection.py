@@ -163,4 +163,39 @@ def generate(seed: int, n_normal: int, n_anomalous: int = 0, size: int = 96,
     return parts
 
 
-__all__ = ["KINDS", "Part", "generate", "plant_defect", "render_surface"]
+def normal_patches(parts, nearest: bool = True):
+    """A region-perturbation callable that repairs a block with normal surface.
+
+    For :func:`bowlrp.evaluation.region_perturbation`: removing a region of a
+    part means repairing it, so removing the defect first should lower the
+    anomaly score fastest. With ``nearest`` the block is replaced by the
+    most similar same-size crop (least squared difference, ``cv2.matchTemplate``)
+    of the given normal parts, which keeps the grating in phase and changes
+    normal blocks little; otherwise by a crop at a random position.
+    ``parts``: normal :class:`Part` objects or images.
+    """
+    images = [np.ascontiguousarray(getattr(p, "image", p), dtype=np.float32) for p in parts]
+    if not images:
+        raise ValueError("normal_patches needs at least one normal part")
+
+    def perturb(block, rng, original):
+        h, w = block.shape[:2]
+        if nearest:
+            best = (np.inf, 0, 0, 0)
+            templ = np.ascontiguousarray(block, dtype=np.float32)
+            for i, src in enumerate(images):
+                cost = cv2.matchTemplate(src, templ, cv2.TM_SQDIFF)
+                r, c = np.unravel_index(int(np.argmin(cost)), cost.shape)
+                if cost[r, c] < best[0]:
+                    best = (float(cost[r, c]), i, int(r), int(c))
+            _, i, r, c = best
+        else:
+            i = int(rng.integers(len(images)))
+            r = int(rng.integers(images[i].shape[0] - h + 1))
+            c = int(rng.integers(images[i].shape[1] - w + 1))
+        return images[i][r:r + h, c:c + w].astype(np.float64).reshape(block.shape)
+
+    return perturb
+
+
+__all__ = ["KINDS", "Part", "generate", "normal_patches", "plant_defect", "render_surface"]
