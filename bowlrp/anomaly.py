@@ -4,7 +4,7 @@ Both are fitted without labels on the feature vectors of normal samples and
 stored, like :class:`~bowlrp.svm.KernelSVC`, as explicit expansions over their
 support vectors ``s_i`` with one kernel per feature channel,
 ``k(x, y) = sum_u beta_u k_u(x^(u), y^(u))`` (fixed or uniform weights
-``beta_u``; see ``docs/math.md`` and the thesis appendix A.1, eqs. A.8–A.13):
+``beta_u``; see ``docs/anomaly.md`` and the thesis appendix A.1, eqs. A.8–A.13):
 
 * one-class SVM (Schölkopf et al. 1999), ``f(x) = sum_i alpha_i k(s_i, x) - rho``
   (A.8), ``f(x) > 0`` for inliers;

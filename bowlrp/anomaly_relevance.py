@@ -1,4 +1,4 @@
-"""Step 1 of the relevance pass for the anomaly detectors of :mod:`bowlrp.anomaly`.
+"""Step 1 of the relevance pass for the anomaly detectors of :mod:`bowlrp.anomaly` (``docs/anomaly.md``).
 
 The explained function is ``g = sign * f`` with ``sign = -1`` for the anomaly
 score (the default) and ``+1`` for the normality ``f``.

@@ -17,8 +17,8 @@ from bowlrp.rules import Decomposition, Taylor
 
 @pytest.fixture(scope="module")
 def parts():
-    train = generate(0, 40)
-    test = generate(1, 12, 12)
+    train = generate(0, 30)
+    test = generate(1, 8, 6)
     return train, test
 
 
@@ -53,7 +53,7 @@ def test_fit_without_labels_and_detect(fv_svdd, parts):
     np.testing.assert_allclose(scores, fv_svdd.classifier_.score_samples(X))
     np.testing.assert_allclose(fv_svdd.decision_function(images), scores - fv_svdd.classifier_.offset_)
     assert set(fv_svdd.predict(images)) <= {-1, 1}
-    # measured 0.99 on 12 + 12 parts (experiment: 0.994 on 40 + 45)
+    # measured 1.0 on these 8 + 6 parts (experiment: 0.994 on 40 + 45 parts)
     assert roc_auc_score(y, -scores) >= 0.9
 
 
@@ -72,7 +72,7 @@ def test_explanations_conserve_the_anomaly_score(fv_svdd, explained):
 def test_positive_relevance_concentrates_in_defect_masks(explained):
     """Share of positive relevance in the mask far above the mask's area share.
 
-    Measured (this set): about 10x in the mask, 6x in the mask dilated by half a descriptor.
+    Measured in the experiment (45 parts): 9.6x in the mask, 6.0x dilated by half a descriptor.
     """
     anomalous, exps = explained
     ratios, dilated_ratios = [], []
@@ -89,11 +89,11 @@ def test_positive_relevance_concentrates_in_defect_masks(explained):
 
 def test_morf_lowers_the_anomaly_score_faster_than_random(fv_svdd, explained, parts):
     anomalous, exps = explained
-    repair = normal_patches(parts[0][:10])
+    repair = normal_patches(parts[0][:4])
     chosen = [0, 1, 2]   # one scratch, one spot, one missing piece
     result = region_perturbation(fv_svdd, [anomalous[i].image for i in chosen],
                                  [exps[i].heatmap for i in chosen], orderings=("morf", "random"),
-                                 block=8, steps=8, repeats=1, perturbation=repair, seed=0, target=-1)
+                                 block=8, steps=6, repeats=1, perturbation=repair, seed=0, target=-1)
     assert result.aopc["morf"][0] > result.aopc["random"][0] + 2 * result.aopc["random"][1]
     assert result.aopc["morf"][0] > 0
 
@@ -105,8 +105,11 @@ def test_save_load_round_trip(fv_svdd, parts, tmp_path):
     np.testing.assert_array_equal(back.decision_function(images), fv_svdd.decision_function(images))
 
 
-@pytest.mark.parametrize("detector", [OneClassKernelSVM("hik", nu=0.2), KernelSVDD("hik", nu=0.2),
-                                      KernelSVDD(["hik", "chi2"], nu=0.2, kernel_weights=[0.7, 0.3])])
+@pytest.mark.parametrize("detector", [
+    OneClassKernelSVM("hik", nu=0.2),
+    pytest.param(KernelSVDD("hik", nu=0.2), marks=pytest.mark.slow),   # covered by the MKL case
+    KernelSVDD(["hik", "chi2"], nu=0.2, kernel_weights=[0.7, 0.3]),
+])
 def test_bow_detectors_explain_with_both_rules(detector, parts):
     """Small BoW pipelines: exact decomposition and Taylor both conserve through to pixels."""
     train, test = parts
@@ -114,7 +117,7 @@ def test_bow_detectors_explain_with_both_rules(detector, parts):
     if isinstance(detector.kernel, list):
         channels.append(("s6", DenseSIFT(bin_sizes=[6], steps=6, backend="opencv"),
                          RankMapping(8, random_state=0)))
-    pipe = Pipeline(channels, detector, random_state=0).fit([p.image for p in train[:16]])
+    pipe = Pipeline(channels, detector, random_state=0).fit([p.image for p in train[:12]])
     image = test[-1].image
     for rule in (Decomposition(), Taylor()):
         for target in (None, 1):
