@@ -122,8 +122,8 @@ class _OneClassKernelMachine(OutlierMixin, BaseEstimator):
         self.kernels_ = [k.fit(X[:, s]) for k, s in
                          zip(self._kernel_list(len(self.channel_slices_)), self.channel_slices_)]
         self.kernel_weights_ = self._weights(len(self.kernels_))[None, :]
-        self._grams = [k.gram(X[:, s]) for k, s in zip(self.kernels_, self.channel_slices_)]
-        return sum(b * G for b, G in zip(self.kernel_weights_[0], self._grams))
+        return sum(b * k.gram(X[:, s])
+                   for b, k, s in zip(self.kernel_weights_[0], self.kernels_, self.channel_slices_))
 
     def _solve_one_class(self, K: np.ndarray, nu: float) -> tuple[np.ndarray, float]:
         """libsvm's one-class dual on a precomputed matrix: (alpha (n,), rho)."""
@@ -258,7 +258,6 @@ class OneClassKernelSVM(_OneClassKernelMachine):
         nu = self._check_nu(len(X))
         K = self._train_gram(X)
         alpha, rho = self._solve_one_class(K, nu)
-        del self._grams
         self._store_support(X, alpha)
         self.intercept_ = np.array([-rho])
         self.offset_ = rho
@@ -331,7 +330,6 @@ class KernelSVDD(_OneClassKernelMachine):
         alpha, rho = self._solve_one_class(K - 0.5 * (d[:, None] + d[None, :]), nu)
         scale = alpha.sum()                       # = nu n (libsvm's scaling)
         alpha = alpha / scale
-        del self._grams
         self._store_support(X, alpha)
         a_s = alpha[self.support_]
         Ks = K[np.ix_(self.support_, self.support_)]
