@@ -22,3 +22,7 @@ polygons-experiment: install
 
 lint:
 	$(PYTHON) -m ruff check bowlrp tests benchmarks data_scripts
+
+.PHONY: anomaly-experiment
+anomaly-experiment: install
+	$(PYTHON) experiments/anomaly.py --out experiments/results/anomaly

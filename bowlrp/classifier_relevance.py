@@ -163,6 +163,8 @@ def taylor(clf, x: np.ndarray, task: int, sign: float, rule: Taylor) -> Dimensio
 
 def classifier_relevance(clf, x, task: int = 0, sign: float = 1.0, rule=None) -> DimensionRelevance:
     """Relevance of the feature dimensions of ``x`` (V,) for task ``task`` of a KernelSVC."""
+    if hasattr(clf, "dimension_relevance"):  # models with their own step 1 (bowlrp.anomaly)
+        return clf.dimension_relevance(x, task, sign, rule)
     rule = default_rule(clf) if rule is None else rule
     require(rule, (Decomposition, Taylor), "KernelSVC")
     x = np.asarray(x, dtype=np.float64).ravel()

@@ -243,11 +243,11 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         return self
 
     # -- fitting -------------------------------------------------------------
-    def fit(self, images, y):
-        """Fit vocabularies on the training images' descriptors, then the SVM."""
+    def fit(self, images, y=None):
+        """Fit vocabularies on the training images' descriptors, then the SVM (y=None: a detector)."""
         images = as_image_list(images)
-        y = np.asarray(y)
-        if len(images) != len(y):
+        y = None if y is None else np.asarray(y)
+        if y is not None and len(images) != len(y):
             raise ValueError(f"{len(images)} images but {len(y)} labels")
         if len(images) < 2:
             raise ValueError("need at least two training images")
@@ -370,6 +370,10 @@ class Pipeline(ClassifierMixin, BaseEstimator):
 
     def predict(self, images) -> np.ndarray:
         return self.classifier_.predict(self.transform(images))
+
+    def score_samples(self, images) -> np.ndarray:
+        """Normality scores of an anomaly detector classifier (bowlrp.anomaly), shape (n,)."""
+        return self.classifier_.score_samples(self.transform(images))
 
     def score(self, images, y, sample_weight=None) -> float:
         from sklearn.metrics import accuracy_score

@@ -1,0 +1,361 @@
+"""Kernel anomaly detectors as explicit dual expansions: one-class SVM and SVDD.
+
+Both are fitted without labels on the feature vectors of normal samples and
+stored, like :class:`~bowlrp.svm.KernelSVC`, as explicit expansions over their
+support vectors ``s_i`` with one kernel per feature channel,
+``k(x, y) = sum_u beta_u k_u(x^(u), y^(u))`` (fixed or uniform weights
+``beta_u``; see ``docs/anomaly.md`` and the thesis appendix A.1, eqs. A.8–A.13):
+
+* one-class SVM (Schölkopf et al. 1999), ``f(x) = sum_i alpha_i k(s_i, x) - rho``
+  (A.8), ``f(x) > 0`` for inliers;
+* SVDD (Tax & Duin 2004), the smallest sphere around the data in feature space,
+  ``f(x) = r^2 - a(x)`` with the squared distance to the centre
+  ``a(x) = k(x, x) - 2 sum_i alpha_i k(s_i, x) + sum_ij alpha_i alpha_j k(s_i, s_j)``
+  (A.10, A.11), ``f(x) > 0`` for inliers.
+
+scikit-learn conventions for outlier detectors hold: ``predict`` gives ``+1``
+(inlier) or ``-1`` (outlier), ``score_samples`` is high for normal samples and
+``decision_function = score_samples - offset_``. For explanations the two
+"classes" are ``-1`` (outlier: the anomaly score ``-f(x)``, the default) and
+``+1`` (inlier: the normality ``f(x)``).
+
+SVDD solver
+-----------
+The SVDD dual (Tax & Duin; Chang, Lee & Lin 2013) is
+
+    min_alpha  alpha^T K alpha - sum_i alpha_i K_ii   s.t.  sum_i alpha_i = 1,  0 <= alpha_i <= C.
+
+On the feasible set ``sum_i alpha_i = 1`` we have
+``sum_i alpha_i K_ii = alpha^T ((d 1^T + 1 d^T) / 2) alpha`` with ``d = diag K``, so the
+objective equals ``alpha^T K~ alpha`` with the shifted Gram matrix
+``K~ = K - (d 1^T + 1 d^T) / 2``: exactly libsvm's one-class problem on ``K~``
+with ``nu = 1 / (C n)`` (its ``alpha`` are ours times ``nu n``). libsvm's SMO
+moves pairs ``alpha_i, alpha_j`` along ``e_i - e_j`` whose curvature
+``K~_ii + K~_jj - 2 K~_ij = K_ii + K_jj - 2 K_ij`` is the original one, so it
+solves the SVDD dual itself, for any kernel, to libsvm's KKT tolerance. When
+``k(x, x)`` is constant the shift is a constant and this is the well-known
+OCSVM = SVDD equivalence; otherwise the shift is what makes it exact (a plain
+one-class SVM on ``K`` would solve a different problem). We therefore use the
+maintained libsvm (through scikit-learn, already a dependency) rather than a
+general QP package; the tests check the KKT conditions and compare the optimum
+with SciPy's SLSQP on the original problem.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, OutlierMixin, clone
+from sklearn.svm import OneClassSVM
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .kernels import Kernel, make_kernel
+
+INLIER, OUTLIER = 1, -1
+
+
+def self_kernel(kernel: Kernel, X: np.ndarray) -> np.ndarray:
+    """``k(x, x)`` for every row of ``X`` (n, V): shape (n,).
+
+    Sum-decomposable kernels: ``sum_d k_d(x_d, x_d)``; RBF and exponential chi2
+    are 1; any other kernel is evaluated row by row.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if kernel.decomposable:
+        one = np.ones(1)
+        return np.array([kernel.dimension_terms(x[None, :], one, x).sum() for x in X])
+    return np.array([kernel.gram(x[None, :])[0, 0] for x in X])
+
+
+class _OneClassKernelMachine(OutlierMixin, BaseEstimator):
+    """Shared parts: channels, kernels, kernel weights, reference points, targets."""
+
+    classes_ = np.array([OUTLIER, INLIER])
+
+    def __init__(self, kernel="hik", nu: float = 0.1, channel_sizes=None, kernel_weights=None,
+                 tol: float = 1e-6, n_reference: int = 200, random_state=None):
+        self.kernel = kernel
+        self.nu = nu
+        self.channel_sizes = channel_sizes
+        self.kernel_weights = kernel_weights
+        self.tol = tol
+        self.n_reference = n_reference
+        self.random_state = random_state
+
+    # -- fitting helpers -----------------------------------------------------------
+    def _channel_slices(self, n_features: int) -> list[slice]:
+        if self.channel_sizes is None:
+            return [slice(0, n_features)]
+        sizes = [int(s) for s in self.channel_sizes]
+        if sum(sizes) != n_features or min(sizes) < 1:
+            raise ValueError(
+                f"channel_sizes {sizes} must be positive and sum to the {n_features} features"
+            )
+        ends = np.cumsum(sizes)
+        return [slice(int(e - s), int(e)) for s, e in zip(sizes, ends)]
+
+    def _kernel_list(self, n_channels: int) -> list[Kernel]:
+        spec = self.kernel
+        if isinstance(spec, (list, tuple)):
+            if len(spec) != n_channels:
+                raise ValueError(f"{len(spec)} kernels given for {n_channels} channels")
+            return [clone(make_kernel(k)) for k in spec]
+        return [clone(make_kernel(spec)) for _ in range(n_channels)]
+
+    def _weights(self, n_channels: int) -> np.ndarray:
+        if self.kernel_weights is None or self.kernel_weights == "uniform":
+            return np.full(n_channels, 1.0 / n_channels)
+        w = np.asarray(self.kernel_weights, dtype=np.float64).ravel()
+        if w.size != n_channels or np.any(w < 0) or not np.any(w > 0) or not np.all(np.isfinite(w)):
+            raise ValueError(f"kernel_weights must be {n_channels} non-negative numbers, "
+                             f"not all zero; got {self.kernel_weights!r}")
+        return w
+
+    def _check_nu(self, n: int) -> float:
+        nu = float(self.nu)
+        if not 0.0 < nu <= 1.0:
+            raise ValueError(f"nu must be in (0, 1], got {self.nu}")
+        return nu
+
+    def _train_gram(self, X) -> np.ndarray:
+        self.channel_slices_ = self._channel_slices(X.shape[1])
+        self.kernels_ = [k.fit(X[:, s]) for k, s in
+                         zip(self._kernel_list(len(self.channel_slices_)), self.channel_slices_)]
+        self.kernel_weights_ = self._weights(len(self.kernels_))[None, :]
+        return sum(b * k.gram(X[:, s])
+                   for b, k, s in zip(self.kernel_weights_[0], self.kernels_, self.channel_slices_))
+
+    def _solve_one_class(self, K: np.ndarray, nu: float) -> tuple[np.ndarray, float]:
+        """libsvm's one-class dual on a precomputed matrix: (alpha (n,), rho)."""
+        oc = OneClassSVM(kernel="precomputed", nu=nu, tol=self.tol, shrinking=True)
+        oc.fit(K)
+        alpha = np.zeros(K.shape[0])
+        alpha[oc.support_] = oc.dual_coef_[0]
+        return alpha, float(-oc.intercept_[0])
+
+    def _store_support(self, X, alpha):
+        support = np.flatnonzero(alpha > 0)
+        self.support_ = support
+        self.support_vectors_ = X[support].copy()
+        self.dual_coef_ = alpha[support][None, :]
+
+    def _store_reference(self, X):
+        rng = check_random_state(self.random_state)
+        ref = rng.choice(len(X), min(len(X), int(self.n_reference)), replace=False)
+        self.reference_X_ = X[np.sort(ref)].copy()
+        candidates = np.vstack([self.reference_X_, self.support_vectors_])
+        self.candidate_decisions_ = self.decision_function(candidates)[:, None]
+
+    # -- common API -----------------------------------------------------------------
+    def channel_gram(self, X, channel: int) -> np.ndarray:
+        """``k_u(x, s_i)`` for channel ``u``: shape (n, n_sv)."""
+        s = self.channel_slices_[channel]
+        return self.kernels_[channel].gram(X[:, s], self.support_vectors_[:, s])
+
+    def _expansion(self, X) -> np.ndarray:
+        """``sum_u beta_u sum_i alpha_i k_u(s_i, x)`` (n,)."""
+        out = np.zeros(X.shape[0])
+        for u in range(len(self.kernels_)):
+            out += self.kernel_weights_[0, u] * (self.channel_gram(X, u) @ self.dual_coef_[0])
+        return out
+
+    def decision_function(self, X) -> np.ndarray:
+        """``f(x) = score_samples(x) - offset_``: positive for inliers, shape (n,)."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        """``+1`` for inliers (``f(x) >= 0``), ``-1`` for outliers."""
+        return np.where(self.decision_function(X) >= 0, INLIER, OUTLIER)
+
+    def forward(self, X):
+        """Decision values and, as trace, the validated feature matrix: ``(F, X)``."""
+        check_is_fitted(self, "dual_coef_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return self.decision_function(X), X
+
+    def candidate_points(self, task: int = 0, sign: float = 1.0):
+        """Reference points and support vectors with ``sign * f`` (for the Taylor root search)."""
+        check_is_fitted(self, "candidate_decisions_")
+        points = np.vstack([self.reference_X_, self.support_vectors_])
+        return points, sign * self.candidate_decisions_[:, task]
+
+    def task_and_sign(self, x, target=None) -> tuple[int, float]:
+        """``(0, -1)`` explains the anomaly score ``-f`` (target ``-1`` or None), ``(0, +1)`` ``f``."""
+        check_is_fitted(self, "dual_coef_")
+        if target is None or target == OUTLIER:
+            return 0, -1.0
+        if target == INLIER:
+            return 0, 1.0
+        raise ValueError(f"unknown target {target!r}; use -1 (outlier: anomaly score) or 1 (inlier)")
+
+    def target_label(self, task: int, sign: float):
+        return INLIER if sign > 0 else OUTLIER
+
+    @property
+    def n_tasks_(self) -> int:
+        return 1
+
+    def relevance(self, R, trace, rule=None, target=None):
+        """Relevance of the feature dimensions of one sample (see :meth:`dimension_relevance`)."""
+        x = np.asarray(trace, dtype=np.float64).ravel()
+        task, sign = self.task_and_sign(x, target)
+        out = self.dimension_relevance(x, task, sign, rule)
+        if R is not None and not np.isclose(float(R), out.score, rtol=1e-9, atol=1e-12):
+            raise ValueError(f"R={R} is not the explained score {out.score} of target {target!r}")
+        return out
+
+    def dimension_relevance(self, x, task: int = 0, sign: float = -1.0, rule=None):
+        """Relevance of the feature dimensions of ``x`` (V,) for ``sign * f(x)``: a DimensionRelevance."""
+        from .anomaly_relevance import anomaly_relevance
+
+        return anomaly_relevance(self, x, task, sign, rule)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class OneClassKernelSVM(_OneClassKernelMachine):
+    """One-class SVM (libsvm, precomputed kernel) stored as an explicit expansion (thesis A.8).
+
+    ``f(x) = sum_u beta_u sum_i alpha_i k_u(s_i^(u), x^(u)) - rho``; ``f(x) < 0``: outlier.
+    Same solution as scikit-learn's ``OneClassSVM`` on the same kernel.
+
+    Parameters
+    ----------
+    kernel : str, Kernel, or list of them
+        One kernel for all channels or one per channel (see ``bowlrp.kernels``).
+    nu : float in (0, 1]
+        Upper bound on the fraction of training outliers, lower bound on the fraction of support vectors.
+    channel_sizes : list of int or None
+        Split of the feature columns into channels (set by :class:`~bowlrp.pipeline.Pipeline`).
+    kernel_weights : None, "uniform" or list of float
+        Fixed channel weights ``beta_u``; None / "uniform": ``1/U``.
+    tol : float
+        libsvm stopping tolerance.
+    n_reference : int
+        Training samples kept for the Taylor root search.
+    random_state : int or None
+        Draws the reference set.
+
+    Attributes
+    ----------
+    support_vectors_ : ndarray (n_sv, n_features)
+    dual_coef_ : ndarray (1, n_sv)
+        ``alpha_i`` (libsvm scaling, ``sum_i alpha_i = nu n``).
+    intercept_ : ndarray (1,)
+        ``-rho``.
+    offset_ : float
+        ``rho``; ``decision_function = score_samples - offset_``.
+    kernel_weights_ : ndarray (1, n_channels)
+    kernels_, channel_slices_ : lists
+    """
+
+    def fit(self, X, y=None):
+        """Fit on the feature vectors ``X`` (n, n_features) of normal samples; ``y`` is ignored."""
+        X = validate_data(self, X, dtype=np.float64)
+        nu = self._check_nu(len(X))
+        K = self._train_gram(X)
+        alpha, rho = self._solve_one_class(K, nu)
+        self._store_support(X, alpha)
+        self.intercept_ = np.array([-rho])
+        self.offset_ = rho
+        self._store_reference(X)
+        return self
+
+    def score_samples(self, X) -> np.ndarray:
+        """``sum_i alpha_i k(s_i, x)`` (n,): the lower, the more abnormal."""
+        check_is_fitted(self, "dual_coef_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return self._expansion(X)
+
+
+class KernelSVDD(_OneClassKernelMachine):
+    """Support Vector Data Description (Tax & Duin 2004) as an explicit expansion (thesis A.10–A.13).
+
+    ``f(x) = r^2 - a(x)``, ``a(x) = k(x, x) - 2 sum_i alpha_i k(s_i, x) + alpha^T K alpha``,
+    with ``sum_i alpha_i = 1`` and ``0 <= alpha_i <= C``; ``f(x) < 0``: outlier.
+    Solved by libsvm on the shifted Gram matrix (exact for every kernel; module docstring).
+
+    Parameters
+    ----------
+    kernel, channel_sizes, kernel_weights, tol, n_reference, random_state
+        As for :class:`OneClassKernelSVM`.
+    nu : float in (0, 1]
+        Fraction of training outliers allowed; ``C = 1 / (nu n)``. Ignored when ``C`` is given.
+    C : float or None
+        Soft-margin parameter of Tax & Duin; needs ``C >= 1/n`` (``C >= 1``: hard sphere).
+
+    Attributes
+    ----------
+    support_vectors_ : ndarray (n_sv, n_features)
+    dual_coef_ : ndarray (1, n_sv)
+        ``alpha_i`` (sum 1).
+    radius2_ : float
+        Squared radius ``r^2``.
+    center_norm2_ : float
+        ``alpha^T K alpha``, the squared norm of the centre.
+    offset_ : float
+        ``-r^2``; ``score_samples(x) = -a(x)`` and ``decision_function = score_samples - offset_``.
+    center_dimension_terms_ : list of ndarray or None
+        Per channel, ``beta_u sum_ij alpha_i alpha_j k_d(s_{i,d}, s_{j,d})`` (decomposable kernels).
+    constant_self_kernel_ : bool
+        Whether ``k(x, x)`` was constant over the training set (then SVDD = one-class SVM).
+    """
+
+    def __init__(self, kernel="hik", nu: float = 0.1, C: float | None = None, channel_sizes=None,
+                 kernel_weights=None, tol: float = 1e-6, n_reference: int = 200, random_state=None):
+        super().__init__(kernel=kernel, nu=nu, channel_sizes=channel_sizes,
+                         kernel_weights=kernel_weights, tol=tol, n_reference=n_reference,
+                         random_state=random_state)
+        self.C = C
+
+    def _effective_nu(self, n: int) -> float:
+        if self.C is None:
+            return self._check_nu(n)
+        C = float(self.C)
+        if not C * n >= 1.0 - 1e-12:
+            raise ValueError(f"C={self.C} is infeasible for {n} samples: need C >= 1/n = {1.0 / n:.4g}")
+        return min(1.0, 1.0 / (C * n))
+
+    def fit(self, X, y=None):
+        """Fit on the feature vectors ``X`` (n, n_features) of normal samples; ``y`` is ignored."""
+        X = validate_data(self, X, dtype=np.float64)
+        n = len(X)
+        nu = self._effective_nu(n)
+        K = self._train_gram(X)
+        d = np.diag(K).copy()
+        self.constant_self_kernel_ = bool(np.ptp(d) <= 1e-12 * max(1.0, np.abs(d).max()))
+        alpha, rho = self._solve_one_class(K - 0.5 * (d[:, None] + d[None, :]), nu)
+        scale = alpha.sum()                       # = nu n (libsvm's scaling)
+        alpha = alpha / scale
+        self._store_support(X, alpha)
+        a_s = alpha[self.support_]
+        Ks = K[np.ix_(self.support_, self.support_)]
+        self.center_norm2_ = float(a_s @ Ks @ a_s)
+        # libsvm's rho is the KKT value (K~ alpha)_i on the free support vectors; there
+        # a(x_i) = d_i - 2 (K alpha)_i + alpha K alpha = -2 (K~ alpha)_i - d.alpha + alpha K alpha.
+        self.radius2_ = float(-2.0 * rho / scale - d @ alpha + self.center_norm2_)
+        self.offset_ = -self.radius2_
+        from .anomaly_relevance import svdd_center_terms
+
+        self.center_dimension_terms_ = svdd_center_terms(self)
+        self._store_reference(X)
+        return self
+
+    def self_kernel(self, X) -> np.ndarray:
+        """``k(x, x) = sum_u beta_u k_u(x^(u), x^(u))`` (n,)."""
+        out = np.zeros(X.shape[0])
+        for u, (kern, s) in enumerate(zip(self.kernels_, self.channel_slices_)):
+            out += self.kernel_weights_[0, u] * self_kernel(kern, X[:, s])
+        return out
+
+    def score_samples(self, X) -> np.ndarray:
+        """``-a(x)``, minus the squared distance to the centre in feature space (n,)."""
+        check_is_fitted(self, "dual_coef_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return -(self.self_kernel(X) - 2.0 * self._expansion(X) + self.center_norm2_)
+
+
+__all__ = ["INLIER", "OUTLIER", "KernelSVDD", "OneClassKernelSVM", "self_kernel"]
