@@ -11,6 +11,7 @@ model files are written and read with :func:`save` / :func:`load`.
 """
 
 from . import kernels, rules
+from .anomaly import KernelSVDD, OneClassKernelSVM
 from ._version import __version__
 from .config import ConfigError, load_config
 from .descriptors import ColorQuantiles, DenseSIFT, Descriptors
@@ -25,6 +26,6 @@ from .vocabulary import GMMVocabulary, KMeansVocabulary
 __all__ = [
     "BowlrpError", "ColorQuantiles", "ConfigError", "DenseSIFT", "Descriptors", "Explanation",
     "FisherVector", "GMMVocabulary", "HardAssignment", "ImageError", "KMeansVocabulary",
-    "KernelSVC", "ModelFileError", "Pipeline", "RankMapping", "RuleError", "SoftAssignment",
+    "KernelSVC", "KernelSVDD", "ModelFileError", "OneClassKernelSVM", "Pipeline", "RankMapping", "RuleError", "SoftAssignment",
     "__version__", "kernels", "load", "load_config", "model_info", "rules", "save",
 ]

@@ -87,6 +87,7 @@ def test_positive_relevance_concentrates_in_defect_masks(explained):
     assert np.median(ratios) >= 2.0
 
 
+@pytest.mark.slow
 def test_morf_lowers_the_anomaly_score_faster_than_random(fv_svdd, explained, parts):
     """The experiment's protocol on all 6 defective parts: 8 x 8 blocks repaired with the nearest
     crop of normal parts, 12 steps.
