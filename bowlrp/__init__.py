@@ -11,8 +11,8 @@ model files are written and read with :func:`save` / :func:`load`.
 """
 
 from . import kernels, rules
-from .anomaly import KernelSVDD, OneClassKernelSVM
 from ._version import __version__
+from .anomaly import KernelSVDD, OneClassKernelSVM
 from .config import ConfigError, load_config
 from .descriptors import ColorQuantiles, DenseSIFT, Descriptors
 from .encoding import FisherVector, HardAssignment, RankMapping, SoftAssignment
@@ -26,6 +26,7 @@ from .vocabulary import GMMVocabulary, KMeansVocabulary
 __all__ = [
     "BowlrpError", "ColorQuantiles", "ConfigError", "DenseSIFT", "Descriptors", "Explanation",
     "FisherVector", "GMMVocabulary", "HardAssignment", "ImageError", "KMeansVocabulary",
-    "KernelSVC", "KernelSVDD", "ModelFileError", "OneClassKernelSVM", "Pipeline", "RankMapping", "RuleError", "SoftAssignment",
+    "KernelSVC", "KernelSVDD", "ModelFileError", "OneClassKernelSVM", "Pipeline", "RankMapping",
+    "RuleError", "SoftAssignment",
     "__version__", "kernels", "load", "load_config", "model_info", "rules", "save",
 ]
