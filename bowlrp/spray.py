@@ -27,6 +27,7 @@ Run as a program: ``python -m bowlrp.spray --heatmaps DIR --out REPORT/``
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 
 import cv2
@@ -261,16 +262,33 @@ class SpRAy(ClusterMixin, BaseEstimator):
         maps : (n, H, W) array or list of 2-D arrays (shapes may differ), n >= 3
         y : ignored
         """
+        self._check_params()
+        maps = _as_maps(maps)
+        if len(maps) < 3:
+            raise ValueError(f"SpRAy needs at least 3 relevance maps, got {len(maps)}")
+        shape = common_shape(m.shape for m in maps)
+        return self.fit_pooled(pool_maps(maps, self.grid, shape), shape)
+
+    def fit_pooled(self, pooled, shape: tuple[int, int] | None = None):
+        """Cluster maps already pooled with :func:`pool_maps` (n, grid, grid).
+
+        Lets callers stream maps from disk (pool one at a time) instead of
+        holding every full-size map in memory.
+        """
         from sklearn.cluster import SpectralClustering
 
         self._check_params()
-        maps = _as_maps(maps)
-        n = len(maps)
+        pooled = np.asarray(pooled, dtype=np.float64)
+        if pooled.ndim != 3 or pooled.shape[1:] != (self.grid, self.grid):
+            raise ValueError(f"pooled maps must have shape (n, {self.grid}, {self.grid}), "
+                             f"got {pooled.shape}")
+        if not np.all(np.isfinite(pooled)):
+            raise ValueError("pooled maps contain NaN or infinite values")
+        n = len(pooled)
         if n < 3:
             raise ValueError(f"SpRAy needs at least 3 relevance maps, got {n}")
         rng = check_random_state(self.random_state)
-        self.shape_ = common_shape(m.shape for m in maps)
-        pooled = pool_maps(maps, self.grid, self.shape_)
+        self.shape_ = tuple(shape) if shape is not None else None
         X = normalize_pooled(pooled, self.normalize)
         k = self.n_neighbors if self.n_neighbors is not None else math.ceil(math.log(n))
         self.n_neighbors_ = int(min(max(1, k), n - 1))
@@ -291,7 +309,9 @@ class SpRAy(ClusterMixin, BaseEstimator):
             sc = SpectralClustering(n_clusters=n_clusters, affinity="precomputed",
                                     assign_labels="cluster_qr",
                                     random_state=rng.randint(2**31 - 1))
-            labels = sc.fit_predict(W)
+            with warnings.catch_warnings():  # disconnected graphs are what SpRAy looks for
+                warnings.filterwarnings("ignore", message="Graph is not fully connected")
+                labels = sc.fit_predict(W)
         self.labels_ = _relabel_by_size(labels)
         self.cluster_maps_ = np.stack([X[self.labels_ == c].mean(axis=0)
                                        for c in range(self.n_clusters_)]).reshape(
