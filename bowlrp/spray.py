@@ -190,9 +190,10 @@ class SpRAy(ClusterMixin, BaseEstimator):
     ----------
     grid : int, default 20
         Maps are resized to one shape and sum-pooled onto ``grid x grid``.
-    normalize : {"l2", "l1", None}, default "l2"
-        Per-map normalisation of the pooled maps (``l2`` separated planted
-        strategies best on the shortcut data set; see ``docs/spray.md``).
+    normalize : {None, "l1", "l2"}, default None
+        Per-map normalisation of the pooled maps. None (keep each map's
+        magnitude) separated the planted shortcut best on the shortcut data
+        set; see ``docs/spray.md``.
     n_neighbors : int or None
         k of the kNN affinity graph; None: ``ceil(ln n)``.
     n_eigenvalues : int, default 10
@@ -226,7 +227,7 @@ class SpRAy(ClusterMixin, BaseEstimator):
     n_neighbors_ : int
     """
 
-    def __init__(self, grid: int = 20, normalize: str | None = "l2", n_neighbors: int | None = None,
+    def __init__(self, grid: int = 20, normalize: str | None = None, n_neighbors: int | None = None,
                  n_eigenvalues: int = 10, n_clusters="eigengap", perplexity: float = 7.0,
                  early_exaggeration: float = 6.0, embedding: bool = True, random_state=None):
         self.grid = grid
