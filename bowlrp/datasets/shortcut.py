@@ -119,7 +119,7 @@ def add_artefact(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarra
 
 
 def render_sample(rng: np.random.Generator, label: int, artefact: bool, size: int = SIZE,
-                  signal: float = 0.65, n_shapes: tuple[int, int] = (2, 4),
+                  signal: float = 0.8, n_shapes: tuple[int, int] = (2, 4),
                   stamp_shape: tuple[int, int] = STAMP_SHAPE) -> Sample:
     """Draw one image of class ``label``; stamp it when ``artefact``.
 
@@ -135,7 +135,7 @@ def render_sample(rng: np.random.Generator, label: int, artefact: bool, size: in
 
 
 def generate(seed: int, n_per_class: int, artefact_share: float = 0.4, size: int = SIZE,
-             signal: float = 0.65, n_shapes: tuple[int, int] = (2, 4),
+             signal: float = 0.8, n_shapes: tuple[int, int] = (2, 4),
              stamp_shape: tuple[int, int] = STAMP_SHAPE) -> list[Sample]:
     """``n_per_class`` images of class 0, then of class 1; the first
     ``round(artefact_share * n_per_class)`` class-1 images carry the stamp
