@@ -76,7 +76,7 @@ def find_heatmaps(root) -> list[HeatmapRecord]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise HeatmapFileError(f"heatmap directory not found: {root}")
+        raise HeatmapFileError(f"heatmap directory not found (or not a directory): {root}")
     found = sorted(p for p in root.rglob("*" + SUFFIX)
                    if p.is_file() and not p.name.startswith("."))  # skip temporaries
     if not found:
@@ -149,6 +149,6 @@ def attach_images(records: list[HeatmapRecord], images_dir) -> None:
     """Set ``record.image`` for every record (raises on the first that has none)."""
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
-        raise HeatmapFileError(f"image directory not found: {images_dir}")
+        raise HeatmapFileError(f"image directory not found (or not a directory): {images_dir}")
     for r in records:
         r.image = find_image(r, images_dir)

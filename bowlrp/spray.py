@@ -369,18 +369,21 @@ def rank_classes(maps_by_class: dict, n_shown: int = 5, **params) -> list[dict]:
     smallest), ``n_clusters`` (eigengap position), ``eigengap``.
     """
     params = {**params, "embedding": False}
+    fitted = {cls: SpRAy(**params).fit(maps) for cls, maps in maps_by_class.items()}
+    return ranking(fitted, n_shown)
+
+
+def ranking(fitted: dict, n_shown: int = 5) -> list[dict]:
+    """The table of :func:`rank_classes` from already fitted SpRAy estimators (class -> SpRAy)."""
     rows = []
-    for cls, maps in maps_by_class.items():
-        sp = SpRAy(**params).fit(maps)
+    for cls, sp in fitted.items():
         ev = sp.eigenvalues_
         rows.append({"class": cls, "n_maps": len(sp.labels_),
                      "lambda_2": float(ev[1]) if len(ev) > 1 else 0.0,
                      "eigenvalues": [float(v) for v in ev[:n_shown]],
                      "n_clusters": sp.n_clusters_, "eigengap": sp.eigengap_})
     rows.sort(key=lambda r: (r["lambda_2"], -r["eigengap"]))
-    for i, r in enumerate(rows, 1):
-        r["rank"] = i
-    return [{"rank": r.pop("rank"), **r} for r in rows]
+    return [{"rank": i, **r} for i, r in enumerate(rows, 1)]
 
 
 if __name__ == "__main__":

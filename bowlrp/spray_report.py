@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from .heatmap_files import HeatmapFileError, HeatmapRecord, load_map
-from .spray import SpRAy, common_shape, pool_maps
+from .spray import SpRAy, common_shape, pool_maps, ranking
 
 MIN_MAPS = 3
 TILE = 96  # pixel height of an example in the strips
@@ -103,15 +103,8 @@ def analyse_heatmaps(groups: dict[str, list[HeatmapRecord]], params: dict | None
 
 
 def ranking_table(analyses: list[ClassAnalysis], n_shown: int = 5) -> list[dict]:
-    """Classes ordered by ``lambda_2`` ascending (as :func:`bowlrp.spray.rank_classes`)."""
-    rows = []
-    for a in analyses:
-        ev = a.spray.eigenvalues_
-        rows.append({"class": a.target, "n_maps": len(a.records), "lambda_2": float(ev[1]),
-                     "eigenvalues": [float(v) for v in ev[:n_shown]],
-                     "n_clusters": a.spray.n_clusters_, "eigengap": a.spray.eigengap_})
-    rows.sort(key=lambda r: (r["lambda_2"], -r["eigengap"]))
-    return [{"rank": i, **r} for i, r in enumerate(rows, 1)]
+    """Classes ordered by ``lambda_2`` ascending (see :func:`bowlrp.spray.rank_classes`)."""
+    return ranking({a.target: a.spray for a in analyses}, n_shown)
 
 
 # -- pictures ------------------------------------------------------------------

@@ -170,6 +170,7 @@ def test_fit_pooled_equals_fit():
     b = SpRAy(random_state=0, embedding=False).fit_pooled(pool_maps(maps, 20), (40, 40))
     np.testing.assert_array_equal(a.labels_, b.labels_)
     np.testing.assert_allclose(a.eigenvalues_, b.eigenvalues_)
+    np.testing.assert_allclose(a.features(maps), pool_maps(maps, 20).reshape(20, -1))
 
 
 def test_estimator_conventions():
