@@ -122,6 +122,21 @@ def test_sparse_eigensolver_agrees_with_dense(monkeypatch):
     np.testing.assert_allclose(sparse, dense, atol=1e-8)
 
 
+@pytest.mark.parametrize("n_clusters", ["eigengap", 12])
+def test_large_set_path_finds_the_same_groups(monkeypatch, n_clusters):
+    """Above _DENSE_EIGEN_MAX maps: ARPACK eigenvalues and k-means on the eigenvectors."""
+    maps, groups = blob_maps(np.random.default_rng(9), [(10, 10), (10, 30), (30, 20)], 30)
+    small = SpRAy(random_state=0, embedding=False, n_clusters=n_clusters).fit(maps)
+    monkeypatch.setattr(spray, "_DENSE_EIGEN_MAX", 10)
+    large = SpRAy(random_state=0, embedding=False, n_clusters=n_clusters).fit(maps)
+    np.testing.assert_allclose(large.eigenvalues_, small.eigenvalues_, atol=1e-8)
+    assert large.n_clusters_ == small.n_clusters_
+    if n_clusters == "eigengap":
+        assert large.n_clusters_ == 3 and adjusted_rand_score(groups, large.labels_) == 1.0
+    else:
+        assert len(np.unique(large.labels_)) == 12
+
+
 def test_eigengap_position():
     assert eigengap([0.0, 0.0, 0.0, 0.5, 0.55]) == (3, 0.5)
     assert eigengap([0.0, 0.4, 0.5, 0.6])[0] == 1
