@@ -220,7 +220,8 @@ class SpRAy(ClusterMixin, BaseEstimator):
     eigenvalues_ : ndarray (n_eigenvalues,)
         Smallest eigenvalues of ``L_sym``, ascending.
     n_clusters_ : int
-        Clusters used (the eigengap's position for ``n_clusters="eigengap"``).
+        Clusters found: the eigengap's position for ``n_clusters="eigengap"``
+        (or the int given), fewer only if the clustering left one empty.
     eigengap_ : float
         ``lambda_{k+1} - lambda_k`` at ``k = n_clusters_`` (0 when undefined).
     embedding_ : ndarray (n, 2) or None
@@ -324,6 +325,7 @@ class SpRAy(ClusterMixin, BaseEstimator):
                 warnings.filterwarnings("ignore", message="Graph is not fully connected")
                 labels = sc.fit_predict(W)
         self.labels_ = _relabel_by_size(labels)
+        self.n_clusters_ = int(self.labels_.max()) + 1  # fewer than asked if a cluster came out empty
         self.cluster_maps_ = np.stack([X[self.labels_ == c].mean(axis=0)
                                        for c in range(self.n_clusters_)]).reshape(
             self.n_clusters_, self.grid, self.grid)
