@@ -20,6 +20,7 @@ from .exceptions import BowlrpError, ImageError, ModelFileError, RuleError
 from .explanation import Explanation
 from .io import load, model_info, save
 from .pipeline import Pipeline
+from .spray import SpRAy, rank_classes
 from .svm import KernelSVC
 from .vocabulary import GMMVocabulary, KMeansVocabulary
 
@@ -27,6 +28,6 @@ __all__ = [
     "BowlrpError", "ColorQuantiles", "ConfigError", "DenseSIFT", "Descriptors", "Explanation",
     "FisherVector", "GMMVocabulary", "HardAssignment", "ImageError", "KMeansVocabulary",
     "KernelSVC", "KernelSVDD", "ModelFileError", "OneClassKernelSVM", "Pipeline", "RankMapping",
-    "RuleError", "SoftAssignment",
-    "__version__", "kernels", "load", "load_config", "model_info", "rules", "save",
+    "RuleError", "SoftAssignment", "SpRAy",
+    "__version__", "kernels", "load", "load_config", "model_info", "rank_classes", "rules", "save",
 ]

@@ -1,0 +1,138 @@
+"""``bowlrp-spray``: Spectral Relevance Analysis over the heatmaps of ``bowlrp-explain``.
+
+    bowlrp-spray --heatmaps heatmaps/ --images photos/ --out report/
+    python -m bowlrp.spray --heatmaps heatmaps/ --out report/ --clusters 3
+
+Reads every ``*_relevance.npy`` under ``--heatmaps`` (recursively) with the
+``.json`` beside it, groups the maps by the explained target, runs SpRAy per
+class and writes ``index.html``, ``clusters.csv``, ``spectrum.json`` and the
+pictures into ``--out``. The report appears complete or not at all: it is
+built in a hidden temporary directory beside ``--out`` and renamed into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+
+class CLIError(Exception):
+    """An error reported as one line with exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..spray import SpRAy
+
+    ap = argparse.ArgumentParser(
+        prog="bowlrp-spray",
+        description="Spectral Relevance Analysis (SpRAy): cluster the relevance maps written by "
+                    "bowlrp-explain --out DIR to find the strategies a model uses, per class.",
+        epilog="Reading a Zarr relevance store (--store) is not supported yet.",
+    )
+    ap.add_argument("--heatmaps", required=True, metavar="DIR",
+                    help="directory written by bowlrp-explain --out (searched recursively)")
+    ap.add_argument("--images", metavar="DIR", default=None,
+                    help="directory of the explained images (overlays in the example strips)")
+    ap.add_argument("--out", "-o", required=True, metavar="DIR",
+                    help="report directory to create (must not exist or be empty)")
+    ap.add_argument("--grid", type=int, default=20, help="pooling grid side (default 20)")
+    default_norm = str(SpRAy().normalize).lower()
+    ap.add_argument("--normalize", choices=["l1", "l2", "none"], default=default_norm,
+                    help=f"per-map normalisation of the pooled maps (default {default_norm})")
+    ap.add_argument("--neighbors", type=int, default=None,
+                    help="k of the k-NN graph (default ceil(ln n))")
+    ap.add_argument("--eigenvalues", type=int, default=10, help="eigenvalues computed (default 10)")
+    ap.add_argument("--clusters", default="eigengap",
+                    help="'eigengap' (default) or a number of clusters")
+    ap.add_argument("--perplexity", type=float, default=7.0, help="t-SNE perplexity (default 7)")
+    ap.add_argument("--early-exaggeration", type=float, default=6.0,
+                    help="t-SNE early exaggeration (default 6)")
+    ap.add_argument("--examples", type=int, default=8, help="example images per cluster (default 8)")
+    ap.add_argument("--random-state", type=int, default=0, help="seed (default 0)")
+    ap.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    return ap
+
+
+def _spray_params(args) -> dict:
+    if args.clusters == "eigengap":
+        clusters = "eigengap"
+    else:
+        try:
+            clusters = int(args.clusters)
+        except ValueError:
+            raise CLIError(f"--clusters must be 'eigengap' or a positive number, got {args.clusters!r}") \
+                from None
+        if clusters < 1:
+            raise CLIError(f"--clusters must be positive, got {clusters}")
+    for name in ("grid", "eigenvalues", "examples"):
+        if getattr(args, name) < (2 if name == "eigenvalues" else 1):
+            raise CLIError(f"--{name} is too small: {getattr(args, name)}")
+    if args.neighbors is not None and args.neighbors < 1:
+        raise CLIError(f"--neighbors must be positive, got {args.neighbors}")
+    if args.perplexity <= 0 or args.early_exaggeration <= 0:
+        raise CLIError("--perplexity and --early-exaggeration must be positive")
+    return {"grid": args.grid, "normalize": None if args.normalize == "none" else args.normalize,
+            "n_neighbors": args.neighbors, "n_eigenvalues": args.eigenvalues, "n_clusters": clusters,
+            "perplexity": args.perplexity, "early_exaggeration": args.early_exaggeration,
+            "random_state": args.random_state}
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CLIError(f"--out {out} exists and is not an empty directory; choose a new one")
+
+
+def run(args) -> int:
+    from ..heatmap_files import attach_images, find_heatmaps, group_by_target
+    from ..spray_report import analyse_heatmaps, write_report
+
+    params = _spray_params(args)
+    out = Path(args.out)
+    _check_out(out)
+    records = find_heatmaps(args.heatmaps)
+    if args.images is not None:
+        attach_images(records, args.images)
+    groups = group_by_target(records)
+    analyses, skipped = analyse_heatmaps(groups, params, quiet=args.quiet)
+    for target, n in skipped.items():
+        print(f"bowlrp-spray: skipping class {target!r}: {n} map(s), need at least 3", file=sys.stderr)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        write_report(tmp, analyses, skipped, args.examples, source=str(args.heatmaps), quiet=args.quiet)
+        _check_out(out)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for a in analyses:
+        sizes = ", ".join(str(int((a.spray.labels_ == c).sum())) for c in range(a.spray.n_clusters_))
+        print(f"class {a.target}: {len(a.records)} maps, {a.spray.n_clusters_} clusters ({sizes}), "
+              f"eigengap {a.spray.eigengap_:.4f}")
+    print(f"report: {out / 'index.html'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("bowlrp-spray: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for people; --debug for the traceback
+        if args.debug:
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"bowlrp-spray: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,367 @@
+"""SpRAy over a folder of heatmaps, and the browsable report (HTML page, CSV, JSON, PNGs).
+
+:func:`analyse_heatmaps` runs :class:`~bowlrp.spray.SpRAy` per explained class
+(maps are streamed from disk and pooled one at a time, so memory stays at
+``n * grid^2`` numbers); :func:`write_report` writes into a directory:
+
+- ``index.html``: one self-contained page (no network; pictures beside it);
+- ``clusters.csv``: image, heatmap, class, cluster, t-SNE x/y per map;
+- ``spectrum.json``: parameters, per-class eigenvalues, eigengap, cluster sizes, ranking;
+- ``spectrum_<i>.png``, ``tsne_<i>.png``, ``cluster_<i>_<c>_mean.png``,
+  ``cluster_<i>_<c>_examples.png`` per class ``i`` and cluster ``c``,
+  ``ranking.png`` when there are several classes.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .heatmap_files import HeatmapFileError, HeatmapRecord, load_map
+from .spray import SpRAy, common_shape, pool_maps, ranking
+
+MIN_MAPS = 3
+TILE = 96  # pixel height of an example in the strips
+
+
+@dataclass
+class ClassAnalysis:
+    """SpRAy of one explained class.
+
+    Attributes
+    ----------
+    target : str
+    records : list of HeatmapRecord, in the order of ``spray.labels_``
+    spray : fitted SpRAy
+    """
+
+    target: str
+    records: list[HeatmapRecord]
+    spray: SpRAy
+    pooled: np.ndarray = field(repr=False)
+
+
+def _progress(iterable, desc, total=None, disable=False):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, file=sys.stderr, leave=False,
+                disable=disable or (total is not None and total < 20))
+
+
+def pool_records(records: list[HeatmapRecord], grid: int, quiet: bool = False):
+    """Pooled maps (n, grid, grid) read one at a time, and the common shape."""
+    shape = common_shape(r.shape for r in records)
+    pooled = np.empty((len(records), grid, grid))
+    for i, r in enumerate(_progress(records, "reading heatmaps", len(records), quiet)):
+        pooled[i] = pool_maps([load_map(r)], grid, shape)[0]
+    return pooled, shape
+
+
+def analyse_heatmaps(groups: dict[str, list[HeatmapRecord]], params: dict | None = None,
+                     quiet: bool = False) -> tuple[list[ClassAnalysis], dict[str, int]]:
+    """Run SpRAy per class.
+
+    Parameters
+    ----------
+    groups : dict target -> records
+    params : SpRAy parameters
+    quiet : bool
+        No progress bars.
+
+    Returns
+    -------
+    analyses : list of ClassAnalysis (classes with at least 3 maps)
+    skipped : dict target -> number of maps, for classes with fewer
+
+    Raises
+    ------
+    HeatmapFileError
+        When no class has 3 maps or more.
+    """
+    params = dict(params or {})
+    analyses, skipped = [], {}
+    for target, records in groups.items():
+        if len(records) < MIN_MAPS:
+            skipped[target] = len(records)
+            continue
+        sp = SpRAy(**params)
+        pooled, shape = pool_records(records, sp.grid, quiet)
+        sp.fit_pooled(pooled, shape)
+        analyses.append(ClassAnalysis(target, records, sp, pooled))
+    if not analyses:
+        counts = ", ".join(f"{t!r}: {n}" for t, n in skipped.items())
+        raise HeatmapFileError(f"SpRAy needs at least {MIN_MAPS} heatmaps of one explained class; "
+                               f"found {counts}")
+    return analyses, skipped
+
+
+def ranking_table(analyses: list[ClassAnalysis], n_shown: int = 5) -> list[dict]:
+    """Classes ordered by ``lambda_2`` ascending (see :func:`bowlrp.spray.rank_classes`)."""
+    return ranking({a.target: a.spray for a in analyses}, n_shown)
+
+
+# -- pictures ------------------------------------------------------------------
+def _figure(width=4.2, height=3.2):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt, plt.subplots(figsize=(width, height), dpi=100)
+
+
+def plot_spectrum(path: Path, sp: SpRAy, title: str) -> None:
+    """Eigenvalues against their index, the eigengap marked by a dashed line."""
+    plt, (fig, ax) = _figure()
+    ev = sp.eigenvalues_
+    idx = np.arange(1, len(ev) + 1)
+    ax.plot(idx, ev, "o-", color="#333333")
+    k = sp.n_clusters_
+    if k < len(ev):
+        ax.axvline(k + 0.5, color="#d62728", ls="--", lw=1.5)
+        ax.annotate(f"eigengap after $\\lambda_{{{k}}}$\n(gap {sp.eigengap_:.3f})",
+                    xy=(k + 0.5, (ev[k - 1] + ev[k]) / 2), xytext=(8, 0), textcoords="offset points",
+                    color="#d62728", fontsize=9, va="center")
+    ax.set_xticks(idx)
+    ax.set_xlabel("index i")
+    ax.set_ylabel(r"eigenvalue $\lambda_i$ of $L_{sym}$")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _cluster_colors(k: int):
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if k <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(k)]
+
+
+def plot_embedding(path: Path, sp: SpRAy, title: str) -> None:
+    """t-SNE coordinates coloured by cluster."""
+    plt, (fig, ax) = _figure()
+    colors = _cluster_colors(sp.n_clusters_)
+    emb = sp.embedding_
+    size = 18 if len(emb) < 500 else 5
+    for c in range(sp.n_clusters_):
+        pts = emb[sp.labels_ == c]
+        ax.scatter(pts[:, 0], pts[:, 1], s=size, color=colors[c], label=f"cluster {c} ({len(pts)})",
+                   edgecolors="none")
+    ax.legend(fontsize=8, markerscale=1.5, loc="best", framealpha=0.8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_ranking(path: Path, table: list[dict]) -> None:
+    """Bar chart of the smallest eigenvalues per class in ranking order (thesis Fig. 6.5)."""
+    n_shown = max(len(r["eigenvalues"]) for r in table)
+    plt, (fig, ax) = _figure(max(4.2, 0.55 * len(table) * n_shown / 3 + 1.5), 3.0)
+    width = 0.8 / n_shown
+    x = np.arange(len(table))
+    for j in range(n_shown):
+        vals = [r["eigenvalues"][j] if j < len(r["eigenvalues"]) else np.nan for r in table]
+        ax.bar(x + (j - (n_shown - 1) / 2) * width, vals, width, label=f"$\\lambda_{{{j + 1}}}$")
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(r["class"]) for r in table], rotation=30 if len(table) > 6 else 0,
+                       ha="right" if len(table) > 6 else "center")
+    ax.set_ylabel("eigenvalue")
+    ax.set_title(r"smallest eigenvalues per class (ranked by $\lambda_2$)", fontsize=10)
+    top = np.nanmax([v for r in table for v in r["eigenvalues"]] + [1e-3])
+    ax.set_ylim(0, top * 1.3)
+    ax.legend(fontsize=8, ncol=min(n_shown, 5), loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _signed_rgb(values: np.ndarray) -> np.ndarray:
+    from .image import colorize
+
+    scale = float(np.abs(values).max())
+    return colorize(values / scale if scale > 0 else values, "bwr")
+
+
+def mean_map_picture(cluster_map: np.ndarray, side: int = 120) -> np.ndarray:
+    """The mean pooled map of a cluster, coloured (bwr, 0 white), upscaled without smoothing."""
+    rgb = _signed_rgb(cluster_map)
+    return cv2.resize(rgb, (side, side), interpolation=cv2.INTER_NEAREST)
+
+
+def example_picture(record: HeatmapRecord) -> np.ndarray:
+    """One example: the heatmap over its image (or the heatmap alone), ``TILE`` pixels high."""
+    from ._validation import as_float_image
+    from .image import colorize, overlay
+
+    m = load_map(record)
+    scale = float(np.abs(m).max())
+    h = m / scale if scale > 0 else m
+    if record.image is not None:
+        img = as_float_image(record.image)
+        if img.shape[:2] != m.shape:
+            raise HeatmapFileError(f"image {record.image} is {img.shape[1]}x{img.shape[0]} pixels but "
+                                   f"its heatmap {record.npy} is {m.shape[1]}x{m.shape[0]}")
+        pic = (overlay(img, h, "bwr") * 255).round().astype(np.uint8)
+    else:
+        pic = colorize(h, "bwr")
+    width = max(1, round(pic.shape[1] * TILE / pic.shape[0]))
+    return cv2.resize(pic, (width, TILE), interpolation=cv2.INTER_AREA)
+
+
+def representative(X: np.ndarray, labels: np.ndarray, cluster: int, k: int) -> np.ndarray:
+    """Indices of the ``k`` members of ``cluster`` nearest its mean (most typical first)."""
+    members = np.flatnonzero(labels == cluster)
+    centre = X[members].mean(axis=0)
+    order = np.argsort(((X[members] - centre) ** 2).sum(axis=1), kind="stable")
+    return members[order[:k]]
+
+
+def strip(pictures: list[np.ndarray], gap: int = 4) -> np.ndarray:
+    """Pictures side by side on white, separated by ``gap`` pixels."""
+    parts = []
+    for p in pictures:
+        parts += [p, np.full((p.shape[0], gap, 3), 255, np.uint8)]
+    return np.hstack(parts[:-1])
+
+
+# -- files ---------------------------------------------------------------------
+def _save_rgb(path: Path, rgb: np.ndarray) -> None:
+    from .image import write_png
+
+    write_png(path, rgb)
+
+
+def _image_name(r: HeatmapRecord) -> str:
+    if r.image is not None:
+        return str(r.image)
+    value = r.meta.get("image")
+    return str(value) if value else r.stem
+
+
+def write_report(out: Path, analyses: list[ClassAnalysis], skipped: dict[str, int] | None = None,
+                 n_examples: int = 8, source: str = "", quiet: bool = False) -> Path:
+    """Write the page, CSV, JSON and pictures into the directory ``out`` (which must exist).
+
+    Returns the path of ``index.html``.
+    """
+    from .spray import normalize_pooled
+
+    out = Path(out)
+    skipped = dict(skipped or {})
+    table = ranking_table(analyses)
+    order = {r["class"]: r["rank"] for r in table}
+    ordered = sorted(analyses, key=lambda a: order[a.target])
+    params = ordered[0].spray.get_params()
+    with open(out / "clusters.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image", "heatmap", "class", "cluster", "tsne_x", "tsne_y"])
+        for a in ordered:
+            emb = a.spray.embedding_
+            for j, r in enumerate(a.records):
+                x, y = (f"{emb[j, 0]:.6g}", f"{emb[j, 1]:.6g}") if emb is not None else ("", "")
+                w.writerow([_image_name(r), r.npy.as_posix(), a.target, int(a.spray.labels_[j]), x, y])
+    sections = []
+    classes_json = []
+    for i, a in enumerate(_progress(ordered, "writing report", len(ordered), quiet)):
+        sp = a.spray
+        title = f"class {a.target}: {len(a.records)} maps"
+        plot_spectrum(out / f"spectrum_{i}.png", sp, title)
+        if sp.embedding_ is not None:
+            plot_embedding(out / f"tsne_{i}.png", sp, f"t-SNE, coloured by cluster "
+                                                            f"({sp.n_clusters_})")
+        X = normalize_pooled(a.pooled, sp.normalize)
+        sizes = np.bincount(sp.labels_, minlength=sp.n_clusters_)
+        rows = []
+        for c in range(sp.n_clusters_):
+            _save_rgb(out / f"cluster_{i}_{c}_mean.png", mean_map_picture(sp.cluster_maps_[c]))
+            picks = representative(X, sp.labels_, c, n_examples)
+            _save_rgb(out / f"cluster_{i}_{c}_examples.png",
+                      strip([example_picture(a.records[j]) for j in picks]))
+            names = ", ".join(html.escape(a.records[j].stem) for j in picks)
+            rows.append(f"""<tr><td class="num">{c}</td><td class="num">{sizes[c]}</td>
+<td class="num">{100 * sizes[c] / len(a.records):.1f}&nbsp;%</td>
+<td><img class="mean" src="cluster_{i}_{c}_mean.png" alt="mean pooled relevance of cluster {c}"></td>
+<td><img class="strip" src="cluster_{i}_{c}_examples.png" alt="examples of cluster {c}">
+<div class="names">{names}</div></td></tr>""")
+        ev = ", ".join(f"{v:.4f}" for v in sp.eigenvalues_)
+        tsne = (f'<img src="tsne_{i}.png" alt="t-SNE embedding of class {html.escape(a.target)}">'
+                if sp.embedding_ is not None else "<p>(t-SNE embedding not computed)</p>")
+        sections.append(f"""<section id="class-{i}">
+<h2>Class {html.escape(a.target)} <span class="sub">rank {order[a.target]} &middot; {len(a.records)} maps
+&middot; {sp.n_clusters_} cluster{"s" if sp.n_clusters_ != 1 else ""}
+&middot; eigengap {sp.eigengap_:.4f} &middot; k-NN k = {sp.n_neighbors_}</span></h2>
+<div class="figs"><img src="spectrum_{i}.png" alt="eigenvalue spectrum of class {html.escape(a.target)}">
+{tsne}</div>
+<p class="ev">Smallest eigenvalues: {ev}</p>
+<table class="clusters"><tr><th>cluster</th><th>maps</th><th>share</th><th>mean relevance
+(pooled {sp.grid}&times;{sp.grid})</th><th>most typical examples (relevance over the image)</th></tr>
+{"".join(rows)}</table></section>""")
+        classes_json.append({"class": a.target, "n_maps": len(a.records),
+                             "eigenvalues": [float(v) for v in sp.eigenvalues_],
+                             "n_clusters": sp.n_clusters_, "eigengap": sp.eigengap_,
+                             "cluster_sizes": [int(s) for s in sizes], "n_neighbors": sp.n_neighbors_,
+                             "shape": list(sp.shape_) if sp.shape_ else None})
+    ranking_html = ""
+    if len(table) > 1:
+        plot_ranking(out / "ranking.png", table)
+        index_of = {a.target: i for i, a in enumerate(ordered)}
+        trs = "".join(
+            f'<tr><td class="num">{r["rank"]}</td><td><a href="#class-{index_of[r["class"]]}">'
+            f'{html.escape(str(r["class"]))}</a></td><td class="num">{r["n_maps"]}</td>'
+            f'<td class="num">{r["lambda_2"]:.4f}</td><td class="num">{r["n_clusters"]}</td>'
+            f'<td class="num">{r["eigengap"]:.4f}</td>'
+            f'<td>{", ".join(f"{v:.3f}" for v in r["eigenvalues"])}</td></tr>' for r in table)
+        ranking_html = f"""<section><h2>Classes ranked by separate strategies</h2>
+<p>A small &lambda;<sub>2</sub> means the class's relevance maps split into nearly disconnected
+groups: look at the first classes first.</p>
+<table class="ranking"><tr><th>rank</th><th>class</th><th>maps</th><th>&lambda;<sub>2</sub></th>
+<th>clusters</th><th>eigengap</th><th>smallest eigenvalues</th></tr>{trs}</table>
+<img src="ranking.png" alt="smallest eigenvalues per class"></section>"""
+    skipped_html = ""
+    if skipped:
+        items = ", ".join(f"{html.escape(t)} ({n} map{'s' if n != 1 else ''})" for t, n in skipped.items())
+        skipped_html = f'<p class="warn">Skipped (fewer than {MIN_MAPS} maps): {items}</p>'
+    (out / "spectrum.json").write_text(json.dumps(
+        {"source": source, "parameters": params, "classes": classes_json, "ranking": table,
+         "skipped": skipped}, indent=2, default=str))
+    par = ", ".join(f"{k}={v!r}" for k, v in params.items() if k != "embedding")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>SpRAy report</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em 2em; color: #222; max-width: 1400px; }}
+h1 {{ font-size: 1.5em; margin-bottom: 0.2em; }}
+h2 {{ font-size: 1.2em; border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }}
+.sub {{ font-weight: normal; color: #666; font-size: 0.85em; }}
+.figs img {{ margin-right: 1em; border: 1px solid #eee; }}
+table {{ border-collapse: collapse; margin: 0.6em 0; }}
+td, th {{ border: 1px solid #ddd; padding: 4px 8px; vertical-align: middle; }}
+th {{ background: #f4f4f4; font-weight: 600; text-align: left; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+img.mean {{ width: 120px; height: 120px; image-rendering: pixelated; border: 1px solid #ccc; }}
+img.strip {{ height: {TILE}px; max-width: 100%; object-fit: contain; object-position: left; }}
+.names {{ font-size: 0.75em; color: #777; max-width: 1100px; }}
+.ev, .meta {{ font-size: 0.85em; color: #555; }}
+.warn {{ color: #a15c00; }}
+</style></head><body>
+<h1>Spectral Relevance Analysis</h1>
+<p class="meta">Heatmaps: {html.escape(source)} &middot; parameters: {html.escape(par)}<br>
+Files: <a href="clusters.csv">clusters.csv</a> (cluster and t-SNE position of every map),
+<a href="spectrum.json">spectrum.json</a> (eigenvalues, eigengaps, ranking).
+Colours: red = evidence for the class, blue = against, white = none.</p>
+{skipped_html}{ranking_html}{"".join(sections)}
+</body></html>
+"""
+    (out / "index.html").write_text(page, encoding="utf-8")
+    return out / "index.html"

@@ -1,0 +1,174 @@
+"""bowlrp-spray: reading bowlrp-explain output folders, the report, and hostile input."""
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bowlrp.cli.spray import main
+from bowlrp.heatmap_files import find_heatmaps, find_image, group_by_target
+
+
+def write_explained(root: Path, images: Path | None, n_corner=8, n_centre=8, target="horse",
+                    sub="a", seed=0, image_field="relative"):
+    """Files as bowlrp-explain writes them: <stem>_relevance.npy + <stem>.json (+ the images)."""
+    rng = np.random.default_rng(seed)
+    (root / sub).mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:32, :32]
+    for i in range(n_corner + n_centre):
+        cy, cx = (26, 5) if i < n_corner else (16, 16)
+        m = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0) + rng.normal(0, 0.02, (32, 32))
+        stem = f"{target}_{i:02d}"
+        np.save(root / sub / f"{stem}_relevance.npy", m)
+        meta = {"target": target, "score": 1.0}
+        if images is not None:
+            (images / sub).mkdir(parents=True, exist_ok=True)
+            img_path = images / sub / f"{stem}.png"
+            cv2.imwrite(str(img_path), rng.integers(0, 255, (32, 32), dtype=np.uint8))
+            if image_field == "absolute":
+                meta["image"] = str(img_path.resolve())
+            elif image_field == "relative":
+                meta["image"] = f"{sub}/{stem}.png"
+        (root / sub / f"{stem}.json").write_text(json.dumps(meta))
+
+
+def run_cli(args, capsys):
+    code = main([*map(str, args), "--quiet"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_report_from_nested_folders_with_images(tmp_path, capsys):
+    heat, imgs, out = tmp_path / "heat", tmp_path / "imgs", tmp_path / "report"
+    write_explained(heat, imgs, target="horse", sub="a")
+    write_explained(heat, imgs, n_corner=0, n_centre=12, target="cat", sub="b/c", seed=1,
+                    image_field="none")  # found by the same relative stem under --images
+    (heat / "summary.json").write_text(json.dumps({"n_images": 28}))  # a run summary is ignored
+    code, stdout, err = run_cli(["--heatmaps", heat, "--images", imgs, "--out", out], capsys)
+    assert code == 0, err
+    assert "class horse: 16 maps, 2 clusters (8, 8)" in stdout
+    names = {p.name for p in out.iterdir()}
+    assert {"index.html", "clusters.csv", "spectrum.json", "ranking.png", "spectrum_0.png",
+            "tsne_0.png", "cluster_0_0_mean.png", "cluster_0_0_examples.png"} <= names
+    page = (out / "index.html").read_text()
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)  # nothing from the network
+    for ref in re.findall(r'(?:src|href)="([^"#]+)"', page):
+        assert (out / ref).is_file(), ref
+    assert "Classes ranked" in page
+    spec = json.loads((out / "spectrum.json").read_text())
+    assert [r["class"] for r in spec["ranking"]] == ["horse", "cat"]
+    horse = next(c for c in spec["classes"] if c["class"] == "horse")
+    assert horse["n_clusters"] == 2 and sorted(horse["cluster_sizes"]) == [8, 8]
+    assert len(horse["eigenvalues"]) == 10
+    with open(out / "clusters.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 28
+    assert set(rows[0]) == {"image", "heatmap", "class", "cluster", "tsne_x", "tsne_y"}
+    horse_rows = [r for r in rows if r["class"] == "horse"]
+    by_cluster = {}
+    for r in horse_rows:
+        by_cluster.setdefault(r["cluster"], set()).add(int(Path(r["image"]).stem.split("_")[1]) < 8)
+    assert sorted(map(frozenset, by_cluster.values()), key=sorted) == [{False}, {True}]
+    assert all(Path(r["image"]).is_file() for r in rows)
+    strip = cv2.imread(str(out / "cluster_0_0_examples.png"))
+    assert strip.shape[0] == 96 and strip.shape[1] == 8 * 96 + 7 * 4
+
+
+def test_python_dash_m_and_heatmaps_only(tmp_path):
+    heat, out = tmp_path / "heat", tmp_path / "r"
+    write_explained(heat, None, n_corner=5, n_centre=5, image_field="none")
+    proc = subprocess.run([sys.executable, "-m", "bowlrp.spray", "--heatmaps", str(heat), "--out", str(out),
+                           "--clusters", "2", "--normalize", "l1", "--quiet"],
+                          capture_output=True, text=True, env=os.environ.copy())
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "index.html").is_file() and not (out / "ranking.png").exists()
+    spec = json.loads((out / "spectrum.json").read_text())
+    assert spec["parameters"]["normalize"] == "l1" and spec["classes"][0]["n_clusters"] == 2
+
+
+def test_finding_images_by_absolute_path(tmp_path):
+    heat, imgs = tmp_path / "heat", tmp_path / "imgs"
+    write_explained(heat, imgs, n_corner=1, n_centre=0, image_field="absolute")
+    rec = find_heatmaps(heat)[0]
+    assert rec.stem == "a/horse_00" and rec.target == "horse" and rec.shape == (32, 32)
+    assert find_image(rec, tmp_path / "elsewhere") == (imgs / "a" / "horse_00.png").resolve()
+    assert list(group_by_target(find_heatmaps(heat))) == ["horse"]
+
+
+def _assert_fails(capsys, args, match, out):
+    code, _, err = run_cli(args, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bowlrp-spray: error:"), err
+    assert re.search(match, lines[0]), lines[0]
+    if out is not None:
+        assert not out.exists() or not any(out.iterdir())
+        assert not list(out.parent.glob(f".{out.name}.tmp-*"))
+
+
+def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "report"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _assert_fails(capsys, ["--heatmaps", empty, "--out", out], r"no \*_relevance\.npy files under", out)
+    _assert_fails(capsys, ["--heatmaps", tmp_path / "missing", "--out", out], "not found", out)
+
+    two = tmp_path / "two"
+    write_explained(two, None, n_corner=1, n_centre=1, image_field="none")
+    _assert_fails(capsys, ["--heatmaps", two, "--out", out], "at least 3 heatmaps.*'horse': 2", out)
+
+    orphan = tmp_path / "orphan"
+    write_explained(orphan, None, image_field="none")
+    (orphan / "a" / "horse_03.json").unlink()
+    _assert_fails(capsys, ["--heatmaps", orphan, "--out", out], "horse_03_relevance.npy has no horse_03.json",
+                  out)
+
+    notarget = tmp_path / "notarget"
+    write_explained(notarget, None, image_field="none")
+    (notarget / "a" / "horse_02.json").write_text("{}")
+    _assert_fails(capsys, ["--heatmaps", notarget, "--out", out], "horse_02.json has no \"target\"", out)
+
+    broken = tmp_path / "broken"
+    write_explained(broken, None, image_field="none")
+    (broken / "a" / "horse_01_relevance.npy").write_bytes(b"not a numpy file")
+    _assert_fails(capsys, ["--heatmaps", broken, "--out", out], "cannot read .*horse_01_relevance.npy", out)
+
+    wrongdim = tmp_path / "wrongdim"
+    write_explained(wrongdim, None, image_field="none")
+    np.save(wrongdim / "a" / "horse_01_relevance.npy", np.zeros((3, 4, 5)))
+    _assert_fails(capsys, ["--heatmaps", wrongdim, "--out", out], r"shape \(3, 4, 5\), not a 2-D heatmap",
+                  out)
+
+    nan = tmp_path / "nan"
+    write_explained(nan, None, image_field="none")
+    np.save(nan / "a" / "horse_04_relevance.npy", np.full((32, 32), np.nan))
+    _assert_fails(capsys, ["--heatmaps", nan, "--out", out], "horse_04_relevance.npy contains NaN", out)
+
+    good, imgs = tmp_path / "good", tmp_path / "imgs"
+    write_explained(good, imgs, image_field="none")
+    (imgs / "a" / "horse_05.png").unlink()
+    _assert_fails(capsys, ["--heatmaps", good, "--images", imgs, "--out", out], "no image for .*horse_05",
+                  out)
+
+    cv2.imwrite(str(imgs / "a" / "horse_05.png"), np.zeros((20, 20), np.uint8))
+    _assert_fails(capsys, ["--heatmaps", good, "--images", imgs, "--out", out, "--examples", "16"],
+                  "is 20x20 pixels but its heatmap .* is 32x32", out)
+
+    _assert_fails(capsys, ["--heatmaps", good, "--out", out, "--clusters", "many"], "--clusters", out)
+
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    _assert_fails(capsys, ["--heatmaps", good, "--out", out], "exists and is not an empty directory", None)
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(Exception, match="no \\*_relevance.npy"):
+        main(["--heatmaps", str(tmp_path), "--out", str(tmp_path / "r"), "--debug"])
