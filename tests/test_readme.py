@@ -23,7 +23,7 @@ def test_readme_python_blocks_run(stripes_blobs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cv2.imwrite("x.jpg", (test[0] * 255).astype(np.uint8))
     namespace = {"train_images": train[:12] + train[20:32], "labels": np.r_[y[:12], y[20:32]],
-                 "images": test[:2], "__name__": "readme"}
+                 "images": test[:8], "__name__": "readme"}
     for i, block in enumerate(python_blocks(README.read_text())):
         try:
             exec(compile(block, f"README.md python block {i + 1}", "exec"), namespace)
