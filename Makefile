@@ -1,7 +1,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: install test test-fast bench lint polygons-experiment
+.PHONY: install test test-fast bench lint polygons-experiment compare-experiment
 
 install:
 	@bash scripts/install.sh
@@ -22,3 +22,6 @@ polygons-experiment: install
 
 lint:
 	$(PYTHON) -m ruff check bowlrp tests benchmarks data_scripts
+
+compare-experiment: install
+	$(PYTHON) experiments/compare.py --out experiments/results/compare

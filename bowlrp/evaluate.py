@@ -34,8 +34,11 @@ LRP_METHODS = {
     "lrp-eps100": "epsilon=100",
     "lrp-ab21": "alphabeta=2,1",
     "lrp-absz": "absz",
+    "lrp-contribution": "contribution",
 }
 ALL_METHODS = (*LRP_METHODS, "random", "occlusion")
+# peers through the optional [compare] extra (bowlrp.evaluation.baselines); asked for by name
+PEER_METHODS = ("lime", "shap-partition", "kernel-shap")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="image files, glob patterns (quoted) or directories")
     ap.add_argument("--method", choices=["region", "descriptor"], default="region")
     ap.add_argument("--methods", default=",".join(ALL_METHODS),
-                    help=f"comma-separated subset of {','.join(ALL_METHODS)}")
+                    help=f"comma-separated subset of {','.join(ALL_METHODS + PEER_METHODS)}")
+    ap.add_argument("--samples", type=int, default=1000,
+                    help="model evaluations of lime, shap-partition and kernel-shap per image")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--block", type=int, default=9, help="region side in pixels")
@@ -84,13 +89,19 @@ def evaluate_image(model, path: Path, methods, args, target, seed: int) -> dict:
     base = explain_trace(model, trace, target)
     explanations = {m: explain_trace(model, trace, base.target, parse_rule(LRP_METHODS[m]))
                     for m in methods if m in LRP_METHODS}
-    out = {}
+    out, costs = {}, {}
     for m in methods:
         if args.method == "region":
             n_blocks = int(np.ceil(image.shape[0] / args.block) * np.ceil(image.shape[1] / args.block))
             steps = min(args.steps, n_blocks)
             if m == "occlusion":
                 heat = occlusion_map(model, image, args.block, args.perturbation, seed, base.target)
+            elif m in PEER_METHODS:
+                from .evaluation.baselines import explain_baseline
+
+                peer = explain_baseline(m, model, image, base.target, args.samples, args.block, seed)
+                heat = peer.heatmap
+                costs[m] = {"evaluations": peer.evaluations, "seconds": peer.seconds}
             else:
                 heat = explanations[m].heatmap if m in explanations else base.heatmap
             ordering = "random" if m == "random" else "morf"
@@ -98,14 +109,15 @@ def evaluate_image(model, path: Path, methods, args, target, seed: int) -> dict:
                                     args.repeats, args.perturbation, seed, base.target)
             out[m] = r.curves[ordering][0].tolist()
         else:
-            if m == "occlusion":
+            if m == "occlusion" or m in PEER_METHODS:
                 continue
             e = explanations.get(m, base)
             ordering = "random" if m == "random" else "morf"
             r = descriptor_replacement(model, [image], [e], (ordering,), args.batch, args.steps,
                                        args.repeats, seed, base.target)
             out[m] = r.curves[ordering][0].tolist()
-    return {"image": str(path), "target": str(base.target), "score": base.score, "curves": out}
+    return {"image": str(path), "target": str(base.target), "score": base.score, "curves": out,
+            "costs": costs}
 
 
 def summarise(results: list[dict], methods) -> dict:
@@ -174,11 +186,17 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in ALL_METHODS]
+    unknown = [m for m in methods if m not in ALL_METHODS + PEER_METHODS]
     if unknown:
-        raise CLIError(f"unknown method(s) {unknown}; choose from {list(ALL_METHODS)}")
+        raise CLIError(f"unknown method(s) {unknown}; choose from {list(ALL_METHODS + PEER_METHODS)}")
     if args.method == "descriptor":
-        methods = [m for m in methods if m != "occlusion"]
+        methods = [m for m in methods if m != "occlusion" and m not in PEER_METHODS]
+    if any(m in PEER_METHODS for m in methods):
+        from .evaluation.baselines import compare_extra_available
+
+        if not compare_extra_available():
+            raise CLIError('lime, shap-partition and kernel-shap need the [compare] extra: '
+                           'pip install "bowlrp[compare]"')
     if min(args.steps, args.repeats, args.block, args.batch) < 1:
         raise CLIError("--steps, --repeats, --block and --batch must be positive")
     paths = expand_images(args.images)
@@ -200,11 +218,18 @@ def run(args) -> int:
         _atomic_json(key, result)
         results.append(result)
     summary = summarise(results, methods)
+    for m in PEER_METHODS:   # cost of the peers: model evaluations and seconds per image
+        c = [r["costs"][m] for r in results if m in r.get("costs", {})]
+        if c and m in summary:
+            summary[m]["evaluations_per_image"] = float(np.mean([x["evaluations"] for x in c]))
+            summary[m]["seconds_per_image"] = float(np.mean([x["seconds"] for x in c]))
     write_outputs(out, summary, args)
     print(f"AOPC over {len(results)} image(s), {args.method} perturbation, {args.steps} steps, "
           f"{args.repeats} repeats (higher = more faithful):")
     for m, d in sorted(summary.items(), key=lambda kv: -kv[1]["aopc"]):
-        print(f"  {m:12s} {d['aopc']:+.5f} +- {d['aopc_stderr']:.5f}")
+        cost = (f"   ({d['evaluations_per_image']:.0f} evaluations, {d['seconds_per_image']:.1f} s per image)"
+                if "seconds_per_image" in d else "")
+        print(f"  {m:12s} {d['aopc']:+.5f} +- {d['aopc_stderr']:.5f}{cost}")
     print(f"wrote {out / 'curves.json'}, curves.csv, aopc.csv, curves.png")
     return 0
 
