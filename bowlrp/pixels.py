@@ -215,7 +215,6 @@ def _project(values, centers, rotations, b, backend, weighting, window, mag, ang
     per_dim = K > 1
     result = np.zeros((n, K)) if totals_only else np.zeros((n, 1))
     win_means = _vlfeat_window_means(b, window) if backend == _VLFEAT_FAST else np.ones(_D)
-    radius = int(np.ceil(b * np.sqrt(2.0) * (_D + 1) * 0.5)) + 1
     idx = np.zeros(64, dtype=np.int64)
     wts = np.zeros(64)
     idx_w = np.zeros(64, dtype=np.int64)
@@ -232,29 +231,43 @@ def _project(values, centers, rotations, b, backend, weighting, window, mag, ang
                 continue
         cy, cx = centers[l, 0], centers[l, 1]
         cos_t, sin_t = np.cos(rotations[l]), np.sin(rotations[l])
+        # sampled pixels lie in the (rotated) square of half side 2.5 b
+        reach = 0.5 * (_D + 1) * b * (abs(cos_t) + abs(sin_t)) + 1.0
+        rlo = max(lo, int(np.floor(cy - reach)))
+        rhi = min(H - 1 - lo, int(np.ceil(cy + reach)))
+        clo = max(lo, int(np.floor(cx - reach)))
+        chi = min(W - 1 - lo, int(np.ceil(cx + reach)))
         Z = np.zeros(K)
         Zw = np.zeros(K)
         fallback = np.zeros(K, dtype=np.bool_)
-        rlo = max(lo, int(np.floor(cy - radius)))
-        rhi = min(H - 1 - lo, int(np.ceil(cy + radius)))
-        clo = max(lo, int(np.floor(cx - radius)))
-        chi = min(W - 1 - lo, int(np.ceil(cx + radius)))
-        for p in range(2):
+        # pass 0: totals of the chosen weights; pass 1 (only when some total is 0): totals
+        # of the window weights; pass 2: scatter
+        for p in range(3):
             if p == 1:
                 if totals_only:
                     for k in range(K):
                         result[l, k] = Z[k]
                     break
-                live = False
+                any_zero = False
                 for k in range(K):
                     if Z[k] <= 0.0:
                         fallback[k] = True
-                        if Zw[k] <= 0.0:
-                            result[l, 0] += values[l, k]
-                            continue
-                    live = True
+                        any_zero = True
+                if not any_zero:
+                    continue
+            if p == 2:
+                live = False
+                for k in range(K):
+                    if fallback[k] and Zw[k] <= 0.0:
+                        result[l, 0] += values[l, k]
+                    else:
+                        live = True
                 if not live:
                     break
+                any_zero = False
+                for k in range(K):
+                    if fallback[k]:
+                        any_zero = True
             for r in range(rlo, rhi + 1):
                 for c in range(clo, chi + 1):
                     dy = r - cy
@@ -262,28 +275,32 @@ def _project(values, centers, rotations, b, backend, weighting, window, mag, ang
                     a = ((ang[r, c] - rotations[l]) % two_pi) * (_NT / two_pi)
                     if a >= _NT:
                         a -= _NT
+                    if p == 1:
+                        kw = _pixel_bins(backend, 1, b, cos_t, sin_t, win_means, window,
+                                         dy, dx, 0.0, a, idx_w, wts_w)
+                        for j in range(kw):
+                            Zw[idx_w[j] if per_dim else 0] += wts_w[j]
+                        continue
                     kk = _pixel_bins(backend, weighting, b, cos_t, sin_t, win_means, window,
                                      dy, dx, mag[r, c], a, idx, wts)
-                    kw = _pixel_bins(backend, 1, b, cos_t, sin_t, win_means, window,
-                                     dy, dx, 0.0, a, idx_w, wts_w)
-                    if kw == 0:
-                        continue
                     if p == 0:
                         for j in range(kk):
                             Z[idx[j] if per_dim else 0] += wts[j]
-                        for j in range(kw):
-                            Zw[idx_w[j] if per_dim else 0] += wts_w[j]
                         continue
                     acc = 0.0
                     for j in range(kk):
                         d = idx[j] if per_dim else 0
                         if not fallback[d]:
                             acc += values[l, d] * wts[j] / Z[d]
-                    for j in range(kw):
-                        d = idx_w[j] if per_dim else 0
-                        if fallback[d] and Zw[d] > 0.0:
-                            acc += values[l, d] * wts_w[j] / Zw[d]
-                    out[r, c] += acc
+                    if any_zero:
+                        kw = _pixel_bins(backend, 1, b, cos_t, sin_t, win_means, window,
+                                         dy, dx, 0.0, a, idx_w, wts_w)
+                        for j in range(kw):
+                            d = idx_w[j] if per_dim else 0
+                            if fallback[d] and Zw[d] > 0.0:
+                                acc += values[l, d] * wts_w[j] / Zw[d]
+                    if acc != 0.0:
+                        out[r, c] += acc
     return result
 
 
