@@ -251,6 +251,7 @@ def run(args) -> dict:
             results.append(result)
             if k == 0:
                 fig_rows.append((model, Xh[i], maps))
+                np.savez_compressed(out / f"figure_maps_{model}.npz", tile=Xh[i], **maps)
             log(f"[{model}] tile {k + 1}/{len(picks)} in {time.perf_counter() - t1:.0f} s")
         summary[model] = {**summarise(results), "n_tiles": len(results), "fit_seconds": t_fit}
         if fig_rows and fig_rows[-1][0] == model:
@@ -272,6 +273,13 @@ def merge(dirs: list[str], out_dir: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     summary, rows, models = {"merged_from": dirs}, [], []
     for d in dirs:
+        if not (Path(d) / "results.json").is_file():   # an unfinished run: its finished tiles
+            files = sorted((Path(d) / "partial").glob("*.json"))
+            model = files[0].name.split("_")[0]
+            results = [json.loads(f.read_text()) for f in files]
+            summary[model] = {**summarise(results), "n_tiles": len(results), "unfinished_run": True}
+            models.append(model)
+            continue
         part = json.loads((Path(d) / "results.json").read_text())
         for model in part["settings"]["models"].split(","):
             summary[model] = part[model]
