@@ -313,9 +313,8 @@ def blur_matrix(n: int, sigma: float) -> np.ndarray:
     """
     if sigma <= 0:
         return np.eye(n)
-    size = int(round(8 * sigma + 1)) | 1
-    kernel = cv2.getGaussianKernel(size, sigma, cv2.CV_64F).ravel()
-    half = size // 2
+    kernel = gaussian_kernel(sigma)
+    half = kernel.size // 2
     A = np.zeros((n, n))
     rows = np.arange(n)
     for t in range(-half, half + 1):
@@ -330,12 +329,44 @@ def blur_matrix(n: int, sigma: float) -> np.ndarray:
     return A
 
 
+@njit(cache=True)
+def _blur_adjoint_rows(heat, kernel):
+    """``A.T @ heat`` for the reflect-101 blur matrix ``A`` of ``kernel`` along axis 0."""
+    n, m = heat.shape
+    half = kernel.size // 2
+    out = np.zeros((n, m))
+    period = 2 * (n - 1)
+    for p in range(n):
+        for t in range(-half, half + 1):
+            q = p + t
+            if n == 1:
+                q = 0
+            else:
+                q = abs(q) % period
+                if q > n - 1:
+                    q = period - q
+            w = kernel[t + half]
+            for c in range(m):
+                out[q, c] += w * heat[p, c]
+    return out
+
+
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """OpenCV's float ``GaussianBlur`` kernel: ``getGaussianKernel(round(8 sigma + 1) | 1, sigma)``."""
+    return cv2.getGaussianKernel(int(round(8 * sigma + 1)) | 1, sigma, cv2.CV_64F).ravel()
+
+
 def _blur_adjoint(heat: np.ndarray, sigmas: list[float]) -> np.ndarray:
-    """``(B_k ... B_1)^T`` applied to a map on the last blurred image: back to input pixels."""
-    H, W = heat.shape
+    """``(B_k ... B_1)^T`` applied to a map on the last blurred image: back to input pixels.
+
+    Each ``B x = A_rows x A_cols^T``, so ``B^T R = A_rows^T R A_cols``; computed tap by tap
+    (``O(H W taps)``), equal to the dense :func:`blur_matrix` products (tested).
+    """
     for sigma in reversed(sigmas):
         if sigma > 0:
-            heat = blur_matrix(H, sigma).T @ heat @ blur_matrix(W, sigma)
+            k = gaussian_kernel(sigma)
+            heat = _blur_adjoint_rows(np.ascontiguousarray(heat), k)
+            heat = np.ascontiguousarray(_blur_adjoint_rows(np.ascontiguousarray(heat.T), k).T)
     return heat
 
 

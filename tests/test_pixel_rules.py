@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from bowlrp import DenseSIFT, Descriptors
 from bowlrp.exceptions import RuleError
-from bowlrp.pixels import VLFEAT_WINDOW, blur_matrix, contribution
+from bowlrp.pixels import VLFEAT_WINDOW, _blur_adjoint, blur_matrix, contribution
 from bowlrp.rules import Contribution, parse_rule
 
 from .conftest import blobs, needs_vlfeat, stripes
@@ -317,6 +317,10 @@ def test_blur_matrix_matches_opencv_and_conserves():
         A, B = blur_matrix(23, sigma), blur_matrix(31, sigma)
         np.testing.assert_allclose(A @ x @ B.T, cv2.GaussianBlur(x, (0, 0), sigma), atol=1e-12)
         np.testing.assert_allclose(A.sum(1), 1.0, atol=1e-12)
+        np.testing.assert_allclose(_blur_adjoint(x, [sigma]), A.T @ x @ B, atol=1e-12)
+    # two blurs in turn (phow, then OpenCV's base blur): adjoints in reverse order
+    r1, c1, r2, c2 = blur_matrix(23, 0.9), blur_matrix(31, 0.9), blur_matrix(23, 2.0), blur_matrix(31, 2.0)
+    np.testing.assert_allclose(_blur_adjoint(x, [0.9, 2.0]), r1.T @ r2.T @ x @ c2 @ c1, atol=1e-12)
 
 
 def test_rule_parsing_and_errors():
