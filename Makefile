@@ -1,7 +1,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: install test test-fast bench lint polygons-experiment
+.PHONY: install test test-fast bench lint polygons-experiment compare-experiment
 
 install:
 	@bash scripts/install.sh
@@ -26,3 +26,7 @@ lint:
 .PHONY: anomaly-experiment
 anomaly-experiment: install
 	$(PYTHON) experiments/anomaly.py --out experiments/results/anomaly
+
+.PHONY: compare-experiment
+compare-experiment: install
+	$(PYTHON) experiments/compare.py --out experiments/results/compare

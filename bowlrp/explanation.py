@@ -10,11 +10,12 @@ from .classifier_relevance import DimensionRelevance, classifier_relevance
 from .classifier_relevance import default_rule as default_classifier_rule
 from .descriptors.geometry import Descriptors
 from .exceptions import RuleError
-from .pixels import pixel_rule_check, through_pca
+from .pixels import contribution_step, pixel_rule_check, through_pca
 from .rules import (
     CLASSIFIER_RULES,
     DESCRIPTOR_RULES,
     PIXEL_RULES,
+    Contribution,
     Flat,
     SIFTBins,
     require,
@@ -165,6 +166,9 @@ def explain_trace(pipeline, trace, target=None, rules=None) -> Explanation:
             R_l, per_dim = encoder.relevance(R_u, ct.encoding, drule, per_dimension=True)
             per_dim = through_pca(per_dim, ct.descriptors, encoder.vocabulary_, prule.epsilon)
             hm = pipeline.extractors_[u].relevance(per_dim, ct.descriptors, prule)
+        elif isinstance(prule, Contribution):
+            R_l, hm = contribution_step(prule, pipeline.extractors_[u], encoder, ct, R_u, drule,
+                                        trace.image)
         else:
             R_l = encoder.relevance(R_u, ct.encoding, drule)
             hm = pipeline.extractors_[u].relevance(R_l, ct.descriptors, prule)

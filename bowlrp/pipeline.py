@@ -40,6 +40,7 @@ class ImageTrace:
     image_shape: tuple[int, int]
     channels: list[ChannelTrace]
     features: np.ndarray
+    image: np.ndarray | None = None   # the float image, for pixel rules that read it
 
 
 def _check_channels(channels) -> list[tuple]:
@@ -314,7 +315,10 @@ class Pipeline(ClassifierMixin, BaseEstimator):
 
     def forward_one(self, image) -> ImageTrace:
         """Forward pass of one image keeping every intermediate the relevance pass needs."""
+        from ._validation import as_float_image
+
         check_is_fitted(self, "classifier_")
+        image = as_float_image(image)
         channels = []
         shape = None
         for name, ex, enc in zip(self.channel_names_, self.extractors_, self.encoders_):
@@ -323,7 +327,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
             channels.append(ChannelTrace(name, d, trace))
             shape = d.image_shape
         features = np.concatenate([c.encoding.output for c in channels])
-        return ImageTrace(shape, channels, features)
+        return ImageTrace(shape, channels, features, image)
 
     def explain(self, images, target=None, rules=None, tile: int | None = None,
                 stride: int | None = None):

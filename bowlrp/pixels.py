@@ -1,12 +1,15 @@
-"""Step 3 of the relevance pass: descriptors -> pixels (flat, or per SIFT spatial bin)."""
+"""Step 3 of the relevance pass: descriptors -> pixels (flat, per SIFT spatial bin, or by
+each pixel's contribution to the descriptor)."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+from numba import njit
 
 from .descriptors.geometry import ROTATED_SQUARE, SQUARE, Descriptors
 from .exceptions import RuleError
-from .rules import Flat, SIFTBins, require
+from .rules import Contribution, Flat, SIFTBins, require
 
 _SIFT_BINS, _SIFT_ORIENTATIONS = 4, 8
 
@@ -93,5 +96,445 @@ def through_pca(per_dim: np.ndarray, descriptors: Descriptors, vocabulary, epsil
     return out
 
 
+
+
+# -- contribution-weighted projection (issue 17) -------------------------------------------
+#
+# A pixel receives a descriptor's relevance in proportion to its share of that
+# descriptor's histogram mass, computed as the extractor computed the descriptor
+# (docs/pixel_rules.md). Per descriptor, one Numba pass sums the weights (per
+# dimension or in total) and a second scatters the relevance; nothing of size
+# descriptors x pixels (or x dimensions) is built.
+
+WEIGHTINGS = ("full", "window", "gradient")
+_OPENCV, _VLFEAT_EXACT, _VLFEAT_FAST = 0, 1, 2
+_WEIGHT_CODE = {"full": 0, "window": 1, "gradient": 2}
+_D, _NT = _SIFT_BINS, _SIFT_ORIENTATIONS
+VLFEAT_WINDOW = 2.0  # dsift's default window size (in bins), which DenseSIFT leaves as is
+OPENCV_BASE_SIGMA = float(np.sqrt(1.6**2 - 0.5**2))  # SIFT's base blur, no upsampling
+
+
+@njit(cache=True)
+def _vlfeat_window_means(b, window):
+    """VLFeat ``_vl_dsift_get_bin_window_mean`` for the 4 bins (fast, flat-window mode)."""
+    out = np.zeros(_D)
+    ib = int(b)
+    sigma = b * window
+    for i in range(_D):
+        delta = b * (i - 0.5 * (_D - 1))
+        acc = 0.0
+        for x in range(-ib + 1, ib):
+            z = (x - delta) / sigma
+            acc += np.exp(-0.5 * z * z)
+        out[i] = acc / (2 * ib - 1)
+    return out
+
+
+@njit(cache=True)
+def _pixel_bins(backend, weighting, b, cos_t, sin_t, win_means, window, dy, dx, mag, ang,
+                idx, wts):
+    """Weights of one pixel (offset ``dy, dx`` from the centre) on the descriptor's dimensions.
+
+    Fills ``idx[:k]`` (dimension index, layout [bin_y][bin_x][theta]) and ``wts[:k]``
+    and returns ``k`` (0 when the descriptor does not sample the pixel). ``ang`` is the
+    gradient angle relative to the descriptor's orientation in orientation bins, [0, 8).
+    Weighting 0: magnitude x window x bilinear; 1: window x bilinear (orientation
+    spread evenly); 2: magnitude x bilinear.
+    """
+    use_window = weighting != 2
+    if backend == _OPENCV:
+        # calcSIFTDescriptor: rotated bin coordinates; window exp(-(u^2 + v^2) / 8), bin units
+        c_rot = (dx * cos_t - dy * sin_t) / b
+        r_rot = (dx * sin_t + dy * cos_t) / b
+        rbin = r_rot + _D / 2 - 0.5
+        cbin = c_rot + _D / 2 - 0.5
+        g = np.exp(-(c_rot * c_rot + r_rot * r_rot) / (_D * _D * 0.5)) if use_window else 1.0
+    else:
+        # dsift: triangular kernels of half-width b centred on the bin centres
+        rbin = dy / b + 1.5
+        cbin = dx / b + 1.5
+        g = 1.0
+        if backend == _VLFEAT_EXACT and use_window:
+            s = window * b
+            g = np.exp(-0.5 * (dx * dx + dy * dy) / (s * s))
+    if not (rbin > -1 and rbin < _D and cbin > -1 and cbin < _D):
+        return 0
+    amp = g if weighting == 1 else mag * g
+    r0 = int(np.floor(rbin))
+    c0 = int(np.floor(cbin))
+    fr = rbin - r0
+    fc = cbin - c0
+    o0 = int(np.floor(ang))
+    fo = ang - o0
+    k = 0
+    for a in range(2):
+        ri = r0 + a
+        if ri < 0 or ri >= _D:
+            continue
+        wr = fr if a else 1.0 - fr
+        for c in range(2):
+            ci = c0 + c
+            if ci < 0 or ci >= _D:
+                continue
+            w = amp * wr * (fc if c else 1.0 - fc)
+            if backend == _VLFEAT_FAST and use_window:
+                w *= win_means[ri] * win_means[ci]
+            if w == 0.0:
+                continue
+            base = (ri * _D + ci) * _NT
+            if weighting == 1:
+                for t in range(_NT):
+                    idx[k] = base + t
+                    wts[k] = w / _NT
+                    k += 1
+            else:
+                idx[k] = base + (o0 % _NT)
+                wts[k] = w * (1.0 - fo)
+                k += 1
+                idx[k] = base + ((o0 + 1) % _NT)
+                wts[k] = w * fo
+                k += 1
+    return k
+
+
+@njit(cache=True)
+def _project(values, centers, rotations, b, backend, weighting, window, mag, ang, out,
+             totals_only):
+    """Scatter ``values`` (n, K) of each descriptor over its pixels by contribution.
+
+    ``K = 1``: one value per descriptor, ``R_p += R_l w_lp / sum_p' w_lp'`` with
+    ``w_lp = sum_k w_lkp``; ``K = 128``: per dimension,
+    ``R_p += sum_k R_lk w_lkp / sum_p' w_lkp'``. A descriptor (or dimension) of zero
+    total weight falls back to the window weights (Gaussian x bilinear), which reach
+    every sampled pixel. With ``totals_only`` nothing is scattered and the totals
+    ``sum_p w_lkp`` are returned (n, K); otherwise the relevance no sampled pixel
+    could take, per descriptor, is returned in column 0.
+    """
+    H, W = mag.shape
+    n, K = values.shape
+    per_dim = K > 1
+    result = np.zeros((n, K)) if totals_only else np.zeros((n, 1))
+    win_means = _vlfeat_window_means(b, window) if backend == _VLFEAT_FAST else np.ones(_D)
+    idx = np.zeros(64, dtype=np.int64)
+    wts = np.zeros(64)
+    idx_w = np.zeros(64, dtype=np.int64)
+    wts_w = np.zeros(64)
+    two_pi = 2.0 * np.pi
+    lo = 1 if backend == _OPENCV else 0  # OpenCV skips the image's outermost pixels
+    for l in range(n):
+        if not totals_only:
+            nonzero = False
+            for k in range(K):
+                if values[l, k] != 0.0:
+                    nonzero = True
+            if not nonzero:
+                continue
+        cy, cx = centers[l, 0], centers[l, 1]
+        cos_t, sin_t = np.cos(rotations[l]), np.sin(rotations[l])
+        # sampled pixels lie in the (rotated) square of half side 2.5 b
+        reach = 0.5 * (_D + 1) * b * (abs(cos_t) + abs(sin_t)) + 1.0
+        rlo = max(lo, int(np.floor(cy - reach)))
+        rhi = min(H - 1 - lo, int(np.ceil(cy + reach)))
+        clo = max(lo, int(np.floor(cx - reach)))
+        chi = min(W - 1 - lo, int(np.ceil(cx + reach)))
+        Z = np.zeros(K)
+        Zw = np.zeros(K)
+        fallback = np.zeros(K, dtype=np.bool_)
+        # pass 0: totals of the chosen weights; pass 1 (only when some total is 0): totals
+        # of the window weights; pass 2: scatter
+        for p in range(3):
+            if p == 1:
+                if totals_only:
+                    for k in range(K):
+                        result[l, k] = Z[k]
+                    break
+                any_zero = False
+                for k in range(K):
+                    if Z[k] <= 0.0:
+                        fallback[k] = True
+                        any_zero = True
+                if not any_zero:
+                    continue
+            if p == 2:
+                live = False
+                for k in range(K):
+                    if fallback[k] and Zw[k] <= 0.0:
+                        result[l, 0] += values[l, k]
+                    else:
+                        live = True
+                if not live:
+                    break
+                any_zero = False
+                for k in range(K):
+                    if fallback[k]:
+                        any_zero = True
+            for r in range(rlo, rhi + 1):
+                for c in range(clo, chi + 1):
+                    dy = r - cy
+                    dx = c - cx
+                    a = ((ang[r, c] - rotations[l]) % two_pi) * (_NT / two_pi)
+                    if a >= _NT:
+                        a -= _NT
+                    if p == 1:
+                        kw = _pixel_bins(backend, 1, b, cos_t, sin_t, win_means, window,
+                                         dy, dx, 0.0, a, idx_w, wts_w)
+                        for j in range(kw):
+                            Zw[idx_w[j] if per_dim else 0] += wts_w[j]
+                        continue
+                    kk = _pixel_bins(backend, weighting, b, cos_t, sin_t, win_means, window,
+                                     dy, dx, mag[r, c], a, idx, wts)
+                    if p == 0:
+                        for j in range(kk):
+                            Z[idx[j] if per_dim else 0] += wts[j]
+                        continue
+                    acc = 0.0
+                    for j in range(kk):
+                        d = idx[j] if per_dim else 0
+                        if not fallback[d]:
+                            acc += values[l, d] * wts[j] / Z[d]
+                    if any_zero:
+                        kw = _pixel_bins(backend, 1, b, cos_t, sin_t, win_means, window,
+                                         dy, dx, 0.0, a, idx_w, wts_w)
+                        for j in range(kw):
+                            d = idx_w[j] if per_dim else 0
+                            if fallback[d] and Zw[d] > 0.0:
+                                acc += values[l, d] * wts_w[j] / Zw[d]
+                    if acc != 0.0:
+                        out[r, c] += acc
+    return result
+
+
+def blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """The (n, n) matrix ``A`` of OpenCV's float ``GaussianBlur`` along one axis.
+
+    Kernel ``getGaussianKernel(round(8 sigma + 1) | 1, sigma)`` and the default
+    border (reflect-101), so that ``blur(x) = A_rows @ x @ A_cols.T``. Every row
+    sums to 1, hence the adjoint ``A.T`` conserves sums.
+    """
+    if sigma <= 0:
+        return np.eye(n)
+    kernel = gaussian_kernel(sigma)
+    half = kernel.size // 2
+    A = np.zeros((n, n))
+    rows = np.arange(n)
+    for t in range(-half, half + 1):
+        q = rows + t
+        if n > 1:
+            period = 2 * (n - 1)
+            q = np.abs(q) % period
+            q = np.where(q > n - 1, period - q, q)
+        else:
+            q = np.zeros_like(q)
+        np.add.at(A, (rows, q), kernel[t + half])
+    return A
+
+
+@njit(cache=True)
+def _blur_adjoint_rows(heat, kernel):
+    """``A.T @ heat`` for the reflect-101 blur matrix ``A`` of ``kernel`` along axis 0."""
+    n, m = heat.shape
+    half = kernel.size // 2
+    out = np.zeros((n, m))
+    period = 2 * (n - 1)
+    for p in range(n):
+        for t in range(-half, half + 1):
+            q = p + t
+            if n == 1:
+                q = 0
+            else:
+                q = abs(q) % period
+                if q > n - 1:
+                    q = period - q
+            w = kernel[t + half]
+            for c in range(m):
+                out[q, c] += w * heat[p, c]
+    return out
+
+
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """OpenCV's float ``GaussianBlur`` kernel: ``getGaussianKernel(round(8 sigma + 1) | 1, sigma)``."""
+    return cv2.getGaussianKernel(int(round(8 * sigma + 1)) | 1, sigma, cv2.CV_64F).ravel()
+
+
+def _blur_adjoint(heat: np.ndarray, sigmas: list[float]) -> np.ndarray:
+    """``(B_k ... B_1)^T`` applied to a map on the last blurred image: back to input pixels.
+
+    Each ``B x = A_rows x A_cols^T``, so ``B^T R = A_rows^T R A_cols``; computed tap by tap
+    (``O(H W taps)``), equal to the dense :func:`blur_matrix` products (tested).
+    """
+    for sigma in reversed(sigmas):
+        if sigma > 0:
+            k = gaussian_kernel(sigma)
+            heat = _blur_adjoint_rows(np.ascontiguousarray(heat), k)
+            heat = np.ascontiguousarray(_blur_adjoint_rows(np.ascontiguousarray(heat.T), k).T)
+    return heat
+
+
+def sift_gradients(extractor, image: np.ndarray, b: float) -> tuple[list, list, list[float]]:
+    """Gradient magnitude and angle maps of every channel, as the extractor's backend sees them.
+
+    OpenCV: the phow-smoothed channel rounded to uint8, blurred by SIFT's base
+    sigma ``sqrt(1.6^2 - 0.5^2)``, central differences ``I(r, c+1) - I(r, c-1)`` and
+    ``I(r-1, c) - I(r+1, c)`` (rows up), angle ``atan2(dy, dx)``. VLFeat: the
+    phow-smoothed channel, ``(I(x+1) - I(x-1)) / 2`` (one-sided at the border),
+    angle ``atan2(d/drow, d/dcol)``.
+
+    Returns
+    -------
+    magnitudes, angles : lists of (H, W) float64, one per channel
+    sigmas : the blurs between the input pixels and these maps, in order
+    """
+    from .descriptors._color import color_channels
+
+    channels = color_channels(image, extractor.color)
+    smooth = 0.0
+    if extractor.smooth:
+        smooth = float(np.sqrt(max((b / extractor.magnification) ** 2 - 0.25, 0.0)))
+    mags, angs = [], []
+    opencv = extractor.backend_ == "opencv"
+    for channel in channels:
+        sm = extractor._smoothed(channel, b)
+        if opencv:
+            u8 = np.clip(np.rint(sm * 255.0), 0, 255).astype(np.uint8)
+            base = cv2.GaussianBlur(u8.astype(np.float32), (0, 0), OPENCV_BASE_SIGMA,
+                                    sigmaY=OPENCV_BASE_SIGMA).astype(np.float64)
+            gx = np.zeros_like(base)
+            gy = np.zeros_like(base)
+            gx[:, 1:-1] = base[:, 2:] - base[:, :-2]
+            gy[1:-1, :] = base[:-2, :] - base[2:, :]
+        else:
+            base = sm.astype(np.float64)
+            gx = np.gradient(base, axis=1) if base.shape[1] > 1 else np.zeros_like(base)
+            gy = np.gradient(base, axis=0) if base.shape[0] > 1 else np.zeros_like(base)
+        mags.append(np.hypot(gx, gy))
+        angs.append(np.arctan2(gy, gx) % (2 * np.pi))
+    sigmas = [smooth, OPENCV_BASE_SIGMA] if opencv else [smooth]
+    return mags, angs, sigmas
+
+
+def _backend_code(extractor) -> int:
+    if extractor.backend_ == "opencv":
+        return _OPENCV
+    return _VLFEAT_FAST if extractor.fast else _VLFEAT_EXACT
+
+
+def contribution(descriptors: Descriptors, extractor, image, relevance: np.ndarray,
+                 per_dim: np.ndarray | None = None, weighting: str = "full",
+                 through_blur: bool = True) -> np.ndarray:
+    """Contribution-weighted projection of SIFT relevance onto pixels.
+
+    With ``m_p`` the gradient magnitude at pixel ``p``, ``g_l(p)`` the descriptor's
+    Gaussian window, ``s_lk(p)`` the bilinear spatial weight and ``o_k(p)`` the
+    linear orientation weight of dimension ``k``, ``w_lkp = m_p g_l(p) s_lk(p) o_k(p)``
+    is the mass pixel ``p`` adds to dimension ``k`` of descriptor ``l``. Then
+
+    * per descriptor (``per_dim`` None): ``R_p = sum_l R_l w_lp / sum_p' w_lp'``,
+      ``w_lp = sum_k w_lkp``;
+    * per dimension: ``R_p = sum_l sum_k R_lk w_lkp / sum_p' w_lkp'``.
+
+    ``weighting="window"`` drops ``m_p`` (and ``o_k`` becomes 1/8), ``"gradient"``
+    drops ``g_l``. Weights live on the image the descriptor reads (after phow
+    smoothing, and for OpenCV its base blur); ``through_blur`` maps them back to the
+    input pixels with the adjoint of those blurs (rows sum to 1: conserving).
+    Colour descriptors split ``R_l`` over channels by their total mass.
+
+    Parameters
+    ----------
+    descriptors : Descriptors (N, 128 C) of a fitted ``DenseSIFT`` ``extractor``
+    image : (H, W) or (H, W, 3) float image the descriptors were computed on
+    relevance : (N,) descriptor relevance
+    per_dim : (N, 128 C) relevance per dimension, layout [channel][bin_y][bin_x][theta]
+    weighting : {"full", "window", "gradient"}
+    through_blur : bool
+
+    Returns
+    -------
+    ndarray (H, W) float64 with ``sum == relevance.sum()`` (or ``per_dim.sum()``).
+    """
+    from ._validation import as_float_image
+
+    if weighting not in WEIGHTINGS:
+        raise RuleError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    img = as_float_image(image)
+    H, W = descriptors.image_shape
+    if img.shape[:2] != (H, W):
+        raise RuleError(f"image of shape {img.shape[:2]} is not the one the descriptors "
+                        f"were computed on ({H}, {W})")
+    n = len(descriptors)
+    relevance = np.asarray(relevance, dtype=np.float64)
+    n_ch = max(1, descriptors.n_features // (_D * _D * _NT))
+    if descriptors.n_features != n_ch * _D * _D * _NT:
+        raise RuleError(f"the contribution rule needs SIFT descriptors (128 values per "
+                        f"channel), got D={descriptors.n_features}")
+    backend = _backend_code(extractor)
+    code = _WEIGHT_CODE[weighting]
+    rotations = -descriptors.orientations if backend == _OPENCV else np.zeros(n)
+    heat = np.zeros((H, W))
+    leftover = np.zeros(n)
+    for b in np.unique(descriptors.scales):
+        rows = np.flatnonzero(descriptors.scales == b)
+        mags, angs, sigmas = sift_gradients(extractor, img, float(b))
+        centers = np.ascontiguousarray(descriptors.centers[rows])
+        rot = np.ascontiguousarray(rotations[rows])
+        if per_dim is None:
+            values = relevance[rows]
+            if n_ch > 1:   # split R_l over the channels by their total mass
+                mass = np.column_stack([
+                    _project(np.ones((rows.size, 1)), centers, rot, float(b), backend, code,
+                             VLFEAT_WINDOW, mags[c], angs[c], heat, True)[:, 0]
+                    for c in range(n_ch)])
+                total = mass.sum(axis=1, keepdims=True)
+                share = np.where(total > 0, mass / np.where(total > 0, total, 1.0), 1.0 / n_ch)
+                values = values[:, None] * share
+            else:
+                values = values[:, None]
+        else:
+            values = np.asarray(per_dim, dtype=np.float64)[rows]
+        base = np.zeros((H, W))
+        for c in range(n_ch):
+            v = values[:, c:c + 1] if per_dim is None else values[:, c * 128:(c + 1) * 128]
+            left = _project(np.ascontiguousarray(v), centers, rot, float(b), backend, code,
+                            VLFEAT_WINDOW, mags[c], angs[c], base, False)
+            leftover[rows] += left[:, 0]
+        heat += _blur_adjoint(base, sigmas) if through_blur else base
+    if np.any(leftover != 0):   # descriptors without a sampled pixel: flat over their area
+        heat += descriptors.rasterize(leftover)
+    return heat
+
+
 def pixel_rule_check(rule):
-    return require(rule, (Flat, SIFTBins), "the pixel step")
+    return require(rule, (Flat, SIFTBins, Contribution), "the pixel step")
+
+
+def contribution_step(rule, extractor, encoder, channel_trace, R_u, descriptor_rule, image):
+    """Steps 2 and 3 of one channel under :class:`~bowlrp.rules.Contribution`.
+
+    Dense SIFT channels: per dimension first when ``rule.per_dimension`` (None: when
+    the encoder offers it, i.e. Fisher vectors; through the PCA like ``SIFTBins``),
+    else per descriptor; then :func:`contribution`. Other channels: flat.
+
+    Returns
+    -------
+    R_l : (N,) descriptor relevance;  heatmap : (H, W)
+    """
+    from .descriptors.sift import DenseSIFT
+
+    d = channel_trace.descriptors
+    if not isinstance(extractor, DenseSIFT):  # colour quantiles and others: flat
+        R_l = encoder.relevance(R_u, channel_trace.encoding, descriptor_rule)
+        return R_l, flat(d, R_l)
+    if image is None:
+        raise RuleError("the contribution rule needs the image in the trace (Pipeline.forward_one)")
+    per_dimension = rule.per_dimension
+    if per_dimension is None:
+        per_dimension = hasattr(encoder, "gmm_parameters")
+    if per_dimension:
+        if not hasattr(encoder, "gmm_parameters"):
+            raise RuleError(f"{type(encoder).__name__} has no per-dimension relevance; use "
+                            "Contribution(per_dimension=False)")
+        R_l, per_dim = encoder.relevance(R_u, channel_trace.encoding, descriptor_rule,
+                                         per_dimension=True)
+        per_dim = through_pca(per_dim, d, encoder.vocabulary_, rule.epsilon)
+        return R_l, contribution(d, extractor, image, R_l, per_dim, rule.weighting, rule.through_blur)
+    R_l = encoder.relevance(R_u, channel_trace.encoding, descriptor_rule)
+    return R_l, contribution(d, extractor, image, R_l, None, rule.weighting, rule.through_blur)

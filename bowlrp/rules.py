@@ -7,7 +7,8 @@ Dimensions -> descriptors (step 2):
     :class:`Epsilon`, :class:`AlphaBeta`, :class:`AbsZ` (sign-blind baseline),
     :class:`WinnerTakeAll` (max pooling).
 Descriptors -> pixels (step 3):
-    :class:`Flat` and :class:`SIFTBins` (thesis D.1: per spatial bin).
+    :class:`Flat`, :class:`SIFTBins` (thesis D.1: per spatial bin) and
+    :class:`Contribution` (by each pixel's share of the descriptor's mass).
 
 A stage given a rule it does not implement raises :class:`~bowlrp.exceptions.RuleError`.
 """
@@ -147,15 +148,53 @@ class SIFTBins:
     epsilon: float = 0.0
 
 
+@dataclass(frozen=True)
+class Contribution:
+    """Each descriptor's relevance to the pixels in proportion to the mass they gave it.
+
+    For dense SIFT, pixel ``p`` adds ``w_lkp = m_p g_l(p) s_lk(p) o_k(p)`` to
+    dimension ``k`` of descriptor ``l`` (gradient magnitude x Gaussian window x
+    bilinear spatial x orientation weight, as the backend computes it);
+    ``R_p = sum_l R_l w_lp / sum_p' w_lp'`` with ``w_lp = sum_k w_lkp``, or, per
+    dimension first, ``R_p = sum_lk R_lk w_lkp / sum_p' w_lkp'`` (docs/pixel_rules.md).
+
+    Parameters
+    ----------
+    weighting : {"full", "window", "gradient"}
+        ``window`` drops the magnitude, ``gradient`` the Gaussian window.
+    per_dimension : bool or None
+        Relevance per descriptor dimension first; None: when the encoder is
+        differentiable in the descriptor (Fisher vectors).
+    through_blur : bool
+        Map the weights back through the blurs the extractor applied (exact adjoint).
+    epsilon : float
+        Stabiliser of the step back through a PCA (per-dimension mode).
+
+    Channels that are not dense SIFT (colour quantiles) stay :class:`Flat`.
+    """
+
+    weighting: str = "full"
+    per_dimension: bool | None = None
+    through_blur: bool = True
+    epsilon: float = 0.0
+
+    def __post_init__(self):
+        if self.weighting not in ("full", "window", "gradient"):
+            raise RuleError(f"weighting must be 'full', 'window' or 'gradient', got {self.weighting!r}")
+        if not (self.epsilon >= 0 and np.isfinite(self.epsilon)):
+            raise RuleError(f"epsilon must be a finite number >= 0, got {self.epsilon}")
+
+
 CLASSIFIER_RULES = (Decomposition, Taylor)
 DESCRIPTOR_RULES = (Epsilon, AlphaBeta, AbsZ, WinnerTakeAll)
-PIXEL_RULES = (Flat, SIFTBins)
+PIXEL_RULES = (Flat, SIFTBins, Contribution)
 
 
 _RULE_NAMES = {
     "epsilon": "Epsilon", "eps": "Epsilon", "alphabeta": "AlphaBeta", "ab": "AlphaBeta",
     "absz": "AbsZ", "wta": "WinnerTakeAll", "winnertakeall": "WinnerTakeAll", "flat": "Flat",
     "siftbins": "SIFTBins", "decomposition": "Decomposition", "taylor": "Taylor",
+    "contribution": "Contribution",
 }
 
 
@@ -225,7 +264,10 @@ def parse_rule(text: str):
         cls_name = name if name in classes else _RULE_NAMES.get(name.lower())
     else:
         name, _, arg = raw.partition("=")
-        cls_name = _RULE_NAMES.get(name.strip().lower())
+        name, dash, variant = name.strip().lower().partition("-")
+        if dash and variant:  # contribution-gradient: the first field given after a dash
+            arg = f"{variant},{arg}" if arg else variant
+        cls_name = _RULE_NAMES.get(name)
         for item in (v.strip() for v in arg.split(",")) if arg else []:
             if not item:
                 continue

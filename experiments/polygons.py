@@ -109,7 +109,7 @@ def evaluate_faithfulness(pipe, tiles, out: Path, steps: int, repeats: int, seed
     for i, tile in enumerate(tiles):
         trace = pipe.forward_one(tile)
         maps = {m: explain_trace(pipe, trace, 1, parse_rule(rule)).heatmap
-                for m, rule in LRP_METHODS.items()}
+                for m, rule in LRP_METHODS.items() if m != "lrp-contribution"}
         maps["occlusion"] = occlusion_map(pipe, tile, 9, perturbation, seed + i, 1)
         maps["random"] = maps["lrp-eps0"]
         curves, seen = {}, {}

@@ -5,8 +5,8 @@ set -euo pipefail
 PYTHON="${PYTHON:-python3}"
 cd "$(dirname "$0")/.."
 
-echo "[install] core package and test tools (pip, wheels only)"
-"$PYTHON" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+echo "[install] core package, test tools and peer explainers (pip, wheels only)"
+"$PYTHON" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,compare]"
 
 if "$PYTHON" -c "import cyvlfeat.sift" >/dev/null 2>&1; then
     echo "[install] VLFeat extra: cyvlfeat already importable"

@@ -38,8 +38,13 @@ LRP_METHODS = {
     "lrp-eps100": "epsilon=100",
     "lrp-ab21": "alphabeta=2,1",
     "lrp-absz": "absz",
+    "lrp-contribution": "contribution",
 }
 ALL_METHODS = (*LRP_METHODS, "random", "occlusion")
+# run when --methods is not given (lrp-contribution costs ~20x a forward pass; ask for it by name)
+DEFAULT_METHODS = tuple(m for m in ALL_METHODS if m != "lrp-contribution")
+# peers through the optional [compare] extra (bowlrp.evaluation.baselines); asked for by name
+PEER_METHODS = ("lime", "shap-partition", "kernel-shap")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--images", "-i", nargs="+", required=True,
                     help="image files, glob patterns (quoted) or directories")
     ap.add_argument("--method", choices=["region", "descriptor"], default="region")
-    ap.add_argument("--methods", default=",".join(ALL_METHODS),
-                    help=f"comma-separated subset of {','.join(ALL_METHODS)}")
+    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                    help=f"comma-separated subset of {','.join(ALL_METHODS + PEER_METHODS)} "
+                         f"(default: {','.join(DEFAULT_METHODS)})")
+    ap.add_argument("--samples", type=positive_int, default=1000,
+                    help="model evaluations of lime, shap-partition and kernel-shap per image")
     ap.add_argument("--order", choices=["morf", "lerf"], default="morf",
                     help="most relevant first (morf, default) or least relevant first (lerf)")
     ap.add_argument("--steps", type=positive_int, default=100)
@@ -86,6 +94,7 @@ def _partial_name(image_id: str) -> str:
 def result_key(args, model_hash: str, target) -> dict:
     """Everything besides the method list that changes a per-image result."""
     return {"model_sha256": model_hash, "method": args.method, "order": args.order,
+            "samples": args.samples,
             "steps": args.steps, "repeats": args.repeats, "block": args.block, "batch": args.batch,
             "perturbation": args.perturbation, "target": None if target is None else str(target),
             "seed": args.seed}
@@ -103,7 +112,7 @@ def evaluate_image(model, path: Path, methods, args, target, seed: int, progress
     base = explain_trace(model, trace, target)
     explanations = {m: explain_trace(model, trace, base.target, parse_rule(LRP_METHODS[m]))
                     for m in methods if m in LRP_METHODS}
-    out = {}
+    out, costs = {}, {}
     for m in methods:
         if args.method == "region":
             n_blocks = int(np.ceil(image.shape[0] / args.block) * np.ceil(image.shape[1] / args.block))
@@ -111,6 +120,12 @@ def evaluate_image(model, path: Path, methods, args, target, seed: int, progress
             if m == "occlusion":
                 heat = occlusion_map(model, image, args.block, args.perturbation, seed, base.target,
                                      progress=progress and (lambda k, m=m: progress(m, k, "blocks")))
+            elif m in PEER_METHODS:
+                from ..evaluation.baselines import explain_baseline
+
+                peer = explain_baseline(m, model, image, base.target, args.samples, args.block, seed)
+                heat = peer.heatmap
+                costs[m] = {"evaluations": peer.evaluations, "seconds": peer.seconds}
             else:
                 heat = explanations[m].heatmap if m in explanations else base.heatmap
             ordering = "random" if m == "random" else args.order
@@ -119,7 +134,7 @@ def evaluate_image(model, path: Path, methods, args, target, seed: int, progress
                                     progress=progress and (lambda k, m=m: progress(m, k, "steps")))
             out[m] = r.curves[ordering][0].tolist()
         else:
-            if m == "occlusion":
+            if m == "occlusion" or m in PEER_METHODS:
                 continue
             e = explanations.get(m, base)
             ordering = "random" if m == "random" else args.order
@@ -128,7 +143,7 @@ def evaluate_image(model, path: Path, methods, args, target, seed: int, progress
                                        progress=progress and (lambda k, m=m: progress(m, k, "steps")))
             out[m] = r.curves[ordering][0].tolist()
     return {"image": display_path(path), "target": str(base.target), "score": base.score,
-            "curves": out}
+            "curves": out, "costs": costs}
 
 
 def summarise(results: list[dict], methods) -> dict:
@@ -201,13 +216,20 @@ def run(args) -> int:
     methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
     if not methods:
         raise CLIError(f"--methods names no method; choose from {','.join(ALL_METHODS)}")
-    unknown = [m for m in methods if m not in ALL_METHODS]
+    unknown = [m for m in methods if m not in ALL_METHODS + PEER_METHODS]
     if unknown:
-        raise CLIError(f"unknown method(s) {unknown}; choose from {list(ALL_METHODS)}")
+        raise CLIError(f"unknown method(s) {unknown}; choose from {list(ALL_METHODS + PEER_METHODS)}")
     if args.method == "descriptor":
-        methods = [m for m in methods if m != "occlusion"]
+        methods = [m for m in methods if m != "occlusion" and m not in PEER_METHODS]
         if not methods:
-            raise CLIError("occlusion is a region method; name another method for --method descriptor")
+            raise CLIError("occlusion, lime and shap are region methods; name another method for "
+                           "--method descriptor")
+    if any(m in PEER_METHODS for m in methods):
+        from ..evaluation.baselines import compare_extra_available
+
+        if not compare_extra_available():
+            raise CLIError('lime, shap-partition and kernel-shap need the [compare] extra: '
+                           'pip install "bowlrp[compare]"')
     inputs = collect_inputs(args.images)
     model = load_pipeline(args.model, args.trusted, args.trust)
     target = resolve_target(model, args.target)
@@ -249,12 +271,19 @@ def run(args) -> int:
             _atomic_json(record_path, result)
             results.append(result)
         summary = summarise(results, methods)
+        for m in PEER_METHODS:  # cost of the peers: model evaluations and seconds per image
+            c = [r["costs"][m] for r in results if m in r.get("costs", {})]
+            if c and m in summary:
+                summary[m]["evaluations_per_image"] = float(np.mean([x["evaluations"] for x in c]))
+                summary[m]["seconds_per_image"] = float(np.mean([x["seconds"] for x in c]))
         write_outputs(out, summary, args)
     order = "MoRF" if args.order == "morf" else "LeRF"
     print(f"AOPC ({order}) over {len(results)} image(s), {args.method} perturbation, {args.steps} "
           f"steps, {args.repeats} repeats (MoRF: higher = more faithful; LeRF: lower):")
     for m, d in sorted(summary.items(), key=lambda kv: -kv[1]["aopc"]):
-        print(f"  {m:12s} {d['aopc']:+.5f} +- {d['aopc_stderr']:.5f}")
+        cost = (f"   ({d['evaluations_per_image']:.0f} evaluations, {d['seconds_per_image']:.1f} s "
+                "per image)" if "seconds_per_image" in d else "")
+        print(f"  {m:16s} {d['aopc']:+.5f} +- {d['aopc_stderr']:.5f}{cost}")
     print(f"wrote {display_path(out / 'curves.json')}, curves.csv, aopc.csv, curves.png")
     return 0
 

@@ -1,0 +1,322 @@
+"""bowlrp's LRP pixel rules against occlusion, LIME and SHAP on the polygons models.
+
+    python experiments/compare.py --out experiments/results/compare
+    python experiments/compare.py --tiles 4 --samples 200 --train-scenes 20   # a small run
+
+Trains the HIK and chi2 polygons models (``configs/polygons_*.yaml``) and a
+Fisher-vector model (same rotated dense SIFT, PCA 32, GMM 16, linear SVM) on
+generated scenes, picks the ``--tiles`` 102 x 102 held-out tiles the model scores
+highest for "polygon", and explains each with every method:
+
+* LRP with the pixel rules ``flat``, ``contribution`` (full / window / gradient;
+  full without the blur adjoint) and, for the Fisher model, ``siftbins``;
+* occlusion with uniform noise and with blur (9 x 9 blocks);
+* LIME, KernelSHAP (SLIC superpixels) and SHAP's Partition explainer (blur masker),
+  ``--samples`` model evaluations each (bowlrp.evaluation.baselines);
+* a random order.
+
+Each heatmap is measured by region perturbation (9 x 9 blocks, most relevant first,
+``--steps`` x ``--repeats``, the same noise for every method of a tile) under uniform
+noise and blur: AOPC mean +- standard error over tiles, paired differences against
+the best LRP rule, seconds and model evaluations per tile. Writes ``results.json``,
+``table.md`` and ``figure.png`` (heatmaps side by side); per-tile results are kept
+in ``partial/`` (atomic writes), so a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bowlrp import image as pictures  # noqa: E402
+from bowlrp.datasets.polygons import generate, tile_dataset  # noqa: E402
+from bowlrp.descriptors.sift import DenseSIFT  # noqa: E402
+from bowlrp.encoding.fisher import FisherVector  # noqa: E402
+from bowlrp.evaluation import region_perturbation  # noqa: E402
+from bowlrp.evaluation.baselines import explain_baseline  # noqa: E402
+from bowlrp.evaluation.perturbation import aopc  # noqa: E402
+from bowlrp.explanation import explain_trace  # noqa: E402
+from bowlrp.pipeline import Pipeline  # noqa: E402
+from bowlrp.rules import Contribution, Flat, SIFTBins  # noqa: E402
+from bowlrp.svm import KernelSVC  # noqa: E402
+from bowlrp.vocabulary import GMMVocabulary  # noqa: E402
+
+CONFIGS = {"hik": ROOT / "configs/polygons_hik.yaml", "chi2": ROOT / "configs/polygons_chi2.yaml"}
+PERTURBATIONS = ("uniform", "blur")
+BLOCK = 9
+
+
+def lrp_rules(model: str) -> dict:
+    rules = {
+        "lrp-flat": Flat(),
+        "lrp-contribution": Contribution(),
+        "lrp-contribution-window": Contribution("window"),
+        "lrp-contribution-gradient": Contribution("gradient"),
+        "lrp-contribution-noblur": Contribution(through_blur=False),
+    }
+    if model == "fisher":
+        rules["lrp-siftbins"] = SIFTBins()
+        rules["lrp-contribution-perdescriptor"] = Contribution(per_dimension=False)
+    return rules
+
+
+PEERS = ("occlusion-uniform", "occlusion-blur", "lime", "shap-partition", "kernel-shap")
+
+
+def log(msg: str) -> None:
+    print(f"[compare] {msg}", flush=True)
+
+
+def fisher_pipeline(n_jobs) -> Pipeline:
+    channels = [(f"fisher-sift-b{b}", DenseSIFT(bin_sizes=[b], steps=b, rotate=True, backend="opencv"),
+                 FisherVector(GMMVocabulary(16, pca_components=32, max_descriptors=50000,
+                                            random_state=0), parts=("mu", "sigma")))
+                for b in (6, 9)]
+    return Pipeline(channels, KernelSVC("linear", C=1.0), n_jobs=n_jobs, random_state=0)
+
+
+def build(name: str, words: int | None, n_jobs) -> Pipeline:
+    if name == "fisher":
+        return fisher_pipeline(n_jobs)
+    pipe = Pipeline.from_config(CONFIGS[name], n_jobs=n_jobs)
+    if words:
+        for _, _, enc in pipe.channels:
+            enc.vocabulary.set_params(n_words=words)
+    return pipe
+
+
+def _atomic_json(path: Path, data) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def time_lrp(pipe, tile, rule) -> tuple[np.ndarray, float]:
+    t0 = time.perf_counter()
+    e = explain_trace(pipe, pipe.forward_one(tile), 1, rule)
+    return e.heatmap, time.perf_counter() - t0
+
+
+def chosen_rules(model: str, args) -> dict:
+    rules = lrp_rules(model)
+    keep = set(args.variants.split(",")) if args.variants else set(rules)
+    return {m: r for m, r in rules.items() if m in keep or m == "lrp-flat"}
+
+
+def chosen_peers(args) -> list[str]:
+    return [m for m in (args.peers.split(",") if args.peers else PEERS) if m]
+
+
+def evaluate_tile(pipe, model: str, tile, index: int, args) -> tuple[dict, dict]:
+    """Heatmaps, costs and perturbation curves of every method for one tile."""
+    maps, costs = {}, {}
+    t0 = time.perf_counter()
+    pipe.decision_function([tile])
+    costs["decision_function"] = {"seconds": time.perf_counter() - t0, "evaluations": 1}
+    for m, rule in chosen_rules(model, args).items():
+        maps[m], sec = time_lrp(pipe, tile, rule)
+        costs[m] = {"seconds": sec, "evaluations": 1}
+    for m in chosen_peers(args):
+        r = explain_baseline(m, pipe, tile, 1, args.samples, BLOCK, args.seed + index)
+        maps[m], costs[m] = r.heatmap, {"seconds": r.seconds, "evaluations": r.evaluations}
+    curves = {}
+    for pert in PERTURBATIONS:
+        curves[pert] = {}
+        for m, heat in {**maps, "random": maps["lrp-flat"]}.items():
+            ordering = "random" if m == "random" else "morf"
+            r = region_perturbation(pipe, [tile], [heat], (ordering,), BLOCK, args.steps,
+                                    args.repeats, pert, args.seed + index, 1)
+            curves[pert][m] = r.curves[ordering][0].tolist()
+    return {"costs": costs, "curves": curves}, maps
+
+
+def _stderr(v: np.ndarray) -> float:
+    return float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+
+
+def summarise(results: list[dict]) -> dict:
+    """AOPC mean +- stderr over tiles, paired differences against the best LRP rule."""
+    out = {}
+    for pert in PERTURBATIONS:
+        methods = list(results[0]["curves"][pert])
+        per_tile = {m: np.array([aopc(np.array(r["curves"][pert][m])).mean() for r in results])
+                    for m in methods}
+
+        lrp = [m for m in methods if m.startswith("lrp-")]
+        best = max(lrp, key=lambda m: per_tile[m].mean())
+        out[pert] = {
+            "best_lrp": best,
+            "methods": {m: {"aopc": float(v.mean()), "stderr": _stderr(v),
+                            "diff_vs_best_lrp": float((v - per_tile[best]).mean()),
+                            "diff_stderr": _stderr(v - per_tile[best]),
+                            "diff_vs_flat": float((v - per_tile["lrp-flat"]).mean()),
+                            "diff_vs_flat_stderr": _stderr(v - per_tile["lrp-flat"])}
+                        for m, v in per_tile.items()},
+        }
+    methods = list(results[0]["costs"])
+    out["costs"] = {m: {"seconds": float(np.mean([r["costs"][m]["seconds"] for r in results])),
+                        "evaluations": float(np.mean([r["costs"][m]["evaluations"] for r in results]))}
+                    for m in methods}
+    return out
+
+
+def table(summary: dict, models) -> str:
+    lines = []
+    for model in models:
+        s = summary[model]
+        lines.append(f"\n### {model} ({s['n_tiles']} tiles; AOPC, most relevant first, 9x9 blocks)\n")
+        lines.append("| method | uniform noise | blur | paired vs best LRP (uniform / blur) "
+                     "| seconds per tile | model evaluations |")
+        lines.append("|---|---|---|---|---|---|")
+        methods = list(s["uniform"]["methods"])
+        for m in methods:
+            u, b = s["uniform"]["methods"][m], s["blur"]["methods"][m]
+            c = s["costs"].get(m)
+            cost = f"{c['seconds']:.3f} | {c['evaluations']:.0f}" if c else "— | —"
+            lines.append(f"| {m} | {u['aopc']:.3f} ± {u['stderr']:.3f} | {b['aopc']:.3f} ± "
+                         f"{b['stderr']:.3f} | {u['diff_vs_best_lrp']:+.3f} ± {u['diff_stderr']:.3f} / "
+                         f"{b['diff_vs_best_lrp']:+.3f} ± {b['diff_stderr']:.3f} | {cost} |")
+        c = s["costs"]["decision_function"]
+        lines.append(f"\nbest LRP rule: uniform `{s['uniform']['best_lrp']}`, blur `{s['blur']['best_lrp']}`;"
+                     f" decision_function {c['seconds']:.3f} s per tile.")
+    return "\n".join(lines) + "\n"
+
+
+def figure(path: Path, rows: list[tuple[str, np.ndarray, dict]]) -> None:
+    """One row per model: the tile, then each method's heatmap (bwr, scaled per map)."""
+    pics = []
+    order = ["lrp-flat", "lrp-contribution", "lrp-contribution-window", "lrp-contribution-gradient",
+             "occlusion-uniform", "occlusion-blur", "lime", "shap-partition", "kernel-shap"]
+    order = [m for m in order if all(m in r[2] for r in rows)]
+    for _, tile, maps in rows:
+        parts = [np.repeat(tile[:, :, None], 3, axis=2)]
+        for m in order:
+            h = pictures.normalize_heatmaps([maps[m]])[0]
+            parts += [np.ones((tile.shape[0], 4, 3)), pictures.colorize(h, "bwr") / 255.0]
+        pics.append(np.hstack(parts))
+    gap = np.ones((4, pics[0].shape[1], 3))
+    picture = np.vstack([p for pic in pics for p in (pic, gap)][:-1])
+    pictures.save_png(path, pictures.with_colorbar(picture, "bwr"))
+    (path.parent / "figure_columns.txt").write_text(
+        "rows: " + ", ".join(r[0] for r in rows) + "\ncolumns: tile, " + ", ".join(order) + "\n")
+
+
+def run(args) -> dict:
+    out = Path(args.out)
+    (out / "partial").mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    train = generate(args.seed, args.train_scenes)
+    held = generate(args.seed + 5000, args.heldout_scenes)
+    X, y = tile_dataset(train)
+    Xh, _ = tile_dataset(held)
+    log(f"{len(X)} training tiles, {len(Xh)} held-out tiles to choose from")
+    summary, fig_rows = {"settings": vars(args)}, []
+    for model in args.models.split(","):
+        t0 = time.perf_counter()
+        pipe = build(model, args.words, args.n_jobs).fit(X, y)
+        pipe.set_params(n_jobs=None)
+        t_fit = time.perf_counter() - t0
+        scores = np.asarray(pipe.decision_function(Xh))
+        picks = np.argsort(-scores)[:args.tiles]
+        log(f"[{model}] fitted in {t_fit:.0f} s; tiles scored {scores[picks].min():+.2f} .. "
+            f"{scores[picks].max():+.2f}")
+        results = []
+        for k, i in enumerate(picks):
+            key = out / "partial" / f"{model}_{k:02d}_{int(i):04d}.json"
+            if key.is_file():
+                results.append(json.loads(key.read_text()))
+                if k == 0:
+                    maps = {m: time_lrp(pipe, Xh[i], r)[0] for m, r in chosen_rules(model, args).items()}
+                    maps.update({m: explain_baseline(m, pipe, Xh[i], 1, args.samples, BLOCK,
+                                                     args.seed).heatmap for m in chosen_peers(args)})
+                    fig_rows.append((model, Xh[i], maps))
+                continue
+            if k == 0:   # warm-up: compile the Numba kernels outside the timings
+                for rule in chosen_rules(model, args).values():
+                    time_lrp(pipe, Xh[i], rule)
+            t1 = time.perf_counter()
+            result, maps = evaluate_tile(pipe, model, Xh[i], k, args)
+            _atomic_json(key, result)
+            results.append(result)
+            if k == 0:
+                fig_rows.append((model, Xh[i], maps))
+                np.savez_compressed(out / f"figure_maps_{model}.npz", tile=Xh[i], **maps)
+            log(f"[{model}] tile {k + 1}/{len(picks)} in {time.perf_counter() - t1:.0f} s")
+        summary[model] = {**summarise(results), "n_tiles": len(results), "fit_seconds": t_fit}
+        if fig_rows and fig_rows[-1][0] == model:
+            np.savez_compressed(out / f"figure_maps_{model}.npz", tile=fig_rows[-1][1], **fig_rows[-1][2])
+    models = args.models.split(",")
+    summary["seconds_total"] = time.perf_counter() - t_start
+    _atomic_json(out / "results.json", summary)
+    text = table(summary, models)
+    (out / "table.md").write_text(text)
+    figure(out / "figure.png", fig_rows)
+    print(text)
+    log(f"done in {summary['seconds_total']:.0f} s; wrote {out / 'results.json'}, table.md, figure.png")
+    return summary
+
+
+def merge(dirs: list[str], out_dir: str) -> None:
+    """Combine runs made per model (e.g. in parallel) into one table and figure."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary, rows, models = {"merged_from": dirs}, [], []
+    for d in dirs:
+        if not (Path(d) / "results.json").is_file():   # an unfinished run: its finished tiles
+            files = sorted((Path(d) / "partial").glob("*.json"))
+            model = files[0].name.split("_")[0]
+            results = [json.loads(f.read_text()) for f in files]
+            summary[model] = {**summarise(results), "n_tiles": len(results), "unfinished_run": True}
+            models.append(model)
+            continue
+        part = json.loads((Path(d) / "results.json").read_text())
+        for model in part["settings"]["models"].split(","):
+            summary[model] = part[model]
+            summary[f"settings_{model}"] = part["settings"]
+            models.append(model)
+            z = np.load(Path(d) / f"figure_maps_{model}.npz")
+            rows.append((model, z["tile"], {k: z[k] for k in z.files if k != "tile"}))
+    _atomic_json(out / "results.json", summary)
+    text = table(summary, models)
+    (out / "table.md").write_text(text)
+    figure(out / "figure.png", rows)
+    print(text)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "experiments/results/compare"))
+    ap.add_argument("--models", default="hik,chi2,fisher")
+    ap.add_argument("--tiles", type=int, default=16, help="top-scoring held-out tiles per model")
+    ap.add_argument("--samples", type=int, default=1000, help="model evaluations of LIME / SHAP")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--train-scenes", type=int, default=60)
+    ap.add_argument("--heldout-scenes", type=int, default=20)
+    ap.add_argument("--words", type=int, default=None, help="override the 128 words per scale")
+    ap.add_argument("--variants", default="", help="LRP rules to keep (comma-separated; "
+                    "default all; lrp-flat is always kept)")
+    ap.add_argument("--peers", default="", help=f"subset of {','.join(PEERS)} (default all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-jobs", type=int, default=2, help="processes for training")
+    ap.add_argument("--merge", default="", help="comma-separated result folders to combine into --out")
+    args = ap.parse_args(argv)
+    if args.merge:
+        merge(args.merge.split(","), args.out)
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
