@@ -1,0 +1,1 @@
+"""Command-line programs: thin layers over library functions."""
