@@ -39,7 +39,7 @@ def _gram_elementwise(X, Y, op):
         for j in range(m):
             s = 0.0
             for d in range(X.shape[1]):
-                s += _term(X[i, d], Y[j, d], op)
+                s += _term(np.float64(X[i, d]), np.float64(Y[j, d]), op)  # float32 input: f64 terms
             out[i, j] = s
     return out
 
@@ -53,7 +53,7 @@ def _terms_elementwise(S, coef, x, op):
         if coef[i] == 0.0:
             continue
         for d in range(V):
-            out[d] += coef[i] * _term(S[i, d], x[d], op)
+            out[d] += coef[i] * _term(np.float64(S[i, d]), np.float64(x[d]), op)
     return out
 
 

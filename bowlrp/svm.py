@@ -167,9 +167,13 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         ref = rng.choice(len(X), min(len(X), int(self.n_reference)), replace=False)
         self.reference_X_ = X[np.sort(ref)].copy()
-        candidates = np.vstack([self.reference_X_, self.support_vectors_])
-        F = self.decision_function(candidates)
-        self.candidate_decisions_ = F.reshape(len(candidates), -1)
+        # Decisions of the candidates (training rows) from the training Gram matrices:
+        # no second pass over the features (at VOC scale that pass costs as much as the Gram).
+        rows = np.concatenate([np.sort(ref), support])
+        F = np.tile(self.intercept_, (len(rows), 1))
+        for u, G in enumerate(grams):
+            F += (G[np.ix_(rows, support)] @ self.dual_coef_.T) * self.kernel_weights_[:, u][None, :]
+        self.candidate_decisions_ = F
         return self
 
     def compress_linear(self):
