@@ -14,6 +14,7 @@ the stages reuse each other's results in ``--work``)::
     python benchmarks/bench_voc_scale.py --stage svm      --n-train 120 --n-test 40
     python benchmarks/bench_voc_scale.py --stage test     --n-train 120 --n-test 40
     python benchmarks/bench_voc_scale.py --stage explain  --n-train 120 --n-test 40
+    python benchmarks/bench_voc_scale.py --stage gram     --n-train 120 --n-test 40
     python benchmarks/bench_voc_scale.py --stage report   --n-train 120 --n-test 40
 
 Per stage: wall time, CPU time (user + system, this process and its
@@ -106,10 +107,10 @@ def main(argv=None) -> int:
                     choices=["data", "vocab", "features", "svm", "test", "explain", "gram", "report"])
     ap.add_argument("--n-train", type=int, default=120)
     ap.add_argument("--n-test", type=int, default=40)
-    ap.add_argument("--n-explain", type=int, default=6)
+    ap.add_argument("--n-explain", type=int, default=4)
     ap.add_argument("--gmm-iter", type=int, default=3,
                     help="EM iterations measured (the config allows up to 100; extrapolated)")
-    ap.add_argument("--n-gram", type=int, default=600,
+    ap.add_argument("--n-gram", type=int, default=300,
                     help="rows of the synthetic 327,680-d float32 matrix of the gram stage")
     ap.add_argument("--work", default="/tmp/bowlrp_voc_scale")
     ap.add_argument("--config", default=str(ROOT / "configs" / "voc_fisher.yaml"))
