@@ -8,14 +8,14 @@ Gram matrix built once in float64 blocks, test decisions, explanations -- one
 stage per invocation (each stays within a few minutes on the shared machine;
 the stages reuse each other's results in ``--work``)::
 
-    python benchmarks/bench_voc_scale.py --stage data     --n-train 120 --n-test 40
-    python benchmarks/bench_voc_scale.py --stage vocab    --n-train 120 --n-test 40
-    python benchmarks/bench_voc_scale.py --stage features --n-train 120 --n-test 40
-    python benchmarks/bench_voc_scale.py --stage svm      --n-train 120 --n-test 40
-    python benchmarks/bench_voc_scale.py --stage test     --n-train 120 --n-test 40
-    python benchmarks/bench_voc_scale.py --stage explain  --n-train 120 --n-test 40
-    python benchmarks/bench_voc_scale.py --stage gram     --n-train 120 --n-test 40
-    python benchmarks/bench_voc_scale.py --stage report   --n-train 120 --n-test 40
+    python benchmarks/bench_voc_scale.py --stage data     --n-train 48 --n-test 16
+    python benchmarks/bench_voc_scale.py --stage vocab    --n-train 48 --n-test 16
+    python benchmarks/bench_voc_scale.py --stage features --n-train 48 --n-test 16
+    python benchmarks/bench_voc_scale.py --stage svm      --n-train 48 --n-test 16
+    python benchmarks/bench_voc_scale.py --stage test     --n-train 48 --n-test 16
+    python benchmarks/bench_voc_scale.py --stage explain  --n-train 48 --n-test 16
+    python benchmarks/bench_voc_scale.py --stage gram     --n-train 48 --n-test 16
+    python benchmarks/bench_voc_scale.py --stage report   --n-train 48 --n-test 16
 
 Per stage: wall time, CPU time (user + system, this process and its
 children), peak resident memory (``VmHWM``) and the peak of anonymous
@@ -105,8 +105,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--stage", required=True,
                     choices=["data", "vocab", "features", "svm", "test", "explain", "gram", "report"])
-    ap.add_argument("--n-train", type=int, default=120)
-    ap.add_argument("--n-test", type=int, default=40)
+    ap.add_argument("--n-train", type=int, default=48)
+    ap.add_argument("--n-test", type=int, default=16)
     ap.add_argument("--n-explain", type=int, default=4)
     ap.add_argument("--gmm-iter", type=int, default=3,
                     help="EM iterations measured (the config allows up to 100; extrapolated)")
