@@ -1,7 +1,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: install test test-fast bench lint polygons-experiment compare-experiment
+.PHONY: install test test-fast bench lint polygons-experiment compare-experiment voc-experiment voc-like
 
 install:
 	@bash scripts/install.sh
@@ -30,3 +30,14 @@ anomaly-experiment: install
 .PHONY: compare-experiment
 compare-experiment: install
 	$(PYTHON) experiments/compare.py --out experiments/results/compare
+
+# PASCAL VOC (issue 12): make voc-experiment VOC_ROOT=data/voc/VOCdevkit/VOC2007 [CONFIG=...]
+CONFIG ?= voc_fisher
+VOC_OUT ?= experiments/results/voc
+TEST_SPLIT ?= test
+voc-experiment:
+	@if [ -z "$(VOC_ROOT)" ]; then echo "voc-experiment: set VOC_ROOT=<.../VOCdevkit/VOC2007>; download it with: bash data_scripts/download_voc.sh" >&2; exit 2; fi
+	$(PYTHON) experiments/voc.py --voc-root "$(VOC_ROOT)" --config "$(CONFIG)" --out "$(VOC_OUT)" --test-split "$(TEST_SPLIT)" $(VOC_ARGS)
+
+voc-like:
+	$(PYTHON) data_scripts/make_voc_like.py --out data/voc_like

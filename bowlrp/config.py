@@ -53,7 +53,9 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_ALIASES = 64
 MAX_DEPTH = 32
 
-TOP_KEYS = ("name", "description", "random_state", "n_jobs", "channels", "classifier", "overrides")
+# "dataset" and "training" are written into a model's config by bowlrp-train (information only)
+TOP_KEYS = ("name", "description", "random_state", "n_jobs", "channels", "classifier", "overrides",
+            "dataset", "training")
 CHANNEL_KEYS = ("name", "extractor", "encoder", "kernel")
 
 

@@ -39,7 +39,7 @@ def _gram_elementwise(X, Y, op):
         for j in range(m):
             s = 0.0
             for d in range(X.shape[1]):
-                s += _term(X[i, d], Y[j, d], op)
+                s += _term(np.float64(X[i, d]), np.float64(Y[j, d]), op)  # float32 input: f64 terms
             out[i, j] = s
     return out
 
@@ -53,7 +53,7 @@ def _terms_elementwise(S, coef, x, op):
         if coef[i] == 0.0:
             continue
         for d in range(V):
-            out[d] += coef[i] * _term(S[i, d], x[d], op)
+            out[d] += coef[i] * _term(np.float64(S[i, d]), np.float64(x[d]), op)
     return out
 
 
@@ -75,13 +75,45 @@ def _chi2_exp_gradient(S, weights, x, sigma):
     return out
 
 
+_BLOCK_BYTES = 1 << 27  # float64 working memory of one block of a blocked Gram matrix
+
+
 def _as_2d(X, name="X"):
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    """A 2-D float64 array, or float32 kept as is (no copy of large feature matrices)."""
+    X = np.asarray(X)
+    dtype = np.float32 if X.dtype == np.float32 else np.float64
+    X = np.ascontiguousarray(X, dtype=dtype)
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{name} contains NaN or infinite values")
+    step = max(1, _BLOCK_BYTES // max(1, 8 * X.shape[1]))
+    for start in range(0, X.shape[0], step):
+        if not np.all(np.isfinite(X[start:start + step])):
+            raise ValueError(f"{name} contains NaN or infinite values")
     return X
+
+
+def blocked_inner(X, Y, transform=None) -> np.ndarray:
+    """``sum_d g(X_id) g(Y_jd)`` in float64, shape (n, m), for ``g`` = ``transform`` or identity.
+
+    Float64 inputs without a transform go to one BLAS call. Otherwise (float32
+    features, e.g. Fisher vectors of a whole data set) the feature columns are
+    taken in blocks of at most ``_BLOCK_BYTES`` of float64 working memory:
+    ``K += g(X[:, b]) g(Y[:, b])^T`` -- so memory never holds a float64 copy
+    of the feature matrices.
+    """
+    if transform is None and X.dtype == np.float64 and Y.dtype == np.float64:
+        return X @ Y.T
+    n, m, d = X.shape[0], Y.shape[0], X.shape[1]
+    out = np.zeros((n, m))
+    width = max(1, _BLOCK_BYTES // (8 * max(1, n + m)))
+    for start in range(0, d, width):
+        a = X[:, start:start + width].astype(np.float64)
+        b = a if Y is X else Y[:, start:start + width].astype(np.float64)
+        if transform is not None:
+            a = transform(a)
+            b = a if Y is X else transform(b)
+        out += a @ b.T
+    return out
 
 
 def _check_non_negative(X, kernel):
@@ -135,7 +167,7 @@ class Linear(Kernel):
     name = "linear"
 
     def _gram(self, X, Y):
-        return X @ Y.T
+        return blocked_inner(X, Y)
 
     def dimension_terms(self, S, coef, x):
         return (coef @ S) * x
@@ -183,7 +215,7 @@ class Hellinger(Kernel):
     def _gram(self, X, Y):
         _check_non_negative(X, self.name)
         _check_non_negative(Y, self.name)
-        return np.sqrt(X) @ np.sqrt(Y).T
+        return blocked_inner(X, Y, np.sqrt)
 
     def dimension_terms(self, S, coef, x):
         return (coef @ np.sqrt(S)) * np.sqrt(x)
@@ -193,7 +225,7 @@ def _mean_pair_statistic(X, statistic, max_samples, random_state):
     rng = check_random_state(random_state)
     if len(X) > max_samples:
         X = X[rng.choice(len(X), max_samples, replace=False)]
-    D = statistic(X)
+    D = statistic(np.asarray(X, dtype=np.float64))
     n = len(X)
     if n < 2:
         return float(D.mean())
@@ -282,8 +314,8 @@ class RBF(_WidthKernel):
         return float(np.sqrt(mean))
 
     def _gram(self, X, Y):
-        d2 = (np.einsum("ij,ij->i", X, X)[:, None] - 2 * X @ Y.T
-              + np.einsum("ij,ij->i", Y, Y)[None, :])
+        d2 = (_squared_norms(X)[:, None] - 2 * blocked_inner(X, Y)
+              + _squared_norms(Y)[None, :])
         return np.exp(-np.maximum(d2, 0.0) / self.sigma_**2)
 
     def gradient(self, S, coef, x):
@@ -291,6 +323,12 @@ class RBF(_WidthKernel):
         x = np.asarray(x, np.float64)
         w = np.asarray(coef, np.float64) * self._gram(S, x[None, :])[:, 0]
         return 2.0 / self.sigma_**2 * (w @ S - w.sum() * x)
+
+
+def _squared_norms(A) -> np.ndarray:
+    if A.dtype == np.float64:
+        return np.einsum("ij,ij->i", A, A)
+    return np.array([float(np.dot(r.astype(np.float64), r.astype(np.float64))) for r in A])
 
 
 def _squared_euclidean_self(A):
@@ -322,5 +360,5 @@ def make_kernel(spec) -> Kernel:
 
 __all__ = [
     "AdditiveChi2", "ExponentialChi2", "Hellinger", "HistogramIntersection", "KERNELS",
-    "Kernel", "Linear", "RBF", "make_kernel",
+    "Kernel", "Linear", "RBF", "blocked_inner", "make_kernel",
 ]

@@ -9,11 +9,13 @@ there are several channels).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
 from ._parallel import map_images
 from ._validation import as_image_list
@@ -74,6 +76,45 @@ def _seeded(estimator, random_state):
     if unset:
         estimator.set_params(**unset)
     return estimator
+
+
+def _describe_and_sample(extractor, image, seed, per_image, keep):
+    """Descriptors of one image: (random subset of at most ``per_image``, all of them or None)."""
+    d = extractor.describe(image)
+    sample = d if len(d) <= per_image else d.subset(
+        np.sort(np.random.RandomState(seed).choice(len(d), per_image, replace=False)))
+    return sample, (d if keep else None)
+
+
+def _describe_pair(extractor, pair, per_image, keep):
+    return _describe_and_sample(extractor, pair[0], pair[1], per_image, keep)
+
+
+def _stream_sample(extractor, images, seeds, per_image, cache_bytes, n_jobs, desc, verbose,
+                   chunk: int = 32):
+    """Describe images chunk by chunk, keeping a per-image sample for the vocabulary.
+
+    Returns (samples, all descriptors or None): all descriptors are kept only
+    while their total stays below ``cache_bytes``.
+    """
+    samples, full, total = [], [], 0
+    keep = cache_bytes > 0
+    bar = tqdm(total=len(images), desc=desc, disable=not (verbose and len(images) > 1), leave=False)
+    for start in range(0, len(images), chunk):
+        pairs = list(zip(images[start:start + chunk], seeds[start:start + chunk]))
+        job = partial(_describe_pair, extractor, per_image=per_image, keep=keep)
+        out = map_images(job, pairs, n_jobs, desc, False)
+        for sample, d in out:
+            samples.append(sample)
+            if keep:
+                total += d.data.nbytes
+                keep = total <= cache_bytes
+                full.append(d)
+        if not keep:
+            full = []
+        bar.update(len(pairs))
+    bar.close()
+    return samples, (full if keep else None)
 
 
 def _vocabulary_budget(encoder) -> int:
@@ -245,41 +286,115 @@ class Pipeline(ClassifierMixin, BaseEstimator):
 
     # -- fitting -------------------------------------------------------------
     def fit(self, images, y=None):
-        """Fit vocabularies on the training images' descriptors, then the SVM (y=None: a detector)."""
+        """Fit vocabularies on the training images' descriptors, then the SVM (y=None: a detector).
+
+        Equivalent to :meth:`fit_vocabularies`, :meth:`features` and
+        :meth:`fit_classifier` in turn (training descriptors are kept between
+        the first two steps while they fit in memory, so small data sets are
+        described once).
+        """
         images = as_image_list(images)
         y = None if y is None else np.asarray(y)
         if y is not None and len(images) != len(y):
             raise ValueError(f"{len(images)} images but {len(y)} labels")
         if len(images) < 2:
             raise ValueError("need at least two training images")
+        cached = self._fit_vocabularies(images)
+        features = self._features_from_cache(images, cached)
+        return self.fit_classifier(features, y)
+
+    # -- feature storage and the streaming fit (scale path) --------------------
+    def fit_vocabularies(self, images):
+        """Fit the extractors and the encoders' vocabularies only; returns self.
+
+        Descriptors are sampled per image while streaming (each image keeps at
+        most ``ceil(max_descriptors / n_images)`` of them, drawn with a seed per
+        image from ``random_state``), so memory holds the sample, never all
+        descriptors of the data set.
+        """
+        images = as_image_list(images)
+        if len(images) < 2:
+            raise ValueError("need at least two training images")
+        self._fit_vocabularies(images, cache_bytes=0)
+        return self
+
+    def _fit_vocabularies(self, images, cache_bytes: int = _CACHE_BYTES):
         channels = _check_channels(self.channels)
         self.channel_names_ = [c[0] for c in channels]
         self.extractors_ = [clone(ex).fit() for _, ex, _ in channels]
         rng = check_random_state(_as_seed(self.random_state))
         seeds = rng.randint(0, 2**31 - 1, size=len(images))
         self.encoders_ = []
+        self.n_descriptors_sampled_ = []
         cached: list[list[Descriptors] | None] = []
         for (name, _, encoder), extractor in zip(channels, self.extractors_):
-            sets = map_images(extractor.describe, images, self.n_jobs,
-                              f"describing ({name})", self.verbose)
-            total = sum(d.data.nbytes for d in sets)
             per_image = int(np.ceil(_vocabulary_budget(encoder) / len(images)))
-            sample = [
-                d if len(d) <= per_image else d.subset(
-                    np.sort(np.random.RandomState(s).choice(len(d), per_image, replace=False)))
-                for d, s in zip(sets, seeds)
-            ]
+            sample, full = _stream_sample(extractor, images, seeds, per_image, cache_bytes,
+                                          self.n_jobs, f"describing ({name})", self.verbose)
             self.encoders_.append(_seeded(clone(encoder), self.random_state).fit(sample))
-            cached.append(sets if total <= _CACHE_BYTES else None)
+            self.n_descriptors_sampled_.append(sum(len(d) for d in sample))
+            cached.append(full)
             del sample
-        features = self._features_from_cache(images, cached)
         self.channel_sizes_ = [enc.n_features_out_ for enc in self.encoders_]
+        return cached
+
+    def fit_classifier(self, features, y, **fit_params):
+        """Fit the SVM on precomputed ``features`` (n, sum V_u), float32 or float64; returns self.
+
+        ``fit_params`` go to the classifier's ``fit`` (e.g. ``task_mask``).
+        """
+        check_is_fitted(self, "encoders_")
         classifier = self.classifier if self.classifier is not None else KernelSVC()
         self.classifier_ = _seeded(clone(classifier), self.random_state)
         self.classifier_.set_params(channel_sizes=self.channel_sizes_)
-        self.classifier_.fit(features, y)
+        self.classifier_.fit(features, y, **fit_params)
         self.classes_ = self.classifier_.classes_
         return self
+
+    def with_classifier(self, classifier) -> Pipeline:
+        """A fitted pipeline sharing this one's fitted stages, with another fitted classifier.
+
+        E.g. one binary model per class from a multi-label fit
+        (``KernelSVC.binary_task``); the stages are shared, not copied.
+        """
+        check_is_fitted(self, "encoders_")
+        check_is_fitted(classifier, "dual_coef_")
+        out = clone(self)
+        for attr in ("channel_names_", "extractors_", "encoders_", "channel_sizes_",
+                     "n_descriptors_sampled_"):
+            setattr(out, attr, getattr(self, attr))
+        out.classifier_ = classifier
+        out.classes_ = classifier.classes_
+        return out
+
+    def features(self, images, out=None, dtype=np.float32, chunk: int = 64) -> np.ndarray:
+        """Feature vectors of ``images`` streamed into ``out`` (n, sum V_u).
+
+        Parameters
+        ----------
+        out : ndarray, memmap or None
+            Where to write (e.g. ``numpy.lib.format.open_memmap``); None allocates
+            an array of ``dtype``. Images are encoded ``chunk`` at a time, so memory
+            holds one chunk of float64 vectors plus ``out``.
+        dtype : numpy dtype
+            Storage type when ``out`` is None: float32 halves memory (a Fisher
+            vector of 327,680 dimensions is 1.3 MB instead of 2.6 MB).
+        """
+        check_is_fitted(self, "encoders_")
+        images = as_image_list(images)
+        n, d = len(images), int(sum(self.channel_sizes_))
+        if out is None:
+            out = np.empty((n, d), dtype=dtype)
+        if out.shape != (n, d):
+            raise ValueError(f"out has shape {out.shape}, expected {(n, d)}")
+        bar = tqdm(total=n, desc="encoding", disable=not (self.verbose and n > 1), leave=False)
+        for start in range(0, n, chunk):
+            part = images[start:start + chunk]
+            rows = map_images(self._features_one, part, self.n_jobs, "encoding", False)
+            out[start:start + len(part)] = np.vstack(rows)
+            bar.update(len(part))
+        bar.close()
+        return out
 
     def _features_from_cache(self, images, cached) -> np.ndarray:
         blocks = []

@@ -21,8 +21,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .kernels import Kernel, make_kernel
+from .kernels import Kernel, Linear, make_kernel
 from .mkl import fit_binary
+
+_FLOAT_TYPES = (np.float64, np.float32)
 
 
 class KernelSVC(ClassifierMixin, BaseEstimator):
@@ -113,9 +115,16 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         return [(y == c).astype(int) for c in self.classes_]
 
     # -- sklearn API -------------------------------------------------------------
-    def fit(self, X, y):
-        """Fit one (MKL) SVM per binary task on features ``X`` (n, n_features)."""
-        X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True)
+    def fit(self, X, y, task_mask=None):
+        """Fit one (MKL) SVM per binary task on features ``X`` (n, n_features).
+
+        ``task_mask`` (n, n_tasks) bool, optional: the rows each task trains on
+        (e.g. PASCAL VOC leaves a class's "difficult" images out of that class
+        only). The Gram matrices are computed once for all rows and tasks.
+        """
+        # float32 features (large data sets) stay float32: Gram matrices are built in
+        # float64 blocks (kernels.blocked_inner), never from a float64 copy of X.
+        X, y = validate_data(self, X, y, dtype=_FLOAT_TYPES, multi_output=True)
         if y.ndim == 2 and y.shape[1] == 1:
             warnings.warn("A column-vector y was passed when a 1d array was expected",
                           DataConversionWarning, stacklevel=2)
@@ -127,13 +136,25 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         self.kernels_ = [k.fit(X[:, s]) for k, s in
                          zip(self._kernel_list(len(self.channel_slices_)), self.channel_slices_)]
         grams = [k.gram(X[:, s]) for k, s in zip(self.kernels_, self.channel_slices_)]
+        if task_mask is not None:
+            task_mask = np.asarray(task_mask, dtype=bool)
+            if task_mask.shape != (X.shape[0], len(tasks)):
+                raise ValueError(f"task_mask must have shape {(X.shape[0], len(tasks))}, "
+                                 f"got {task_mask.shape}")
         solutions = []
         for t, y01 in enumerate(tasks):
-            if np.unique(y01).size < 2:
+            rows = slice(None) if task_mask is None else np.flatnonzero(task_mask[:, t])
+            if np.unique(y01[rows]).size < 2:
                 raise ValueError("every class/label needs positive and negative training samples")
-            solutions.append(fit_binary(grams, y01, self.C, self.mkl_norm,
-                                        max_iter=self.mkl_max_iter, tol=self.mkl_tol,
-                                        class_weight=self._task_class_weight(t)))
+            sub = grams if task_mask is None else [G[np.ix_(rows, rows)] for G in grams]
+            solution = fit_binary(sub, y01[rows], self.C, self.mkl_norm,
+                                  max_iter=self.mkl_max_iter, tol=self.mkl_tol,
+                                  class_weight=self._task_class_weight(t))
+            if task_mask is not None:
+                full = np.zeros(X.shape[0])
+                full[rows] = solution.dual
+                solution.dual = full
+            solutions.append(solution)
         duals = np.vstack([s.dual for s in solutions])
         support = np.flatnonzero(np.any(duals != 0, axis=0))
         self.support_ = support
@@ -146,10 +167,67 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         ref = rng.choice(len(X), min(len(X), int(self.n_reference)), replace=False)
         self.reference_X_ = X[np.sort(ref)].copy()
-        candidates = np.vstack([self.reference_X_, self.support_vectors_])
-        F = self.decision_function(candidates)
-        self.candidate_decisions_ = F.reshape(len(candidates), -1)
+        # Decisions of the candidates (training rows) from the training Gram matrices:
+        # no second pass over the features (at VOC scale that pass costs as much as the Gram).
+        rows = np.concatenate([np.sort(ref), support])
+        F = np.tile(self.intercept_, (len(rows), 1))
+        for u, G in enumerate(grams):
+            F += (G[np.ix_(rows, support)] @ self.dual_coef_.T) * self.kernel_weights_[:, u][None, :]
+        self.candidate_decisions_ = F
         return self
+
+    def compress_linear(self):
+        """Replace the support vectors by one weight vector per task (linear kernels only).
+
+        For linear kernels ``sum_i a_{t,i} <s_i, x> = <w_t, x>`` with
+        ``w_t = sum_i a_{t,i} s_i``, so the expansion over ``n_sv`` vectors
+        becomes one over ``n_tasks`` vectors ``w_t`` (float64) with
+        ``dual_coef_ = I``: decisions and the exact decomposition
+        ``R_d = w_{t,d} x_d`` are unchanged, and a VOC Fisher-vector model
+        shrinks from ``n_sv x 327,680`` floats to one row. Returns self.
+        """
+        check_is_fitted(self, "dual_coef_")
+        if not all(isinstance(k, Linear) for k in self.kernels_):
+            raise ValueError("compress_linear needs linear kernels on every channel")
+        W = np.zeros((self.n_tasks_, self.support_vectors_.shape[1]))
+        step = 256
+        for start in range(0, len(self.support_vectors_), step):
+            W += self.dual_coef_[:, start:start + step] @ \
+                self.support_vectors_[start:start + step].astype(np.float64)
+        self.support_vectors_ = W
+        self.dual_coef_ = np.eye(self.n_tasks_)
+        self.support_ = np.full(self.n_tasks_, -1)
+        candidates = np.vstack([self.reference_X_.astype(np.float64), W])
+        self.candidate_decisions_ = self.decision_function(candidates).reshape(len(candidates), -1)
+        return self
+
+    def binary_task(self, task: int, name: str, negative: str) -> KernelSVC:
+        """A fitted binary classifier for one task: ``classes_ = [negative, name]``.
+
+        Keeps the task's dual expansion (its support vectors only), intercept,
+        kernel weights and Taylor candidates, so its decisions equal column
+        ``task`` of this model's ``decision_function``. Used to save one model
+        per class of a one-vs-rest / multi-label fit.
+        """
+        check_is_fitted(self, "dual_coef_")
+        keep = np.flatnonzero(self.dual_coef_[task] != 0)
+        out = clone(self)
+        for attr in ("n_features_in_", "channel_slices_", "kernels_", "reference_X_",
+                     "mkl_n_iter_", "mkl_converged_"):
+            if hasattr(self, attr):
+                setattr(out, attr, getattr(self, attr))
+        out.classes_ = np.array([negative, name])
+        out.multilabel_ = False
+        out.support_ = self.support_[keep]
+        out.support_vectors_ = self.support_vectors_[keep]
+        out.dual_coef_ = self.dual_coef_[task:task + 1, keep]
+        out.intercept_ = self.intercept_[task:task + 1]
+        out.kernel_weights_ = self.kernel_weights_[task:task + 1]
+        out.mkl_n_iter_ = self.mkl_n_iter_[task:task + 1]
+        out.mkl_converged_ = self.mkl_converged_[task:task + 1]
+        candidates = np.vstack([out.reference_X_, out.support_vectors_])
+        out.candidate_decisions_ = out.decision_function(candidates).reshape(-1, 1)
+        return out
 
     def candidate_points(self, task: int, sign: float = 1.0):
         """Reference points and support vectors with their (signed) decision values.
@@ -180,7 +258,7 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
     def decision_function(self, X) -> np.ndarray:
         """``f_t(x)``; shape (n,) for binary problems, (n, n_tasks) otherwise."""
         check_is_fitted(self, "dual_coef_")
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = validate_data(self, X, dtype=_FLOAT_TYPES, reset=False)
         F = np.tile(self.intercept_, (X.shape[0], 1))
         for u in range(len(self.kernels_)):
             G = self.channel_gram(X, u)

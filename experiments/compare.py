@@ -51,7 +51,7 @@ from bowlrp.rules import Contribution, Flat, SIFTBins  # noqa: E402
 from bowlrp.svm import KernelSVC  # noqa: E402
 from bowlrp.vocabulary import GMMVocabulary  # noqa: E402
 
-CONFIGS = {"hik": ROOT / "configs/polygons_hik.yaml", "chi2": ROOT / "configs/polygons_chi2.yaml"}
+CONFIGS = {"hik": "polygons_hik", "chi2": "polygons_chi2"}
 PERTURBATIONS = ("uniform", "blur")
 BLOCK = 9
 
