@@ -14,6 +14,7 @@ from . import kernels, rules
 from ._version import __version__
 from .anomaly import KernelSVDD, OneClassKernelSVM
 from .config import ConfigError, load_config
+from .datasets.voc import DatasetError, read_dataset
 from .descriptors import ColorQuantiles, DenseSIFT, Descriptors
 from .encoding import FisherVector, HardAssignment, RankMapping, SoftAssignment
 from .exceptions import BowlrpError, ImageError, ModelFileError, RuleError
@@ -25,9 +26,9 @@ from .svm import KernelSVC
 from .vocabulary import GMMVocabulary, KMeansVocabulary
 
 __all__ = [
-    "BowlrpError", "ColorQuantiles", "ConfigError", "DenseSIFT", "Descriptors", "Explanation",
+    "BowlrpError", "ColorQuantiles", "ConfigError", "DatasetError", "DenseSIFT", "Descriptors", "Explanation",
     "FisherVector", "GMMVocabulary", "HardAssignment", "ImageError", "KMeansVocabulary",
     "KernelSVC", "KernelSVDD", "ModelFileError", "OneClassKernelSVM", "Pipeline", "RankMapping",
     "RuleError", "SoftAssignment", "SpRAy",
-    "__version__", "kernels", "load", "load_config", "model_info", "rank_classes", "rules", "save",
+    "__version__", "kernels", "load", "load_config", "model_info", "rank_classes", "read_dataset", "rules", "save",
 ]

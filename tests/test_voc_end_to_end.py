@@ -58,7 +58,7 @@ def test_train_then_explain_cli(voc_root, tmp_path):
 def test_train_cli_errors_are_one_line(tmp_path, capsys):
     cases = [
         (["--config", str(SMALL), "--data", str(tmp_path / "nowhere"), "--out", "m.pkl"], "not found"),
-        (["--config", "no_such_config", "--data", str(tmp_path), "--out", "m.pkl"], "config not found"),
+        (["--config", "no_such_config", "--data", str(tmp_path), "--out", "m.pkl"], "config file not found"),
         (["--config", str(SMALL), "--data", str(tmp_path), "--out", "m.pkl", "--max-images", "1"],
          "at least 2"),
     ]

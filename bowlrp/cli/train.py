@@ -63,22 +63,21 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        summary = run(args)
-    except (ValueError, OSError, KeyError) as exc:
-        if args.debug:
-            raise
-        print(f"bowlrp-train: error: {exc}", file=sys.stderr)
-        return 2
-    s = summary
+def _train_and_report(args) -> int:
+    s = run(args)
     print(f"trained {s['mode']} model of {', '.join(s['classes'])} on {s['images']} images: "
           f"{sum(s['descriptors_sampled'])} descriptors sampled, {s['feature_size']} features, "
           f"training accuracy {s['training_accuracy']:.3f}, {s['total_s']:.1f} s -> {s['model']}")
     if not args.quiet:
         print(json.dumps(s), file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ._common import run_command
+
+    return run_command("bowlrp-train", _train_and_report, build_parser().parse_args(argv),
+                       "interrupted (nothing was written)")
 
 
 if __name__ == "__main__":
