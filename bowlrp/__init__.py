@@ -30,5 +30,6 @@ __all__ = [
     "FisherVector", "GMMVocabulary", "HardAssignment", "ImageError", "KMeansVocabulary",
     "KernelSVC", "KernelSVDD", "ModelFileError", "OneClassKernelSVM", "Pipeline", "RankMapping",
     "RuleError", "SoftAssignment", "SpRAy",
-    "__version__", "kernels", "load", "load_config", "model_info", "rank_classes", "read_dataset", "rules", "save",
+    "__version__", "kernels", "load", "load_config", "model_info", "rank_classes", "read_dataset",
+    "rules", "save",
 ]
