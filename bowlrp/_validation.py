@@ -92,6 +92,11 @@ def set_image_limits(max_pixels=_UNSET, max_bytes=_UNSET) -> dict[str, int | Non
     return previous
 
 
+def reset_image_limits() -> None:
+    """Forget :func:`set_image_limits`: back to the environment variables or the defaults."""
+    _limits.clear()
+
+
 def read_image(path: str | os.PathLike | bytes, *, max_pixels=_UNSET, max_bytes=_UNSET) -> np.ndarray:
     """Read an image file and return it as RGB (or grey) uint8/uint16, shape (H, W) or (H, W, 3).
 
