@@ -158,7 +158,10 @@ def read_image(path: str | os.PathLike | bytes, *, max_pixels=_UNSET, max_bytes=
             "raise it with BOWLRP_MAX_IMAGE_PIXELS or bowlrp.set_image_limits if you trust the file")
     try:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
+    except cv2.error as exc:
+        if "memory" in str(exc).lower():
+            raise ImageError(f"{shown}: out of memory decoding {header.width} x {header.height} "
+                             "pixels") from None
         image = None
     except MemoryError:
         raise ImageError(f"{shown}: out of memory decoding {header.width} x {header.height} pixels") \
