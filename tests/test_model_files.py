@@ -355,3 +355,21 @@ def test_cli_refuses_every_hostile_model_in_process(tiny, corpus, tmp_path, caps
         err = capsys.readouterr().err
         assert code == 2 and len(err.strip().splitlines()) == 1 and str(p) in err, (name, err)
         assert not sentinel.exists(), name
+
+
+def test_zip_bombs_are_refused_by_their_sizes_under_2_gib(corpus):
+    """70b130f: a zip-bomb model file took 4.3 GB (every member was decompressed to audit types)."""
+    from .limited import GIB, run_limited
+
+    sentinel, paths = corpus
+    bombs = [paths["zip bomb (64 MiB of zeros)"], paths["declared 4.3 GB member"]]
+    for p in bombs:
+        with pytest.raises(ModelFileError, match="zip bomb"):
+            load(p)
+        with pytest.raises(ModelFileError, match="zip bomb"):
+            model_info(p)
+    code = ("import sys\nfrom bowlrp.io import load\nfor p in sys.argv[1:]:\n    try:\n        load(p)\n"
+            "    except Exception as e:\n        print(type(e).__name__)\n")
+    r = run_limited(["-c", code, *map(str, bombs)], limit=2 * GIB, timeout=300)
+    assert r.returncode == 0 and r.stdout.split() == ["ModelFileError"] * 2, r.stderr
+    assert r.peak_rss < 2 * GIB
