@@ -36,7 +36,7 @@ from .limited import GIB, run_limited
 SEED = int(os.environ.get("BOWLRP_FUZZ_SEED", "0"))
 # (fast, slow) case counts; the slow run includes the fast cases' generators with more draws
 COUNTS = {"image": (100, 600), "bomb": (16, 120), "model": (50, 400), "xml": (60, 500),
-          "cli": (24, 160), "cli-subprocess": (2, 16)}
+          "cli": (24, 160), "cli-subprocess": (1, 16)}
 
 
 def counts(kind):
