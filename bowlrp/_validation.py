@@ -150,7 +150,7 @@ def read_image(path: str | os.PathLike | bytes, *, max_pixels=_UNSET, max_bytes=
     try:
         header = read_header(data)
     except HeaderError as exc:
-        raise ImageError(f"{shown} is not an image bowlrp can read ({exc})") from None
+        raise ImageError(f"{shown} is not an image bowlrp can decode ({exc})") from None
     if max_pixels is not None and header.pixels > max_pixels:
         raise ImageError(
             f"{shown}: {header.format} header declares {header.width} x {header.height} = "

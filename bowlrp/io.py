@@ -253,7 +253,8 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, shown: 
     return b"".join(chunks)
 
 
-def _check_zip(fh, size: int, path: Path, max_bytes: int | None, verify: bool = True):
+def _check_zip(fh, size: int, path: Path, max_bytes: int | None, verify: bool = True,
+               legacy: bool = False):
     """Zip directory and size limits, metadata, hashes. Returns (zipfile, metadata dict)."""
     shown = display_path(path)
     limit = MAX_MODEL_BYTES if max_bytes is None else int(max_bytes)
@@ -279,6 +280,8 @@ def _check_zip(fh, size: int, path: Path, max_bytes: int | None, verify: bool = 
             raise ModelFileError(f"{shown} would expand to {total:,} bytes from {size:,} "
                                  f"(limit {budget:,}; zip bomb?)")
         by_name = {i.filename: i for i in infos}
+        if META_NAME not in by_name and legacy:
+            return zf, None   # trusted=True: a file from bowlrp 0.1.0 (no metadata), sizes checked
         if META_NAME not in by_name:
             raise ModelFileError(f"{shown} is not a bowlrp model file (no {META_NAME} metadata; "
                                  "files are written by bowlrp.save)")
@@ -453,8 +456,9 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
         :data:`bowlrp._model_types.ALLOWED_TYPES`. A list of type names
         (skops semantics, e.g. ``["sklearn.preprocessing._data.StandardScaler"]``)
         additionally allows those exact types. ``True`` trusts every type in
-        the file and is the only way to load a real pickle file (both can run
-        arbitrary code; a warning is issued).
+        the file and is the only way to load a real pickle file or a file
+        written by bowlrp 0.1.0 without metadata (re-save it with :func:`save`);
+        both can run arbitrary code, and a warning is issued.
     max_bytes : int or None
         File-size and decompressed-size limit (default :data:`MAX_MODEL_BYTES`,
         environment variable ``BOWLRP_MAX_MODEL_BYTES``).
@@ -491,9 +495,10 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
         if kind != "zip":
             raise ModelFileError(f"{shown} is not a bowlrp model file")
         limit = MAX_MODEL_BYTES if max_bytes is None else int(max_bytes)
-        zf, meta = _check_zip(fh, size, path, max_bytes)
+        zf, meta = _check_zip(fh, size, path, max_bytes, legacy=trust_all)
         with zf:
-            _check_version(meta.get("bowlrp_version", "?"), path)
+            if meta is not None:
+                _check_version(meta.get("bowlrp_version", "?"), path)
             found = _schema_types(zf, path, limit)
             if trust_all:
                 warnings.warn(f"trusting every type in {shown}: only do this for files you trust",
@@ -512,7 +517,9 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or "model" not in payload:
         raise ModelFileError(f"{shown} is not a bowlrp model file (no bowlrp header)")
     model = payload["model"]
-    if type(model).__name__ != meta.get("kind"):
+    if meta is None:
+        _check_version(payload.get("bowlrp_version", "?"), path)
+    elif type(model).__name__ != meta.get("kind"):
         raise ModelFileError(f"{shown}: metadata says {_clean(meta.get('kind'), 40)} but the file holds "
                              f"{type(model).__name__} (corrupt or modified file)")
     return model

@@ -151,7 +151,7 @@ def test_missing_empty_directory_and_unknown_format(tmp_path):
     with pytest.raises(ImageError, match="not a regular file"):
         read_image(tmp_path)
     (tmp_path / "x.gif").write_bytes(b"GIF89a" + bytes(30))
-    with pytest.raises(ImageError, match="not an image bowlrp can read"):
+    with pytest.raises(ImageError, match="not an image bowlrp can decode"):
         read_image(tmp_path / "x.gif")
 
 

@@ -374,3 +374,21 @@ def test_zip_bombs_are_refused_by_their_sizes_under_2_gib(corpus):
     r = run_limited(["-c", code, *map(str, bombs)], limit=2 * GIB, timeout=300)
     assert r.returncode == 0 and r.stdout.split() == ["ModelFileError"] * 2, r.stderr
     assert r.peak_rss < 2 * GIB
+
+
+def test_files_from_0_1_0_without_metadata_load_only_when_trusted(tiny, tmp_path):
+    import skops.io as sio
+
+    from bowlrp import __version__
+
+    model, _, images = tiny
+    old = tmp_path / "old.pkl"
+    sio.dump({"format": "bowlrp-model", "bowlrp_version": __version__, "kind": "Pipeline",
+              "config": None, "model": model}, str(old))
+    with pytest.raises(ModelFileError, match="no bowlrp.json metadata"):
+        load(old)
+    with pytest.warns(UserWarning, match="trusting every type"):
+        back = load(old, trusted=True)
+    new = save(back, tmp_path / "new.pkl")   # the migration path
+    np.testing.assert_array_equal(load(new).decision_function(images[:2]),
+                                  model.decision_function(images[:2]))
