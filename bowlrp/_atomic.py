@@ -1,8 +1,20 @@
-"""Atomic file output: a temporary file in the target's folder, fsync, then rename.
+"""Atomic file writes that honour the umask: a file appears complete or not at all.
 
-A reader never sees a half-written file, and a killed writer leaves at most a
-hidden ``.<name>.*.tmp`` file, never a truncated result. Files get the mode a
-plain ``open()`` would give them (``0666 & ~umask``), not ``mkstemp``'s 0600.
+Every output bowlrp writes goes through this module::
+
+    atomic_write_bytes("out/a_heatmap.png", png_bytes)
+
+    with atomic_writer("out/curves.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+
+The data goes to a temporary file in the destination's directory (same file
+system, so the final rename is atomic), is flushed and ``fsync``-ed, gets the
+mode a plain ``open(path, "w")`` would give (``0o666 & ~umask``, i.e. 0644
+under the usual umask 022; :func:`tempfile.mkstemp` alone would leave 0600),
+and is renamed over ``path`` with :func:`os.replace`. If anything fails
+(including Ctrl-C) the temporary file is removed and ``path`` is untouched.
+Temporary names start with ``.`` and end with ``.tmp`` (:func:`is_temporary`)
+so interrupted runs are easy to recognise and clean up.
 """
 
 from __future__ import annotations
@@ -12,46 +24,104 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
-TMP_SUFFIX = ".tmp"
+__all__ = ["atomic_write_bytes", "atomic_writer", "file_mode", "is_temporary", "leftover_temporaries"]
+
+TEMP_SUFFIX = ".tmp"
 
 
-def _umask_mode() -> int:
-    mask = os.umask(0)
+def file_mode() -> int:
+    """Mode of a new regular file under the current umask: ``0o666 & ~umask``.
+
+    The umask can only be read by setting it, so it is set and restored at
+    once (the process-wide value is unchanged when this returns).
+    """
+    mask = os.umask(0o022)
     os.umask(mask)
     return 0o666 & ~mask
 
 
-@contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Context manager yielding a binary file; on success it replaces ``path`` atomically.
+def is_temporary(path: str | os.PathLike) -> bool:
+    """True for a name :func:`atomic_writer` uses for its temporary files."""
+    name = os.fsdecode(os.path.basename(os.fspath(path)))
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
-    On any exception (including KeyboardInterrupt) the temporary file is removed
-    and ``path`` is left as it was.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+
+def _fsync_dir(directory: Path) -> None:
     try:
-        with os.fdopen(fd, "wb") as fh:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike, mode: str = "wb", *, encoding: str | None = None,
+                  newline: str | None = None, fsync: bool = True) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success it replaces ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or PathLike (bytes paths and non-UTF-8 names work)
+        The final file. Its directory must exist.
+    mode : {"wb", "w"}
+        Binary or text.
+    encoding, newline : str or None
+        Passed to :func:`open` in text mode (``encoding`` defaults to UTF-8).
+    fsync : bool
+        Flush the data to disk before the rename (default), so a power cut
+        leaves either the old or the new file, never a truncated one.
+
+    Yields
+    ------
+    file object
+        Write to it; do not close it.
+
+    Raises
+    ------
+    OSError
+        From creating, writing or renaming; ``path`` is then unchanged and
+        no temporary file is left.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
+    path = Path(os.fsdecode(path))
+    directory = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=directory)
+    try:
+        if mode == "w":
+            fh = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline=newline)
+        else:
+            fh = os.fdopen(fd, "wb")
+        with fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())
+            if fsync:
+                os.fsync(fh.fileno())
+            os.chmod(fh.fileno(), file_mode())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if fsync:
+        _fsync_dir(directory)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; returns the path."""
-    with atomic_writer(path) as fh:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | bytearray | memoryview, *,
+                       fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically with mode ``0o666 & ~umask``; return ``path``."""
+    with atomic_writer(path, "wb", fsync=fsync) as fh:
         fh.write(data)
-    return Path(path)
+    return Path(os.fsdecode(path))
 
 
 def leftover_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Temporary files an interrupted atomic write may have left in ``folder`` (recursive)."""
-    return sorted(p for p in Path(folder).rglob(f".*{TMP_SUFFIX}") if p.is_file())
+    """Temporary files that interrupted atomic writes left below ``folder`` (recursive)."""
+    return sorted(p for p in Path(folder).rglob(f".*{TEMP_SUFFIX}") if p.is_file() and is_temporary(p))

@@ -30,6 +30,7 @@ import numpy as np
 
 from ._atomic import atomic_write_bytes, leftover_temporaries
 from ._lock import FolderLock
+from ._validation import display_path
 from .exceptions import BowlrpError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
@@ -44,11 +45,6 @@ class InputError(BowlrpError, ValueError):
 
 class SettingsMismatch(BowlrpError, ValueError):
     """An output folder holds results made with another model or other settings."""
-
-
-def display_path(path) -> str:
-    """A path as printable text (bytes that are not UTF-8 shown as escapes)."""
-    return os.fsdecode(os.fsencode(path)).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)

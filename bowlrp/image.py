@@ -10,12 +10,12 @@ green about zero, red positive).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ._atomic import atomic_write_bytes
 from ._validation import as_float_image
 
 COLORMAPS = ("bwr", "seismic", "jet", "coolwarm", "RdBu_r", "gray")
@@ -161,14 +161,6 @@ def with_colorbar(picture: np.ndarray, colormap: str = "bwr", scale: float | Non
     return np.hstack([pic, panel / 255.0])
 
 
-def encode_png(picture: np.ndarray) -> bytes:
-    """PNG bytes of an RGB float [0, 1] or uint8 picture (no file name ever reaches OpenCV)."""
-    ok, buffer = cv2.imencode(".png", _as_bgr_uint8(picture))
-    if not ok:
-        raise ValueError(f"could not encode a picture of shape {np.shape(picture)} as PNG")
-    return buffer.tobytes()
-
-
 def _as_bgr_uint8(picture: np.ndarray) -> np.ndarray:
     pic = np.asarray(picture)
     if pic.dtype != np.uint8:
@@ -176,25 +168,31 @@ def _as_bgr_uint8(picture: np.ndarray) -> np.ndarray:
     return pic[:, :, ::-1] if pic.ndim == 3 else pic
 
 
-def write_png(path, picture: np.ndarray) -> None:
-    """Write an RGB float [0, 1] or uint8 picture as PNG (not atomic; see :func:`save_png`)."""
-    if not cv2.imwrite(str(path), _as_bgr_uint8(picture)):
-        raise OSError(f"could not write {path}")
+def encode_png(picture: np.ndarray) -> bytes:
+    """PNG bytes of an RGB float [0, 1] or uint8 picture (``cv2.imencode``; no file involved)."""
+    ok, buffer = cv2.imencode(".png", _as_bgr_uint8(picture))
+    if not ok:  # pragma: no cover - imencode fails only for unsupported arrays
+        raise ValueError(f"could not encode a picture of shape {np.shape(picture)} as PNG")
+    return buffer.tobytes()
+
+
+def write_png(path, picture: np.ndarray) -> Path:
+    """Write an RGB float [0, 1] or uint8 picture as PNG, atomically.
+
+    The PNG is encoded in memory and written with Python file I/O through
+    :func:`bowlrp._atomic.atomic_write_bytes` (temporary file in the same
+    folder, fsync, rename; mode ``0o666 & ~umask``): OpenCV never sees the
+    path, so names that are not valid UTF-8 work, and an interrupted write
+    leaves no partial file.
+    """
+    return atomic_write_bytes(path, encode_png(picture))
 
 
 def save_png(path, picture: np.ndarray) -> Path:
-    """Write a picture as PNG atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
+    """Like :func:`write_png`, creating the parent folder first."""
+    path = Path(os.fsdecode(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        write_png(tmp, picture)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_png(path, picture)
 
 
 def triplet(image, heatmap: np.ndarray, colormap: str = "bwr") -> np.ndarray:

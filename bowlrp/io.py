@@ -1,53 +1,196 @@
-"""Safe model files: skops format, version and kind checks, no silent unpickling.
+"""Safe model files: skops format, an exact type allowlist, metadata readable without loading.
 
 ``save(model, "voc_horse.pkl")`` writes the skops (zip) format under the name
-the user chose; ``load`` reads it without executing code: only types from
-bowlrp, NumPy, SciPy and scikit-learn are accepted. A real pickle file is
-loaded only with ``trusted=True`` (and a warning).
+the user chose, plus a small JSON member ``bowlrp.json`` (format, bowlrp
+version, kind, config, classes and the SHA-256 of every other member).
+``model_info`` reads only that member and constructs no object.
+
+``load`` reads a file in this order, refusing with one
+:class:`~bowlrp.exceptions.ModelFileError` line naming the file at the first
+problem:
+
+1. the file size (``max_bytes``, default :data:`MAX_MODEL_BYTES`);
+2. the zip directory: number of members, every member's *declared*
+   decompressed size, their sum against ``max_bytes`` and against
+   :data:`MAX_EXPANSION` times the file size (zip bombs);
+3. the metadata member and, reading every member as a stream that stops at
+   its declared size and at the limit (*actual* sizes), the stored hashes;
+4. the skops object tree (``schema.json``), without importing or calling
+   anything: every ``(loader, type)`` pair must be in the exact allowlist
+   :data:`bowlrp._model_types.ALLOWED_TYPES` or be named in ``trusted``;
+5. only then skops builds the objects, with ``trusted=`` the list of the type
+   names just checked (never ``trusted=True``).
+
+A real pickle file is loaded only with ``trusted=True`` (and a warning).
+Limits can be raised per call (``max_bytes=``) or for the process with the
+environment variable ``BOWLRP_MAX_MODEL_BYTES`` (bytes). See ``docs/security.md``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import pickle
-import tempfile
 import warnings
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
+from ._atomic import atomic_write_bytes
+from ._model_types import ALLOWED_TYPES
+from ._validation import display_path
 from ._version import __version__
 from .exceptions import ModelFileError
 
+__all__ = ["FORMAT", "MAX_EXPANSION", "MAX_MODEL_BYTES", "META_NAME", "file_hash", "load",
+           "model_info", "save"]
+
 FORMAT = "bowlrp-model"
-_SAFE_PREFIXES = ("bowlrp.", "numpy.", "scipy.", "sklearn.", "builtins.", "collections.")
+#: Name of the JSON metadata member inside the zip.
+META_NAME = "bowlrp.json"
+META_FORMAT_VERSION = 1
 
 
+def _env_bytes(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise ModelFileError(f"environment variable {name}={text!r} is not a number of bytes") from None
+    if value <= 0:
+        raise ModelFileError(f"environment variable {name} must be positive, got {value}")
+    return value
+
+
+#: Default limit on a model file's size and on the sum of its decompressed members (4 GiB).
+MAX_MODEL_BYTES = _env_bytes("BOWLRP_MAX_MODEL_BYTES", 4 << 30)
+#: Decompressed members may total at most this many times the file size (plus 1 MiB).
+#: bowlrp writes uncompressed members (ratio about 1); a zip bomb has ratios of 1000s.
+MAX_EXPANSION = 20
+#: Limits on the parts read before anything else.
+MAX_MEMBERS = 65_536
+MAX_META_BYTES = 16 << 20
+MAX_SCHEMA_BYTES = 256 << 20
+_CHUNK = 1 << 20
+
+
+# -- helpers ------------------------------------------------------------------------------------
 def _major_minor(version: str) -> tuple[int, int]:
     parts = str(version).split(".")
     return int(parts[0]), int(parts[1])
 
 
+def _clean(text, limit: int = 120) -> str:
+    """A name read from a file, safe to show in one line."""
+    text = str(text)
+    shown = text.encode("unicode_escape", "backslashreplace").decode("ascii", "replace")
+    return shown if len(shown) <= limit else shown[:limit] + "..."
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return _clean(line, 200)
+
+
+def _jsonable(value):
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _classes_of(model):
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return None
+    try:
+        return _jsonable(list(getattr(classes, "tolist", lambda: list(classes))()))
+    except Exception:  # pragma: no cover - exotic classes_
+        return None
+
+
+def _manifest_digest(members: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(members):
+        h.update(name.encode("utf-8", "surrogatepass") + b"\t" + members[name].encode("ascii") + b"\n")
+    return h.hexdigest()
+
+
+def _trusted_names(trusted) -> tuple[bool, frozenset[str]]:
+    """``trusted`` as (trust everything?, set of exact type names)."""
+    if trusted is True:
+        return True, frozenset()
+    if trusted is False or trusted is None:
+        return False, frozenset()
+    if isinstance(trusted, (str, type)):
+        trusted = [trusted]
+    if not isinstance(trusted, Sequence) and not isinstance(trusted, (set, frozenset)):
+        raise TypeError(f"trusted must be a bool or a list of type names, got {type(trusted).__name__}")
+    names = []
+    for t in trusted:
+        if isinstance(t, type):
+            names.append(f"{t.__module__}.{t.__qualname__}")
+        elif isinstance(t, str):
+            names.append(t)
+        else:
+            raise TypeError(f"trusted must list type names (str), got {type(t).__name__}")
+    return False, frozenset(names)
+
+
+# -- writing ------------------------------------------------------------------------------------
 def save(model, path) -> Path:
-    """Write ``model`` (fitted Pipeline or estimator) to ``path`` atomically, skops format."""
+    """Write ``model`` (fitted Pipeline or estimator) to ``path`` atomically, skops format.
+
+    The file is a skops zip with one more member, ``bowlrp.json``: format,
+    bowlrp version, kind, config, classes and the SHA-256 of every skops member
+    (``members``) and of that list (``payload_sha256``). It is created with mode
+    ``0o666 & ~umask`` (see :mod:`bowlrp._atomic`).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     import skops.io as sio
 
-    path = Path(path)
+    path = Path(os.fsdecode(path))
+    config = getattr(model, "config", None)
     payload = {
         "format": FORMAT,
         "bowlrp_version": __version__,
         "kind": type(model).__name__,
-        "config": getattr(model, "config", None),
+        "config": config,
         "model": model,
     }
+    buffer = io.BytesIO()
+    sio.dump(payload, buffer)
+    with zipfile.ZipFile(buffer) as zf:
+        members = {}
+        for info in zf.infolist():
+            h = hashlib.sha256()
+            with zf.open(info) as fh:
+                for block in iter(lambda fh=fh: fh.read(_CHUNK), b""):
+                    h.update(block)
+            members[info.filename] = h.hexdigest()
+    meta = {
+        "format": FORMAT,
+        "format_version": META_FORMAT_VERSION,
+        "bowlrp_version": __version__,
+        "kind": type(model).__name__,
+        "config": _jsonable(config),
+        "classes": _classes_of(model),
+        "members": members,
+        "payload_sha256": _manifest_digest(members),
+    }
+    with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr(META_NAME, json.dumps(meta, indent=1, sort_keys=True))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        sio.dump(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buffer.getbuffer())
     return path
 
 
@@ -55,80 +198,328 @@ def file_hash(path) -> str:
     """SHA-256 of a file (identifies the model an explanation came from)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
+        for block in iter(lambda: fh.read(_CHUNK), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def load(path, trusted: bool = False):
-    """Load a model written by :func:`save`.
+# -- reading: checks that construct nothing -------------------------------------------------------
+def _open_checked(path: Path, max_bytes: int | None):
+    """Open ``path`` after the existence and size checks; return (file object, size, kind)."""
+    shown = display_path(path)
+    try:
+        if not path.is_file():
+            raise ModelFileError(f"model file not found: {shown}")
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise ModelFileError(f"cannot open model file {shown}: {exc.strerror or exc}") from None
+    try:
+        size = os.fstat(fh.fileno()).st_size
+        limit = MAX_MODEL_BYTES if max_bytes is None else int(max_bytes)
+        if size > limit:
+            raise ModelFileError(
+                f"{shown} is {size:,} bytes, above the model file limit of {limit:,}; "
+                "pass max_bytes= or set BOWLRP_MAX_MODEL_BYTES if you expect a model this large")
+        head = fh.read(4)
+        fh.seek(0)
+    except BaseException:
+        fh.close()
+        raise
+    kind = "zip" if head[:2] == b"PK" else "pickle" if head[:1] == b"\x80" else "other"
+    return fh, size, kind
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, shown: str,
+                 digest: hashlib._Hash | None = None, keep: bool = True) -> bytes:
+    """Stream one member, stopping at its declared size and at ``limit`` (actual-size check)."""
+    chunks, n = [], 0
+    with zf.open(info) as fh:
+        while True:
+            block = fh.read(_CHUNK)
+            if not block:
+                break
+            n += len(block)
+            if n > info.file_size or n > limit:
+                raise ModelFileError(
+                    f"{shown}: member {_clean(info.filename)} decompresses to more than its declared "
+                    f"{info.file_size:,} bytes or the limit of {limit:,} (zip bomb?)")
+            if digest is not None:
+                digest.update(block)
+            if keep:
+                chunks.append(block)
+    if n != info.file_size:
+        raise ModelFileError(f"{shown}: member {_clean(info.filename)} is shorter than declared "
+                             "(truncated or corrupt file)")
+    return b"".join(chunks)
+
+
+def _check_zip(fh, size: int, path: Path, max_bytes: int | None, verify: bool = True,
+               legacy: bool = False):
+    """Zip directory and size limits, metadata, hashes. Returns (zipfile, metadata dict)."""
+    shown = display_path(path)
+    limit = MAX_MODEL_BYTES if max_bytes is None else int(max_bytes)
+    try:
+        zf = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise ModelFileError(f"{shown} is not a readable model file (corrupt or truncated zip: "
+                             f"{_first_line(exc)})") from None
+    try:
+        infos = zf.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise ModelFileError(f"{shown} has {len(infos):,} zip members (limit {MAX_MEMBERS:,})")
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            raise ModelFileError(f"{shown} has duplicate zip members (corrupt or crafted file)")
+        total = sum(i.file_size for i in infos)
+        budget = min(limit, MAX_EXPANSION * size + (1 << 20))
+        big = max(infos, key=lambda i: i.file_size, default=None)
+        if big is not None and big.file_size > limit:
+            raise ModelFileError(f"{shown}: member {_clean(big.filename)} declares {big.file_size:,} "
+                                 f"bytes, above the limit of {limit:,} (zip bomb?)")
+        if total > budget:
+            raise ModelFileError(f"{shown} would expand to {total:,} bytes from {size:,} "
+                                 f"(limit {budget:,}; zip bomb?)")
+        by_name = {i.filename: i for i in infos}
+        if META_NAME not in by_name and legacy:
+            return zf, None   # trusted=True: a file from bowlrp 0.1.0 (no metadata), sizes checked
+        if META_NAME not in by_name:
+            raise ModelFileError(f"{shown} is not a bowlrp model file (no {META_NAME} metadata; "
+                                 "files are written by bowlrp.save)")
+        raw = _read_member(zf, by_name[META_NAME], min(limit, MAX_META_BYTES), shown)
+        try:
+            meta = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise ModelFileError(f"{shown}: {META_NAME} is not valid JSON (corrupt file)") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ModelFileError(f"{shown} is not a bowlrp model file (no bowlrp header)")
+        members = meta.get("members")
+        if not isinstance(members, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in members.items()):
+            raise ModelFileError(f"{shown}: {META_NAME} lists no member hashes (corrupt file)")
+        if verify:
+            present = set(names) - {META_NAME}
+            if present != set(members):
+                odd = sorted(present ^ set(members))[0]
+                raise ModelFileError(f"{shown}: zip member {_clean(odd)} is missing or not listed "
+                                     "in the metadata (corrupt or modified file)")
+            if meta.get("payload_sha256") != _manifest_digest(members):
+                raise ModelFileError(f"{shown}: stored payload hash does not match its member list "
+                                     "(corrupt or modified file)")
+            for name in sorted(present):
+                digest = hashlib.sha256()
+                _read_member(zf, by_name[name], limit, shown, digest, keep=False)
+                if digest.hexdigest() != members[name]:
+                    raise ModelFileError(f"{shown}: member {_clean(name)} does not match its stored "
+                                         "SHA-256 (corrupt or modified file)")
+    except ModelFileError:
+        zf.close()
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
+        zf.close()
+        raise ModelFileError(f"{shown} is not a readable model file ({_first_line(exc)})") from None
+    return zf, meta
+
+
+def _schema_types(zf: zipfile.ZipFile, path: Path, limit: int) -> set[tuple[str, str]]:
+    """Every ``(loader, type name)`` in the skops object tree, read as JSON (nothing imported)."""
+    shown = display_path(path)
+    try:
+        info = zf.getinfo("schema.json")
+    except KeyError:
+        raise ModelFileError(f"{shown} is not a bowlrp model file (no skops schema)") from None
+    raw = _read_member(zf, info, min(limit, MAX_SCHEMA_BYTES), shown)
+    try:
+        schema = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ModelFileError(f"{shown}: schema.json is not valid JSON (corrupt file)") from None
+    found: set[tuple[str, str]] = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__loader__" in node:
+                loader, module, cls = node.get("__loader__"), node.get("__module__"), node.get("__class__")
+                if not all(isinstance(s, str) for s in (loader, module, cls)):
+                    raise ModelFileError(f"{shown}: malformed skops node (corrupt or crafted file)")
+                found.add((loader, f"{module}.{cls}"))
+                if loader == "MethodNode":
+                    content = node.get("content")
+                    func = content.get("func") if isinstance(content, dict) else None
+                    found.add((loader, f"{module}.{cls}.{func}"))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def _audit(found: set[tuple[str, str]], trusted_names: frozenset[str], path: Path) -> list[str]:
+    """Refuse any (loader, type) not allowed; return the type names to hand to skops."""
+    unknown, misbuilt = set(), set()
+    for loader, name in found:
+        if name in trusted_names:
+            continue
+        allowed = ALLOWED_TYPES.get(name)
+        if allowed is None:
+            unknown.add(name)
+        elif loader not in allowed and loader != "CachedNode":
+            misbuilt.add(f"{name} (built by {loader})")
+    if unknown or misbuilt:
+        bad = sorted(unknown) + sorted(misbuilt)
+        first = _clean(sorted(unknown)[0] if unknown else sorted(misbuilt)[0].split(" ")[0])
+        shown = ", ".join(_clean(b, 80) for b in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3
+                                                             else "")
+        raise ModelFileError(
+            f"{display_path(path)} contains types bowlrp model files do not contain: {shown}; refusing "
+            f"to load it (pass trusted=[{first!r}] or --trust {first} only if you trust the file's "
+            "source)")
+    return sorted({name for _, name in found})
+
+
+def _check_version(meta_version, path: Path) -> None:
+    try:
+        compatible = _major_minor(meta_version) == _major_minor(__version__)
+    except (ValueError, IndexError, TypeError):
+        compatible = False
+    if not compatible:
+        shown_version = _clean(meta_version, 40)
+        raise ModelFileError(
+            f"{display_path(path)} was written by bowlrp {shown_version}; this is bowlrp {__version__}: "
+            f"retrain the model or install bowlrp=={shown_version}")
+
+
+# -- reading: public ------------------------------------------------------------------------------
+def model_info(path, trusted: bool | Sequence[str] = False, *, verify: bool = True,
+               max_bytes: int | None = None) -> dict:
+    """Metadata of a model file, read from its JSON member; no object is constructed.
+
+    With ``verify`` (default) the file is checked exactly as :func:`load`
+    checks it -- sizes, hashes, and the object tree's types against the
+    allowlist (read as JSON) -- so a file ``model_info`` accepts is one
+    ``load`` will build without running anything outside the allowlist.
 
     Parameters
     ----------
     path : str or Path
-    trusted : bool
-        Allow loading a real pickle file (it can execute arbitrary code), and
-        types outside bowlrp/NumPy/SciPy/scikit-learn in a skops file.
+    trusted : bool or sequence of str
+        Extra type names to accept, as for :func:`load`.
+    verify : bool
+        Check every member against its stored SHA-256 (reads the whole file
+        as a stream; memory stays at a few MB) and audit the types.
+    max_bytes : int or None
+        File-size and decompressed-size limit (default :data:`MAX_MODEL_BYTES`).
+
+    Returns
+    -------
+    dict
+        ``format``, ``format_version``, ``bowlrp_version``, ``kind``, ``config``,
+        ``classes`` (list or None) and ``sha256`` (the stored payload hash).
 
     Raises
     ------
     ModelFileError
-        Missing file, not a bowlrp model, untrusted pickle or content,
-        or written by an incompatible bowlrp version.
+        Missing, oversized, corrupt or non-bowlrp file (one line naming it).
+    """
+    path = Path(os.fsdecode(path))
+    fh, size, kind = _open_checked(path, max_bytes)
+    with fh:
+        if kind == "pickle":
+            raise ModelFileError(f"{display_path(path)} is a pickle file, which has no readable "
+                                 "metadata; re-save it with bowlrp.save")
+        if kind != "zip":
+            raise ModelFileError(f"{display_path(path)} is not a bowlrp model file")
+        zf, meta = _check_zip(fh, size, path, max_bytes, verify=verify)
+        with zf:
+            if verify:
+                trust_all, trusted_names = _trusted_names(trusted)
+                found = _schema_types(zf, path, MAX_MODEL_BYTES if max_bytes is None else int(max_bytes))
+                if not trust_all:
+                    _audit(found, trusted_names, path)
+    return {
+        "format": meta.get("format"),
+        "format_version": meta.get("format_version"),
+        "bowlrp_version": meta.get("bowlrp_version"),
+        "kind": meta.get("kind"),
+        "config": meta.get("config"),
+        "classes": meta.get("classes"),
+        "sha256": meta.get("payload_sha256"),
+    }
+
+
+def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None = None):
+    """Load a model written by :func:`save`, constructing only allowed types.
+
+    Parameters
+    ----------
+    path : str or Path
+    trusted : bool or sequence of str
+        ``False`` (default): only the exact types in
+        :data:`bowlrp._model_types.ALLOWED_TYPES`. A list of type names
+        (skops semantics, e.g. ``["sklearn.preprocessing._data.StandardScaler"]``)
+        additionally allows those exact types. ``True`` trusts every type in
+        the file and is the only way to load a real pickle file or a file
+        written by bowlrp 0.1.0 without metadata (re-save it with :func:`save`);
+        both can run arbitrary code, and a warning is issued.
+    max_bytes : int or None
+        File-size and decompressed-size limit (default :data:`MAX_MODEL_BYTES`,
+        environment variable ``BOWLRP_MAX_MODEL_BYTES``).
+
+    Raises
+    ------
+    ModelFileError
+        Missing or oversized file, zip bomb, corrupt or truncated file, hash
+        mismatch, not a bowlrp model, a type that is neither allowed nor
+        trusted, a pickle without ``trusted=True``, or a file written by an
+        incompatible bowlrp version. Always one line naming the file.
     """
     import skops.io as sio
 
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file not found: {path}")
-    with open(path, "rb") as fh:
-        head = fh.read(4)
-    if head[:2] == b"PK":
+    path = Path(os.fsdecode(path))
+    shown = display_path(path)
+    trust_all, trusted_names = _trusted_names(trusted)
+    fh, size, kind = _open_checked(path, max_bytes)
+    with fh:
+        if kind == "pickle":
+            if not trust_all:
+                raise ModelFileError(
+                    f"{shown} is a pickle file, which can run arbitrary code when loaded; "
+                    "re-save it with bowlrp.save, or load(..., trusted=True) if you trust its source")
+            warnings.warn(f"unpickling {shown}: only do this for files you trust", stacklevel=2)
+            try:
+                payload = pickle.load(fh)  # noqa: S301 - explicit trusted=True
+            except Exception as exc:
+                raise ModelFileError(f"{shown} could not be unpickled ({_first_line(exc)})") from None
+            if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+                return payload
+            _check_version(payload.get("bowlrp_version", "?"), path)
+            return payload["model"]
+        if kind != "zip":
+            raise ModelFileError(f"{shown} is not a bowlrp model file")
+        limit = MAX_MODEL_BYTES if max_bytes is None else int(max_bytes)
+        zf, meta = _check_zip(fh, size, path, max_bytes, legacy=trust_all)
+        with zf:
+            if meta is not None:
+                _check_version(meta.get("bowlrp_version", "?"), path)
+            found = _schema_types(zf, path, limit)
+            if trust_all:
+                warnings.warn(f"trusting every type in {shown}: only do this for files you trust",
+                              stacklevel=2)
+                names = sorted({name for _, name in found})
+            else:
+                names = _audit(found, trusted_names, path)
+        fh.seek(0)
         try:
-            untrusted = sio.get_untrusted_types(file=path)
+            payload = sio.load(fh, trusted=names)
+        except MemoryError:
+            raise ModelFileError(f"{shown}: out of memory while loading the model") from None
         except Exception as exc:
-            raise ModelFileError(f"{path} is not a bowlrp model file ({exc})") from None
-        unsafe = [t for t in untrusted if not t.startswith(_SAFE_PREFIXES)]
-        if unsafe and not trusted:
-            raise ModelFileError(
-                f"{path} contains types bowlrp does not trust ({', '.join(unsafe[:3])}); "
-                "pass trusted=True only if you trust its source"
-            )
-        try:
-            payload = sio.load(path, trusted=untrusted)
-        except Exception as exc:
-            raise ModelFileError(f"{path} could not be read as a bowlrp model ({exc})") from None
-    elif head[:1] == b"\x80":
-        if not trusted:
-            raise ModelFileError(
-                f"{path} is a pickle file, which can run arbitrary code when loaded; "
-                "re-save it with bowlrp.save, or load(..., trusted=True) if you trust its source"
-            )
-        warnings.warn(f"unpickling {path}: only do this for files you trust", stacklevel=2)
-        with open(path, "rb") as fh:
-            payload = pickle.load(fh)  # noqa: S301 - explicit trusted=True
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            return payload
-    else:
-        raise ModelFileError(f"{path} is not a bowlrp model file")
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is not a bowlrp model file (no bowlrp header)")
-    version = payload.get("bowlrp_version", "?")
-    try:
-        compatible = _major_minor(version) == _major_minor(__version__)
-    except (ValueError, IndexError):
-        compatible = False
-    if not compatible:
-        raise ModelFileError(
-            f"{path} was written by bowlrp {version}; this is bowlrp {__version__}: "
-            f"retrain the model or install bowlrp=={version}"
-        )
-    return payload["model"]
-
-
-def model_info(path) -> dict:
-    """Header of a model file (format, version, kind, config) without the model."""
-    import skops.io as sio
-
-    payload = sio.load(Path(path), trusted=sio.get_untrusted_types(file=Path(path)))
-    return {k: v for k, v in payload.items() if k != "model"}
+            raise ModelFileError(f"{shown} could not be read as a bowlrp model ({_first_line(exc)})") \
+                from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT or "model" not in payload:
+        raise ModelFileError(f"{shown} is not a bowlrp model file (no bowlrp header)")
+    model = payload["model"]
+    if meta is None:
+        _check_version(payload.get("bowlrp_version", "?"), path)
+    elif type(model).__name__ != meta.get("kind"):
+        raise ModelFileError(f"{shown}: metadata says {_clean(meta.get('kind'), 40)} but the file holds "
+                             f"{type(model).__name__} (corrupt or modified file)")
+    return model

@@ -157,7 +157,8 @@ def test_context_ratio_of_a_synthetic_heatmap():
     heat[9, 0] = -5.0         # negative relevance is ignored
     box = [(2, 4, 2, 4)]
     assert np.isclose(context_ratio(heat, box), (3 / 96) / 2)
-    assert np.isnan(context_ratio(heat, []))
+    with pytest.raises(AnnotationError, match="cover no pixel"):
+        context_ratio(heat, [])   # no NaN: an empty box area is an error
 
 
 VOC_XML = """<annotation><filename>000001.jpg</filename>

@@ -21,6 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .._atomic import atomic_write_bytes
+from .._validation import read_image
+
 TILE = 102
 STRIDE = 34
 _SUPERSAMPLE = 4
@@ -173,8 +176,10 @@ def save_scenes(scenes: list[Scene], out_dir, prefix: str) -> list[Path]:
     paths = []
     for i, s in enumerate(scenes):
         stem = out / f"{prefix}_{i:03d}"
-        cv2.imwrite(str(stem) + ".png", np.round(s.image * 255).astype(np.uint8))
-        cv2.imwrite(str(stem) + "_mask.png", s.mask.astype(np.uint16))
+        # encoded in memory, written atomically with Python I/O (any file name works)
+        atomic_write_bytes(str(stem) + ".png",
+                           cv2.imencode(".png", np.round(s.image * 255).astype(np.uint8))[1])
+        atomic_write_bytes(str(stem) + "_mask.png", cv2.imencode(".png", s.mask.astype(np.uint16))[1])
         Path(str(stem) + ".json").write_text(json.dumps({"shapes": s.shapes}, indent=1))
         paths.append(Path(str(stem) + ".png"))
     return paths
@@ -184,7 +189,7 @@ def load_scene(image_path) -> Scene:
     """Read a scene written by :func:`save_scenes`."""
     image_path = Path(image_path)
     stem = image_path.with_suffix("")
-    image = cv2.imread(str(image_path), cv2.IMREAD_GRAYSCALE) / 255.0
-    mask = cv2.imread(str(stem) + "_mask.png", cv2.IMREAD_UNCHANGED).astype(np.int32)
+    image = read_image(image_path) / 255.0
+    mask = read_image(str(stem) + "_mask.png").astype(np.int32)
     shapes = json.loads(Path(str(stem) + ".json").read_text())["shapes"]
     return Scene(image, mask, shapes)
