@@ -38,7 +38,7 @@ def test_vlfeat_dot_changes_exactly_the_descriptors_whose_full_support_holds_it(
 def test_vlfeat_grid_and_counts_match_phow_convention():
     ex = DenseSIFT(backend="vlfeat").fit()
     d = ex.describe(np.random.default_rng(0).random((360, 480)))
-    assert len(d) == 67574  # FACTS.md: about 67.6k at sizes 4..10, step 3
+    assert len(d) == 67574  # VLFeat phow: about 67.6k at sizes 4..10, step 3 on 480 x 360
     for b in (4, 6, 8, 10):
         centers = d.centers[d.scales == b]
         expected = grid_centers(360, b, 3, 10)
