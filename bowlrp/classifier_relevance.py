@@ -8,7 +8,7 @@ import numpy as np
 
 from .exceptions import RuleError
 from .roots import boundary_root, infer_domain, segment_roots
-from .rules import Decomposition, Taylor, require
+from .rules import Decomposition, Taylor, integrated_gradient, require
 
 
 @dataclass
@@ -29,7 +29,9 @@ class DimensionRelevance:
 
 
 def default_rule(clf):
-    return Decomposition() if all(k.decomposable for k in clf.kernels_) else Taylor()
+    """``Decomposition()`` for sum-decomposable kernels, else the path-integrated gradient
+    from the boundary root (``integrated_gradient()``: conservation up to quadrature error)."""
+    return Decomposition() if all(k.decomposable for k in clf.kernels_) else integrated_gradient()
 
 
 def _explained_function(clf, task: int, sign: float):

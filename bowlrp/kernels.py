@@ -58,7 +58,7 @@ def _gram_elementwise_serial(X, Y, op):
     return out
 
 
-_SERIAL_ROWS = 16
+_SERIAL_ROWS = 32
 
 
 def _elementwise(X, Y, op):

@@ -21,7 +21,7 @@ classifier-step variant (:data:`VARIANTS`) and measures
   errors of the per-tile differences to occlusion.
 
 Writes ``results.json`` (atomically) and prints the table. Trained models are
-cached in ``--out/models`` and reused.
+cached in ``--model-dir`` (default ``--out/models``) and reused.
 """
 
 from __future__ import annotations
@@ -75,11 +75,10 @@ def model_configs(n_words: int, n_gauss: int) -> dict:
     return {"chi2": chi2, "rbf": rbf, "fv_rbf": fv}
 
 
-def train_models(out: Path, names, n_train: int, n_words: int, n_gauss: int, seed: int,
+def train_models(mdir: Path, names, n_train: int, n_words: int, n_gauss: int, seed: int,
                  n_jobs: int) -> dict:
-    """Fit (or load cached) models; returns {name: (pipeline, info)}."""
+    """Fit (or load cached, from ``mdir``) models; returns {name: (pipeline, info)}."""
     configs = model_configs(n_words, n_gauss)
-    mdir = out / "models"
     mdir.mkdir(parents=True, exist_ok=True)
     X = y = None
     models = {}
@@ -110,3 +109,248 @@ def _write_json(path: Path, data) -> None:
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=2)
     os.replace(tmp, path)
+
+
+def variants(nodes: int) -> dict:
+    """The classifier-step rules compared (docs/taylor.md)."""
+    from bowlrp.rules import Taylor
+
+    return {
+        "taylor-segment": Taylor(),
+        "taylor-boundary": Taylor(root="boundary", n_candidates=5),
+        f"integrated{nodes}-segment": Taylor(nodes=nodes),
+        f"integrated{nodes}-boundary": Taylor(root="boundary", nodes=nodes, n_candidates=5),
+    }
+
+
+def _best_time(fn, repeats: int = 3) -> float:
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def evaluate_tile(pipe, tile, rules: dict, descriptor_rule, perturbations, steps: int,
+                  repeats: int, seed: int, timing_repeats: int) -> dict:
+    """Residual, root distance, cost and AOPC of every variant (and occlusion, random) on one tile."""
+    from bowlrp.classifier_relevance import classifier_relevance
+    from bowlrp.evaluation import occlusion_map, region_perturbation
+    from bowlrp.evaluation.perturbation import aopc
+    from bowlrp.explanation import explain_trace
+
+    clf = pipe.classifier_
+    trace = pipe.forward_one(tile)
+    x = trace.features
+    task, sign = clf.task_and_sign(x, 1)
+    t_df = _best_time(lambda: pipe.decision_function([tile]), timing_repeats)
+    t_clf_df = _best_time(lambda: clf.decision_function(x[None, :]), timing_repeats)
+    out = {"score": float(clf.decision_function(x[None, :]).ravel()[task] * sign),
+           "seconds_decision_function": t_df, "seconds_classifier_decision": t_clf_df,
+           "variants": {}, "aopc": {}}
+    heatmaps = {}
+    for name, rule in rules.items():
+        dims = classifier_relevance(clf, x, task, sign, rule)
+        t_clf = _best_time(lambda rule=rule: classifier_relevance(clf, x, task, sign, rule),
+                           timing_repeats)
+        t_exp = _best_time(lambda rule=rule: explain_trace(pipe, pipe.forward_one(tile), 1,
+                                                 [rule, descriptor_rule]), timing_repeats)
+        e = explain_trace(pipe, trace, 1, [rule, descriptor_rule])
+        heatmaps[name] = e.heatmap
+        info = dims.root_info or {}
+        out["variants"][name] = {
+            "relative_residual": abs(dims.residual) / abs(dims.score),
+            "root_distance": dims.root_distance,
+            "segment_root_distance": info.get("segment_distance"),
+            "root_value": dims.root_value,
+            "walk_steps": info.get("walk_steps"),
+            "stationarity": info.get("stationarity"),
+            "domain": info.get("domain"),
+            "cost_ratio": t_exp / t_df,
+            "classifier_cost_ratio": t_clf / t_clf_df,
+            "seconds_explain": t_exp,
+        }
+    for pert in perturbations:
+        maps = dict(heatmaps)
+        t0 = time.perf_counter()
+        maps["occlusion"] = occlusion_map(pipe, tile, 9, pert, seed, 1)
+        t_occ = time.perf_counter() - t0
+        table = {}
+        for name, heat in maps.items():
+            r = region_perturbation(pipe, [tile], [heat], ("morf",), 9, steps, repeats, pert,
+                                    seed, 1)
+            table[name] = float(aopc(r.curves["morf"]).mean())
+        first = next(iter(heatmaps.values()))
+        r = region_perturbation(pipe, [tile], [first], ("random",), 9, steps, repeats, pert, seed, 1)
+        table["random"] = float(aopc(r.curves["random"]).mean())
+        out["aopc"][pert] = table
+        out[f"seconds_occlusion_{pert}"] = t_occ
+    return out
+
+
+def _stats(values) -> dict:
+    v = np.asarray([a for a in values if a is not None], dtype=float)
+    if v.size == 0:
+        return {}
+    return {"median": float(np.median(v)), "p90": float(np.quantile(v, 0.9)),
+            "mean": float(v.mean()), "max": float(v.max()), "n": int(v.size)}
+
+
+def _mean_se(values) -> dict:
+    v = np.asarray(values, dtype=float)
+    se = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
+    return {"mean": float(v.mean()), "stderr": se, "n": int(v.size)}
+
+
+def summarise(tiles: list[dict]) -> dict:
+    """Per variant: residual / distance / cost statistics; per perturbation: AOPC with paired
+    standard errors of the per-tile differences to occlusion and to random."""
+    names = list(tiles[0]["variants"])
+    out = {"variants": {}, "aopc": {}}
+    for name in names:
+        rows = [t["variants"][name] for t in tiles]
+        gain = [1 - r["root_distance"] / r["segment_root_distance"] for r in rows
+                if r["segment_root_distance"]]
+        out["variants"][name] = {
+            "relative_residual": _stats([r["relative_residual"] for r in rows]),
+            "root_distance": _stats([r["root_distance"] for r in rows]),
+            "segment_root_distance": _stats([r["segment_root_distance"] for r in rows]),
+            "root_distance_gain": _stats(gain),
+            "cost_ratio": _stats([r["cost_ratio"] for r in rows]),
+            "classifier_cost_ratio": _stats([r["classifier_cost_ratio"] for r in rows]),
+        }
+    for pert in tiles[0]["aopc"]:
+        methods = list(tiles[0]["aopc"][pert])
+        table = {}
+        for m in methods:
+            a = np.array([t["aopc"][pert][m] for t in tiles])
+            occ = np.array([t["aopc"][pert]["occlusion"] for t in tiles])
+            rnd = np.array([t["aopc"][pert]["random"] for t in tiles])
+            table[m] = {**_mean_se(a), "minus_occlusion": _mean_se(a - occ),
+                        "minus_random": _mean_se(a - rnd)}
+        out["aopc"][pert] = table
+    return out
+
+
+def run(out_dir, models=("chi2", "rbf", "fv_rbf"), n_train: int = 30, n_words: int = 128,
+        n_gauss: int = 16, n_tiles: int = 20, nodes: int = 16, steps: int = 40,
+        repeats: int = 3, perturbations=("uniform", "blur"), seed: int = 0, n_jobs: int = 2,
+        timing_repeats: int = 3, n_val: int = 12, model_dir=None,
+        results_name: str = "results.json") -> dict:
+    from tqdm import tqdm
+
+    from bowlrp.rules import Epsilon
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mdir = Path(model_dir) if model_dir else out / "models"
+    fitted = train_models(mdir, models, n_train, n_words, n_gauss, seed, n_jobs)
+    Xv, yv = tile_dataset(generate(seed + 5000, n_val))
+    tiles = [t for t, label in zip(Xv, yv) if label == 1][:n_tiles]
+    rules = variants(nodes)
+    results = {"settings": {"train_scenes": n_train, "words": n_words, "gmm_components": n_gauss,
+                            "tiles": len(tiles), "heldout_scenes": n_val, "nodes": nodes,
+                            "steps": steps, "repeats": repeats, "block": 9, "seed": seed,
+                            "descriptor_rule": "epsilon=0", "perturbations": list(perturbations),
+                            "explained_class": 1, "rules": {k: repr(v) for k, v in rules.items()}},
+               "models": {}}
+    for name in models:
+        pipe, info = fitted[name]
+        pipe.set_params(n_jobs=None, verbose=False)
+        partial = out / "partial" / name
+        partial.mkdir(parents=True, exist_ok=True)
+        per_tile = []
+        for i, tile in enumerate(tqdm(tiles, desc=name, leave=False)):
+            tag = "-".join(perturbations) or "noaopc"
+            path = partial / f"tile{i:03d}_{nodes}_{steps}_{repeats}.json"
+            if perturbations != ("uniform", "blur"):
+                path = path.with_name(f"tile{i:03d}_{nodes}_{steps}_{repeats}_{tag}.json")
+            if path.is_file():
+                per_tile.append(json.loads(path.read_text()))
+                continue
+            try:
+                r = evaluate_tile(pipe, tile, rules, Epsilon(0.0), perturbations, steps, repeats,
+                                  seed + i, timing_repeats)
+            except Exception as exc:   # record and go on
+                r = {"error": f"{type(exc).__name__}: {exc}"}
+                log(f"[{name}] tile {i}: {r['error']}")
+            _write_json(path, r)
+            per_tile.append(r)
+        ok = [t for t in per_tile if "error" not in t]
+        results["models"][name] = {
+            "fit_seconds": info["fit_seconds"], "train_tiles": info["train_tiles"],
+            "kernel_weights": pipe.classifier_.kernel_weights_[0].tolist(),
+            "n_support_vectors": int(pipe.classifier_.support_vectors_.shape[0]),
+            "n_features": int(pipe.classifier_.support_vectors_.shape[1]),
+            "failures": [t["error"] for t in per_tile if "error" in t],
+            "summary": summarise(ok) if ok else None,
+            "tiles": per_tile,
+        }
+        _write_json(out / results_name, results)
+    return results
+
+
+def table(results: dict) -> str:
+    """variant | residual median/p90 | root distance | AOPC uniform/blur | cost ratio."""
+    lines = ["| model | variant | residual median / p90 | root distance (segment -> this) | "
+             "AOPC uniform (- occlusion) | AOPC blur (- occlusion) | cost ratio (classifier step) |",
+             "|---|---|---|---|---|---|---|"]
+    for model, r in results["models"].items():
+        s = r["summary"]
+        if s is None:
+            continue
+        for m in [*s["variants"], "occlusion", "random"]:
+            cells = []
+            for pert in ("uniform", "blur"):
+                a = s["aopc"].get(pert, {}).get(m)
+                if a is None:
+                    cells.append("-")
+                    continue
+                d = a["minus_occlusion"]
+                cells.append(f"{a['mean']:.3f} ± {a['stderr']:.3f} ({d['mean']:+.3f} ± {d['stderr']:.3f})")
+            v = s["variants"].get(m)
+            if v is None:
+                lines.append(f"| {model} | {m} | - | - | {cells[0]} | {cells[1]} | - |")
+                continue
+            res, dist, seg = v["relative_residual"], v["root_distance"], v["segment_root_distance"]
+            lines.append(
+                f"| {model} | {m} | {100 * res['median']:.3g} % / {100 * res['p90']:.3g} % | "
+                f"{seg['median']:.4f} -> {dist['median']:.4f} | {cells[0]} | {cells[1]} | "
+                f"{v['cost_ratio']['median']:.2f} ({v['classifier_cost_ratio']['median']:.1f}) |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "experiments/results/taylor"))
+    ap.add_argument("--models", default="chi2,rbf,fv_rbf")
+    ap.add_argument("--train-scenes", type=int, default=30)
+    ap.add_argument("--words", type=int, default=128)
+    ap.add_argument("--gauss", type=int, default=16)
+    ap.add_argument("--tiles", type=int, default=20)
+    ap.add_argument("--nodes", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--heldout-scenes", type=int, default=12)
+    ap.add_argument("--timing-repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-jobs", type=int, default=2)
+    ap.add_argument("--model-dir", default=None, help="cached models (default: OUT/models)")
+    ap.add_argument("--perturbations", default="uniform,blur",
+                    help="comma-separated; empty: no region perturbation (residuals, roots, cost)")
+    ap.add_argument("--results", default="results.json", help="file name in --out")
+    args = ap.parse_args(argv)
+    results = run(args.out, tuple(args.models.split(",")), args.train_scenes, args.words,
+                  args.gauss, args.tiles, args.nodes, args.steps, args.repeats,
+                  seed=args.seed, n_jobs=args.n_jobs, timing_repeats=args.timing_repeats,
+                  n_val=args.heldout_scenes, model_dir=args.model_dir,
+                  perturbations=tuple(p for p in args.perturbations.split(",") if p),
+                  results_name=args.results)
+    print(table(results))
+    log(f"wrote {Path(args.out) / args.results}")
+
+
+if __name__ == "__main__":
+    main()
