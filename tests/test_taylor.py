@@ -85,6 +85,19 @@ def test_simplex_projection_matches_bisection_reference():
             assert z.min() >= 0 and np.isclose(z.sum(), total)
 
 
+def _slsqp_reference(x, z0, n, b, kind):
+    """Nearest point to x on {n.z = b} (and the orthant / two simplices), by SLSQP."""
+    V = x.size
+    cons = [{"type": "eq", "fun": lambda z: n @ z - b}]
+    bounds = [(0, None)] * V if kind != "free" else None
+    if kind == "simplex":
+        cons += [{"type": "eq", "fun": lambda z: z[:3].sum() - 1},
+                 {"type": "eq", "fun": lambda z: z[3:].sum() - 1}]
+    return minimize(lambda z: 0.5 * np.sum((z - x) ** 2), z0, jac=lambda z: z - x,
+                    bounds=bounds, constraints=cons, method="SLSQP",
+                    options={"ftol": 1e-14, "maxiter": 500}).x
+
+
 @pytest.mark.parametrize("kind", ["simplex", "nonnegative", "free"])
 def test_hyperplane_projection_matches_slsqp(kind):
     rng = np.random.default_rng(5)
@@ -96,16 +109,7 @@ def test_hyperplane_projection_matches_slsqp(kind):
         n = rng.normal(size=V)
         b = float(n @ z0)   # the hyperplane meets the domain at z0
         p = project_on_hyperplane(dom, x, n, b)
-        cons = [{"type": "eq", "fun": lambda z: n @ z - b}]
-        bounds = None
-        if kind != "free":
-            bounds = [(0, None)] * V
-        if kind == "simplex":
-            cons += [{"type": "eq", "fun": lambda z: z[:3].sum() - 1},
-                     {"type": "eq", "fun": lambda z: z[3:].sum() - 1}]
-        ref = minimize(lambda z: 0.5 * np.sum((z - x) ** 2), z0, jac=lambda z: z - x,
-                       bounds=bounds, constraints=cons, method="SLSQP",
-                       options={"ftol": 1e-14, "maxiter": 500}).x
+        ref = _slsqp_reference(x, z0, n, b, kind)
         assert np.isclose(n @ p, b, atol=1e-9) and dom.contains(p)
         assert np.linalg.norm(p - x) <= np.linalg.norm(ref - x) + 1e-7
         np.testing.assert_allclose(p, ref, atol=1e-5)
@@ -144,7 +148,7 @@ def test_boundary_root_is_a_feasible_root_never_farther_than_the_segment_root(si
     clf = models[kernel]
     rule = Taylor(root="boundary", tol=1e-7)
     gains = []
-    for x in X[:12]:
+    for x in X[:8]:
         g, task, sign = _g(clf, x)
         root, dist, val, info = taylor_root(clf, x, task, sign, rule)
         assert abs(g(root)[0]) <= 1e-7 and np.isclose(val, g(root)[0])
@@ -200,7 +204,7 @@ def test_integrated_gradient_conserves_within_quadrature_error(simplex_models, k
     ``4 s^2 / (s + t x)^2`` then has a layer of width ``s / x`` at t = 0: slower)."""
     X, models = simplex_models
     clf = models[kernel]
-    for x in X[:10]:
+    for x in X[:6]:
         r8 = clf.relevance(None, x, Taylor(root=root, nodes=8))
         r64 = clf.relevance(None, x, Taylor(root=root, nodes=64))
         np.testing.assert_allclose(r8.root, r64.root)
@@ -230,6 +234,13 @@ def test_gauss_legendre_on_unit_interval_is_exact_for_polynomials():
     t, w = gauss_legendre(5)
     for k in range(10):   # exact up to degree 2n - 1 = 9
         assert np.isclose(w @ t**k, 1 / (k + 1), rtol=1e-13)
+
+
+def test_differentiable_kernels_default_to_the_integrated_gradient(simplex_models):
+    from bowlrp.classifier_relevance import default_rule
+
+    rule = default_rule(simplex_models[1]["rbf"])
+    assert isinstance(rule, Taylor) and rule.root == "boundary" and rule.nodes == 16
 
 
 def test_rule_options_are_validated_and_parsed():
