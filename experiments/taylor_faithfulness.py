@@ -237,7 +237,7 @@ def run(out_dir, models=("chi2", "rbf", "fv_rbf"), n_train: int = 30, n_words: i
         n_gauss: int = 16, n_tiles: int = 20, nodes: int = 16, steps: int = 40,
         repeats: int = 3, perturbations=("uniform", "blur"), seed: int = 0, n_jobs: int = 2,
         timing_repeats: int = 3, n_val: int = 12, model_dir=None,
-        results_name: str = "results.json") -> dict:
+        results_name: str = "results.json", summarise_only: bool = False) -> dict:
     from tqdm import tqdm
 
     from bowlrp.rules import Epsilon
@@ -269,6 +269,8 @@ def run(out_dir, models=("chi2", "rbf", "fv_rbf"), n_train: int = 30, n_words: i
             if path.is_file():
                 per_tile.append(json.loads(path.read_text()))
                 continue
+            if summarise_only:
+                continue
             try:
                 r = evaluate_tile(pipe, tile, rules, Epsilon(0.0), perturbations, steps, repeats,
                                   seed + i, timing_repeats)
@@ -284,6 +286,7 @@ def run(out_dir, models=("chi2", "rbf", "fv_rbf"), n_train: int = 30, n_words: i
             "n_support_vectors": int(pipe.classifier_.support_vectors_.shape[0]),
             "n_features": int(pipe.classifier_.support_vectors_.shape[1]),
             "failures": [t["error"] for t in per_tile if "error" in t],
+            "tiles_done": len(ok),
             "summary": summarise(ok) if ok else None,
             "tiles": per_tile,
         }
@@ -341,13 +344,15 @@ def main(argv=None) -> None:
     ap.add_argument("--perturbations", default="uniform,blur",
                     help="comma-separated; empty: no region perturbation (residuals, roots, cost)")
     ap.add_argument("--results", default="results.json", help="file name in --out")
+    ap.add_argument("--summarise-only", action="store_true",
+                    help="only summarise the tiles already done (in --out/partial)")
     args = ap.parse_args(argv)
     results = run(args.out, tuple(args.models.split(",")), args.train_scenes, args.words,
                   args.gauss, args.tiles, args.nodes, args.steps, args.repeats,
                   seed=args.seed, n_jobs=args.n_jobs, timing_repeats=args.timing_repeats,
                   n_val=args.heldout_scenes, model_dir=args.model_dir,
                   perturbations=tuple(p for p in args.perturbations.split(",") if p),
-                  results_name=args.results)
+                  results_name=args.results, summarise_only=args.summarise_only)
     print(table(results))
     log(f"wrote {Path(args.out) / args.results}")
 
