@@ -30,7 +30,7 @@ class DimensionRelevance:
 
 def default_rule(clf):
     """``Decomposition()`` for sum-decomposable kernels, else the path-integrated gradient
-    from the boundary root (``integrated_gradient()``: conservation up to quadrature error)."""
+    from the segment root (``integrated_gradient()``: conservation up to quadrature error)."""
     return Decomposition() if all(k.decomposable for k in clf.kernels_) else integrated_gradient()
 
 

@@ -204,15 +204,21 @@ def _mean_se(values) -> dict:
 
 
 def summarise(tiles: list[dict]) -> dict:
-    """Per variant: residual / distance / cost statistics; per perturbation: AOPC with paired
-    standard errors of the per-tile differences to occlusion and to random."""
+    """Per variant: residual / distance / cost statistics (distances also relative to the
+    first variant, today's default); per perturbation: AOPC with paired standard errors of
+    the per-tile differences to occlusion and to random."""
     names = list(tiles[0]["variants"])
     out = {"variants": {}, "aopc": {}}
     for name in names:
         rows = [t["variants"][name] for t in tiles]
         gain = [1 - r["root_distance"] / r["segment_root_distance"] for r in rows
                 if r["segment_root_distance"]]
+        old = [t["variants"][names[0]]["root_distance"] for t in tiles]
+        ratio = [r["root_distance"] / o for r, o in zip(rows, old) if o]
         out["variants"][name] = {
+            "distance_over_old_default": _stats(ratio),
+            "share_not_farther_than_old_default": float(np.mean(
+                [r["root_distance"] <= o * (1 + 1e-9) for r, o in zip(rows, old)])),
             "relative_residual": _stats([r["relative_residual"] for r in rows]),
             "root_distance": _stats([r["root_distance"] for r in rows]),
             "segment_root_distance": _stats([r["segment_root_distance"] for r in rows]),
@@ -296,7 +302,7 @@ def run(out_dir, models=("chi2", "rbf", "fv_rbf"), n_train: int = 30, n_words: i
 
 def table(results: dict) -> str:
     """variant | residual median/p90 | root distance | AOPC uniform/blur | cost ratio."""
-    lines = ["| model | variant | residual median / p90 | root distance (segment -> this) | "
+    lines = ["| model | variant | residual median / p90 | root distance (old default -> this) | "
              "AOPC uniform (- occlusion) | AOPC blur (- occlusion) | cost ratio (classifier step) |",
              "|---|---|---|---|---|---|---|"]
     for model, r in results["models"].items():
@@ -316,7 +322,8 @@ def table(results: dict) -> str:
             if v is None:
                 lines.append(f"| {model} | {m} | - | - | {cells[0]} | {cells[1]} | - |")
                 continue
-            res, dist, seg = v["relative_residual"], v["root_distance"], v["segment_root_distance"]
+            res, dist = v["relative_residual"], v["root_distance"]
+            seg = s["variants"][next(iter(s["variants"]))]["root_distance"]
             lines.append(
                 f"| {model} | {m} | {100 * res['median']:.3g} % / {100 * res['p90']:.3g} % | "
                 f"{seg['median']:.4f} -> {dist['median']:.4f} | {cells[0]} | {cells[1]} | "

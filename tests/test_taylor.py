@@ -240,11 +240,11 @@ def test_differentiable_kernels_default_to_the_integrated_gradient(simplex_model
     from bowlrp.classifier_relevance import default_rule
 
     rule = default_rule(simplex_models[1]["rbf"])
-    assert isinstance(rule, Taylor) and rule.root == "boundary" and rule.nodes == 16
+    assert isinstance(rule, Taylor) and rule.root == "segment" and rule.nodes == 16
 
 
 def test_rule_options_are_validated_and_parsed():
-    assert parse_rule("integrated=4").nodes == 4 and parse_rule("integrated").root == "boundary"
+    assert parse_rule("integrated=4").nodes == 4 and parse_rule("integrated").root == "segment"
     with pytest.raises(RuleError):
         Taylor(root="nearest")
     with pytest.raises(RuleError):
