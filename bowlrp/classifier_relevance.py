@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .exceptions import RuleError
-from .rules import Decomposition, Taylor, require
+from .roots import boundary_root, infer_domain, segment_roots
+from .rules import Decomposition, Taylor, integrated_gradient, require
 
 
 @dataclass
@@ -24,16 +25,24 @@ class DimensionRelevance:
     root: np.ndarray | None = None
     root_distance: float | None = None
     root_value: float | None = None
+    root_info: dict | None = None
 
 
 def default_rule(clf):
-    return Decomposition() if all(k.decomposable for k in clf.kernels_) else Taylor()
+    """``Decomposition()`` for sum-decomposable kernels, else the path-integrated gradient
+    from the segment root (``integrated_gradient()``: conservation up to quadrature error)."""
+    return Decomposition() if all(k.decomposable for k in clf.kernels_) else integrated_gradient()
 
 
 def _explained_function(clf, task: int, sign: float):
+    """``P (m, V) -> g(P) = sign f_task(P)`` (m,), the dual expansion of one task only."""
     def g(points: np.ndarray) -> np.ndarray:
-        F = clf.decision_function(points)
-        F = F[:, task] if F.ndim == 2 else F
+        P = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        F = np.full(len(P), float(clf.intercept_[task]))
+        for u, kernel in enumerate(clf.kernels_):
+            s = clf.channel_slices_[u]
+            F += clf.kernel_weights_[task, u] * (
+                kernel.gram(P[:, s], clf.support_vectors_[:, s]) @ clf.dual_coef_[task])
         return sign * F
     return g
 
@@ -64,75 +73,49 @@ def decompose(clf, x: np.ndarray, task: int, sign: float, rule: Decomposition) -
 def find_root(g, x: np.ndarray, candidates: np.ndarray, rule: Taylor, g_candidates=None):
     """A root of ``g`` on the segments from ``x`` to the nearest opposite-sign candidates.
 
-    Each segment ``x(t) = t x + (1 - t) s`` (``t = 1`` is ``x``) brackets a sign
-    change; the Illinois variant of false position shrinks all brackets at
-    once (one batched evaluation of ``g`` per step) until ``|g| <= tol``. Of
-    the roots found, the one nearest ``x`` is returned.
+    Each segment ``x + t (s - x)`` brackets a sign change; Illinois false
+    position shrinks all brackets at once (one batched evaluation of ``g`` per
+    step) until ``|g| <= tol`` (:func:`bowlrp.roots.segment_roots`). Of the
+    roots found, the one nearest ``x`` is returned.
 
     Returns
     -------
     root : (V,), distance ``|root - x|``, ``g(root)``
     """
-    gx = float(g(x[None, :])[0])
-    if gx == 0:
-        return x.copy(), 0.0, 0.0
-    gc = g(candidates) if g_candidates is None else g_candidates
-    opposite = np.sign(gc) == -np.sign(gx)
-    if not opposite.any():
-        raise RuleError(
-            "no reference point is predicted with the opposite sign, so no root for the Taylor "
-            "expansion can be found; pass Taylor(reference_points=...) with such points"
-        )
-    far, g_far = candidates[opposite], gc[opposite]
-    order = np.argsort(np.linalg.norm(far - x, axis=1))[: rule.n_candidates]
-    far, g_far = far[order], g_far[order]
-    m = len(far)
-    t_lo, g_lo = np.zeros(m), g_far.copy()          # opposite sign end
-    t_hi, g_hi = np.ones(m), np.full(m, gx)          # x's end
-    t_best, g_best = t_hi.copy(), g_hi.copy()
-    side = np.zeros(m, dtype=np.int8)                # which end moved last (Illinois)
-    for _ in range(rule.max_iter):
-        active = np.abs(g_best) > rule.tol
-        if not active.any():
-            break
-        idx = np.flatnonzero(active)
-        denom = g_hi[idx] - g_lo[idx]
-        t_new = np.where(denom != 0, t_lo[idx] - g_lo[idx] * (t_hi[idx] - t_lo[idx]) / denom,
-                         0.5 * (t_lo[idx] + t_hi[idx]))
-        # guard against stagnation at an end of the bracket
-        width = t_hi[idx] - t_lo[idx]
-        t_new = np.clip(t_new, t_lo[idx] + 1e-3 * width, t_hi[idx] - 1e-3 * width)
-        pts = t_new[:, None] * x[None, :] + (1 - t_new)[:, None] * far[idx]
-        g_new = g(pts)
-        same_as_x = np.sign(g_new) == np.sign(gx)
-        for j, i in enumerate(idx):
-            if same_as_x[j]:
-                t_hi[i], g_hi[i] = t_new[j], g_new[j]
-                if side[i] == 1:
-                    g_lo[i] *= 0.5
-                side[i] = 1
-            else:
-                t_lo[i], g_lo[i] = t_new[j], g_new[j]
-                if side[i] == -1:
-                    g_hi[i] *= 0.5
-                side[i] = -1
-            if abs(g_new[j]) < abs(g_best[i]):
-                t_best[i], g_best[i] = t_new[j], g_new[j]
-    ok = np.abs(g_best) <= rule.tol
-    pool = np.flatnonzero(ok) if ok.any() else np.array([int(np.argmin(np.abs(g_best)))])
-    roots = t_best[pool, None] * x[None, :] + (1 - t_best[pool])[:, None] * far[pool]
-    dists = np.linalg.norm(roots - x, axis=1)
-    j = int(np.argmin(dists))
-    return roots[j], float(dists[j]), float(g_best[pool[j]])
+    roots, dist, values = segment_roots(g, x, candidates, rule.n_candidates, rule.tol,
+                                        rule.max_iter, g_candidates)
+    return roots[0], float(dist[0]), float(values[0])
 
 
-def taylor(clf, x: np.ndarray, task: int, sign: float, rule: Taylor) -> DimensionRelevance:
-    """``R_d = (x - x~)_d dg/dx_d(x~)`` at a root ``x~`` of ``g = sign f_task``.
+def _gradient_function(clf, task: int, sign: float):
+    """``Z (n, V) -> grad g`` (n, V) for ``g = sign f_task``; 0 on non-differentiable channels."""
+    def grad(Z: np.ndarray) -> np.ndarray:
+        Z = np.atleast_2d(Z)
+        out = np.zeros(Z.shape)
+        for u, kernel in enumerate(clf.kernels_):
+            if not kernel.differentiable:
+                continue
+            s = clf.channel_slices_[u]
+            out[:, s] = (sign * clf.kernel_weights_[task, u]) * kernel.gradients(
+                clf.support_vectors_[:, s], clf.dual_coef_[task], Z[:, s])
+        return out
+    return grad
 
-    Channels whose kernel is sum-decomposable get the exact difference
-    ``T_d(x) - T_d(x~)`` instead of the linearisation.
+
+def gauss_legendre(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes ``t_j`` and weights ``w_j`` of the ``nodes``-point Gauss-Legendre rule on [0, 1]."""
+    u, w = np.polynomial.legendre.leggauss(nodes)
+    return 0.5 * (u + 1.0), 0.5 * w
+
+
+def taylor_root(clf, x: np.ndarray, task: int, sign: float, rule: Taylor, g=None, gx=None):
+    """The root of :func:`taylor`: ``(root, distance, g(root), info)``.
+
+    ``info`` holds ``segment_distance`` (today's root) and, for
+    ``root="boundary"``, ``walk_steps``, ``stationarity`` and ``domain``.
     """
-    g = _explained_function(clf, task, sign)
+    g = _explained_function(clf, task, sign) if g is None else g
+    gx = float(g(x[None, :])[0]) if gx is None else gx
     if rule.reference_points is not None:
         candidates = np.asarray(rule.reference_points, dtype=np.float64)
         if candidates.ndim != 2 or candidates.shape[1] != x.size:
@@ -140,25 +123,56 @@ def taylor(clf, x: np.ndarray, task: int, sign: float, rule: Taylor) -> Dimensio
         g_candidates = None
     else:
         candidates, g_candidates = clf.candidate_points(task, sign)
-    root, distance, root_value = find_root(g, x, candidates, rule, g_candidates)
+    roots, dist, values = segment_roots(g, x, candidates, rule.n_candidates, rule.tol,
+                                        rule.max_iter, g_candidates, gx)
+    info = {"segment_distance": float(dist[0])}
+    if rule.root == "segment" or dist[0] == 0:
+        return roots[0], float(dist[0]), float(values[0]), info
+    domain = infer_domain(clf.channel_slices_, x, candidates, rule.domain)
+    grad = _gradient_function(clf, task, sign)
+    k = rule.n_starts
+    walk = boundary_root(g, lambda z: grad(z)[0], x, roots[:k], values[:k], domain, rule.tol,
+                         rule.max_iter, rule.walk_iter, gx=gx)
+    info.update(walk_steps=walk.n_steps, stationarity=walk.stationarity,
+                domain=list(domain.kinds))
+    return walk.root, walk.distance, walk.value, info
+
+
+def taylor(clf, x: np.ndarray, task: int, sign: float, rule: Taylor) -> DimensionRelevance:
+    """Expansion of ``g = sign f_task`` from a root ``x~`` to ``x`` (docs/taylor.md).
+
+    Differentiable channels: ``R_d = (x - x~)_d dg/dx_d(x~)`` (``rule.nodes = 0``)
+    or ``R_d = (x - x~)_d sum_j w_j dg/dx_d(x~ + t_j (x - x~))`` (Gauss-Legendre,
+    ``rule.nodes`` nodes). Channels whose kernel is sum-decomposable get the
+    exact difference ``T_d(x) - T_d(x~)`` instead. ``residual = g(x) - sum R - g(x~)``
+    is what the linearisation (or quadrature) leaves unexplained.
+    """
+    g = _explained_function(clf, task, sign)
+    score = float(g(x[None, :])[0])
+    root, distance, root_value, info = taylor_root(clf, x, task, sign, rule, g, score)
+    if rule.nodes == 0:
+        points, weights = root[None, :], np.ones(1)
+    else:
+        t, weights = gauss_legendre(int(rule.nodes))
+        points = root[None, :] + t[:, None] * (x - root)[None, :]
+    need_grad = any(not k.decomposable for k in clf.kernels_)
+    mean_grad = weights @ _gradient_function(clf, task, sign)(points) if need_grad else None
     parts = []
     for u, kernel in enumerate(clf.kernels_):
         s = clf.channel_slices_[u]
         if kernel.decomposable:
             parts.append(sign * (_channel_terms(clf, u, task, x) - _channel_terms(clf, u, task, root)))
         else:
-            grad = clf.kernel_weights_[task, u] * kernel.gradient(
-                clf.support_vectors_[:, s], clf.dual_coef_[task], root[s])
-            parts.append(sign * (x[s] - root[s]) * grad)
+            parts.append((x[s] - root[s]) * mean_grad[s])
     R = np.concatenate(parts)
-    score = float(g(x[None, :])[0])
     bias = root_value
     residual = score - float(R.sum()) - bias
     if rule.bias == "spread":
         R = R + bias / R.size
         bias = 0.0
     return DimensionRelevance(score=score, relevance=R, bias=bias, residual=residual,
-                              root=root, root_distance=distance, root_value=root_value)
+                              root=root, root_distance=distance, root_value=root_value,
+                              root_info=info)
 
 
 def classifier_relevance(clf, x, task: int = 0, sign: float = 1.0, rule=None) -> DimensionRelevance:

@@ -45,6 +45,30 @@ def _gram_elementwise(X, Y, op):
 
 
 @njit(cache=True)
+def _gram_elementwise_serial(X, Y, op):
+    """:func:`_gram_elementwise` in one thread: for a few rows, thread start-up costs more."""
+    n, m = X.shape[0], Y.shape[0]
+    out = np.zeros((n, m))
+    for i in range(n):
+        for j in range(m):
+            s = 0.0
+            for d in range(X.shape[1]):
+                s += _term(X[i, d], Y[j, d], op)
+            out[i, j] = s
+    return out
+
+
+_SERIAL_ROWS = 32
+
+
+def _elementwise(X, Y, op):
+    """Gram matrix of an elementwise kernel; serial for fewer than ``_SERIAL_ROWS`` rows."""
+    if X.shape[0] < _SERIAL_ROWS:
+        return _gram_elementwise_serial(X, Y, op)
+    return _gram_elementwise(X, Y, op)
+
+
+@njit(cache=True)
 def _terms_elementwise(S, coef, x, op):
     """T_d = sum_i coef_i term(S_id, x_d)."""
     n_sv, V = S.shape
@@ -76,6 +100,24 @@ def _chi2_exp_gradient(S, weights, x, sigma):
 
 
 _BLOCK_BYTES = 1 << 27  # float64 working memory of one block of a blocked Gram matrix
+
+@njit(cache=True)
+def _chi2_exp_gradients(S, W, X, sigma):
+    """Row p: sum_i W_pi sigma (4 s_i^2 / (s_i + x_p)^2 - 1), elementwise over d (0/0 := 0)."""
+    n, V = X.shape
+    out = np.zeros((n, V))
+    for p in range(n):
+        for i in range(S.shape[0]):
+            w = W[p, i]
+            if w == 0.0:
+                continue
+            for d in range(V):
+                t = S[i, d] + X[p, d]
+                g = -1.0
+                if t != 0.0:
+                    g = 4.0 * S[i, d] * S[i, d] / (t * t) - 1.0
+                out[p, d] += w * sigma * g
+    return out
 
 
 def _as_2d(X, name="X"):
@@ -158,6 +200,11 @@ class Kernel(BaseEstimator):
         """``d/dx sum_i coef_i k(S_i, x)``, shape (V,). Only for differentiable kernels."""
         raise TypeError(f"the {self.name} kernel is not differentiable")
 
+    def gradients(self, S: np.ndarray, coef: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """:meth:`gradient` at every row of ``X`` (n, V): shape (n, V)."""
+        X = _as_2d(X)
+        return np.vstack([self.gradient(S, coef, x) for x in X]) if len(X) else np.zeros(X.shape)
+
 
 class Linear(Kernel):
     """``k(x, y) = sum_d x_d y_d``."""
@@ -175,6 +222,9 @@ class Linear(Kernel):
     def gradient(self, S, coef, x):
         return coef @ S
 
+    def gradients(self, S, coef, X):
+        return np.broadcast_to(coef @ S, np.shape(X)).copy()
+
 
 class _ElementwiseKernel(Kernel):
     """Sum-decomposable kernels of non-negative features computed by the Numba loops."""
@@ -185,7 +235,7 @@ class _ElementwiseKernel(Kernel):
     def _gram(self, X, Y):
         _check_non_negative(X, self.name)
         _check_non_negative(Y, self.name)
-        return _gram_elementwise(X, Y, self._op)
+        return _elementwise(X, Y, self._op)
 
     def dimension_terms(self, S, coef, x):
         return _terms_elementwise(_as_2d(S), np.asarray(coef, np.float64),
@@ -285,13 +335,18 @@ class ExponentialChi2(_WidthKernel):
     def _gram(self, X, Y):
         _check_non_negative(X, self.name)
         _check_non_negative(Y, self.name)
-        return np.exp(-self.sigma_ * _gram_elementwise(X, Y, _CHI2DIST))
+        return np.exp(-self.sigma_ * _elementwise(X, Y, _CHI2DIST))
 
     def gradient(self, S, coef, x):
         S = _as_2d(S)
         x = np.asarray(x, np.float64)
         k = self._gram(S, x[None, :])[:, 0]
         return _chi2_exp_gradient(S, np.asarray(coef, np.float64) * k, x, self.sigma_)
+
+    def gradients(self, S, coef, X):
+        S, X = _as_2d(S), _as_2d(X)
+        W = np.asarray(coef, np.float64)[None, :] * self._gram(X, S)
+        return _chi2_exp_gradients(S, W, X, self.sigma_)
 
 
 class RBF(_WidthKernel):
@@ -323,6 +378,11 @@ class RBF(_WidthKernel):
         x = np.asarray(x, np.float64)
         w = np.asarray(coef, np.float64) * self._gram(S, x[None, :])[:, 0]
         return 2.0 / self.sigma_**2 * (w @ S - w.sum() * x)
+
+    def gradients(self, S, coef, X):
+        S, X = _as_2d(S), _as_2d(X)
+        W = np.asarray(coef, np.float64)[None, :] * self._gram(X, S)
+        return 2.0 / self.sigma_**2 * (W @ S - W.sum(axis=1)[:, None] * X)
 
 
 def _squared_norms(A) -> np.ndarray:
