@@ -27,6 +27,8 @@ ALLOWED_TYPES: dict[str, frozenset[str]] = {
     # bowlrp's own estimators (ObjectNode: cls.__new__ + __dict__ update)
     "bowlrp.pipeline.Pipeline": _OBJECT,
     "bowlrp.svm.KernelSVC": _OBJECT,
+    "bowlrp.anomaly.OneClassKernelSVM": _OBJECT,
+    "bowlrp.anomaly.KernelSVDD": _OBJECT,
     "bowlrp.descriptors.sift.DenseSIFT": _OBJECT,
     "bowlrp.descriptors.quantiles.ColorQuantiles": _OBJECT,
     "bowlrp.vocabulary.KMeansVocabulary": _OBJECT,
