@@ -21,7 +21,6 @@ from .exceptions import BowlrpError, ImageError, ModelFileError, RuleError
 from .explanation import Explanation
 from .io import load, model_info, save
 from .pipeline import Pipeline
-from .spray import SpRAy, rank_classes
 from .svm import KernelSVC
 from .vocabulary import GMMVocabulary, KMeansVocabulary
 
@@ -33,3 +32,13 @@ __all__ = [
     "__version__", "kernels", "load", "load_config", "model_info", "rank_classes", "read_dataset",
     "rules", "save",
 ]
+
+
+def __getattr__(name: str):
+    # bowlrp.spray is also a program (python -m bowlrp.spray): imported on first use only,
+    # so running it does not import the module twice
+    if name in ("SpRAy", "rank_classes"):
+        from . import spray
+
+        return getattr(spray, name)
+    raise AttributeError(f"module 'bowlrp' has no attribute {name!r}")

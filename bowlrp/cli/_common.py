@@ -84,3 +84,17 @@ def percentile_arg(text: str) -> float | None:
     if not 0 < value <= 100:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 100] or 'max', got {text!r}")
     return None if value == 100 else value
+
+
+def _one_line_error(self, message: str):
+    """argparse's error as one line (no usage block): ``prog: error: message (see --help)``."""
+    self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def ArgumentParser(**kwargs):  # noqa: N802 - a drop-in for argparse.ArgumentParser
+    """``argparse.ArgumentParser`` whose usage errors are one line on stderr, exit code 2."""
+    import argparse
+
+    parser = argparse.ArgumentParser(**kwargs)
+    parser.error = _one_line_error.__get__(parser)
+    return parser

@@ -30,7 +30,7 @@ import numpy as np
 
 from .._atomic import atomic_write_bytes
 from ..batch import collect_inputs, display_path
-from ._common import CLIError, load_pipeline, positive_int, resolve_target, run_command
+from ._common import ArgumentParser, CLIError, load_pipeline, positive_int, resolve_target, run_command
 
 LRP_METHODS = {
     "lrp-eps0": "epsilon=0",
@@ -48,7 +48,7 @@ PEER_METHODS = ("lime", "shap-partition", "kernel-shap")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="bowlrp-evaluate", description=__doc__,
+    ap = ArgumentParser(prog="bowlrp-evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", "-m", required=True, help="model file written by bowlrp.save")
     ap.add_argument("--images", "-i", nargs="+", required=True,

@@ -23,14 +23,22 @@ import sys
 
 from ..batch import collect_inputs, display_path, explain_to_folder
 from ..image import COLORMAPS, DEFAULT_PERCENTILE
-from ._common import CLIError, load_pipeline, percentile_arg, positive_int, resolve_target, run_command
+from ._common import (
+    ArgumentParser,
+    CLIError,
+    load_pipeline,
+    percentile_arg,
+    positive_int,
+    resolve_target,
+    run_command,
+)
 
 # re-exported for older imports
 __all__ = ["CLIError", "build_parser", "load_pipeline", "main", "resolve_target", "run_command"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="bowlrp-explain",
         description="Explain the predictions of a bowlrp model pixel by pixel (LRP).",
         epilog="Rules (as in the README): epsilon=E, epsilon=E,relative, alphabeta=A,B, absz, wta, "

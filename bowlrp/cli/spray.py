@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ._common import ArgumentParser
+
 
 class CLIError(Exception):
     """An error reported as one line with exit code 2."""
@@ -26,7 +28,7 @@ class CLIError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     from ..spray import SpRAy
 
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="bowlrp-spray",
         description="Spectral Relevance Analysis (SpRAy): cluster the relevance maps written by "
                     "bowlrp-explain --out DIR to find the strategies a model uses, per class.",

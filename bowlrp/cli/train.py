@@ -17,9 +17,11 @@ import json
 import sys
 from pathlib import Path
 
+from ._common import ArgumentParser
+
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="bowlrp-train",
         description="Train a bowlrp model (BoW / Fisher vectors + kernel SVM) on a data set on disk.",
     )
