@@ -44,12 +44,13 @@ with SciPy's SLSQP on the original problem.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, OutlierMixin, clone
+from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.svm import OneClassSVM
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .kernels import Kernel, make_kernel
+from .kernels import Kernel
+from .svm import KernelChannelsMixin
 
 INLIER, OUTLIER = 1, -1
 
@@ -67,7 +68,7 @@ def self_kernel(kernel: Kernel, X: np.ndarray) -> np.ndarray:
     return np.array([kernel.gram(x[None, :])[0, 0] for x in X])
 
 
-class _OneClassKernelMachine(OutlierMixin, BaseEstimator):
+class _OneClassKernelMachine(KernelChannelsMixin, OutlierMixin, BaseEstimator):
     """Shared parts: channels, kernels, kernel weights, reference points, targets."""
 
     classes_ = np.array([OUTLIER, INLIER])
@@ -83,25 +84,6 @@ class _OneClassKernelMachine(OutlierMixin, BaseEstimator):
         self.random_state = random_state
 
     # -- fitting helpers -----------------------------------------------------------
-    def _channel_slices(self, n_features: int) -> list[slice]:
-        if self.channel_sizes is None:
-            return [slice(0, n_features)]
-        sizes = [int(s) for s in self.channel_sizes]
-        if sum(sizes) != n_features or min(sizes) < 1:
-            raise ValueError(
-                f"channel_sizes {sizes} must be positive and sum to the {n_features} features"
-            )
-        ends = np.cumsum(sizes)
-        return [slice(int(e - s), int(e)) for s, e in zip(sizes, ends)]
-
-    def _kernel_list(self, n_channels: int) -> list[Kernel]:
-        spec = self.kernel
-        if isinstance(spec, (list, tuple)):
-            if len(spec) != n_channels:
-                raise ValueError(f"{len(spec)} kernels given for {n_channels} channels")
-            return [clone(make_kernel(k)) for k in spec]
-        return [clone(make_kernel(spec)) for _ in range(n_channels)]
-
     def _weights(self, n_channels: int) -> np.ndarray:
         if self.kernel_weights is None or self.kernel_weights == "uniform":
             return np.full(n_channels, 1.0 / n_channels)

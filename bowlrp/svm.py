@@ -27,7 +27,30 @@ from .mkl import fit_binary
 _FLOAT_TYPES = (np.float64, np.float32)
 
 
-class KernelSVC(ClassifierMixin, BaseEstimator):
+class KernelChannelsMixin:
+    """Feature channels (``channel_sizes``) and one kernel per channel (``kernel``)."""
+
+    def _channel_slices(self, n_features: int) -> list[slice]:
+        if self.channel_sizes is None:
+            return [slice(0, n_features)]
+        sizes = [int(s) for s in self.channel_sizes]
+        if sum(sizes) != n_features or min(sizes) < 1:
+            raise ValueError(
+                f"channel_sizes {sizes} must be positive and sum to the {n_features} features"
+            )
+        ends = np.cumsum(sizes)
+        return [slice(int(e - s), int(e)) for s, e in zip(sizes, ends)]
+
+    def _kernel_list(self, n_channels: int) -> list[Kernel]:
+        spec = self.kernel
+        if isinstance(spec, (list, tuple)):
+            if len(spec) != n_channels:
+                raise ValueError(f"{len(spec)} kernels given for {n_channels} channels")
+            return [clone(make_kernel(k)) for k in spec]
+        return [clone(make_kernel(spec)) for _ in range(n_channels)]
+
+
+class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
     """Kernel SVM (libsvm through scikit-learn) with lp-norm MKL over feature channels.
 
     Parameters
@@ -77,25 +100,6 @@ class KernelSVC(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     # -- helpers -------------------------------------------------------------
-    def _channel_slices(self, n_features: int) -> list[slice]:
-        if self.channel_sizes is None:
-            return [slice(0, n_features)]
-        sizes = [int(s) for s in self.channel_sizes]
-        if sum(sizes) != n_features or min(sizes) < 1:
-            raise ValueError(
-                f"channel_sizes {sizes} must be positive and sum to the {n_features} features"
-            )
-        ends = np.cumsum(sizes)
-        return [slice(int(e - s), int(e)) for s, e in zip(sizes, ends)]
-
-    def _kernel_list(self, n_channels: int) -> list[Kernel]:
-        spec = self.kernel
-        if isinstance(spec, (list, tuple)):
-            if len(spec) != n_channels:
-                raise ValueError(f"{len(spec)} kernels given for {n_channels} channels")
-            return [clone(make_kernel(k)) for k in spec]
-        return [clone(make_kernel(spec)) for _ in range(n_channels)]
-
     def _tasks(self, y):
         kind = type_of_target(y)
         if kind == "multilabel-indicator":
