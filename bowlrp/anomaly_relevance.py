@@ -25,7 +25,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classifier_relevance import DimensionRelevance, decompose, default_rule, find_root, taylor
+from .classifier_relevance import (
+    DimensionRelevance,
+    decompose,
+    default_rule,
+    find_root,
+    root_candidates,
+    taylor,
+)
 from .exceptions import RuleError
 from .rules import Decomposition, Taylor, require
 
@@ -96,13 +103,7 @@ def svdd_taylor(det, x: np.ndarray, sign: float, rule: Taylor) -> DimensionRelev
     def g(points):
         return sign * det.decision_function(points)
 
-    if rule.reference_points is not None:
-        candidates = np.asarray(rule.reference_points, dtype=np.float64)
-        if candidates.ndim != 2 or candidates.shape[1] != x.size:
-            raise ValueError(f"reference_points must have shape (m, {x.size})")
-        g_candidates = None
-    else:
-        candidates, g_candidates = det.candidate_points(0, sign)
+    candidates, g_candidates = root_candidates(det, x, 0, sign, rule)
     root, distance, root_value = find_root(g, x, candidates, rule, g_candidates)
     alpha = det.dual_coef_[0]
     parts = []

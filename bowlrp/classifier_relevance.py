@@ -108,6 +108,19 @@ def gauss_legendre(nodes: int) -> tuple[np.ndarray, np.ndarray]:
     return 0.5 * (u + 1.0), 0.5 * w
 
 
+def root_candidates(clf, x: np.ndarray, task: int, sign: float, rule: Taylor):
+    """Points to search roots towards: ``rule.reference_points`` or the model's opposite-sign set.
+
+    Returns ``(candidates (m, V), g(candidates) or None)``.
+    """
+    if rule.reference_points is not None:
+        candidates = np.asarray(rule.reference_points, dtype=np.float64)
+        if candidates.ndim != 2 or candidates.shape[1] != x.size:
+            raise ValueError(f"reference_points must have shape (m, {x.size})")
+        return candidates, None
+    return clf.candidate_points(task, sign)
+
+
 def taylor_root(clf, x: np.ndarray, task: int, sign: float, rule: Taylor, g=None, gx=None):
     """The root of :func:`taylor`: ``(root, distance, g(root), info)``.
 
@@ -116,13 +129,7 @@ def taylor_root(clf, x: np.ndarray, task: int, sign: float, rule: Taylor, g=None
     """
     g = _explained_function(clf, task, sign) if g is None else g
     gx = float(g(x[None, :])[0]) if gx is None else gx
-    if rule.reference_points is not None:
-        candidates = np.asarray(rule.reference_points, dtype=np.float64)
-        if candidates.ndim != 2 or candidates.shape[1] != x.size:
-            raise ValueError(f"reference_points must have shape (m, {x.size})")
-        g_candidates = None
-    else:
-        candidates, g_candidates = clf.candidate_points(task, sign)
+    candidates, g_candidates = root_candidates(clf, x, task, sign, rule)
     roots, dist, values = segment_roots(g, x, candidates, rule.n_candidates, rule.tol,
                                         rule.max_iter, g_candidates, gx)
     info = {"segment_distance": float(dist[0])}
