@@ -1,12 +1,17 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: install test test-fast bench lint polygons-experiment compare-experiment voc-experiment voc-like
+.PHONY: install test test-all test-fast bench lint polygons-experiment compare-experiment voc-experiment voc-like
 
 install:
 	@bash scripts/install.sh
 
+# the default run (CI): everything but the tests marked slow
 test: install
+	$(PYTHON) -m pytest -q -m "not slow"
+
+# everything, the slow end-to-end and full fuzz suites included
+test-all: install
 	$(PYTHON) -m pytest -q
 
 test-fast:

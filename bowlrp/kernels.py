@@ -53,7 +53,7 @@ def _gram_elementwise_serial(X, Y, op):
         for j in range(m):
             s = 0.0
             for d in range(X.shape[1]):
-                s += _term(X[i, d], Y[j, d], op)
+                s += _term(np.float64(X[i, d]), np.float64(Y[j, d]), op)  # float32 input: f64 terms
             out[i, j] = s
     return out
 
