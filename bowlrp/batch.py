@@ -11,7 +11,8 @@ another. Output names mirror the input paths relative to their common root,
 so ``d1/a.png`` and ``d2/a.png`` cannot collide.
 
 Per image ``<id>``: ``<id>_heatmap.png``, ``<id>_overlay.png``,
-``<id>_relevance.npy`` (H x W float64, raw) and ``<id>.json``.
+``<id>_relevance.npy`` (H x W float64, raw) and ``<id>.json``, staged as
+hidden temporaries and renamed into place together, the JSON last.
 """
 
 from __future__ import annotations
@@ -203,15 +204,50 @@ def _check_folder(out: Path, key: dict, overwrite: bool) -> None:
             "choose another output folder, or pass overwrite (--overwrite) to replace them")
 
 
-def write_pictures(paths: dict[str, Path], image, heatmap: np.ndarray, scale: float,
-                   colormap: str) -> None:
-    """The heatmap (with a ticked colour bar) and overlay PNGs of one image, atomically."""
+def picture_bytes(image, heatmap: np.ndarray, scale: float, colormap: str) -> tuple[bytes, bytes]:
+    """PNG bytes of the heatmap (with a ticked colour bar) and of the overlay of one image."""
     from . import image as pictures
 
     shown = np.clip(heatmap / scale, -1, 1) if scale > 0 else np.zeros_like(heatmap)
     heat = pictures.with_colorbar(pictures.colorize(shown, colormap) / 255.0, colormap, scale)
-    atomic_write_bytes(paths["heatmap"], pictures.encode_png(heat))
-    atomic_write_bytes(paths["overlay"], pictures.encode_png(pictures.overlay(image, shown, colormap)))
+    return pictures.encode_png(heat), pictures.encode_png(pictures.overlay(image, shown, colormap))
+
+
+def write_pictures(paths: dict[str, Path], image, heatmap: np.ndarray, scale: float,
+                   colormap: str) -> None:
+    """The heatmap and overlay PNGs of one image, each written atomically."""
+    heat, over = picture_bytes(image, heatmap, scale, colormap)
+    atomic_write_bytes(paths["heatmap"], heat)
+    atomic_write_bytes(paths["overlay"], over)
+
+
+def publish(files: dict[Path, bytes]) -> None:
+    """Write several files as one result: all staged as hidden temporaries, then renamed in order.
+
+    The last file (the record) appears last. An exception or Ctrl-C while
+    staging removes the temporaries and leaves no visible file; a kill leaves
+    only hidden ``.tmp`` files, which the next run removes.
+    """
+    import tempfile
+
+    from ._atomic import TEMP_SUFFIX, file_mode
+
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+                os.chmod(fh.fileno(), file_mode())
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    for tmp, path in staged:
+        os.replace(tmp, path)
 
 
 def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict,
@@ -274,10 +310,11 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
                     paths["json"].parent.mkdir(parents=True, exist_ok=True)
                     image = as_float_image(item.path)
                     e = model.explain([image], **(explain_kwargs or {}))[0]
-                    atomic_write_bytes(paths["relevance"], _npy_bytes(e.heatmap))
+                    files = {paths["relevance"]: _npy_bytes(e.heatmap)}
                     scale = display_scale(e.heatmap, percentile)
                     if normalize == "image":
-                        write_pictures(paths, image, e.heatmap, scale, colormap)
+                        files[paths["heatmap"]], files[paths["overlay"]] = picture_bytes(
+                            image, e.heatmap, scale, colormap)
                     entered = e.score - e.bias_relevance - e.residual
                     record = {
                         **e.summary(), **(extra or {}), "image": display_path(item.path),
@@ -285,7 +322,8 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
                         "display_scale": scale,
                         "absorbed_fraction": float(e.absorbed / entered) if entered else 0.0,
                     }
-                    _write_json(paths["json"], record)
+                    files[paths["json"]] = json.dumps(record, indent=2, default=str).encode("utf-8")
+                    publish(files)  # the four files appear together, the record last
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except Exception as exc:
