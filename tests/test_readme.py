@@ -36,13 +36,33 @@ def test_readme_python_blocks_run(stripes_blobs, tmp_path, monkeypatch):
             pytest.fail(f"README python block {i + 1} failed: {type(exc).__name__}: {exc}\n{block}")
 
 
-def test_readme_polygons_table_is_generated_from_the_metrics_snapshot():
+def _readme_table_module():
     import importlib.util
 
     path = README.parent / "experiments" / "readme_table.py"
     spec = importlib.util.spec_from_file_location("readme_table", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.main(["--check"]) == 0, "run: python experiments/readme_table.py"
-    table = module.render(__import__("json").loads(module.SNAPSHOT.read_text()))
-    assert "held-out tile accuracy" in table and table in README.read_text()
+    return module
+
+
+def test_polygons_results_table_is_rendered_from_metrics(tmp_path):
+    module = _readme_table_module()
+    loc = {"dilated_polygon_area_share": 0.105, "positive_share_on_polygons": 0.6,
+           "mean_relevance_on_polygons": 0.46, "mean_relevance_on_round": -0.05,
+           "mean_relevance_on_background": -0.004, "fraction_polygons_positive": 1.0, "n_polygons": 51,
+           "fraction_round_negative": 0.85, "n_round": 62}
+    model = {"tile_accuracy": 0.925, "tile_accuracy_stderr": 0.0083, "localisation": loc,
+             "region_perturbation_aopc": {"blur": {"lrp-eps0": {"aopc": 0.97, "aopc_stderr": 0.2}}}}
+    metrics = {"data": {"train_tiles": 1500, "heldout_tiles": 1000, "seed": 0}, "seconds_total": 600,
+               "machine": {"cores": 2, "python": "3.11.7"}, "models": {"hik": model, "chi2": model}}
+    table = module.render(metrics)
+    assert "| held-out tile accuracy (1000 tiles) | 92.5 % ± 0.8 | 92.5 % ± 0.8 |" in table
+    assert "| AOPC, MoRF 9×9 blur: lrp-eps0 | 0.97 ± 0.20 | 0.97 ± 0.20 |" in table
+    (tmp_path / "metrics.json").write_text(__import__("json").dumps(metrics))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"x\n{module.BEGIN} -->\nold\n{module.END}\ny\n")
+    argv = ["--metrics", str(tmp_path / "metrics.json"), "--readme", str(readme)]
+    assert module.main(argv + ["--check"]) == 1
+    assert module.main(argv) == 0 and module.main(argv + ["--check"]) == 0
+    assert table in readme.read_text() and "old" not in readme.read_text()
