@@ -140,23 +140,23 @@ def with_colorbar(picture: np.ndarray, colormap: str = "bwr", scale: float | Non
         None: labels in display units (+1 ... -1).
     """
     h = picture.shape[0]
-    bar_h = max(h, 60)
+    pad_y = 6  # room for the first and last labels, centred on the bar's ends
+    bar_h = max(h, 60) - 2 * pad_y
     bar = colorbar(bar_h, colormap)
     font, size, thick = cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1
     top = 1.0 if scale is None or scale <= 0 else float(scale)
     labels = [(_tick_label(top * v), v) for v in (1.0, 0.5, 0.0, -0.5, -1.0)]
     label_w = max(cv2.getTextSize(t, font, size, thick)[0][0] for t, _ in labels) + 10
-    panel = np.full((bar_h, 4 + bar.shape[1] + label_w, 3), 255, np.uint8)
-    panel[:, 4:4 + bar.shape[1]] = (bar * 255).round().astype(np.uint8)
+    panel = np.full((bar_h + 2 * pad_y, 4 + bar.shape[1] + label_w, 3), 255, np.uint8)
+    panel[pad_y:pad_y + bar_h, 4:4 + bar.shape[1]] = (bar * 255).round().astype(np.uint8)
     for text, v in labels:
-        y = int(round((1 - v) / 2 * (bar_h - 1)))
+        y = pad_y + int(round((1 - v) / 2 * (bar_h - 1)))
         x0 = 4 + bar.shape[1]
         panel[y, x0:x0 + 4] = 0
-        baseline = min(max(y + 4, 9), bar_h - 2)
-        cv2.putText(panel, text, (x0 + 6, baseline), font, size, (0, 0, 0), thick, cv2.LINE_AA)
+        cv2.putText(panel, text, (x0 + 6, y + 4), font, size, (0, 0, 0), thick, cv2.LINE_AA)
     pic = picture
-    if bar_h > h:
-        pad = np.ones((bar_h - h, pic.shape[1], 3))
+    if panel.shape[0] > h:
+        pad = np.ones((panel.shape[0] - h, pic.shape[1], 3))
         pic = np.vstack([pic, pad])
     return np.hstack([pic, panel / 255.0])
 
