@@ -35,14 +35,23 @@ def default_rule(clf):
 
 
 def _explained_function(clf, task: int, sign: float):
-    """``P (m, V) -> g(P) = sign f_task(P)`` (m,), the dual expansion of one task only."""
+    """``P (m, V) -> g(P) = sign f_task(P)`` (m,), the dual expansion of one task only.
+
+    The support vectors of each channel are sliced (and checked) once here, not
+    at every one of the many evaluations a root search makes.
+    """
+    channels = [(kernel, clf.channel_slices_[u], float(clf.kernel_weights_[task, u]),
+                 np.ascontiguousarray(clf.support_vectors_[:, clf.channel_slices_[u]]))
+                for u, kernel in enumerate(clf.kernels_)]
+    coef = np.asarray(clf.dual_coef_[task], dtype=np.float64)
+
     def g(points: np.ndarray) -> np.ndarray:
         P = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        if not np.all(np.isfinite(P)):
+            raise ValueError("points contain NaN or infinite values")
         F = np.full(len(P), float(clf.intercept_[task]))
-        for u, kernel in enumerate(clf.kernels_):
-            s = clf.channel_slices_[u]
-            F += clf.kernel_weights_[task, u] * (
-                kernel.gram(P[:, s], clf.support_vectors_[:, s]) @ clf.dual_coef_[task])
+        for kernel, s, weight, support in channels:
+            F += weight * (kernel._gram(np.ascontiguousarray(P[:, s]), support) @ coef)
         return sign * F
     return g
 
@@ -83,7 +92,7 @@ def find_root(g, x: np.ndarray, candidates: np.ndarray, rule: Taylor, g_candidat
     root : (V,), distance ``|root - x|``, ``g(root)``
     """
     roots, dist, values = segment_roots(g, x, candidates, rule.n_candidates, rule.tol,
-                                        rule.max_iter, g_candidates)
+                                        rule.max_iter, g_candidates, keep=1)
     return roots[0], float(dist[0]), float(values[0])
 
 
@@ -130,8 +139,9 @@ def taylor_root(clf, x: np.ndarray, task: int, sign: float, rule: Taylor, g=None
     g = _explained_function(clf, task, sign) if g is None else g
     gx = float(g(x[None, :])[0]) if gx is None else gx
     candidates, g_candidates = root_candidates(clf, x, task, sign, rule)
+    keep = 1 if rule.root == "segment" else rule.n_starts
     roots, dist, values = segment_roots(g, x, candidates, rule.n_candidates, rule.tol,
-                                        rule.max_iter, g_candidates, gx)
+                                        rule.max_iter, g_candidates, gx, keep=keep)
     info = {"segment_distance": float(dist[0])}
     if rule.root == "segment" or dist[0] == 0:
         return roots[0], float(dist[0]), float(values[0]), info

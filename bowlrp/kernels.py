@@ -31,41 +31,77 @@ def _term(a, b, op):
     return (a - b) * (a - b) / t
 
 
+@njit(cache=True, inline="always")
+def _accumulate_terms(acc, a, column, op):
+    """``acc[j] += term(a, column[j])`` for every j, branch-free so the loop vectorises.
+
+    The same arithmetic as :func:`_term` (for ``a + b = 0`` both ``a`` and ``b``
+    are 0, so dividing by 1 instead gives the same 0), hence bit-identical terms.
+    """
+    if op == _MIN:
+        for j in range(column.shape[0]):
+            b = np.float64(column[j])
+            acc[j] += a if a < b else b
+    elif op == _CHI2:
+        for j in range(column.shape[0]):
+            b = np.float64(column[j])
+            t = a + b
+            acc[j] += 2.0 * a * b / (t if t != 0.0 else 1.0)
+    else:
+        for j in range(column.shape[0]):
+            b = np.float64(column[j])
+            t = a + b
+            acc[j] += (a - b) * (a - b) / (t if t != 0.0 else 1.0)
+
+
 @njit(cache=True, parallel=True)
-def _gram_elementwise(X, Y, op):
-    n, m = X.shape[0], Y.shape[0]
+def _gram_elementwise_block(X, YT, op):
+    """``out[i, j] = sum_d term(X[i, d], YT[d, j])`` (n, m), rows in parallel.
+
+    ``YT`` is a block of the second argument, transposed, so that the inner
+    loop runs over its rows with the sum over d in its natural order: every
+    entry is the same float64 sum, term by term, as the row-by-row loop.
+    """
+    n, m = X.shape[0], YT.shape[1]
     out = np.zeros((n, m))
     for i in prange(n):
-        for j in range(m):
-            s = 0.0
-            for d in range(X.shape[1]):
-                s += _term(np.float64(X[i, d]), np.float64(Y[j, d]), op)  # float32 input: f64 terms
-            out[i, j] = s
+        acc = np.zeros(m)
+        for d in range(X.shape[1]):
+            _accumulate_terms(acc, np.float64(X[i, d]), YT[d], op)
+        out[i] = acc
     return out
 
 
 @njit(cache=True)
-def _gram_elementwise_serial(X, Y, op):
-    """:func:`_gram_elementwise` in one thread: for a few rows, thread start-up costs more."""
-    n, m = X.shape[0], Y.shape[0]
+def _gram_elementwise_block_serial(X, YT, op):
+    """:func:`_gram_elementwise_block` in one thread: for small products, threads cost more."""
+    n, m = X.shape[0], YT.shape[1]
     out = np.zeros((n, m))
     for i in range(n):
-        for j in range(m):
-            s = 0.0
-            for d in range(X.shape[1]):
-                s += _term(np.float64(X[i, d]), np.float64(Y[j, d]), op)  # float32 input: f64 terms
-            out[i, j] = s
+        acc = out[i]
+        for d in range(X.shape[1]):
+            _accumulate_terms(acc, np.float64(X[i, d]), YT[d], op)
     return out
 
 
-_SERIAL_ROWS = 32
+_SERIAL_TERMS = 1 << 23   # below this many terms (~10 ms) thread start-up costs more than it saves
+_COLUMN_BLOCK = 512       # rows of the second argument transposed at a time (bounded extra memory)
 
 
 def _elementwise(X, Y, op):
-    """Gram matrix of an elementwise kernel; serial for fewer than ``_SERIAL_ROWS`` rows."""
-    if X.shape[0] < _SERIAL_ROWS:
-        return _gram_elementwise_serial(X, Y, op)
-    return _gram_elementwise(X, Y, op)
+    """Gram matrix ``K[i, j] = sum_d term(X_id, Y_jd)`` of an elementwise kernel, shape (n, m).
+
+    ``Y`` is taken in blocks of ``_COLUMN_BLOCK`` rows, each transposed once
+    (``V x 512`` extra values at most); small products run in one thread.
+    """
+    n, m = X.shape[0], Y.shape[0]
+    out = np.empty((n, m))
+    gram = (_gram_elementwise_block_serial if n * m * X.shape[1] < _SERIAL_TERMS
+            else _gram_elementwise_block)
+    for start in range(0, m, _COLUMN_BLOCK):
+        YT = np.ascontiguousarray(Y[start:start + _COLUMN_BLOCK].T)
+        out[:, start:start + _COLUMN_BLOCK] = gram(X, YT, op)
+    return out
 
 
 @njit(cache=True)
@@ -111,12 +147,11 @@ def _chi2_exp_gradients(S, W, X, sigma):
             w = W[p, i]
             if w == 0.0:
                 continue
+            ws = w * sigma
             for d in range(V):
                 t = S[i, d] + X[p, d]
-                g = -1.0
-                if t != 0.0:
-                    g = 4.0 * S[i, d] * S[i, d] / (t * t) - 1.0
-                out[p, d] += w * sigma * g
+                t = t if t != 0.0 else 1.0   # t = 0 only where S[i, d] = 0: g = -1 either way
+                out[p, d] += ws * (4.0 * S[i, d] * S[i, d] / (t * t) - 1.0)
     return out
 
 
@@ -326,7 +361,7 @@ class ExponentialChi2(_WidthKernel):
 
     @staticmethod
     def _pair_distances(A):
-        return _gram_elementwise(A, A, _CHI2DIST)
+        return _elementwise(A, A, _CHI2DIST)
 
     @staticmethod
     def _width_from_mean(mean):

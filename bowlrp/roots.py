@@ -105,17 +105,23 @@ def infer_domain(slices, x: np.ndarray, candidates: np.ndarray, spec: str = "aut
 
 
 def bracket_roots(g, A: np.ndarray, B: np.ndarray, gA: np.ndarray, gB: np.ndarray, tol: float,
-                  max_iter: int) -> tuple[np.ndarray, np.ndarray]:
+                  max_iter: int, keep: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Roots on the segments ``A_j -> B_j`` where ``g(A_j)`` and ``g(B_j)`` differ in sign.
 
     Illinois false position on ``p(t) = A + t (B - A)``, all segments per call
     of ``g``, until the end on ``B``'s side has ``|g| <= tol``; that end is
     returned, so each root keeps ``B``'s sign (or is 0).
 
+    With ``keep = k`` only the ``k`` roots nearest ``A`` are wanted: a segment
+    whose bracket starts farther from ``A`` (``t_a |B - A|``) than the ``k``-th
+    nearest bracket ends (``t_b |B - A|``) cannot hold one of them and is
+    dropped. The brackets of the others evolve exactly as without pruning, so
+    the ``k`` nearest roots are the same (unless ``max_iter`` runs out on one).
+
     Returns
     -------
     t : (m,) parameter of the roots, g_root : (m,) ``g`` there (``|g| > tol``
-    only if ``max_iter`` ran out).
+    only if ``max_iter`` ran out), active : (m,) bool, False for pruned segments.
     """
     m = len(A)
     t_a, t_b = np.zeros(m), np.ones(m)
@@ -123,8 +129,14 @@ def bracket_roots(g, A: np.ndarray, B: np.ndarray, gA: np.ndarray, gB: np.ndarra
     g_b = gB.astype(float).copy()                                   # true values at t_b
     side = np.zeros(m, dtype=np.int8)
     sign_a = np.sign(gA)
+    active = np.ones(m, dtype=bool)
+    lengths = np.linalg.norm(B - A, axis=1) if keep is not None else None
     for _ in range(max_iter):
-        idx = np.flatnonzero(np.abs(g_b) > tol)
+        if keep is not None and active.sum() > keep:
+            upper = np.where(active, t_b * lengths, np.inf)
+            kth = np.partition(upper, keep - 1)[keep - 1]
+            active &= t_a * lengths <= kth
+        idx = np.flatnonzero((np.abs(g_b) > tol) & active)
         if idx.size == 0:
             break
         width = t_b[idx] - t_a[idx]
@@ -142,12 +154,17 @@ def bracket_roots(g, A: np.ndarray, B: np.ndarray, gA: np.ndarray, gB: np.ndarra
         t_b[ib], f_b[ib], g_b[ib] = t_new[~on_a], g_new[~on_a], g_new[~on_a]
         f_a[ib[side[ib] == -1]] *= 0.5
         side[ib] = -1
-    return t_b, g_b
+    return t_b, g_b, active
 
 
 def segment_roots(g, x: np.ndarray, candidates: np.ndarray, n_candidates: int, tol: float,
-                  max_iter: int, g_candidates=None, gx: float | None = None):
+                  max_iter: int, g_candidates=None, gx: float | None = None,
+                  keep: int | None = None):
     """Roots on the segments from ``x`` to its ``n_candidates`` nearest opposite-sign candidates.
+
+    ``keep = k``: only the ``k`` roots nearest ``x`` are needed, and segments
+    that cannot hold one stop being refined (:func:`bracket_roots`); the ``k``
+    nearest roots are the same as without it.
 
     Returns
     -------
@@ -168,7 +185,8 @@ def segment_roots(g, x: np.ndarray, candidates: np.ndarray, n_candidates: int, t
     order = np.argsort(np.linalg.norm(far - x, axis=1), kind="stable")[:n_candidates]
     far, g_far = far[order], g_far[order]
     A = np.broadcast_to(x, far.shape)
-    t, g_root = bracket_roots(g, A, far, np.full(len(far), gx), g_far, tol, max_iter)
+    t, g_root, active = bracket_roots(g, A, far, np.full(len(far), gx), g_far, tol, max_iter, keep)
+    t, g_root, far = t[active], g_root[active], far[active]
     roots = x[None, :] + t[:, None] * (far - x[None, :])
     ok = np.abs(g_root) <= tol
     keep = np.flatnonzero(ok) if ok.any() else np.array([int(np.argmin(np.abs(g_root)))])
@@ -253,7 +271,7 @@ def _root_on_ray(g, x, gx, p, d, domain, tol, max_iter):
         if np.sign(ge) == np.sign(gx):
             return None
         a, b, ga, gb = p, e, gp, ge
-    t, gr = bracket_roots(g, a[None, :], b[None, :], np.array([ga]), np.array([gb]), tol,
+    t, gr, _ = bracket_roots(g, a[None, :], b[None, :], np.array([ga]), np.array([gb]), tol,
                           max_iter)
     return a + t[0] * (b - a), float(gr[0])
 

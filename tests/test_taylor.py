@@ -253,3 +253,35 @@ def test_rule_options_are_validated_and_parsed():
         Taylor(domain="ball")
     with pytest.raises(RuleError):
         parse_rule("integrated=2.5")
+
+
+@pytest.mark.parametrize("kernel", ["exp_chi2", "rbf"])
+@pytest.mark.parametrize("keep", [1, 3])
+def test_pruned_segment_search_finds_the_same_nearest_roots_with_fewer_evaluations(simplex_models,
+                                                                                    kernel, keep):
+    from bowlrp.roots import segment_roots
+
+    X, models = simplex_models
+    clf = models[kernel]
+    rows = {"pruned": 0, "full": 0}
+    found = 0
+    for x in X[:12]:
+        g0, _, _ = _g(clf, x)
+        candidates = X[np.sign(g0(X)) < 0]
+        if len(candidates) < 8:
+            continue
+        found += 1
+        out = {}
+        for mode, k in (("full", None), ("pruned", keep)):
+            def g(P, mode=mode, g0=g0):
+                rows[mode] += len(np.atleast_2d(P))
+                return g0(P)
+            out[mode] = segment_roots(g, x, candidates, 50, 1e-10, 60, keep=k)
+        roots_full, dist_full, _ = out["full"]
+        roots_pruned, dist_pruned, values = out["pruned"]
+        n = min(keep, len(dist_full))
+        np.testing.assert_allclose(dist_pruned[:n], dist_full[:n], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(roots_pruned[:n], roots_full[:n], rtol=1e-7, atol=1e-10)
+        assert np.all(np.abs(values[:n]) <= 1e-10)
+    assert found >= 6
+    assert rows["pruned"] < 0.8 * rows["full"]
