@@ -408,12 +408,93 @@ class RelevanceStore:
             except (KeyError, FileNotFoundError):  # a concurrent writer removed it
                 pass
 
+    # -- perturbation curves (bowlrp-evaluate --store) ----------------------------------------
+    def write_curves(self, item: ImageInput, result: dict) -> None:
+        """One image's curves ``{method: (repeats, steps + 1)}`` and numbers, ``done`` last."""
+        parent = self.root.require_group(EVALUATION)
+        g = parent.create_group(id_to_key(item.id), overwrite=True,
+                                attributes={"id": item.id, "done": False})
+        for method, curve in result["curves"].items():
+            c = np.asarray(curve, dtype=np.float64)
+            g.create_array(method, shape=c.shape, dtype="float64", chunks=c.shape,
+                           fill_value=0.0)[...] = c
+        meta = {k: v for k, v in result.items() if k != "curves"}
+        g.update_attributes({**_json(meta), "id": item.id, "path": display_path(item.path),
+                             "methods": sorted(result["curves"]), "done": True})
+        failures = self._group(EVALUATION_FAILURES)
+        if failures is not None and id_to_key(item.id) in failures:
+            try:
+                del failures[id_to_key(item.id)]
+            except (KeyError, FileNotFoundError):
+                pass
+
+    def write_curves_failure(self, item: ImageInput, error: str) -> None:
+        self.root.require_group(EVALUATION_FAILURES).create_group(
+            id_to_key(item.id), overwrite=True,
+            attributes={"id": item.id, "path": display_path(item.path), "error": error, "done": True})
+
+    def curves(self, image_id: str, methods=()) -> dict | None:
+        """``{"curves": {method: list of lists}, ...}`` of a finished image having every
+        method in ``methods``, or None."""
+        g = self._done(EVALUATION, image_id)
+        if g is None or not set(methods) <= set(g.attrs.get("methods", [])):
+            return None
+        out = dict(g.attrs)
+        out["curves"] = {m: np.asarray(g[m][...]).tolist() for m in g.attrs["methods"]}
+        return out
+
+    def curve_failures(self) -> list[dict]:
+        parent = self._group(EVALUATION_FAILURES)
+        out = []
+        for key in sorted(parent.group_keys()) if parent is not None else []:
+            a = dict(parent[key].attrs)
+            if self._done(EVALUATION, a.get("id", "")) is None:
+                out.append({"id": a.get("id"), "path": a.get("path"), "error": a.get("error")})
+        return out
+
     def is_done(self, image_id: str) -> bool:
         return self._done(IMAGES, image_id) is not None
 
     def set_run(self, info: dict) -> None:
         """Record the last run's summary in the store's attributes."""
         self.root.update_attributes({"last_run": _json(info)})
+
+
+EVALUATION_FAILURES = "evaluation_failures"
+
+
+def open_for_evaluation(location, key: dict, *, overwrite: bool = False,
+                        storage_options: dict | None = None) -> RelevanceStore:
+    """Open (or create) a store for per-image perturbation curves made with settings ``key``.
+
+    The curves live in the ``evaluation`` group beside any explanations; a
+    store whose curves were made with other settings is refused
+    (:class:`StoreMismatch`) unless ``overwrite`` (which deletes the old curves).
+    """
+    import zarr
+
+    root = zarr.open_group(_store_arg(location), mode="a", storage_options=storage_options)
+    attrs = dict(root.attrs)
+    if attrs and attrs.get("format") != FORMAT:
+        raise StoreError(f"{display_path(location)} is a Zarr store but not a bowlrp relevance store")
+    if not attrs:
+        root.update_attributes({"format": FORMAT, "version": VERSION, "grid": DEFAULT_GRID})
+    key = _json(key)
+    group = root.require_group(EVALUATION)
+    old = group.attrs.get("key")
+    if old is not None and old != key:
+        if not overwrite:
+            changed = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
+            raise StoreMismatch(
+                f"{display_path(location)} holds curves of another evaluation (differs in "
+                f"{', '.join(changed)}); choose another store, or pass --overwrite to replace them")
+        for name in (EVALUATION, EVALUATION_FAILURES):
+            if name in root:
+                del root[name]
+        group = root.require_group(EVALUATION)
+    group.update_attributes({"key": key})
+    root.require_group(EVALUATION_FAILURES)
+    return RelevanceStore(location, root)
 
 
 def store_lock(location, program: str):
