@@ -115,14 +115,17 @@ def start_client(workers: int | None = None, scheduler: str | None = None, *,
     """A ``distributed.Client`` on a new LocalCluster (``workers`` processes, 1 thread each)
     or connected to ``scheduler``; returns ``(client, cluster_or_None)``."""
     import logging
+    import warnings
 
     from distributed import Client, LocalCluster
 
     if scheduler:
         return Client(scheduler), None
-    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                           dashboard_address=None, memory_limit=memory_limit,
-                           silence_logs=silence_logs if silence_logs is not None else logging.ERROR)
+    with warnings.catch_warnings():  # the scheduler's HTTP port moves on if 8787 is taken: fine
+        warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                               dashboard_address=None, memory_limit=memory_limit,
+                               silence_logs=silence_logs if silence_logs is not None else logging.ERROR)
     return Client(cluster), cluster
 
 
