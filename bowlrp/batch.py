@@ -250,6 +250,41 @@ def publish(files: dict[Path, bytes]) -> None:
         os.replace(tmp, path)
 
 
+def explain_image(model, item: ImageInput, explain_kwargs: dict | None = None):
+    """The per-image step every output shares: read one image and explain it.
+
+    Used by :func:`explain_to_folder`, by the relevance store
+    (:func:`bowlrp.store.explain_into_store`) and by the Dask tasks of
+    :mod:`bowlrp.distributed`, so all of them produce the same numbers.
+
+    Parameters
+    ----------
+    model : fitted Pipeline
+    item : ImageInput
+    explain_kwargs : dict
+        Passed to ``model.explain`` (``target``, ``rules``, ``tile``, ``stride``);
+        ``target`` may be a list of labels (one forward pass, one explanation each).
+
+    Returns
+    -------
+    image : ndarray (H, W) float
+    explanations : list of Explanation, one per target (one when ``target`` is not a list)
+    """
+    from ._validation import as_float_image
+
+    image = as_float_image(item.path)
+    result = model.explain([image], **(explain_kwargs or {}))[0]
+    return image, list(result) if isinstance(result, list) else [result]
+
+
+def failure_message(item: ImageInput, exc: BaseException) -> str:
+    """One line naming the image and what went wrong."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if not message.startswith(str(item.path)) and str(item.path) not in message:
+        message = f"{display_path(item.path)}: {message}"
+    return message
+
+
 def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict,
                       explain_kwargs: dict | None = None, colormap: str = "bwr",
                       normalize: str = "image", percentile: float | None = 99.5,
@@ -282,7 +317,6 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
     """
     from tqdm.auto import tqdm
 
-    from ._validation import as_float_image
     from .image import display_scale
 
     out = Path(out)
@@ -308,8 +342,7 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
                     continue
                 try:
                     paths["json"].parent.mkdir(parents=True, exist_ok=True)
-                    image = as_float_image(item.path)
-                    e = model.explain([image], **(explain_kwargs or {}))[0]
+                    image, (e,) = explain_image(model, item, explain_kwargs)
                     files = {paths["relevance"]: _npy_bytes(e.heatmap)}
                     scale = display_scale(e.heatmap, percentile)
                     if normalize == "image":
@@ -327,9 +360,7 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except Exception as exc:
-                    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    if not message.startswith(str(item.path)) and str(item.path) not in message:
-                        message = f"{display_path(item.path)}: {message}"
+                    message = failure_message(item, exc)
                     summary.failed.append({"image": display_path(item.path), "id": item.id,
                                            "error": message})
                     say(f"error: {message}")

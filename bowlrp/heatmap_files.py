@@ -9,6 +9,7 @@ input tree) next to other JSON files (a run summary), which are ignored.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,8 @@ class HeatmapRecord:
     shape : tuple (H, W)
     image : Path or None
         The image the map belongs to, once resolved (see :func:`attach_images`).
+    loader : callable or None
+        Reads the map when it is not an ``.npy`` file (a relevance store record).
     """
 
     npy: Path
@@ -52,6 +55,7 @@ class HeatmapRecord:
     meta: dict = field(repr=False)
     shape: tuple[int, int]
     image: Path | None = None
+    loader: Callable[[], np.ndarray] | None = field(default=None, repr=False)  # maps kept elsewhere
 
 
 def _read_shape(npy: Path) -> tuple[int, int]:
@@ -109,7 +113,8 @@ def group_by_target(records: list[HeatmapRecord]) -> dict[str, list[HeatmapRecor
 
 def load_map(record: HeatmapRecord) -> np.ndarray:
     """The heatmap (H, W) float64; a clear error if it is not finite."""
-    m = np.load(record.npy, allow_pickle=False).astype(np.float64, copy=False)
+    m = record.loader() if record.loader is not None else np.load(record.npy, allow_pickle=False)
+    m = np.asarray(m).astype(np.float64, copy=False)
     if not np.all(np.isfinite(m)):
         raise HeatmapFileError(f"{record.npy} contains NaN or infinite values")
     return m

@@ -102,6 +102,55 @@ def analyse_heatmaps(groups: dict[str, list[HeatmapRecord]], params: dict | None
     return analyses, skipped
 
 
+def analyse_store(store, params: dict | None = None, targets=None, quiet: bool = False
+                  ) -> tuple[list[ClassAnalysis], dict[str, int]]:
+    """Run SpRAy per class on the maps of a relevance store (:mod:`bowlrp.store`).
+
+    The store's pooled maps are used as they are when ``params["grid"]`` is
+    the store's grid (or not given); otherwise each heatmap is read and
+    sum-pooled onto the requested grid. Store maps are pooled in their own
+    shape (every cell holds the relevance of the pixels it covers), not
+    resized to a common shape first as :func:`analyse_heatmaps` does.
+
+    Parameters
+    ----------
+    store : RelevanceStore (``bowlrp.store.open``)
+    params : SpRAy parameters
+    targets : list of str or None
+        Classes to analyse (default: every target in the store).
+    """
+    from pathlib import PurePosixPath
+
+    params = dict(params or {})
+    grid = params.get("grid") or store.grid
+    params["grid"] = grid
+    analyses, skipped = [], {}
+    for target in (targets or store.targets()):
+        ids, pooled = store.pooled_maps(target)
+        if len(ids) < MIN_MAPS:
+            skipped[str(target)] = len(ids)
+            continue
+        records = []
+        for image_id in ids:
+            rec = store[image_id]
+            i = rec.index(target)
+            records.append(HeatmapRecord(
+                npy=PurePosixPath(store.heatmap_location(image_id)), json=None, stem=image_id,
+                target=str(target), meta={**rec.meta, "image": rec.path}, shape=tuple(rec.heatmaps.shape[1:]),
+                loader=lambda rec=rec, i=i: rec.heatmaps[i]))
+        if grid != store.grid:
+            pooled = np.stack([pool_maps([load_map(r)], grid, r.shape)[0]
+                               for r in _progress(records, "pooling heatmaps", len(records), quiet)])
+        sp = SpRAy(**params)
+        sp.fit_pooled(pooled, common_shape(r.shape for r in records))
+        analyses.append(ClassAnalysis(str(target), records, sp, pooled))
+    if not analyses:
+        counts = ", ".join(f"{t!r}: {n}" for t, n in skipped.items()) or "no finished images"
+        raise HeatmapFileError(f"SpRAy needs at least {MIN_MAPS} heatmaps of one explained class; "
+                               f"found {counts} in {store.location}")
+    return analyses, skipped
+
+
 def ranking_table(analyses: list[ClassAnalysis], n_shown: int = 5) -> list[dict]:
     """Classes ordered by ``lambda_2`` ascending (see :func:`bowlrp.spray.rank_classes`)."""
     return ranking({a.target: a.spray for a in analyses}, n_shown)

@@ -24,14 +24,16 @@ import io
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .._atomic import atomic_write_bytes
-from ..batch import collect_inputs, display_path
+from ..batch import ImageInput, collect_inputs, display_path
 from ._common import ArgumentParser, CLIError, load_pipeline, positive_int, resolve_target, run_command
 
+EVALUATION_GROUP = "evaluation"
 LRP_METHODS = {
     "lrp-eps0": "epsilon=0",
     "lrp-eps1": "epsilon=1",
@@ -70,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--target", default=None, help="class name or index (default: predicted)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", "-o", default="evaluation")
+    ap.add_argument("--store", default=None, metavar="OUT.zarr",
+                    help="keep per-image curves in this Zarr relevance store (path or URL) instead of "
+                         "--out/partial; needed for --workers / --scheduler")
+    ap.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                    help="with --store: evaluate on a local Dask cluster of N processes")
+    ap.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="with --store: evaluate on a running Dask scheduler (tcp://host:8786)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="with --store: replace curves made with another model or other settings")
     ap.add_argument("--trust", action="append", default=[], metavar="TYPE",
                     help="allow this extra type in a skops model file (repeatable)")
     ap.add_argument("--trusted", action="store_true", help="allow a pickle model file (runs code!)")
@@ -230,11 +241,16 @@ def run(args) -> int:
         if not compare_extra_available():
             raise CLIError('lime, shap-partition and kernel-shap need the [compare] extra: '
                            'pip install "bowlrp[compare]"')
+    if args.store is None and (args.workers is not None or args.scheduler is not None):
+        raise CLIError("--workers and --scheduler need --store OUT.zarr")
     inputs = collect_inputs(args.images)
     model = load_pipeline(args.model, args.trusted, args.trust)
     target = resolve_target(model, args.target)
     key = result_key(args, file_hash(args.model), target)
     out = Path(args.out)
+    if args.store is not None:
+        results = evaluate_to_store(args, inputs, model, methods, target, key)
+        return _finish(args, out, results, methods)
     partial = out / "partial"
     partial.mkdir(parents=True, exist_ok=True)
     results = []
@@ -270,13 +286,104 @@ def run(args) -> int:
             result.update({"key": key, "id": item.id})
             _atomic_json(record_path, result)
             results.append(result)
-        summary = summarise(results, methods)
-        for m in PEER_METHODS:  # cost of the peers: model evaluations and seconds per image
-            c = [r["costs"][m] for r in results if m in r.get("costs", {})]
-            if c and m in summary:
-                summary[m]["evaluations_per_image"] = float(np.mean([x["evaluations"] for x in c]))
-                summary[m]["seconds_per_image"] = float(np.mean([x["seconds"] for x in c]))
-        write_outputs(out, summary, args)
+        summary = _summary(out, results, methods, args)
+    _print_table(args, out, results, summary)
+    return 0
+
+
+def _summary(out: Path, results: list[dict], methods, args) -> dict:
+    summary = summarise(results, methods)
+    for m in PEER_METHODS:  # cost of the peers: model evaluations and seconds per image
+        c = [r["costs"][m] for r in results if m in r.get("costs", {})]
+        if c and m in summary:
+            summary[m]["evaluations_per_image"] = float(np.mean([x["evaluations"] for x in c]))
+            summary[m]["seconds_per_image"] = float(np.mean([x["seconds"] for x in c]))
+    write_outputs(out, summary, args)
+    return summary
+
+
+def _finish(args, out: Path, results: list[dict], methods) -> int:
+    if not results:
+        raise CLIError("no image could be evaluated (see the errors above)")
+    out.mkdir(parents=True, exist_ok=True)
+    summary = _summary(out, results, methods, args)
+    _print_table(args, out, results, summary)
+    return 1 if len(results) < args._n_inputs else 0
+
+
+@dataclass(frozen=True)
+class SeededInput(ImageInput):
+    """An image and the seed of its noise (``--seed`` + its position among the inputs)."""
+
+    seed: int = 0
+
+
+def _evaluate_task(model_ref, batch, location: str, methods, args, target) -> list[dict]:
+    """A Dask task (and the serial step): curves of each SeededInput into the store."""
+    import time
+
+    from ..batch import failure_message
+    from ..distributed import ModelFile
+    from ..store import RelevanceStore
+
+    store = RelevanceStore.open(location, "r+")
+    model = model_ref.load() if isinstance(model_ref, ModelFile) else model_ref
+    statuses = []
+    for item in batch:
+        seed = item.seed
+        started = time.perf_counter()
+        try:
+            result = evaluate_image(model, item.path, methods, args, target, seed)
+            result["seed"] = seed
+            store.write_curves(item, result)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+            message = failure_message(item, exc)
+            store.write_curves_failure(item, message)
+            statuses.append({"id": item.id, "status": "failed", "error": message})
+            continue
+        statuses.append({"id": item.id, "status": "explained",
+                         "seconds": time.perf_counter() - started})
+    return statuses
+
+
+def evaluate_to_store(args, inputs, model, methods, target, key) -> list[dict]:
+    """Per-image curves into ``args.store`` (serially or on Dask); returns every finished result."""
+    from ..distributed import ModelFile, run_on_store
+    from ..store import open_for_evaluation, store_lock
+
+    if args.workers is not None and args.scheduler is not None:
+        raise CLIError("--workers and --scheduler exclude each other")
+    location = args.store
+    args._n_inputs = len(inputs)
+    task_args = argparse.Namespace(**{k: v for k, v in vars(args).items() if not k.startswith("_")})
+    with store_lock(location, "bowlrp-evaluate"):
+        store = open_for_evaluation(location, key, overwrite=args.overwrite)
+        todo = [SeededInput(item.path, item.id, args.seed + i) for i, item in enumerate(inputs)
+                if store.curves(item.id, methods) is None]
+        distributed = args.workers is not None or args.scheduler is not None
+        model_ref = ModelFile(str(Path(args.model).resolve()), key["model_sha256"], bool(args.trusted),
+                              tuple(args.trust)) if distributed else model
+
+        def one(item):
+            return _evaluate_task(model, [item], location, methods, task_args, target)[0]
+
+        def said(status):
+            if status["status"] != "explained":
+                print(f"bowlrp-evaluate: error: {status['error']}", file=sys.stderr)
+
+        run_on_store(todo, _evaluate_task, (model_ref, location, methods, task_args, target), one,
+                     workers=args.workers, scheduler=args.scheduler, progress=not args.quiet,
+                     desc="evaluating", on_status=said,
+                     on_lost=lambda item, line: store.write_curves_failure(item, line))
+        results = [r for r in (store.curves(item.id, methods) for item in inputs) if r is not None]
+        if results:
+            store.root[EVALUATION_GROUP].update_attributes({"n_images": len(results)})
+    return results
+
+
+def _print_table(args, out: Path, results: list[dict], summary: dict) -> None:
     order = "MoRF" if args.order == "morf" else "LeRF"
     print(f"AOPC ({order}) over {len(results)} image(s), {args.method} perturbation, {args.steps} "
           f"steps, {args.repeats} repeats (MoRF: higher = more faithful; LeRF: lower):")
@@ -285,7 +392,6 @@ def run(args) -> int:
                 "per image)" if "seconds_per_image" in d else "")
         print(f"  {m:16s} {d['aopc']:+.5f} +- {d['aopc_stderr']:.5f}{cost}")
     print(f"wrote {display_path(out / 'curves.json')}, curves.csv, aopc.csv, curves.png")
-    return 0
 
 
 def main(argv=None) -> int:

@@ -13,6 +13,12 @@ tree and never collide. ``run.json`` summarises the run and lists failures.
 A failed image is reported in one line and the run goes on (exit code 1 at
 the end); bad arguments or model files stop at once (exit code 2). A rerun
 skips images already explained with the same model and settings.
+
+With ``--store OUT.zarr`` the maps go into one Zarr relevance store instead
+(``bowlrp.store``; several ``--target`` per forward pass), serially or on Dask
+with ``--workers N`` (a local cluster) or ``--scheduler tcp://host:8786``::
+
+    bowlrp-explain --images photos/ --model m.skops --store out.zarr --workers 2
 """
 
 from __future__ import annotations
@@ -49,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--image", "--images", "-i", nargs="+", required=True,
                     help="image files, directories (searched recursively) or quoted glob patterns")
     ap.add_argument("--model", "-m", required=True, help="model file written by bowlrp.save")
-    ap.add_argument("--target", "-t", default=None,
-                    help="class name or index to explain (default: the predicted class)")
+    ap.add_argument("--target", "-t", action="append", default=[],
+                    help="class name or index to explain (default: the predicted class); "
+                         "repeatable with --store: one heatmap per target from one forward pass")
     ap.add_argument("--rule", action="append", default=[], help="LRP rule (repeatable)")
     ap.add_argument("--tile", type=positive_int, default=None, help="explain as tiles of this side")
     ap.add_argument("--stride", type=positive_int, default=None, help="tile stride (default: --tile)")
@@ -59,7 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="display scale per image or shared by all images (default image)")
     ap.add_argument("--clip", type=percentile_arg, default=DEFAULT_PERCENTILE, metavar="PERCENTILE",
                     help="the |R| percentile shown at full colour (default 99.5; 'max' = no clipping)")
-    ap.add_argument("--out", "-o", default=".", help="output directory (default: .)")
+    ap.add_argument("--out", "-o", default=None,
+                    help="output directory (default: . when no --store is given)")
+    ap.add_argument("--store", default=None, metavar="OUT.zarr",
+                    help="write a Zarr relevance store (a path or an fsspec URL) instead of files")
+    ap.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                    help="with --store: explain on a local Dask cluster of N processes")
+    ap.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="with --store: explain on a running Dask scheduler (tcp://host:8786)")
+    ap.add_argument("--grid", type=positive_int, default=32,
+                    help="with --store: side of the pooled maps kept for SpRAy (default 32)")
     ap.add_argument("--overwrite", action="store_true",
                     help="replace results of an earlier run made with another model or settings")
     ap.add_argument("--trust", action="append", default=[], metavar="TYPE",
@@ -78,23 +94,20 @@ def run(args) -> int:
     rules = [parse_rule(r) for r in args.rule] or None
     if args.stride is not None and args.tile is None:
         raise CLIError("--stride needs --tile")
+    if args.store is not None:
+        return run_store(args, rules)
+    if args.workers is not None or args.scheduler is not None:
+        raise CLIError("--workers and --scheduler need --store OUT.zarr")
+    if len(args.target) > 1:
+        raise CLIError("several --target need --store OUT.zarr (folder output holds one map per image)")
+    args.out = "." if args.out is None else args.out
     inputs = collect_inputs(args.image, exclude=args.out)
     model = load_pipeline(args.model, args.trusted, args.trust)
-    target = resolve_target(model, args.target)
+    target = resolve_target(model, args.target[0] if args.target else None)
     run_key = {"model_sha256": file_hash(args.model), "target": None if target is None else str(target),
                "rules": [repr(r) for r in rules or []], "tile": args.tile, "stride": args.stride}
 
-    def report(line: str) -> None:
-        from tqdm.auto import tqdm
-
-        if not args.quiet or line.startswith("error:"):
-            try:
-                tqdm.write(line, file=sys.stderr if line.startswith("error:") else sys.stdout)
-            except BrokenPipeError:  # a reader such as `| head` went away: keep working silently
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                args.quiet = True
-
+    report = _reporter(args)
     summary = explain_to_folder(
         model, inputs, args.out, run_key=run_key,
         explain_kwargs={"target": target, "rules": rules, "tile": args.tile, "stride": args.stride},
@@ -107,6 +120,56 @@ def run(args) -> int:
               f"(listed in {display_path(args.out)}/run.json)", file=sys.stderr)
         return 1
     return 0
+
+
+def _reporter(args):
+    def report(line: str) -> None:
+        from tqdm.auto import tqdm
+
+        if not args.quiet or line.startswith("error:"):
+            try:
+                tqdm.write(line, file=sys.stderr if line.startswith("error:") else sys.stdout)
+            except BrokenPipeError:  # a reader such as `| head` went away: keep working silently
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                args.quiet = True
+    return report
+
+
+def run_store(args, rules) -> int:
+    """``--store``: explain into a Zarr relevance store, serially or on Dask (bowlrp.distributed)."""
+    from ..distributed import explain_to_store
+
+    if args.out is not None:
+        raise CLIError("--out and --store write different outputs; choose one")
+    if args.workers is not None and args.scheduler is not None:
+        raise CLIError("--workers and --scheduler exclude each other")
+    if args.normalize != "image":
+        raise CLIError("--normalize global applies to --out pictures, not to a store")
+    model = load_pipeline(args.model, args.trusted, args.trust)  # fail early, resolve targets
+    targets = [resolve_target(model, t) for t in args.target] or None
+    inputs = collect_inputs(args.image, exclude=args.store if "://" not in args.store else None)
+    summary = explain_to_store(
+        inputs, args.model if args.workers or args.scheduler else model, args.store,
+        targets=targets, rules=rules, tile=args.tile, stride=args.stride, workers=args.workers,
+        scheduler=args.scheduler, progress=not args.quiet and len(inputs) > 1,
+        overwrite=args.overwrite, grid=args.grid, trusted=args.trusted, trust=args.trust,
+        model_hash=file_hash_of(args.model), report=_reporter(args))
+    if not args.quiet:
+        print(f"{display_path(args.store)}: {len(summary.explained)} explained, "
+              f"{len(summary.skipped)} done before, {len(summary.failed)} failed "
+              f"({summary.seconds:.1f} s)")
+    if summary.failed:
+        print(f"bowlrp-explain: {len(summary.failed)} of {summary.total} images failed "
+              f"(bowlrp.store.open({args.store!r}).failures() lists them)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def file_hash_of(path) -> str:
+    from ..io import file_hash
+
+    return file_hash(path)
 
 
 def main(argv=None) -> int:

@@ -32,15 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bowlrp-spray",
         description="Spectral Relevance Analysis (SpRAy): cluster the relevance maps written by "
                     "bowlrp-explain --out DIR to find the strategies a model uses, per class.",
-        epilog="Reading a Zarr relevance store (--store) is not supported yet.",
+        epilog="Either --heatmaps DIR (bowlrp-explain --out) or --store OUT.zarr "
+               "(bowlrp-explain --store; its pooled maps are used when --grid is the store's).",
     )
-    ap.add_argument("--heatmaps", required=True, metavar="DIR",
-                    help="directory written by bowlrp-explain --out (searched recursively)")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--heatmaps", metavar="DIR",
+                        help="directory written by bowlrp-explain --out (searched recursively)")
+    source.add_argument("--store", metavar="OUT.zarr",
+                        help="relevance store written by bowlrp-explain --store (path or URL)")
+    ap.add_argument("--target", "-t", action="append", default=[],
+                    help="with --store: class to analyse (repeatable; default: every target)")
     ap.add_argument("--images", metavar="DIR", default=None,
                     help="directory of the explained images (overlays in the example strips)")
     ap.add_argument("--out", "-o", required=True, metavar="DIR",
                     help="report directory to create (must not exist or be empty)")
-    ap.add_argument("--grid", type=int, default=20, help="pooling grid side (default 20)")
+    ap.add_argument("--grid", type=int, default=None,
+                    help="pooling grid side (default 20; with --store: the store's grid)")
     default_norm = str(SpRAy().normalize).lower()
     ap.add_argument("--normalize", choices=["l1", "l2", "none"], default=default_norm,
                     help=f"per-map normalisation of the pooled maps (default {default_norm})")
@@ -71,7 +78,7 @@ def _spray_params(args) -> dict:
         if clusters < 1:
             raise CLIError(f"--clusters must be positive, got {clusters}")
     for name in ("grid", "eigenvalues", "examples"):
-        if getattr(args, name) < (2 if name == "eigenvalues" else 1):
+        if getattr(args, name) is not None and getattr(args, name) < (2 if name == "eigenvalues" else 1):
             raise CLIError(f"--{name} is too small: {getattr(args, name)}")
     if args.neighbors is not None and args.neighbors < 1:
         raise CLIError(f"--neighbors must be positive, got {args.neighbors}")
@@ -95,17 +102,30 @@ def run(args) -> int:
     params = _spray_params(args)
     out = Path(args.out)
     _check_out(out)
-    records = find_heatmaps(args.heatmaps)
-    if args.images is not None:
-        attach_images(records, args.images)
-    groups = group_by_target(records)
-    analyses, skipped = analyse_heatmaps(groups, params, quiet=args.quiet)
+    if args.store is not None:
+        from .. import store as relevance_store
+        from ..spray_report import analyse_store
+
+        st = relevance_store.open(args.store)
+        analyses, skipped = analyse_store(st, params, args.target or None, quiet=args.quiet)
+        if args.images is not None:
+            attach_images([r for a in analyses for r in a.records], args.images)
+    else:
+        if args.target:
+            raise CLIError("--target selects classes of a --store; --heatmaps analyses every class")
+        params["grid"] = params["grid"] or 20
+        records = find_heatmaps(args.heatmaps)
+        if args.images is not None:
+            attach_images(records, args.images)
+        groups = group_by_target(records)
+        analyses, skipped = analyse_heatmaps(groups, params, quiet=args.quiet)
     for target, n in skipped.items():
         print(f"bowlrp-spray: skipping class {target!r}: {n} map(s), need at least 3", file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        write_report(tmp, analyses, skipped, args.examples, source=str(args.heatmaps), quiet=args.quiet)
+        write_report(tmp, analyses, skipped, args.examples, source=str(args.heatmaps or args.store),
+                     quiet=args.quiet)
         _check_out(out)
         if out.exists():
             out.rmdir()

@@ -1,0 +1,326 @@
+"""Explain (and evaluate) whole data sets on Dask (``dask.distributed``) into a relevance store.
+
+One task per image (or per small batch of images) runs on a worker; the
+task loads the model once per worker process (a cache keyed by the model's
+hash), explains its images with :func:`bowlrp.store.explain_into_store` —
+the same per-image function the serial loop (``workers=None``) and
+:func:`bowlrp.batch.explain_to_folder` use — writes each record into the
+store itself and returns a small status. Workers write the store at once
+(each image its own Zarr group); the driver only submits, counts and
+shows progress.
+
+Fault tolerance: a finished image has its ``done`` marker, so a rerun
+(after ``kill -9`` of the driver) skips it and recomputes everything else,
+rewriting half-written groups. A worker that dies mid-task loses nothing:
+the scheduler reruns its tasks elsewhere (``retries`` covers exceptions of
+the task machinery; a failing *image* is recorded in the store as failed
+and does not raise).
+
+Use ``workers=N`` for a ``LocalCluster`` of N processes with one thread
+each, ``scheduler="tcp://host:8786"`` for a running cluster (its workers
+must reach the model file and the store, e.g. on shared storage), or
+``client=`` for a ``distributed.Client`` you already hold.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .batch import ImageInput, InputError, collect_inputs, display_path
+from .store import DEFAULT_GRID, RelevanceStore, explain_into_store, store_lock
+
+_MODELS: dict[tuple, object] = {}  # per worker process: model hash + trust -> Pipeline
+
+
+@dataclass
+class StoreRunSummary:
+    """What a run into a store did."""
+
+    store: str
+    run_key: dict
+    total: int = 0
+    explained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    status: str = "running"
+    seconds: float = 0.0
+    workers: int = 0
+
+    def as_dict(self) -> dict:
+        return {"status": self.status, "total": self.total, "explained": len(self.explained),
+                "skipped": len(self.skipped), "failed": len(self.failed),
+                "seconds": round(self.seconds, 3), "workers": self.workers}
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file a worker loads itself (once per process), with the CLI's trust rules."""
+
+    path: str
+    sha256: str
+    trusted: bool = False
+    trust: tuple[str, ...] = ()
+
+    def load(self):
+        key = (self.sha256, self.trusted, self.trust)
+        model = _MODELS.get(key)
+        if model is None:
+            from .io import file_hash, load
+
+            if file_hash(self.path) != self.sha256:
+                raise RuntimeError(f"model file {display_path(self.path)} changed during the run")
+            model = load(self.path, trusted=True) if self.trusted else \
+                load(self.path, trusted=list(self.trust) or False)
+            if not hasattr(model, "explain"):
+                raise TypeError(f"{display_path(self.path)} holds a {type(model).__name__}, "
+                                "not a bowlrp Pipeline")
+            _MODELS.clear()  # one model per worker at a time
+            _MODELS[key] = model
+        return model
+
+
+def model_hash_of(model) -> str:
+    """SHA-256 of a model file, or a content hash (joblib) of an in-memory Pipeline."""
+    if isinstance(model, (str, os.PathLike)):
+        from .io import file_hash
+
+        return file_hash(model)
+    if isinstance(model, ModelFile):
+        return model.sha256
+    import joblib
+
+    return "joblib:" + joblib.hash(model)
+
+
+def _resolve(model_ref):
+    return model_ref.load() if isinstance(model_ref, ModelFile) else model_ref
+
+
+def _explain_task(model_ref, items: list[ImageInput], location: str, explain_kwargs: dict,
+                  model_hash: str) -> list[dict]:
+    """A Dask task: explain ``items`` into the store at ``location``; one status per image."""
+    store = RelevanceStore.open(location, "r+")
+    model = _resolve(model_ref)
+    return [explain_into_store(model, item, store, explain_kwargs, model_hash) for item in items]
+
+
+def start_client(workers: int | None = None, scheduler: str | None = None, *,
+                 memory_limit: str | None = "auto", silence_logs: int | None = None):
+    """A ``distributed.Client`` on a new LocalCluster (``workers`` processes, 1 thread each)
+    or connected to ``scheduler``; returns ``(client, cluster_or_None)``."""
+    import logging
+    import warnings
+
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler), None
+    with warnings.catch_warnings():  # the scheduler's HTTP port moves on if 8787 is taken: fine
+        warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                               dashboard_address=None, memory_limit=memory_limit,
+                               silence_logs=silence_logs if silence_logs is not None else logging.ERROR)
+    return Client(cluster), cluster
+
+
+def as_inputs(images, exclude=None) -> list[ImageInput]:
+    """``ImageInput`` list from inputs or file/folder/glob names; ids must be unique."""
+    if isinstance(images, (str, os.PathLike)):
+        images = [images]
+    images = list(images)
+    if images and not all(isinstance(i, ImageInput) for i in images):
+        images = collect_inputs([str(i) for i in images], exclude=exclude)
+    seen: set[str] = set()
+    for item in images:
+        if item.id in seen:
+            raise InputError(f"image id {item.id!r} occurs twice; ids name records and must be unique")
+        seen.add(item.id)
+    return images
+
+
+def run_on_store(todo: Sequence[ImageInput], task: Callable, task_args: tuple, one: Callable, *,
+                 workers: int | None = None, scheduler: str | None = None, client=None,
+                 batch_size: int = 1, retries: int = 3, progress: bool = True, desc: str = "images",
+                 on_status: Callable[[dict], None] | None = None, on_lost=None) -> int:
+    """Run ``todo`` serially (``one(item)``) or as Dask tasks ``task(*task_args[:1], batch,
+    *task_args[1:])``; call ``on_status`` with each image's status. Returns the worker count (0: serial).
+
+    ``on_lost(item, message)`` is called for the images of a task that could
+    not be completed at all (e.g. its worker was killed more often than the
+    scheduler allows).
+    """
+    from tqdm.auto import tqdm
+
+    say = on_status or (lambda status: None)
+    bar = tqdm(total=len(todo), desc=desc, unit="image", disable=not progress, file=sys.stderr)
+    try:
+        if client is None and scheduler is None and not workers:
+            for item in todo:
+                say(one(item))
+                bar.update(1)
+            return 0
+        own = client is None
+        cluster = None
+        if own:
+            client, cluster = start_client(workers, scheduler)
+        try:
+            from distributed import as_completed
+
+            batches = [list(todo[i:i + batch_size]) for i in range(0, len(todo), max(1, batch_size))]
+            head, *rest = task_args
+            if not isinstance(head, ModelFile) and not isinstance(head, (str, bytes)):
+                head = client.scatter(head, broadcast=True, hash=False)
+            run_id = uuid.uuid4().hex[:8]
+            futures = {client.submit(task, head, batch, *rest, key=f"bowlrp-{desc}-{run_id}-{i}",
+                                     retries=retries, pure=False): batch
+                       for i, batch in enumerate(batches)}
+            n_workers = len(client.scheduler_info().get("workers", {}))
+            for future in as_completed(futures):
+                batch = futures.pop(future)
+                try:
+                    statuses = future.result()
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the task itself could not be completed
+                    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    statuses = []
+                    for item in batch:
+                        line = f"{display_path(item.path)}: task failed: {message}"
+                        if on_lost is not None:
+                            on_lost(item, line)
+                        statuses.append({"id": item.id, "status": "failed", "error": line})
+                for status in statuses:
+                    say(status)
+                bar.update(len(batch))
+                future.release()
+            return n_workers
+        finally:
+            if own:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+    finally:
+        bar.close()
+
+
+def explain_to_store(images, model, store, *, targets=None, rules=None, tile: int | None = None,
+                     stride: int | None = None, workers: int | None = None,
+                     scheduler: str | None = None, client=None, progress: bool = True,
+                     overwrite: bool = False, grid: int = DEFAULT_GRID, trusted: bool = False,
+                     trust: Sequence[str] = (), model_hash: str | None = None, batch_size: int = 1,
+                     retries: int = 3, extra_key: dict | None = None,
+                     report: Callable[[str], None] | None = None) -> StoreRunSummary:
+    """Explain ``images`` into the relevance store ``store``, serially or on Dask.
+
+    Parameters
+    ----------
+    images : list of ImageInput, or file / folder / glob names (:func:`bowlrp.batch.collect_inputs`)
+    model : model file path (workers load it themselves, with ``trusted`` / ``trust`` as
+        :func:`bowlrp.io.load`) or a fitted Pipeline (sent to each worker once)
+    store : path or fsspec URL of the Zarr store (created; locked for the run when local)
+    targets : label, list of labels or None
+        None explains each image's predicted class; a list explains every
+        label from one forward pass (one heatmap each).
+    rules, tile, stride : as :meth:`bowlrp.Pipeline.explain`
+    workers : int or None
+        None or 0: serial, in this process. N: a LocalCluster of N processes, 1 thread each.
+    scheduler : str or None
+        Address of a running Dask scheduler (``tcp://host:8786``) instead.
+    client : distributed.Client or None
+        Use this client (not closed here).
+    overwrite : bool
+        Replace the results of a run with another model or other settings.
+    grid : int
+        Side of the pooled maps kept for SpRAy.
+    batch_size : int
+        Images per task (1: one task per image).
+    retries : int
+        Dask retries of a task whose worker raised (a killed worker is
+        rescheduled by the scheduler in any case).
+
+    Returns
+    -------
+    StoreRunSummary
+
+    Raises
+    ------
+    StoreMismatch, LockedError, InputError
+    """
+    started = time.perf_counter()
+    target_list = None if targets is None else (list(targets) if isinstance(targets, (list, tuple))
+                                                else [targets])
+    local_model = not isinstance(model, (str, os.PathLike))
+    digest = model_hash or model_hash_of(model)
+    run_key = {"model_sha256": digest, "targets": None if target_list is None else
+               [str(t) for t in target_list], "rules": [repr(r) for r in _rule_list(rules)],
+               "tile": tile, "stride": stride, **(extra_key or {})}
+    location = str(os.fspath(store)) if not isinstance(store, RelevanceStore) else store.location
+    from .store import is_local
+
+    inputs = as_inputs(images, exclude=location if is_local(location) else None)
+    explain_kwargs = {"target": target_list, "rules": rules, "tile": tile, "stride": stride}
+    say = report or (lambda line: None)
+    summary = StoreRunSummary(store=location, run_key=run_key, total=len(inputs))
+    with store_lock(location, "bowlrp-explain"):
+        st = RelevanceStore.create(location, run_key, grid=grid, overwrite=overwrite)
+        todo = []
+        for item in inputs:
+            if st.is_done(item.id):
+                summary.skipped.append(item.id)
+            else:
+                todo.append(item)
+        if summary.skipped:
+            say(f"{len(summary.skipped)} of {len(inputs)} images done before, skipped")
+        if local_model:
+            model_ref = model
+            serial_model = model
+        else:
+            model_ref = ModelFile(str(Path(model).resolve()), digest, bool(trusted), tuple(trust))
+            serial_model = None
+
+        def one(item):
+            nonlocal serial_model
+            if serial_model is None:
+                serial_model = model_ref.load()
+            return explain_into_store(serial_model, item, st, explain_kwargs, digest)
+
+        def on_status(status):
+            if status["status"] == "explained":
+                summary.explained.append(status["id"])
+            else:
+                summary.failed.append({k: status.get(k) for k in ("id", "error")})
+                say(f"error: {status['error']}")
+
+        by_id = {item.id: item for item in todo}
+
+        def on_lost(item, message):
+            st.write_failure(by_id[item.id], message)
+
+        try:
+            summary.workers = run_on_store(
+                todo, _explain_task, (model_ref, location, explain_kwargs, digest), one,
+                workers=workers, scheduler=scheduler, client=client, batch_size=batch_size,
+                retries=retries, progress=progress, desc="explaining", on_status=on_status,
+                on_lost=on_lost)
+            summary.status = "failed" if summary.failed else "complete"
+        except KeyboardInterrupt:
+            summary.status = "interrupted"
+            raise
+        finally:
+            summary.seconds = time.perf_counter() - started
+            st.set_run(summary.as_dict())
+    return summary
+
+
+def _rule_list(rules) -> list:
+    if rules is None:
+        return []
+    if isinstance(rules, dict):
+        return [f"{k}={v!r}" for k, v in sorted(rules.items())]
+    return list(rules) if isinstance(rules, (list, tuple)) else [rules]
