@@ -258,3 +258,15 @@ def test_files_and_a_store_from_one_loop(model_file, folder, tmp_path, capsys):
     code, _, err = _main(capsys, "explain", "-i", folder, "-m", model_file, "--store", out, "-o", files,
                          "--workers", "2", "-q")
     assert code == 2 and "drop --workers" in err
+
+
+def test_a_store_behind_an_fsspec_url(model, folder):
+    url = f"memory://bowlrp-test-{os.getpid()}/s.zarr"
+    summary = explain_to_store([str(folder / "im0.png"), str(folder / "sub")], model, url, progress=False)
+    assert len(summary.explained) == 4
+    store = bowlrp.store.open(url)
+    assert sorted(store.ids()) == ["im0", "sub/im1", "sub/im3", "sub/im5"]
+    fresh = model.explain([str(folder / "sub" / "im3.png")])[0]
+    assert np.array_equal(store["sub/im3"].heatmap, fresh.heatmap.astype(np.float32))
+    again = explain_to_store([str(folder / "im0.png"), str(folder / "sub")], model, url, progress=False)
+    assert len(again.skipped) == 4
