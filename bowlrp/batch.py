@@ -290,7 +290,7 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
                       normalize: str = "image", percentile: float | None = 99.5,
                       overwrite: bool = False, extra: dict | None = None,
                       progress: bool = True,
-                      report: Callable[[str], None] | None = None) -> RunSummary:
+                      report: Callable[[str], None] | None = None, store=None) -> RunSummary:
     """Explain ``inputs`` one by one into ``out``; see the module docstring.
 
     Parameters
@@ -310,6 +310,10 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
         Display clipping, see :func:`bowlrp.image.display_scale`.
     report : callable(str) or None
         Receives one line per image (done, skipped or failed).
+    store : bowlrp.store.RelevanceStore or None
+        A second output of the same loop: each image's record is also written
+        into this store (opened and locked by the caller); an image counts as
+        done only when it is done in both.
 
     Returns
     -------
@@ -336,7 +340,8 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
                        file=sys.stderr)
             for item in bar:
                 paths = output_paths(out, item.id)
-                if not overwrite and is_done(out, item, key):
+                if not overwrite and is_done(out, item, key) and (store is None or
+                                                                  store.is_done(item.id)):
                     summary.skipped.append(item.id)
                     say(f"{display_path(item.path)}: done before, skipped")
                     continue
@@ -357,10 +362,14 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
                     }
                     files[paths["json"]] = json.dumps(record, indent=2, default=str).encode("utf-8")
                     publish(files)  # the four files appear together, the record last
+                    if store is not None:
+                        store.write(item, [e], model_hash=str(key.get("model_sha256", "")))
                 except (KeyboardInterrupt, SystemExit):
                     raise
                 except Exception as exc:
                     message = failure_message(item, exc)
+                    if store is not None:
+                        store.write_failure(item, message)
                     summary.failed.append({"image": display_path(item.path), "id": item.id,
                                            "error": message})
                     say(f"error: {message}")

@@ -257,9 +257,7 @@ def explain_to_store(images, model, store, *, targets=None, rules=None, tile: in
                                                 else [targets])
     local_model = not isinstance(model, (str, os.PathLike))
     digest = model_hash or model_hash_of(model)
-    run_key = {"model_sha256": digest, "targets": None if target_list is None else
-               [str(t) for t in target_list], "rules": [repr(r) for r in _rule_list(rules)],
-               "tile": tile, "stride": stride, **(extra_key or {})}
+    run_key = {**store_run_key(digest, target_list, rules, tile, stride), **(extra_key or {})}
     location = str(os.fspath(store)) if not isinstance(store, RelevanceStore) else store.location
     from .store import is_local
 
@@ -316,6 +314,15 @@ def explain_to_store(images, model, store, *, targets=None, rules=None, tile: in
             summary.seconds = time.perf_counter() - started
             st.set_run(summary.as_dict())
     return summary
+
+
+def store_run_key(model_hash: str, targets, rules=None, tile=None, stride=None) -> dict:
+    """The settings a store's records depend on (compared on resume)."""
+    if targets is not None and not isinstance(targets, (list, tuple)):
+        targets = [targets]
+    return {"model_sha256": model_hash, "targets": None if targets is None else
+            [str(t) for t in targets], "rules": [repr(r) for r in _rule_list(rules)],
+            "tile": tile, "stride": stride}
 
 
 def _rule_list(rules) -> list:

@@ -194,6 +194,7 @@ def test_cli_store_resume_and_spray(model_file, folder, tmp_path, capsys):
     assert len(rows) == 7 and "s.zarr/images/" in rows[1]
 
 
+@pytest.mark.slow  # the fast subset: test_other_settings_are_refused_and_a_locked_store_too
 def test_a_second_run_on_a_store_is_refused(model_file, folder, tmp_path, capsys):
     out = tmp_path / "s.zarr"
     for i in range(6, 40):
@@ -239,3 +240,33 @@ def test_kill_9_of_a_serial_run_then_resume(model_file, model, folder, tmp_path)
         assert np.array_equal(rec.heatmap, fresh.heatmap.astype(np.float32)), image_id
         assert rec.pooled.shape == (1, 32, 32)
     assert not os.path.exists(out / ".bowlrp.lock")
+
+
+def test_files_and_a_store_from_one_loop(model_file, folder, tmp_path, capsys):
+    out, files = tmp_path / "s.zarr", tmp_path / "files"
+    code, _, err = _main(capsys, "explain", "-i", folder, "-m", model_file, "--store", out, "-o", files,
+                         "-q")
+    assert code == 0, err
+    store = bowlrp.store.open(out)
+    assert len(store) == 6
+    for image_id in store.ids():
+        raw = np.load(output_paths(files, image_id)["relevance"])
+        assert np.array_equal(store[image_id].heatmap, raw.astype(np.float32))
+    # the same settings through the store-only path: everything is done already
+    code, stdout, err = _main(capsys, "explain", "-i", folder, "-m", model_file, "--store", out)
+    assert code == 0 and "0 explained, 6 done before" in stdout, err
+    code, _, err = _main(capsys, "explain", "-i", folder, "-m", model_file, "--store", out, "-o", files,
+                         "--workers", "2", "-q")
+    assert code == 2 and "drop --workers" in err
+
+
+def test_a_store_behind_an_fsspec_url(model, folder):
+    url = f"memory://bowlrp-test-{os.getpid()}/s.zarr"
+    summary = explain_to_store([str(folder / "im0.png"), str(folder / "sub")], model, url, progress=False)
+    assert len(summary.explained) == 4
+    store = bowlrp.store.open(url)
+    assert sorted(store.ids()) == ["im0", "sub/im1", "sub/im3", "sub/im5"]
+    fresh = model.explain([str(folder / "sub" / "im3.png")])[0]
+    assert np.array_equal(store["sub/im3"].heatmap, fresh.heatmap.astype(np.float32))
+    again = explain_to_store([str(folder / "im0.png"), str(folder / "sub")], model, url, progress=False)
+    assert len(again.skipped) == 4

@@ -24,6 +24,7 @@ with ``--workers N`` (a local cluster) or ``--scheduler tcp://host:8786``::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -94,7 +95,7 @@ def run(args) -> int:
     rules = [parse_rule(r) for r in args.rule] or None
     if args.stride is not None and args.tile is None:
         raise CLIError("--stride needs --tile")
-    if args.store is not None:
+    if args.store is not None and (args.out is None or args.workers or args.scheduler):
         return run_store(args, rules)
     if args.workers is not None or args.scheduler is not None:
         raise CLIError("--workers and --scheduler need --store OUT.zarr")
@@ -108,18 +109,32 @@ def run(args) -> int:
                "rules": [repr(r) for r in rules or []], "tile": args.tile, "stride": args.stride}
 
     report = _reporter(args)
-    summary = explain_to_folder(
-        model, inputs, args.out, run_key=run_key,
-        explain_kwargs={"target": target, "rules": rules, "tile": args.tile, "stride": args.stride},
-        colormap=args.colormap, normalize=args.normalize, percentile=args.clip,
-        overwrite=args.overwrite,
-        extra={"model": display_path(args.model), "model_sha256": run_key["model_sha256"]},
-        progress=not args.quiet and len(inputs) > 1, report=report)
+    with contextlib.ExitStack() as stack:
+        store = None
+        if args.store is not None:  # files and a store from one loop (serial)
+            from ..distributed import store_run_key
+            from ..store import RelevanceStore, store_lock
+
+            stack.enter_context(store_lock(args.store, "bowlrp-explain"))
+            store = RelevanceStore.create(
+                args.store, store_run_key(run_key["model_sha256"], target, rules, args.tile,
+                                          args.stride), grid=args.grid, overwrite=args.overwrite)
+        summary = _to_folder(args, model, inputs, run_key, target, rules, report, store)
     if summary.failed:
         print(f"bowlrp-explain: {len(summary.failed)} of {summary.total} images failed "
               f"(listed in {display_path(args.out)}/run.json)", file=sys.stderr)
         return 1
     return 0
+
+
+def _to_folder(args, model, inputs, run_key, target, rules, report, store):
+    return explain_to_folder(
+        model, inputs, args.out, run_key=run_key,
+        explain_kwargs={"target": target, "rules": rules, "tile": args.tile, "stride": args.stride},
+        colormap=args.colormap, normalize=args.normalize, percentile=args.clip,
+        overwrite=args.overwrite,
+        extra={"model": display_path(args.model), "model_sha256": run_key["model_sha256"]},
+        progress=not args.quiet and len(inputs) > 1, report=report, store=store)
 
 
 def _reporter(args):
@@ -141,7 +156,7 @@ def run_store(args, rules) -> int:
     from ..distributed import explain_to_store
 
     if args.out is not None:
-        raise CLIError("--out and --store write different outputs; choose one")
+        raise CLIError("--out with --store runs in one process; drop --workers / --scheduler")
     if args.workers is not None and args.scheduler is not None:
         raise CLIError("--workers and --scheduler exclude each other")
     if args.normalize != "image":
