@@ -29,8 +29,8 @@ __all__ = [
     "FisherVector", "GMMVocabulary", "HardAssignment", "ImageError", "KMeansVocabulary",
     "KernelSVC", "KernelSVDD", "ModelFileError", "OneClassKernelSVM", "Pipeline", "RankMapping",
     "RuleError", "SoftAssignment", "SpRAy",
-    "__version__", "kernels", "load", "load_config", "model_info", "rank_classes", "read_dataset",
-    "rules", "save",
+    "__version__", "explain_to_store", "kernels", "load", "load_config", "model_info", "open_store",
+    "rank_classes", "read_dataset", "rules", "save",
 ]
 
 
@@ -41,4 +41,13 @@ def __getattr__(name: str):
         from . import spray
 
         return getattr(spray, name)
+    # the relevance store and the Dask engine import zarr and dask: only when used
+    if name == "open_store":
+        from .store import open as open_store
+
+        return open_store
+    if name == "explain_to_store":
+        from .distributed import explain_to_store
+
+        return explain_to_store
     raise AttributeError(f"module 'bowlrp' has no attribute {name!r}")
