@@ -202,6 +202,37 @@ def tile_faithfulness(pipe, tile, methods: dict, perturbations, steps: int, seed
     return out
 
 
+def run_key(clf, eval_features: np.ndarray, settings: dict) -> str:
+    """Digest of the fitted classifier, the evaluated tiles' features and the settings."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for a in (clf.support_vectors_, clf.dual_coef_, clf.intercept_, clf.kernel_weights_,
+              eval_features):
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def cached_tile(path: Path, key: str, compute) -> dict:
+    """The result stored at ``path`` if it was made with ``key``, else ``compute()``, stored atomically.
+
+    A killed run resumes with the tiles it finished; a result made with another
+    model or other settings is recomputed, never reused.
+    """
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+            if stored.get("key") == key:
+                return stored["result"]
+        except (OSError, ValueError):
+            pass
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plain = json.loads(json.dumps(result, default=lambda a: np.asarray(a).tolist()))
+    _write_json(path, {"key": key, "result": plain})
+    return plain
+
+
 def summarise_faithfulness(per_tile: list[dict], perturbations) -> tuple[dict, dict]:
     """(metrics block, curves block): AOPC per method and paired differences per perturbation."""
     from bowlrp.evaluation.perturbation import aopc
@@ -402,9 +433,14 @@ def run(out_dir, n_train: int = 60, n_test: int = 3, n_val: int = 6, seed: int =
             methods = lrp_methods("hik" if name == "hik" else "chi2")
             log(f"[{name}] region perturbation on {len(eval_idx)} tiles "
                 f"({int(yt[eval_idx].sum())} positive)")
+            key = run_key(clf, Ft[eval_idx], {"steps": eval_steps, "seed": seed, "block": BLOCK,
+                                              "perturbations": list(eval_perturbations),
+                                              "methods": {m: repr(r) for m, r in methods.items()}})
+            partial = out / "partial" / name
             per_tile = map_images(
-                lambda item, pipe=pipe, methods=methods: tile_faithfulness(
-                    pipe, item[1], methods, eval_perturbations, eval_steps, seed + item[0]),
+                lambda item, pipe=pipe, methods=methods, partial=partial, key=key: cached_tile(
+                    partial / f"tile{item[0]:05d}.json", key, lambda: tile_faithfulness(
+                        pipe, item[1], methods, eval_perturbations, eval_steps, seed + item[0])),
                 [(int(i), Xt[i]) for i in eval_idx], n_jobs, f"[{name}] region perturbation",
                 verbose)
             entry["region_perturbation"], curves_all[name] = summarise_faithfulness(

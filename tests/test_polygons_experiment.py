@@ -136,3 +136,22 @@ def test_tiny_experiment_end_to_end_and_repeatable(experiment, tmp_path):
     _tiny(experiment, tmp_path / "b", 2)
     assert (tmp_path / "a" / "metrics.json").read_bytes() == (tmp_path / "b" / "metrics.json").read_bytes()
     del m
+
+
+def test_tile_results_are_cached_by_key_and_resumed(experiment, tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"curves": {"blur": {"m": np.array([1.0, 0.5, 1 / 3])}}, "score": np.float64(0.1)}
+
+    path = tmp_path / "partial" / "tile00001.json"
+    a = experiment.cached_tile(path, "k1", compute)
+    b = experiment.cached_tile(path, "k1", compute)
+    assert a == b and len(calls) == 1  # resumed: not recomputed, and the same values exactly
+    assert a["curves"]["blur"]["m"] == [1.0, 0.5, 1 / 3]
+    experiment.cached_tile(path, "k2", compute)  # another model or settings: recomputed
+    assert len(calls) == 2
+    path.write_text("{broken")
+    experiment.cached_tile(path, "k2", compute)
+    assert len(calls) == 3
