@@ -523,9 +523,14 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--words", type=int, default=None, help="override the words per scale")
     ap.add_argument("--n-jobs", type=int, default=2)
+    ap.add_argument("--models", default="hik,chi2", help="comma-separated subset of hik,chi2")
+    ap.add_argument("--perturbations", default=",".join(PERTURBATIONS),
+                    help="comma-separated subset of uniform,blur")
     args = ap.parse_args(argv)
     m = run(args.out, args.train_scenes, args.test_scenes, args.heldout_scenes, args.seed,
-            args.words, args.n_jobs, n_eval_tiles=args.eval_tiles, eval_steps=args.eval_steps)
+            args.words, args.n_jobs, models=tuple(args.models.split(",")),
+            n_figure=min(3, args.test_scenes), n_eval_tiles=args.eval_tiles,
+            eval_steps=args.eval_steps, eval_perturbations=tuple(args.perturbations.split(",")))
     print_summary(m)
     print(f"total time {m['_seconds_total']:.0f} s ({m['_seconds_total'] / 60:.1f} min)")
 

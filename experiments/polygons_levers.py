@@ -27,21 +27,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bowlrp.datasets.polygons import STRIDE, TILE, crop_label, generate, tile_dataset  # noqa: E402
+from bowlrp.datasets.polygons import TILE, generate, overlapping_tiles, tile_dataset  # noqa: E402
 from bowlrp.pipeline import Pipeline  # noqa: E402
 from bowlrp.svm import KernelSVC  # noqa: E402
-
-
-def overlapping_crops(scenes, tile: int = TILE, stride: int = STRIDE):
-    """Crops every ``stride`` pixels (the thesis' test protocol) with their labels."""
-    crops, labels = [], []
-    for s in scenes:
-        H, W = s.image.shape
-        for r in range(0, H - tile + 1, stride):
-            for c in range(0, W - tile + 1, stride):
-                crops.append(s.image[r:r + tile, c:c + tile])
-                labels.append(crop_label(s, r, c, tile))
-    return crops, np.array(labels)
 
 
 def features(out: Path, n_train: int, n_val: int, n_overlap: int, words: int,
@@ -56,7 +44,7 @@ def features(out: Path, n_train: int, n_val: int, n_overlap: int, words: int,
     X, y = tile_dataset(train)
     scene_of = np.repeat(np.arange(n_train), len(X) // n_train)
     Xv, yv = tile_dataset(generate(seed + 5000, n_val, **gen))
-    Xo, yo = overlapping_crops(generate(seed + 5000, n_overlap, **gen))
+    Xo, yo, _ = overlapping_tiles(generate(seed + 5000, n_overlap, **gen))
     pipe = Pipeline.from_config("polygons_hik", n_jobs=n_jobs, n_words=words)
     if step_factor != 1:
         for _name, ex, _ in pipe.channels:
@@ -68,6 +56,44 @@ def features(out: Path, n_train: int, n_val: int, n_overlap: int, words: int,
             "seconds": np.array(time.perf_counter() - t0)}
     np.savez(path, **data)
     return data | {"tag": tag}
+
+
+def error_breakdown(pred: np.ndarray, y: np.ndarray, scenes, tile: int = TILE) -> dict:
+    """Error rates of non-overlapping held-out crops by what they show.
+
+    ``cut``: some polygon is only partly inside the crop (between 2 % and 98 % of
+    its pixels), where the label (centre of mass inside) is decided by a few
+    pixels; ``radius``: of the single polygon whose centre lies inside.
+    """
+    from bowlrp.datasets.polygons import training_crops
+
+    rows = []
+    for s in scenes:
+        _, labels, origins = training_crops(s, tile)
+        sizes = {sh["id"]: max(int((s.mask == sh["id"]).sum()), 1) for sh in s.shapes}
+        for (r, c), label in zip(origins, labels):
+            win = s.mask[r:r + tile, c:c + tile]
+            cut, radii = False, []
+            for sh in s.shapes:
+                if sh["kind"] != "polygon":
+                    continue
+                share = (win == sh["id"]).sum() / sizes[sh["id"]]
+                cut |= bool(0.02 < share < 0.98)
+                cy, cx = sh["centroid"]
+                if r <= cy < r + tile and c <= cx < c + tile:
+                    radii.append(sh["radius"])
+            rows.append((label, cut, radii[0] if len(radii) == 1 else 0.0))
+    label, cut, radius = (np.array(v) for v in zip(*rows))
+    err = pred != y
+    groups = {"positive": label == 1, "negative": label == 0,
+              "negative, a polygon cut by the border": (label == 0) & cut,
+              "negative, no polygon part": (label == 0) & ~cut,
+              "positive, a polygon cut by the border": (label == 1) & cut,
+              "positive, no polygon cut": (label == 1) & ~cut}
+    for lo, hi in ((9, 13), (13, 17), (17, 21), (21, 25)):
+        groups[f"one polygon, radius {lo}-{hi} px"] = (radius >= lo) & (radius < hi)
+    return {k: {"n": int(m.sum()), "errors": int(err[m].sum()),
+                "error_rate": float(err[m].mean()) if m.any() else None} for k, m in groups.items()}
 
 
 def main(argv=None) -> None:
@@ -85,11 +111,16 @@ def main(argv=None) -> None:
     ap.add_argument("--kernels", default="hik,exp_chi2")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-jobs", type=int, default=1)
+    ap.add_argument("--radius", default=None,
+                    help="generator lever: shape radius range 'lo,hi' in pixels (default 9,24)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="print the error breakdown of the first setting (non-overlapping crops)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    gen = {"radius": tuple(float(v) for v in args.radius.split(","))} if args.radius else {}
     d = features(out, args.train_scenes, args.heldout_scenes, args.overlap_scenes, args.words,
-                 args.step_factor, args.seed, args.n_jobs)
+                 args.step_factor, args.seed, args.n_jobs, **gen)
     sizes = [int(s) for s in args.sizes.split(",") if s] or [args.train_scenes]
     for n in sizes:
         keep = d["scene"] < n
@@ -108,6 +139,11 @@ def main(argv=None) -> None:
                            "feature_seconds": round(float(d["seconds"]), 1),
                            "weights": clf.kernel_weights_[0].round(3).tolist()}
                     print(json.dumps(row), flush=True)
+                    if args.breakdown:
+                        args.breakdown = False
+                        scenes = generate(args.seed + 5000, args.heldout_scenes, **gen)
+                        print(json.dumps(error_breakdown(clf.predict(d["Fv"]), d["yv"], scenes),
+                                         indent=1), flush=True)
                     with open(out / "levers.jsonl", "a") as fh:
                         fh.write(json.dumps(row) + "\n")
 

@@ -15,8 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def _load(name, rel):
     spec = importlib.util.spec_from_file_location(name, ROOT / rel)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # so that worker processes can unpickle its functions
+    sys.modules[name] = module
     spec.loader.exec_module(module)
+    # worker processes cannot import it by name: send its functions by value
+    import cloudpickle  # joblib's serialiser for its worker processes
+
+    cloudpickle.register_pickle_by_value(module)
     return module
 
 
@@ -85,10 +89,14 @@ def test_taylor_summary_quantiles(experiment):
 
 def test_readme_table_is_rendered_from_the_snapshot(readme_table):
     snapshot = ROOT / "experiments" / "polygons_metrics.json"
-    if not snapshot.is_file():
-        pytest.fail("experiments/polygons_metrics.json is missing: commit a full run's metrics.json")
-    table = readme_table.render_files(snapshot, readme_table.TIMINGS)
     readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index(readme_table.BEGIN):readme.index(readme_table.END)]
+    if not snapshot.is_file():
+        # no full run recorded yet: the README says so and reports no number of its own
+        assert "No run of this version is recorded" in block
+        assert "%" not in block and "±" not in block
+        return
+    table = readme_table.render_files(snapshot, readme_table.TIMINGS)
     assert readme_table.replace_block(readme, table) == readme, \
         "README is out of date: run python experiments/readme_table.py"
     metrics = json.loads(snapshot.read_text())
