@@ -96,6 +96,23 @@ def error_breakdown(pred: np.ndarray, y: np.ndarray, scenes, tile: int = TILE) -
                 "error_rate": float(err[m].mean()) if m.any() else None} for k, m in groups.items()}
 
 
+def table(rows: list[dict]) -> str:
+    """Markdown: lever | setting | HIK acc | chi2 acc | time, pairing the two kernels' rows."""
+    pairs: dict = {}
+    for r in rows:
+        key = (r["features"], r["train_scenes"], r["C"], r["mkl"])
+        pairs.setdefault(key, {})[r["kernel"]] = r
+    lines = ["| features | train scenes | C | MKL | HIK acc (non-overlap / every 34 px) | "
+             "χ² acc (non-overlap / every 34 px) | SVM fit s (HIK / χ²) |", "|---|---|---|---|---|---|---|"]
+    for (feat, n, C, mkl), k in pairs.items():
+        def cell(name, k=k):
+            r = k.get(name)
+            return f"{100 * r['acc']:.1f} / {100 * r['acc34']:.1f}" if r else "—"
+        fits = " / ".join(str(k[n]["fit_seconds"]) if n in k else "—" for n in ("hik", "exp_chi2"))
+        lines.append(f"| {feat} | {n} | {C:g} | {mkl} | {cell('hik')} | {cell('exp_chi2')} | {fits} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,8 +132,12 @@ def main(argv=None) -> None:
                     help="generator lever: shape radius range 'lo,hi' in pixels (default 9,24)")
     ap.add_argument("--breakdown", action="store_true",
                     help="print the error breakdown of the first setting (non-overlapping crops)")
+    ap.add_argument("--table", action="store_true", help="print the table of levers.jsonl and stop")
     args = ap.parse_args(argv)
     out = Path(args.out)
+    if args.table:
+        print(table([json.loads(line) for line in (out / "levers.jsonl").read_text().splitlines()]))
+        return
     out.mkdir(parents=True, exist_ok=True)
     gen = {"radius": tuple(float(v) for v in args.radius.split(","))} if args.radius else {}
     d = features(out, args.train_scenes, args.heldout_scenes, args.overlap_scenes, args.words,
