@@ -293,8 +293,9 @@ def plot_curves(curves: dict, path: Path, steps: int) -> None:
                 mean, se = np.array(d["mean_drop"]), np.array(d["stderr_drop"])
                 ks = np.arange(mean.size)
                 style = {"occlusion": "k--", "random": "k:"}.get(m, "-")
-                ax.plot(ks, mean, style, label=f"{m} (AOPC {np.mean(d['aopc_per_tile']):.2f})")
-                ax.fill_between(ks, mean - se, mean + se, alpha=0.2)
+                (line,) = ax.plot(ks, mean, style,
+                                  label=f"{m} (AOPC {np.mean(d['aopc_per_tile']):.2f})")
+                ax.fill_between(ks, mean - se, mean + se, color=line.get_color(), alpha=0.15)
             n = len(next(iter(curves[model][pert].values()))["aopc_per_tile"])
             ax.set_title(f"{model}: MoRF {BLOCK}x{BLOCK} {pert}, {n} tiles (band: ±1 s.e.)")
             ax.set_xlabel("perturbation step k")
