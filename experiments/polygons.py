@@ -1,14 +1,31 @@
-"""Polygons versus round shapes: train, measure, explain, draw (PLoS ONE 2015 Fig 6).
+"""Polygons versus round shapes: train, measure, explain, test faithfulness (PLoS ONE 2015 Fig 6).
 
     python experiments/polygons.py --out experiments/results/polygons
 
-Trains the two models of the paper from ``configs/polygons_hik.yaml`` and
-``configs/polygons_chi2.yaml`` on non-overlapping 102 x 102 crops of generated
-scenes, reports held-out tile accuracy, explains the test scenes tile by tile
-(102 x 102 every 34 pixels, explaining the class "polygon"), averages the tile
-heatmaps and measures where the relevance falls (polygons, round shapes,
-background). Writes ``metrics.json``, ``figure.png`` (input | HIK | chi2),
-per-scene triplets and the two model files.
+Trains the two models of the paper (thesis 2.4.3) from ``configs/polygons_hik.yaml``
+and ``configs/polygons_chi2.yaml`` on non-overlapping 102 x 102 crops of generated
+scenes. Both configs share the Bag-of-Words stages (only the kernel differs), so
+the vocabularies are fitted and the training crops encoded once, and each model
+fits its own MKL SVM on the same features. Then, per model:
+
+* **accuracy** on held-out crops taken every 34 pixels from other scenes (the
+  thesis' test protocol), positive iff a polygon's centre of mass lies inside;
+* **localisation**: test scenes explained tile by tile (102 x 102 every 34 pixels,
+  class "polygon", heatmaps averaged), and where the relevance falls;
+* **region perturbation** (docs/math.md §4) on ``--eval-tiles`` held-out crops, half
+  positive and half negative, drawn with the seed: blocks of 9 x 9 pixels are
+  replaced most relevant first (MoRF) by uniform noise or by the blurred image;
+  AOPC per method with its standard error over tiles, and the *paired*
+  differences per tile (each LRP rule minus occlusion, minus random) with theirs;
+* for the chi2 model, the **Taylor block** (issue 13): per classifier rule, the
+  residual ``|f(x) - f(x~) - sum_d R_d| / |f(x)|`` (median, 90th percentile) and
+  the root distance ``||x - x~||`` on the same tiles.
+
+Outputs in ``--out``: ``metrics.json`` (the schema is :data:`SCHEMA`, documented
+in docs/polygons_experiment.md; no timings, so two runs give identical files),
+``timings.json`` (seconds per stage, model file sizes), ``region_perturbation.json``
+(per-tile AOPC and mean curves), ``region_perturbation.png`` (mean curves with
+bands of one standard error), ``figure.png`` (input | HIK | chi2) and the model files.
 """
 
 from __future__ import annotations
@@ -28,15 +45,43 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bowlrp import image as pictures  # noqa: E402
+from bowlrp._parallel import map_images  # noqa: E402
+from bowlrp.datasets import polygons as polygon_data  # noqa: E402
 from bowlrp.datasets.polygons import STRIDE, TILE, generate, save_scenes, tile_dataset  # noqa: E402
 from bowlrp.io import save  # noqa: E402
 from bowlrp.pipeline import Pipeline  # noqa: E402
 
 CONFIGS = {"hik": "polygons_hik", "chi2": "polygons_chi2"}
+SCHEMA = "bowlrp.polygons-metrics/2"
+PERTURBATIONS = ("uniform", "blur")
+BLOCK = 9
+_FITTED_STAGES = ("channel_names_", "extractors_", "encoders_", "channel_sizes_",
+                  "n_descriptors_sampled_")
 
 
 def log(msg: str) -> None:
     print(f"[polygons] {msg}", flush=True)
+
+
+def lrp_methods(kernel: str) -> dict:
+    """The LRP variants compared per model: name -> rules (classifier step, descriptor step).
+
+    HIK (sum-decomposable): the exact decomposition with the z-rule (eps = 0).
+    Exponential chi2 (differentiable,
+    docs/taylor.md): first-order Taylor at the segment root (the paper's rule), at
+    the boundary root, the path-integrated gradient (16 nodes, segment root; the
+    default), and the integrated gradient with eps = 1 at the descriptor step.
+    For l1-normalised rank mappings the alpha-beta and |z| rules coincide with
+    eps = 0 (non-negative contributions), so they are not repeated.
+    """
+    from bowlrp.rules import Decomposition, Epsilon, Taylor, integrated_gradient
+
+    if kernel == "hik":
+        return {"lrp-eps0": [Decomposition(), Epsilon(0.0)]}
+    return {"taylor-segment": [Taylor(), Epsilon(0.0)],
+            "taylor-boundary": [Taylor(root="boundary", n_candidates=5), Epsilon(0.0)],
+            "integrated": [integrated_gradient(), Epsilon(0.0)],
+            "integrated-eps1": [integrated_gradient(), Epsilon(1.0)]}
 
 
 def descriptor_half_side(pipe: Pipeline) -> int:
@@ -70,7 +115,7 @@ def localisation(heatmap: np.ndarray, scene, dilate: int) -> dict:
     }
 
 
-def summarise(per_scene: list[dict]) -> dict:
+def summarise_localisation(per_scene: list[dict]) -> dict:
     def mean(key):
         vals = [s[key] for s in per_scene if s[key] is not None]
         return float(np.mean(vals)) if vals else None
@@ -90,45 +135,179 @@ def summarise(per_scene: list[dict]) -> dict:
     }
 
 
-def evaluate_faithfulness(pipe, tiles, out: Path, steps: int, repeats: int, seed: int,
-                          perturbation: str = "uniform") -> dict:
-    """MoRF region perturbation (9 x 9 blocks) of tiles, explaining "polygon".
+def mean_se(values) -> dict:
+    """``{"mean", "stderr", "n"}`` of per-tile values (standard error of the mean, ddof = 1)."""
+    v = np.asarray(values, dtype=np.float64)
+    se = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else None
+    return {"mean": float(v.mean()), "stderr": se, "n": int(v.size)}
 
-    Methods: LRP with each rule, a random order and occlusion. Rules that give
-    identical heatmaps (for non-negative word mappings eps = 0, alpha-beta and
-    |z| coincide) share one curve.
+
+def quantiles(values) -> dict:
+    v = np.asarray([a for a in values if a is not None], dtype=np.float64)
+    if v.size == 0:
+        return {"median": None, "p90": None, "mean": None, "max": None, "n": 0}
+    return {"median": float(np.median(v)), "p90": float(np.quantile(v, 0.9)),
+            "mean": float(v.mean()), "max": float(v.max()), "n": int(v.size)}
+
+
+def select_tiles(labels: np.ndarray, n_tiles: int, seed: int) -> np.ndarray:
+    """Indices of ``n_tiles`` held-out tiles, half positive and half negative, drawn with ``seed``."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 16]))
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    n_pos = min(len(pos), (n_tiles + 1) // 2)
+    n_neg = min(len(neg), n_tiles - n_pos)
+    return np.sort(np.concatenate([rng.choice(pos, n_pos, replace=False),
+                                   rng.choice(neg, n_neg, replace=False)]))
+
+
+def tile_faithfulness(pipe, tile, methods: dict, perturbations, steps: int, seed: int) -> dict:
+    """One tile: explanations, Taylor diagnostics and MoRF curves of every method.
+
+    Every method of one tile and perturbation uses the same noise seed (common
+    random numbers), so per-tile differences between methods measure the order,
+    not the noise.
     """
-    from argparse import Namespace
-
-    from bowlrp.cli.evaluate import LRP_METHODS, summarise, write_outputs
     from bowlrp.evaluation import occlusion_map, region_perturbation
     from bowlrp.explanation import explain_trace
-    from bowlrp.rules import parse_rule
 
-    results = []
-    for i, tile in enumerate(tiles):
-        trace = pipe.forward_one(tile)
-        maps = {m: explain_trace(pipe, trace, 1, parse_rule(rule)).heatmap
-                for m, rule in LRP_METHODS.items() if m != "lrp-contribution"}
-        maps["occlusion"] = occlusion_map(pipe, tile, 9, perturbation, seed + i, 1)
-        maps["random"] = maps["lrp-eps0"]
+    trace = pipe.forward_one(tile)
+    out = {"score": None, "taylor": {}, "curves": {}, "seconds": {}}
+    heatmaps = {}
+    for name, rules in methods.items():
+        t0 = time.perf_counter()
+        e = explain_trace(pipe, trace, 1, rules)
+        out["seconds"][name] = time.perf_counter() - t0
+        heatmaps[name] = e.heatmap
+        out["score"] = e.score
+        if e.root_distance is not None:
+            out["taylor"][name] = {"relative_residual": abs(e.residual) / max(abs(e.score), 1e-300),
+                                   "root_distance": float(e.root_distance)}
+    first = next(iter(heatmaps.values()))
+    for pert in perturbations:
+        t0 = time.perf_counter()
+        maps = dict(heatmaps)
+        maps["occlusion"] = occlusion_map(pipe, tile, BLOCK, pert, seed, 1)
+        out["seconds"][f"occlusion-{pert}"] = time.perf_counter() - t0
         curves, seen = {}, {}
-        for m, heat in maps.items():
+        for m, heat in [*maps.items(), ("random", first)]:
             ordering = "random" if m == "random" else "morf"
             key = (ordering, heat.tobytes())
-            if key not in seen:
-                r = region_perturbation(pipe, [tile], [heat], (ordering,), 9, steps, repeats,
-                                        perturbation, seed + i, 1)
-                seen[key] = r.curves[ordering][0].tolist()
+            if key not in seen:  # identical heatmaps share one curve
+                r = region_perturbation(pipe, [tile], [heat], (ordering,), BLOCK, steps, 1,
+                                        pert, seed, 1)
+                seen[key] = r.curves[ordering][0, 0]
             curves[m] = seen[key]
-        results.append({"curves": curves})
-    methods = list(results[0]["curves"])
-    summary = summarise(results, methods)
-    out.mkdir(parents=True, exist_ok=True)
-    write_outputs(out, summary, Namespace(block=9, method="region", batch=0, steps=steps,
-                                          repeats=repeats, seed=seed, tiles=len(tiles),
-                                          perturbation=perturbation))
-    return {m: {"aopc": d["aopc"], "stderr": d["aopc_stderr"]} for m, d in summary.items()}
+        out["curves"][pert] = curves
+        out["seconds"][f"perturbation-{pert}"] = time.perf_counter() - t0
+    return out
+
+
+def run_key(clf, eval_features: np.ndarray, settings: dict) -> str:
+    """Digest of the fitted classifier, the evaluated tiles' features and the settings."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for a in (clf.support_vectors_, clf.dual_coef_, clf.intercept_, clf.kernel_weights_,
+              eval_features):
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def cached_tile(path: Path, key: str, compute) -> dict:
+    """The result stored at ``path`` if it was made with ``key``, else ``compute()``, stored atomically.
+
+    A killed run resumes with the tiles it finished; a result made with another
+    model or other settings is recomputed, never reused.
+    """
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+            if stored.get("key") == key:
+                return stored["result"]
+        except (OSError, ValueError):
+            pass
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plain = json.loads(json.dumps(result, default=lambda a: np.asarray(a).tolist()))
+    _write_json(path, {"key": key, "result": plain})
+    return plain
+
+
+def summarise_faithfulness(per_tile: list[dict], perturbations) -> tuple[dict, dict]:
+    """(metrics block, curves block): AOPC per method and paired differences per perturbation."""
+    from bowlrp.evaluation.perturbation import aopc
+
+    block, curves_out = {}, {}
+    for pert in perturbations:
+        methods = list(per_tile[0]["curves"][pert])
+        curves = {m: np.stack([t["curves"][pert][m] for t in per_tile]) for m in methods}
+        per_tile_aopc = {m: aopc(c) for m, c in curves.items()}
+        table = {}
+        for m in methods:
+            s = mean_se(per_tile_aopc[m])
+            table[m] = {"aopc": s["mean"], "stderr": s["stderr"], "n_tiles": s["n"]}
+        paired = {}
+        for m in methods:
+            if m in ("occlusion", "random"):
+                continue
+            paired[m] = {ref: {"mean": d["mean"], "stderr": d["stderr"]}
+                         for ref in ("occlusion", "random")
+                         for d in [mean_se(per_tile_aopc[m] - per_tile_aopc[ref])]}
+        paired["occlusion"] = {"random": {k: v for k, v in mean_se(
+            per_tile_aopc["occlusion"] - per_tile_aopc["random"]).items() if k != "n"}}
+        block[pert] = {"methods": table, "paired_differences": paired}
+        drops = {m: c[:, :1] - c for m, c in curves.items()}
+        curves_out[pert] = {m: {"mean_drop": d.mean(0).tolist(),
+                                "stderr_drop": (d.std(0, ddof=1) / np.sqrt(len(d))).tolist(),
+                                "aopc_per_tile": per_tile_aopc[m].tolist()}
+                            for m, d in drops.items()}
+    return block, curves_out
+
+
+def summarise_taylor(per_tile: list[dict]) -> dict:
+    names = list(per_tile[0]["taylor"])
+    return {m: {"relative_residual": quantiles([t["taylor"][m]["relative_residual"] for t in per_tile]),
+                "root_distance": quantiles([t["taylor"][m]["root_distance"] for t in per_tile])}
+            for m in names}
+
+
+def plot_curves(curves: dict, path: Path, steps: int) -> None:
+    """Mean MoRF curves f(x0) - f(xk) with one-standard-error bands, one panel per model x perturbation."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bowlrp._atomic import atomic_write_bytes
+
+    models = list(curves)
+    perts = list(next(iter(curves.values())))
+    fig, axes = plt.subplots(len(models), len(perts), figsize=(6 * len(perts), 4.2 * len(models)),
+                             squeeze=False)
+    for i, model in enumerate(models):
+        for j, pert in enumerate(perts):
+            ax = axes[i][j]
+            for m, d in curves[model][pert].items():
+                mean, se = np.array(d["mean_drop"]), np.array(d["stderr_drop"])
+                ks = np.arange(mean.size)
+                style = {"occlusion": "k--", "random": "k:"}.get(m, "-")
+                (line,) = ax.plot(ks, mean, style,
+                                  label=f"{m} (AOPC {np.mean(d['aopc_per_tile']):.2f})")
+                ax.fill_between(ks, mean - se, mean + se, color=line.get_color(), alpha=0.15)
+            n = len(next(iter(curves[model][pert].values()))["aopc_per_tile"])
+            ax.set_title(f"{model}: MoRF {BLOCK}x{BLOCK} {pert}, {n} tiles (band: ±1 s.e.)")
+            ax.set_xlabel("perturbation step k")
+            ax.set_ylabel("f(x0) - f(xk)")
+            ax.set_xlim(0, steps)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -138,81 +317,153 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def run(out_dir, n_train: int = 60, n_test: int = 6, n_val: int = 40, seed: int = 0,
+def fit_models(X, y, models, overrides: dict) -> tuple[dict, dict]:
+    """Fit one pipeline per config sharing the Bag-of-Words stages; returns (pipes, seconds).
+
+    The configs must agree on everything but the kernels (checked), so the
+    vocabularies are fitted and the training crops described and encoded once.
+    """
+    pipes = {name: Pipeline.from_config(CONFIGS[name], **overrides) for name in models}
+
+    def stages(p):
+        return {k: v for k, v in p.get_params(deep=True).items()
+                if "__extractor" in k or "__encoder" in k}
+
+    first = pipes[models[0]]
+    for name in models[1:]:
+        if repr(stages(pipes[name])) != repr(stages(first)) or \
+                pipes[name].random_state != first.random_state:
+            raise ValueError(f"configs {CONFIGS[models[0]]} and {CONFIGS[name]} differ in more "
+                             "than the kernel; they cannot share features")
+    t0 = time.perf_counter()
+    # fit's own path (private): describe once, keep the descriptors for the encoding
+    cached = first._fit_vocabularies(X)
+    F = first._features_from_cache(X, cached)
+    del cached
+    seconds = {"vocabularies_and_features": time.perf_counter() - t0}
+    for name, pipe in pipes.items():
+        for attr in _FITTED_STAGES:
+            setattr(pipe, attr, getattr(first, attr))
+        t0 = time.perf_counter()
+        log(f"[{name}] fitting the SVM on {len(F)} feature vectors")
+        pipe.fit_classifier(F, y)
+        seconds[f"svm_{name}"] = time.perf_counter() - t0
+    return pipes, seconds
+
+
+def run(out_dir, n_train: int = 60, n_test: int = 3, n_val: int = 6, seed: int = 0,
         n_words: int | None = None, n_jobs: int | None = 2, models=("hik", "chi2"),
-        n_figure: int = 3, verbose: bool = True, n_eval_tiles: int = 6, eval_steps: int = 40,
-        eval_repeats: int = 3, eval_perturbations=("uniform", "blur")) -> dict:
+        n_figure: int = 3, verbose: bool = True, n_eval_tiles: int = 40, eval_steps: int = 30,
+        eval_perturbations=PERTURBATIONS) -> dict:
     """The whole experiment; returns the metrics (also written to ``out_dir/metrics.json``)."""
+    from tqdm import tqdm
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
+    models = tuple(models)
     log(f"generating {n_train} training, {n_val} held-out and {n_test} test scenes (seed {seed})")
     train_scenes = generate(seed, n_train)
     val_scenes = generate(seed + 5000, n_val)
     test_scenes = generate(seed + 1000, n_test)
     save_scenes(test_scenes[:n_figure], out / "test_scenes", "test")
     X, y = tile_dataset(train_scenes)
-    Xt, yt = tile_dataset(val_scenes)
-    log(f"{len(X)} training tiles ({y.mean():.0%} positive), {len(Xt)} held-out tiles")
-    metrics = {"data": {"train_scenes": n_train, "heldout_scenes": n_val, "test_scenes": n_test,
-                        "seed": seed, "train_tiles": len(X), "train_positive_share": float(y.mean()),
-                        "heldout_tiles": len(Xt), "heldout_positive_share": float(yt.mean()),
-                        "tile": TILE, "stride": STRIDE},
-               "models": {}}
-    heatmaps = {}
+    Xt, yt, owner = polygon_data.overlapping_tiles(val_scenes)
+    log(f"{len(X)} training tiles ({y.mean():.0%} positive), {len(Xt)} held-out tiles "
+        f"(every {STRIDE} px)")
+    overrides = {"n_jobs": n_jobs, "verbose": verbose}
+    if n_words is not None:
+        overrides["n_words"] = n_words
+    eval_idx = select_tiles(yt, n_eval_tiles, seed) if n_eval_tiles else np.zeros(0, int)
+    metrics = {
+        "schema": SCHEMA,
+        "settings": {"seed": seed, "words_override": n_words, "explained_class": "polygon (1)",
+                     "region_perturbation": {"block": BLOCK, "steps": eval_steps, "ordering": "morf",
+                                             "repeats": 1, "tiles": len(eval_idx),
+                                             "perturbations": list(eval_perturbations),
+                                             "blur_sigma": 4.0}},
+        "data": {"train_scenes": n_train, "heldout_scenes": n_val, "test_scenes": n_test,
+                 "train_tiles": len(X), "train_positive_share": float(y.mean()),
+                 "heldout_tiles": len(Xt), "heldout_positive_share": float(yt.mean()),
+                 "heldout_stride": STRIDE, "tile": TILE,
+                 "eval_tiles": len(eval_idx), "eval_positive": int(yt[eval_idx].sum())},
+        "models": {},
+    }
+    timings: dict = {"seconds": {}, "model_bytes": {}}
+    pipes, fit_seconds = fit_models(X, y, models, overrides)
+    timings["seconds"]["fit"] = fit_seconds
+    t0 = time.perf_counter()
+    first = pipes[models[0]]
+    first.set_params(verbose=False)
+    Ft = first.features(Xt)  # the held-out crops, encoded once for both models
+    timings["seconds"]["encode_heldout"] = time.perf_counter() - t0
+    heatmaps, curves_all, faith_tiles = {}, {}, {}
     for name in models:
-        overrides = {"n_jobs": n_jobs, "verbose": verbose}
-        if n_words is not None:
-            overrides["n_words"] = n_words
-        pipe = Pipeline.from_config(CONFIGS[name], **overrides)
-        t0 = time.perf_counter()
-        log(f"[{name}] training")
-        pipe.fit(X, y)
-        t_fit = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        pipe = pipes[name]
         pipe.set_params(verbose=False)
-        accuracy = pipe.score(Xt, yt)
-        t_pred = time.perf_counter() - t0
+        clf = pipe.classifier_
+        accuracy = float(clf.score(Ft, yt))
         stderr = float(np.sqrt(accuracy * (1 - accuracy) / len(yt)))
-        log(f"[{name}] held-out tile accuracy {accuracy:.4f} +- {stderr:.4f} (fit {t_fit:.0f} s)")
+        # overlapping crops of one scene are correlated: the spread of per-scene accuracies
+        correct = clf.predict(Ft) == yt
+        per_scene = [float(correct[owner == k].mean()) for k in range(n_val)]
+        stderr_scenes = float(np.std(per_scene, ddof=1) / np.sqrt(n_val)) if n_val > 1 else None
+        log(f"[{name}] held-out tile accuracy {accuracy:.4f} +- {stderr:.4f} ({len(yt)} tiles)")
         model_path = save(pipe, out / f"polygons_{name}.pkl")
+        timings["model_bytes"][name] = model_path.stat().st_size
         t0 = time.perf_counter()
-        maps = []
-        for i, scene in enumerate(test_scenes):
-            e = pipe.explain([scene.image], target=1, tile=TILE, stride=STRIDE)[0]
-            maps.append(e.heatmap)
-            if verbose:
-                log(f"[{name}] explained test scene {i + 1}/{len(test_scenes)}")
-        t_explain = time.perf_counter() - t0
+        maps = [pipe.explain([s.image], target=1, tile=TILE, stride=STRIDE)[0].heatmap
+                for s in tqdm(test_scenes, desc=f"[{name}] explaining test scenes",
+                              disable=not verbose)]
+        timings["seconds"][f"explain_test_scenes_{name}"] = time.perf_counter() - t0
         heatmaps[name] = maps
         dilate = descriptor_half_side(pipe)
-        per_scene = [localisation(h, s, dilate) for h, s in zip(maps, test_scenes)]
-        faithfulness, t_eval = None, 0.0
-        if n_eval_tiles:
-            t0 = time.perf_counter()
-            tiles = [t for t, label in zip(Xt, yt) if label == 1][:n_eval_tiles]
-            log(f"[{name}] region perturbation on {len(tiles)} positive held-out tiles")
-            faithfulness = {
-                pert: evaluate_faithfulness(pipe, tiles, out / f"evaluation_{name}_{pert}",
-                                            eval_steps, eval_repeats, seed, pert)
-                for pert in eval_perturbations}
-            t_eval = time.perf_counter() - t0
-        metrics["models"][name] = {
+        located = [localisation(h, s, dilate) for h, s in zip(maps, test_scenes)]
+        entry = {
             "config": CONFIGS[name],
-            "tile_accuracy": accuracy,
-            "tile_accuracy_stderr": stderr,
-            "kernel_weights": pipe.classifier_.kernel_weights_[0].tolist(),
-            "n_support_vectors": int(pipe.classifier_.support_vectors_.shape[0]),
-            "model_file": model_path.name,
-            "model_bytes": model_path.stat().st_size,
-            "seconds": {"fit": t_fit, "predict_heldout_tiles": t_pred,
-                        "explain_test_scenes": t_explain, "region_perturbation": t_eval},
-            "localisation": {"dilation_pixels": dilate, **summarise(per_scene)},
-            "region_perturbation_aopc": faithfulness,
+            "kernels": [type(k).__name__ for k in clf.kernels_],
+            "accuracy": {"value": accuracy, "stderr": stderr, "stderr_scenes": stderr_scenes,
+                         "n_tiles": len(yt), "n_scenes": n_val},
+            "kernel_weights": clf.kernel_weights_[0].tolist(),
+            "n_support_vectors": int(clf.support_vectors_.shape[0]),
+            "localisation": {"dilation_pixels": dilate, **summarise_localisation(located)},
+            "region_perturbation": None,
         }
+        if len(eval_idx):
+            t0 = time.perf_counter()
+            methods = lrp_methods("hik" if name == "hik" else "chi2")
+            log(f"[{name}] region perturbation on {len(eval_idx)} tiles "
+                f"({int(yt[eval_idx].sum())} positive)")
+            key = run_key(clf, Ft[eval_idx], {"steps": eval_steps, "seed": seed, "block": BLOCK,
+                                              "perturbations": list(eval_perturbations),
+                                              "methods": {m: repr(r) for m, r in methods.items()}})
+            partial = out / "partial" / name
+            per_tile = map_images(
+                lambda item, pipe=pipe, methods=methods, partial=partial, key=key: cached_tile(
+                    partial / f"tile{item[0]:05d}.json", key, lambda: tile_faithfulness(
+                        pipe, item[1], methods, eval_perturbations, eval_steps, seed + item[0])),
+                [(int(i), Xt[i]) for i in eval_idx], n_jobs, f"[{name}] region perturbation",
+                verbose)
+            entry["region_perturbation"], curves_all[name] = summarise_faithfulness(
+                per_tile, eval_perturbations)
+            if any(t["taylor"] for t in per_tile):
+                entry["taylor"] = summarise_taylor(per_tile)
+            faith_tiles[name] = per_tile
+            timings["seconds"][f"region_perturbation_{name}"] = time.perf_counter() - t0
+            timings["seconds"][f"explain_per_tile_median_{name}"] = {
+                m: float(np.median([t["seconds"][m] for t in per_tile])) for m in methods}
+        metrics["models"][name] = entry
     if set(models) >= {"hik", "chi2"}:
         metrics["chi2_minus_hik_accuracy_points"] = 100 * (
-            metrics["models"]["chi2"]["tile_accuracy"] - metrics["models"]["hik"]["tile_accuracy"])
+            metrics["models"]["chi2"]["accuracy"]["value"]
+            - metrics["models"]["hik"]["accuracy"]["value"])
+    if curves_all:
+        _write_json(out / "region_perturbation.json", {
+            "settings": metrics["settings"]["region_perturbation"],
+            "tiles": [int(i) for i in eval_idx], "labels": [int(yt[i]) for i in eval_idx],
+            "scores": {n: [t["score"] for t in faith_tiles[n]] for n in faith_tiles},
+            "curves": curves_all})
+        plot_curves(curves_all, out / "region_perturbation.png", eval_steps)
     rows = []
     for i, scene in enumerate(test_scenes[:n_figure]):
         norm = pictures.normalize_heatmaps([heatmaps[m][i] for m in models])
@@ -224,37 +475,65 @@ def run(out_dir, n_train: int = 60, n_test: int = 6, n_val: int = 40, seed: int 
                               pictures.with_colorbar(pictures.triplet(scene.image, h)))
             pictures.save_png(out / f"scene{i}_{m}_overlay.png", pictures.overlay(scene.image, h))
         rows.append(np.hstack(parts))
-    figure = np.vstack([np.vstack([r, np.ones((6, r.shape[1], 3))]) for r in rows])[:-6]
-    pictures.save_png(out / "figure.png", pictures.with_colorbar(figure, "jet"))
-    metrics["seconds_total"] = time.perf_counter() - t_start
-    metrics["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0],
-                          "platform": sys.platform}
+    if rows:
+        figure = np.vstack([np.vstack([r, np.ones((6, r.shape[1], 3))]) for r in rows])[:-6]
+        pictures.save_png(out / "figure.png", pictures.with_colorbar(figure, "jet"))
     _write_json(out / "metrics.json", metrics)
-    log(f"done in {metrics['seconds_total']:.0f} s; wrote {out / 'metrics.json'} and {out / 'figure.png'}")
+    timings["seconds"]["total"] = time.perf_counter() - t_start
+    timings["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0],
+                          "platform": sys.platform}
+    _write_json(out / "timings.json", timings)
+    log(f"done in {timings['seconds']['total']:.0f} s ({timings['seconds']['total'] / 60:.1f} min); "
+        f"wrote {out / 'metrics.json'}, {out / 'timings.json'} and the figures")
+    metrics["_seconds_total"] = timings["seconds"]["total"]
     return metrics
+
+
+def print_summary(m: dict) -> None:
+    def num(x, fmt="+.4f"):
+        return "-" if x is None else format(x, fmt)
+
+    for name, r in m["models"].items():
+        loc, acc = r["localisation"], r["accuracy"]
+        print(f"{name:5s} accuracy {acc['value']:.4f} ± {acc['stderr']:.4f}  positive share on "
+              f"polygons {num(loc['positive_share_on_polygons'], '.2f')} (area "
+              f"{num(loc['dilated_polygon_area_share'], '.2f')})  mean relevance polygons "
+              f"{num(loc['mean_relevance_on_polygons'])} round {num(loc['mean_relevance_on_round'])} "
+              f"background {num(loc['mean_relevance_on_background'])}")
+        for pert, block in (r["region_perturbation"] or {}).items():
+            print(f"      AOPC (MoRF, {BLOCK}x{BLOCK} {pert}, ± s.e.; paired minus occlusion / random):")
+            for meth, a in block["methods"].items():
+                p = block["paired_differences"].get(meth, {})
+                diffs = "  ".join(f"{ref} {d['mean']:+.3f} ± {d['stderr']:.3f}" for ref, d in p.items())
+                print(f"        {meth:16s} {a['aopc']:.3f} ± {a['stderr']:.3f}  {diffs}")
+        for meth, t in (r.get("taylor") or {}).items():
+            res, dist = t["relative_residual"], t["root_distance"]
+            print(f"      {meth:16s} residual/|f| median {res['median']:.2e} p90 {res['p90']:.2e}  "
+                  f"root distance median {dist['median']:.4f}")
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "experiments/results/polygons"))
     ap.add_argument("--train-scenes", type=int, default=60)
-    ap.add_argument("--test-scenes", type=int, default=6, help="scenes explained tile by tile")
-    ap.add_argument("--heldout-scenes", type=int, default=40, help="scenes for tile accuracy")
+    ap.add_argument("--test-scenes", type=int, default=3, help="scenes explained tile by tile")
+    ap.add_argument("--heldout-scenes", type=int, default=6,
+                    help="scenes for tile accuracy (169 crops each, every 34 px)")
+    ap.add_argument("--eval-tiles", type=int, default=40, help="held-out tiles for region perturbation")
+    ap.add_argument("--eval-steps", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--words", type=int, default=None, help="override the 128 words per scale")
+    ap.add_argument("--words", type=int, default=None, help="override the words per scale")
     ap.add_argument("--n-jobs", type=int, default=2)
+    ap.add_argument("--models", default="hik,chi2", help="comma-separated subset of hik,chi2")
+    ap.add_argument("--perturbations", default=",".join(PERTURBATIONS),
+                    help="comma-separated subset of uniform,blur")
     args = ap.parse_args(argv)
     m = run(args.out, args.train_scenes, args.test_scenes, args.heldout_scenes, args.seed,
-            args.words, args.n_jobs)
-    for name, r in m["models"].items():
-        loc = r["localisation"]
-        print(f"{name:5s} accuracy {r['tile_accuracy']:.4f}  positive share on polygons "
-              f"{loc['positive_share_on_polygons']:.2f} (area {loc['dilated_polygon_area_share']:.2f})  "
-              f"mean relevance polygons {loc['mean_relevance_on_polygons']:+.4f} round "
-              f"{loc['mean_relevance_on_round']:+.4f} background {loc['mean_relevance_on_background']:+.4f}")
-        for pert, table in (r["region_perturbation_aopc"] or {}).items():
-            print(f"      AOPC (MoRF, 9x9 {pert}): " + ", ".join(
-                f"{k} {v['aopc']:.3f}" for k, v in table.items()))
+            args.words, args.n_jobs, models=tuple(args.models.split(",")),
+            n_figure=min(3, args.test_scenes), n_eval_tiles=args.eval_tiles,
+            eval_steps=args.eval_steps, eval_perturbations=tuple(args.perturbations.split(",")))
+    print_summary(m)
+    print(f"total time {m['_seconds_total']:.0f} s ({m['_seconds_total'] / 60:.1f} min)")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@
     python experiments/readme_table.py --metrics experiments/results/polygons/metrics.json
 
 The snapshot ``experiments/polygons_metrics.json`` is the ``metrics.json`` of
-the run the README reports (copy a new run's file there, then run this).
+the run the README reports, ``experiments/polygons_timings.json`` its
+``timings.json`` (copy a new run's files there, then run this). The schema is
+described in docs/polygons_experiment.md.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = ROOT / "experiments" / "polygons_metrics.json"
+TIMINGS = ROOT / "experiments" / "polygons_timings.json"
 BEGIN = "<!-- polygons-results"
 END = "<!-- /polygons-results -->"
+TITLE = {"hik": "HIK + MKL", "chi2": "exp-χ² + MKL"}
 
 
 def _pct(x) -> str:
@@ -29,29 +33,107 @@ def _num(x, fmt="+.3f") -> str:
     return "—" if x is None else format(x, fmt)
 
 
-def render(metrics: dict) -> str:
-    """Markdown: how the run was made, then one column per model."""
+def _pm(mean, se, fmt=".3f") -> str:
+    if mean is None:
+        return "—"
+    return f"{mean:{fmt}} ± {se:.3f}" if se is not None else f"{mean:{fmt}}"
+
+
+def verdict(diff: dict) -> str:
+    """'better' / 'worse' when the paired difference is over two standard errors from 0, else 'tie'."""
+    if diff["stderr"] is None:
+        return "tie"
+    if diff["mean"] > 2 * diff["stderr"]:
+        return "better"
+    if diff["mean"] < -2 * diff["stderr"]:
+        return "worse"
+    return "tie"
+
+
+def _faithfulness(lines, models, names) -> None:
+    perts = [p for p in ("uniform", "blur")
+             if any(p in (models[n].get("region_perturbation") or {}) for n in names)]
+    if not perts:
+        return
+    settings = None
+    lines += ["", "Faithfulness (region perturbation, most relevant 9×9 blocks first; AOPC ± standard "
+              "error over tiles; Δ = the paired per-tile difference ± its standard error, "
+              "positive = more faithful than occlusion / random):", ""]
+    head = "| model | method | " + " | ".join(
+        f"AOPC {p} | Δ occlusion ({p}) | Δ random ({p})" for p in perts) + " |"
+    lines += [head, "|---|---|" + "---|---|---|" * len(perts)]
+    for n in names:
+        rp = models[n].get("region_perturbation") or {}
+        methods = list(rp[perts[0]]["methods"])
+        for m in methods:
+            cells = []
+            for p in perts:
+                a = rp[p]["methods"][m]
+                paired = rp[p]["paired_differences"].get(m, {})
+                cells.append(_pm(a["aopc"], a["stderr"]))
+                for ref in ("occlusion", "random"):
+                    d = paired.get(ref)
+                    cells.append(f"{d['mean']:+.3f} ± {d['stderr']:.3f}" if d else "—")
+            lines.append(f"| {TITLE[n]} | {m} | " + " | ".join(cells) + " |")
+        settings = settings or rp
+    if "chi2" in names and models["chi2"].get("region_perturbation"):
+        rp = models["chi2"]["region_perturbation"]
+        parts = []
+        for p in perts:
+            paired = rp[p]["paired_differences"]
+            lrp = [m for m in paired if m not in ("occlusion", "random")]
+            best = max(lrp, key=lambda m: rp[p]["methods"][m]["aopc"])
+            d = paired[best]["occlusion"]
+            word = {"better": "beats occlusion", "worse": "is less faithful than occlusion",
+                    "tie": "does not differ from occlusion by more than two standard errors"}[verdict(d)]
+            parts.append(f"under {p} perturbation the best LRP variant ({best}) {word} "
+                         f"(Δ = {d['mean']:+.3f} ± {d['stderr']:.3f})")
+        lines += ["", "**Does LRP beat occlusion on the χ² model?** " + "; ".join(parts) + "."]
+
+
+def _taylor(lines, models) -> None:
+    t = models.get("chi2", {}).get("taylor")
+    if not t:
+        return
+    lines += ["", "Taylor-type rules of the χ² model on the same tiles (residual = "
+              "|f(x) − f(x̃) − Σ_d R_d| / |f(x)|; root distance ‖x − x̃‖):", "",
+              "| rule | residual median | residual p90 | root distance median |", "|---|---|---|---|"]
+    for m, d in t.items():
+        res, dist = d["relative_residual"], d["root_distance"]
+        lines.append(f"| {m} | {_num(res['median'], '.2e')} | {_num(res['p90'], '.2e')} | "
+                     f"{_num(dist['median'], '.4f')} |")
+
+
+def render(metrics: dict, timings: dict | None = None) -> str:
+    """Markdown: how the run was made, accuracy and localisation per model, faithfulness."""
     models = metrics["models"]
     names = [n for n in ("hik", "chi2") if n in models]
-    title = {"hik": "HIK + MKL", "chi2": "exp-χ² + MKL"}
     data = metrics["data"]
-    machine = metrics.get("machine", {})
+    when = ""
+    if timings:
+        machine = timings.get("machine", {})
+        when = (f"; {timings['seconds']['total'] / 60:.1f} min on {machine.get('cores', '?')} "
+                f"cores, Python {machine.get('python', '?')}")
     lines = [
         f"Results of one run of `make polygons-experiment` ({data['train_tiles']} training tiles, "
-        f"{data['heldout_tiles']} held-out tiles, seed {data['seed']}; "
-        f"{metrics['seconds_total'] / 60:.1f} min on {machine.get('cores', '?')} cores, "
-        f"Python {machine.get('python', '?')}; every number is in `metrics.json`):",
+        f"{data['heldout_tiles']} held-out tiles cropped every {data['heldout_stride']} px from "
+        f"{data['heldout_scenes']} scenes, seed {metrics['settings']['seed']}{when}; every number "
+        "is in `experiments/polygons_metrics.json`):",
         "",
-        "| | " + " | ".join(title[n] for n in names) + " | paper |",
+        "| | " + " | ".join(TITLE[n] for n in names) + " | paper |",
         "|---|" + "---|" * len(names) + "---|",
     ]
 
     def row(label, values, paper=""):
         lines.append(f"| {label} | " + " | ".join(values) + f" | {paper} |")
 
-    row(f"held-out tile accuracy ({data['heldout_tiles']} tiles)",
-        [f"{_pct(models[n]['tile_accuracy'])} ± {100 * models[n]['tile_accuracy_stderr']:.1f}"
-         for n in names], "≈ 97 %, χ² ≈ 1.6 points better")
+    def acc(n):
+        a = models[n]["accuracy"]
+        extra = f" (± {100 * a['stderr_scenes']:.1f} over scenes)" if a.get("stderr_scenes") else ""
+        return f"{_pct(a['value'])} ± {100 * a['stderr']:.1f}{extra}"
+
+    row(f"held-out tile accuracy ({data['heldout_tiles']} tiles)", [acc(n) for n in names],
+        "≈ 97 %, χ² ≈ 1.6 points better")
     loc = {n: models[n]["localisation"] for n in names}
     row("positive relevance on polygons (dilated; share of the area "
         f"{_pct(loc[names[0]]['dilated_polygon_area_share'])})",
@@ -64,14 +146,8 @@ def render(metrics: dict) -> str:
         [f"{_pct(loc[n]['fraction_polygons_positive'])} of {loc[n]['n_polygons']}" for n in names])
     row("round shapes with negative mean relevance",
         [f"{_pct(loc[n]['fraction_round_negative'])} of {loc[n]['n_round']}" for n in names])
-    perts = sorted({p for n in names for p in (models[n].get("region_perturbation_aopc") or {})})
-    for pert in perts:
-        methods = sorted({m for n in names for m in (models[n]["region_perturbation_aopc"] or {})
-                          .get(pert, {})})
-        for m in methods:
-            row(f"AOPC, MoRF 9×9 {pert}: {m}",
-                [(lambda d: f"{d['aopc']:.2f} ± {d['aopc_stderr']:.2f}" if d else "—")(
-                    (models[n]["region_perturbation_aopc"] or {}).get(pert, {}).get(m)) for n in names])
+    _faithfulness(lines, models, names)
+    _taylor(lines, models)
     return "\n".join(lines)
 
 
@@ -82,14 +158,27 @@ def replace_block(readme: str, table: str) -> str:
     return readme[:start] + table + "\n" + readme[end:]
 
 
+def render_files(metrics_path, timings_path=None) -> str:
+    metrics = json.loads(Path(metrics_path).read_text())
+    timings = None
+    if timings_path is not None and Path(timings_path).is_file():
+        timings = json.loads(Path(timings_path).read_text())
+    return render(metrics, timings)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--metrics", default=str(SNAPSHOT))
+    ap.add_argument("--timings", default=None,
+                    help=f"timings.json (default: {TIMINGS.name} beside the snapshot, if --metrics "
+                         "is the snapshot)")
     ap.add_argument("--readme", default=str(ROOT / "README.md"))
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args(argv)
+    timings = args.timings or (TIMINGS if Path(args.metrics) == SNAPSHOT else
+                               Path(args.metrics).with_name("timings.json"))
     readme = Path(args.readme).read_text()
-    updated = replace_block(readme, render(json.loads(Path(args.metrics).read_text())))
+    updated = replace_block(readme, render_files(args.metrics, timings))
     if args.check:
         if updated != readme:
             print(f"{args.readme} is out of date: run python experiments/readme_table.py", file=sys.stderr)

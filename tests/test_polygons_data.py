@@ -52,3 +52,19 @@ def test_generation_is_seeded_and_files_round_trip(tmp_path):
     assert crop_label(back, 0, 0) == crop_label(a[0], 0, 0)
     crops, y = tile_dataset(a)
     assert len(crops) == 50 and set(np.unique(y)) <= {0, 1}
+
+
+def test_overlapping_tiles_follow_the_thesis_test_protocol():
+    from bowlrp.datasets.polygons import overlapping_tiles
+
+    scenes = generate(4, 2)
+    crops, labels, owner = overlapping_tiles(scenes)
+    assert len(crops) == 2 * 13 * 13  # (510 - 102) / 34 + 1 = 13 per axis
+    assert np.array_equal(np.bincount(owner), [169, 169])
+    k = 0
+    for scene in scenes:
+        for r in range(0, 409, 34):
+            for c in range(0, 409, 34):
+                assert labels[k] == crop_label(scene, r, c)
+                np.testing.assert_array_equal(crops[k], scene.image[r:r + 102, c:c + 102])
+                k += 1

@@ -52,14 +52,34 @@ def test_polygons_results_table_is_rendered_from_metrics(tmp_path):
            "mean_relevance_on_polygons": 0.46, "mean_relevance_on_round": -0.05,
            "mean_relevance_on_background": -0.004, "fraction_polygons_positive": 1.0, "n_polygons": 51,
            "fraction_round_negative": 0.85, "n_round": 62}
-    model = {"tile_accuracy": 0.925, "tile_accuracy_stderr": 0.0083, "localisation": loc,
-             "region_perturbation_aopc": {"blur": {"lrp-eps0": {"aopc": 0.97, "aopc_stderr": 0.2}}}}
-    metrics = {"data": {"train_tiles": 1500, "heldout_tiles": 1000, "seed": 0}, "seconds_total": 600,
-               "machine": {"cores": 2, "python": "3.11.7"}, "models": {"hik": model, "chi2": model}}
-    table = module.render(metrics)
-    assert "| held-out tile accuracy (1000 tiles) | 92.5 % ± 0.8 | 92.5 % ± 0.8 |" in table
-    assert "| AOPC, MoRF 9×9 blur: lrp-eps0 | 0.97 ± 0.20 | 0.97 ± 0.20 |" in table
+
+    def block(methods):
+        return {"methods": {m: {"aopc": a, "stderr": 0.05, "n_tiles": 40} for m, a in methods.items()},
+                "paired_differences": {m: {"occlusion": {"mean": a - methods["occlusion"], "stderr": 0.02},
+                                           "random": {"mean": a - methods["random"], "stderr": 0.03}}
+                                       for m, a in methods.items() if m not in ("occlusion", "random")}}
+
+    def model(methods):
+        return {"accuracy": {"value": 0.925, "stderr": 0.0083, "stderr_scenes": 0.012},
+                "localisation": loc,
+                "region_perturbation": {p: block(methods) for p in ("uniform", "blur")}}
+
+    chi2 = model({"integrated": 0.5, "occlusion": 0.6, "random": 0.1})
+    chi2["taylor"] = {"integrated": {"relative_residual": {"median": 1e-12, "p90": 2e-12},
+                                     "root_distance": {"median": 0.05}}}
+    metrics = {"schema": "bowlrp.polygons-metrics/2", "settings": {"seed": 0},
+               "data": {"train_tiles": 1500, "heldout_tiles": 1014, "heldout_stride": 34,
+                        "heldout_scenes": 6},
+               "models": {"hik": model({"lrp-eps0": 0.7, "occlusion": 0.5, "random": 0.1}),
+                          "chi2": chi2}}
+    timings = {"seconds": {"total": 600}, "machine": {"cores": 2, "python": "3.11.7"}}
+    table = module.render(metrics, timings)
+    assert "| held-out tile accuracy (1014 tiles) | 92.5 % ± 0.8 (± 1.2 over scenes) |" in table
+    assert "| HIK + MKL | lrp-eps0 | 0.700 ± 0.050 | +0.200 ± 0.020 | +0.600 ± 0.030 |" in table
+    assert "(integrated) is less faithful than occlusion (Δ = -0.100 ± 0.020)" in table
+    assert "10.0 min on 2 cores" in table
     (tmp_path / "metrics.json").write_text(__import__("json").dumps(metrics))
+    (tmp_path / "timings.json").write_text(__import__("json").dumps(timings))
     readme = tmp_path / "README.md"
     readme.write_text(f"x\n{module.BEGIN} -->\nold\n{module.END}\ny\n")
     argv = ["--metrics", str(tmp_path / "metrics.json"), "--readme", str(readme)]

@@ -8,7 +8,8 @@ and grey levels varied. ``mask`` holds, per pixel, the id of the shape it
 belongs to (0: background); ``shapes[id - 1]`` says whether it is a polygon.
 
 Training samples are non-overlapping ``tile x tile`` crops, positive iff the
-centre of mass of at least one polygon lies inside; test images are
+centre of mass of at least one polygon lies inside; held-out crops are
+taken every ``stride`` pixels (:func:`overlapping_tiles`), and test images are
 explained as overlapping tiles every ``stride`` pixels.
 """
 
@@ -161,6 +162,23 @@ def tile_dataset(scenes: list[Scene], tile: int = TILE):
         crops += c
         labels.append(y)
     return crops, np.concatenate(labels)
+
+
+def overlapping_tiles(scenes: list[Scene], tile: int = TILE, stride: int = STRIDE):
+    """Crops every ``stride`` pixels of several scenes (the thesis' test protocol, 2.4.3).
+
+    Returns (crops, labels, scene index of each crop); a crop is positive iff
+    the centre of mass of at least one polygon lies inside it.
+    """
+    crops, labels, owner = [], [], []
+    for k, s in enumerate(scenes):
+        H, W = s.image.shape
+        for r in range(0, H - tile + 1, stride):
+            for c in range(0, W - tile + 1, stride):
+                crops.append(s.image[r:r + tile, c:c + tile])
+                labels.append(crop_label(s, r, c, tile))
+                owner.append(k)
+    return crops, np.array(labels, dtype=int), np.array(owner, dtype=int)
 
 
 def generate(seed: int, n_images: int, height: int = 510, width: int = 510, **kw) -> list[Scene]:
