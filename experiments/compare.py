@@ -275,6 +275,9 @@ def merge(dirs: list[str], out_dir: str) -> None:
     for d in dirs:
         if not (Path(d) / "results.json").is_file():   # an unfinished run: its finished tiles
             files = sorted((Path(d) / "partial").glob("*.json"))
+            if not files:
+                log(f"{d}: no finished tile yet, left out")
+                continue
             model = files[0].name.split("_")[0]
             results = [json.loads(f.read_text()) for f in files]
             summary[model] = {**summarise(results), "n_tiles": len(results), "unfinished_run": True}
