@@ -275,10 +275,17 @@ def merge(dirs: list[str], out_dir: str) -> None:
     for d in dirs:
         if not (Path(d) / "results.json").is_file():   # an unfinished run: its finished tiles
             files = sorted((Path(d) / "partial").glob("*.json"))
+            if not files:
+                log(f"{d}: no finished tile yet, left out")
+                continue
             model = files[0].name.split("_")[0]
             results = [json.loads(f.read_text()) for f in files]
             summary[model] = {**summarise(results), "n_tiles": len(results), "unfinished_run": True}
             models.append(model)
+            maps = Path(d) / f"figure_maps_{model}.npz"
+            if maps.is_file():   # the first tile's maps are kept as soon as it is done
+                z = np.load(maps)
+                rows.append((model, z["tile"], {k: z[k] for k in z.files if k != "tile"}))
             continue
         part = json.loads((Path(d) / "results.json").read_text())
         for model in part["settings"]["models"].split(","):

@@ -126,6 +126,23 @@ def vlfeat_weights(channel, row, col, b, fast, window=VLFEAT_WINDOW):
     return r[keep], c[keep], W.reshape(r.size, 128)[keep]
 
 
+def vlfeat_window_weights(shape, row, col, b, fast, window=VLFEAT_WINDOW):
+    """The window weights of every pixel of the image (Gaussian or per-bin mean x bilinear,
+    1/8 per orientation), (H * W, 128): the zero-mass fallback."""
+    r, c = np.mgrid[0:shape[0], 0:shape[1]]
+    dy, dx = r.ravel() - row, c.ravel() - col
+    means = np.array([np.mean(np.exp(-0.5 * ((np.arange(-b + 1, b) - b * (i - 1.5)) / (window * b)) ** 2))
+                      for i in range(4)])
+    W = np.zeros((dy.size, 4, 4, 8))
+    for bi in range(4):
+        ty = np.maximum(0, 1 - np.abs(dy - b * (bi - 1.5)) / b)
+        for bj in range(4):
+            tx = np.maximum(0, 1 - np.abs(dx - b * (bj - 1.5)) / b)
+            win = means[bi] * means[bj] if fast else np.exp(-0.5 * (dx**2 + dy**2) / (window * b) ** 2)
+            W[:, bi, bj, :] = (ty * tx * win)[:, None] / 8
+    return W.reshape(dy.size, 128)
+
+
 # -- helpers -----------------------------------------------------------------------------------
 
 
@@ -334,3 +351,94 @@ def test_rule_parsing_and_errors():
     d = ex.describe(img)
     with pytest.raises(RuleError, match="image"):
         contribution(d, ex, img[:20], np.ones(len(d)))
+
+
+# -- the fast paths (separable for unrotated descriptors, per-pixel-mass for rotated) ------------
+
+
+def _reference_map(weights, R, P, shape):
+    """Sum over descriptors of the NumPy-reference projection (per descriptor or dimension)."""
+    out = np.zeros(shape)
+    for i, (r, c, W, Wwin) in enumerate(weights):
+        if P is None:
+            vals = R[i] * W.sum(1) / W.sum()
+        else:
+            vals = window_fallback(W, Wwin, P[i])
+        np.add.at(out, (r, c), vals)
+    return out
+
+
+@pytest.mark.parametrize("per_dim", [False, True])
+def test_separable_path_equals_reference_opencv_dense_grid(per_dim):
+    """Many overlapping unrotated descriptors (step < support) share row and column tables:
+    the separable kernel against the sum of the NumPy references of every descriptor."""
+    img = _scene(8, 40)
+    img[:12] = 0.4   # some dimensions (and descriptors) without any mass: window fallback
+    ex = DenseSIFT(bin_sizes=[4], steps=3, backend="opencv").fit()
+    d = ex.describe(img)
+    base = opencv_base(img, 4)
+    rng = np.random.default_rng(8)
+    R, P = rng.normal(size=len(d)), rng.normal(size=(len(d), 128)) if per_dim else None
+    weights = []
+    for i in range(len(d)):
+        row, col = int(d.centers[i, 0]), int(d.centers[i, 1])
+        r, c, W = opencv_weights(base, row, col, 0.0, 4)
+        weights.append((r, c, W, opencv_weights(base, row, col, 0.0, 4, "window")[2]))
+    if not per_dim:   # zero total mass per descriptor: the window weights, as per dimension
+        weights = [(r, c, W if W.sum() > 0 else Wwin, Wwin) for r, c, W, Wwin in weights]
+    want = _reference_map(weights, R, P, img.shape)
+    got = contribution(d, ex, img, R, P, through_blur=False)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("fast_window", [False, True])
+def test_separable_path_equals_reference_vlfeat_dense_grid(fast_window):
+    img = _scene(9, 36)
+    img[:14] = 0.4   # flat: dimensions without mass, the window fallback
+    ex = _vlfeat_like(fast_window)
+    b = 4
+    ys, xs = np.meshgrid(np.arange(8.0, 28.0, 4.0), np.arange(7.5, 28.0, 4.0), indexing="ij")
+    d = _vlfeat_descriptors(img.shape, b, np.column_stack([ys.ravel(), xs.ravel()]))
+    rng = np.random.default_rng(9)
+    R, P = rng.normal(size=len(d)), rng.normal(size=(len(d), 128))
+    weights = []
+    for i in range(len(d)):
+        r, c, W = vlfeat_weights(img.astype(np.float32), d.centers[i, 0], d.centers[i, 1], b,
+                                 fast_window)
+        full = np.zeros((img.size, 128))
+        full[r * img.shape[1] + c] = W
+        Wwin = vlfeat_window_weights(img.shape, d.centers[i, 0], d.centers[i, 1], b, fast_window)
+        weights.append((full, Wwin))
+    rows, cols = np.divmod(np.arange(img.size), img.shape[1])
+    assert any((W.sum(0) == 0).any() for W, _ in weights)   # the window fallback is exercised
+    for per_dim in (None, P):
+        ws = [(rows, cols, W if per_dim is not None or W.sum() > 0 else Wwin, Wwin)
+              for W, Wwin in weights]
+        want = _reference_map(ws, R, per_dim, img.shape)
+        got = contribution(d, ex, img, R, per_dim, through_blur=False)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("backend", ["opencv", "opencv-rotated", "exact", "fast"])
+@pytest.mark.parametrize("weighting", ["full", "window", "gradient"])
+def test_fast_paths_equal_per_pixel_kernel(backend, weighting):
+    """``fast=True`` (separable / per-pixel mass) against ``fast=False`` (the per-pixel kernel
+    the NumPy references pin down), several scales, with the blur adjoint, both forms."""
+    img = _scene(10, 44)
+    img[30:] = 0.6
+    if backend.startswith("opencv"):
+        ex = DenseSIFT(bin_sizes=[4, 6], steps=3, rotate=backend.endswith("rotated"),
+                       backend="opencv").fit()
+        d = ex.describe(img)
+    else:
+        ex = _vlfeat_like(backend == "fast")
+        rng = np.random.default_rng(3)
+        d = _vlfeat_descriptors(img.shape, 4, rng.uniform(-2, 46, size=(40, 2)).round(1))
+    rng = np.random.default_rng(10)
+    R, P = rng.normal(size=len(d)), rng.normal(size=(len(d), 128))
+    for per_dim in (None, P):
+        want = contribution(d, ex, img, R, per_dim, weighting, True, fast=False)
+        got = contribution(d, ex, img, R, per_dim, weighting, True, fast=True)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+        total = R.sum() if per_dim is None else P.sum()
+        assert abs(got.sum() - total) <= 1e-9 * np.abs(R if per_dim is None else P).sum()
