@@ -428,6 +428,16 @@ class FisherVector(Encoder):
         """Pooled (un-normalised) Fisher statistics of the given descriptors."""
         return self._sums(codes["data"], codes["posteriors"], cell_ids, counts, signed=False)[0]
 
+    def pooled_delta(self, old_codes: dict, new_codes: dict, cell_ids: np.ndarray,
+                     counts: np.ndarray) -> np.ndarray:
+        """``pooled_sums(new) - pooled_sums(old)`` in one streaming pass (weights -1 and +1)."""
+        n = len(old_codes["data"])
+        data = np.concatenate([old_codes["data"], new_codes["data"]])
+        gamma = sp.vstack([old_codes["posteriors"], new_codes["posteriors"]], format="csr")
+        weight = np.concatenate([-np.ones(n), np.ones(len(new_codes["data"]))])
+        return self._sums(data, gamma, np.concatenate([cell_ids, cell_ids]), counts,
+                          signed=False, weight=weight)[0]
+
     def _extra_codes(self, codes, cell_ids, counts) -> dict:
         return {"reached": self._reached(codes["posteriors"], cell_ids, counts)}
 
