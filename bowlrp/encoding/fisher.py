@@ -325,14 +325,14 @@ def _region_distribute(data, indptr, indices, gamma, region, mu, inv_sigma, prio
                 if track:
                     for i in range(D):
                         per_dim[l, i] += pi_acc / D
-            for q in range(indptr[l], indptr[l + 1]):
+            for i in range(D):
+                rel[i] = 0.0
+            for q in range(indptr[l], indptr[l + 1]):   # rel: this descriptor's share per dim
                 k = indices[q]
                 g = gamma[q]
                 _standardise(data, l, mu, inv_sigma, k, t)
                 dm = off_mu + k * D
                 ds = off_sigma + k * D
-                for i in range(D):
-                    rel[i] = 0.0
                 if same:
                     if has_mu:
                         for i in range(D):
@@ -349,11 +349,11 @@ def _region_distribute(data, indptr, indices, gamma, region, mu, inv_sigma, prio
                         for i in range(D):
                             zs = g * (t[i] * t[i] - 1.0)
                             rel[i] += max(zs, 0.0) * a[ds + i] + min(zs, 0.0) * b[ds + i]
+            for i in range(D):
+                acc += rel[i]
+            if track:
                 for i in range(D):
-                    acc += rel[i]
-                if track:
-                    for i in range(D):
-                        per_dim[l, i] += rel[i]
+                    per_dim[l, i] += rel[i]
             out[l] += acc
 
 
