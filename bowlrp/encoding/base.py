@@ -132,6 +132,16 @@ class Encoder(TransformerMixin, BaseEstimator):
         """Whether pooled statistics are sums over descriptors (not max pooling)."""
         return True
 
+    def pooled_delta(self, old_codes: dict, new_codes: dict, cell_ids: np.ndarray,
+                     counts: np.ndarray) -> np.ndarray:
+        """Change of the pooled statistics when descriptors' codes go from old to new.
+
+        ``sum_{l} z_ld(new) - z_ld(old)`` over the given descriptors (same ``cell_ids``
+        for both), for additive pooling. Subclasses may do it in one pass.
+        """
+        return (self.pooled_sums(new_codes, cell_ids, counts)
+                - self.pooled_sums(old_codes, cell_ids, counts))
+
     def support_counts(self, codes: dict, cell_ids: np.ndarray) -> np.ndarray:
         """Integer count of contributing descriptors per (cell, word or component) group.
 

@@ -63,28 +63,51 @@ def sparse_posteriors(data, means, variances, weights, threshold) -> sp.csr_matr
     )
 
 
+# exp(-45) * 256 components < 1e-17: terms this far below a row's maximum do not change
+# the float64 softmax denominator (which is >= 1), so their exp is never evaluated.
+_NEGLIGIBLE = -45.0
+
+
 @njit(cache=True, parallel=True)
 def _softmax_rows_to_sparse(loglik, const, threshold):
+    """Thresholded softmax of each row of ``loglik + const``; ``loglik`` is overwritten.
+
+    ``gamma_k = exp(v_k - max v) / sum_j exp(v_j - max v)``; a term with
+    ``v_k - max v < min(-45, log threshold)`` has ``gamma_k < threshold`` (dropped) and
+    adds less than 1e-17 to a denominator >= 1, so its exponential is not computed.
+    """
     n, K = loglik.shape
-    post = np.empty((n, K))
+    cutoff = _NEGLIGIBLE
+    if threshold <= 0.0:
+        cutoff = -np.inf
+    elif np.log(threshold) < cutoff:
+        cutoff = np.log(threshold)
     counts = np.zeros(n, dtype=np.int64)
     for l in prange(n):
+        post = loglik[l]
         top = -np.inf
         for k in range(K):
-            v = loglik[l, k] + const[k]
-            post[l, k] = v
+            v = post[k] + const[k]
+            post[k] = v
             if v > top:
                 top = v
         total = 0.0
         for k in range(K):
-            e = np.exp(post[l, k] - top)
-            post[l, k] = e
-            total += e
+            v = post[k] - top
+            if v >= cutoff:
+                e = np.exp(v)
+                post[k] = e
+                total += e
+            else:
+                post[k] = 0.0
         c = 0
         for k in range(K):
-            g = post[l, k] / total
-            post[l, k] = g
-            if g >= threshold:
+            if post[k] > 0.0:
+                g = post[k] / total
+                post[k] = g
+                if g >= threshold:
+                    c += 1
+            elif threshold <= 0.0:
                 c += 1
         counts[l] = c
     starts = np.zeros(n + 1, dtype=np.int64)
@@ -94,10 +117,11 @@ def _softmax_rows_to_sparse(loglik, const, threshold):
     vals = np.empty(starts[n])
     for l in prange(n):
         j = starts[l]
+        post = loglik[l]
         for k in range(K):
-            if post[l, k] >= threshold:
+            if post[k] >= threshold and (post[k] > 0.0 or threshold <= 0.0):
                 cols[j] = k
-                vals[j] = post[l, k]
+                vals[j] = post[k]
                 j += 1
     return counts, cols, vals
 
@@ -142,9 +166,49 @@ _N_CHUNKS = 64
 _SERIAL_BELOW = 8192  # descriptors; below this one partial sum (no per-thread buffers)
 
 
-@njit(cache=True, inline="always")
-def _pi_z(g, prior_k, inv):
-    return (g - prior_k) / np.sqrt(prior_k) * inv
+def pyramid_regions(cell_ids: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """The finest partition the pyramid levels induce: its regions and their cells.
+
+    A region is a set of descriptors that share their cell at every level (for
+    1x1 + 2x2 + 3x1: at most 8 regions). Pooled statistics are sums over each
+    cell, ``z_cd = sum_{l in c} z_ld``, and every cell is a union of regions, so
+    each (descriptor, component) pair is accumulated once per region instead of
+    once per level.
+
+    Parameters
+    ----------
+    cell_ids : ndarray (N, L) int
+        Global cell of each descriptor per level.
+    n_cells : int
+        Number of cells over all levels.
+
+    Returns
+    -------
+    region : ndarray (N,) int64, region of each descriptor
+    region_cells : ndarray (R, L) int64, the cell of each region at each level
+    """
+    cell_ids = np.asarray(cell_ids, dtype=np.int64)
+    n, levels = cell_ids.shape
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, levels), dtype=np.int64)
+    if float(max(n_cells, 1)) ** levels < 2.0**62:
+        key = np.zeros(n, dtype=np.int64)
+        for lev in range(levels):
+            key = key * max(n_cells, 1) + cell_ids[:, lev]
+        _, first, region = np.unique(key, return_index=True, return_inverse=True)
+    else:  # pragma: no cover - pyramids with more than ~2**62 cell combinations
+        _, first, region = np.unique(cell_ids, axis=0, return_index=True, return_inverse=True)
+    return region.astype(np.int64).ravel(), cell_ids[first]
+
+
+def _region_to_cells(region_cells: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``W`` (C, R): ``W[c, r] = 1 / N_c`` if region r lies in cell c, else 0."""
+    W = np.zeros((len(counts), len(region_cells)))
+    inv = 1.0 / np.maximum(counts, 1)
+    for lev in range(region_cells.shape[1]):
+        cells = region_cells[:, lev]
+        W[cells, np.arange(len(region_cells))] = inv[cells]
+    return W
 
 
 @njit(cache=True, inline="always")
@@ -154,12 +218,16 @@ def _standardise(data, l, mu, inv_sigma, k, t):
 
 
 @njit(cache=True, parallel=True)
-def _fisher_sums(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, prior,
-                 has_pi, has_mu, has_sigma, block, n_dims, signed, n_partials):
-    """Pooled Fisher statistics by streaming over (descriptor, component) pairs.
+def _region_sums(data, indptr, indices, gamma, region, n_regions, mu, inv_sigma, prior, weight,
+                 has_pi, has_mu, has_sigma, block, signed, n_partials):
+    """Un-scaled Fisher statistics per region, streaming over (descriptor, component) pairs.
 
-    ``signed=False``: row 0 of the result is ``z_d = sum_l z_ld``.
-    ``signed=True``: rows 0 and 1 are ``sum_l max(z_ld, 0)`` and ``sum_l min(z_ld, 0)``.
+    With ``t = (l - mu_k) / sigma_k``, region ``r`` accumulates ``sum_l w_l (gamma_k(l) - pi_k)``
+    (pi part), ``sum_l w_l gamma_k(l) t`` (mu) and ``sum_l w_l gamma_k(l) (t^2 - 1)`` (sigma)
+    in one cell block's layout; ``w_l`` is ``weight`` (+1 / -1 in incremental updates).
+    ``signed=False``: row 0 holds the sums. ``signed=True``: rows 0 and 1 hold the sums of
+    the positive and of the negative terms (the sign of a term does not depend on the
+    positive factors ``1 / (N_c sqrt(pi_k))``, ``1 / (N_c sqrt(2 pi_k))``).
     Descriptors are split into ``n_partials`` fixed chunks summed in a fixed order,
     so the result does not depend on the number of threads.
     """
@@ -168,54 +236,49 @@ def _fisher_sums(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, 
     off_mu = K if has_pi else 0
     off_sigma = off_mu + (K * D if has_mu else 0)
     rows = 2 if signed else 1
-    partial = np.zeros((n_partials, rows, n_dims))
+    partial = np.zeros((n_partials, rows, n_regions, block))
     size = (n + n_partials - 1) // n_partials
     for part in prange(n_partials):
         acc = partial[part]
         t = np.empty(D)
         for l in range(part * size, min(n, (part + 1) * size)):
+            r = region[l]
+            w = weight[l]
             if has_pi:
-                for lev in range(cell_ids.shape[1]):
-                    c = cell_ids[l, lev]
-                    inv = 1.0 / counts[c]
-                    ptr = indptr[l]
-                    for k in range(K):
-                        g = 0.0
-                        if ptr < indptr[l + 1] and indices[ptr] == k:
-                            g = gamma[ptr]
-                            ptr += 1
-                        z = _pi_z(g, prior[k], inv)
-                        if signed and z < 0:
-                            acc[1, c * block + k] += z
-                        else:
-                            acc[0, c * block + k] += z
+                ptr = indptr[l]
+                for k in range(K):
+                    g = 0.0
+                    if ptr < indptr[l + 1] and indices[ptr] == k:
+                        g = gamma[ptr]
+                        ptr += 1
+                    z = w * (g - prior[k])
+                    if signed and z < 0:
+                        acc[1, r, k] += z
+                    else:
+                        acc[0, r, k] += z
             for q in range(indptr[l], indptr[l + 1]):
                 k = indices[q]
+                g = w * gamma[q]
                 _standardise(data, l, mu, inv_sigma, k, t)
-                for lev in range(cell_ids.shape[1]):
-                    c = cell_ids[l, lev]
-                    g = gamma[q] / counts[c]
-                    s_mu = g / np.sqrt(prior[k])
-                    s_sigma = g / np.sqrt(2.0 * prior[k])
-                    dm = c * block + off_mu + k * D
-                    ds = c * block + off_sigma + k * D
-                    if not signed:
-                        if has_mu:
-                            for i in range(D):
-                                acc[0, dm + i] += s_mu * t[i]
-                        if has_sigma:
-                            for i in range(D):
-                                acc[0, ds + i] += s_sigma * (t[i] * t[i] - 1.0)
-                    else:
+                dm = off_mu + k * D
+                ds = off_sigma + k * D
+                if not signed:
+                    if has_mu:
                         for i in range(D):
-                            zm = s_mu * t[i]
-                            zs = s_sigma * (t[i] * t[i] - 1.0)
-                            if has_mu:
-                                acc[0, dm + i] += max(zm, 0.0)
-                                acc[1, dm + i] += min(zm, 0.0)
-                            if has_sigma:
-                                acc[0, ds + i] += max(zs, 0.0)
-                                acc[1, ds + i] += min(zs, 0.0)
+                            acc[0, r, dm + i] += g * t[i]
+                    if has_sigma:
+                        for i in range(D):
+                            acc[0, r, ds + i] += g * (t[i] * t[i] - 1.0)
+                else:
+                    for i in range(D):
+                        zm = g * t[i]
+                        zs = g * (t[i] * t[i] - 1.0)
+                        if has_mu:
+                            acc[0, r, dm + i] += max(zm, 0.0)
+                            acc[1, r, dm + i] += min(zm, 0.0)
+                        if has_sigma:
+                            acc[0, r, ds + i] += max(zs, 0.0)
+                            acc[1, r, ds + i] += min(zs, 0.0)
     out = partial[0].copy()
     for part in range(1, n_partials):
         out += partial[part]
@@ -223,12 +286,16 @@ def _fisher_sums(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, 
 
 
 @njit(cache=True, parallel=True)
-def _fisher_distribute(data, indptr, indices, gamma, cell_ids, counts, mu, inv_sigma, prior,
-                       has_pi, has_mu, has_sigma, block, a, b, same, out, per_dim):
+def _region_distribute(data, indptr, indices, gamma, region, mu, inv_sigma, prior,
+                       has_pi, has_mu, has_sigma, A, B, same, out, per_dim):
     """``out[l] += sum_d (a_d max(z_ld, 0) + b_d min(z_ld, 0))`` (``same``: a is b).
 
-    With a non-empty ``per_dim`` (N, D) also each descriptor dimension's share
-    (the pi part, which belongs to no dimension, is spread evenly over them).
+    ``A``, ``B`` (R, block) are the coefficients gathered per region,
+    ``A[r, j] = sum_{cells c of r} a_{c, j} s_j / N_c`` with the positive scale
+    ``s_j`` of dimension j (``1 / sqrt(pi_k)`` or ``1 / sqrt(2 pi_k)``), so that
+    ``z_ld = (N_c / s_j) ...`` never needs to be formed per level. With a non-empty
+    ``per_dim`` (N, D) also each descriptor dimension's share (the pi part, which
+    belongs to no dimension, is spread evenly over them).
     """
     n, D = data.shape
     K = mu.shape[0]
@@ -239,60 +306,54 @@ def _fisher_distribute(data, indptr, indices, gamma, cell_ids, counts, mu, inv_s
     size = (n + n_chunks - 1) // n_chunks
     for chunk in prange(n_chunks):
         t = np.empty(D)
-        r = np.empty(D)
+        rel = np.empty(D)
         for l in range(chunk * size, min(n, (chunk + 1) * size)):
+            a = A[region[l]]
+            b = B[region[l]]
             acc = 0.0
             if has_pi:
                 pi_acc = 0.0
-                for lev in range(cell_ids.shape[1]):
-                    c = cell_ids[l, lev]
-                    inv = 1.0 / counts[c]
-                    ptr = indptr[l]
-                    for k in range(K):
-                        g = 0.0
-                        if ptr < indptr[l + 1] and indices[ptr] == k:
-                            g = gamma[ptr]
-                            ptr += 1
-                        z = _pi_z(g, prior[k], inv)
-                        d = c * block + k
-                        pi_acc += max(z, 0.0) * a[d] + min(z, 0.0) * b[d]
+                ptr = indptr[l]
+                for k in range(K):
+                    g = 0.0
+                    if ptr < indptr[l + 1] and indices[ptr] == k:
+                        g = gamma[ptr]
+                        ptr += 1
+                    z = g - prior[k]
+                    pi_acc += max(z, 0.0) * a[k] + min(z, 0.0) * b[k]
                 acc += pi_acc
                 if track:
                     for i in range(D):
                         per_dim[l, i] += pi_acc / D
-            for q in range(indptr[l], indptr[l + 1]):
+            for i in range(D):
+                rel[i] = 0.0
+            for q in range(indptr[l], indptr[l + 1]):   # rel: this descriptor's share per dim
                 k = indices[q]
+                g = gamma[q]
                 _standardise(data, l, mu, inv_sigma, k, t)
+                dm = off_mu + k * D
+                ds = off_sigma + k * D
+                if same:
+                    if has_mu:
+                        for i in range(D):
+                            rel[i] += g * t[i] * a[dm + i]
+                    if has_sigma:
+                        for i in range(D):
+                            rel[i] += g * (t[i] * t[i] - 1.0) * a[ds + i]
+                else:
+                    if has_mu:
+                        for i in range(D):
+                            zm = g * t[i]
+                            rel[i] += max(zm, 0.0) * a[dm + i] + min(zm, 0.0) * b[dm + i]
+                    if has_sigma:
+                        for i in range(D):
+                            zs = g * (t[i] * t[i] - 1.0)
+                            rel[i] += max(zs, 0.0) * a[ds + i] + min(zs, 0.0) * b[ds + i]
+            for i in range(D):
+                acc += rel[i]
+            if track:
                 for i in range(D):
-                    r[i] = 0.0
-                for lev in range(cell_ids.shape[1]):
-                    c = cell_ids[l, lev]
-                    g = gamma[q] / counts[c]
-                    s_mu = g / np.sqrt(prior[k])
-                    s_sigma = g / np.sqrt(2.0 * prior[k])
-                    dm = c * block + off_mu + k * D
-                    ds = c * block + off_sigma + k * D
-                    if same:
-                        if has_mu:
-                            for i in range(D):
-                                r[i] += s_mu * t[i] * a[dm + i]
-                        if has_sigma:
-                            for i in range(D):
-                                r[i] += s_sigma * (t[i] * t[i] - 1.0) * a[ds + i]
-                    else:
-                        if has_mu:
-                            for i in range(D):
-                                zm = s_mu * t[i]
-                                r[i] += max(zm, 0.0) * a[dm + i] + min(zm, 0.0) * b[dm + i]
-                        if has_sigma:
-                            for i in range(D):
-                                zs = s_sigma * (t[i] * t[i] - 1.0)
-                                r[i] += max(zs, 0.0) * a[ds + i] + min(zs, 0.0) * b[ds + i]
-                for i in range(D):
-                    acc += r[i]
-                if track:
-                    for i in range(D):
-                        per_dim[l, i] += r[i]
+                    per_dim[l, i] += rel[i]
             out[l] += acc
 
 
@@ -367,6 +428,16 @@ class FisherVector(Encoder):
         """Pooled (un-normalised) Fisher statistics of the given descriptors."""
         return self._sums(codes["data"], codes["posteriors"], cell_ids, counts, signed=False)[0]
 
+    def pooled_delta(self, old_codes: dict, new_codes: dict, cell_ids: np.ndarray,
+                     counts: np.ndarray) -> np.ndarray:
+        """``pooled_sums(new) - pooled_sums(old)`` in one streaming pass (weights -1 and +1)."""
+        n = len(old_codes["data"])
+        data = np.concatenate([old_codes["data"], new_codes["data"]])
+        gamma = sp.vstack([old_codes["posteriors"], new_codes["posteriors"]], format="csr")
+        weight = np.concatenate([-np.ones(n), np.ones(len(new_codes["data"]))])
+        return self._sums(data, gamma, np.concatenate([cell_ids, cell_ids]), counts,
+                          signed=False, weight=weight)[0]
+
     def _extra_codes(self, codes, cell_ids, counts) -> dict:
         return {"reached": self._reached(codes["posteriors"], cell_ids, counts)}
 
@@ -420,33 +491,60 @@ class FisherVector(Encoder):
                 blocks.append(np.repeat(hit, D, axis=1))
         return np.concatenate(blocks, axis=1).ravel()
 
-    def _kernel_args(self, data, gamma, cell_ids, counts):
-        mu, sigma, prior = self.gmm_parameters()
-        parts = self.parts_
-        return (data, gamma.indptr, gamma.indices, gamma.data, cell_ids, counts, mu, 1.0 / sigma,
-                prior, "pi" in parts, "mu" in parts, "sigma" in parts, self.block_size_)
+    def _block_scale(self) -> np.ndarray:
+        """Positive factor of each dimension of a cell block: ``1 / sqrt(pi_k)`` (pi, mu
+        parts) or ``1 / sqrt(2 pi_k)`` (sigma part); the ``1 / N_c`` comes per cell."""
+        _, D = self.vocabulary_.means_.shape
+        prior = self.vocabulary_.weights_
+        blocks = []
+        for part in self.parts_:
+            s = 1.0 / np.sqrt(2.0 * prior) if part == "sigma" else 1.0 / np.sqrt(prior)
+            blocks.append(s if part == "pi" else np.repeat(s, D))
+        return np.concatenate(blocks)
 
-    def _sums(self, data, gamma, cell_ids, counts, signed: bool) -> np.ndarray:
-        args = self._kernel_args(data, gamma, cell_ids, counts)
+    def _region_args(self, data, gamma, region):
+        mu, sigma, prior = self.gmm_parameters()
+        return (data, gamma.indptr, gamma.indices, gamma.data, region, mu, 1.0 / sigma, prior)
+
+    def _sums(self, data, gamma, cell_ids, counts, signed: bool, weight=None) -> np.ndarray:
+        """Pooled statistics (1 or 2 rows, V): per region by :func:`_region_sums`, then
+        ``z_c = sum_{regions r in c} acc_r s / N_c`` for each cell (a (C, R) product)."""
+        region, region_cells = pyramid_regions(cell_ids, len(counts))
+        parts = self.parts_
+        weight = np.ones(len(data)) if weight is None else np.asarray(weight, dtype=np.float64)
+        data, indptr, indices, values, region, mu, inv_sigma, prior = self._region_args(
+            data, gamma, region)
         n_partials = 1 if len(data) < _SERIAL_BELOW else 4
-        return _fisher_sums(*args, self.n_features_out_, signed, n_partials)
+        acc = _region_sums(data, indptr, indices, values, region, len(region_cells), mu,
+                           inv_sigma, prior, weight, "pi" in parts, "mu" in parts,
+                           "sigma" in parts, self.block_size_, signed, n_partials)
+        W = _region_to_cells(region_cells, counts)
+        scale = self._block_scale()
+        return np.stack([((W @ a) * scale).ravel() for a in acc])
 
     def _descriptor_relevance(self, R, trace, rule, per_dimension):
         from ..rules import AbsZ, AlphaBeta, Epsilon, require
 
         require(rule, (Epsilon, AlphaBeta, AbsZ), "FisherVector")
         codes = trace.codes
-        args = self._kernel_args(codes["data"], codes["posteriors"], trace.cell_ids,
-                                 trace.cell_counts)
         positive = negative = None
         if not isinstance(rule, Epsilon):
-            n_partials = 1 if len(codes["data"]) < _SERIAL_BELOW else 4
-            positive, negative = _fisher_sums(*args, self.n_features_out_, True, n_partials)
+            positive, negative = self._sums(codes["data"], codes["posteriors"], trace.cell_ids,
+                                            trace.cell_counts, signed=True)
         a, b, uniform = coefficients_from_rule(R, trace.pooled, codes["reached"],
                                                positive, negative, rule)
+        region, region_cells = pyramid_regions(trace.cell_ids, len(trace.cell_counts))
+        gather = _region_to_cells(region_cells, trace.cell_counts).T          # (R, C)
+        scale = self._block_scale()
+        same = isinstance(rule, Epsilon)
+        A = (gather @ a.reshape(self.n_cells_, self.block_size_)) * scale
+        B = A if same else (gather @ b.reshape(self.n_cells_, self.block_size_)) * scale
         n = trace.n_descriptors
         D = codes["data"].shape[1]
         out = np.full(n, uniform / n)
         per_dim = np.full((n, D), uniform / n / D) if per_dimension else np.zeros((0, 0))
-        _fisher_distribute(*args, a, b, isinstance(rule, Epsilon), out, per_dim)
+        parts = self.parts_
+        _region_distribute(*self._region_args(codes["data"], codes["posteriors"], region),
+                           "pi" in parts, "mu" in parts, "sigma" in parts, A, B, same, out,
+                           per_dim)
         return (out, per_dim) if per_dimension else out

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ..vocabulary import KMeansVocabulary, squared_distances
+from ..vocabulary import KMeansVocabulary
 from .base import Encoder, coefficients_from_rule
 from .pooling import pool_words
 
@@ -21,7 +21,12 @@ _CHUNK = 8192
 
 
 def nearest_words(data: np.ndarray, centers: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` nearest words of each descriptor, nearest first.
+    """The ``n`` nearest words of each descriptor, nearest first (ties: lower index first).
+
+    Squared distances ``||l||^2 - 2 l.b_d + ||b_d||^2`` (clipped at 0, as
+    :func:`~bowlrp.vocabulary.squared_distances`) from one BLAS product per chunk,
+    then a Numba pass keeps each row's ``n`` smallest by insertion (O(V) per row
+    for small ``n``, instead of a partition and a sort).
 
     Returns
     -------
@@ -29,21 +34,41 @@ def nearest_words(data: np.ndarray, centers: np.ndarray, n: int) -> tuple[np.nda
     distances : ndarray (N, n) float64, squared Euclidean
     """
     N = data.shape[0]
+    n = min(int(n), centers.shape[0])
     idx = np.empty((N, n), dtype=np.int32)
     dist = np.empty((N, n), dtype=np.float64)
-    rows = np.arange(min(N, _CHUNK))[:, None]
+    data = np.asarray(data, dtype=np.float64)
+    centers = np.asarray(centers, dtype=np.float64)
+    cc = np.einsum("ij,ij->i", centers, centers)
     for start in range(0, N, _CHUNK):
-        d2 = squared_distances(data[start:start + _CHUNK], centers)
-        r = rows[: d2.shape[0]]
-        if n < d2.shape[1]:
-            part = np.argpartition(d2, n - 1, axis=1)[:, :n]
-        else:
-            part = np.broadcast_to(np.arange(d2.shape[1]), d2.shape).copy()
-        pd = d2[r, part]
-        order = np.argsort(pd, axis=1, kind="stable")
-        idx[start:start + d2.shape[0]] = part[r, order]
-        dist[start:start + d2.shape[0]] = pd[r, order]
+        chunk = data[start:start + _CHUNK]
+        xx = np.einsum("ij,ij->i", chunk, chunk)
+        _smallest(2.0 * chunk @ centers.T, xx, cc, idx[start:start + len(chunk)],
+                  dist[start:start + len(chunk)])
     return idx, dist
+
+
+@njit(cache=True)
+def _smallest(products, xx, cc, idx, dist):
+    """Per row: the n smallest ``max(xx_i - products_ij + cc_j, 0)``, ascending, into idx/dist."""
+    rows, V = products.shape
+    n = idx.shape[1]
+    for i in range(rows):
+        filled = 0
+        for j in range(V):
+            d = max(xx[i] - products[i, j] + cc[j], 0.0)
+            if filled == n and d >= dist[i, n - 1]:
+                continue
+            pos = filled if filled < n else n - 1
+            while pos > 0 and dist[i, pos - 1] > d:
+                if pos < n:
+                    dist[i, pos] = dist[i, pos - 1]
+                    idx[i, pos] = idx[i, pos - 1]
+                pos -= 1
+            dist[i, pos] = d
+            idx[i, pos] = j
+            if filled < n:
+                filled += 1
 
 
 class _WordEncoder(Encoder):

@@ -34,7 +34,7 @@ class ChannelState:
     def pooled_after(self, rows: np.ndarray, new_codes: dict):
         """(pooled statistics, support counts) if descriptors ``rows`` had ``new_codes``.
 
-        Additive pooling: ``pooled - old + new``, and the groups whose last
+        Additive pooling: ``pooled + (new - old)`` (one pass, :meth:`pooled_delta`), and the groups whose last
         contribution was removed are set to exactly zero (no rounding residue,
         which a signed square root would amplify). Max pooling: re-pooled from
         the stored codes. The state itself is not changed.
@@ -45,11 +45,10 @@ class ChannelState:
             return enc.pooled_sums(codes, self.cell_ids, self.counts), self.support
         old_codes = enc.take_codes(self.codes, rows)
         cells = self.cell_ids[rows]
-        old = enc.pooled_sums(old_codes, cells, self.counts)
-        new = enc.pooled_sums(new_codes, cells, self.counts)
+        delta = enc.pooled_delta(old_codes, new_codes, cells, self.counts)
         support = (self.support - enc.support_counts(old_codes, cells)
                    + enc.support_counts(new_codes, cells))
-        pooled = enc.clear_unsupported(self.pooled - old + new, support)
+        pooled = enc.clear_unsupported(self.pooled + delta, support)
         return pooled, support
 
     def commit(self, rows: np.ndarray, new_data: np.ndarray, new_codes: dict, pooled, support):
@@ -85,7 +84,8 @@ class IncrementalImage:
         for u, ct in enumerate(trace.channels):
             ex = pipeline.extractors_[u]
             d = ct.descriptors
-            reach = np.array([ex.influence_radius(s) for s in d.scales]) if len(d) else np.zeros(0)
+            scales, which = np.unique(d.scales, return_inverse=True)   # a few bin sizes
+            reach = np.array([ex.influence_radius(s) for s in scales])[which.ravel()]
             codes = {k: v for k, v in ct.encoding.codes.items() if k != "reached"}
             enc = pipeline.encoders_[u]
             self.channels.append(ChannelState(ex, enc, d, ct.encoding.cell_ids,

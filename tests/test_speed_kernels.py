@@ -1,0 +1,88 @@
+"""Plain-NumPy references for the kernels made faster in issue 18 (no timing here)."""
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from bowlrp import FisherVector, GMMVocabulary
+from bowlrp.encoding.fisher import pyramid_regions, sparse_posteriors
+from bowlrp.encoding.pooling import pyramid_cells
+from bowlrp.encoding.words import nearest_words
+from bowlrp.rules import AbsZ, AlphaBeta, Epsilon
+
+from .conftest import random_descriptors
+from .reference import dense_z, reference_relevance
+
+
+def _nearest_reference(data, centers, n):
+    d2 = np.maximum(((data[:, None, :] - centers[None]) ** 2).sum(-1), 0.0)
+    order = np.argsort(d2, axis=1, kind="stable")[:, :n]   # ties: lower index first
+    return order, np.take_along_axis(d2, order, axis=1)
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+def test_nearest_words_equal_sorted_distances(n):
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(400, 6))
+    centers = rng.normal(size=(7, 6))
+    data[:20] = centers[rng.integers(0, 7, 20)]                      # distance 0 (clipped)
+    data[20:40] = 0.5 * (centers[0] + centers[1])                    # equidistant to two words
+    idx, dist = nearest_words(data, centers, n)
+    ref_idx, ref_dist = _nearest_reference(data, centers, n)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-10, atol=1e-10)
+    ties = np.isclose(ref_dist[:, :-1], ref_dist[:, 1:], rtol=1e-12, atol=1e-12).any(axis=1)
+    np.testing.assert_array_equal(idx[~ties], ref_idx[~ties])
+    assert np.all(np.diff(dist, axis=1) >= 0)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1e-6, 1e-30, 0.05])
+def test_sparse_posteriors_equal_dense_softmax(threshold):
+    rng = np.random.default_rng(1)
+    K, D = 9, 5
+    means = rng.normal(scale=3, size=(K, D))
+    variances = rng.uniform(0.05, 2.0, size=(K, D))
+    weights = rng.dirichlet(np.ones(K))
+    data = rng.normal(scale=3, size=(300, D))
+    loglik = (np.log(weights) - 0.5 * np.log(2 * np.pi * variances).sum(1)
+              - 0.5 * (((data[:, None] - means[None]) ** 2) / variances[None]).sum(-1))
+    dense = softmax(loglik, axis=1)
+    dense[dense < threshold] = 0.0
+    got = sparse_posteriors(data, means, variances, weights, threshold)
+    np.testing.assert_allclose(got.toarray(), dense, rtol=1e-9, atol=1e-300)
+    if threshold > 0:
+        assert got.nnz == np.count_nonzero(dense)
+    else:
+        assert got.nnz == dense.size
+
+
+def test_pyramid_regions_partition_every_cell():
+    rng = np.random.default_rng(2)
+    centers = rng.uniform(0, 50, size=(500, 2))
+    cell_ids, n_cells = pyramid_cells(centers, (50, 60), [(1, 1), (2, 2), (3, 1)])
+    region, region_cells = pyramid_regions(cell_ids, n_cells)
+    np.testing.assert_array_equal(region_cells[region], cell_ids)
+    assert len(region_cells) == len(np.unique(cell_ids, axis=0))
+
+
+@pytest.mark.parametrize("parts", [("mu", "sigma"), ("pi", "mu", "sigma")])
+def test_fisher_delta_and_relevance_match_dense_reference(parts):
+    rng = np.random.default_rng(3)
+    d = random_descriptors(rng, n=250, dim=6)
+    enc = FisherVector(GMMVocabulary(5, pca_components=4, random_state=0), parts=parts,
+                       pyramid=((1, 1), (2, 2), (3, 1)), normalization=None).fit([d])
+    _, trace = enc.encode_one(d)
+    rows = rng.choice(len(d), 40, replace=False)
+    new = enc.compute_codes(rng.normal(size=(40, d.n_features)).astype(np.float32))
+    old = enc.take_codes(trace.codes, rows)
+    cells = trace.cell_ids[rows]
+    expected = (enc.pooled_sums(new, cells, trace.cell_counts)
+                - enc.pooled_sums(old, cells, trace.cell_counts))
+    np.testing.assert_allclose(enc.pooled_delta(old, new, cells, trace.cell_counts), expected,
+                               rtol=1e-9, atol=1e-12)
+    Z, _ = dense_z(enc, d, trace)          # (N, V) z_ld, the slow reference
+    R = rng.normal(size=enc.n_features_out_)
+    for rule in (Epsilon(0.0), AlphaBeta(2, 1), AbsZ()):
+        ref = reference_relevance(Z, R, rule)
+        got = enc.relevance(R, trace, rule)
+        np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-10 * np.abs(ref).max())
+        np.testing.assert_allclose(got.sum(), R.sum(), rtol=1e-10)
