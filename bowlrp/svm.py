@@ -21,7 +21,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .kernels import Kernel, Linear, make_kernel
+from .kernels import Kernel, Linear, _as_2d, make_kernel
 from .mkl import fit_binary
 
 _FLOAT_TYPES = (np.float64, np.float32)
@@ -257,7 +257,12 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
     def channel_gram(self, X, channel: int) -> np.ndarray:
         """``k_u(x, s_i)`` for channel ``u``: shape (n, n_sv)."""
         s = self.channel_slices_[channel]
-        return self.kernels_[channel].gram(X[:, s], self.support_vectors_[:, s])
+        # the support vectors were checked at fit time: only the new rows are validated here
+        # (a finiteness pass over n_sv x V values per call was a tenth of a perturbation step)
+        support = self.support_vectors_[:, s]
+        if not support.flags.c_contiguous:
+            support = np.ascontiguousarray(support)
+        return self.kernels_[channel]._gram(_as_2d(X[:, s]), support)
 
     def decision_function(self, X) -> np.ndarray:
         """``f_t(x)``; shape (n,) for binary problems, (n, n_tasks) otherwise."""
