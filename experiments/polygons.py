@@ -98,10 +98,8 @@ def evaluate_faithfulness(pipe, tiles, out: Path, steps: int, repeats: int, seed
     identical heatmaps (for non-negative word mappings eps = 0, alpha-beta and
     |z| coincide) share one curve.
     """
-    from argparse import Namespace
-
-    from bowlrp.cli.evaluate import LRP_METHODS, summarise, write_outputs
     from bowlrp.evaluation import occlusion_map, region_perturbation
+    from bowlrp.evaluation.runner import LRP_METHODS, EvaluationSettings, summarise, write_outputs
     from bowlrp.explanation import explain_trace
     from bowlrp.rules import parse_rule
 
@@ -125,9 +123,11 @@ def evaluate_faithfulness(pipe, tiles, out: Path, steps: int, repeats: int, seed
     methods = list(results[0]["curves"])
     summary = summarise(results, methods)
     out.mkdir(parents=True, exist_ok=True)
-    write_outputs(out, summary, Namespace(block=9, method="region", batch=0, steps=steps,
-                                          repeats=repeats, seed=seed, tiles=len(tiles),
-                                          perturbation=perturbation))
+    record = {"block": 9, "method": "region", "batch": 0, "steps": steps, "repeats": repeats,
+              "seed": seed, "tiles": len(tiles), "perturbation": perturbation}
+    write_outputs(out, summary, EvaluationSettings(block=9, method="region", batch=0, steps=steps,
+                                                   repeats=repeats, seed=seed,
+                                                   perturbation=perturbation), record)
     return {m: {"aopc": d["aopc"], "stderr": d["aopc_stderr"]} for m, d in summary.items()}
 
 
