@@ -265,3 +265,36 @@ def test_incremental_is_exact_with_vlfeat_exact_mode(train):
     slow = perturbation_curve(p, image, order, blocks, 20, make_perturbation("uniform"),
                               np.random.default_rng(1), target=1, incremental=False)
     np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)
+
+
+def test_evaluate_images_library_equals_cli(train, tmp_path):
+    """The data-set evaluation runs without argparse and gives the CLI's curves and AOPC."""
+    from bowlrp.cli.evaluate import main
+    from bowlrp.evaluation.runner import EvaluationSettings, evaluate_images
+    from bowlrp.io import load
+
+    p = _pipeline("rank", ((1, 1),), train, rotate=False)
+    model = tmp_path / "m.pkl"
+    save(p, model)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(9)
+    for i in range(2):
+        cv2.imwrite(str(imgs / f"s{i}.png"), (stripes(rng, 40) * 255).astype(np.uint8))
+    out = tmp_path / "cli"
+    assert main(["--model", str(model), "--images", str(imgs), "--steps", "6", "--repeats", "2",
+                 "--out", str(out), "--target", "1", "--seed", "3", "--methods", "lrp-eps0,random",
+                 "--quiet"]) == 0
+    cli = json.loads((out / "curves.json").read_text())["methods"]
+    cli_images = {json.loads(f.read_text())["id"]: json.loads(f.read_text())["curves"]
+                  for f in (out / "partial").iterdir()}
+    run = evaluate_images(imgs, load(model), methods=["lrp-eps0", "random"], target=1,
+                          settings=EvaluationSettings(steps=6, repeats=2, seed=3), progress=False)
+    assert run.n_inputs == 2 and {r["id"] for r in run.results} == set(cli_images) == {"s0", "s1"}
+    for r in run.results:
+        assert r["curves"] == cli_images[r["id"]]
+        assert np.asarray(r["curves"]["lrp-eps0"]).shape == (2, 7)
+    assert set(run.summary) == {"lrp-eps0", "random"}
+    for m, d in run.summary.items():
+        assert d["aopc"] == cli[m]["aopc"] and d["mean_curve"] == cli[m]["mean_curve"]
+        assert d["n_images"] == 2

@@ -18,9 +18,11 @@ from .perturbation import (
     perturbation_curve,
     region_perturbation,
 )
+from .runner import EvaluationRun, EvaluationSettings, evaluate_images
 
 __all__ = [
-    "AnnotationError", "IncrementalImage", "aopc", "block_grid", "block_scores",
-    "context_ratio", "context_ratios", "descriptor_replacement", "occlusion_map",
+    "AnnotationError", "EvaluationRun", "EvaluationSettings", "IncrementalImage", "aopc", "block_grid",
+    "block_scores",
+    "context_ratio", "context_ratios", "descriptor_replacement", "evaluate_images", "occlusion_map",
     "order_blocks", "perturbation_curve", "read_voc_annotation", "region_perturbation",
 ]
