@@ -104,7 +104,9 @@ def test_readme_table_is_rendered_from_the_snapshot(readme_table):
     # every AOPC in the README has its standard error
     for line in table.splitlines():
         if line.startswith("| HIK") or line.startswith("| exp-χ²"):
-            assert line.count("±") >= 6, line
+            cells = [c.strip() for c in line.strip("|").split("|")][2:]
+            numbers = [c for c in cells if any(ch.isdigit() for ch in c)]
+            assert len(numbers) >= 2 and all("±" in c for c in numbers), line
 
 
 def _tiny(experiment, out, n_jobs):
