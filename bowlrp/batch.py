@@ -162,11 +162,10 @@ def is_done(out: Path, item: ImageInput, key: dict) -> bool:
         key.get("deferred_pictures") or all(paths[k].is_file() for k in ("heatmap", "overlay")))
 
 
-@dataclass
-class RunSummary:
-    """What a batch run did; written to ``run.json`` in the output folder."""
+@dataclass(kw_only=True)
+class RunCounts:
+    """What a run over many images did: the ids explained, skipped and failed, its status."""
 
-    out: str
     run_key: dict
     total: int = 0
     explained: list[str] = field(default_factory=list)
@@ -174,6 +173,13 @@ class RunSummary:
     failed: list[dict] = field(default_factory=list)
     status: str = "running"
     seconds: float = 0.0
+
+
+@dataclass(kw_only=True)
+class RunSummary(RunCounts):
+    """What a batch run did; written to ``run.json`` in the output folder."""
+
+    out: str
 
     def as_dict(self) -> dict:
         return {"format": "bowlrp-explain-run", "version": RECORD_VERSION, "status": self.status,

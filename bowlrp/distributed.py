@@ -29,27 +29,20 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from .batch import ImageInput, InputError, collect_inputs, display_path
+from .batch import ImageInput, InputError, RunCounts, collect_inputs, display_path
 from .store import DEFAULT_GRID, RelevanceStore, explain_into_store, store_lock
 
 _MODELS: dict[tuple, object] = {}  # per worker process: model hash + trust -> Pipeline
 
 
-@dataclass
-class StoreRunSummary:
+@dataclass(kw_only=True)
+class StoreRunSummary(RunCounts):
     """What a run into a store did."""
 
     store: str
-    run_key: dict
-    total: int = 0
-    explained: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)
-    status: str = "running"
-    seconds: float = 0.0
     workers: int = 0
 
     def as_dict(self) -> dict:
