@@ -230,30 +230,37 @@ def write_pictures(paths: dict[str, Path], image, heatmap: np.ndarray, scale: fl
 def publish(files: dict[Path, bytes]) -> None:
     """Write several files as one result: all staged as hidden temporaries, then renamed in order.
 
-    The last file (the record) appears last. An exception or Ctrl-C while
-    staging removes the temporaries and leaves no visible file; a kill leaves
-    only hidden ``.tmp`` files, which the next run removes.
+    The last file (the record) appears last. Ctrl-C and SIGTERM are held
+    back while the files are staged and renamed (and act right after), so
+    they never leave a temporary or a partial result; an exception while
+    staging removes the temporaries; a kill leaves only hidden ``.tmp``
+    files, which the next run removes.
     """
+    import signal
     import tempfile
 
     from ._atomic import TEMP_SUFFIX, file_mode
 
-    staged: list[tuple[str, Path]] = []
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
-        for path, data in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-            staged.append((tmp, path))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-                os.chmod(fh.fileno(), file_mode())
-    except BaseException:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-    for tmp, path in staged:
-        os.replace(tmp, path)
+        staged: list[tuple[str, Path]] = []
+        try:
+            for path, data in files.items():
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+                staged.append((tmp, path))
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    os.chmod(fh.fileno(), file_mode())
+        except BaseException:
+            for tmp, _ in staged:
+                Path(tmp).unlink(missing_ok=True)
+            raise
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def explain_image(model, item: ImageInput, explain_kwargs: dict | None = None):
