@@ -21,6 +21,10 @@ noise and blur: AOPC mean +- standard error over tiles, paired differences again
 the best LRP rule, seconds and model evaluations per tile. Writes ``results.json``,
 ``table.md`` and ``figure.png`` (heatmaps side by side); per-tile results are kept
 in ``partial/`` (atomic writes), so a killed run resumes.
+
+Tiles are explained in ``--jobs`` worker processes of one thread each (BLAS, OpenMP,
+Numba and OpenCV limited to one thread): every method of a tile runs in one process,
+so the seconds per tile are one core's seconds for every method alike.
 """
 
 from __future__ import annotations
@@ -28,12 +32,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")   # one thread per process; tiles run in --jobs processes
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -212,6 +222,64 @@ def figure(path: Path, rows: list[tuple[str, np.ndarray, dict]]) -> None:
         "rows: " + ", ".join(r[0] for r in rows) + "\ncolumns: tile, " + ", ".join(order) + "\n")
 
 
+_WORKER: dict = {}
+
+
+def _init_worker(pipe_bytes: bytes, model: str, args) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    os.environ["TQDM_DISABLE"] = "1"   # LIME's per-sample progress bars
+    _WORKER.update(pipe=pickle.loads(pipe_bytes), model=model, args=args, warm=False)
+
+
+def _tile_job(k: int, index: int, tile: np.ndarray, key: str) -> tuple[int, dict, dict | None]:
+    """One tile in a worker process: every method, its curves, written atomically to ``key``."""
+    pipe, model, args = _WORKER["pipe"], _WORKER["model"], _WORKER["args"]
+    if not _WORKER["warm"]:   # compile the Numba kernels outside the timings
+        for rule in chosen_rules(model, args).values():
+            time_lrp(pipe, tile, rule)
+        _WORKER["warm"] = True
+    result, maps = evaluate_tile(pipe, model, tile, k, args)
+    _atomic_json(Path(key), result)
+    return k, result, maps if k == 0 else None
+
+
+def explain_tiles(pipe, model: str, Xh, picks, out: Path, args, fig_rows: list) -> list[dict]:
+    """Every picked tile's result, finished ones read from ``partial/``, the rest computed
+    in ``args.jobs`` one-thread processes; the first tile's maps go to the figure."""
+    results: dict[int, dict] = {}
+    todo = []
+    for k, i in enumerate(picks):
+        key = out / "partial" / f"{model}_{k:02d}_{int(i):04d}.json"
+        if key.is_file():
+            results[k] = json.loads(key.read_text())
+        else:
+            todo.append((k, int(i), Xh[i], str(key)))
+    first_maps = None
+    if 0 in results:   # resumed: recompute the first tile's maps for the figure
+        i = int(picks[0])
+        first_maps = {m: time_lrp(pipe, Xh[i], r)[0] for m, r in chosen_rules(model, args).items()}
+        first_maps.update({m: explain_baseline(m, pipe, Xh[i], 1, args.samples, BLOCK,
+                                               args.seed).heatmap for m in chosen_peers(args)})
+    if todo:
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=get_context("spawn"),
+                                 initializer=_init_worker,
+                                 initargs=(pickle.dumps(pipe), model, args)) as pool:
+            futures = [pool.submit(_tile_job, *job) for job in todo]
+            for done, fut in enumerate(as_completed(futures), 1):
+                k, result, maps = fut.result()
+                results[k] = result
+                if maps is not None:
+                    first_maps = maps
+                log(f"[{model}] tile {k + 1} done ({done}/{len(todo)} in "
+                    f"{time.perf_counter() - t0:.0f} s)")
+    fig_rows.append((model, Xh[int(picks[0])], first_maps))
+    np.savez_compressed(out / f"figure_maps_{model}.npz", tile=Xh[int(picks[0])], **first_maps)
+    return [results[k] for k in sorted(results)]
+
+
 def run(args) -> dict:
     out = Path(args.out)
     (out / "partial").mkdir(parents=True, exist_ok=True)
@@ -231,31 +299,8 @@ def run(args) -> dict:
         picks = np.argsort(-scores)[:args.tiles]
         log(f"[{model}] fitted in {t_fit:.0f} s; tiles scored {scores[picks].min():+.2f} .. "
             f"{scores[picks].max():+.2f}")
-        results = []
-        for k, i in enumerate(picks):
-            key = out / "partial" / f"{model}_{k:02d}_{int(i):04d}.json"
-            if key.is_file():
-                results.append(json.loads(key.read_text()))
-                if k == 0:
-                    maps = {m: time_lrp(pipe, Xh[i], r)[0] for m, r in chosen_rules(model, args).items()}
-                    maps.update({m: explain_baseline(m, pipe, Xh[i], 1, args.samples, BLOCK,
-                                                     args.seed).heatmap for m in chosen_peers(args)})
-                    fig_rows.append((model, Xh[i], maps))
-                continue
-            if k == 0:   # warm-up: compile the Numba kernels outside the timings
-                for rule in chosen_rules(model, args).values():
-                    time_lrp(pipe, Xh[i], rule)
-            t1 = time.perf_counter()
-            result, maps = evaluate_tile(pipe, model, Xh[i], k, args)
-            _atomic_json(key, result)
-            results.append(result)
-            if k == 0:
-                fig_rows.append((model, Xh[i], maps))
-                np.savez_compressed(out / f"figure_maps_{model}.npz", tile=Xh[i], **maps)
-            log(f"[{model}] tile {k + 1}/{len(picks)} in {time.perf_counter() - t1:.0f} s")
+        results = explain_tiles(pipe, model, Xh, picks, out, args, fig_rows)
         summary[model] = {**summarise(results), "n_tiles": len(results), "fit_seconds": t_fit}
-        if fig_rows and fig_rows[-1][0] == model:
-            np.savez_compressed(out / f"figure_maps_{model}.npz", tile=fig_rows[-1][1], **fig_rows[-1][2])
     models = args.models.split(",")
     summary["seconds_total"] = time.perf_counter() - t_start
     _atomic_json(out / "results.json", summary)
@@ -317,6 +362,7 @@ def main(argv=None) -> None:
     ap.add_argument("--peers", default="", help=f"subset of {','.join(PEERS)} (default all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-jobs", type=int, default=2, help="processes for training")
+    ap.add_argument("--jobs", type=int, default=2, help="processes explaining tiles (one thread each)")
     ap.add_argument("--merge", default="", help="comma-separated result folders to combine into --out")
     args = ap.parse_args(argv)
     if args.merge:

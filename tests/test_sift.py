@@ -86,6 +86,46 @@ def test_dominant_orientation_of_a_ramp():
         assert abs((theta[0] - angle + np.pi) % (2 * np.pi) - np.pi) < 0.05
 
 
+def _reference_orientations(grey, rows, cols, bin_size, n_bins=36):
+    """The orientation histogram one bin at a time, with plain NumPy weights per bin."""
+    import cv2
+
+    img = grey.astype(np.float32)
+    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=1) * 0.5
+    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=1) * 0.5
+    magnitude = np.hypot(gx, gy)
+    position = (np.arctan2(gy, gx) % (2 * np.pi)) * (n_bins / (2 * np.pi))
+    lower = np.floor(position).astype(np.int64) % n_bins
+    frac = (position - np.floor(position)).astype(np.float32)
+    hist = np.empty((rows.size, n_bins))
+    for k in range(n_bins):
+        weight = magnitude * ((lower == k) * (1 - frac) + (((lower + 1) % n_bins) == k) * frac)
+        hist[:, k] = cv2.GaussianBlur(weight.astype(np.float32), (0, 0), 0.5 * bin_size)[rows, cols]
+    smooth = sum(w * np.roll(hist, j - 2, axis=1) for j, w in enumerate(np.array([1, 4, 6, 4, 1]) / 16))
+    peak = np.argmax(smooth, axis=1)
+    idx = np.arange(rows.size)
+    left, centre = smooth[idx, (peak - 1) % n_bins], smooth[idx, peak]
+    right = smooth[idx, (peak + 1) % n_bins]
+    denom = left - 2 * centre + right
+    offset = np.where(np.abs(denom) > 1e-12, 0.5 * (left - right) / np.where(denom == 0, 1, denom), 0)
+    return ((peak + offset) * (2 * np.pi / n_bins)) % (2 * np.pi)
+
+
+@pytest.mark.parametrize("shape,bin_size", [((40, 57), 4.0), ((102, 102), 6.0), ((64, 90), 9.0)])
+def test_dominant_orientations_equal_the_per_bin_reference(shape, bin_size):
+    import cv2
+
+    from bowlrp.descriptors.sift import dominant_orientations
+
+    rng = np.random.default_rng(int(bin_size))
+    grey = cv2.GaussianBlur(rng.random(shape).astype(np.float32), (0, 0), 1.5)
+    rows, cols = np.meshgrid(np.arange(3, shape[0] - 3, 5), np.arange(2, shape[1] - 2, 4),
+                             indexing="ij")
+    rows, cols = rows.ravel(), cols.ravel()
+    expected = _reference_orientations(grey, rows, cols, bin_size)
+    np.testing.assert_array_equal(dominant_orientations(grey, rows, cols, bin_size), expected)
+
+
 def test_colour_modes_concatenate_channels():
     img = np.random.default_rng(3).random((40, 40, 3))
     for color, dim in [("grey", 128), ("rgb", 384), ("opponent", 384)]:

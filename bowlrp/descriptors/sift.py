@@ -77,12 +77,17 @@ def dominant_orientations(
     position = (np.arctan2(gy, gx) % (2 * np.pi)) * (n_bins / (2 * np.pi))
     lower = np.floor(position).astype(np.int64) % n_bins
     frac = (position - np.floor(position)).astype(np.float32)
+    # each pixel's two bins, written in one scatter: maps[k] = magnitude x weight of bin k
+    height, width = img.shape
+    maps = np.zeros((n_bins, height * width), dtype=np.float32)
+    pixels = np.arange(height * width)
+    maps[lower.ravel(), pixels] = (magnitude * (1 - frac)).ravel()
+    maps[((lower + 1) % n_bins).ravel(), pixels] = (magnitude * frac).ravel()
+    maps = maps.reshape(n_bins, height, width)
     sigma = 0.5 * bin_size
     hist = np.empty((rows.size, n_bins), dtype=np.float64)
     for k in range(n_bins):
-        weight = magnitude * ((lower == k) * (1 - frac) + (((lower + 1) % n_bins) == k) * frac)
-        smoothed = cv2.GaussianBlur(weight.astype(np.float32), (0, 0), sigma)
-        hist[:, k] = smoothed[rows, cols]
+        hist[:, k] = cv2.GaussianBlur(maps[k], (0, 0), sigma)[rows, cols]
     kernel = np.array([1, 4, 6, 4, 1], dtype=np.float64) / 16
     smooth = sum(kernel[j] * np.roll(hist, j - 2, axis=1) for j in range(5))
     peak = np.argmax(smooth, axis=1)
