@@ -62,6 +62,7 @@ from bowlrp.svm import KernelSVC  # noqa: E402
 from bowlrp.vocabulary import GMMVocabulary  # noqa: E402
 
 CONFIGS = {"hik": "polygons_hik", "chi2": "polygons_chi2"}
+TITLE = {"hik": "HIK + MKL", "chi2": "exp-χ² + MKL", "fisher": "Fisher vectors, linear"}
 PERTURBATIONS = ("uniform", "blur")
 BLOCK = 9
 
@@ -181,26 +182,98 @@ def summarise(results: list[dict]) -> dict:
     return out
 
 
+def _beats(s: dict, pert: str, method: str) -> dict:
+    """The best LRP rule against ``method``: paired difference and its standard error."""
+    m = s[pert]["methods"][method]
+    diff, se = -m["diff_vs_best_lrp"], m["diff_stderr"]
+    return {"diff": diff, "stderr": se, "beats_by_2se": bool(diff > 2 * se)}
+
+
+def targets(s: dict) -> dict:
+    """The issue's targets for one model (best LRP rule per perturbation)."""
+    out = {}
+    unmatched = {"uniform": ("occlusion-blur", "lime", "kernel-shap"),
+                 "blur": ("occlusion-uniform", "lime", "kernel-shap")}
+    for pert, peers in unmatched.items():
+        for peer in peers:
+            if peer in s[pert]["methods"]:
+                out[f"{pert}: beats {peer} by > 2 SE"] = _beats(s, pert, peer)
+    if "occlusion-blur" in s["blur"]["methods"]:
+        best = s["blur"]["methods"][s["blur"]["best_lrp"]]["aopc"]
+        occ = s["blur"]["methods"]["occlusion-blur"]["aopc"]
+        out["blur: within 10 % of occlusion-blur"] = {
+            "relative": (best - occ) / abs(occ), "met": bool(best >= 0.9 * occ)}
+    for pert, peer in (("blur", "shap-partition"), ("uniform", "occlusion-uniform")):
+        if peer in s[pert]["methods"]:
+            r = _beats(s, pert, peer)
+            out[f"{pert}: ahead of {peer}"] = {**r, "met": bool(r["diff"] > 0)}
+    return out
+
+
+def _cell(m: dict) -> str:
+    return f"{m['aopc']:.3f} ± {m['stderr']:.3f}"
+
+
 def table(summary: dict, models) -> str:
+    """Markdown: per model, AOPC under both perturbations, paired differences against the
+    best LRP rule, seconds (and the ratio to one ``decision_function``) and model
+    evaluations per tile; then the issue's targets, each met or not with its number."""
     lines = []
     for model in models:
         s = summary[model]
-        lines.append(f"\n### {model} ({s['n_tiles']} tiles; AOPC, most relevant first, 9x9 blocks)\n")
-        lines.append("| method | uniform noise | blur | paired vs best LRP (uniform / blur) "
-                     "| seconds per tile | model evaluations |")
-        lines.append("|---|---|---|---|---|---|")
-        methods = list(s["uniform"]["methods"])
-        for m in methods:
+        df = s["costs"]["decision_function"]["seconds"]
+        lines.append(f"\n#### {TITLE.get(model, model)} ({s['n_tiles']} tiles)\n")
+        lines.append("| method | AOPC uniform noise | AOPC blur | paired vs best LRP, uniform "
+                     "| paired vs best LRP, blur | seconds per tile (× decision_function) "
+                     "| model evaluations |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for m in s["uniform"]["methods"]:
             u, b = s["uniform"]["methods"][m], s["blur"]["methods"][m]
             c = s["costs"].get(m)
-            cost = f"{c['seconds']:.3f} | {c['evaluations']:.0f}" if c else "— | —"
-            lines.append(f"| {m} | {u['aopc']:.3f} ± {u['stderr']:.3f} | {b['aopc']:.3f} ± "
-                         f"{b['stderr']:.3f} | {u['diff_vs_best_lrp']:+.3f} ± {u['diff_stderr']:.3f} / "
+            cost = (f"{c['seconds']:.3f} ({c['seconds'] / df:.1f}×) | {c['evaluations']:.0f}"
+                    if c else "— | —")
+            bold = "**" if m in (s["uniform"]["best_lrp"], s["blur"]["best_lrp"]) else ""
+            lines.append(f"| {bold}{m}{bold} | {_cell(u)} | {_cell(b)} | "
+                         f"{u['diff_vs_best_lrp']:+.3f} ± {u['diff_stderr']:.3f} | "
                          f"{b['diff_vs_best_lrp']:+.3f} ± {b['diff_stderr']:.3f} | {cost} |")
-        c = s["costs"]["decision_function"]
-        lines.append(f"\nbest LRP rule: uniform `{s['uniform']['best_lrp']}`, blur `{s['blur']['best_lrp']}`;"
-                     f" decision_function {c['seconds']:.3f} s per tile.")
+        lines.append(f"\nBest LRP rule: uniform noise `{s['uniform']['best_lrp']}`, blur "
+                     f"`{s['blur']['best_lrp']}`; one `decision_function` {df:.3f} s per tile. "
+                     "Targets:\n")
+        for name, t in targets(s).items():
+            if "relative" in t:
+                lines.append(f"- {name}: {'met' if t['met'] else '**missed**'} "
+                             f"({100 * t['relative']:+.1f} %)")
+            else:
+                ok = t.get("met", t.get("beats_by_2se"))
+                lines.append(f"- {name}: {'met' if ok else '**missed**'} "
+                             f"({t['diff']:+.3f} ± {t['stderr']:.3f})")
     return "\n".join(lines) + "\n"
+
+
+SNAPSHOT = ROOT / "experiments" / "compare_results.json"
+BEGIN = "<!-- compare-results"
+END = "<!-- /compare-results -->"
+
+
+def readme_block(summary: dict) -> str:
+    settings = next(v for k, v in summary.items() if k.startswith("settings"))
+    models = [m for m in ("hik", "chi2", "fisher") if m in summary]
+    head = (f"{BEGIN}: generated by `python experiments/compare.py --readme` from "
+            "experiments/compare_results.json -->\n"
+            f"Settings: {settings['tiles']} top-scoring held-out tiles per model, "
+            f"{settings['samples']} model evaluations for LIME / KernelSHAP / SHAP Partition, "
+            f"region perturbation with 9×9 blocks, {settings['steps']} steps × "
+            f"{settings['repeats']} repeats, {settings['train_scenes']} training scenes, seed "
+            f"{settings['seed']}; AOPC mean ± standard error over tiles; paired = per-tile "
+            "difference to the best LRP rule ± its standard error; seconds on one core "
+            f"({settings.get('jobs', 1)} tiles at a time); whole run "
+            f"{summary.get('seconds_total', float('nan')) / 60:.1f} min.\n")
+    return head + table(summary, models) + END
+
+
+def replace_block(readme: str, block: str) -> str:
+    i, j = readme.index(BEGIN), readme.index(END) + len(END)
+    return readme[:i] + block + readme[j:]
 
 
 def figure(path: Path, rows: list[tuple[str, np.ndarray, dict]]) -> None:
@@ -301,6 +374,7 @@ def run(args) -> dict:
             f"{scores[picks].max():+.2f}")
         results = explain_tiles(pipe, model, Xh, picks, out, args, fig_rows)
         summary[model] = {**summarise(results), "n_tiles": len(results), "fit_seconds": t_fit}
+        summary[model]["targets"] = targets(summary[model])
     models = args.models.split(",")
     summary["seconds_total"] = time.perf_counter() - t_start
     _atomic_json(out / "results.json", summary)
@@ -364,8 +438,18 @@ def main(argv=None) -> None:
     ap.add_argument("--n-jobs", type=int, default=2, help="processes for training")
     ap.add_argument("--jobs", type=int, default=2, help="processes explaining tiles (one thread each)")
     ap.add_argument("--merge", default="", help="comma-separated result folders to combine into --out")
+    ap.add_argument("--readme", nargs="?", const=str(SNAPSHOT), default=None, metavar="RESULTS",
+                    help="rewrite README.md's table from a results.json (default: the snapshot)")
+    ap.add_argument("--check", action="store_true", help="with --readme: exit 1 if out of date")
     args = ap.parse_args(argv)
-    if args.merge:
+    if args.readme:
+        readme = ROOT / "README.md"
+        text = readme.read_text()
+        new = replace_block(text, readme_block(json.loads(Path(args.readme).read_text())))
+        if args.check:
+            sys.exit(0 if new == text else 1)
+        readme.write_text(new)
+    elif args.merge:
         merge(args.merge.split(","), args.out)
     else:
         run(args)
