@@ -400,15 +400,232 @@ def _project_scalar(values, centers, rotations, b, backend, weighting, window, m
     return result
 
 
+@njit(cache=True, inline="always")
+def _bin_position(backend, b, cos_t, sin_t, window, dy, dx, out):
+    """Bin coordinates and Gaussian window of one pixel, as :func:`_pixel_bins` computes them:
+    ``out = (rbin, cbin, window)``; False when the descriptor does not sample the pixel."""
+    if backend == _OPENCV:
+        c_rot = (dx * cos_t - dy * sin_t) / b
+        r_rot = (dx * sin_t + dy * cos_t) / b
+        rbin = r_rot + _D / 2 - 0.5
+        cbin = c_rot + _D / 2 - 0.5
+        if not (rbin > -1 and rbin < _D and cbin > -1 and cbin < _D):
+            return False
+        g = np.exp(-(c_rot * c_rot + r_rot * r_rot) / (_D * _D * 0.5))
+    else:
+        rbin = dy / b + 1.5
+        cbin = dx / b + 1.5
+        if not (rbin > -1 and rbin < _D and cbin > -1 and cbin < _D):
+            return False
+        g = 1.0
+        if backend == _VLFEAT_EXACT:
+            s = window * b
+            g = np.exp(-0.5 * (dx * dx + dy * dy) / (s * s))
+    out[0] = rbin
+    out[1] = cbin
+    out[2] = g
+    return True
+
+
+@njit(cache=True, inline="always")
+def _bins_at(backend, weighting, rbin, cbin, amp, win_means, ang, idx, wts):
+    """The weights of :func:`_pixel_bins` from a pixel's bin position and amplitude."""
+    use_window = weighting != 2
+    r0 = int(np.floor(rbin))
+    c0 = int(np.floor(cbin))
+    fr = rbin - r0
+    fc = cbin - c0
+    o0 = int(np.floor(ang))
+    fo = ang - o0
+    k = 0
+    for a in range(2):
+        ri = r0 + a
+        if ri < 0 or ri >= _D:
+            continue
+        wr = fr if a else 1.0 - fr
+        for c in range(2):
+            ci = c0 + c
+            if ci < 0 or ci >= _D:
+                continue
+            w = amp * wr * (fc if c else 1.0 - fc)
+            if backend == _VLFEAT_FAST and use_window:
+                w *= win_means[ri] * win_means[ci]
+            if w == 0.0:
+                continue
+            base = (ri * _D + ci) * _NT
+            if weighting == 1:
+                idx[k] = base
+                wts[k] = w / _NT
+                k += 1
+            else:
+                idx[k] = base + (o0 % _NT)
+                wts[k] = w * (1.0 - fo)
+                k += 1
+                idx[k] = base + ((o0 + 1) % _NT)
+                wts[k] = w * fo
+                k += 1
+    return k
+
+
+@njit(cache=True, inline="always")
+def _bin_coordinates(backend, b, cos_t, sin_t, dy, dx):
+    if backend == _OPENCV:
+        c_rot = (dx * cos_t - dy * sin_t) / b
+        r_rot = (dx * sin_t + dy * cos_t) / b
+        return r_rot + _D / 2 - 0.5, c_rot + _D / 2 - 0.5
+    return dy / b + 1.5, dx / b + 1.5
+
+
+@njit(cache=True, inline="always")
+def _spread_orientations(idx, wts, k):
+    """Window weighting: each spatial entry ``(base, w / 8)`` becomes 8, one per orientation."""
+    for s in range(k - 1, -1, -1):
+        base = idx[s]
+        w = wts[s]
+        for t in range(_NT - 1, -1, -1):
+            idx[s * _NT + t] = base + t
+            wts[s * _NT + t] = w
+    return k * _NT
+
+
+@njit(cache=True)
+def _project_cached(values, centers, rotations, b, backend, weighting, window, mag, ang, out,
+                    totals_only):
+    """:func:`_project` per dimension, each sampled pixel's weights computed once.
+
+    The same sums in the same order as :func:`_project` (so the same floats): the
+    chosen weights of a descriptor's bounding box are kept between the totals and the
+    scatter, and the window weights (only when some dimension has no mass) are kept
+    per spatial bin, as the eight orientations of a bin share one window weight.
+    """
+    H, W = mag.shape
+    n, K = values.shape
+    result = np.zeros((n, K)) if totals_only else np.zeros((n, 1))
+    win_means = _vlfeat_window_means(b, window) if backend == _VLFEAT_FAST else np.ones(_D)
+    lo = 1 if backend == _OPENCV else 0
+    side = int(np.ceil((_D + 1) * b * np.sqrt(2.0) + 2.0)) + 3
+    cap = side * side
+    ch_n = np.zeros(cap, dtype=np.int64)          # chosen weights per box pixel (<= 32)
+    ch_idx = np.zeros((cap, 32), dtype=np.int64)
+    ch_w = np.zeros((cap, 32))
+    wn_n = np.zeros(cap, dtype=np.int64)          # window weights per box pixel, per spatial bin
+    wn_base = np.zeros((cap, 4), dtype=np.int64)
+    wn_w = np.zeros((cap, 4))
+    wn_g = np.zeros(cap)                          # the pixel's window value, -1 outside
+    pos = np.zeros(3)
+    idx = np.zeros(64, dtype=np.int64)
+    wts = np.zeros(64)
+    two_pi = 2.0 * np.pi
+    Z = np.zeros(K)
+    Zw = np.zeros(K)
+    fallback = np.zeros(K, dtype=np.bool_)
+    for l in range(n):
+        if not totals_only:
+            nonzero = False
+            for k in range(K):
+                if values[l, k] != 0.0:
+                    nonzero = True
+            if not nonzero:
+                continue
+        cy, cx = centers[l, 0], centers[l, 1]
+        rot = rotations[l]
+        cos_t, sin_t = np.cos(rot), np.sin(rot)
+        reach = 0.5 * (_D + 1) * b * (abs(cos_t) + abs(sin_t)) + 1.0
+        rlo = max(lo, int(np.floor(cy - reach)))
+        rhi = min(H - 1 - lo, int(np.ceil(cy + reach)))
+        clo = max(lo, int(np.floor(cx - reach)))
+        chi = min(W - 1 - lo, int(np.ceil(cx + reach)))
+        width = chi - clo + 1
+        Z[:] = 0.0
+        for r in range(rlo, rhi + 1):
+            for c in range(clo, chi + 1):
+                i = (r - rlo) * width + (c - clo)
+                if not _bin_position(backend, b, cos_t, sin_t, window, r - cy, c - cx, pos):
+                    ch_n[i] = 0
+                    wn_g[i] = -1.0
+                    continue
+                wn_g[i] = pos[2]
+                g = pos[2] if weighting != 2 else 1.0
+                if weighting == 1:
+                    kk = _bins_at(backend, 1, pos[0], pos[1], g, win_means, 0.0, idx, wts)
+                    kk = _spread_orientations(idx, wts, kk)
+                else:
+                    a = ((ang[r, c] - rot) % two_pi) * (_NT / two_pi)
+                    if a >= _NT:
+                        a -= _NT
+                    kk = _bins_at(backend, weighting, pos[0], pos[1], mag[r, c] * g, win_means,
+                                  a, idx, wts)
+                ch_n[i] = kk
+                for j in range(kk):
+                    ch_idx[i, j] = idx[j]
+                    ch_w[i, j] = wts[j]
+                    Z[idx[j]] += wts[j]
+        if totals_only:
+            for k in range(K):
+                result[l, k] = Z[k]
+            continue
+        any_zero = False
+        for k in range(K):
+            fallback[k] = Z[k] <= 0.0
+            if fallback[k]:
+                any_zero = True
+        if any_zero:
+            Zw[:] = 0.0
+            for r in range(rlo, rhi + 1):
+                for c in range(clo, chi + 1):
+                    i = (r - rlo) * width + (c - clo)
+                    if wn_g[i] < 0.0:
+                        wn_n[i] = 0
+                        continue
+                    rbin, cbin = _bin_coordinates(backend, b, cos_t, sin_t, r - cy, c - cx)
+                    kw = _bins_at(backend, 1, rbin, cbin, wn_g[i], win_means, 0.0, idx, wts)
+                    wn_n[i] = kw
+                    for s in range(kw):
+                        base = idx[s]
+                        w = wts[s]
+                        wn_base[i, s] = base
+                        wn_w[i, s] = w
+                        for t in range(_NT):
+                            Zw[base + t] += w
+        live = False
+        for k in range(K):
+            if fallback[k] and Zw[k] <= 0.0:
+                result[l, 0] += values[l, k]
+            else:
+                live = True
+        if not live:
+            continue
+        for r in range(rlo, rhi + 1):
+            for c in range(clo, chi + 1):
+                i = (r - rlo) * width + (c - clo)
+                acc = 0.0
+                for j in range(ch_n[i]):
+                    d = ch_idx[i, j]
+                    if not fallback[d]:
+                        acc += values[l, d] * ch_w[i, j] / Z[d]
+                if any_zero:
+                    for s in range(wn_n[i]):
+                        base = wn_base[i, s]
+                        w = wn_w[i, s]
+                        for t in range(_NT):
+                            d = base + t
+                            if fallback[d] and Zw[d] > 0.0:
+                                acc += values[l, d] * w / Zw[d]
+                if acc != 0.0:
+                    out[r, c] += acc
+    return result
+
+
 def project(values, centers, rotations, b, backend, weighting, window, mag, ang, out,
             totals_only, fast=True):
     """:func:`_project`, by the separable fast path when no descriptor is rotated.
 
     The fast path (``bowlrp._contribution_fast``) computes the same weights factorised
     along rows and columns, ``O(5b)`` instead of ``O((5b)^2)`` work per descriptor;
-    rotated descriptors (OpenCV, ``rotate=True``) take the per-pixel kernel, per
+    rotated descriptors (OpenCV, ``rotate=True``) take the per-pixel kernels, per
     descriptor :func:`_project_scalar` (each pixel's mass once), per dimension
-    :func:`_project`. ``fast=False``: :func:`_project` for all (the reference).
+    :func:`_project_cached` (each pixel's weights once). ``fast=False``:
+    :func:`_project` for all (the reference).
     """
     if fast and not np.any(rotations):
         win_means = _vlfeat_window_means(b, window) if backend == _VLFEAT_FAST else np.ones(_D)
@@ -417,6 +634,9 @@ def project(values, centers, rotations, b, backend, weighting, window, mag, ang,
     if fast and values.shape[1] == 1:
         return _project_scalar(values, centers, rotations, b, backend, weighting, window, mag,
                                out, totals_only)
+    if fast:
+        return _project_cached(values, centers, rotations, b, backend, weighting, window, mag,
+                               ang, out, totals_only)
     return _project(values, centers, rotations, b, backend, weighting, window, mag, ang, out,
                     totals_only)
 
