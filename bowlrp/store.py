@@ -38,6 +38,7 @@ that holds results is refused (:class:`StoreMismatch`) unless ``overwrite``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -504,17 +505,43 @@ def store_lock(location, program: str):
     if needed), so a second run is refused with one line naming the pid.
     Stores behind URLs: no lock (a no-op; see the module docstring).
     """
-    import contextlib
-
-    from ._lock import FolderLock
-
     if is_local(location):
         path = _local_path(location)
         if path.exists() and not path.is_dir():
             raise StoreError(f"{display_path(location)} is a file, not a relevance store")
         path.mkdir(parents=True, exist_ok=True)
-        return FolderLock(path, program)
+        return _locked_and_swept(path, program)
     return contextlib.nullcontext()
+
+
+# zarr's LocalStore writes every file as "<name>.<32 hex digits>.partial" and renames it
+_PARTIAL_WRITE = re.compile(r"\.[0-9a-f]{32}\.partial$")
+
+
+@contextlib.contextmanager
+def _locked_and_swept(path: Path, program: str):
+    """Hold the run lock; then remove the temporaries of writes a killed run left behind.
+
+    Under the lock no other run writes, so every ``*.<uuid>.partial`` file is an orphan
+    (zarr renames a temporary into place only when its write is complete; a record
+    counts only once its ``done`` attribute is written, so no record depends on one).
+    """
+    from ._lock import FolderLock
+
+    with FolderLock(path, program):
+        sweep_partial_writes(path)
+        yield
+
+
+def sweep_partial_writes(path) -> int:
+    """Delete zarr's leftover temporary files under a local store; returns how many."""
+    removed = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            if _PARTIAL_WRITE.search(name):
+                Path(dirpath, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def _store_arg(location):

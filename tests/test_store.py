@@ -136,6 +136,23 @@ def test_other_settings_are_refused_and_a_locked_store_too(model, folder, tmp_pa
         bowlrp.store.open(tmp_path / "plain")
 
 
+def test_a_rerun_removes_the_temporaries_a_killed_run_left(model, folder, tmp_path):
+    out = tmp_path / "s.zarr"
+    explain_to_store([str(folder)], model, out, progress=False)
+    store = bowlrp.store.open(out)
+    first = store.ids()[0]
+    chunk_dir = out / "images" / id_to_key(first) / "heatmap"
+    orphan = chunk_dir / ("c." + "0123456789abcdef" * 2 + ".partial")   # as zarr names them
+    orphan.write_bytes(b"half a chunk")
+    kept = chunk_dir / "notes.partial"                                  # not zarr's: left alone
+    kept.write_text("x")
+    before = store[first].heatmap.copy()
+    summary = explain_to_store([str(folder)], model, out, progress=False)
+    assert not orphan.exists() and kept.exists()
+    assert len(summary.explained) == 0 and len(summary.skipped) == 6
+    np.testing.assert_array_equal(bowlrp.store.open(out)[first].heatmap, before)
+
+
 HOSTILE = ["../x", "..", ".", "a/../../b", "__meta", "a b%2f", "zarr.json", "x" * 400,
            "ünï/cödé", "a\udcff", "con", "-", "_2e"]
 
