@@ -42,6 +42,8 @@ from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")   # one thread per process; tiles run in --jobs processes
+if __name__ == "__mp_main__":          # a tile worker: no per-sample progress bars from LIME
+    os.environ["TQDM_DISABLE"] = "1"
 
 import numpy as np  # noqa: E402
 
@@ -302,7 +304,6 @@ def _init_worker(pipe_bytes: bytes, model: str, args) -> None:
     import cv2
 
     cv2.setNumThreads(1)
-    os.environ["TQDM_DISABLE"] = "1"   # LIME's per-sample progress bars
     _WORKER.update(pipe=pickle.loads(pipe_bytes), model=model, args=args, warm=False)
 
 
