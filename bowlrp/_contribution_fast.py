@@ -272,12 +272,22 @@ def project_unrotated(values, centers, b, backend, weighting, window, win_means,
     need = fallback & (values != 0.0)
     rows = np.flatnonzero(need.any(axis=1))
     if rows.size:   # zero mass: the window weights (Gaussian x bilinear, 1/8 per orientation)
-        Fw = _fields(1, mag, ang, per_dim, lo)
+        Fw = _fields(1, mag, ang, False, lo)
         sub = np.ascontiguousarray(centers[rows])
-        Zw = _run_totals(Fw, sub, b, backend, True, window, win_means, nb)
+        if per_dim:
+            # the 8 orientations of a spatial bin share its window weight: one field, not 8
+            Zw = _totals(Fw / _NT, *_grid(sub), float(b), backend, True, window, win_means, nb)
+            Zw = np.repeat(Zw, _NT, axis=3).reshape(rows.size, -1)
+        else:
+            Zw = _run_totals(Fw, sub, b, backend, True, window, win_means, nb)
         live = need[rows] & (Zw > 0.0)
         coef = np.divide(values[rows], Zw, out=np.zeros_like(Zw), where=live)
-        _run_scatter(coef, Fw, sub, b, backend, True, window, win_means, nb, out)
+        if per_dim:
+            coef = coef.reshape(rows.size, nb, nb, _NT).sum(axis=3, keepdims=True)
+            _scatter(np.ascontiguousarray(coef), Fw / _NT, *_grid(sub), float(b), backend, True,
+                     window, win_means, nb, out)
+        else:
+            _run_scatter(coef, Fw, sub, b, backend, True, window, win_means, nb, out)
         leftover[rows, 0] = np.where(need[rows] & ~live, values[rows], 0.0).sum(axis=1)
     return leftover
 
