@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 from joblib import Parallel, delayed
+from numba import njit
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .._validation import as_float_image, as_image_list
@@ -59,16 +60,49 @@ def grid_centers(length: int, bin_size: float, step: int, max_bin_size: float) -
     return start + step * np.arange(int(math.floor((stop - start) / step + 1e-9)) + 1)
 
 
-def dominant_orientations(
-    grey: np.ndarray, rows: np.ndarray, cols: np.ndarray, bin_size: float, n_bins: int = 36
-) -> np.ndarray:
-    """Dominant gradient orientation (radians) at integer points, as SIFT's detector does.
+@njit(cache=True)
+def _reflect101(i: int, n: int) -> int:
+    """OpenCV's default border (``BORDER_REFLECT_101``): ... 2 1 | 0 1 2 ... n-1 | n-2 ..."""
+    if n == 1:
+        return 0
+    period = 2 * (n - 1)
+    i = abs(i) % period
+    return period - i if i > n - 1 else i
 
-    The gradient angle ``atan2(dI/drow, dI/dcol)`` (image coordinates, rows
-    down) is soft-binned into ``n_bins`` bins weighted by the gradient
-    magnitude; each bin's map is smoothed by a Gaussian of sigma ``b/2`` (1.5 x
-    the keypoint sigma ``b/3``), read at the points, circularly smoothed with
-    [1, 4, 6, 4, 1]/16 and the peak refined by a parabola.
+
+@njit(cache=True)
+def _orientation_histograms(magnitude, lower, frac, rows, cols, kernel, n_bins):
+    """``hist[p, k] = sum_(r, c) k(r - r_p) k(c - c_p) m(r, c) o_k(r, c)`` (reflect-101 borders).
+
+    The Gaussian-smoothed soft orientation maps read at the points only: the value
+    ``GaussianBlur(m o_k)[r_p, c_p]`` without blurring whole maps.
+    """
+    H, W = magnitude.shape
+    half = kernel.size // 2
+    hist = np.zeros((rows.size, n_bins))
+    for p in range(rows.size):
+        for dr in range(-half, half + 1):
+            r = _reflect101(rows[p] + dr, H)
+            kr = kernel[dr + half]
+            for dc in range(-half, half + 1):
+                c = _reflect101(cols[p] + dc, W)
+                w = kr * kernel[dc + half] * magnitude[r, c]
+                k = lower[r, c]
+                f = frac[r, c]
+                hist[p, k] += w * (1.0 - f)
+                hist[p, (k + 1) % n_bins] += w * f
+    return hist
+
+
+def orientation_histograms(grey: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                           bin_size: float, n_bins: int = 36) -> np.ndarray:
+    """Gradient-orientation histograms at integer points, shape (n, n_bins), float64.
+
+    The gradient angle ``atan2(dI/drow, dI/dcol)`` (image coordinates, rows down) is
+    soft-binned into ``n_bins`` bins weighted by the gradient magnitude ``m``, and
+    each bin's map ``m o_k`` is smoothed by a Gaussian of sigma ``b/2`` (1.5 x the
+    keypoint sigma ``b/3``; OpenCV's kernel and reflect-101 border) and read at the
+    points: ``hist[p, k] = sum_q G(q - p) m(q) o_k(q)``, evaluated at the points only.
     """
     img = grey.astype(np.float32)
     gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=1) * 0.5
@@ -77,17 +111,21 @@ def dominant_orientations(
     position = (np.arctan2(gy, gx) % (2 * np.pi)) * (n_bins / (2 * np.pi))
     lower = np.floor(position).astype(np.int64) % n_bins
     frac = (position - np.floor(position)).astype(np.float32)
-    # each pixel's two bins, written in one scatter: maps[k] = magnitude x weight of bin k
-    height, width = img.shape
-    maps = np.zeros((n_bins, height * width), dtype=np.float32)
-    pixels = np.arange(height * width)
-    maps[lower.ravel(), pixels] = (magnitude * (1 - frac)).ravel()
-    maps[((lower + 1) % n_bins).ravel(), pixels] = (magnitude * frac).ravel()
-    maps = maps.reshape(n_bins, height, width)
     sigma = 0.5 * bin_size
-    hist = np.empty((rows.size, n_bins), dtype=np.float64)
-    for k in range(n_bins):
-        hist[:, k] = cv2.GaussianBlur(maps[k], (0, 0), sigma)[rows, cols]
+    kernel = cv2.getGaussianKernel(int(round(8 * sigma + 1)) | 1, sigma, cv2.CV_64F).ravel()
+    return _orientation_histograms(magnitude, lower, frac, np.asarray(rows, dtype=np.int64),
+                                   np.asarray(cols, dtype=np.int64), kernel, n_bins)
+
+
+def dominant_orientations(
+    grey: np.ndarray, rows: np.ndarray, cols: np.ndarray, bin_size: float, n_bins: int = 36
+) -> np.ndarray:
+    """Dominant gradient orientation (radians) at integer points, as SIFT's detector does.
+
+    The :func:`orientation_histograms` at the points, circularly smoothed with
+    [1, 4, 6, 4, 1]/16, and the peak refined by a parabola.
+    """
+    hist = orientation_histograms(grey, rows, cols, bin_size, n_bins)
     kernel = np.array([1, 4, 6, 4, 1], dtype=np.float64) / 16
     smooth = sum(kernel[j] * np.roll(hist, j - 2, axis=1) for j in range(5))
     peak = np.argmax(smooth, axis=1)
