@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._threads import single_threaded
 from .._validation import as_float_image
 
 
@@ -112,7 +113,12 @@ class IncrementalImage:
         """Replace pixels [r0:r1, c0:c1] by ``values``; return the new score.
 
         With ``commit=False`` the state is left as it was (occlusion analysis).
+        The step runs in one thread (:func:`~bowlrp._threads.single_threaded`).
         """
+        with single_threaded():
+            return self._set_block(r0, r1, c0, c1, values, commit)
+
+    def _set_block(self, r0, r1, c0, c1, values, commit):
         old = self.image[r0:r1, c0:c1].copy()
         self.image[r0:r1, c0:c1] = values
         updates = []
@@ -137,6 +143,10 @@ class IncrementalImage:
 
     def set_descriptors(self, channel: int, rows, data: np.ndarray, commit: bool = True) -> float:
         """Replace the raw data of descriptors ``rows`` of one channel; return the new score."""
+        with single_threaded():
+            return self._set_descriptors(channel, rows, data, commit)
+
+    def _set_descriptors(self, channel, rows, data, commit):
         ch = self.channels[channel]
         rows = np.asarray(rows, dtype=np.int64)
         data = np.asarray(data, dtype=np.float32)
