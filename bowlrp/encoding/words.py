@@ -140,6 +140,14 @@ class _WordEncoder(Encoder):
         pooled[support == 0] = 0.0
         return pooled
 
+    def finish_exponent(self) -> float | None:
+        """``1/p`` of p-means pooling (1 for max pooling): pooled statistics are non-negative."""
+        if type(self).finish is not Encoder.finish or \
+                type(self)._finish_pooling is not _WordEncoder._finish_pooling:
+            return None
+        p, use_max = self._pooling_exponent()
+        return 1.0 if use_max or p == 1.0 else 1.0 / p
+
     def _finish_pooling(self, pooled: np.ndarray) -> np.ndarray:
         p, use_max = self._pooling_exponent()
         if use_max or p == 1.0:

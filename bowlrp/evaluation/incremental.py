@@ -16,6 +16,7 @@ import numpy as np
 
 from .._threads import single_threaded
 from .._validation import as_float_image
+from ..encoding.pooling import LinearScore
 
 
 @dataclass
@@ -93,13 +94,55 @@ class IncrementalImage:
                                               ct.encoding.cell_counts, codes,
                                               ct.encoding.pooled.copy(), reach,
                                               enc.support_counts(codes, ct.encoding.cell_ids)))
-        self.score = self._score_from([c.pooled for c in self.channels])
+        self._linear = self._linear_scores()
+        self.score = self._score_from([c.pooled for c in self.channels])[0]
         self.n_recomputed = 0
 
-    def _score_from(self, pooled: list[np.ndarray]) -> float:
+    def _linear_scores(self):
+        """(intercept, one LinearScore per channel) for a linear classifier, else None.
+
+        Then a step's score is ``b + sum_u w_u . finish_u(z_u)`` from per-chunk sums
+        of the changed dimensions (:class:`~bowlrp.encoding.pooling.LinearScore`)
+        instead of normalising every dimension and evaluating the classifier.
+        """
+        linear_weights = getattr(self.pipeline.classifier_, "linear_weights", None)
+        exponents = [c.encoder.finish_exponent() for c in self.channels]
+        if linear_weights is None or any(e is None for e in exponents):
+            return None
+        found = linear_weights(self.task)
+        if found is None:
+            return None
+        w, b = found
+        scores, start = [], 0
+        for c, e in zip(self.channels, exponents):
+            enc = c.encoder
+            stop = start + enc.n_features_out_
+            scores.append(LinearScore(w[start:stop], c.pooled, enc.normalization_steps_,
+                                      enc.n_cells_, getattr(enc, "power", 0.5), e))
+            start = stop
+        if start != w.size:  # pragma: no cover - the pipeline concatenates its channels
+            return None
+        return b, scores
+
+    def _score_from(self, pooled: list[np.ndarray]) -> tuple[float, list]:
+        """Score of the channels' pooled statistics ``pooled`` and what committing them needs."""
+        if self._linear is not None:
+            b, scores = self._linear
+            total, pending = b, []
+            for c, p, ls in zip(self.channels, pooled, scores):
+                chunks, rows = (None, None) if p is c.pooled else ls.changed(c.pooled, p)
+                total += ls.value(chunks, rows)
+                pending.append((ls, chunks, rows))
+            return float(self.sign * total), pending
         x = np.concatenate([c.encoder.finish(p) for c, p in zip(self.channels, pooled)])
         F = self.pipeline.classifier_.decision_function(x[None, :])
-        return float(self.sign * (F[0, self.task] if F.ndim == 2 else F[0]))
+        return float(self.sign * (F[0, self.task] if F.ndim == 2 else F[0])), []
+
+    @staticmethod
+    def _commit_scores(pending: list) -> None:
+        for ls, chunks, rows in pending:
+            if chunks is not None:
+                ls.commit(chunks, rows)
 
     def affected(self, channel: ChannelState, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Descriptors whose influence region meets the pixel block [r0, r1) x [c0, c1)."""
@@ -131,11 +174,12 @@ class IncrementalImage:
             codes = ch.encoder.compute_codes(data)
             updates.append((rows, data, codes, ch.pooled_after(rows, codes)))
             self.n_recomputed += rows.size
-        score = self._score_from([u[3][0] for u in updates])
+        score, pending = self._score_from([u[3][0] for u in updates])
         if commit:
             for ch, (rows, data, codes, after) in zip(self.channels, updates):
                 if rows.size:
                     ch.commit(rows, data, codes, *after)
+            self._commit_scores(pending)
             self.score = score
         else:
             self.image[r0:r1, c0:c1] = old
@@ -152,9 +196,11 @@ class IncrementalImage:
         data = np.asarray(data, dtype=np.float32)
         codes = ch.encoder.compute_codes(data)
         after = ch.pooled_after(rows, codes)
-        score = self._score_from([after[0] if c is ch else c.pooled for c in self.channels])
+        score, pending = self._score_from([after[0] if c is ch else c.pooled
+                                           for c in self.channels])
         if commit:
             ch.commit(rows, data, codes, *after)
+            self._commit_scores(pending)
             self.score = score
         return score
 
