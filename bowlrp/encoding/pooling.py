@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -241,6 +242,12 @@ class LinearScore:
                 norms = a * np.sqrt(S[:, arg])
                 a = np.where(norms > 0, a / np.where(norms > 0, norms, 1.0), a)
         return float(a @ S[:, -1])
+
+    def copy(self) -> LinearScore:
+        """A copy with its own statistics."""
+        new = copy.copy(self)
+        new.stats = self.stats.copy()
+        return new
 
     def commit(self, chunks: np.ndarray, rows: np.ndarray) -> None:
         """Make the statistics of ``chunks`` the current ones."""

@@ -10,7 +10,8 @@ equals a full recomputation (``IncrementalImage.full_score``) to rounding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -53,6 +54,14 @@ class ChannelState:
         pooled = enc.clear_unsupported(self.pooled + delta, support)
         return pooled, support
 
+    def copy(self) -> ChannelState:
+        """A copy whose updates leave this state alone (geometry and cells are shared)."""
+        descriptors = copy.copy(self.descriptors)
+        descriptors.data = self.descriptors.data.copy()
+        codes = {k: v.copy() for k, v in self.codes.items()}
+        return replace(self, descriptors=descriptors, codes=codes, pooled=self.pooled.copy(),
+                       support=self.support.copy())
+
     def commit(self, rows: np.ndarray, new_data: np.ndarray, new_codes: dict, pooled, support):
         self.codes = self.encoder.put_codes(self.codes, rows, new_codes, inplace=True)
         self.descriptors.data[rows] = new_data
@@ -73,6 +82,7 @@ class IncrementalImage:
     ----------
     image : ndarray, the current (perturbed) image, float64 in [0, 1]
     score : float, the current ``f(x)`` of the target (sign-adjusted for binary negatives)
+    target : the class label explained; ``requested_target`` is the ``target`` given
     """
 
     def __init__(self, pipeline, image, target=None):
@@ -82,6 +92,7 @@ class IncrementalImage:
         clf = pipeline.classifier_
         self.task, self.sign = clf.task_and_sign(trace.features, target)
         self.target = clf.target_label(self.task, self.sign)
+        self.requested_target = target
         self.channels = []
         for u, ct in enumerate(trace.channels):
             ex = pipeline.extractors_[u]
@@ -97,6 +108,19 @@ class IncrementalImage:
         self._linear = self._linear_scores()
         self.score = self._score_from([c.pooled for c in self.channels])[0]
         self.n_recomputed = 0
+
+    def copy(self) -> IncrementalImage:
+        """An independent copy of the current state, e.g. the start of several curves.
+
+        Costs a copy of the descriptors and codes instead of a forward pass.
+        """
+        new = copy.copy(self)
+        new.image = self.image.copy()
+        new.channels = [c.copy() for c in self.channels]
+        if self._linear is not None:
+            b, scores = self._linear
+            new._linear = (b, [ls.copy() for ls in scores])
+        return new
 
     def _linear_scores(self):
         """(intercept, one LinearScore per channel) for a linear classifier, else None.
