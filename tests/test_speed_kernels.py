@@ -148,3 +148,39 @@ def test_linear_weights_give_the_decision_function():
         np.testing.assert_allclose(X @ w + b, reference, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(X @ w + b, F[:, task], rtol=1e-12, atol=1e-12)
     assert KernelSVC("hik").fit(np.abs(X), y).linear_weights(0) is None
+
+
+@pytest.mark.parametrize("rows", [[0], [9], [3, 4, 5], [7, 0, 2, 9, 1], list(range(10)), []])
+def test_replace_rows_equals_dense_replacement(rows):
+    import scipy.sparse as sp
+
+    from bowlrp.encoding.fisher import replace_rows
+
+    rng = np.random.default_rng(6)
+    dense = rng.random((10, 7)) * (rng.random((10, 7)) < 0.4)
+    dense[6] = 0.0                                         # an empty row
+    new = rng.random((len(rows), 7)) * (rng.random((len(rows), 7)) < 0.5)
+    if len(rows) > 1:
+        new[1] = 0.0
+    expected = dense.copy()
+    expected[rows] = new
+    got = replace_rows(sp.csr_matrix(dense), rows, sp.csr_matrix(new.reshape(len(rows), 7)))
+    assert got.has_sorted_indices or got.nnz == 0
+    got.check_format(full_check=True)
+    np.testing.assert_array_equal(got.toarray(), expected)
+    assert got.nnz == np.count_nonzero(expected)
+
+
+def test_boxes_meeting_a_block_equal_the_numpy_test():
+    from bowlrp.evaluation.incremental import _meeting
+
+    rng = np.random.default_rng(7)
+    cy, cx = rng.uniform(0, 60, 500), rng.uniform(0, 80, 500)
+    cy[:50] = np.round(cy[:50])                            # boxes touching the block's edges
+    reach = rng.choice([4.0, 7.5, 12.0], 500)
+    for r0, r1, c0, c1 in [(0, 9, 0, 9), (27, 36, 45, 54), (51, 60, 71, 80), (30, 31, 40, 41)]:
+        expected = np.flatnonzero((cy + reach >= r0) & (cy - reach <= r1 - 1)
+                                  & (cx + reach >= c0) & (cx - reach <= c1 - 1))
+        got = _meeting(cy - reach, cy + reach, cx - reach, cx + reach,
+                       float(r0), float(r1 - 1), float(c0), float(c1 - 1))
+        np.testing.assert_array_equal(got, expected)

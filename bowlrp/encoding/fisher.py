@@ -127,38 +127,51 @@ def _softmax_rows_to_sparse(loglik, const, threshold):
 
 
 def replace_rows(A: sp.csr_matrix, rows, B: sp.csr_matrix) -> sp.csr_matrix:
-    """CSR matrix ``A`` with ``A[rows[i]]`` replaced by ``B[i]`` (``rows`` distinct), O(nnz)."""
+    """CSR matrix ``A`` with ``A[rows[i]]`` replaced by ``B[i]`` (``rows`` distinct), O(nnz).
+
+    The rows of ``A`` between two replaced rows are copied as one block.
+    """
     rows = np.asarray(rows, dtype=np.int64).ravel()
-    source = np.full(A.shape[0], -1, dtype=np.int64)
-    source[rows] = np.arange(rows.size)
-    indptr, indices, data = _replace_rows(A.indptr.astype(np.int64), A.indices, A.data,
-                                          B.indptr.astype(np.int64), B.indices, B.data, source)
+    order = np.argsort(rows, kind="stable")
+    indptr, indices, data = _replace_rows(A.indptr, A.indices, A.data, B.indptr, B.indices,
+                                          B.data, rows[order], order.astype(np.int64))
     return sp.csr_matrix((data, indices, indptr), shape=A.shape)
 
 
 @njit(cache=True)
-def _replace_rows(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, source):
-    n = source.shape[0]
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    for r in range(n):
-        s = source[r]
-        length = (b_ptr[s + 1] - b_ptr[s]) if s >= 0 else (a_ptr[r + 1] - a_ptr[r])
-        indptr[r + 1] = indptr[r] + length
+def _replace_rows(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, rows, source):
+    """CSR arrays of A with row ``rows[i]`` (ascending) replaced by row ``source[i]`` of B."""
+    n = a_ptr.shape[0] - 1
+    indptr = np.empty(n + 1, dtype=np.int64)
+    indptr[0] = 0
+    prev = 0                         # next row of A not yet placed
+    shift = np.int64(0)              # indptr[r] - a_ptr[r] for the rows since the last replacement
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for q in range(prev + 1, r + 1):
+            indptr[q] = a_ptr[q] + shift
+        s = source[i]
+        indptr[r + 1] = indptr[r] + (b_ptr[s + 1] - b_ptr[s])
+        shift = indptr[r + 1] - a_ptr[r + 1]
+        prev = r + 1
+    for q in range(prev + 1, n + 1):
+        indptr[q] = a_ptr[q] + shift
     indices = np.empty(indptr[n], dtype=a_idx.dtype)
     values = np.empty(indptr[n], dtype=a_val.dtype)
-    for r in range(n):
-        s = source[r]
-        j = indptr[r]
-        if s >= 0:
-            for q in range(b_ptr[s], b_ptr[s + 1]):
-                indices[j] = b_idx[q]
-                values[j] = b_val[q]
-                j += 1
-        else:
-            for q in range(a_ptr[r], a_ptr[r + 1]):
-                indices[j] = a_idx[q]
-                values[j] = a_val[q]
-                j += 1
+    prev = 0
+    for i in range(rows.shape[0] + 1):
+        r = rows[i] if i < rows.shape[0] else n
+        lo, hi = a_ptr[prev], a_ptr[r]                 # unchanged rows prev .. r-1 in one block
+        out = indptr[prev]
+        indices[out:out + hi - lo] = a_idx[lo:hi]
+        values[out:out + hi - lo] = a_val[lo:hi]
+        if i < rows.shape[0]:
+            s = source[i]
+            lo, hi = b_ptr[s], b_ptr[s + 1]
+            out = indptr[r]
+            indices[out:out + hi - lo] = b_idx[lo:hi]
+            values[out:out + hi - lo] = b_val[lo:hi]
+            prev = r + 1
     return indptr, indices, values
 
 

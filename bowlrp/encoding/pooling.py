@@ -130,20 +130,56 @@ def _abs_pow(a, q):
 
 @njit(cache=True)
 def _chunk_stats(z, w, chunks, size, exponents, final):
-    """Per chunk ``j`` of ``size`` dims: ``sum |z|^q`` for each q, then ``sum w sign(z) |z|^final``."""
+    """Per chunk ``j`` of ``size`` dims: ``sum |z|^q`` for each q, then ``sum w sign(z) |z|^final``.
+
+    One loop per statistic over a chunk (no per-element branches on the exponent).
+    """
     n_q = exponents.shape[0]
     out = np.zeros((chunks.shape[0], n_q + 1))
+    a = np.empty(size)
     for i in range(chunks.shape[0]):
         start = chunks[i] * size
-        for d in range(start, start + size):
-            v = z[d]
-            if v == 0.0:
-                continue
-            a = abs(v)
-            for j in range(n_q):
-                out[i, j] += _abs_pow(a, exponents[j])
-            t = w[d] * _abs_pow(a, final)
-            out[i, n_q] += t if v > 0 else -t
+        for d in range(size):
+            a[d] = abs(z[start + d])
+        for j in range(n_q + 1):
+            q = exponents[j] if j < n_q else final
+            s = 0.0
+            if j == n_q:   # the weighted signed power
+                for d in range(size):
+                    v = z[start + d]
+                    t = w[start + d] * _abs_pow(a[d], q)
+                    s += t if v > 0 else (-t if v < 0 else 0.0)
+            elif q == 1.0:
+                for d in range(size):
+                    s += a[d]
+            elif q == 2.0:
+                for d in range(size):
+                    s += a[d] * a[d]
+            else:
+                for d in range(size):
+                    s += _abs_pow(a[d], q) if a[d] > 0 else 0.0
+            out[i, j] = s
+    return out
+
+
+@njit(cache=True)
+def _changed_chunks(old, new, size):
+    """Indices of the chunks of ``size`` dims where ``old`` and ``new`` differ."""
+    n = old.shape[0] // size
+    hit = np.zeros(n, dtype=np.bool_)
+    count = 0
+    for i in range(n):
+        for d in range(i * size, (i + 1) * size):
+            if old[d] != new[d]:
+                hit[i] = True
+                count += 1
+                break
+    out = np.empty(count, dtype=np.int64)
+    j = 0
+    for i in range(n):
+        if hit[i]:
+            out[j] = i
+            j += 1
     return out
 
 
@@ -216,7 +252,8 @@ class LinearScore:
 
     def changed(self, old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Chunks where ``new`` differs from ``old`` and their statistics under ``new``."""
-        chunks = np.flatnonzero((old != new).reshape(-1, self.size).any(axis=1))
+        chunks = _changed_chunks(np.ascontiguousarray(old, dtype=np.float64),
+                                 np.ascontiguousarray(new, dtype=np.float64), self.size)
         return chunks, self._stats(new, chunks)
 
     def value(self, chunks: np.ndarray | None = None, rows: np.ndarray | None = None) -> float:

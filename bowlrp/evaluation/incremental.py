@@ -11,13 +11,26 @@ equals a full recomputation (``IncrementalImage.full_score``) to rounding.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+from numba import njit
 
 from .._threads import single_threaded
 from .._validation import as_float_image
 from ..encoding.pooling import LinearScore
+
+
+@njit(cache=True)
+def _meeting(lo_y, hi_y, lo_x, hi_x, top, bottom, left, right):
+    """Indices ``l`` whose box ``[lo_y, hi_y] x [lo_x, hi_x]`` meets ``[top, bottom] x [left, right]``."""
+    hit = np.empty(lo_y.shape[0], dtype=np.int64)
+    n = 0
+    for l in range(lo_y.shape[0]):
+        if hi_y[l] >= top and lo_y[l] <= bottom and hi_x[l] >= left and lo_x[l] <= right:
+            hit[n] = l
+            n += 1
+    return hit[:n].copy()
 
 
 @dataclass
@@ -33,6 +46,11 @@ class ChannelState:
     pooled: np.ndarray
     reach: np.ndarray    # (N,) influence radius of each descriptor
     support: np.ndarray  # contributing descriptors per (cell, word / component)
+    bounds: np.ndarray = field(init=False, repr=False)  # (4, N) influence boxes
+
+    def __post_init__(self):
+        cy, cx = self.descriptors.centers[:, 0], self.descriptors.centers[:, 1]
+        self.bounds = np.stack([cy - self.reach, cy + self.reach, cx - self.reach, cx + self.reach])
 
     def pooled_after(self, rows: np.ndarray, new_codes: dict):
         """(pooled statistics, support counts) if descriptors ``rows`` had ``new_codes``.
@@ -170,10 +188,8 @@ class IncrementalImage:
 
     def affected(self, channel: ChannelState, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Descriptors whose influence region meets the pixel block [r0, r1) x [c0, c1)."""
-        cy, cx = channel.descriptors.centers[:, 0], channel.descriptors.centers[:, 1]
-        reach = channel.reach
-        hit = (cy + reach >= r0) & (cy - reach <= r1 - 1) & (cx + reach >= c0) & (cx - reach <= c1 - 1)
-        return np.flatnonzero(hit)
+        lo_y, hi_y, lo_x, hi_x = channel.bounds
+        return _meeting(lo_y, hi_y, lo_x, hi_x, float(r0), float(r1 - 1), float(c0), float(c1 - 1))
 
     def set_block(self, r0: int, r1: int, c0: int, c1: int, values: np.ndarray,
                   commit: bool = True) -> float:
