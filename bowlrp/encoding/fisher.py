@@ -533,7 +533,11 @@ class FisherVector(Encoder):
                            "sigma" in parts, self.block_size_, signed, n_partials)
         W = _region_to_cells(region_cells, counts)
         scale = self._block_scale()
-        return np.stack([((W @ a) * scale).ravel() for a in acc])
+        out = np.empty((len(acc), W.shape[0], acc.shape[2]))
+        for row, a in zip(out, acc):
+            np.matmul(W, a, out=row)
+            row *= scale
+        return out.reshape(len(acc), -1)
 
     def _descriptor_relevance(self, R, trace, rule, per_dimension):
         from ..rules import AbsZ, AlphaBeta, Epsilon, require

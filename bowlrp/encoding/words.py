@@ -50,14 +50,23 @@ def nearest_words(data: np.ndarray, centers: np.ndarray, n: int) -> tuple[np.nda
 
 @njit(cache=True)
 def _smallest(products, xx, cc, idx, dist):
-    """Per row: the n smallest ``max(xx_i - products_ij + cc_j, 0)``, ascending, into idx/dist."""
+    """Per row: the n smallest ``max(xx_i - products_ij + cc_j, 0)``, ascending, into idx/dist.
+
+    The row's distances are formed first in a branch-free (vectorised) loop; the
+    insertion pass then mostly compares against the current n-th smallest.
+    """
     rows, V = products.shape
     n = idx.shape[1]
+    row = np.empty(V)
     for i in range(rows):
-        filled = 0
+        x = xx[i]
         for j in range(V):
-            d = max(xx[i] - products[i, j] + cc[j], 0.0)
-            if filled == n and d >= dist[i, n - 1]:
+            row[j] = max(x - products[i, j] + cc[j], 0.0)
+        filled = 0
+        worst = np.inf
+        for j in range(V):
+            d = row[j]
+            if filled == n and d >= worst:
                 continue
             pos = filled if filled < n else n - 1
             while pos > 0 and dist[i, pos - 1] > d:
@@ -69,6 +78,7 @@ def _smallest(products, xx, cc, idx, dist):
             idx[i, pos] = j
             if filled < n:
                 filled += 1
+            worst = dist[i, n - 1]
 
 
 class _WordEncoder(Encoder):
