@@ -49,9 +49,14 @@ def sparse_posteriors(data, means, variances, weights, threshold) -> sp.csr_matr
     indptr = [np.zeros(1, dtype=np.int64)]
     indices, values = [], []
     offset = 0
+    D = data.shape[1]
+    features = np.empty((min(_CHUNK, data.shape[0]), 2 * D))   # [l^2, l], reused per chunk
     for start in range(0, data.shape[0], _CHUNK):
         chunk = data[start:start + _CHUNK]
-        loglik = np.hstack([chunk * chunk, chunk]) @ weights_matrix
+        rows = features[:len(chunk)]
+        np.multiply(chunk, chunk, out=rows[:, :D])
+        rows[:, D:] = chunk
+        loglik = rows @ weights_matrix
         counts, cols, vals = _softmax_rows_to_sparse(loglik, const, threshold)
         indptr.append(offset + np.cumsum(counts))
         offset += int(counts.sum())
