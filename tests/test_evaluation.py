@@ -72,6 +72,7 @@ def test_curves_from_a_shared_start_equal_curves_from_a_fresh_start(kind, train)
     blocks = block_grid(image.shape, 9)
     order = np.random.default_rng(5).permutation(len(blocks))
     start = IncrementalImage(p, image, target=1)
+    assert (start._linear is not None) == (kind == "fisher")   # the linear score path is taken
     before = (start.score, start.channels[0].pooled.copy(), start.channels[0].descriptors.data.copy())
     noise = make_perturbation("uniform")
     for seed in (1, 2):
