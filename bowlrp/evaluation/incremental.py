@@ -4,8 +4,12 @@ Only the descriptors whose influence region overlaps a changed block are
 recomputed (:meth:`describe_at`), and the pooled statistics are updated by
 subtracting their old contributions and adding the new ones (sum and p-means
 pooling are sums over descriptors); max pooling is re-pooled from the stored
-codes of all descriptors, which is exact and needs no extraction. The result
-equals a full recomputation (``IncrementalImage.full_score``) to rounding.
+codes of all descriptors, which is exact and needs no extraction. For a
+linear classifier the score is ``b + w . x`` kept up to date from per-chunk
+sums of the changed pooled dimensions (:class:`~bowlrp.encoding.pooling.LinearScore`),
+other classifiers get the normalised vector. A step is small work and runs in
+one thread. The result equals a full recomputation
+(``IncrementalImage.full_score``) to rounding.
 """
 
 from __future__ import annotations
