@@ -231,8 +231,9 @@ def _region_to_cells(region_cells: np.ndarray, counts: np.ndarray) -> np.ndarray
 
 @njit(cache=True, inline="always")
 def _standardise(data, l, mu, inv_sigma, k, t):
+    x, m, s = data[l], mu[k], inv_sigma[k]   # 1-D rows: the loop vectorises
     for i in range(t.shape[0]):
-        t[i] = (data[l, i] - mu[k, i]) * inv_sigma[k, i]
+        t[i] = (x[i] - m[i]) * s[i]
 
 
 @njit(cache=True, parallel=True)
