@@ -205,6 +205,25 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
         self.candidate_decisions_ = self.decision_function(candidates).reshape(len(candidates), -1)
         return self
 
+    def linear_weights(self, task: int) -> tuple[np.ndarray, float] | None:
+        """``(w, b)`` with ``f_task(x) = w . x + b``, or None unless every kernel is linear.
+
+        ``w`` restricted to channel ``u`` is ``beta_{t,u} sum_i a_{t,i} s_i^(u)`` (float64),
+        so one dot product gives the decision of a linear model (equal to
+        :meth:`decision_function` up to the order of the sums).
+        """
+        check_is_fitted(self, "dual_coef_")
+        if not all(isinstance(k, Linear) for k in self.kernels_):
+            return None
+        a = self.dual_coef_[task]
+        w = np.zeros(self.support_vectors_.shape[1])
+        step = 256
+        for start in range(0, len(a), step):
+            w += a[start:start + step] @ self.support_vectors_[start:start + step].astype(np.float64)
+        for u, s in enumerate(self.channel_slices_):
+            w[s] *= self.kernel_weights_[task, u]
+        return w, float(self.intercept_[task])
+
     def binary_task(self, task: int, name: str, negative: str) -> KernelSVC:
         """A fitted binary classifier for one task: ``classes_ = [negative, name]``.
 

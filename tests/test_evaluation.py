@@ -65,6 +65,34 @@ def test_incremental_equals_full_recomputation_over_a_whole_curve(kind, pyramid,
     assert np.ptp(fast) > 0  # the curve actually moves
 
 
+@pytest.mark.parametrize("kind", ["fisher", "rank"])
+def test_curves_from_a_shared_start_equal_curves_from_a_fresh_start(kind, train):
+    p = _pipeline(kind, ((1, 1), (2, 2)), train, rotate=False)
+    image = stripes(np.random.default_rng(4), 54)
+    blocks = block_grid(image.shape, 9)
+    order = np.random.default_rng(5).permutation(len(blocks))
+    start = IncrementalImage(p, image, target=1)
+    assert (start._linear is not None) == (kind == "fisher")   # the linear score path is taken
+    before = (start.score, start.channels[0].pooled.copy(), start.channels[0].descriptors.data.copy())
+    noise = make_perturbation("uniform")
+    for seed in (1, 2):
+        fresh = perturbation_curve(p, image, order, blocks, 8, noise, np.random.default_rng(seed),
+                                   target=1)
+        shared = perturbation_curve(p, image, order, blocks, 8, noise,
+                                    np.random.default_rng(seed), target=1, start=start)
+        np.testing.assert_array_equal(shared, fresh)
+    assert start.score == before[0]                      # the start itself is left alone
+    np.testing.assert_array_equal(start.channels[0].pooled, before[1])
+    np.testing.assert_array_equal(start.channels[0].descriptors.data, before[2])
+    assert np.isclose(start.full_score(), start.score, rtol=1e-9)
+    with pytest.raises(ValueError, match="this pipeline and image"):
+        perturbation_curve(p, 1.0 - image, order, blocks, 2, noise, np.random.default_rng(0),
+                           target=1, start=start)
+    with pytest.raises(ValueError, match="not target"):
+        perturbation_curve(p, image, order, blocks, 2, noise, np.random.default_rng(0),
+                           target=0, start=start)
+
+
 def test_max_pooling_is_updated_exactly(train):
     p = Pipeline([("s", DenseSIFT(bin_sizes=[4], steps=3, backend="opencv"),
                    RankMapping(16, pooling="max", random_state=0))], KernelSVC("hik"),

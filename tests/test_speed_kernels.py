@@ -86,3 +86,101 @@ def test_fisher_delta_and_relevance_match_dense_reference(parts):
         got = enc.relevance(R, trace, rule)
         np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-10 * np.abs(ref).max())
         np.testing.assert_allclose(got.sum(), R.sum(), rtol=1e-10)
+
+
+def _normalised_score_reference(w, z, steps, n_cells, power, exponent):
+    """w . normalize(z ** exponent) with the plain NumPy normalisation."""
+    from bowlrp.encoding.pooling import normalize
+
+    x = np.sign(z) * np.abs(z) ** exponent
+    return float(w @ normalize(x, steps, n_cells, power))
+
+
+@pytest.mark.parametrize("steps,exponent", [
+    (("cell-l2", "power", "l2"), 1.0), (("power", "l2"), 1.0), (("l1",), 1.0),
+    (("l1",), 1 / 2.4), (("l2", "power", "l1", "cell-l2"), 1.0), ((), 1.0),
+    (("power", "power", "l2"), 1 / 3),
+])
+def test_linear_score_follows_changes_like_full_normalisation(steps, exponent):
+    from bowlrp.encoding.pooling import LinearScore
+
+    rng = np.random.default_rng(4)
+    n_cells, block = 3, 200
+    z = rng.normal(size=n_cells * block)
+    if exponent != 1.0:
+        z = np.abs(z)                      # p-means statistics are non-negative
+    z[rng.random(z.size) < 0.3] = 0.0
+    w = rng.normal(size=z.size)
+    score = LinearScore(w, z, steps, n_cells, 0.5, exponent)
+    assert score.size == 50
+    ref = _normalised_score_reference(w, z, steps, n_cells, 0.5, exponent)
+    assert np.isclose(score.value(), ref, rtol=1e-12, atol=1e-14)
+    for i in range(5):                     # changes of a few dims, one whole cell emptied
+        new = z.copy()
+        hit = rng.choice(z.size, 30, replace=False)
+        new[hit] = np.abs(rng.normal(size=30)) if exponent != 1.0 else rng.normal(size=30)
+        new[rng.choice(z.size, 10)] = 0.0
+        if i == 3:
+            new[block:2 * block] = 0.0
+        chunks, rows = score.changed(z, new)
+        assert set(chunks) == set(np.flatnonzero((new != z).reshape(-1, 50).any(1)))
+        ref_new = _normalised_score_reference(w, new, steps, n_cells, 0.5, exponent)
+        assert np.isclose(score.value(chunks, rows), ref_new, rtol=1e-12, atol=1e-14)
+        assert np.isclose(score.value(), ref, rtol=1e-12, atol=1e-14)   # state unchanged
+        score.commit(chunks, rows)
+        z, ref = new, ref_new
+        assert np.isclose(score.value(), ref, rtol=1e-12, atol=1e-14)
+
+
+def test_linear_weights_give_the_decision_function():
+    from bowlrp.svm import KernelSVC
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(40, 12))
+    y = np.repeat([0, 1, 2], [14, 13, 13])
+    X[y == 1, :3] += 2.0
+    clf = KernelSVC("linear", channel_sizes=[5, 7], mkl_norm=2).fit(X, y)
+    F = clf.decision_function(X)
+    for task in range(3):
+        w, b = clf.linear_weights(task)
+        reference = b + sum(clf.kernel_weights_[task, u] * (clf.dual_coef_[task] @ (
+            clf.support_vectors_[:, s] @ X[:, s].T)) for u, s in enumerate(clf.channel_slices_))
+        np.testing.assert_allclose(X @ w + b, reference, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(X @ w + b, F[:, task], rtol=1e-12, atol=1e-12)
+    assert KernelSVC("hik").fit(np.abs(X), y).linear_weights(0) is None
+
+
+@pytest.mark.parametrize("rows", [[0], [9], [3, 4, 5], [7, 0, 2, 9, 1], list(range(10)), []])
+def test_replace_rows_equals_dense_replacement(rows):
+    import scipy.sparse as sp
+
+    from bowlrp.encoding.fisher import replace_rows
+
+    rng = np.random.default_rng(6)
+    dense = rng.random((10, 7)) * (rng.random((10, 7)) < 0.4)
+    dense[6] = 0.0                                         # an empty row
+    new = rng.random((len(rows), 7)) * (rng.random((len(rows), 7)) < 0.5)
+    if len(rows) > 1:
+        new[1] = 0.0
+    expected = dense.copy()
+    expected[rows] = new
+    got = replace_rows(sp.csr_matrix(dense), rows, sp.csr_matrix(new.reshape(len(rows), 7)))
+    assert got.has_sorted_indices or got.nnz == 0
+    got.check_format(full_check=True)
+    np.testing.assert_array_equal(got.toarray(), expected)
+    assert got.nnz == np.count_nonzero(expected)
+
+
+def test_boxes_meeting_a_block_equal_the_numpy_test():
+    from bowlrp.evaluation.incremental import _meeting
+
+    rng = np.random.default_rng(7)
+    cy, cx = rng.uniform(0, 60, 500), rng.uniform(0, 80, 500)
+    cy[:50] = np.round(cy[:50])                            # boxes touching the block's edges
+    reach = rng.choice([4.0, 7.5, 12.0], 500)
+    for r0, r1, c0, c1 in [(0, 9, 0, 9), (27, 36, 45, 54), (51, 60, 71, 80), (30, 31, 40, 41)]:
+        expected = np.flatnonzero((cy + reach >= r0) & (cy - reach <= r1 - 1)
+                                  & (cx + reach >= c0) & (cx - reach <= c1 - 1))
+        got = _meeting(cy - reach, cy + reach, cx - reach, cx + reach,
+                       float(r0), float(r1 - 1), float(c0), float(c1 - 1))
+        np.testing.assert_array_equal(got, expected)

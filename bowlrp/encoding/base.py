@@ -127,6 +127,16 @@ class Encoder(TransformerMixin, BaseEstimator):
         return normalize(self._finish_pooling(pooled), self.normalization_steps_, self.n_cells_,
                          getattr(self, "power", 0.5))
 
+    def finish_exponent(self) -> float | None:
+        """``e`` such that :meth:`finish` is ``normalize(sign(z) |z|^e)``, or None if it is not.
+
+        Lets incremental re-encoding keep ``w . finish(z)`` up to date per chunk of
+        dimensions (:class:`~bowlrp.encoding.pooling.LinearScore`).
+        """
+        same = (type(self).finish is Encoder.finish
+                and type(self)._finish_pooling is Encoder._finish_pooling)
+        return 1.0 if same else None
+
     @property
     def additive_pooling(self) -> bool:
         """Whether pooled statistics are sums over descriptors (not max pooling)."""

@@ -49,9 +49,14 @@ def sparse_posteriors(data, means, variances, weights, threshold) -> sp.csr_matr
     indptr = [np.zeros(1, dtype=np.int64)]
     indices, values = [], []
     offset = 0
+    D = data.shape[1]
+    features = np.empty((min(_CHUNK, data.shape[0]), 2 * D))   # [l^2, l], reused per chunk
     for start in range(0, data.shape[0], _CHUNK):
         chunk = data[start:start + _CHUNK]
-        loglik = np.hstack([chunk * chunk, chunk]) @ weights_matrix
+        rows = features[:len(chunk)]
+        np.multiply(chunk, chunk, out=rows[:, :D])
+        rows[:, D:] = chunk
+        loglik = rows @ weights_matrix
         counts, cols, vals = _softmax_rows_to_sparse(loglik, const, threshold)
         indptr.append(offset + np.cumsum(counts))
         offset += int(counts.sum())
@@ -127,38 +132,51 @@ def _softmax_rows_to_sparse(loglik, const, threshold):
 
 
 def replace_rows(A: sp.csr_matrix, rows, B: sp.csr_matrix) -> sp.csr_matrix:
-    """CSR matrix ``A`` with ``A[rows[i]]`` replaced by ``B[i]`` (``rows`` distinct), O(nnz)."""
+    """CSR matrix ``A`` with ``A[rows[i]]`` replaced by ``B[i]`` (``rows`` distinct), O(nnz).
+
+    The rows of ``A`` between two replaced rows are copied as one block.
+    """
     rows = np.asarray(rows, dtype=np.int64).ravel()
-    source = np.full(A.shape[0], -1, dtype=np.int64)
-    source[rows] = np.arange(rows.size)
-    indptr, indices, data = _replace_rows(A.indptr.astype(np.int64), A.indices, A.data,
-                                          B.indptr.astype(np.int64), B.indices, B.data, source)
+    order = np.argsort(rows, kind="stable")
+    indptr, indices, data = _replace_rows(A.indptr, A.indices, A.data, B.indptr, B.indices,
+                                          B.data, rows[order], order.astype(np.int64))
     return sp.csr_matrix((data, indices, indptr), shape=A.shape)
 
 
 @njit(cache=True)
-def _replace_rows(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, source):
-    n = source.shape[0]
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    for r in range(n):
-        s = source[r]
-        length = (b_ptr[s + 1] - b_ptr[s]) if s >= 0 else (a_ptr[r + 1] - a_ptr[r])
-        indptr[r + 1] = indptr[r] + length
+def _replace_rows(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, rows, source):
+    """CSR arrays of A with row ``rows[i]`` (ascending) replaced by row ``source[i]`` of B."""
+    n = a_ptr.shape[0] - 1
+    indptr = np.empty(n + 1, dtype=np.int64)
+    indptr[0] = 0
+    prev = 0                         # next row of A not yet placed
+    shift = np.int64(0)              # indptr[r] - a_ptr[r] for the rows since the last replacement
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for q in range(prev + 1, r + 1):
+            indptr[q] = a_ptr[q] + shift
+        s = source[i]
+        indptr[r + 1] = indptr[r] + (b_ptr[s + 1] - b_ptr[s])
+        shift = indptr[r + 1] - a_ptr[r + 1]
+        prev = r + 1
+    for q in range(prev + 1, n + 1):
+        indptr[q] = a_ptr[q] + shift
     indices = np.empty(indptr[n], dtype=a_idx.dtype)
     values = np.empty(indptr[n], dtype=a_val.dtype)
-    for r in range(n):
-        s = source[r]
-        j = indptr[r]
-        if s >= 0:
-            for q in range(b_ptr[s], b_ptr[s + 1]):
-                indices[j] = b_idx[q]
-                values[j] = b_val[q]
-                j += 1
-        else:
-            for q in range(a_ptr[r], a_ptr[r + 1]):
-                indices[j] = a_idx[q]
-                values[j] = a_val[q]
-                j += 1
+    prev = 0
+    for i in range(rows.shape[0] + 1):
+        r = rows[i] if i < rows.shape[0] else n
+        lo, hi = a_ptr[prev], a_ptr[r]                 # unchanged rows prev .. r-1 in one block
+        out = indptr[prev]
+        indices[out:out + hi - lo] = a_idx[lo:hi]
+        values[out:out + hi - lo] = a_val[lo:hi]
+        if i < rows.shape[0]:
+            s = source[i]
+            lo, hi = b_ptr[s], b_ptr[s + 1]
+            out = indptr[r]
+            indices[out:out + hi - lo] = b_idx[lo:hi]
+            values[out:out + hi - lo] = b_val[lo:hi]
+            prev = r + 1
     return indptr, indices, values
 
 
@@ -213,8 +231,9 @@ def _region_to_cells(region_cells: np.ndarray, counts: np.ndarray) -> np.ndarray
 
 @njit(cache=True, inline="always")
 def _standardise(data, l, mu, inv_sigma, k, t):
+    x, m, s = data[l], mu[k], inv_sigma[k]   # 1-D rows: the loop vectorises
     for i in range(t.shape[0]):
-        t[i] = (data[l, i] - mu[k, i]) * inv_sigma[k, i]
+        t[i] = (x[i] - m[i]) * s[i]
 
 
 @njit(cache=True, parallel=True)
@@ -262,23 +281,29 @@ def _region_sums(data, indptr, indices, gamma, region, n_regions, mu, inv_sigma,
                 _standardise(data, l, mu, inv_sigma, k, t)
                 dm = off_mu + k * D
                 ds = off_sigma + k * D
+                # 1-D views of the D-long segments: the loops below then vectorise
+                # (indexing acc[0, r, ...] inside them kept them scalar, 3x slower)
                 if not signed:
                     if has_mu:
+                        seg = acc[0, r, dm:dm + D]
                         for i in range(D):
-                            acc[0, r, dm + i] += g * t[i]
+                            seg[i] += g * t[i]
                     if has_sigma:
+                        seg = acc[0, r, ds:ds + D]
                         for i in range(D):
-                            acc[0, r, ds + i] += g * (t[i] * t[i] - 1.0)
+                            seg[i] += g * (t[i] * t[i] - 1.0)
                 else:
+                    pos_m, neg_m = acc[0, r, dm:dm + D], acc[1, r, dm:dm + D]
+                    pos_s, neg_s = acc[0, r, ds:ds + D], acc[1, r, ds:ds + D]
                     for i in range(D):
                         zm = g * t[i]
                         zs = g * (t[i] * t[i] - 1.0)
                         if has_mu:
-                            acc[0, r, dm + i] += max(zm, 0.0)
-                            acc[1, r, dm + i] += min(zm, 0.0)
+                            pos_m[i] += max(zm, 0.0)
+                            neg_m[i] += min(zm, 0.0)
                         if has_sigma:
-                            acc[0, r, ds + i] += max(zs, 0.0)
-                            acc[1, r, ds + i] += min(zs, 0.0)
+                            pos_s[i] += max(zs, 0.0)
+                            neg_s[i] += min(zs, 0.0)
     out = partial[0].copy()
     for part in range(1, n_partials):
         out += partial[part]
@@ -520,7 +545,11 @@ class FisherVector(Encoder):
                            "sigma" in parts, self.block_size_, signed, n_partials)
         W = _region_to_cells(region_cells, counts)
         scale = self._block_scale()
-        return np.stack([((W @ a) * scale).ravel() for a in acc])
+        out = np.empty((len(acc), W.shape[0], acc.shape[2]))
+        for row, a in zip(out, acc):
+            np.matmul(W, a, out=row)
+            row *= scale
+        return out.reshape(len(acc), -1)
 
     def _descriptor_relevance(self, R, trace, rule, per_dimension):
         from ..rules import AbsZ, AlphaBeta, Epsilon, require

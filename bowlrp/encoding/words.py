@@ -50,14 +50,23 @@ def nearest_words(data: np.ndarray, centers: np.ndarray, n: int) -> tuple[np.nda
 
 @njit(cache=True)
 def _smallest(products, xx, cc, idx, dist):
-    """Per row: the n smallest ``max(xx_i - products_ij + cc_j, 0)``, ascending, into idx/dist."""
+    """Per row: the n smallest ``max(xx_i - products_ij + cc_j, 0)``, ascending, into idx/dist.
+
+    The row's distances are formed first in a branch-free (vectorised) loop; the
+    insertion pass then mostly compares against the current n-th smallest.
+    """
     rows, V = products.shape
     n = idx.shape[1]
+    row = np.empty(V)
     for i in range(rows):
-        filled = 0
+        x = xx[i]
         for j in range(V):
-            d = max(xx[i] - products[i, j] + cc[j], 0.0)
-            if filled == n and d >= dist[i, n - 1]:
+            row[j] = max(x - products[i, j] + cc[j], 0.0)
+        filled = 0
+        worst = np.inf
+        for j in range(V):
+            d = row[j]
+            if filled == n and d >= worst:
                 continue
             pos = filled if filled < n else n - 1
             while pos > 0 and dist[i, pos - 1] > d:
@@ -69,6 +78,7 @@ def _smallest(products, xx, cc, idx, dist):
             idx[i, pos] = j
             if filled < n:
                 filled += 1
+            worst = dist[i, n - 1]
 
 
 class _WordEncoder(Encoder):
@@ -139,6 +149,14 @@ class _WordEncoder(Encoder):
     def clear_unsupported(self, pooled: np.ndarray, support: np.ndarray) -> np.ndarray:
         pooled[support == 0] = 0.0
         return pooled
+
+    def finish_exponent(self) -> float | None:
+        """``1/p`` of p-means pooling (1 for max pooling): pooled statistics are non-negative."""
+        if type(self).finish is not Encoder.finish or \
+                type(self)._finish_pooling is not _WordEncoder._finish_pooling:
+            return None
+        p, use_max = self._pooling_exponent()
+        return 1.0 if use_max or p == 1.0 else 1.0 / p
 
     def _finish_pooling(self, pooled: np.ndarray) -> np.ndarray:
         p, use_max = self._pooling_exponent()

@@ -4,17 +4,37 @@ Only the descriptors whose influence region overlaps a changed block are
 recomputed (:meth:`describe_at`), and the pooled statistics are updated by
 subtracting their old contributions and adding the new ones (sum and p-means
 pooling are sums over descriptors); max pooling is re-pooled from the stored
-codes of all descriptors, which is exact and needs no extraction. The result
-equals a full recomputation (``IncrementalImage.full_score``) to rounding.
+codes of all descriptors, which is exact and needs no extraction. For a
+linear classifier the score is ``b + w . x`` kept up to date from per-chunk
+sums of the changed pooled dimensions (:class:`~bowlrp.encoding.pooling.LinearScore`),
+other classifiers get the normalised vector. A step is small work and runs in
+one thread. The result equals a full recomputation
+(``IncrementalImage.full_score``) to rounding.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+from numba import njit
 
+from .._threads import single_threaded
 from .._validation import as_float_image
+from ..encoding.pooling import LinearScore
+
+
+@njit(cache=True)
+def _meeting(lo_y, hi_y, lo_x, hi_x, top, bottom, left, right):
+    """Indices ``l`` whose box ``[lo_y, hi_y] x [lo_x, hi_x]`` meets ``[top, bottom] x [left, right]``."""
+    hit = np.empty(lo_y.shape[0], dtype=np.int64)
+    n = 0
+    for l in range(lo_y.shape[0]):
+        if hi_y[l] >= top and lo_y[l] <= bottom and hi_x[l] >= left and lo_x[l] <= right:
+            hit[n] = l
+            n += 1
+    return hit[:n].copy()
 
 
 @dataclass
@@ -30,6 +50,11 @@ class ChannelState:
     pooled: np.ndarray
     reach: np.ndarray    # (N,) influence radius of each descriptor
     support: np.ndarray  # contributing descriptors per (cell, word / component)
+    bounds: np.ndarray = field(init=False, repr=False)  # (4, N) influence boxes
+
+    def __post_init__(self):
+        cy, cx = self.descriptors.centers[:, 0], self.descriptors.centers[:, 1]
+        self.bounds = np.stack([cy - self.reach, cy + self.reach, cx - self.reach, cx + self.reach])
 
     def pooled_after(self, rows: np.ndarray, new_codes: dict):
         """(pooled statistics, support counts) if descriptors ``rows`` had ``new_codes``.
@@ -51,6 +76,14 @@ class ChannelState:
         pooled = enc.clear_unsupported(self.pooled + delta, support)
         return pooled, support
 
+    def copy(self) -> ChannelState:
+        """A copy whose updates leave this state alone (geometry and cells are shared)."""
+        descriptors = copy.copy(self.descriptors)
+        descriptors.data = self.descriptors.data.copy()
+        codes = {k: v.copy() for k, v in self.codes.items()}
+        return replace(self, descriptors=descriptors, codes=codes, pooled=self.pooled.copy(),
+                       support=self.support.copy())
+
     def commit(self, rows: np.ndarray, new_data: np.ndarray, new_codes: dict, pooled, support):
         self.codes = self.encoder.put_codes(self.codes, rows, new_codes, inplace=True)
         self.descriptors.data[rows] = new_data
@@ -71,6 +104,7 @@ class IncrementalImage:
     ----------
     image : ndarray, the current (perturbed) image, float64 in [0, 1]
     score : float, the current ``f(x)`` of the target (sign-adjusted for binary negatives)
+    target : the class label explained; ``requested_target`` is the ``target`` given
     """
 
     def __init__(self, pipeline, image, target=None):
@@ -80,6 +114,7 @@ class IncrementalImage:
         clf = pipeline.classifier_
         self.task, self.sign = clf.task_and_sign(trace.features, target)
         self.target = clf.target_label(self.task, self.sign)
+        self.requested_target = target
         self.channels = []
         for u, ct in enumerate(trace.channels):
             ex = pipeline.extractors_[u]
@@ -92,27 +127,85 @@ class IncrementalImage:
                                               ct.encoding.cell_counts, codes,
                                               ct.encoding.pooled.copy(), reach,
                                               enc.support_counts(codes, ct.encoding.cell_ids)))
-        self.score = self._score_from([c.pooled for c in self.channels])
+        self._linear = self._linear_scores()
+        self.score = self._score_from([c.pooled for c in self.channels])[0]
         self.n_recomputed = 0
 
-    def _score_from(self, pooled: list[np.ndarray]) -> float:
+    def copy(self) -> IncrementalImage:
+        """An independent copy of the current state, e.g. the start of several curves.
+
+        Costs a copy of the descriptors and codes instead of a forward pass.
+        """
+        new = copy.copy(self)
+        new.image = self.image.copy()
+        new.channels = [c.copy() for c in self.channels]
+        if self._linear is not None:
+            b, scores = self._linear
+            new._linear = (b, [ls.copy() for ls in scores])
+        return new
+
+    def _linear_scores(self):
+        """(intercept, one LinearScore per channel) for a linear classifier, else None.
+
+        Then a step's score is ``b + sum_u w_u . finish_u(z_u)`` from per-chunk sums
+        of the changed dimensions (:class:`~bowlrp.encoding.pooling.LinearScore`)
+        instead of normalising every dimension and evaluating the classifier.
+        """
+        linear_weights = getattr(self.pipeline.classifier_, "linear_weights", None)
+        exponents = [c.encoder.finish_exponent() for c in self.channels]
+        if linear_weights is None or any(e is None for e in exponents):
+            return None
+        found = linear_weights(self.task)
+        if found is None:
+            return None
+        w, b = found
+        scores, start = [], 0
+        for c, e in zip(self.channels, exponents):
+            enc = c.encoder
+            stop = start + enc.n_features_out_
+            scores.append(LinearScore(w[start:stop], c.pooled, enc.normalization_steps_,
+                                      enc.n_cells_, getattr(enc, "power", 0.5), e))
+            start = stop
+        if start != w.size:  # pragma: no cover - the pipeline concatenates its channels
+            return None
+        return b, scores
+
+    def _score_from(self, pooled: list[np.ndarray]) -> tuple[float, list]:
+        """Score of the channels' pooled statistics ``pooled`` and what committing them needs."""
+        if self._linear is not None:
+            b, scores = self._linear
+            total, pending = b, []
+            for c, p, ls in zip(self.channels, pooled, scores):
+                chunks, rows = (None, None) if p is c.pooled else ls.changed(c.pooled, p)
+                total += ls.value(chunks, rows)
+                pending.append((ls, chunks, rows))
+            return float(self.sign * total), pending
         x = np.concatenate([c.encoder.finish(p) for c, p in zip(self.channels, pooled)])
         F = self.pipeline.classifier_.decision_function(x[None, :])
-        return float(self.sign * (F[0, self.task] if F.ndim == 2 else F[0]))
+        return float(self.sign * (F[0, self.task] if F.ndim == 2 else F[0])), []
+
+    @staticmethod
+    def _commit_scores(pending: list) -> None:
+        for ls, chunks, rows in pending:
+            if chunks is not None:
+                ls.commit(chunks, rows)
 
     def affected(self, channel: ChannelState, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Descriptors whose influence region meets the pixel block [r0, r1) x [c0, c1)."""
-        cy, cx = channel.descriptors.centers[:, 0], channel.descriptors.centers[:, 1]
-        reach = channel.reach
-        hit = (cy + reach >= r0) & (cy - reach <= r1 - 1) & (cx + reach >= c0) & (cx - reach <= c1 - 1)
-        return np.flatnonzero(hit)
+        lo_y, hi_y, lo_x, hi_x = channel.bounds
+        return _meeting(lo_y, hi_y, lo_x, hi_x, float(r0), float(r1 - 1), float(c0), float(c1 - 1))
 
     def set_block(self, r0: int, r1: int, c0: int, c1: int, values: np.ndarray,
                   commit: bool = True) -> float:
         """Replace pixels [r0:r1, c0:c1] by ``values``; return the new score.
 
         With ``commit=False`` the state is left as it was (occlusion analysis).
+        The step runs in one thread (:func:`~bowlrp._threads.single_threaded`).
         """
+        with single_threaded():
+            return self._set_block(r0, r1, c0, c1, values, commit)
+
+    def _set_block(self, r0, r1, c0, c1, values, commit):
         old = self.image[r0:r1, c0:c1].copy()
         self.image[r0:r1, c0:c1] = values
         updates = []
@@ -125,11 +218,12 @@ class IncrementalImage:
             codes = ch.encoder.compute_codes(data)
             updates.append((rows, data, codes, ch.pooled_after(rows, codes)))
             self.n_recomputed += rows.size
-        score = self._score_from([u[3][0] for u in updates])
+        score, pending = self._score_from([u[3][0] for u in updates])
         if commit:
             for ch, (rows, data, codes, after) in zip(self.channels, updates):
                 if rows.size:
                     ch.commit(rows, data, codes, *after)
+            self._commit_scores(pending)
             self.score = score
         else:
             self.image[r0:r1, c0:c1] = old
@@ -137,14 +231,20 @@ class IncrementalImage:
 
     def set_descriptors(self, channel: int, rows, data: np.ndarray, commit: bool = True) -> float:
         """Replace the raw data of descriptors ``rows`` of one channel; return the new score."""
+        with single_threaded():
+            return self._set_descriptors(channel, rows, data, commit)
+
+    def _set_descriptors(self, channel, rows, data, commit):
         ch = self.channels[channel]
         rows = np.asarray(rows, dtype=np.int64)
         data = np.asarray(data, dtype=np.float32)
         codes = ch.encoder.compute_codes(data)
         after = ch.pooled_after(rows, codes)
-        score = self._score_from([after[0] if c is ch else c.pooled for c in self.channels])
+        score, pending = self._score_from([after[0] if c is ch else c.pooled
+                                           for c in self.channels])
         if commit:
             ch.commit(rows, data, codes, *after)
+            self._commit_scores(pending)
             self.score = score
         return score
 

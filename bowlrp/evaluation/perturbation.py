@@ -107,13 +107,29 @@ def mean_and_stderr(values: np.ndarray) -> tuple[float, float]:
 
 def perturbation_curve(pipeline, image, order: np.ndarray, blocks: np.ndarray, steps: int,
                        perturbation: Callable, rng: np.random.Generator, target=None,
-                       incremental: bool = True) -> np.ndarray:
-    """``f(x^(k))`` for k = 0..steps, replacing ``blocks[order[k-1]]`` at step k."""
+                       incremental: bool = True, start: IncrementalImage | None = None
+                       ) -> np.ndarray:
+    """``f(x^(k))`` for k = 0..steps, replacing ``blocks[order[k-1]]`` at step k.
+
+    ``start``: optionally, an :class:`IncrementalImage` of this pipeline, image and
+    target, left unchanged; the curve starts from a copy of it instead of a forward
+    pass (curves of one image share their start, see :func:`region_perturbation`).
+    """
     img = as_float_image(image)
     blurred = None
     if getattr(perturbation, "blur_sigma", None):
         blurred = cv2.GaussianBlur(img, (0, 0), perturbation.blur_sigma)
-    state = IncrementalImage(pipeline, img, target)
+    if start is None:
+        state = IncrementalImage(pipeline, img, target)
+    else:
+        if start.pipeline is not pipeline or not np.array_equal(start.image, img):
+            raise ValueError("start must be an IncrementalImage of this pipeline and image")
+        same_target = (start.requested_target is None if target is None
+                       else start.target == target)
+        if not same_target:
+            raise ValueError(f"start explains {start.target!r} (asked for "
+                             f"{start.requested_target!r}), not target {target!r}")
+        state = start.copy()
     values = [state.score]
     for k in range(min(steps, len(order))):
         r0, r1, c0, c1 = blocks[order[k]]
@@ -174,12 +190,13 @@ def region_perturbation(pipeline, images, heatmaps, orderings=("morf", "lerf", "
         scores = block_scores(np.asarray(heat, dtype=np.float64), blocks)
         if steps > len(blocks):
             raise ValueError(f"{steps} steps but only {len(blocks)} blocks of {block} pixels")
+        start = IncrementalImage(pipeline, img, target)   # shared by the image's curves
         for r, child in enumerate(seeds[i].spawn(repeats)):
             for o, ochild in zip(orderings, child.spawn(len(orderings))):
                 rng = np.random.default_rng(ochild)
                 order = order_blocks(scores, o, rng)
                 curves[o][i, r] = perturbation_curve(pipeline, img, order, blocks, steps, perturb,
-                                                     rng, target, incremental)
+                                                     rng, target, incremental, start=start)
                 if progress is not None:
                     progress(steps)
     result = PerturbationResult(curves, settings={

@@ -1,0 +1,51 @@
+"""Run small, latency-bound work in the calling thread only.
+
+An incremental re-encoding step is a few milliseconds of small products (a
+GEMM over ~1,500 descriptors, Numba passes over them). Waking BLAS and
+OpenMP worker threads for such work costs more than it saves, and on a
+machine with as many busy threads as cores (2 cores, another job running)
+threads that wait for a descheduled partner -- or OpenMP workers still
+spinning while OpenBLAS wants the cores -- made a step 3 to 5 times slower
+than the same work in one thread. :func:`single_threaded` limits BLAS (via
+threadpoolctl, a scikit-learn dependency) and Numba to one thread for the
+duration of a block. The parallel Numba passes split their work into a fixed
+number of chunks whatever the thread count, so they give the same bits; BLAS
+matrix products split rows and columns, not inner products, across threads,
+while a threaded long dot product may sum in another order (a rounding-level
+difference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numba
+
+_controller = None
+
+
+def _blas_controller():
+    """A threadpoolctl controller over the BLAS libraries loaded now (created once)."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController().select(user_api="blas")
+    return _controller
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """BLAS and Numba parallel regions run in the calling thread inside the block.
+
+    The limits are restored on exit. The BLAS limit is process-wide (as any
+    threadpoolctl limit), the Numba one applies to the calling thread.
+    """
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with _blas_controller().limit(limits=1):
+            yield
+    finally:
+        numba.set_num_threads(previous)
