@@ -41,9 +41,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")   # one thread per process; tiles run in --jobs processes
-if __name__ == "__mp_main__":          # a tile worker: no per-sample progress bars from LIME
+if __name__ in ("__main__", "__mp_main__"):   # run as a program (not imported by the tests)
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")   # one thread per process; tiles run in --jobs processes
+if __name__ == "__mp_main__":                  # a tile worker: no per-sample progress bars from LIME
     os.environ["TQDM_DISABLE"] = "1"
 
 import numpy as np  # noqa: E402
