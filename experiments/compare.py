@@ -9,7 +9,8 @@ generated scenes, picks the ``--tiles`` 102 x 102 held-out tiles the model score
 highest for "polygon", and explains each with every method:
 
 * LRP with the pixel rules ``flat``, ``contribution`` (full / window / gradient;
-  full without the blur adjoint) and, for the Fisher model, ``siftbins``;
+  full without the blur adjoint) and, for the Fisher model, ``siftbins`` and the
+  contribution per descriptor dimension;
 * occlusion with uniform noise and with blur (9 x 9 blocks);
 * LIME, KernelSHAP (SLIC superpixels) and SHAP's Partition explainer (blur masker),
   ``--samples`` model evaluations each (bowlrp.evaluation.baselines);
@@ -81,7 +82,7 @@ def lrp_rules(model: str) -> dict:
     }
     if model == "fisher":
         rules["lrp-siftbins"] = SIFTBins()
-        rules["lrp-contribution-perdescriptor"] = Contribution(per_dimension=False)
+        rules["lrp-contribution-perdimension"] = Contribution(per_dimension=True)
     return rules
 
 

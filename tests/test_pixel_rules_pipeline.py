@@ -44,8 +44,10 @@ def test_conservation_with_every_projection(models, name, rule):
 def test_fisher_per_dimension_differs_from_per_descriptor(models):
     pipes, test = models
     trace = pipes["fisher"].forward_one(test[0])
-    per_dim = explain_trace(pipes["fisher"], trace, None, Contribution()).heatmap
-    per_desc = explain_trace(pipes["fisher"], trace, None, Contribution(per_dimension=False)).heatmap
+    per_dim = explain_trace(pipes["fisher"], trace, None, Contribution(per_dimension=True)).heatmap
+    auto = explain_trace(pipes["fisher"], trace, None, Contribution(per_dimension=None)).heatmap
+    np.testing.assert_array_equal(auto, per_dim)         # None: the encoder's own form
+    per_desc = explain_trace(pipes["fisher"], trace, None, Contribution()).heatmap   # the default
     assert not np.allclose(per_dim, per_desc)
     assert per_dim.sum() == pytest.approx(per_desc.sum(), rel=1e-9, abs=1e-12)
 
