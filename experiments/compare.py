@@ -292,20 +292,46 @@ def replace_block(readme: str, block: str) -> str:
     return readme[:i] + block + readme[j:]
 
 
+LABELS = {"lrp-flat": "LRP flat", "lrp-contribution": "LRP contrib.",
+          "lrp-contribution-window": "contrib. window", "lrp-contribution-gradient": "contrib. grad.",
+          "occlusion-uniform": "occl. noise", "occlusion-blur": "occl. blur", "lime": "LIME",
+          "shap-partition": "SHAP Partition", "kernel-shap": "KernelSHAP"}
+ROW_LABELS = {"hik": "HIK", "chi2": "chi2", "fisher": "Fisher"}
+
+
+def _label(width: int, text: str, height: int = 18) -> np.ndarray:
+    """A white strip with ``text`` centred in black (OpenCV's Hershey font), (height, width, 3)."""
+    import cv2
+
+    strip = np.full((height, width, 3), 255, dtype=np.uint8)
+    scale = 0.36
+    (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.putText(strip, text, (max(0, (width - w) // 2), (height + h) // 2),
+                cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip.astype(np.float64) / 255.0
+
+
 def figure(path: Path, rows: list[tuple[str, np.ndarray, dict]]) -> None:
-    """One row per model: the tile, then each method's heatmap (bwr, scaled per map)."""
+    """One row per model: the tile, then each method's heatmap (bwr, scaled per map), with a
+    header naming the methods and each row's model written over its tile."""
     pics = []
     order = ["lrp-flat", "lrp-contribution", "lrp-contribution-window", "lrp-contribution-gradient",
              "occlusion-uniform", "occlusion-blur", "lime", "shap-partition", "kernel-shap"]
     order = [m for m in order if all(m in r[2] for r in rows)]
-    for _, tile, maps in rows:
-        parts = [np.repeat(tile[:, :, None], 3, axis=2)]
+    size = rows[0][1].shape[1]
+    header = [_label(size, "tile")]
+    for m in order:
+        header += [np.ones((18, 4, 3)), _label(size, LABELS.get(m, m))]
+    for model, tile, maps in rows:
+        first = np.repeat(tile[:, :, None], 3, axis=2).copy()
+        first[:18] = _label(size, ROW_LABELS.get(model, model))
+        parts = [first]
         for m in order:
             h = pictures.normalize_heatmaps([maps[m]])[0]
             parts += [np.ones((tile.shape[0], 4, 3)), pictures.colorize(h, "bwr") / 255.0]
         pics.append(np.hstack(parts))
     gap = np.ones((4, pics[0].shape[1], 3))
-    picture = np.vstack([p for pic in pics for p in (pic, gap)][:-1])
+    picture = np.vstack([np.hstack(header), gap] + [p for pic in pics for p in (pic, gap)][:-1])
     pictures.save_png(path, pictures.with_colorbar(picture, "bwr"))
     (path.parent / "figure_columns.txt").write_text(
         "rows: " + ", ".join(r[0] for r in rows) + "\ncolumns: tile, " + ", ".join(order) + "\n")
