@@ -67,7 +67,7 @@ def main(argv=None):
         "fisher-linear": (Pipeline([("fv", sift, FisherVector(
             GMMVocabulary(16, pca_components=32, max_descriptors=10000, max_iter=20, random_state=0)))],
             KernelSVC("linear"), random_state=0),
-            {"siftbins": SIFTBins(), "contribution-perdescriptor": Contribution(per_dimension=False)}),
+            {"siftbins": SIFTBins(), "contribution-perdimension": Contribution(per_dimension=True)}),
     }
     pipes = {k: pipes[k] for k in args.pipelines.split(",")}
     size = {"height": args.height, "width": args.width}

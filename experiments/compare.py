@@ -282,9 +282,15 @@ def readme_block(summary: dict) -> str:
             f"{settings['repeats']} repeats, {settings['train_scenes']} training scenes, seed "
             f"{settings['seed']}; AOPC mean ± standard error over tiles; paired = per-tile "
             "difference to the best LRP rule ± its standard error; seconds on one core "
-            f"({settings.get('jobs', 1)} tiles at a time); whole run "
-            f"{summary.get('seconds_total', float('nan')) / 60:.1f} min.\n")
+            f"({settings.get('jobs', 1)} tiles at a time); {_run_times(summary)}.\n")
     return head + table(summary, models) + END
+
+
+def _run_times(summary: dict) -> str:
+    runs = summary.get("runs") or [{"models": [m for m in ("hik", "chi2", "fisher") if m in summary],
+                                    "seconds_total": summary.get("seconds_total")}]
+    return "; ".join(f"run of {', '.join(r['models'])}: {r['seconds_total'] / 60:.1f} min"
+                     for r in runs if r.get("seconds_total"))
 
 
 def replace_block(readme: str, block: str) -> str:
@@ -428,10 +434,12 @@ def run(args) -> dict:
 
 
 def merge(dirs: list[str], out_dir: str) -> None:
-    """Combine runs made per model (e.g. in parallel) into one table and figure."""
+    """Combine runs (e.g. one per model, or a model run again) into one table and figure;
+    a model found in several runs is taken from the last."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary, rows, models = {"merged_from": dirs}, [], []
+    summary: dict = {"merged_from": dirs, "runs": []}
+    rows: dict[str, tuple] = {}
     for d in dirs:
         if not (Path(d) / "results.json").is_file():   # an unfinished run: its finished tiles
             files = sorted((Path(d) / "partial").glob("*.json"))
@@ -445,23 +453,26 @@ def merge(dirs: list[str], out_dir: str) -> None:
                 summary[model] = {**summarise(results), "n_tiles": len(results),
                                   "unfinished_run": True}
                 summary[model]["targets"] = targets(summary[model])
-                models.append(model)
                 maps = Path(d) / f"figure_maps_{model}.npz"
                 if maps.is_file():   # the first tile's maps, kept when its model finished
                     z = np.load(maps)
-                    rows.append((model, z["tile"], {k: z[k] for k in z.files if k != "tile"}))
+                    rows[model] = (model, z["tile"], {k: z[k] for k in z.files if k != "tile"})
+            summary["runs"].append({"dir": d, "models": list(by_model), "unfinished": True})
             continue
         part = json.loads((Path(d) / "results.json").read_text())
-        for model in part["settings"]["models"].split(","):
+        run_models = part["settings"]["models"].split(",")
+        for model in run_models:
             summary[model] = part[model]
             summary[f"settings_{model}"] = part["settings"]
-            models.append(model)
             z = np.load(Path(d) / f"figure_maps_{model}.npz")
-            rows.append((model, z["tile"], {k: z[k] for k in z.files if k != "tile"}))
+            rows[model] = (model, z["tile"], {k: z[k] for k in z.files if k != "tile"})
+        summary["runs"].append({"dir": d, "models": run_models,
+                                "seconds_total": part.get("seconds_total")})
+    models = [m for m in ("hik", "chi2", "fisher") if m in rows or m in summary]
     _atomic_json(out / "results.json", summary)
     text = table(summary, models)
     (out / "table.md").write_text(text)
-    figure(out / "figure.png", rows)
+    figure(out / "figure.png", [rows[m] for m in models if m in rows])
     print(text)
 
 
