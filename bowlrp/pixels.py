@@ -142,60 +142,14 @@ def _pixel_bins(backend, weighting, b, cos_t, sin_t, win_means, window, dy, dx, 
     Weighting 0: magnitude x window x bilinear; 1: window x bilinear (orientation
     spread evenly); 2: magnitude x bilinear.
     """
-    use_window = weighting != 2
-    if backend == _OPENCV:
-        # calcSIFTDescriptor: rotated bin coordinates; window exp(-(u^2 + v^2) / 8), bin units
-        c_rot = (dx * cos_t - dy * sin_t) / b
-        r_rot = (dx * sin_t + dy * cos_t) / b
-        rbin = r_rot + _D / 2 - 0.5
-        cbin = c_rot + _D / 2 - 0.5
-        g = np.exp(-(c_rot * c_rot + r_rot * r_rot) / (_D * _D * 0.5)) if use_window else 1.0
-    else:
-        # dsift: triangular kernels of half-width b centred on the bin centres
-        rbin = dy / b + 1.5
-        cbin = dx / b + 1.5
-        g = 1.0
-        if backend == _VLFEAT_EXACT and use_window:
-            s = window * b
-            g = np.exp(-0.5 * (dx * dx + dy * dy) / (s * s))
-    if not (rbin > -1 and rbin < _D and cbin > -1 and cbin < _D):
+    sampled, rbin, cbin, g = _bin_position(backend, b, cos_t, sin_t, window, dy, dx)
+    if not sampled:
         return 0
+    if weighting == 2:
+        g = 1.0
     amp = g if weighting == 1 else mag * g
-    r0 = int(np.floor(rbin))
-    c0 = int(np.floor(cbin))
-    fr = rbin - r0
-    fc = cbin - c0
-    o0 = int(np.floor(ang))
-    fo = ang - o0
-    k = 0
-    for a in range(2):
-        ri = r0 + a
-        if ri < 0 or ri >= _D:
-            continue
-        wr = fr if a else 1.0 - fr
-        for c in range(2):
-            ci = c0 + c
-            if ci < 0 or ci >= _D:
-                continue
-            w = amp * wr * (fc if c else 1.0 - fc)
-            if backend == _VLFEAT_FAST and use_window:
-                w *= win_means[ri] * win_means[ci]
-            if w == 0.0:
-                continue
-            base = (ri * _D + ci) * _NT
-            if weighting == 1:
-                for t in range(_NT):
-                    idx[k] = base + t
-                    wts[k] = w / _NT
-                    k += 1
-            else:
-                idx[k] = base + (o0 % _NT)
-                wts[k] = w * (1.0 - fo)
-                k += 1
-                idx[k] = base + ((o0 + 1) % _NT)
-                wts[k] = w * fo
-                k += 1
-    return k
+    k = _bins_at(backend, weighting, rbin, cbin, amp, win_means, ang, idx, wts)
+    return _spread_orientations(idx, wts, k) if weighting == 1 else k
 
 
 @njit(cache=True)
@@ -401,30 +355,28 @@ def _project_scalar(values, centers, rotations, b, backend, weighting, window, m
 
 
 @njit(cache=True, inline="always")
-def _bin_position(backend, b, cos_t, sin_t, window, dy, dx, out):
-    """Bin coordinates and Gaussian window of one pixel, as :func:`_pixel_bins` computes them:
-    ``out = (rbin, cbin, window)``; False when the descriptor does not sample the pixel."""
+def _bin_position(backend, b, cos_t, sin_t, window, dy, dx):
+    """Bin coordinates and Gaussian window of one pixel: ``(sampled, rbin, cbin, window)``;
+    ``sampled`` is False when the descriptor does not sample the pixel."""
     if backend == _OPENCV:
+        # calcSIFTDescriptor: rotated bin coordinates; window exp(-(u^2 + v^2) / 8), bin units
         c_rot = (dx * cos_t - dy * sin_t) / b
         r_rot = (dx * sin_t + dy * cos_t) / b
         rbin = r_rot + _D / 2 - 0.5
         cbin = c_rot + _D / 2 - 0.5
         if not (rbin > -1 and rbin < _D and cbin > -1 and cbin < _D):
-            return False
-        g = np.exp(-(c_rot * c_rot + r_rot * r_rot) / (_D * _D * 0.5))
-    else:
-        rbin = dy / b + 1.5
-        cbin = dx / b + 1.5
-        if not (rbin > -1 and rbin < _D and cbin > -1 and cbin < _D):
-            return False
-        g = 1.0
-        if backend == _VLFEAT_EXACT:
-            s = window * b
-            g = np.exp(-0.5 * (dx * dx + dy * dy) / (s * s))
-    out[0] = rbin
-    out[1] = cbin
-    out[2] = g
-    return True
+            return False, rbin, cbin, 0.0
+        return True, rbin, cbin, np.exp(-(c_rot * c_rot + r_rot * r_rot) / (_D * _D * 0.5))
+    # dsift: triangular kernels of half-width b centred on the bin centres
+    rbin = dy / b + 1.5
+    cbin = dx / b + 1.5
+    if not (rbin > -1 and rbin < _D and cbin > -1 and cbin < _D):
+        return False, rbin, cbin, 0.0
+    g = 1.0
+    if backend == _VLFEAT_EXACT:
+        s = window * b
+        g = np.exp(-0.5 * (dx * dx + dy * dy) / (s * s))
+    return True, rbin, cbin, g
 
 
 @njit(cache=True, inline="always")
@@ -468,15 +420,6 @@ def _bins_at(backend, weighting, rbin, cbin, amp, win_means, ang, idx, wts):
 
 
 @njit(cache=True, inline="always")
-def _bin_coordinates(backend, b, cos_t, sin_t, dy, dx):
-    if backend == _OPENCV:
-        c_rot = (dx * cos_t - dy * sin_t) / b
-        r_rot = (dx * sin_t + dy * cos_t) / b
-        return r_rot + _D / 2 - 0.5, c_rot + _D / 2 - 0.5
-    return dy / b + 1.5, dx / b + 1.5
-
-
-@njit(cache=True, inline="always")
 def _spread_orientations(idx, wts, k):
     """Window weighting: each spatial entry ``(base, w / 8)`` becomes 8, one per orientation."""
     for s in range(k - 1, -1, -1):
@@ -512,7 +455,7 @@ def _project_cached(values, centers, rotations, b, backend, weighting, window, m
     wn_base = np.zeros((cap, 4), dtype=np.int64)
     wn_w = np.zeros((cap, 4))
     wn_g = np.zeros(cap)                          # the pixel's window value, -1 outside
-    pos = np.zeros(3)
+    wn_rc = np.zeros((cap, 2))                    # and its bin coordinates
     idx = np.zeros(64, dtype=np.int64)
     wts = np.zeros(64)
     two_pi = 2.0 * np.pi
@@ -540,20 +483,25 @@ def _project_cached(values, centers, rotations, b, backend, weighting, window, m
         for r in range(rlo, rhi + 1):
             for c in range(clo, chi + 1):
                 i = (r - rlo) * width + (c - clo)
-                if not _bin_position(backend, b, cos_t, sin_t, window, r - cy, c - cx, pos):
+                sampled, rbin, cbin, g = _bin_position(backend, b, cos_t, sin_t, window,
+                                                       r - cy, c - cx)
+                if not sampled:
                     ch_n[i] = 0
                     wn_g[i] = -1.0
                     continue
-                wn_g[i] = pos[2]
-                g = pos[2] if weighting != 2 else 1.0
+                wn_g[i] = g
+                wn_rc[i, 0] = rbin
+                wn_rc[i, 1] = cbin
+                if weighting == 2:
+                    g = 1.0
                 if weighting == 1:
-                    kk = _bins_at(backend, 1, pos[0], pos[1], g, win_means, 0.0, idx, wts)
+                    kk = _bins_at(backend, 1, rbin, cbin, g, win_means, 0.0, idx, wts)
                     kk = _spread_orientations(idx, wts, kk)
                 else:
                     a = ((ang[r, c] - rot) % two_pi) * (_NT / two_pi)
                     if a >= _NT:
                         a -= _NT
-                    kk = _bins_at(backend, weighting, pos[0], pos[1], mag[r, c] * g, win_means,
+                    kk = _bins_at(backend, weighting, rbin, cbin, mag[r, c] * g, win_means,
                                   a, idx, wts)
                 ch_n[i] = kk
                 for j in range(kk):
@@ -577,8 +525,8 @@ def _project_cached(values, centers, rotations, b, backend, weighting, window, m
                     if wn_g[i] < 0.0:
                         wn_n[i] = 0
                         continue
-                    rbin, cbin = _bin_coordinates(backend, b, cos_t, sin_t, r - cy, c - cx)
-                    kw = _bins_at(backend, 1, rbin, cbin, wn_g[i], win_means, 0.0, idx, wts)
+                    kw = _bins_at(backend, 1, wn_rc[i, 0], wn_rc[i, 1], wn_g[i], win_means, 0.0,
+                                  idx, wts)
                     wn_n[i] = kw
                     for s in range(kw):
                         base = idx[s]
