@@ -264,23 +264,11 @@ def _pixel_mass(backend, weighting, b, cos_t, sin_t, win_means, window, dy, dx, 
     """``sum_k`` of the :func:`_pixel_bins` weights of one pixel (the orientation weights
     of a pixel sum to 1, so no angle is needed)."""
     use_window = weighting != 2
-    if backend == _OPENCV:
-        c_rot = (dx * cos_t - dy * sin_t) / b
-        r_rot = (dx * sin_t + dy * cos_t) / b
-        rbin = r_rot + _D / 2 - 0.5
-        cbin = c_rot + _D / 2 - 0.5
-        if not (rbin > -1 and rbin < _D and cbin > -1 and cbin < _D):
-            return 0.0
-        g = np.exp(-(c_rot * c_rot + r_rot * r_rot) / (_D * _D * 0.5)) if use_window else 1.0
-    else:
-        rbin = dy / b + 1.5
-        cbin = dx / b + 1.5
-        if not (rbin > -1 and rbin < _D and cbin > -1 and cbin < _D):
-            return 0.0
+    sampled, rbin, cbin, g = _bin_position(backend, b, cos_t, sin_t, window, dy, dx)
+    if not sampled:
+        return 0.0
+    if not use_window:
         g = 1.0
-        if backend == _VLFEAT_EXACT and use_window:
-            s = window * b
-            g = np.exp(-0.5 * (dx * dx + dy * dy) / (s * s))
     amp = g if weighting == 1 else mag * g
     r0 = int(np.floor(rbin))
     c0 = int(np.floor(cbin))
