@@ -73,7 +73,11 @@ class _VocabularyMixin:
                 f"{data.shape[1]}"
             )
         self.pca_ = PCA(n_components=self.pca_components, random_state=self.random_state)
-        return self.pca_.fit_transform(data)
+        projected = self.pca_.fit_transform(data)
+        # sklearn may leave components_ as a strided view of its SVD; a saved and loaded
+        # model holds a contiguous copy, and BLAS rounds differently on the two layouts
+        self.pca_.components_ = np.ascontiguousarray(self.pca_.components_)
+        return projected
 
     def project(self, data: np.ndarray) -> np.ndarray:
         """Descriptors in vocabulary space (after PCA if any), float64, shape (N, D')."""

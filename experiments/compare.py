@@ -400,9 +400,35 @@ def explain_tiles(pipe, model: str, Xh, picks, out: Path, args, fig_rows: list) 
     return [results[k] for k in sorted(results)]
 
 
+def resume_key(args) -> dict:
+    """What the finished tiles in ``partial/`` depend on: a resumed run must match it."""
+    keep = ("tiles", "samples", "steps", "repeats", "train_scenes", "heldout_scenes", "words",
+            "variants", "peers", "seed")
+    rules = {m: repr(r) for model in ("hik", "chi2", "fisher")
+             for m, r in chosen_rules(model, args).items()}
+    return {"settings": {k: getattr(args, k) for k in keep}, "rules": rules,
+            "peers": chosen_peers(args)}
+
+
+def check_resume(out: Path, args) -> None:
+    """Refuse to mix tiles of other settings or other rule definitions into one table."""
+    key, path = resume_key(args), out / "partial" / "settings.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != key:
+            diff = sorted(k for k in set(old["settings"]) | set(key["settings"])
+                          if old["settings"].get(k) != key["settings"].get(k))
+            what = ", ".join(diff) if diff else "the rule definitions or the peer methods"
+            sys.exit(f"{out / 'partial'} holds tiles of another run ({what} differ): "
+                     "use another --out, or delete that folder to start again")
+    else:
+        _atomic_json(path, key)
+
+
 def run(args) -> dict:
     out = Path(args.out)
     (out / "partial").mkdir(parents=True, exist_ok=True)
+    check_resume(out, args)
     t_start = time.perf_counter()
     train = generate(args.seed, args.train_scenes)
     held = generate(args.seed + 5000, args.heldout_scenes)
@@ -442,7 +468,7 @@ def merge(dirs: list[str], out_dir: str) -> None:
     rows: dict[str, tuple] = {}
     for d in dirs:
         if not (Path(d) / "results.json").is_file():   # an unfinished run: its finished tiles
-            files = sorted((Path(d) / "partial").glob("*.json"))
+            files = sorted(f for f in (Path(d) / "partial").glob("*_*_*.json"))
             if not files:
                 log(f"{d}: no finished tile yet, left out")
                 continue
@@ -457,6 +483,8 @@ def merge(dirs: list[str], out_dir: str) -> None:
                 if maps.is_file():   # the first tile's maps, kept when its model finished
                     z = np.load(maps)
                     rows[model] = (model, z["tile"], {k: z[k] for k in z.files if k != "tile"})
+                else:                # no maps of this run: no figure row from an older run
+                    rows.pop(model, None)
             summary["runs"].append({"dir": d, "models": list(by_model), "unfinished": True})
             continue
         part = json.loads((Path(d) / "results.json").read_text())

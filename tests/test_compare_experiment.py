@@ -48,7 +48,7 @@ def test_tiny_run_writes_table_figure_and_resumes(tmp_path, compare):
 
     picture = cv2.imread(str(tmp_path / "figure.png"))
     assert picture is not None and picture.shape[0] >= 102 and picture.shape[1] > 10 * 102
-    partial = sorted(p.name for p in (tmp_path / "partial").glob("*.json"))
+    partial = sorted(p.name for p in (tmp_path / "partial").glob("hik_*.json"))
     assert len(partial) == 2
 
     again = _run(tmp_path)        # every tile is read back from partial/, nothing recomputed
@@ -58,6 +58,11 @@ def test_tiny_run_writes_table_figure_and_resumes(tmp_path, compare):
     for pert in ("uniform", "blur"):
         for m, v in hik[pert]["methods"].items():
             assert resumed[pert]["methods"][m]["aopc"] == v["aopc"]
+
+    other = subprocess.run([sys.executable, str(ROOT / "experiments/compare.py"), "--out",
+                            str(tmp_path), *TINY[:-2], "--jobs", "1", "--samples", "13"],
+                           capture_output=True, text=True, timeout=600)
+    assert other.returncode != 0 and "holds tiles of another run (samples differ)" in other.stderr
 
 
 def test_targets_follow_the_paired_differences(compare):
