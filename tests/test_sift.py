@@ -116,7 +116,8 @@ def _reference_peak(hist, n_bins=36):
     return ((peak + offset) * (2 * np.pi / n_bins)) % (2 * np.pi)
 
 
-@pytest.mark.parametrize("shape,bin_size", [((40, 57), 4.0), ((102, 102), 6.0), ((64, 90), 9.0)])
+@pytest.mark.parametrize("shape,bin_size", [((40, 57), 4.0), ((102, 102), 6.0), ((64, 90), 9.0),
+                                            ((7, 9), 6.0), ((3, 5), 2.0)])   # kernels wider than the image
 def test_orientation_histograms_equal_blurring_whole_maps(shape, bin_size):
     """Read at the points only (reflect-101 borders included: points on every edge) against
     OpenCV blurring each of the 36 maps; float32 blur vs float64 sums: ~1e-6 relative."""
