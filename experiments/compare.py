@@ -353,7 +353,7 @@ def _init_worker(pipe_bytes: bytes, model: str, args) -> None:
     _WORKER.update(pipe=pickle.loads(pipe_bytes), model=model, args=args, warm=False)
 
 
-def _tile_job(k: int, index: int, tile: np.ndarray, key: str) -> tuple[int, dict, dict | None]:
+def _tile_job(k: int, tile: np.ndarray, key: str) -> tuple[int, dict, dict | None]:
     """One tile in a worker process: every method, its curves, written atomically to ``key``."""
     pipe, model, args = _WORKER["pipe"], _WORKER["model"], _WORKER["args"]
     if not _WORKER["warm"]:   # compile the Numba kernels outside the timings
@@ -375,7 +375,7 @@ def explain_tiles(pipe, model: str, Xh, picks, out: Path, args, fig_rows: list) 
         if key.is_file():
             results[k] = json.loads(key.read_text())
         else:
-            todo.append((k, int(i), Xh[i], str(key)))
+            todo.append((k, Xh[i], str(key)))
     first_maps = None
     if 0 in results:   # resumed: recompute the first tile's maps for the figure
         i = int(picks[0])
