@@ -6,8 +6,8 @@ export PYTHON
 install:
 	@bash scripts/install.sh
 
-# the default run (CI): everything but the tests marked slow
-test: install
+# the default run (CI): the lint checks, then everything but the tests marked slow
+test: install lint
 	$(PYTHON) -m pytest -q -m "not slow"
 
 # everything, the slow end-to-end and full fuzz suites included
@@ -25,8 +25,12 @@ bench: install
 polygons-experiment: install
 	$(PYTHON) experiments/polygons.py --out experiments/results/polygons
 
+# style (ruff) and the package layout (import-linter contracts in pyproject.toml)
+LINT_PATHS = bowlrp tests benchmarks data_scripts experiments examples
 lint:
-	$(PYTHON) -m ruff check bowlrp tests benchmarks data_scripts
+	$(PYTHON) -m ruff check $(LINT_PATHS)
+	$(PYTHON) -m ruff format --check $(LINT_PATHS)
+	lint-imports
 
 .PHONY: anomaly-experiment
 anomaly-experiment: install

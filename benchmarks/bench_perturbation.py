@@ -27,7 +27,7 @@ from _scenes import scene  # noqa: E402
 from bench_relevance import pipelines  # noqa: E402
 
 from bowlrp.evaluation import IncrementalImage  # noqa: E402
-from bowlrp.evaluation.perturbation import (  # noqa: E402
+from bowlrp.evaluation.perturbation import (
     block_grid,
     block_scores,
     make_perturbation,

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _scenes import scene  # noqa: E402
 
 from bowlrp import DenseSIFT, FisherVector, GMMVocabulary, KMeansVocabulary, RankMapping  # noqa: E402
+from bowlrp.classifier.svm import KernelSVC  # noqa: E402
 from bowlrp.pipeline import Pipeline  # noqa: E402
-from bowlrp.svm import KernelSVC  # noqa: E402
 
 
 def best_of(fn, repeats):

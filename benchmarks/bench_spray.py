@@ -19,7 +19,7 @@ import tracemalloc
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from bowlrp.spray import SpRAy, pool_maps
+from bowlrp.spray.spectral import SpRAy, pool_maps
 
 
 def planted_maps(n: int, seed: int = 0, side: int = 64):

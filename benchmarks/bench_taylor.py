@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from taylor_faithfulness import model_configs, variants  # noqa: E402
 
-from bowlrp.classifier_relevance import classifier_relevance  # noqa: E402
+from bowlrp.classifier.relevance import classifier_relevance  # noqa: E402
 from bowlrp.datasets.polygons import generate, tile_dataset  # noqa: E402
 from bowlrp.explanation import explain_trace  # noqa: E402
-from bowlrp.io import load  # noqa: E402
+from bowlrp.model_files import load  # noqa: E402
 from bowlrp.pipeline import Pipeline  # noqa: E402
 from bowlrp.rules import Epsilon  # noqa: E402
 

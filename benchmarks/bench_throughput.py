@@ -4,7 +4,7 @@ Per image: read a 480x360 JPEG (``as_float_image``), ``Pipeline.explain`` with
 the shipped ``voc_fisher`` config (dense SIFT 4/6/8/10 step 3, PCA 80, GMM
 256, pyramid 1x1 + 2x2 + 3x1, linear SVM), then write the result as
 ``bowlrp-explain`` does (``_relevance.npy``, heatmap and overlay PNGs, JSON
-record, staged and renamed together by ``bowlrp.batch.publish``). BLAS, OpenMP
+record, staged and renamed together by ``bowlrp.runs.folder.publish``). BLAS, OpenMP
 and Numba are held to one thread (environment variables set before NumPy is
 imported, and ``threadpoolctl``), so images/s of one process = images/s per
 core. The model is fitted once on generated scenes (vocabulary of 40,000
@@ -75,7 +75,7 @@ def fitted_model(work: Path) -> Path:
     sys.path.insert(0, str(HERE))
     from _scenes import scene
 
-    from bowlrp.io import save
+    from bowlrp.model_files import save
     from bowlrp.pipeline import Pipeline
 
     pipe = Pipeline.from_config("voc_fisher", {"max_descriptors": 40000, "max_iter": 20})
@@ -89,9 +89,9 @@ def process_image(pipe, path: Path, out: Path) -> dict:
     """Read, explain and write one image; CPU and wall seconds of each stage."""
     import io
 
-    from bowlrp._validation import as_float_image
-    from bowlrp.batch import picture_bytes, publish
+    from bowlrp._utils.validation import as_float_image
     from bowlrp.image import display_scale
+    from bowlrp.runs.folder import picture_bytes, publish
 
     times = {}
     c, w = time.process_time(), time.perf_counter()
@@ -123,7 +123,7 @@ def _serial_child(args) -> None:
     """One round in this process: warm-up image, then all images; JSON on stdout."""
     from threadpoolctl import threadpool_limits
 
-    from bowlrp.io import load
+    from bowlrp.model_files import load
 
     threadpool_limits(1)
     pipe = load(args.model)
@@ -172,7 +172,7 @@ def _worker_task(model: str, path: str, out: str) -> dict:
     from distributed import get_worker
     from threadpoolctl import threadpool_limits
 
-    from bowlrp.io import load
+    from bowlrp.model_files import load
 
     worker = get_worker()
     pipe = getattr(worker, "_bench_pipe", None)

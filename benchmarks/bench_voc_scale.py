@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     data = work / "data"
 
     from bowlrp.datasets.voc import read_voc
-    from bowlrp.io import load, save
+    from bowlrp.model_files import load, save
     from bowlrp.pipeline import Pipeline
 
     if args.stage == "data":
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     if args.stage == "svm":
         from numpy.lib.format import open_memmap
 
-        from bowlrp.kernels import blocked_inner
+        from bowlrp.classifier.kernels import blocked_inner
 
         pipe = load(work / "vocabulary.pkl")
         X = open_memmap(work / "features_trainval.npy", mode="r")
@@ -216,7 +216,7 @@ def main(argv=None) -> int:
     if args.stage == "gram":
         from sklearn.svm import SVC
 
-        from bowlrp.kernels import blocked_inner
+        from bowlrp.classifier.kernels import blocked_inner
 
         rng = np.random.default_rng(0)
         n, d = args.n_gram, 327_680

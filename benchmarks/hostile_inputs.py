@@ -8,7 +8,7 @@ Inputs: the hostile model corpus of ``tests/hostile.py`` (code-running skops
 payloads injected into a valid model and as bare skops files, zip bombs,
 truncated files, wrong hashes, a scikit-learn model, a pickle) and the image
 bombs of ``tests/imagefiles.py``. Each is opened with the default limits by
-``bowlrp.io.load`` / ``model_info`` or ``as_float_image`` in its own process
+``bowlrp.model_files.load`` / ``model_info`` or ``as_float_image`` in its own process
 under ``RLIMIT_AS`` (``--limit`` GiB, default 6, so that a blow-up shows in
 the peak instead of being cut off at 2 GiB); the small code-running model files
 share one process unless ``--isolate-all``. Reports peak RSS (``ru_maxrss``),
@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 CHILD = r"""
 import json, sys, warnings
 warnings.simplefilter("ignore")
-from bowlrp._validation import as_float_image
-from bowlrp.io import load, model_info
+from bowlrp._utils.validation import as_float_image
+from bowlrp.model_files import load, model_info
 calls = {"image": as_float_image, "load": load, "model_info": model_info}
 for kind, path in zip(sys.argv[1::2], sys.argv[2::2]):
     try:
@@ -59,9 +59,9 @@ def main(argv=None) -> int:
     import numpy as np
 
     from bowlrp import DenseSIFT, HardAssignment
-    from bowlrp.io import save
+    from bowlrp.classifier.svm import KernelSVC
+    from bowlrp.model_files import save
     from bowlrp.pipeline import Pipeline
-    from bowlrp.svm import KernelSVC
     from tests import hostile
     from tests import imagefiles as F
     from tests.conftest import blobs, stripes

@@ -1,53 +1,54 @@
 """bowlrp: Bag-of-Words and Fisher-vector kernel classifiers explained with LRP.
 
-The pipeline, stage by stage (each an scikit-learn estimator with ``forward``
-and ``relevance``): descriptors (:class:`DenseSIFT`, :class:`ColorQuantiles`)
--> vocabularies (:class:`KMeansVocabulary`, :class:`GMMVocabulary`) ->
-mappings (:class:`HardAssignment`, :class:`RankMapping`,
-:class:`SoftAssignment`, :class:`FisherVector`) -> kernel machine
-(:class:`KernelSVC` with the kernels of :mod:`bowlrp.kernels`), joined by
-:class:`Pipeline`. Rules for the relevance pass are in :mod:`bowlrp.rules`;
-model files are written and read with :func:`save` / :func:`load`.
+The pipeline, stage by stage, one folder per layer (each stage an scikit-learn
+estimator with ``forward`` and ``relevance``): :mod:`bowlrp.descriptors`
+(:class:`DenseSIFT`, :class:`ColorQuantiles`) -> :mod:`bowlrp.encoding`
+(vocabularies :class:`KMeansVocabulary`, :class:`GMMVocabulary`; mappings
+:class:`HardAssignment`, :class:`RankMapping`, :class:`SoftAssignment`,
+:class:`FisherVector`) -> :mod:`bowlrp.classifier` (:class:`KernelSVC` and the
+anomaly detectors), joined by :class:`Pipeline`; :mod:`bowlrp.explanation` runs the
+relevance pass with the rules of :mod:`bowlrp.rules`. Model files are written and
+read with :func:`save` / :func:`load`; many images are explained by :mod:`bowlrp.runs`
+and analysed by :mod:`bowlrp.spray` and :mod:`bowlrp.evaluation`.
 """
 
-from . import kernels, rules
+import importlib
+
+from . import _moved, rules
 from ._version import __version__
-from .anomaly import KernelSVDD, OneClassKernelSVM
+from .classifier import KernelSVC, KernelSVDD, OneClassKernelSVM
 from .config import ConfigError, load_config
 from .datasets.voc import DatasetError, read_dataset
 from .descriptors import ColorQuantiles, DenseSIFT, Descriptors
-from .encoding import FisherVector, HardAssignment, RankMapping, SoftAssignment
+from .encoding import (
+    FisherVector,
+    GMMVocabulary,
+    HardAssignment,
+    KMeansVocabulary,
+    RankMapping,
+    SoftAssignment,
+)
 from .exceptions import BowlrpError, ImageError, ModelFileError, RuleError
 from .explanation import Explanation
-from .io import load, model_info, save
+from .model_files import load, model_info, save
 from .pipeline import Pipeline
-from .svm import KernelSVC
-from .vocabulary import GMMVocabulary, KMeansVocabulary
+from .runs import explain_to_store, open_store
+from .spray import SpRAy, rank_classes
 
 __all__ = [
     "BowlrpError", "ColorQuantiles", "ConfigError", "DatasetError", "DenseSIFT", "Descriptors", "Explanation",
     "FisherVector", "GMMVocabulary", "HardAssignment", "ImageError", "KMeansVocabulary",
     "KernelSVC", "KernelSVDD", "ModelFileError", "OneClassKernelSVM", "Pipeline", "RankMapping",
     "RuleError", "SoftAssignment", "SpRAy",
-    "__version__", "explain_to_store", "kernels", "load", "load_config", "model_info", "open_store",
+    "__version__", "explain_to_store", "load", "load_config", "model_info", "open_store",
     "rank_classes", "read_dataset", "rules", "save",
 ]
 
+_moved.install()
+
 
 def __getattr__(name: str):
-    # bowlrp.spray is also a program (python -m bowlrp.spray): imported on first use only,
-    # so running it does not import the module twice
-    if name in ("SpRAy", "rank_classes"):
-        from . import spray
-
-        return getattr(spray, name)
-    # the relevance store and the Dask engine import zarr and dask: only when used
-    if name == "open_store":
-        from .store import open as open_store
-
-        return open_store
-    if name == "explain_to_store":
-        from .distributed import explain_to_store
-
-        return explain_to_store
-    raise AttributeError(f"module 'bowlrp' has no attribute {name!r}")
+    # bowlrp.kernels, bowlrp.io, ... as attributes: the 0.1 paths, deprecated (bowlrp._moved)
+    if f"{__name__}.{name}" in _moved.MOVED_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,12 +31,12 @@ from pathlib import Path
 
 import yaml
 
-from . import kernels as _kernels
+from .classifier import kernels as _kernels
+from .classifier.svm import KernelSVC
 from .descriptors import ColorQuantiles, DenseSIFT
 from .encoding import FisherVector, HardAssignment, RankMapping, SoftAssignment
+from .encoding.vocabulary import GMMVocabulary, KMeansVocabulary
 from .exceptions import BowlrpError
-from .svm import KernelSVC
-from .vocabulary import GMMVocabulary, KMeansVocabulary
 
 REGISTRY = {
     cls.__name__: cls

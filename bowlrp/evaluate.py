@@ -2,7 +2,7 @@
 
 import sys
 
-from bowlrp.cli.evaluate import main
+from .cli.evaluate import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,7 @@
 
 import sys
 
-from bowlrp.cli.explain import main
+from .cli.explain import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,20 +6,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .classifier_relevance import DimensionRelevance, classifier_relevance
-from .classifier_relevance import default_rule as default_classifier_rule
+from ._utils.parallel import map_images
+from ._utils.validation import as_float_image
+from .classifier.relevance import DimensionRelevance, classifier_relevance
+from .classifier.relevance import default_rule as default_classifier_rule
 from .descriptors.geometry import Descriptors
 from .exceptions import RuleError
-from .pixels import contribution_step, pixel_rule_check, through_pca
-from .rules import (
-    CLASSIFIER_RULES,
-    DESCRIPTOR_RULES,
-    PIXEL_RULES,
-    Contribution,
-    Flat,
-    SIFTBins,
-    require,
-)
+from .rules import CLASSIFIER_RULES, DESCRIPTOR_RULES, PIXEL_RULES, Flat, require
 
 
 @dataclass
@@ -140,38 +133,43 @@ def resolve_rules(rules) -> dict:
 
 
 def explain_trace(pipeline, trace, target=None, rules=None) -> Explanation:
-    """Relevance pass for one image whose forward trace is ``trace`` (an ImageTrace)."""
+    """Relevance pass for one image whose forward trace is ``trace`` (an ImageTrace).
+
+    The three steps of docs/math.md §2, each owned by its stage:
+
+    1. the classifier: ``f(x)`` to the feature dimensions, ``R_d`` and the bias;
+    2. per channel, the encoder: ``R_d`` to the descriptors, ``R_l`` (or to each
+       descriptor dimension, back through the vocabulary's PCA, when the pixel rule
+       reads them);
+    3. the extractor: descriptors to pixels, ``R_p``.
+    """
     steps = resolve_rules(rules)
     clf = pipeline.classifier_
     task, sign = clf.task_and_sign(trace.features, target)
     crule = steps["classifier"] or default_classifier_rule(clf)
     require(crule, CLASSIFIER_RULES, "the classifier step")
-    prule = pixel_rule_check(steps["pixels"])
+    prule = require(steps["pixels"], PIXEL_RULES, "the pixel step")
+    # step 1
     dims: DimensionRelevance = classifier_relevance(clf, trace.features, task, sign, crule)
     heatmap = np.zeros(trace.image_shape)
     channels = []
     used_descriptor_rules = {}
     absorbed = 0.0
     for u, ct in enumerate(trace.channels):
-        encoder = pipeline.encoders_[u]
+        extractor, encoder = pipeline.extractors_[u], pipeline.encoders_[u]
         R_u = dims.relevance[clf.channel_slices_[u]]
         drule = steps["descriptors"] or encoder.default_rule()
         used_descriptor_rules[ct.name] = drule
-        if isinstance(prule, SIFTBins):
-            if not hasattr(encoder, "gmm_parameters") or not ct.descriptors.channel.startswith("sift"):
-                raise RuleError(
-                    f"SIFTBins needs a Fisher-vector channel over SIFT; channel {ct.name!r} is "
-                    f"{type(encoder).__name__} over {ct.descriptors.channel or 'descriptors'}"
-                )
-            R_l, per_dim = encoder.relevance(R_u, ct.encoding, drule, per_dimension=True)
-            per_dim = through_pca(per_dim, ct.descriptors, encoder.vocabulary_, prule.epsilon)
-            hm = pipeline.extractors_[u].relevance(per_dim, ct.descriptors, prule)
-        elif isinstance(prule, Contribution):
-            R_l, hm = contribution_step(prule, pipeline.extractors_[u], encoder, ct, R_u, drule,
-                                        trace.image)
+        # step 2
+        if extractor.wants_dimension_relevance(prule, encoder.has_dimension_relevance):
+            if not encoder.has_dimension_relevance:
+                raise RuleError(_no_dimension_relevance(prule, ct, encoder))
+            R_l, R_projected = encoder.relevance(R_u, ct.encoding, drule, per_dimension=True)
+            R_below = encoder.vocabulary_.relevance(R_projected, ct.descriptors, prule.epsilon)
         else:
-            R_l = encoder.relevance(R_u, ct.encoding, drule)
-            hm = pipeline.extractors_[u].relevance(R_l, ct.descriptors, prule)
+            R_l = R_below = encoder.relevance(R_u, ct.encoding, drule)
+        # step 3
+        hm = extractor.relevance(R_below, ct.descriptors, prule, image=trace.image)
         absorbed += float(R_u.sum() - hm.sum())
         heatmap += hm
         channels.append(ChannelRelevance(ct.name, ct.descriptors, R_l, R_u, hm))
@@ -186,6 +184,15 @@ def explain_trace(pipeline, trace, target=None, rules=None) -> Explanation:
         rules={"classifier": crule, "descriptors": used_descriptor_rules, "pixels": prule},
         root_distance=dims.root_distance,
     )
+
+
+def _no_dimension_relevance(rule, channel_trace, encoder) -> str:
+    """The one-line error for a pixel rule that reads relevance per descriptor dimension."""
+    over = channel_trace.descriptors.channel or "descriptors"
+    name = type(rule).__name__
+    hint = f"; use {name}(per_dimension=False)" if hasattr(rule, "per_dimension") else ""
+    return (f"{name} needs a Fisher-vector channel over SIFT: channel {channel_trace.name!r} is "
+            f"{type(encoder).__name__} over {over}, which has no per-dimension relevance{hint}")
 
 
 def tile_origins(length: int, tile: int, stride: int) -> list[int]:
@@ -211,9 +218,6 @@ def explain_tiled(pipeline, image, tile: int, stride: int, target=None, rules=No
     means over tiles; ``extra["tile_scores"]`` holds each tile's origin and score.
     Tiles are processed in parallel chunks when the pipeline has ``n_jobs``.
     """
-    from ._parallel import map_images
-    from ._validation import as_float_image
-
     img = as_float_image(image)
     H, W = img.shape[:2]
     if tile < 1 or stride < 1:

@@ -1,4 +1,6 @@
-"""Heatmap pictures: normalisation, colour maps, overlays, edges, masks, PNG files (docs/math.md §3).
+"""Heatmaps as pictures (normalisation, colour maps, overlays, edges, masks, PNG files;
+docs/math.md §3) and as grids (sum-pooling onto ``grid x grid`` cells, the input of SpRAy
+and of a relevance store's pooled maps).
 
 Heatmaps are normalised by ``max_p |R_p|`` (of one image, or of a set of
 images with ``normalize="global"`` so magnitudes stay comparable) to
@@ -10,13 +12,14 @@ green about zero, red positive).
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ._atomic import atomic_write_bytes
-from ._validation import as_float_image
+from ._utils.atomic import atomic_write_bytes
+from ._utils.validation import as_float_image
 
 COLORMAPS = ("bwr", "seismic", "jet", "coolwarm", "RdBu_r", "gray")
 #: Default display clipping: the 99.5th percentile of |R| maps to full colour.
@@ -180,7 +183,7 @@ def write_png(path, picture: np.ndarray) -> Path:
     """Write an RGB float [0, 1] or uint8 picture as PNG, atomically.
 
     The PNG is encoded in memory and written with Python file I/O through
-    :func:`bowlrp._atomic.atomic_write_bytes` (temporary file in the same
+    :func:`bowlrp._utils.atomic.atomic_write_bytes` (temporary file in the same
     folder, fsync, rename; mode ``0o666 & ~umask``): OpenCV never sees the
     path, so names that are not valid UTF-8 work, and an interrupted write
     leaves no partial file.
@@ -201,3 +204,80 @@ def triplet(image, heatmap: np.ndarray, colormap: str = "bwr") -> np.ndarray:
     gap = np.ones((h.shape[0], 4, 3))
     return np.hstack([h, gap, heatmap_on_edges(image, heatmap, colormap), gap,
                       mask_positive(image, heatmap)])
+
+
+# -- heatmaps as grids (SpRAy's input; the pooled maps a relevance store keeps) ----------
+
+def as_maps(maps) -> list[np.ndarray]:
+    """A list of finite 2-D float64 arrays from an (n, H, W) array or a list of 2-D arrays."""
+    if isinstance(maps, np.ndarray):
+        if maps.ndim != 3:
+            raise ValueError(f"maps must be an (n, H, W) array or a list of 2-D arrays, "
+                             f"got an array of shape {maps.shape}")
+        out = list(maps.astype(np.float64, copy=False))
+    else:
+        out = []
+        for i, m in enumerate(maps):
+            a = np.asarray(m, dtype=np.float64)
+            if a.ndim != 2:
+                raise ValueError(f"map {i} has shape {a.shape}; every map must be 2-D (H, W)")
+            out.append(a)
+    for i, a in enumerate(out):
+        if a.size == 0:
+            raise ValueError(f"map {i} is empty")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"map {i} contains NaN or infinite values")
+    return out
+
+
+def common_shape(shapes) -> tuple[int, int]:
+    """The most frequent shape (ties: the largest area), the one all maps are resized to."""
+    counts = Counter(tuple(int(v) for v in s) for s in shapes)
+    return max(counts, key=lambda s: (counts[s], s[0] * s[1], s))
+
+
+def _pooling_matrix(length: int, cells: int) -> np.ndarray:
+    """(cells, length) weights: the share of pixel ``p`` that falls into cell ``i``.
+
+    Cell ``i`` covers ``[i * length / cells, (i + 1) * length / cells)``; a pixel
+    straddling two cells is split by overlap, so every column sums to 1.
+    """
+    edges = np.arange(cells + 1) * (length / cells)
+    lo = np.maximum(edges[:-1, None], np.arange(length)[None, :])
+    hi = np.minimum(edges[1:, None], np.arange(1, length + 1)[None, :])
+    return np.clip(hi - lo, 0.0, None)
+
+
+def pool_maps(maps, grid: int = 20, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Resize every map to one shape, then sum-pool it onto ``grid x grid`` cells.
+
+    ``P[i, a, b] = sum_{h, w} Pr[a, h] M_i[h, w] Pc[b, w]`` with the overlap
+    weights of :func:`_pooling_matrix`, so the total relevance of a map (after
+    resizing) is kept: ``P[i].sum() == resize(M_i).sum()``.
+
+    Parameters
+    ----------
+    maps : (n, H, W) array or list of 2-D arrays (shapes may differ)
+    grid : int
+    shape : (H, W) or None
+        Common shape; None: :func:`common_shape` of the maps.
+
+    Returns
+    -------
+    ndarray (n, grid, grid) float64
+    """
+    maps = as_maps(maps)
+    if grid < 1:
+        raise ValueError(f"grid must be positive, got {grid}")
+    if shape is None:
+        shape = common_shape(m.shape for m in maps)
+    H, W = int(shape[0]), int(shape[1])
+    pr, pc = _pooling_matrix(H, grid), _pooling_matrix(W, grid)
+    out = np.empty((len(maps), grid, grid))
+    for i, m in enumerate(maps):
+        if m.shape != (H, W):
+            # INTER_AREA averages blocks when shrinking; bilinear when enlarging
+            shrink = m.shape[0] >= H and m.shape[1] >= W
+            m = cv2.resize(m, (W, H), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        out[i] = pr @ m @ pc.T
+    return out

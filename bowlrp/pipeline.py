@@ -17,11 +17,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ._parallel import map_images
-from ._validation import as_image_list
+from ._utils.parallel import map_images
+from ._utils.validation import as_float_image, as_image_list
+from .classifier.svm import KernelSVC
+from .config import ConfigError, build_stages, load_config
 from .descriptors.geometry import Descriptors
 from .encoding.base import EncodingTrace
-from .svm import KernelSVC
+from .explanation import explain_tiled, explain_trace
 
 _CACHE_BYTES = 1 << 30  # keep training descriptors in memory below this size
 
@@ -183,8 +185,6 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         ConfigError
             Invalid config or an override that names no parameter.
         """
-        from .config import build_stages, load_config
-
         cfg = load_config(config)
         changes = {**(cfg.get("overrides") or {}), **(overrides or {}), **kwargs}
         channels, classifier = build_stages(cfg)
@@ -197,8 +197,6 @@ class Pipeline(ClassifierMixin, BaseEstimator):
 
     def _resolve_overrides(self, changes: dict, where: str) -> dict:
         """Map override names (``.`` or ``__``, bare suffixes) to :meth:`get_params` keys."""
-        from .config import ConfigError
-
         params = self.get_params(deep=True)
         out = {}
         for key, value in changes.items():
@@ -430,8 +428,6 @@ class Pipeline(ClassifierMixin, BaseEstimator):
 
     def forward_one(self, image) -> ImageTrace:
         """Forward pass of one image keeping every intermediate the relevance pass needs."""
-        from ._validation import as_float_image
-
         check_is_fitted(self, "classifier_")
         image = as_float_image(image)
         channels = []
@@ -466,8 +462,6 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         -------
         list of Explanation (or of lists, for a list of targets)
         """
-        from .explanation import explain_tiled, explain_trace
-
         check_is_fitted(self, "classifier_")
         images = as_image_list(images)
         many = isinstance(target, (list, tuple))
@@ -491,7 +485,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         return self.classifier_.predict(self.transform(images))
 
     def score_samples(self, images) -> np.ndarray:
-        """Normality scores of an anomaly detector classifier (bowlrp.anomaly), shape (n,)."""
+        """Normality scores of an anomaly detector classifier (bowlrp.classifier.anomaly), shape (n,)."""
         return self.classifier_.score_samples(self.transform(images))
 
     def score(self, images, y, sample_weight=None) -> float:

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import load_config
 from .datasets.voc import DatasetError, ImageDataset
+from .pipeline import Pipeline
 
 
 def negative_label(name: str) -> str:
@@ -102,8 +104,6 @@ def train(dataset: ImageDataset, config, classes=None, max_images: int | None = 
         images, descriptors sampled per channel, feature size, training
         accuracy, seconds per stage and in total
     """
-    from .config import load_config
-    from .pipeline import Pipeline
 
     cfg = load_config(config)
     labels = _subsample(training_labels(dataset, classes), max_images, cfg.get("random_state"))

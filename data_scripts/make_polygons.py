@@ -14,16 +14,9 @@ import argparse
 import csv
 from pathlib import Path
 
-from bowlrp.datasets.polygons import (  # noqa: F401  (re-exported)
-    STRIDE,
-    TILE,
-    Scene,
-    crop_label,
+from bowlrp.datasets.polygons import (
     generate,
-    load_scene,
-    render_scene,
     save_scenes,
-    tile_dataset,
     training_crops,
 )
 

@@ -14,15 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bowlrp.datasets.shortcut import (  # noqa: F401  (re-exported)
-    SIZE,
-    STAMP_SHAPE,
-    Sample,
-    add_artefact,
+from bowlrp.datasets.shortcut import (
     generate,
-    render_sample,
     save_samples,
-    stamp_box,
 )
 
 

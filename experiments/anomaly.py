@@ -37,13 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bowlrp import image as pictures  # noqa: E402
-from bowlrp.anomaly import KernelSVDD, OneClassKernelSVM  # noqa: E402
+from bowlrp.classifier.anomaly import KernelSVDD, OneClassKernelSVM  # noqa: E402
 from bowlrp.datasets.inspection import KINDS, generate, normal_patches  # noqa: E402
 from bowlrp.descriptors import DenseSIFT  # noqa: E402
 from bowlrp.encoding import FisherVector  # noqa: E402
+from bowlrp.encoding.vocabulary import GMMVocabulary  # noqa: E402
 from bowlrp.evaluation import region_perturbation  # noqa: E402
 from bowlrp.pipeline import Pipeline  # noqa: E402
-from bowlrp.vocabulary import GMMVocabulary  # noqa: E402
 
 BIN = 4  # SIFT bin size: descriptors cover 4 x 4 bins = 16 pixels
 

@@ -54,17 +54,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bowlrp import image as pictures  # noqa: E402
+from bowlrp.classifier.svm import KernelSVC  # noqa: E402
 from bowlrp.datasets.polygons import generate, tile_dataset  # noqa: E402
 from bowlrp.descriptors.sift import DenseSIFT  # noqa: E402
 from bowlrp.encoding.fisher import FisherVector  # noqa: E402
+from bowlrp.encoding.vocabulary import GMMVocabulary  # noqa: E402
 from bowlrp.evaluation import region_perturbation  # noqa: E402
 from bowlrp.evaluation.baselines import explain_baseline  # noqa: E402
 from bowlrp.evaluation.perturbation import aopc  # noqa: E402
 from bowlrp.explanation import explain_trace  # noqa: E402
 from bowlrp.pipeline import Pipeline  # noqa: E402
 from bowlrp.rules import Contribution, Flat, SIFTBins  # noqa: E402
-from bowlrp.svm import KernelSVC  # noqa: E402
-from bowlrp.vocabulary import GMMVocabulary  # noqa: E402
 
 CONFIGS = {"hik": "polygons_hik", "chi2": "polygons_chi2"}
 TITLE = {"hik": "HIK + MKL", "chi2": "exp-χ² + MKL", "fisher": "Fisher vectors, linear"}

@@ -45,10 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bowlrp import image as pictures  # noqa: E402
-from bowlrp._parallel import map_images  # noqa: E402
+from bowlrp._utils.parallel import map_images  # noqa: E402
 from bowlrp.datasets import polygons as polygon_data  # noqa: E402
 from bowlrp.datasets.polygons import STRIDE, TILE, generate, save_scenes, tile_dataset  # noqa: E402
-from bowlrp.io import save  # noqa: E402
+from bowlrp.model_files import save  # noqa: E402
 from bowlrp.pipeline import Pipeline  # noqa: E402
 
 CONFIGS = {"hik": "polygons_hik", "chi2": "polygons_chi2"}
@@ -280,7 +280,7 @@ def plot_curves(curves: dict, path: Path, steps: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bowlrp._atomic import atomic_write_bytes
+    from bowlrp._utils.atomic import atomic_write_bytes
 
     models = list(curves)
     perts = list(next(iter(curves.values())))

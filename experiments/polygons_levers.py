@@ -27,9 +27,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bowlrp.classifier.svm import KernelSVC  # noqa: E402
 from bowlrp.datasets.polygons import TILE, generate, overlapping_tiles, tile_dataset  # noqa: E402
 from bowlrp.pipeline import Pipeline  # noqa: E402
-from bowlrp.svm import KernelSVC  # noqa: E402
 
 
 def features(out: Path, n_train: int, n_val: int, n_overlap: int, words: int,

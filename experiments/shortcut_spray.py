@@ -22,10 +22,10 @@ import time
 import numpy as np
 
 from bowlrp import DenseSIFT, FisherVector, GMMVocabulary, HardAssignment, KMeansVocabulary
+from bowlrp.classifier.svm import KernelSVC
 from bowlrp.datasets.shortcut import add_artefact, generate
 from bowlrp.pipeline import Pipeline
-from bowlrp.spray import SpRAy
-from bowlrp.svm import KernelSVC
+from bowlrp.spray.spectral import SpRAy
 
 
 def make_model(kind: str, seed: int) -> Pipeline:

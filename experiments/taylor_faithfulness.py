@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from bowlrp.config import load_config  # noqa: E402
 from bowlrp.datasets.polygons import generate, tile_dataset  # noqa: E402
-from bowlrp.io import load, save  # noqa: E402
+from bowlrp.model_files import load, save  # noqa: E402
 from bowlrp.pipeline import Pipeline  # noqa: E402
 
 
@@ -135,7 +135,7 @@ def _best_time(fn, repeats: int = 3) -> float:
 def evaluate_tile(pipe, tile, rules: dict, descriptor_rule, perturbations, steps: int,
                   repeats: int, seed: int, timing_repeats: int) -> dict:
     """Residual, root distance, cost and AOPC of every variant (and occlusion, random) on one tile."""
-    from bowlrp.classifier_relevance import classifier_relevance
+    from bowlrp.classifier.relevance import classifier_relevance
     from bowlrp.evaluation import occlusion_map, region_perturbation
     from bowlrp.evaluation.perturbation import aopc
     from bowlrp.explanation import explain_trace

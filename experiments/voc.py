@@ -47,7 +47,7 @@ from bowlrp.datasets.voc import DatasetError, read_voc  # noqa: E402
 from bowlrp.evaluation.context import context_ratio  # noqa: E402
 from bowlrp.evaluation.voc_ap import mean_average_precision  # noqa: E402
 from bowlrp.exceptions import BowlrpError  # noqa: E402
-from bowlrp.io import load, save  # noqa: E402
+from bowlrp.model_files import load, save  # noqa: E402
 from bowlrp.pipeline import Pipeline  # noqa: E402
 from bowlrp.training import negative_label  # noqa: E402
 

@@ -128,7 +128,7 @@ def _members(zf: zipfile.ZipFile) -> dict[str, str]:
 def rewrite(valid: bytes, schema_edit=None, extra: dict[str, bytes] | None = None,
             fix_hashes: bool = True, meta_edit=None) -> bytes:
     """A copy of a valid bowlrp model file with its schema edited and its metadata re-hashed."""
-    from bowlrp.io import _manifest_digest
+    from bowlrp.model_files import _manifest_digest
 
     src = zipfile.ZipFile(io.BytesIO(valid))
     meta = json.loads(src.read("bowlrp.json"))
@@ -172,7 +172,7 @@ def plain_skops(node: dict) -> bytes:
 
 def zip_bomb(valid: bytes, mebibytes: int = 64) -> bytes:
     """The valid model plus a deflated member of ``mebibytes`` MiB of zeros (hashes fixed)."""
-    from bowlrp.io import _manifest_digest
+    from bowlrp.model_files import _manifest_digest
 
     comp = zlib.compressobj(9, zlib.DEFLATED, -15)
     block = bytes(1 << 20)

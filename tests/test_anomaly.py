@@ -6,9 +6,9 @@ from scipy.optimize import minimize
 from sklearn.svm import OneClassSVM
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from bowlrp.anomaly import KernelSVDD, OneClassKernelSVM
+from bowlrp.classifier.anomaly import KernelSVDD, OneClassKernelSVM
+from bowlrp.classifier.kernels import RBF, ExponentialChi2
 from bowlrp.exceptions import RuleError
-from bowlrp.kernels import RBF, ExponentialChi2
 from bowlrp.rules import Decomposition, Taylor
 
 # per-dimension kernels k_d(a, b) of the sum-decomposable kernels, for dense references

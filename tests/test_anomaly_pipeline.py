@@ -7,10 +7,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from bowlrp import DenseSIFT, FisherVector, GMMVocabulary, RankMapping
-from bowlrp.anomaly import KernelSVDD, OneClassKernelSVM
+from bowlrp.classifier.anomaly import KernelSVDD, OneClassKernelSVM
 from bowlrp.datasets.inspection import generate, normal_patches
 from bowlrp.evaluation import region_perturbation
-from bowlrp.io import load, save
+from bowlrp.model_files import load, save
 from bowlrp.pipeline import Pipeline
 from bowlrp.rules import Decomposition, Taylor
 

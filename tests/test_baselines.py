@@ -93,8 +93,8 @@ def test_shap_partition_is_efficient():
 
 def test_occlusion_baseline_and_unknown_name(stripes_blobs):
     from bowlrp import DenseSIFT, RankMapping
+    from bowlrp.classifier.svm import KernelSVC
     from bowlrp.pipeline import Pipeline
-    from bowlrp.svm import KernelSVC
 
     train, y, test, _ = stripes_blobs
     p = Pipeline([("s", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(8, random_state=0))],
@@ -117,9 +117,9 @@ def test_evaluate_cli_runs_peers_and_reports_cost(tmp_path, stripes_blobs):
     import cv2
 
     from bowlrp import DenseSIFT, RankMapping
-    from bowlrp.io import save
+    from bowlrp.classifier.svm import KernelSVC
+    from bowlrp.model_files import save
     from bowlrp.pipeline import Pipeline
-    from bowlrp.svm import KernelSVC
 
     train, y, test, _ = stripes_blobs
     p = Pipeline([("s", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(8, random_state=0))],

@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 from bowlrp import DenseSIFT, KernelSVC, Pipeline, RankMapping, save
-from bowlrp._lock import LOCK_NAME, FolderLock, LockedError
-from bowlrp.batch import InputError, SettingsMismatch, collect_inputs, explain_to_folder, output_paths
+from bowlrp._utils.lock import LOCK_NAME, FolderLock, LockedError
+from bowlrp.runs.folder import explain_to_folder
+from bowlrp.runs.folder_layout import output_paths
+from bowlrp.runs.inputs import InputError, collect_inputs
+from bowlrp.runs.step import SettingsMismatch
 
 
 @pytest.fixture(scope="module")

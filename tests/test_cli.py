@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from bowlrp import DenseSIFT, RankMapping
-from bowlrp.io import save
+from bowlrp.classifier.svm import KernelSVC
+from bowlrp.model_files import save
 from bowlrp.pipeline import Pipeline
-from bowlrp.svm import KernelSVC
 
 
 @pytest.fixture(scope="module")

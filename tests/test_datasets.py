@@ -4,16 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from bowlrp.datasets.voc import (
-    DatasetError,
-    detect_format,
-    read_csv,
-    read_dataset,
-    read_folder,
-    read_voc,
-)
+from bowlrp.datasets.voc import DatasetError, detect_format, read_csv, read_dataset, read_folder, read_voc
+from bowlrp.datasets.voc_annotations import AnnotationError, read_voc_annotation
 from bowlrp.datasets.voc_like import make_voc_like
-from bowlrp.evaluation.context import AnnotationError, read_voc_annotation
 
 
 @pytest.fixture(scope="module")

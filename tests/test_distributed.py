@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 
-import bowlrp.store
-from bowlrp.batch import collect_inputs
-from bowlrp.distributed import explain_to_store, start_client
+import bowlrp.runs.store
+from bowlrp.runs.distributed import explain_to_store, start_client
+from bowlrp.runs.inputs import collect_inputs
 from tests.dask_hooks import DieOnce
 from tests.test_store import model, model_file, write_png  # noqa: F401 - fixtures
 
@@ -43,7 +43,7 @@ def images(stripes_blobs, tmp_path_factory):
 def serial(model, images, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("serial") / "s.zarr"
     explain_to_store([str(images)], model, out, targets=["blobs", "stripes"], progress=False)
-    return bowlrp.store.open(out)
+    return bowlrp.runs.store.open(out)
 
 
 def assert_same(store, reference):
@@ -63,7 +63,7 @@ def test_two_workers_write_what_a_serial_run_writes(cluster, model_file, images,
                                client=cluster, progress=False)
     assert summary.workers == 2 and len(summary.explained) == 16
     assert [f["id"] for f in summary.failed] == ["b/broken"]
-    store = bowlrp.store.open(out)
+    store = bowlrp.runs.store.open(out)
     assert_same(store, serial)
     assert [f["id"] for f in store.failures()] == ["b/broken"]
     assert "broken.png" in store.failures()[0]["error"]
@@ -82,7 +82,7 @@ def test_a_killed_worker_loses_nothing(cluster, model, images, serial, tmp_path)
                                model_hash="the same model")
     assert (hooks / "died").is_file(), "no worker was killed; nothing was tested"
     assert len(summary.explained) == 16 and len(summary.failed) == 1
-    assert_same(bowlrp.store.open(out), serial)
+    assert_same(bowlrp.runs.store.open(out), serial)
     deadline = time.time() + 120  # the nanny restarts the worker for the next tests
     while time.time() < deadline and len(cluster.scheduler_info()["workers"]) < 2:
         time.sleep(0.2)
@@ -101,7 +101,7 @@ def test_evaluate_on_the_cluster_equals_serial(cluster, model_file, images, tmp_
                           "--scheduler", address]) == 0
     assert capsys.readouterr().out.replace(str(tmp_path / "d"), "") == \
         serial_out.replace(str(tmp_path / "s"), "")
-    a, b = bowlrp.store.open(tmp_path / "s.zarr"), bowlrp.store.open(tmp_path / "d.zarr")
+    a, b = bowlrp.runs.store.open(tmp_path / "s.zarr"), bowlrp.runs.store.open(tmp_path / "d.zarr")
     for item in collect_inputs([subset]):
         ca, cb = a.curves(item.id, ["lrp-eps0"]), b.curves(item.id, ["lrp-eps0"])
         assert ca["curves"] == cb["curves"] and np.array(ca["curves"]["random"]).shape == (2, 5)
@@ -126,7 +126,7 @@ def test_kill_9_of_the_driver_of_a_two_worker_run(model_file, model, images, ser
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
-    assert len(bowlrp.store.open(out)) < 16, "the run ended before it was killed; nothing was tested"
+    assert len(bowlrp.runs.store.open(out)) < 16, "the run ended before it was killed; nothing was tested"
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 1 and "1 of 17 images failed" in again.stderr, again.stderr
-    assert_same(bowlrp.store.open(out), serial)
+    assert_same(bowlrp.runs.store.open(out), serial)

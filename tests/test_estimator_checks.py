@@ -22,8 +22,8 @@ from bowlrp import (
     RankMapping,
     SoftAssignment,
 )
+from bowlrp.classifier.svm import KernelSVC
 from bowlrp.pipeline import Pipeline
-from bowlrp.svm import KernelSVC
 
 
 def _expected_failures(estimator):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bowlrp import DenseSIFT, FisherVector, GMMVocabulary, HardAssignment, RankMapping
+from bowlrp.classifier.svm import KernelSVC
 from bowlrp.evaluation import (
     AnnotationError,
     IncrementalImage,
@@ -23,9 +24,8 @@ from bowlrp.evaluation import (
     region_perturbation,
 )
 from bowlrp.evaluation.perturbation import make_perturbation
-from bowlrp.io import save
+from bowlrp.model_files import save
 from bowlrp.pipeline import Pipeline
-from bowlrp.svm import KernelSVC
 
 from .conftest import blobs, stripes
 
@@ -267,7 +267,7 @@ def test_evaluate_cli_writes_curves_and_resumes(train, tmp_path):
     assert r4.returncode == 0 and str(partial[0]) in r4.stderr and "recomputing" in r4.stderr
     assert json.loads(partial[0].read_text())["key"]["seed"] == 5
     # a second run on a locked folder is refused with one line
-    from bowlrp._lock import FolderLock
+    from bowlrp._utils.lock import FolderLock
 
     with FolderLock(out, "another bowlrp-evaluate"):
         locked = subprocess.run(cheap, capture_output=True, text=True, timeout=120)
@@ -299,7 +299,7 @@ def test_evaluate_images_library_equals_cli(train, tmp_path):
     """The data-set evaluation runs without argparse and gives the CLI's curves and AOPC."""
     from bowlrp.cli.evaluate import main
     from bowlrp.evaluation.runner import EvaluationSettings, evaluate_images
-    from bowlrp.io import load
+    from bowlrp.model_files import load
 
     p = _pipeline("rank", ((1, 1),), train, rotate=False)
     model = tmp_path / "m.pkl"

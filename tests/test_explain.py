@@ -11,14 +11,14 @@ from bowlrp import (
     RankMapping,
     SoftAssignment,
 )
-from bowlrp.classifier_relevance import find_root
+from bowlrp.classifier.kernels import RBF
+from bowlrp.classifier.relevance import find_root
+from bowlrp.classifier.svm import KernelSVC
+from bowlrp.descriptors.geometry import sift_bin_geometry
 from bowlrp.exceptions import RuleError
 from bowlrp.explanation import tile_origins
-from bowlrp.kernels import RBF
 from bowlrp.pipeline import Pipeline
-from bowlrp.pixels import sift_bin_geometry
 from bowlrp.rules import Decomposition, Epsilon, Flat, SIFTBins, Taylor, WinnerTakeAll
-from bowlrp.svm import KernelSVC
 
 from .conftest import blobs, stripes
 
@@ -208,7 +208,7 @@ def test_sift_bins_cover_the_nominal_patch():
     # relevance on bin (row 0, column 3) lands top-right of the centre only
     per_dim = np.zeros((1, 128))
     per_dim[0, (0 * 4 + 3) * 8] = 1.0
-    from bowlrp.pixels import sift_bins
+    from bowlrp.descriptors.pixel_rules import sift_bins
 
     hm = sift_bins(d, np.array([1.0]), per_dim)
     rows, cols = np.nonzero(hm)

@@ -24,10 +24,10 @@ import warnings
 import numpy as np
 import pytest
 
-from bowlrp._validation import as_float_image, display_path
-from bowlrp.evaluation.context import AnnotationError, AnnotationWarning, read_voc_annotation
+from bowlrp._utils.validation import as_float_image, display_path
+from bowlrp.datasets.voc_annotations import AnnotationError, AnnotationWarning, read_voc_annotation
 from bowlrp.exceptions import ImageError, ModelFileError
-from bowlrp.io import load, model_info, save
+from bowlrp.model_files import load, model_info, save
 
 from . import hostile
 from . import imagefiles as F
@@ -149,8 +149,8 @@ def test_fuzz_huge_headers_in_a_subprocess_under_2_gib(n, tmp_path):
 @pytest.fixture(scope="module")
 def valid_model(tmp_path_factory):
     from bowlrp import DenseSIFT, HardAssignment
+    from bowlrp.classifier.svm import KernelSVC
     from bowlrp.pipeline import Pipeline
-    from bowlrp.svm import KernelSVC
 
     from .conftest import blobs, stripes
 

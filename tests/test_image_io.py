@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-import bowlrp._validation as v
-from bowlrp._imageheader import HeaderError, read_header
-from bowlrp._validation import as_float_image, read_image, set_image_limits
+import bowlrp._utils.validation as v
+from bowlrp._utils.image_header import HeaderError, read_header
+from bowlrp._utils.validation import as_float_image, read_image, set_image_limits
 from bowlrp.exceptions import ImageError
 from bowlrp.image import save_png, write_png
 
@@ -192,7 +192,7 @@ def test_png_outputs_honour_the_umask(tmp_path):
 
 
 def test_interrupted_write_leaves_nothing(tmp_path):
-    from bowlrp._atomic import atomic_writer
+    from bowlrp._utils.atomic import atomic_writer
 
     with pytest.raises(KeyboardInterrupt):
         with atomic_writer(tmp_path / "x.bin") as fh:
@@ -213,7 +213,7 @@ def test_bombs_stay_under_2_gib_in_a_subprocess(tmp_path):
     for k, make in enumerate(F.BOMBS.values()):
         paths.append(tmp_path / f"bomb{k}.img")
         paths[-1].write_bytes(make())
-    code = ("import sys; from bowlrp._validation import as_float_image\n"
+    code = ("import sys; from bowlrp._utils.validation import as_float_image\n"
             "for p in sys.argv[1:]:\n    try:\n        as_float_image(p)\n    except Exception as e:\n"
             "        print(type(e).__name__, e)\n")
     r = run_limited(["-c", code, *map(str, paths)], limit=2 * GIB, timeout=120)
@@ -230,7 +230,7 @@ def test_an_image_at_the_pixel_limit_stays_under_2_gb(tmp_path):
     side = int(np.sqrt(v.DEFAULT_MAX_IMAGE_PIXELS)) - 1
     path = tmp_path / "big.png"
     path.write_bytes(F.encode(".png", np.zeros((side, side, 4), np.uint16)))
-    code = ("import sys; from bowlrp._validation import as_float_image\n"
+    code = ("import sys; from bowlrp._utils.validation import as_float_image\n"
             "x = as_float_image(sys.argv[1]); print(x.shape, x.dtype)\n")
     r = run_limited(["-c", code, str(path)], limit=4 * GIB, timeout=600)
     assert r.returncode == 0, r.stderr

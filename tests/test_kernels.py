@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bowlrp import kernels as K
+from bowlrp.classifier import kernels as K
 
 
 def reference_gram(name, X, Y, sigma=None):

@@ -21,11 +21,10 @@ from bowlrp import (
     RankMapping,
     SoftAssignment,
 )
-from bowlrp._model_types import ALLOWED_TYPES
+from bowlrp.classifier.svm import KernelSVC
 from bowlrp.exceptions import ModelFileError
-from bowlrp.io import load, model_info, save
+from bowlrp.model_files import ALLOWED_TYPES, load, model_info, save
 from bowlrp.pipeline import Pipeline
-from bowlrp.svm import KernelSVC
 
 from . import hostile
 from .conftest import blobs, stripes
@@ -108,7 +107,7 @@ def _shrunk_config(name):
 
 
 def test_every_registered_class_is_allowed():
-    from bowlrp.anomaly import KernelSVDD, OneClassKernelSVM
+    from bowlrp.classifier.anomaly import KernelSVDD, OneClassKernelSVM
     from bowlrp.config import REGISTRY
 
     for cls in [*REGISTRY.values(), Pipeline, OneClassKernelSVM, KernelSVDD]:
@@ -142,8 +141,9 @@ def test_a_save_of_every_model_kind_passes_the_allowlist(tmp_path):
     # (the anomaly detectors are saved and loaded without trusted= in
     # tests/test_anomaly_pipeline.py::test_save_load_round_trip)
     extra = set(ALLOWED_TYPES) - seen - {"builtins.float", "numpy.float32", "numpy.int64", "numpy.int32",
-                                         "numpy.bool", "builtins.int", "bowlrp.anomaly.OneClassKernelSVM",
-                                         "bowlrp.anomaly.KernelSVDD"}
+                                         "numpy.bool", "builtins.int",
+                                         "bowlrp.classifier.anomaly.OneClassKernelSVM",
+                                         "bowlrp.classifier.anomaly.KernelSVDD"}
     assert not extra, extra
 
 
@@ -242,7 +242,7 @@ def test_size_limits(tiny, tmp_path, monkeypatch):
         load(path, max_bytes=size - 1)
     with pytest.raises(ModelFileError, match="above the model file limit"):
         model_info(path, max_bytes=size - 1)
-    from bowlrp.io import _env_bytes
+    from bowlrp.model_files import _env_bytes
 
     monkeypatch.setenv("BOWLRP_MAX_MODEL_BYTES", "12345")
     assert _env_bytes("BOWLRP_MAX_MODEL_BYTES", 1) == 12345
@@ -373,7 +373,8 @@ def test_zip_bombs_are_refused_by_their_sizes_under_2_gib(corpus):
             load(p)
         with pytest.raises(ModelFileError, match="zip bomb"):
             model_info(p)
-    code = ("import sys\nfrom bowlrp.io import load\nfor p in sys.argv[1:]:\n    try:\n        load(p)\n"
+    code = ("import sys\nfrom bowlrp.model_files import load\nfor p in sys.argv[1:]:\n"
+            "    try:\n        load(p)\n"
             "    except Exception as e:\n        print(type(e).__name__)\n")
     r = run_limited(["-c", code, *map(str, bombs)], limit=2 * GIB, timeout=300)
     assert r.returncode == 0 and r.stdout.split() == ["ModelFileError"] * 2, r.stderr

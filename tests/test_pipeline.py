@@ -7,10 +7,10 @@ from sklearn.base import clone
 
 import bowlrp
 from bowlrp import DenseSIFT, FisherVector, GMMVocabulary, HardAssignment, RankMapping
+from bowlrp.classifier.svm import KernelSVC
 from bowlrp.exceptions import ModelFileError
-from bowlrp.io import load, save
+from bowlrp.model_files import load, save
 from bowlrp.pipeline import Pipeline
-from bowlrp.svm import KernelSVC
 
 
 def _rank_pipeline(kernel="hik", **kw):
@@ -71,7 +71,7 @@ def test_model_file_errors(fitted_hik, tmp_path):
     with pytest.raises(ModelFileError, match="not a bowlrp model"):
         load(other)
     old = tmp_path / "old.skops"
-    with unittest.mock.patch("bowlrp.io.__version__", "0.0.1"):
+    with unittest.mock.patch("bowlrp.model_files.__version__", "0.0.1"):
         save(fitted_hik, old)
     with pytest.raises(ModelFileError, match="written by bowlrp 0.0.1"):
         load(old)
@@ -112,7 +112,7 @@ def test_config_builds_and_is_stored(tmp_path, stripes_blobs):
     assert p.config["name"] == "tiny"
     assert p.score(test, yt) >= 0.9
     save(p, tmp_path / "m.skops")
-    assert bowlrp.io.model_info(tmp_path / "m.skops")["config"]["name"] == "tiny"
+    assert bowlrp.model_files.model_info(tmp_path / "m.skops")["config"]["name"] == "tiny"
 
 
 def test_bad_configs(tmp_path):

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bowlrp import DenseSIFT, Descriptors
+from bowlrp.descriptors.contribution import VLFEAT_WINDOW, _blur_adjoint, blur_matrix, contribution
 from bowlrp.exceptions import RuleError
-from bowlrp.pixels import VLFEAT_WINDOW, _blur_adjoint, blur_matrix, contribution
 from bowlrp.rules import Contribution, parse_rule
 
 from .conftest import blobs, needs_vlfeat, stripes

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from bowlrp import DenseSIFT, FisherVector, GMMVocabulary, RankMapping
+from bowlrp.classifier.svm import KernelSVC
 from bowlrp.exceptions import RuleError
 from bowlrp.explanation import explain_trace
 from bowlrp.pipeline import Pipeline
 from bowlrp.rules import Contribution, Epsilon
-from bowlrp.svm import KernelSVC
 
 PROJECTIONS = [Contribution(), Contribution("window"), Contribution("gradient"),
                Contribution(through_blur=False), Contribution(per_dimension=None),

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from bowlrp import kernels
-from bowlrp.kernels import HistogramIntersection, Linear, blocked_inner
-from bowlrp.svm import KernelSVC
+from bowlrp.classifier import kernels
+from bowlrp.classifier.kernels import HistogramIntersection, Linear, blocked_inner
+from bowlrp.classifier.svm import KernelSVC
 
 
 @pytest.fixture

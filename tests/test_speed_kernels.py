@@ -133,7 +133,7 @@ def test_linear_score_follows_changes_like_full_normalisation(steps, exponent):
 
 
 def test_linear_weights_give_the_decision_function():
-    from bowlrp.svm import KernelSVC
+    from bowlrp.classifier.svm import KernelSVC
 
     rng = np.random.default_rng(5)
     X = rng.normal(size=(40, 12))

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.metrics import adjusted_rand_score
 
-import bowlrp.spray as spray
-from bowlrp.spray import (
+import bowlrp.spray.spectral as spray
+from bowlrp.spray.spectral import (
     SpRAy,
     common_shape,
     eigengap,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bowlrp.cli.spray import main
-from bowlrp.heatmap_files import find_heatmaps, find_image, group_by_target
+from bowlrp.spray.heatmap_files import find_heatmaps, find_image, group_by_target
 
 
 def write_explained(root: Path, images: Path | None, n_corner=8, n_centre=8, target="horse",

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from bowlrp import DenseSIFT, FisherVector, GMMVocabulary, HardAssignment, KMeansVocabulary
+from bowlrp.classifier.svm import KernelSVC
 from bowlrp.datasets.shortcut import STAMP_SHAPE, add_artefact, generate, save_samples
 from bowlrp.pipeline import Pipeline
-from bowlrp.spray import SpRAy
-from bowlrp.svm import KernelSVC
+from bowlrp.spray.spectral import SpRAy
 
 N_TRAIN, N_TEST = 60, 40  # per class; half of class 1 is stamped
 
@@ -120,7 +120,7 @@ def test_model_learns_the_shortcut_and_spray_finds_it(kind, seed):
 def test_explain_then_spray_on_real_files(tmp_path):
     """bowlrp-explain writes the heatmaps of class-1 test images; bowlrp-spray separates the stamped."""
     from bowlrp.cli.spray import main
-    from bowlrp.io import save
+    from bowlrp.model_files import save
 
     r = cached_study("bow", 0)
     positives = [s for s in r["test"] if s.label == 1]

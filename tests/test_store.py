@@ -12,12 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import bowlrp.store
+import bowlrp.runs.store
 from bowlrp import DenseSIFT, KernelSVC, Pipeline, RankMapping, save
-from bowlrp._lock import FolderLock, LockedError
-from bowlrp.batch import ImageInput, collect_inputs, explain_to_folder, output_paths
-from bowlrp.distributed import explain_to_store
-from bowlrp.store import RelevanceStore, StoreMismatch, id_to_key
+from bowlrp._utils.lock import FolderLock, LockedError
+from bowlrp.runs.distributed import explain_to_store
+from bowlrp.runs.folder import explain_to_folder
+from bowlrp.runs.folder_layout import output_paths
+from bowlrp.runs.inputs import ImageInput, collect_inputs
+from bowlrp.runs.store import RelevanceStore, StoreMismatch, id_to_key
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,7 @@ def test_records_hold_every_target_conserve_and_pool_by_sums(model, folder, tmp_
     out = tmp_path / "out.zarr"
     summary = explain_to_store([str(folder)], model, out, targets=["blobs", "stripes"], progress=False)
     assert summary.status == "complete" and len(summary.explained) == 6
-    store = bowlrp.store.open(out)
+    store = bowlrp.runs.store.open(out)
     assert len(store) == 6 and sorted(store.ids()) == sorted(i.id for i in collect_inputs([str(folder)]))
     assert "sub/im1" in store.ids() and "sub/im1" in store and "im1" not in store
     rec = store["sub/im1"]
@@ -81,7 +83,7 @@ def test_store_maps_equal_the_folder_outputs(model, folder, tmp_path):
     inputs = collect_inputs([str(folder)])
     explain_to_folder(model, inputs, tmp_path / "files", run_key={"m": 1}, progress=False)
     explain_to_store(inputs, model, tmp_path / "s.zarr", progress=False)
-    store = bowlrp.store.open(tmp_path / "s.zarr")
+    store = bowlrp.runs.store.open(tmp_path / "s.zarr")
     for item in inputs:
         raw = np.load(output_paths(tmp_path / "files", item.id)["relevance"])
         assert np.array_equal(store[item.id].heatmap, raw.astype(np.float32))
@@ -94,13 +96,14 @@ def test_half_written_records_are_ignored_and_rewritten(model, folder, tmp_path)
     group = root["images"][id_to_key("im0")]
     group.update_attributes({"done": False})          # as if killed before the marker
     del group["pooled"]                                # and before the second array
-    store = bowlrp.store.open(out)
+    store = bowlrp.runs.store.open(out)
     assert "im0" not in store and len(store) == 5 and "im0" not in store.ids()
     with pytest.raises(KeyError, match="no finished record"):
         store["im0"]
     summary = explain_to_store([str(folder)], model, out, progress=False)
     assert summary.explained == ["im0"] and len(summary.skipped) == 5
-    assert len(bowlrp.store.open(out)) == 6 and bowlrp.store.open(out)["im0"].pooled.shape == (1, 32, 32)
+    reopened = bowlrp.runs.store.open(out)
+    assert len(reopened) == 6 and reopened["im0"].pooled.shape == (1, 32, 32)
 
 
 def test_a_bad_image_is_recorded_and_the_run_goes_on(model, folder, tmp_path, stripes_blobs):
@@ -109,11 +112,11 @@ def test_a_bad_image_is_recorded_and_the_run_goes_on(model, folder, tmp_path, st
     out = tmp_path / "s.zarr"
     summary = explain_to_store([str(folder)], model, out, progress=False)
     assert summary.status == "failed" and len(summary.explained) == 6
-    (failure,) = bowlrp.store.open(out).failures()
+    (failure,) = bowlrp.runs.store.open(out).failures()
     assert failure["id"] == "zz_bad" and "zz_bad.png" in failure["error"] and "\n" not in failure["error"]
     write_png(bad, stripes_blobs[2][0])               # repaired: the rerun explains it, failure gone
     summary = explain_to_store([str(folder)], model, out, progress=False)
-    assert summary.explained == ["zz_bad"] and bowlrp.store.open(out).failures() == []
+    assert summary.explained == ["zz_bad"] and bowlrp.runs.store.open(out).failures() == []
 
 
 def test_other_settings_are_refused_and_a_locked_store_too(model, folder, tmp_path):
@@ -127,19 +130,19 @@ def test_other_settings_are_refused_and_a_locked_store_too(model, folder, tmp_pa
         explain_to_store([str(folder)], model, out, progress=False)
     summary = explain_to_store([str(folder)], model, out, targets="stripes", overwrite=True,
                                progress=False)
-    assert len(summary.explained) == 6 and bowlrp.store.open(out).targets() == ["stripes"]
+    assert len(summary.explained) == 6 and bowlrp.runs.store.open(out).targets() == ["stripes"]
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "x.txt").write_text("x")
-    with pytest.raises(bowlrp.store.StoreError, match="not a Zarr store"):
+    with pytest.raises(bowlrp.runs.store.StoreError, match="not a Zarr store"):
         explain_to_store([str(folder)], model, tmp_path / "plain", progress=False)
-    with pytest.raises(bowlrp.store.StoreError, match="not a bowlrp relevance store|cannot open"):
-        bowlrp.store.open(tmp_path / "plain")
+    with pytest.raises(bowlrp.runs.store.StoreError, match="not a bowlrp relevance store|cannot open"):
+        bowlrp.runs.store.open(tmp_path / "plain")
 
 
 def test_a_rerun_removes_the_temporaries_a_killed_run_left(model, folder, tmp_path):
     out = tmp_path / "s.zarr"
     explain_to_store([str(folder)], model, out, progress=False)
-    store = bowlrp.store.open(out)
+    store = bowlrp.runs.store.open(out)
     first = store.ids()[0]
     chunk_dir = out / "images" / id_to_key(first) / "heatmap"
     orphan = chunk_dir / ("c." + "0123456789abcdef" * 2 + ".partial")   # as zarr names them
@@ -150,7 +153,7 @@ def test_a_rerun_removes_the_temporaries_a_killed_run_left(model, folder, tmp_pa
     summary = explain_to_store([str(folder)], model, out, progress=False)
     assert not orphan.exists() and kept.exists()
     assert len(summary.explained) == 0 and len(summary.skipped) == 6
-    np.testing.assert_array_equal(bowlrp.store.open(out)[first].heatmap, before)
+    np.testing.assert_array_equal(bowlrp.runs.store.open(out)[first].heatmap, before)
 
 
 HOSTILE = ["../x", "..", ".", "a/../../b", "__meta", "a b%2f", "zarr.json", "x" * 400,
@@ -172,13 +175,13 @@ def test_hostile_ids_stay_inside_the_store(model, stripes_blobs, tmp_path):
     out = tmp_path / "deep" / "s.zarr"
     items = [ImageInput(image, i) for i in HOSTILE]
     explain_to_store(items, model, out, progress=False)
-    store = bowlrp.store.open(out)
+    store = bowlrp.runs.store.open(out)
     assert sorted(store.ids()) == sorted(HOSTILE) and len(store) == len(HOSTILE)
     assert np.array_equal(store["../x"].heatmap, store["x" * 400].heatmap)
     outside = {p.name for p in (tmp_path / "deep").iterdir()} | {p.name for p in tmp_path.iterdir()}
     assert outside == {"s.zarr", "x.png", "deep"}
     assert all(p.resolve().is_relative_to(out.resolve()) for p in out.rglob("*"))
-    with pytest.raises(bowlrp.store.StoreError):
+    with pytest.raises(bowlrp.runs.store.StoreError):
         id_to_key("")
 
 
@@ -229,7 +232,7 @@ def test_a_second_run_on_a_store_is_refused(model_file, folder, tmp_path, capsys
         assert "in use by bowlrp-explain" in err and f"pid {first.pid}" in err
     finally:
         first.wait(timeout=300)
-    assert first.returncode == 0 and len(bowlrp.store.open(out)) == 40
+    assert first.returncode == 0 and len(bowlrp.runs.store.open(out)) == 40
 
 
 def test_kill_9_of_a_serial_run_then_resume(model_file, model, folder, tmp_path):
@@ -249,7 +252,7 @@ def test_kill_9_of_a_serial_run_then_resume(model_file, model, folder, tmp_path)
     assert len(done_before) < 30, "the run ended before it was killed; nothing was tested"
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    store = bowlrp.store.open(out)
+    store = bowlrp.runs.store.open(out)
     assert len(store) == 30 and len(set(store.ids())) == 30
     for image_id in store.ids():
         rec = store[image_id]
@@ -264,7 +267,7 @@ def test_files_and_a_store_from_one_loop(model_file, folder, tmp_path, capsys):
     code, _, err = _main(capsys, "explain", "-i", folder, "-m", model_file, "--store", out, "-o", files,
                          "-q")
     assert code == 0, err
-    store = bowlrp.store.open(out)
+    store = bowlrp.runs.store.open(out)
     assert len(store) == 6
     for image_id in store.ids():
         raw = np.load(output_paths(files, image_id)["relevance"])
@@ -281,7 +284,7 @@ def test_a_store_behind_an_fsspec_url(model, folder):
     url = f"memory://bowlrp-test-{os.getpid()}/s.zarr"
     summary = explain_to_store([str(folder / "im0.png"), str(folder / "sub")], model, url, progress=False)
     assert len(summary.explained) == 4
-    store = bowlrp.store.open(url)
+    store = bowlrp.runs.store.open(url)
     assert sorted(store.ids()) == ["im0", "sub/im1", "sub/im3", "sub/im5"]
     fresh = model.explain([str(folder / "sub" / "im3.png")])[0]
     assert np.array_equal(store["sub/im3"].heatmap, fresh.heatmap.astype(np.float32))

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from sklearn.svm import SVC
 
-from bowlrp import kernels as K
-from bowlrp.svm import KernelSVC
+from bowlrp.classifier import kernels as K
+from bowlrp.classifier.svm import KernelSVC
 
 
 def explicit_expansion(model, X):

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from bowlrp.classifier_relevance import gauss_legendre, taylor_root
+from bowlrp.classifier.kernels import RBF, ExponentialChi2
+from bowlrp.classifier.relevance import gauss_legendre, taylor_root
+from bowlrp.classifier.roots import FeatureDomain, infer_domain, project_on_hyperplane, project_simplex
+from bowlrp.classifier.svm import KernelSVC
 from bowlrp.exceptions import RuleError
-from bowlrp.kernels import RBF, ExponentialChi2
-from bowlrp.roots import FeatureDomain, infer_domain, project_on_hyperplane, project_simplex
 from bowlrp.rules import Taylor, parse_rule
-from bowlrp.svm import KernelSVC
 
 
 def _simplex_data(n=240, V=10, seed=0):
@@ -237,7 +237,7 @@ def test_gauss_legendre_on_unit_interval_is_exact_for_polynomials():
 
 
 def test_differentiable_kernels_default_to_the_integrated_gradient(simplex_models):
-    from bowlrp.classifier_relevance import default_rule
+    from bowlrp.classifier.relevance import default_rule
 
     rule = default_rule(simplex_models[1]["rbf"])
     assert isinstance(rule, Taylor) and rule.root == "segment" and rule.nodes == 16
@@ -259,7 +259,7 @@ def test_rule_options_are_validated_and_parsed():
 @pytest.mark.parametrize("keep", [1, 3])
 def test_pruned_segment_search_finds_the_same_nearest_roots_with_fewer_evaluations(simplex_models,
                                                                                     kernel, keep):
-    from bowlrp.roots import segment_roots
+    from bowlrp.classifier.roots import segment_roots
 
     X, models = simplex_models
     clf = models[kernel]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from bowlrp import ColorQuantiles, DenseSIFT
-from bowlrp._validation import as_float_image, as_image_list
+from bowlrp._utils.validation import as_float_image, as_image_list
 from bowlrp.exceptions import ImageError
 
 

@@ -5,8 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
+from bowlrp.datasets.voc_annotations import AnnotationWarning
 from bowlrp.evaluation import AnnotationError, context_ratio, context_ratios, read_voc_annotation
-from bowlrp.evaluation.context import AnnotationWarning
 
 
 def voc(box=("2", "3", "5", "6"), size=("10", "8"), head='<?xml version="1.0"?>', name="horse"):
@@ -106,7 +106,7 @@ def test_context_ratios_record_undefined_images_as_none(tmp_path):
 
 
 def test_unreadable_and_oversized_files(tmp_path, monkeypatch):
-    import bowlrp.evaluation.context as ctx
+    import bowlrp.datasets.voc_annotations as ctx
 
     with pytest.raises(AnnotationError, match="not found"):
         read_voc_annotation(tmp_path / "nope.xml")

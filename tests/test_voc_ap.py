@@ -5,11 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bowlrp.evaluation.voc_ap import (
-    VOC07_THRESHOLDS,
-    mean_average_precision,
-    voc07_average_precision,
-)
+from bowlrp.evaluation.voc_ap import VOC07_THRESHOLDS, mean_average_precision, voc07_average_precision
 
 
 def devkit_reference(out, gt):

@@ -11,7 +11,7 @@ import pytest
 from bowlrp.cli import train as train_cli
 from bowlrp.datasets.voc import read_voc
 from bowlrp.datasets.voc_like import make_voc_like
-from bowlrp.io import load
+from bowlrp.model_files import load
 from bowlrp.training import training_labels
 
 ROOT = Path(__file__).resolve().parents[1]

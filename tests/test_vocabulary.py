@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from bowlrp import GMMVocabulary, KMeansVocabulary
-from bowlrp.vocabulary import posteriors, sample_descriptors
+from bowlrp.encoding.vocabulary import posteriors, sample_descriptors
 
 from .conftest import needs_vlfeat, random_descriptors
 

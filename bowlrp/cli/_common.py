@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..batch import display_path
+from .._utils.validation import display_path
 
 
 class CLIError(Exception):
@@ -17,7 +17,7 @@ def load_pipeline(path, trusted: bool = False, trust: list[str] | None = None):
     ``trust`` names extra types a skops file may contain; ``trusted`` allows a
     real pickle (it can run code).
     """
-    from ..io import load
+    from ..model_files import load
 
     model = load(path, trusted=True) if trusted else load(path, trusted=list(trust or []) or False)
     if not hasattr(model, "explain"):

@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..batch import collect_inputs, display_path
+from .._utils.validation import display_path
 from ..evaluation.runner import (
     ALL_METHODS,
     DEFAULT_METHODS,
@@ -29,6 +29,7 @@ from ..evaluation.runner import (
     EvaluationSettings,
     evaluate_images,
 )
+from ..runs.inputs import collect_inputs
 from ._common import ArgumentParser, CLIError, load_pipeline, positive_int, resolve_target, run_command
 
 

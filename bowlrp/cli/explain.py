@@ -15,7 +15,7 @@ the end); bad arguments or model files stop at once (exit code 2). A rerun
 skips images already explained with the same model and settings.
 
 With ``--store OUT.zarr`` the maps go into one Zarr relevance store instead
-(``bowlrp.store``; several ``--target`` per forward pass), serially or on Dask
+(``bowlrp.runs.store``; several ``--target`` per forward pass), serially or on Dask
 with ``--workers N`` (a local cluster) or ``--scheduler tcp://host:8786``::
 
     bowlrp-explain --images photos/ --model m.skops --store out.zarr --workers 2
@@ -28,8 +28,10 @@ import contextlib
 import os
 import sys
 
-from ..batch import collect_inputs, display_path, explain_to_folder
+from .._utils.validation import display_path
 from ..image import COLORMAPS, DEFAULT_PERCENTILE
+from ..runs.folder import explain_to_folder
+from ..runs.inputs import collect_inputs
 from ._common import (
     ArgumentParser,
     CLIError,
@@ -89,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..io import file_hash
+    from ..model_files import file_hash
     from ..rules import parse_rule
 
     rules = [parse_rule(r) for r in args.rule] or None
@@ -112,8 +114,8 @@ def run(args) -> int:
     with contextlib.ExitStack() as stack:
         store = None
         if args.store is not None:  # files and a store from one loop (serial)
-            from ..distributed import store_run_key
-            from ..store import RelevanceStore, store_lock
+            from ..runs.distributed import store_run_key
+            from ..runs.store import RelevanceStore, store_lock
 
             stack.enter_context(store_lock(args.store, "bowlrp-explain"))
             store = RelevanceStore.create(
@@ -152,8 +154,8 @@ def _reporter(args):
 
 
 def run_store(args, rules) -> int:
-    """``--store``: explain into a Zarr relevance store, serially or on Dask (bowlrp.distributed)."""
-    from ..distributed import explain_to_store
+    """``--store``: explain into a Zarr relevance store, serially or on Dask (bowlrp.runs.distributed)."""
+    from ..runs.distributed import explain_to_store
 
     if args.out is not None:
         raise CLIError("--out with --store runs in one process; drop --workers / --scheduler")
@@ -176,13 +178,13 @@ def run_store(args, rules) -> int:
               f"({summary.seconds:.1f} s)")
     if summary.failed:
         print(f"bowlrp-explain: {len(summary.failed)} of {summary.total} images failed "
-              f"(bowlrp.store.open({args.store!r}).failures() lists them)", file=sys.stderr)
+              f"(bowlrp.runs.store.open({args.store!r}).failures() lists them)", file=sys.stderr)
         return 1
     return 0
 
 
 def file_hash_of(path) -> str:
-    from ..io import file_hash
+    from ..model_files import file_hash
 
     return file_hash(path)
 

@@ -26,7 +26,7 @@ class CLIError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..spray import SpRAy
+    from ..spray.spectral import SpRAy
 
     ap = ArgumentParser(
         prog="bowlrp-spray",
@@ -96,15 +96,15 @@ def _check_out(out: Path) -> None:
 
 
 def run(args) -> int:
-    from ..heatmap_files import attach_images, find_heatmaps, group_by_target
-    from ..spray_report import analyse_heatmaps, write_report
+    from ..spray.heatmap_files import attach_images, find_heatmaps, group_by_target
+    from ..spray.report import analyse_heatmaps, write_report
 
     params = _spray_params(args)
     out = Path(args.out)
     _check_out(out)
     if args.store is not None:
-        from .. import store as relevance_store
-        from ..spray_report import analyse_store
+        from ..runs import store as relevance_store
+        from ..spray.report import analyse_store
 
         st = relevance_store.open(args.store)
         analyses, skipped = analyse_store(st, params, args.target or None, quiet=args.quiet)

@@ -6,7 +6,7 @@
 ``--data`` is a PASCAL VOC root, a folder with one sub-folder per class, or a
 CSV list (``path,label[,label...]``); ``--format`` is detected when omitted.
 Prints a one-line summary (images, descriptors sampled, feature size,
-training accuracy, time) and writes the model atomically (``bowlrp.io.save``)
+training accuracy, time) and writes the model atomically (``bowlrp.model_files.save``)
 with its config and the data set's description inside.
 """
 
@@ -51,7 +51,7 @@ def resolve_config(text: str) -> Path:
 
 def run(args: argparse.Namespace) -> dict:
     from ..datasets.voc import read_dataset
-    from ..io import save
+    from ..model_files import save
     from ..training import train
 
     if args.max_images is not None and args.max_images < 2:

@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .._atomic import atomic_write_bytes
-from .._validation import read_image
+from .._utils.atomic import atomic_write_bytes
+from .._utils.validation import read_image
 
 TILE = 102
 STRIDE = 34

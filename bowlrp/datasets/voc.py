@@ -20,14 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .._utils.validation import IMAGE_SUFFIXES
 from ..exceptions import BowlrpError
+from .voc_annotations import read_voc_annotation
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 )
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 
 
 class DatasetError(BowlrpError, ValueError):
@@ -95,8 +96,6 @@ class ImageDataset:
 
     def annotation(self, i: int):
         """The VOC annotation (objects, boxes, difficult flags) of image ``i``."""
-        from ..evaluation.context import read_voc_annotation
-
         if self._annotation_dir is None:
             raise DatasetError(f"{self.root} is a {self.format} data set: it has no box annotations")
         return read_voc_annotation(self._annotation_dir / f"{self.ids[i]}.xml")

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..exceptions import RuleError
+from ..rules import PIXEL_RULES, Contribution, Flat, require
 from .geometry import Descriptors
+from .pixel_rules import flat
 
 
 class ExtractorMixin:
     """Layer 2 of the pipeline card: ``forward(images)`` and ``relevance(R, trace, rule)``.
 
     The trace of one image is its :class:`Descriptors` (data and exact pixel
-    geometry), which is all the pixel step needs.
+    geometry), which is all the geometric pixel rules need; rules that read the
+    pixels themselves (``Contribution``) also take the image.
+
+    Every extractor implements :class:`~bowlrp.rules.Flat`. An extractor lists the
+    other pixel rules it implements in ``pixel_rules`` and applies them in
+    :meth:`_pixel_relevance`; it says in :meth:`wants_dimension_relevance` whether a
+    rule reads relevance per descriptor dimension. ``Contribution`` on an extractor
+    without it (no gradient model, e.g. colour quantiles) is ``Flat``, as the rule
+    documents.
     """
 
     #: pixel rules this extractor implements besides ``Flat``
@@ -33,20 +44,45 @@ class ExtractorMixin:
         descriptors = self.transform(X)
         return descriptors, descriptors
 
-    def relevance(self, R, trace: Descriptors, rule=None) -> np.ndarray:
+    def wants_dimension_relevance(self, rule, offered: bool) -> bool:
+        """Whether the pixel step under ``rule`` reads relevance per descriptor dimension.
+
+        Parameters
+        ----------
+        rule : a pixel rule
+        offered : bool
+            Whether the encoder above can give relevance per descriptor dimension
+            (Fisher vectors).
+
+        Returns
+        -------
+        bool
+            True: :meth:`relevance` is to be given ``R`` of shape (N, D).
+
+        Raises
+        ------
+        RuleError
+            A rule this extractor does not implement.
+        """
+        self._check_rule(rule)
+        return False
+
+    def relevance(self, R, trace: Descriptors, rule=None, *, image=None) -> np.ndarray:
         """Project descriptor relevance onto the pixels (step 3 of the relevance pass).
 
         Parameters
         ----------
         R : ndarray, shape (N,) or (N, D)
-            Relevance per descriptor ``R_l`` (``Flat``), or per descriptor
-            dimension (``SIFTBins``: rows sum to ``R_l``).
+            Relevance per descriptor ``R_l``, or per descriptor dimension (rows
+            sum to ``R_l``; ``SIFTBins`` and per-dimension ``Contribution``).
         trace : Descriptors
             The image's descriptors from :meth:`forward`.
-        rule : Flat or SIFTBins, optional (default ``Flat()``)
+        rule : Flat, SIFTBins or Contribution, optional (default ``Flat()``)
             ``Flat``: ``R_p = sum_{l : p in area(l)} R_l / |area(l)|``
-            (docs/math.md, step 3). ``SIFTBins`` (SIFT only): each of the 16
-            spatial bins' relevance spread over its own ``b x b`` square.
+            (docs/math.md, step 3); the others where the extractor implements them.
+        image : ndarray (H, W) or (H, W, 3), optional
+            The image the descriptors were computed on, for rules that read its
+            pixels (``Contribution``).
 
         Returns
         -------
@@ -58,19 +94,20 @@ class ExtractorMixin:
         RuleError
             A rule this extractor does not implement, or ``R`` of the wrong shape.
         """
-        from ..exceptions import RuleError
-        from ..pixels import flat, pixel_rule_check, sift_bins
-        from ..rules import Flat
-
-        rule = pixel_rule_check(Flat() if rule is None else rule)
+        rule = self._check_rule(Flat() if rule is None else rule)
         R = np.asarray(R, dtype=np.float64)
-        if not isinstance(rule, Flat) and not isinstance(rule, self.pixel_rules):
-            raise RuleError(f"{type(self).__name__} does not implement the pixel rule {rule!r}")
-        if R.shape[0] != len(trace):
+        if R.ndim not in (1, 2) or R.shape[0] != len(trace):
             raise RuleError(f"{len(trace)} descriptors but relevance of shape {R.shape}")
-        if isinstance(rule, Flat):
+        if isinstance(rule, (Flat, Contribution)) and not isinstance(rule, self.pixel_rules):
             return flat(trace, R if R.ndim == 1 else R.sum(axis=1))
-        if R.ndim != 2:
-            raise RuleError(f"{type(rule).__name__} needs relevance per descriptor dimension "
-                            f"(N, D), got shape {R.shape}")
-        return sift_bins(trace, R.sum(axis=1), R)
+        return self._pixel_relevance(R, trace, rule, image)
+
+    def _check_rule(self, rule):
+        require(rule, PIXEL_RULES, "the pixel step")
+        if not isinstance(rule, (Flat, Contribution, *self.pixel_rules)):
+            raise RuleError(f"{type(self).__name__} does not implement the pixel rule {rule!r}")
+        return rule
+
+    def _pixel_relevance(self, R: np.ndarray, trace: Descriptors, rule, image) -> np.ndarray:
+        """Apply a rule of ``pixel_rules`` (subclasses that list any implement this)."""
+        raise NotImplementedError(f"{type(self).__name__} lists {rule!r} but does not apply it")

@@ -29,6 +29,13 @@ DISC = 2
 
 _TOL = 1e-9
 
+#: the layout of one SIFT descriptor (VLFeat and OpenCV): a SIFT_SPATIAL_BINS x
+#: SIFT_SPATIAL_BINS grid of spatial bins x SIFT_ORIENTATIONS orientations,
+#: ``[bin_y][bin_x][theta]``, SIFT_DIMENSIONS values per colour channel
+SIFT_SPATIAL_BINS = 4
+SIFT_ORIENTATIONS = 8
+SIFT_DIMENSIONS = SIFT_SPATIAL_BINS * SIFT_SPATIAL_BINS * SIFT_ORIENTATIONS
+
 
 @njit(cache=True, inline="always")
 def _inside(shape, cy, cx, h, cos_t, sin_t, r, c):
@@ -255,3 +262,34 @@ class Descriptors:
             np.concatenate([p.scales for p in parts]),
             first.image_shape, first.channel,
         )
+
+
+def sift_bin_geometry(descriptors: Descriptors) -> Descriptors:
+    """The 16 spatial bins of every SIFT descriptor as (rotated) squares of side ``b``.
+
+    Bin ``(i, j)`` (row, column of the 4 x 4 grid, the descriptor layout
+    ``[bin_y, bin_x, theta]`` of VLFeat and OpenCV) is centred at
+    ``u = (j - 1.5) b``, ``v = (i - 1.5) b`` in the descriptor's frame,
+    i.e. ``dx = u cos t - v sin t``, ``dy = u sin t + v cos t`` in the image.
+    Rows are ordered descriptor-major, then bin row, then bin column.
+    """
+    n = len(descriptors)
+    b = descriptors.scales
+    t = descriptors.orientations
+    offsets = (np.arange(SIFT_SPATIAL_BINS) - 1.5)
+    v, u = np.meshgrid(offsets, offsets, indexing="ij")
+    u, v = u.ravel(), v.ravel()
+    cos_t, sin_t = np.cos(t)[:, None], np.sin(t)[:, None]
+    dx = (u[None, :] * cos_t - v[None, :] * sin_t) * b[:, None]
+    dy = (u[None, :] * sin_t + v[None, :] * cos_t) * b[:, None]
+    centers = np.stack([descriptors.centers[:, :1] + dy, descriptors.centers[:, 1:] + dx], axis=2)
+    k = SIFT_SPATIAL_BINS * SIFT_SPATIAL_BINS
+    return Descriptors(
+        data=np.zeros((n * k, 0), dtype=np.float32),
+        centers=centers.reshape(-1, 2),
+        half_widths=np.repeat(b / 2.0, k),
+        orientations=np.repeat(t, k),
+        shapes=np.where(np.repeat(descriptors.shapes, k) == SQUARE, SQUARE, ROTATED_SQUARE),
+        scales=np.repeat(b, k),
+        image_shape=descriptors.image_shape,
+    )

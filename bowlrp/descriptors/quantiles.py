@@ -19,7 +19,7 @@ from joblib import Parallel, delayed
 from numba import njit
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .._validation import as_float_image, as_image_list
+from .._utils.validation import as_float_image, as_image_list
 from ..exceptions import ImageError
 from ._color import COLOR_MODES, color_channels
 from .base import ExtractorMixin

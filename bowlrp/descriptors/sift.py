@@ -32,14 +32,17 @@ from joblib import Parallel, delayed
 from numba import njit
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .._validation import as_float_image, as_image_list
-from ..exceptions import ImageError
-from ..rules import SIFTBins
+from .._utils.validation import as_float_image, as_image_list
+from ..exceptions import ImageError, RuleError
+from ..rules import Contribution, SIFTBins
 from ._color import COLOR_MODES, color_channels, to_grey
 from .base import ExtractorMixin
+from .contribution import contribution
 from .geometry import ROTATED_SQUARE, SQUARE, Descriptors
+from .pixel_rules import sift_bins
 
 BACKENDS = ("auto", "vlfeat", "opencv")
+OPENCV_BASE_SIGMA = float(np.sqrt(1.6**2 - 0.5**2))  # SIFT's base blur, no upsampling
 
 
 def vlfeat_available() -> bool:
@@ -172,11 +175,12 @@ class DenseSIFT(ExtractorMixin, TransformerMixin, BaseEstimator):
     Notes
     -----
     ``forward(images) -> (descriptors, traces)`` and ``relevance(R, trace,
-    rule)`` (``Flat`` or ``SIFTBins``) make this layer 2 of the relevance
-    pass; see :class:`~bowlrp.descriptors.base.ExtractorMixin`.
+    rule, image=None)`` (``Flat``, ``SIFTBins`` or ``Contribution``) make this
+    layer 2 of the relevance pass; see
+    :class:`~bowlrp.descriptors.base.ExtractorMixin`.
     """
 
-    pixel_rules = (SIFTBins,)
+    pixel_rules = (SIFTBins, Contribution)
 
     def __init__(
         self,
@@ -375,6 +379,70 @@ class DenseSIFT(ExtractorMixin, TransformerMixin, BaseEstimator):
         if not np.array_equal(frame_keys[picked], wanted):  # pragma: no cover - would be a bug
             raise RuntimeError("VLFeat frames do not match the requested descriptor grid")
         return data[picked]
+
+    def wants_dimension_relevance(self, rule, offered: bool) -> bool:
+        """``SIFTBins`` always reads relevance per dimension; ``Contribution`` when its
+        ``per_dimension`` says so (None: when the encoder ``offered`` it)."""
+        self._check_rule(rule)
+        if isinstance(rule, SIFTBins):
+            return True
+        if isinstance(rule, Contribution):
+            return offered if rule.per_dimension is None else bool(rule.per_dimension)
+        return False
+
+    def _pixel_relevance(self, R, trace, rule, image):
+        if isinstance(rule, SIFTBins):
+            if R.ndim != 2:
+                raise RuleError(f"SIFTBins needs relevance per descriptor dimension (N, D), "
+                                f"got shape {R.shape}")
+            return sift_bins(trace, R.sum(axis=1), R)
+        if image is None:
+            raise RuleError("the contribution rule needs the image the descriptors were computed on "
+                            "(relevance(..., image=...); Pipeline.forward_one keeps it in the trace)")
+        per_dim = R if R.ndim == 2 else None
+        R_l = R.sum(axis=1) if R.ndim == 2 else R
+        return contribution(trace, self, image, R_l, per_dim, rule.weighting, rule.through_blur)
+
+    def gradient_maps(self, image: np.ndarray, b: float,
+                      angles: bool = True) -> tuple[list, list, list[float]]:
+        """Gradient magnitude and angle maps of every channel, as the extractor's backend sees them.
+
+        OpenCV: the phow-smoothed channel rounded to uint8, blurred by SIFT's base
+        sigma ``sqrt(1.6^2 - 0.5^2)``, central differences ``I(r, c+1) - I(r, c-1)`` and
+        ``I(r-1, c) - I(r+1, c)`` (rows up), angle ``atan2(dy, dx)``. VLFeat: the
+        phow-smoothed channel, ``(I(x+1) - I(x-1)) / 2`` (one-sided at the border),
+        angle ``atan2(d/drow, d/dcol)``.
+
+        Returns
+        -------
+        magnitudes, angles : lists of (H, W) float64, one per channel
+        sigmas : the blurs between the input pixels and these maps, in order
+            (``angles=False``: the angle maps are all zero, for callers that do not read them)
+        """
+        channels = color_channels(image, self.color)
+        smooth = 0.0
+        if self.smooth:
+            smooth = float(np.sqrt(max((b / self.magnification) ** 2 - 0.25, 0.0)))
+        mags, angs = [], []
+        opencv = self.backend_ == "opencv"
+        for channel in channels:
+            sm = self._smoothed(channel, b)
+            if opencv:
+                u8 = np.clip(np.rint(sm * 255.0), 0, 255).astype(np.uint8)
+                base = cv2.GaussianBlur(u8.astype(np.float32), (0, 0), OPENCV_BASE_SIGMA,
+                                        sigmaY=OPENCV_BASE_SIGMA).astype(np.float64)
+                gx = np.zeros_like(base)
+                gy = np.zeros_like(base)
+                gx[:, 1:-1] = base[:, 2:] - base[:, :-2]
+                gy[1:-1, :] = base[:-2, :] - base[2:, :]
+            else:
+                base = sm.astype(np.float64)
+                gx = np.gradient(base, axis=1) if base.shape[1] > 1 else np.zeros_like(base)
+                gy = np.gradient(base, axis=0) if base.shape[0] > 1 else np.zeros_like(base)
+            mags.append(np.hypot(gx, gy))
+            angs.append(np.arctan2(gy, gx) % (2 * np.pi) if angles else np.zeros_like(gx))
+        sigmas = [smooth, OPENCV_BASE_SIGMA] if opencv else [smooth]
+        return mags, angs, sigmas
 
     def _smoothed(self, channel: np.ndarray, b: float) -> np.ndarray:
         if not self.smooth:

@@ -8,7 +8,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .._utils.validation import check_1d_finite
 from ..descriptors.geometry import Descriptors
+from ..rules import AbsZ, AlphaBeta, Epsilon
 from .pooling import check_pyramid, normalize, parse_normalization, pyramid_cells
 
 
@@ -66,6 +68,9 @@ class Encoder(TransformerMixin, BaseEstimator):
     """
 
     _default_normalization = "l1"
+    #: whether ``relevance(..., per_dimension=True)`` gives relevance per descriptor
+    #: dimension (Fisher vectors, differentiable in the descriptor; thesis D.1)
+    has_dimension_relevance: bool = False
 
     # -- sklearn API -------------------------------------------------------
     def fit(self, X, y=None):
@@ -172,8 +177,6 @@ class Encoder(TransformerMixin, BaseEstimator):
 
     def default_rule(self):
         """The rule used when none is given: ``Epsilon(0)`` (max pooling: ``WinnerTakeAll``)."""
-        from ..rules import Epsilon
-
         return Epsilon(0.0)
 
     def relevance(self, R, trace: EncodingTrace, rule=None, per_dimension: bool = False):
@@ -200,8 +203,6 @@ class Encoder(TransformerMixin, BaseEstimator):
         -------
         ndarray (N,), or (ndarray (N,), ndarray (N, D)) with ``per_dimension``.
         """
-        from .._validation import check_1d_finite
-
         check_is_fitted(self, "vocabulary_")
         R = check_1d_finite(R, self.n_features_out_, "R")
         if trace.pooled.shape != (self.n_features_out_,):
@@ -234,8 +235,6 @@ def coefficients_from_rule(R: np.ndarray, pooled: np.ndarray, reached: np.ndarra
     positive, negative : (V,) ``sum_l max(z_ld, 0)`` and ``sum_l min(z_ld, 0)`` (only for
         AlphaBeta / AbsZ)
     """
-    from ..rules import AbsZ, AlphaBeta, Epsilon
-
     a = np.zeros_like(R)
     b = np.zeros_like(R)
     if isinstance(rule, Epsilon):

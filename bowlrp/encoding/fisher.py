@@ -27,8 +27,9 @@ import scipy.sparse as sp
 from numba import njit, prange
 from sklearn.base import clone
 
-from ..vocabulary import GMMVocabulary
+from ..rules import AbsZ, AlphaBeta, Epsilon, require
 from .base import Encoder, coefficients_from_rule
+from .vocabulary import GMMVocabulary
 
 FISHER_PARTS = ("pi", "mu", "sigma")
 _CHUNK = 16384
@@ -403,6 +404,9 @@ class FisherVector(Encoder):
     random_state : int or None
     """
 
+    has_dimension_relevance = True
+
+
     def __init__(self, vocabulary=64, parts=("mu", "sigma"), pyramid=((1, 1),),
                  normalization="power+l2", power=0.5, posterior_threshold=1e-6,
                  random_state=None):
@@ -552,8 +556,6 @@ class FisherVector(Encoder):
         return out.reshape(len(acc), -1)
 
     def _descriptor_relevance(self, R, trace, rule, per_dimension):
-        from ..rules import AbsZ, AlphaBeta, Epsilon, require
-
         require(rule, (Epsilon, AlphaBeta, AbsZ), "FisherVector")
         codes = trace.codes
         positive = negative = None

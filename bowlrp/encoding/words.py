@@ -13,9 +13,11 @@ import math
 import numpy as np
 from numba import njit
 
-from ..vocabulary import KMeansVocabulary
+from ..exceptions import RuleError
+from ..rules import AbsZ, AlphaBeta, Epsilon, WinnerTakeAll, require
 from .base import Encoder, coefficients_from_rule
 from .pooling import pool_words
+from .vocabulary import KMeansVocabulary
 
 _CHUNK = 8192
 
@@ -24,7 +26,7 @@ def nearest_words(data: np.ndarray, centers: np.ndarray, n: int) -> tuple[np.nda
     """The ``n`` nearest words of each descriptor, nearest first (ties: lower index first).
 
     Squared distances ``||l||^2 - 2 l.b_d + ||b_d||^2`` (clipped at 0, as
-    :func:`~bowlrp.vocabulary.squared_distances`) from one BLAS product per chunk,
+    :func:`~bowlrp.encoding.vocabulary.squared_distances`) from one BLAS product per chunk,
     then a Numba pass keeps each row's ``n`` smallest by insertion (O(V) per row
     for small ``n``, instead of a partition and a sort).
 
@@ -165,13 +167,9 @@ class _WordEncoder(Encoder):
         return pooled ** (1.0 / p)
 
     def default_rule(self):
-        from ..rules import Epsilon, WinnerTakeAll
-
         return WinnerTakeAll() if self._pooling_exponent()[1] else Epsilon(0.0)
 
     def _descriptor_relevance(self, R, trace, rule, per_dimension):
-        from ..exceptions import RuleError
-        from ..rules import AbsZ, AlphaBeta, Epsilon, WinnerTakeAll, require
 
         if per_dimension:
             raise RuleError(

@@ -1,12 +1,8 @@
 """Measuring explanations: region perturbation with incremental re-encoding, AOPC,
 descriptor replacement, occlusion, pixel flipping and the context ratio (docs/math.md §4)."""
 
-from .context import (
-    AnnotationError,
-    context_ratio,
-    context_ratios,
-    read_voc_annotation,
-)
+from ..datasets.voc_annotations import AnnotationError, read_voc_annotation
+from .context import context_ratio, context_ratios
 from .descriptors import descriptor_replacement
 from .incremental import IncrementalImage
 from .perturbation import (

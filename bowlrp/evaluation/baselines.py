@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._validation import as_float_image
+from .._utils.validation import as_float_image
+from .perturbation import block_grid, occlusion_map
 
 BASELINES = ("lime", "shap-partition", "kernel-shap", "occlusion-uniform", "occlusion-blur")
 
@@ -209,8 +210,6 @@ def shap_partition_map(pipeline, image, target=None, max_evals: int = 1000,
 def occlusion_baseline(pipeline, image, target=None, block: int = 9, perturbation: str = "uniform",
                        seed: int = 0) -> BaselineResult:
     """Occlusion (one block perturbed at a time, incremental re-encoding)."""
-    from .perturbation import block_grid, occlusion_map
-
     img = as_float_image(image)
     t0 = time.perf_counter()
     heat = occlusion_map(pipeline, img, block, perturbation, seed, target)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from numba import njit
 
-from .._threads import single_threaded
-from .._validation import as_float_image
+from .._utils.threads import single_threaded
+from .._utils.validation import as_float_image
 from ..encoding.pooling import LinearScore
 
 
@@ -200,7 +200,7 @@ class IncrementalImage:
         """Replace pixels [r0:r1, c0:c1] by ``values``; return the new score.
 
         With ``commit=False`` the state is left as it was (occlusion analysis).
-        The step runs in one thread (:func:`~bowlrp._threads.single_threaded`).
+        The step runs in one thread (:func:`~bowlrp._utils.threads.single_threaded`).
         """
         with single_threaded():
             return self._set_block(r0, r1, c0, c1, values, commit)

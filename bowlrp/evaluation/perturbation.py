@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .._validation import as_float_image
+from .._utils.validation import as_float_image
 from .incremental import IncrementalImage
 
 ORDERINGS = ("morf", "lerf", "random")

@@ -22,8 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_write_bytes
-from ..batch import ImageInput, display_path
+from .._utils.atomic import atomic_write_bytes
+from .._utils.lock import FolderLock
+from .._utils.validation import as_float_image, display_path
+from ..explanation import explain_trace
+from ..model_files import load
+from ..rules import parse_rule
+from ..runs.distributed import ModelFile, as_inputs, model_hash_of, run_on_store
+from ..runs.inputs import ImageInput
+from ..runs.step import failure_message
+from ..runs.store import RelevanceStore, open_for_evaluation, store_lock
+from .baselines import compare_extra_available, explain_baseline
+from .descriptors import descriptor_replacement
+from .perturbation import aopc, mean_and_stderr, occlusion_map, region_perturbation
 
 EVALUATION_GROUP = "evaluation"
 LRP_METHODS = {
@@ -134,11 +145,6 @@ def evaluate_image(model, path: Path, methods, settings: EvaluationSettings, tar
     Returns ``{"image", "target", "score", "curves": {method: list of lists},
     "costs": {peer: {"evaluations", "seconds"}}}``.
     """
-    from .._validation import as_float_image
-    from ..explanation import explain_trace
-    from ..rules import parse_rule
-    from .descriptors import descriptor_replacement
-    from .perturbation import occlusion_map, region_perturbation
 
     s = settings
     image = as_float_image(path)
@@ -155,8 +161,6 @@ def evaluate_image(model, path: Path, methods, settings: EvaluationSettings, tar
                 heat = occlusion_map(model, image, s.block, s.perturbation, seed, base.target,
                                      progress=progress and (lambda k, m=m: progress(m, k, "blocks")))
             elif m in PEER_METHODS:
-                from .baselines import explain_baseline
-
                 peer = explain_baseline(m, model, image, base.target, s.samples, s.block, seed)
                 heat = peer.heatmap
                 costs[m] = {"evaluations": peer.evaluations, "seconds": peer.seconds}
@@ -182,8 +186,6 @@ def evaluate_image(model, path: Path, methods, settings: EvaluationSettings, tar
 
 def summarise(results: list[dict], methods) -> dict:
     """Mean curve, standard errors and AOPC of each method over ``results`` (see :func:`evaluate_images`)."""
-    from .perturbation import aopc, mean_and_stderr
-
     summary = {}
     for m in methods:
         per_image = [np.array(r["curves"][m]) for r in results if m in r["curves"]]
@@ -275,9 +277,6 @@ def _partial_name(image_id: str) -> str:
 def _evaluate_task(model_ref, batch, location: str, methods, settings: EvaluationSettings,
                    target) -> list[dict]:
     """A Dask task (and the serial step): curves of each SeededInput into the store."""
-    from ..batch import failure_message
-    from ..distributed import ModelFile
-    from ..store import RelevanceStore
 
     store = RelevanceStore.open(location, "r+")
     model = model_ref.load() if isinstance(model_ref, ModelFile) else model_ref
@@ -308,8 +307,6 @@ def evaluate_to_store(inputs: Sequence[ImageInput], model, location: str, method
                       report: Callable[[str], None] | None = None) -> list[dict]:
     """Per-image curves into the store at ``location`` (serially or on Dask); returns every
     finished result (of earlier runs too)."""
-    from ..distributed import ModelFile, run_on_store
-    from ..store import open_for_evaluation, store_lock
 
     if workers is not None and scheduler is not None:
         raise ValueError("workers and scheduler exclude each other")
@@ -409,9 +406,9 @@ def evaluate_images(images, model, *, methods: Sequence[str] = DEFAULT_METHODS,
 
     Parameters
     ----------
-    images : list of ImageInput, or file / folder / glob names (:func:`bowlrp.batch.collect_inputs`)
+    images : list of ImageInput, or file / folder / glob names (:func:`bowlrp.runs.folder.collect_inputs`)
     model : fitted Pipeline, or a model file path (loaded with ``trusted`` / ``trust``
-        as :func:`bowlrp.io.load`)
+        as :func:`bowlrp.model_files.load`)
     methods : sequence of str
         Subset of :data:`ALL_METHODS` and :data:`PEER_METHODS` (the peers need
         the ``[compare]`` extra).
@@ -460,13 +457,9 @@ def evaluate_images(images, model, *, methods: Sequence[str] = DEFAULT_METHODS,
         Unknown methods, ``workers`` or ``scheduler`` without ``store``, or
         (with ``store``) no image evaluated at all.
     """
-    from ..distributed import as_inputs, model_hash_of
-
     settings = EvaluationSettings() if settings is None else settings
     methods = check_methods(methods, settings.method)
     if any(m in PEER_METHODS for m in methods):
-        from .baselines import compare_extra_available
-
         if not compare_extra_available():
             raise ValueError('lime, shap-partition and kernel-shap need the [compare] extra: '
                              'pip install "bowlrp[compare]"')
@@ -474,8 +467,6 @@ def evaluate_images(images, model, *, methods: Sequence[str] = DEFAULT_METHODS,
         raise ValueError("workers and scheduler need a store")
     say = report or (lambda line: None)
     if isinstance(model, (str, os.PathLike)):
-        from ..io import load
-
         model_file = model
         model = load(model, trusted=True) if trusted else load(model, trusted=list(trust) or False)
     if model_hash is None:
@@ -499,7 +490,6 @@ def evaluate_images(images, model, *, methods: Sequence[str] = DEFAULT_METHODS,
         results = _evaluate_to_folder(inputs, model, None, methods, settings, target, key,
                                       progress=progress, report=say)
         return EvaluationRun(summarise_with_costs(results, methods), results, len(inputs))
-    from .._lock import FolderLock
 
     (out / "partial").mkdir(parents=True, exist_ok=True)
     with FolderLock(out, "bowlrp-evaluate"):

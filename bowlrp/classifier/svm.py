@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .kernels import Kernel, Linear, _as_2d, make_kernel
 from .mkl import fit_binary
+from .relevance import classifier_relevance
 
 _FLOAT_TYPES = (np.float64, np.float32)
 
@@ -56,7 +57,7 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     kernel : str, Kernel, or list of them
-        One kernel for all channels or one per channel (see ``bowlrp.kernels``).
+        One kernel for all channels or one per channel (see ``bowlrp.classifier.kernels``).
     C : float
         SVM regularisation.
     channel_sizes : list of int or None
@@ -328,8 +329,6 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
         -------
         DimensionRelevance
         """
-        from .classifier_relevance import classifier_relevance
-
         x = np.asarray(trace, dtype=np.float64).ravel()
         task, sign = self.task_and_sign(x, target)
         out = classifier_relevance(self, x, task, sign, rule)

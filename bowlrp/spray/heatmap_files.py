@@ -1,4 +1,4 @@
-"""Find and read the relevance maps ``bowlrp-explain --out DIR`` writes.
+"""Find and read the relevance maps ``bowlrp explain --out DIR`` writes (:mod:`bowlrp.runs.folder_layout`).
 
 ``bowlrp-explain`` writes, per image, ``<stem>_relevance.npy`` (H x W float64)
 beside ``<stem>.json`` (with the explained ``"target"`` and the ``"image"``
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .exceptions import BowlrpError
-
-SUFFIX = "_relevance.npy"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
+from .._utils.validation import IMAGE_SUFFIXES
+from ..exceptions import BowlrpError
+from ..runs.folder_layout import RELEVANCE_SUFFIX as SUFFIX
+from ..runs.folder_layout import record_path
 
 
 class HeatmapFileError(BowlrpError, ValueError):
@@ -88,7 +88,7 @@ def find_heatmaps(root) -> list[HeatmapRecord]:
                                f"bowlrp-explain --out {root}")
     records = []
     for npy in found:
-        js = npy.with_name(npy.name[: -len(SUFFIX)] + ".json")
+        js = record_path(npy)
         if not js.is_file():
             raise HeatmapFileError(f"{npy} has no {js.name} beside it; keep the files bowlrp-explain "
                                    f"writes together")

@@ -1,10 +1,10 @@
-"""Step 1 of the relevance pass for the anomaly detectors of :mod:`bowlrp.anomaly` (``docs/anomaly.md``).
+"""Step 1 of the relevance pass for the anomaly detectors of :mod:`.anomaly` (``docs/anomaly.md``).
 
 The explained function is ``g = sign * f`` with ``sign = -1`` for the anomaly
 score (the default) and ``+1`` for the normality ``f``.
 
 One-class SVM: ``f(x) = sum_i alpha_i k(s_i, x) - rho`` has the form of an SVM
-expansion, so :func:`bowlrp.classifier_relevance.decompose` gives thesis eq. A.9,
+expansion, so :func:`bowlrp.classifier.relevance.decompose` gives thesis eq. A.9,
 ``R_d = sign * beta_u sum_i alpha_i k_d(s_{i,d}, x_d)``, ``R_b = -sign * rho``.
 
 SVDD: ``-f(x) = a(x) - r^2`` (eq. A.12) splits exactly for sum-decomposable kernels (eq. A.13)
@@ -25,16 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classifier_relevance import (
-    DimensionRelevance,
-    decompose,
-    default_rule,
-    find_root,
-    root_candidates,
-    taylor,
-)
-from .exceptions import RuleError
-from .rules import Decomposition, Taylor, require
+from ..exceptions import RuleError
+from ..rules import Decomposition, Taylor, require
+from .relevance import DimensionRelevance, decompose, default_rule, find_root, root_candidates, taylor
 
 
 def _self_terms(kernel, x: np.ndarray) -> np.ndarray:
@@ -131,21 +124,36 @@ def svdd_taylor(det, x: np.ndarray, sign: float, rule: Taylor) -> DimensionRelev
                               root=root, root_distance=distance, root_value=root_value)
 
 
-def anomaly_relevance(det, x, task: int = 0, sign: float = -1.0, rule=None) -> DimensionRelevance:
-    """Relevance of the feature dimensions of ``x`` (V,) for ``sign * f(x)`` of a detector."""
-    from .anomaly import KernelSVDD
+def one_class_relevance(det, x, task: int = 0, sign: float = -1.0, rule=None) -> DimensionRelevance:
+    """Relevance of the feature dimensions of ``x`` (V,) for ``sign * f(x)`` of a one-class SVM.
 
+    ``f`` is an SVM expansion, so the classifier's own decomposition and Taylor
+    expansion apply (thesis eq. A.9).
+    """
     rule = default_rule(det) if rule is None else rule
     require(rule, (Decomposition, Taylor), type(det).__name__)
     x = np.asarray(x, dtype=np.float64).ravel()
-    if isinstance(det, KernelSVDD):
-        if isinstance(rule, Decomposition):
-            return svdd_decompose(det, x, sign, rule)
-        return svdd_taylor(det, x, sign, rule)
     if isinstance(rule, Decomposition):
         return decompose(det, x, task, sign, rule)
     return taylor(det, x, task, sign, rule)
 
 
-__all__ = ["anomaly_relevance", "center_terms", "svdd_decompose", "svdd_dimension_terms",
-           "svdd_taylor"]
+def svdd_relevance(det, x, task: int = 0, sign: float = -1.0, rule=None) -> DimensionRelevance:
+    """Relevance of the feature dimensions of ``x`` (V,) for ``sign * f(x)`` of a kernel SVDD
+    (eq. A.13; ``task`` is unused, the detector has one output)."""
+    rule = default_rule(det) if rule is None else rule
+    require(rule, (Decomposition, Taylor), type(det).__name__)
+    x = np.asarray(x, dtype=np.float64).ravel()
+    if isinstance(rule, Decomposition):
+        return svdd_decompose(det, x, sign, rule)
+    return svdd_taylor(det, x, sign, rule)
+
+
+def anomaly_relevance(det, x, task: int = 0, sign: float = -1.0, rule=None) -> DimensionRelevance:
+    """Relevance of the feature dimensions of ``x`` (V,) for ``sign * f(x)`` of a detector
+    (its own :meth:`dimension_relevance`: :func:`one_class_relevance` or :func:`svdd_relevance`)."""
+    return det.dimension_relevance(x, task, sign, rule)
+
+
+__all__ = ["anomaly_relevance", "center_terms", "one_class_relevance", "svdd_decompose",
+           "svdd_dimension_terms", "svdd_relevance", "svdd_taylor"]

@@ -20,17 +20,17 @@ marker, and a rerun recreates them, so a run killed at any moment leaves
 no half-written record anybody uses.
 
 Pooling (for SpRAy): ``P[t, a, b] = sum_{h,w} Pr[a, h] R[t, h, w] Pc[b, w]`` with the
-overlap weights of :func:`bowlrp.spray.pool_maps` applied to the map in its own
+overlap weights of :func:`bowlrp.image.pool_maps` applied to the map in its own
 shape, so every cell holds the summed relevance of the pixels it covers and
 ``P[t].sum() == R[t].sum()`` (in float64, from the float64 map before the
 float32 cast of ``heatmap``).
 
 Image ids are the image paths relative to the input folder without their
-extension (:func:`bowlrp.batch.collect_inputs`); :func:`id_to_key` escapes
+extension (:func:`bowlrp.runs.folder.collect_inputs`); :func:`id_to_key` escapes
 them into flat, reversible Zarr names (no ``/``, never ``.`` or ``..``).
 
 A store is written by one run at a time: a local store holds the lock file
-``.bowlrp.lock`` (:class:`bowlrp._lock.FolderLock`) for the run; stores behind
+``.bowlrp.lock`` (:class:`bowlrp._utils.lock.FolderLock`) for the run; stores behind
 URLs cannot be locked that way, so two runs on one remote store must be
 avoided by the user. A run with another model or other settings into a store
 that holds results is refused (:class:`StoreMismatch`) unless ``overwrite``.
@@ -49,8 +49,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import ImageInput, SettingsMismatch, display_path, explain_image, failure_message
-from .exceptions import BowlrpError
+from .._utils.lock import FolderLock
+from .._utils.validation import display_path
+from ..exceptions import BowlrpError
+from ..image import pool_maps
+from .inputs import ImageInput
+from .step import SettingsMismatch
 
 FORMAT = "bowlrp-relevance-store"
 VERSION = 1
@@ -364,8 +368,6 @@ class RelevanceStore:
     def write(self, item: ImageInput, explanations, *, model_hash: str, extra: dict | None = None,
               name: str = IMAGES) -> None:
         """Write one image's explanations (one per target) atomically: arrays first, ``done`` last."""
-        from .spray import pool_maps
-
         heat64 = np.stack([np.asarray(e.heatmap, dtype=np.float64) for e in explanations])
         pooled = pool_maps(list(heat64), self.grid, heat64.shape[1:])
         parent = self.root.require_group(name)
@@ -501,7 +503,7 @@ def open_for_evaluation(location, key: dict, *, overwrite: bool = False,
 def store_lock(location, program: str):
     """A context manager holding the run lock of the store at ``location``.
 
-    Local stores: :class:`bowlrp._lock.FolderLock` on the store folder (created
+    Local stores: :class:`bowlrp._utils.lock.FolderLock` on the store folder (created
     if needed), so a second run is refused with one line naming the pid.
     Stores behind URLs: no lock (a no-op; see the module docstring).
     """
@@ -526,8 +528,6 @@ def _locked_and_swept(path: Path, program: str):
     (zarr renames a temporary into place only when its write is complete; a record
     counts only once its ``done`` attribute is written, so no record depends on one).
     """
-    from ._lock import FolderLock
-
     with FolderLock(path, program):
         sweep_partial_writes(path)
         yield
@@ -554,34 +554,8 @@ def open(location, storage_options: dict | None = None) -> RelevanceStore:  # no
 
     Examples
     --------
-    >>> store = bowlrp.store.open("out.zarr")              # doctest: +SKIP
+    >>> store = bowlrp.runs.store.open("out.zarr")              # doctest: +SKIP
     >>> len(store), store.ids()[:3]                        # doctest: +SKIP
     >>> ids, pooled = store.pooled_maps("horse")           # (n, 32, 32) for SpRAy  # doctest: +SKIP
     """
     return RelevanceStore.open(location, "r", storage_options)
-
-
-def explain_into_store(model, item: ImageInput, store: RelevanceStore, explain_kwargs: dict | None,
-                       model_hash: str) -> dict:
-    """Explain one image and write its record, or record its failure; never raises for the image.
-
-    The same function runs in the serial loop and in every Dask task
-    (:mod:`bowlrp.distributed`), so both write identical records.
-
-    Returns
-    -------
-    dict
-        ``{"id", "status": "explained" | "failed", "error"?, "seconds"}``.
-    """
-    started = time.perf_counter()
-    try:
-        _, explanations = explain_image(model, item, explain_kwargs)
-        store.write(item, explanations, model_hash=model_hash)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception as exc:  # noqa: BLE001 - a bad image is recorded and the run goes on
-        message = failure_message(item, exc)
-        store.write_failure(item, message)
-        return {"id": item.id, "status": "failed", "error": message,
-                "seconds": time.perf_counter() - started}
-    return {"id": item.id, "status": "explained", "seconds": time.perf_counter() - started}

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .exceptions import RuleError
+from ..exceptions import RuleError
+from ..rules import Decomposition, Taylor, integrated_gradient, require
 from .roots import boundary_root, infer_domain, segment_roots
-from .rules import Decomposition, Taylor, integrated_gradient, require
 
 
 @dataclass
@@ -84,7 +84,7 @@ def find_root(g, x: np.ndarray, candidates: np.ndarray, rule: Taylor, g_candidat
 
     Each segment ``x + t (s - x)`` brackets a sign change; Illinois false
     position shrinks all brackets at once (one batched evaluation of ``g`` per
-    step) until ``|g| <= tol`` (:func:`bowlrp.roots.segment_roots`). Of the
+    step) until ``|g| <= tol`` (:func:`bowlrp.classifier.roots.segment_roots`). Of the
     roots found, the one nearest ``x`` is returned.
 
     Returns
@@ -194,7 +194,7 @@ def taylor(clf, x: np.ndarray, task: int, sign: float, rule: Taylor) -> Dimensio
 
 def classifier_relevance(clf, x, task: int = 0, sign: float = 1.0, rule=None) -> DimensionRelevance:
     """Relevance of the feature dimensions of ``x`` (V,) for task ``task`` of a KernelSVC."""
-    if hasattr(clf, "dimension_relevance"):  # models with their own step 1 (bowlrp.anomaly)
+    if hasattr(clf, "dimension_relevance"):  # models with their own step 1 (bowlrp.classifier.anomaly)
         return clf.dimension_relevance(x, task, sign, rule)
     rule = default_rule(clf) if rule is None else rule
     require(rule, (Decomposition, Taylor), "KernelSVC")

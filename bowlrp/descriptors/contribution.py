@@ -1,5 +1,13 @@
-"""Step 3 of the relevance pass: descriptors -> pixels (flat, per SIFT spatial bin, or by
-each pixel's contribution to the descriptor)."""
+"""The ``Contribution`` pixel rule of dense SIFT: each pixel's share of a descriptor's mass.
+
+Step 3 of the relevance pass for :class:`~bowlrp.descriptors.DenseSIFT` under
+:class:`~bowlrp.rules.Contribution` (``docs/pixel_rules.md``): a descriptor's
+relevance (or each of its dimensions') is spread over the pixels in proportion to
+what each pixel added to the histogram, computed the way the extractor computed it
+(:meth:`DenseSIFT.gradient_maps`), and carried back through the extractor's blurs
+with their adjoint. The per-pixel Numba kernels are the reference; unrotated
+descriptors take the separable path of :mod:`.contribution_separable`.
+"""
 
 from __future__ import annotations
 
@@ -7,97 +15,10 @@ import cv2
 import numpy as np
 from numba import njit
 
-from ._contribution_fast import project_unrotated
-from .descriptors.geometry import ROTATED_SQUARE, SQUARE, Descriptors
-from .exceptions import RuleError
-from .rules import Contribution, Flat, SIFTBins, require
-
-_SIFT_BINS, _SIFT_ORIENTATIONS = 4, 8
-
-
-def flat(descriptors: Descriptors, relevance: np.ndarray) -> np.ndarray:
-    """``R_p = sum_{l : p in area(l)} R_l / |area(l)|``, shape (H, W)."""
-    return descriptors.rasterize(relevance)
-
-
-def sift_bin_geometry(descriptors: Descriptors) -> Descriptors:
-    """The 16 spatial bins of every SIFT descriptor as (rotated) squares of side ``b``.
-
-    Bin ``(i, j)`` (row, column of the 4 x 4 grid, the descriptor layout
-    ``[bin_y, bin_x, theta]`` of VLFeat and OpenCV) is centred at
-    ``u = (j - 1.5) b``, ``v = (i - 1.5) b`` in the descriptor's frame,
-    i.e. ``dx = u cos t - v sin t``, ``dy = u sin t + v cos t`` in the image.
-    Rows are ordered descriptor-major, then bin row, then bin column.
-    """
-    n = len(descriptors)
-    b = descriptors.scales
-    t = descriptors.orientations
-    offsets = (np.arange(_SIFT_BINS) - 1.5)
-    v, u = np.meshgrid(offsets, offsets, indexing="ij")
-    u, v = u.ravel(), v.ravel()
-    cos_t, sin_t = np.cos(t)[:, None], np.sin(t)[:, None]
-    dx = (u[None, :] * cos_t - v[None, :] * sin_t) * b[:, None]
-    dy = (u[None, :] * sin_t + v[None, :] * cos_t) * b[:, None]
-    centers = np.stack([descriptors.centers[:, :1] + dy, descriptors.centers[:, 1:] + dx], axis=2)
-    k = _SIFT_BINS * _SIFT_BINS
-    return Descriptors(
-        data=np.zeros((n * k, 0), dtype=np.float32),
-        centers=centers.reshape(-1, 2),
-        half_widths=np.repeat(b / 2.0, k),
-        orientations=np.repeat(t, k),
-        shapes=np.where(np.repeat(descriptors.shapes, k) == SQUARE, SQUARE, ROTATED_SQUARE),
-        scales=np.repeat(b, k),
-        image_shape=descriptors.image_shape,
-    )
-
-
-def sift_bins(descriptors: Descriptors, relevance: np.ndarray, per_dim: np.ndarray) -> np.ndarray:
-    """Thesis D.1: each spatial bin's relevance spread over that bin's own pixels.
-
-    Parameters
-    ----------
-    relevance : (N,) descriptor relevance (used for bins that fall outside the image)
-    per_dim : (N, 128 * C) relevance per SIFT dimension, layout [channel][bin_y][bin_x][theta]
-    """
-    n, D = per_dim.shape
-    per_bin_len = _SIFT_BINS * _SIFT_BINS * _SIFT_ORIENTATIONS
-    if D % per_bin_len:
-        raise RuleError(f"SIFTBins needs SIFT descriptors (128 values per channel), got D={D}")
-    bins = per_dim.reshape(n, D // per_bin_len, _SIFT_BINS * _SIFT_BINS, _SIFT_ORIENTATIONS)
-    bins = bins.sum(axis=(1, 3)).ravel()
-    geometry = sift_bin_geometry(descriptors)
-    outside = geometry.support_sizes() == 0
-    leftover = np.zeros(n)
-    if outside.any():
-        np.add.at(leftover, np.flatnonzero(outside) // (_SIFT_BINS * _SIFT_BINS), bins[outside])
-        bins = np.where(outside, 0.0, bins)
-    heatmap = geometry.rasterize(bins)
-    if outside.any():
-        heatmap += descriptors.rasterize(leftover)
-    return heatmap
-
-
-def through_pca(per_dim: np.ndarray, descriptors: Descriptors, vocabulary, epsilon: float):
-    """Relevance per original descriptor dimension from the relevance per PCA dimension.
-
-    With centred inputs ``l - m`` and ``y = W (l - m)``:
-    ``R_j = sum_i W_ij (l_j - m_j) / (y_i + eps sign y_i) R_i``, exact for eps = 0.
-    """
-    pca = getattr(vocabulary, "pca_", None)
-    if pca is None:
-        return per_dim
-    centred = descriptors.data.astype(np.float64) - pca.mean_
-    y = centred @ pca.components_.T
-    denom = y + epsilon * np.where(y >= 0, 1.0, -1.0)
-    ratio = np.divide(per_dim, denom, out=np.zeros_like(per_dim), where=denom != 0)
-    lost = per_dim * (denom == 0)
-    out = centred * (ratio @ pca.components_)
-    if lost.any():
-        out += lost.sum(axis=1, keepdims=True) / out.shape[1]
-    return out
-
-
-
+from .._utils.validation import as_float_image
+from ..exceptions import RuleError
+from .contribution_separable import project_unrotated
+from .geometry import SIFT_ORIENTATIONS, SIFT_SPATIAL_BINS, Descriptors
 
 # -- contribution-weighted projection (issue 17) -------------------------------------------
 #
@@ -110,9 +31,8 @@ def through_pca(per_dim: np.ndarray, descriptors: Descriptors, vocabulary, epsil
 WEIGHTINGS = ("full", "window", "gradient")
 _OPENCV, _VLFEAT_EXACT, _VLFEAT_FAST = 0, 1, 2
 _WEIGHT_CODE = {"full": 0, "window": 1, "gradient": 2}
-_D, _NT = _SIFT_BINS, _SIFT_ORIENTATIONS
+_D, _NT = SIFT_SPATIAL_BINS, SIFT_ORIENTATIONS
 VLFEAT_WINDOW = 2.0  # dsift's default window size (in bins), which DenseSIFT leaves as is
-OPENCV_BASE_SIGMA = float(np.sqrt(1.6**2 - 0.5**2))  # SIFT's base blur, no upsampling
 
 
 @njit(cache=True)
@@ -556,7 +476,7 @@ def project(values, centers, rotations, b, backend, weighting, window, mag, ang,
             totals_only, fast=True):
     """:func:`_project`, by the separable fast path when no descriptor is rotated.
 
-    The fast path (``bowlrp._contribution_fast``) computes the same weights factorised
+    The fast path (``bowlrp.descriptors.contribution_separable``) computes the same weights factorised
     along rows and columns, ``O(5b)`` instead of ``O((5b)^2)`` work per descriptor;
     rotated descriptors (OpenCV, ``rotate=True``) take the per-pixel kernels, per
     descriptor :func:`_project_scalar` (each pixel's mass once), per dimension
@@ -643,50 +563,6 @@ def _blur_adjoint(heat: np.ndarray, sigmas: list[float]) -> np.ndarray:
     return heat
 
 
-def sift_gradients(extractor, image: np.ndarray, b: float,
-                   angles: bool = True) -> tuple[list, list, list[float]]:
-    """Gradient magnitude and angle maps of every channel, as the extractor's backend sees them.
-
-    OpenCV: the phow-smoothed channel rounded to uint8, blurred by SIFT's base
-    sigma ``sqrt(1.6^2 - 0.5^2)``, central differences ``I(r, c+1) - I(r, c-1)`` and
-    ``I(r-1, c) - I(r+1, c)`` (rows up), angle ``atan2(dy, dx)``. VLFeat: the
-    phow-smoothed channel, ``(I(x+1) - I(x-1)) / 2`` (one-sided at the border),
-    angle ``atan2(d/drow, d/dcol)``.
-
-    Returns
-    -------
-    magnitudes, angles : lists of (H, W) float64, one per channel
-    sigmas : the blurs between the input pixels and these maps, in order
-        (``angles=False``: the angle maps are all zero, for callers that do not read them)
-    """
-    from .descriptors._color import color_channels
-
-    channels = color_channels(image, extractor.color)
-    smooth = 0.0
-    if extractor.smooth:
-        smooth = float(np.sqrt(max((b / extractor.magnification) ** 2 - 0.25, 0.0)))
-    mags, angs = [], []
-    opencv = extractor.backend_ == "opencv"
-    for channel in channels:
-        sm = extractor._smoothed(channel, b)
-        if opencv:
-            u8 = np.clip(np.rint(sm * 255.0), 0, 255).astype(np.uint8)
-            base = cv2.GaussianBlur(u8.astype(np.float32), (0, 0), OPENCV_BASE_SIGMA,
-                                    sigmaY=OPENCV_BASE_SIGMA).astype(np.float64)
-            gx = np.zeros_like(base)
-            gy = np.zeros_like(base)
-            gx[:, 1:-1] = base[:, 2:] - base[:, :-2]
-            gy[1:-1, :] = base[:-2, :] - base[2:, :]
-        else:
-            base = sm.astype(np.float64)
-            gx = np.gradient(base, axis=1) if base.shape[1] > 1 else np.zeros_like(base)
-            gy = np.gradient(base, axis=0) if base.shape[0] > 1 else np.zeros_like(base)
-        mags.append(np.hypot(gx, gy))
-        angs.append(np.arctan2(gy, gx) % (2 * np.pi) if angles else np.zeros_like(gx))
-    sigmas = [smooth, OPENCV_BASE_SIGMA] if opencv else [smooth]
-    return mags, angs, sigmas
-
-
 def _backend_code(extractor) -> int:
     if extractor.backend_ == "opencv":
         return _OPENCV
@@ -722,15 +598,13 @@ def contribution(descriptors: Descriptors, extractor, image, relevance: np.ndarr
     weighting : {"full", "window", "gradient"}
     through_blur : bool
     fast : bool
-        Unrotated descriptors by the separable kernel (``bowlrp._contribution_fast``);
+        Unrotated descriptors by the separable kernel (``bowlrp.descriptors.contribution_separable``);
         False: every descriptor by the per-pixel kernel (the two agree to rounding).
 
     Returns
     -------
     ndarray (H, W) float64 with ``sum == relevance.sum()`` (or ``per_dim.sum()``).
     """
-    from ._validation import as_float_image
-
     if weighting not in WEIGHTINGS:
         raise RuleError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     img = as_float_image(image)
@@ -755,7 +629,7 @@ def contribution(descriptors: Descriptors, extractor, image, relevance: np.ndarr
         rot = np.ascontiguousarray(rotations[rows])
         # per descriptor the fast kernels never read the angles (orientation weights sum to 1)
         angles = per_dim is not None or not fast
-        mags, angs, sigmas = sift_gradients(extractor, img, float(b), angles)
+        mags, angs, sigmas = extractor.gradient_maps(img, float(b), angles)
         if per_dim is None:
             values = relevance[rows]
             if n_ch > 1:   # split R_l over the channels by their total mass
@@ -780,41 +654,3 @@ def contribution(descriptors: Descriptors, extractor, image, relevance: np.ndarr
     if np.any(leftover != 0):   # descriptors without a sampled pixel: flat over their area
         heat += descriptors.rasterize(leftover)
     return heat
-
-
-def pixel_rule_check(rule):
-    return require(rule, (Flat, SIFTBins, Contribution), "the pixel step")
-
-
-def contribution_step(rule, extractor, encoder, channel_trace, R_u, descriptor_rule, image):
-    """Steps 2 and 3 of one channel under :class:`~bowlrp.rules.Contribution`.
-
-    Dense SIFT channels: per dimension first when ``rule.per_dimension`` (None: when
-    the encoder offers it, i.e. Fisher vectors; through the PCA like ``SIFTBins``),
-    else per descriptor; then :func:`contribution`. Other channels: flat.
-
-    Returns
-    -------
-    R_l : (N,) descriptor relevance;  heatmap : (H, W)
-    """
-    from .descriptors.sift import DenseSIFT
-
-    d = channel_trace.descriptors
-    if not isinstance(extractor, DenseSIFT):  # colour quantiles and others: flat
-        R_l = encoder.relevance(R_u, channel_trace.encoding, descriptor_rule)
-        return R_l, flat(d, R_l)
-    if image is None:
-        raise RuleError("the contribution rule needs the image in the trace (Pipeline.forward_one)")
-    per_dimension = rule.per_dimension
-    if per_dimension is None:
-        per_dimension = hasattr(encoder, "gmm_parameters")
-    if per_dimension:
-        if not hasattr(encoder, "gmm_parameters"):
-            raise RuleError(f"{type(encoder).__name__} has no per-dimension relevance; use "
-                            "Contribution(per_dimension=False)")
-        R_l, per_dim = encoder.relevance(R_u, channel_trace.encoding, descriptor_rule,
-                                         per_dimension=True)
-        per_dim = through_pca(per_dim, d, encoder.vocabulary_, rule.epsilon)
-        return R_l, contribution(d, extractor, image, R_l, per_dim, rule.weighting, rule.through_blur)
-    R_l = encoder.relevance(R_u, channel_trace.encoding, descriptor_rule)
-    return R_l, contribution(d, extractor, image, R_l, None, rule.weighting, rule.through_blur)

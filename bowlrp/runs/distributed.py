@@ -2,9 +2,9 @@
 
 One task per image (or per small batch of images) runs on a worker; the
 task loads the model once per worker process (a cache keyed by the model's
-hash), explains its images with :func:`bowlrp.store.explain_into_store` —
+hash), explains its images with :func:`explain_into_store` —
 the same per-image function the serial loop (``workers=None``) and
-:func:`bowlrp.batch.explain_to_folder` use — writes each record into the
+:func:`bowlrp.runs.folder.explain_to_folder` use — writes each record into the
 store itself and returns a small status. Workers write the store at once
 (each image its own Zarr group); the driver only submits, counts and
 shows progress.
@@ -24,16 +24,24 @@ must reach the model file and the store, e.g. on shared storage), or
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .batch import ImageInput, InputError, RunCounts, collect_inputs, display_path
-from .store import DEFAULT_GRID, RelevanceStore, explain_into_store, store_lock
+import joblib
+from tqdm.auto import tqdm
+
+from .._utils.validation import display_path
+from ..model_files import file_hash, load
+from .inputs import ImageInput, InputError, collect_inputs
+from .step import RunCounts, explain_image, failure_message
+from .store import DEFAULT_GRID, RelevanceStore, is_local, store_lock
 
 _MODELS: dict[tuple, object] = {}  # per worker process: model hash + trust -> Pipeline
 
@@ -64,8 +72,6 @@ class ModelFile:
         key = (self.sha256, self.trusted, self.trust)
         model = _MODELS.get(key)
         if model is None:
-            from .io import file_hash, load
-
             if file_hash(self.path) != self.sha256:
                 raise RuntimeError(f"model file {display_path(self.path)} changed during the run")
             model = load(self.path, trusted=True) if self.trusted else \
@@ -81,13 +87,9 @@ class ModelFile:
 def model_hash_of(model) -> str:
     """SHA-256 of a model file, or a content hash (joblib) of an in-memory Pipeline."""
     if isinstance(model, (str, os.PathLike)):
-        from .io import file_hash
-
         return file_hash(model)
     if isinstance(model, ModelFile):
         return model.sha256
-    import joblib
-
     return "joblib:" + joblib.hash(model)
 
 
@@ -107,9 +109,6 @@ def start_client(workers: int | None = None, scheduler: str | None = None, *,
                  memory_limit: str | None = "auto", silence_logs: int | None = None):
     """A ``distributed.Client`` on a new LocalCluster (``workers`` processes, 1 thread each)
     or connected to ``scheduler``; returns ``(client, cluster_or_None)``."""
-    import logging
-    import warnings
-
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -148,8 +147,6 @@ def run_on_store(todo: Sequence[ImageInput], task: Callable, task_args: tuple, o
     not be completed at all (e.g. its worker was killed more often than the
     scheduler allows).
     """
-    from tqdm.auto import tqdm
-
     say = on_status or (lambda status: None)
     bar = tqdm(total=len(todo), desc=desc, unit="image", disable=not progress, file=sys.stderr)
     try:
@@ -213,9 +210,9 @@ def explain_to_store(images, model, store, *, targets=None, rules=None, tile: in
 
     Parameters
     ----------
-    images : list of ImageInput, or file / folder / glob names (:func:`bowlrp.batch.collect_inputs`)
+    images : list of ImageInput, or file / folder / glob names (:func:`bowlrp.runs.folder.collect_inputs`)
     model : model file path (workers load it themselves, with ``trusted`` / ``trust`` as
-        :func:`bowlrp.io.load`) or a fitted Pipeline (sent to each worker once)
+        :func:`bowlrp.model_files.load`) or a fitted Pipeline (sent to each worker once)
     store : path or fsspec URL of the Zarr store (created; locked for the run when local)
     targets : label, list of labels or None
         None explains each image's predicted class; a list explains every
@@ -252,8 +249,6 @@ def explain_to_store(images, model, store, *, targets=None, rules=None, tile: in
     digest = model_hash or model_hash_of(model)
     run_key = {**store_run_key(digest, target_list, rules, tile, stride), **(extra_key or {})}
     location = str(os.fspath(store)) if not isinstance(store, RelevanceStore) else store.location
-    from .store import is_local
-
     inputs = as_inputs(images, exclude=location if is_local(location) else None)
     explain_kwargs = {"target": target_list, "rules": rules, "tile": tile, "stride": stride}
     say = report or (lambda line: None)
@@ -324,3 +319,29 @@ def _rule_list(rules) -> list:
     if isinstance(rules, dict):
         return [f"{k}={v!r}" for k, v in sorted(rules.items())]
     return list(rules) if isinstance(rules, (list, tuple)) else [rules]
+
+
+def explain_into_store(model, item: ImageInput, store: RelevanceStore, explain_kwargs: dict | None,
+                       model_hash: str) -> dict:
+    """Explain one image and write its record, or record its failure; never raises for the image.
+
+    The same function runs in the serial loop and in every Dask task
+    (:func:`explain_to_store`), so both write identical records.
+
+    Returns
+    -------
+    dict
+        ``{"id", "status": "explained" | "failed", "error"?, "seconds"}``.
+    """
+    started = time.perf_counter()
+    try:
+        _, explanations = explain_image(model, item, explain_kwargs)
+        store.write(item, explanations, model_hash=model_hash)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bad image is recorded and the run goes on
+        message = failure_message(item, exc)
+        store.write_failure(item, message)
+        return {"id": item.id, "status": "failed", "error": message,
+                "seconds": time.perf_counter() - started}
+    return {"id": item.id, "status": "explained", "seconds": time.perf_counter() - started}

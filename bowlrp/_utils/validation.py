@@ -8,13 +8,16 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .exceptions import ImageError
+from ..exceptions import ImageError
+from .image_header import HeaderError, read_header
 
 #: Default pixel limit (width x height) checked from the file header before decoding. In the
 #: spirit of Pillow's decompression-bomb guard, sized so that the worst case -- a 16-bit RGBA
 #: file at the limit, decoded and converted to the float64 RGB image bowlrp works on
 #: (24 bytes per pixel) -- stays under 2 GB of memory. 50 Mpx covers 8K video frames and
 #: nearly all camera photos.
+#: the file suffixes read as images (lower case; matched case-insensitively)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 #: Default limit on an image file's size, checked before it is read (512 MiB).
 DEFAULT_MAX_IMAGE_BYTES = 512 << 20
@@ -78,7 +81,7 @@ def set_image_limits(max_pixels=_UNSET, max_bytes=_UNSET) -> dict[str, int | Non
 
     Examples
     --------
-    >>> import bowlrp._validation as v
+    >>> import bowlrp._utils.validation as v
     >>> old = v.set_image_limits(max_pixels=200_000_000)
     >>> _ = v.set_image_limits(**old)   # back to the previous limits
     """
@@ -101,7 +104,7 @@ def read_image(path: str | os.PathLike | bytes, *, max_pixels=_UNSET, max_bytes=
     """Read an image file and return it as RGB (or grey) uint8/uint16, shape (H, W) or (H, W, 3).
 
     The file size is checked before the file is read, and ``width * height``
-    from the header (:mod:`bowlrp._imageheader`) before anything is decoded;
+    from the header (:mod:`bowlrp._utils.image_header`) before anything is decoded;
     the file is read with Python I/O and decoded from memory with
     ``cv2.imdecode`` (OpenCV never sees the path, so any file name works).
 
@@ -118,8 +121,6 @@ def read_image(path: str | os.PathLike | bytes, *, max_pixels=_UNSET, max_bytes=
         BMP, TIFF, WebP or PNM file, above the pixel limit, or undecodable.
     """
     import cv2
-
-    from ._imageheader import HeaderError, read_header
 
     limits = image_limits()
     max_pixels = limits["max_pixels"] if max_pixels is _UNSET else max_pixels

@@ -22,7 +22,7 @@ Totals and scatter then cost ``O(5b)`` per descriptor and dimension instead of
 
 (``x_q``: the distinct column centres). Per descriptor (``K = 1``) the bins collapse,
 ``A(d) = sum_i A_i(d)`` and ``F = m`` (or 1), since the orientation weights of a pixel
-sum to 1. Same arithmetic as :func:`bowlrp.pixels._project` up to rounding (tested).
+sum to 1. Same arithmetic as :func:`bowlrp.descriptors.contribution._project` up to rounding (tested).
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ def _fields(weighting: int, mag: np.ndarray, ang: np.ndarray, per_dim: bool, lo:
 
 def project_unrotated(values, centers, b, backend, weighting, window, win_means, mag, ang, out,
                       totals_only=False):
-    """:func:`bowlrp.pixels._project` for descriptors without rotation (same contract).
+    """:func:`bowlrp.descriptors.contribution._project` for descriptors without rotation (same contract).
 
     Parameters
     ----------

@@ -11,168 +11,44 @@ another. Output names mirror the input paths relative to their common root,
 so ``d1/a.png`` and ``d2/a.png`` cannot collide.
 
 Per image ``<id>``: ``<id>_heatmap.png``, ``<id>_overlay.png``,
-``<id>_relevance.npy`` (H x W float64, raw) and ``<id>.json``, staged as
-hidden temporaries and renamed into place together, the JSON last.
+``<id>_relevance.npy`` (H x W float64, raw) and ``<id>.json`` (the names are
+:mod:`.folder_layout`'s), staged as hidden temporaries and renamed into place
+together, the JSON last.
 """
 
 from __future__ import annotations
 
-import glob
 import io
 import json
 import os
+import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from ._atomic import atomic_write_bytes, leftover_temporaries
-from ._lock import FolderLock
-from ._validation import display_path
-from .exceptions import BowlrpError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
-OUTPUT_SUFFIXES = ("_heatmap.png", "_overlay.png", "_relevance.npy", ".json")
-RUN_FILE = "run.json"
-RECORD_VERSION = 1
-
-
-class InputError(BowlrpError, ValueError):
-    """The images to process could not be found or named."""
-
-
-class SettingsMismatch(BowlrpError, ValueError):
-    """An output folder holds results made with another model or other settings."""
-
-
-@dataclass(frozen=True)
-class ImageInput:
-    """An image file and the id its outputs are named by (relative path, no extension)."""
-
-    path: Path
-    id: str
-
-
-def _magic(spec: str) -> bool:
-    return any(ch in spec for ch in "*?[")
-
-
-def _static_prefix(pattern: str) -> Path:
-    parts = Path(pattern).parts
-    keep = []
-    for part in parts:
-        if _magic(part):
-            break
-        keep.append(part)
-    return Path(*keep) if keep else Path(".")
-
-
-def collect_inputs(specs: Sequence[str], recursive: bool = True,
-                   exclude: str | os.PathLike | None = None) -> list[ImageInput]:
-    """Image files from file names, directories and glob patterns, with collision-free ids.
-
-    A name that exists is taken literally (``scan[1].png`` is a file, not a
-    pattern); otherwise a name with ``*?[`` is a glob. Directories are searched
-    recursively for image suffixes (hidden files skipped). Ids are paths
-    relative to the common root of all inputs (each directory or glob prefix
-    counts as a root), without the extension; when two inputs would share an
-    id (``a.png`` and ``a.jpg``) the extension is kept in their ids. Files
-    below ``exclude`` (the output folder) are never inputs, so a rerun does
-    not explain its own pictures.
-
-    Raises
-    ------
-    InputError
-        An empty name, a missing file, an empty directory, a pattern that
-        matches nothing.
-    """
-    found: list[tuple[Path, Path]] = []  # (file, its root)
-    for spec in specs:
-        if not str(spec).strip():
-            raise InputError("empty image name given; name a file, a directory or a quoted pattern")
-        p = Path(spec)
-        if p.is_dir():
-            walker = p.rglob("*") if recursive else p.iterdir()
-            files = sorted(q for q in walker if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
-                           and not any(part.startswith(".") for part in q.relative_to(p).parts))
-            if not files:
-                raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in directory "
-                                 f"{display_path(p)}")
-            found += [(q, p) for q in files]
-        elif p.exists():
-            found.append((p, p.parent))
-        elif _magic(str(spec)):
-            files = sorted(Path(q) for q in glob.glob(str(spec), recursive=True) if Path(q).is_file())
-            if not files:
-                raise InputError(f"no file matches {display_path(spec)!r}")
-            found += [(q, _static_prefix(str(spec))) for q in files]
-        else:
-            raise InputError(f"image file not found: {display_path(p)}")
-    skip = Path(exclude).resolve() if exclude is not None else None
-    unique: dict[Path, Path] = {}
-    for q, root in found:
-        resolved = q.resolve()
-        if skip is not None and resolved.is_relative_to(skip) and root.resolve() != skip:
-            continue
-        unique.setdefault(resolved, root.resolve())
-    if not unique:
-        raise InputError("no images given")
-    root = Path(os.path.commonpath([str(r) for r in unique.values()]))
-    rel = {q: q.relative_to(root) if q.is_relative_to(root) else Path(q.name) for q in unique}
-    stems: dict[str, int] = {}
-    for r in rel.values():
-        key = r.with_suffix("").as_posix()
-        stems[key] = stems.get(key, 0) + 1
-    out = []
-    for q, r in rel.items():
-        key = r.with_suffix("").as_posix()
-        out.append(ImageInput(q, r.as_posix() if stems[key] > 1 else key))
-    return out
-
-
-def output_paths(out: Path, image_id: str) -> dict[str, Path]:
-    """The four output files of one image id."""
-    base = out / image_id
-    return {
-        "heatmap": base.parent / f"{base.name}_heatmap.png",
-        "overlay": base.parent / f"{base.name}_overlay.png",
-        "relevance": base.parent / f"{base.name}_relevance.npy",
-        "json": base.parent / f"{base.name}.json",
-    }
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+from .. import image as pictures
+from .._utils.atomic import TEMP_SUFFIX, atomic_write_bytes, file_mode, leftover_temporaries
+from .._utils.lock import FolderLock
+from .._utils.validation import as_float_image, display_path
+from .folder_layout import RECORD_VERSION, RUN_FILE, output_paths, read_record
+from .inputs import ImageInput
+from .step import RunCounts, SettingsMismatch, explain_image, failure_message
 
 
 def is_done(out: Path, item: ImageInput, key: dict) -> bool:
     """True when ``item``'s outputs are complete and were made with ``key`` (model + settings)."""
     paths = output_paths(out, item.id)
-    record = _read_json(paths["json"])
+    record = read_record(paths["json"])
     if record is None or record.get("run_key") != key:
         return False
     return all(paths[k].is_file() for k in ("relevance",)) and (
         key.get("deferred_pictures") or all(paths[k].is_file() for k in ("heatmap", "overlay")))
-
-
-@dataclass(kw_only=True)
-class RunCounts:
-    """What a run over many images did: the ids explained, skipped and failed, its status."""
-
-    run_key: dict
-    total: int = 0
-    explained: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)
-    status: str = "running"
-    seconds: float = 0.0
 
 
 @dataclass(kw_only=True)
@@ -199,7 +75,7 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 
 def _check_folder(out: Path, key: dict, overwrite: bool) -> None:
-    previous = _read_json(out / RUN_FILE)
+    previous = read_record(out / RUN_FILE)
     if previous is None or overwrite:
         return
     if previous.get("run_key") != key:
@@ -212,8 +88,6 @@ def _check_folder(out: Path, key: dict, overwrite: bool) -> None:
 
 def picture_bytes(image, heatmap: np.ndarray, scale: float, colormap: str) -> tuple[bytes, bytes]:
     """PNG bytes of the heatmap (with a ticked colour bar) and of the overlay of one image."""
-    from . import image as pictures
-
     shown = np.clip(heatmap / scale, -1, 1) if scale > 0 else np.zeros_like(heatmap)
     heat = pictures.with_colorbar(pictures.colorize(shown, colormap) / 255.0, colormap, scale)
     return pictures.encode_png(heat), pictures.encode_png(pictures.overlay(image, shown, colormap))
@@ -236,11 +110,6 @@ def publish(files: dict[Path, bytes]) -> None:
     staging removes the temporaries; a kill leaves only hidden ``.tmp``
     files, which the next run removes.
     """
-    import signal
-    import tempfile
-
-    from ._atomic import TEMP_SUFFIX, file_mode
-
     held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         staged: list[tuple[str, Path]] = []
@@ -261,41 +130,6 @@ def publish(files: dict[Path, bytes]) -> None:
             os.replace(tmp, path)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
-
-
-def explain_image(model, item: ImageInput, explain_kwargs: dict | None = None):
-    """The per-image step every output shares: read one image and explain it.
-
-    Used by :func:`explain_to_folder`, by the relevance store
-    (:func:`bowlrp.store.explain_into_store`) and by the Dask tasks of
-    :mod:`bowlrp.distributed`, so all of them produce the same numbers.
-
-    Parameters
-    ----------
-    model : fitted Pipeline
-    item : ImageInput
-    explain_kwargs : dict
-        Passed to ``model.explain`` (``target``, ``rules``, ``tile``, ``stride``);
-        ``target`` may be a list of labels (one forward pass, one explanation each).
-
-    Returns
-    -------
-    image : ndarray (H, W) float
-    explanations : list of Explanation, one per target (one when ``target`` is not a list)
-    """
-    from ._validation import as_float_image
-
-    image = as_float_image(item.path)
-    result = model.explain([image], **(explain_kwargs or {}))[0]
-    return image, list(result) if isinstance(result, list) else [result]
-
-
-def failure_message(item: ImageInput, exc: BaseException) -> str:
-    """One line naming the image and what went wrong."""
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if not message.startswith(str(item.path)) and str(item.path) not in message:
-        message = f"{display_path(item.path)}: {message}"
-    return message
 
 
 def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict,
@@ -323,7 +157,7 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
         Display clipping, see :func:`bowlrp.image.display_scale`.
     report : callable(str) or None
         Receives one line per image (done, skipped or failed).
-    store : bowlrp.store.RelevanceStore or None
+    store : bowlrp.runs.store.RelevanceStore or None
         A second output of the same loop: each image's record is also written
         into this store (opened and locked by the caller); an image counts as
         done only when it is done in both.
@@ -332,10 +166,6 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
     -------
     RunSummary
     """
-    from tqdm.auto import tqdm
-
-    from .image import display_scale
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     key = {**run_key, "deferred_pictures": normalize == "global", "normalize": normalize,
@@ -362,7 +192,7 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
                     paths["json"].parent.mkdir(parents=True, exist_ok=True)
                     image, (e,) = explain_image(model, item, explain_kwargs)
                     files = {paths["relevance"]: _npy_bytes(e.heatmap)}
-                    scale = display_scale(e.heatmap, percentile)
+                    scale = pictures.display_scale(e.heatmap, percentile)
                     if normalize == "image":
                         files[paths["heatmap"]], files[paths["overlay"]] = picture_bytes(
                             image, e.heatmap, scale, colormap)
@@ -405,15 +235,12 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
 
 def _draw_global(out: Path, inputs, summary: RunSummary, key: dict, percentile, colormap) -> None:
     """Second pass for ``normalize="global"``: one display scale over all finished maps."""
-    from ._validation import as_float_image
-    from .image import display_scale
-
     done = [i for i in inputs if is_done(out, i, key)]
     samples = []  # at most ~100k values per map, so the scale costs bounded memory
     for item in done:
         values = np.abs(np.load(output_paths(out, item.id)["relevance"], allow_pickle=False)).ravel()
         samples.append(values[:: max(1, values.size // 100_000)])
-    scale = display_scale(samples, percentile)
+    scale = pictures.display_scale(samples, percentile)
     del samples
     for item in done:
         paths = output_paths(out, item.id)

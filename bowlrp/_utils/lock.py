@@ -13,7 +13,7 @@ import os
 import socket
 from pathlib import Path
 
-from .exceptions import BowlrpError
+from ..exceptions import BowlrpError
 
 LOCK_NAME = ".bowlrp.lock"
 

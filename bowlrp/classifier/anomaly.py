@@ -1,7 +1,7 @@
 """Kernel anomaly detectors as explicit dual expansions: one-class SVM and SVDD.
 
 Both are fitted without labels on the feature vectors of normal samples and
-stored, like :class:`~bowlrp.svm.KernelSVC`, as explicit expansions over their
+stored, like :class:`~bowlrp.classifier.svm.KernelSVC`, as explicit expansions over their
 support vectors ``s_i`` with one kernel per feature channel,
 ``k(x, y) = sum_u beta_u k_u(x^(u), y^(u))`` (fixed or uniform weights
 ``beta_u``; see ``docs/anomaly.md`` and the thesis appendix A.1, eqs. A.8–A.13):
@@ -49,6 +49,7 @@ from sklearn.svm import OneClassSVM
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .anomaly_relevance import one_class_relevance, svdd_center_terms, svdd_relevance
 from .kernels import Kernel
 from .svm import KernelChannelsMixin
 
@@ -188,9 +189,7 @@ class _OneClassKernelMachine(KernelChannelsMixin, OutlierMixin, BaseEstimator):
 
     def dimension_relevance(self, x, task: int = 0, sign: float = -1.0, rule=None):
         """Relevance of the feature dimensions of ``x`` (V,) for ``sign * f(x)``: a DimensionRelevance."""
-        from .anomaly_relevance import anomaly_relevance
-
-        return anomaly_relevance(self, x, task, sign, rule)
+        return one_class_relevance(self, x, task, sign, rule)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -207,7 +206,7 @@ class OneClassKernelSVM(_OneClassKernelMachine):
     Parameters
     ----------
     kernel : str, Kernel, or list of them
-        One kernel for all channels or one per channel (see ``bowlrp.kernels``).
+        One kernel for all channels or one per channel (see ``bowlrp.classifier.kernels``).
     nu : float in (0, 1]
         Upper bound on the fraction of training outliers, lower bound on the fraction of support vectors.
     channel_sizes : list of int or None
@@ -320,11 +319,14 @@ class KernelSVDD(_OneClassKernelMachine):
         # a(x_i) = d_i - 2 (K alpha)_i + alpha K alpha = -2 (K~ alpha)_i - d.alpha + alpha K alpha.
         self.radius2_ = float(-2.0 * rho / scale - d @ alpha + self.center_norm2_)
         self.offset_ = -self.radius2_
-        from .anomaly_relevance import svdd_center_terms
-
         self.center_dimension_terms_ = svdd_center_terms(self)
         self._store_reference(X)
         return self
+
+    def dimension_relevance(self, x, task: int = 0, sign: float = -1.0, rule=None):
+        """Relevance of the feature dimensions of ``x`` (V,) for ``sign * f(x)``: a DimensionRelevance
+        (the per-dimension squared distance to the centre, eq. A.13)."""
+        return svdd_relevance(self, x, task, sign, rule)
 
     def self_kernel(self, X) -> np.ndarray:
         """``k(x, x) = sum_u beta_u k_u(x^(u), x^(u))`` (n,)."""

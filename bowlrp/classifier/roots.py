@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .exceptions import RuleError
+from ..exceptions import RuleError
 
 DOMAIN_KINDS = ("free", "nonnegative", "simplex")
 

@@ -17,7 +17,7 @@ problem:
    its declared size and at the limit (*actual* sizes), the stored hashes;
 4. the skops object tree (``schema.json``), without importing or calling
    anything: every ``(loader, type)`` pair must be in the exact allowlist
-   :data:`bowlrp._model_types.ALLOWED_TYPES` or be named in ``trusted``;
+   :data:`ALLOWED_TYPES` or be named in ``trusted``;
 5. only then skops builds the objects, with ``trusted=`` the list of the type
    names just checked (never ``trusted=True``).
 
@@ -28,6 +28,7 @@ environment variable ``BOWLRP_MAX_MODEL_BYTES`` (bytes). See ``docs/security.md`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -38,11 +39,74 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._atomic import atomic_write_bytes
-from ._model_types import ALLOWED_TYPES
-from ._validation import display_path
+from ._moved import MESSAGE_PATTERN, current_type_name
+from ._utils.atomic import atomic_write_bytes
+from ._utils.validation import display_path
 from ._version import __version__
 from .exceptions import ModelFileError
+
+# -- the exact types a model file may contain, and how skops may build each -----------------
+#
+# Derived by saving every kind of model bowlrp builds (k-means and GMM
+# vocabularies with and without PCA, every encoder, every kernel, KernelSVC
+# with MKL and class weights, Pipelines from every file in ``configs/``) and
+# listing the ``(skops loader, type)`` pairs their files hold;
+# ``tests/test_model_files.py`` saves each again and checks that this list
+# covers it. Nothing is matched by prefix: a type not listed here (or listed
+# with another loader) is refused unless the caller trusts it by name.
+#
+# Every entry is data: an estimator built with ``__new__`` and its attribute
+# dict (``ObjectNode``), a container, an array read with ``allow_pickle=False``
+# or a scalar type. No function, no type whose constructor is called with
+# arguments from the file (``ConstructorFromReduceNode``, ``ReduceNode``) and
+# nothing from ``builtins``/``numpy`` beyond plain data types.
+#
+# When you add a class that is stored in fitted models, add it here (the test
+# ``test_every_registered_class_is_allowed`` reminds you).
+
+_OBJECT = frozenset({"ObjectNode"})
+
+#: type name -> skops loaders allowed to build it
+ALLOWED_TYPES: dict[str, frozenset[str]] = {
+    # bowlrp's own estimators (ObjectNode: cls.__new__ + __dict__ update)
+    "bowlrp.pipeline.Pipeline": _OBJECT,
+    "bowlrp.classifier.svm.KernelSVC": _OBJECT,
+    "bowlrp.classifier.anomaly.OneClassKernelSVM": _OBJECT,
+    "bowlrp.classifier.anomaly.KernelSVDD": _OBJECT,
+    "bowlrp.descriptors.sift.DenseSIFT": _OBJECT,
+    "bowlrp.descriptors.quantiles.ColorQuantiles": _OBJECT,
+    "bowlrp.encoding.vocabulary.KMeansVocabulary": _OBJECT,
+    "bowlrp.encoding.vocabulary.GMMVocabulary": _OBJECT,
+    "bowlrp.encoding.words.HardAssignment": _OBJECT,
+    "bowlrp.encoding.words.RankMapping": _OBJECT,
+    "bowlrp.encoding.words.SoftAssignment": _OBJECT,
+    "bowlrp.encoding.fisher.FisherVector": _OBJECT,
+    "bowlrp.classifier.kernels.Linear": _OBJECT,
+    "bowlrp.classifier.kernels.HistogramIntersection": _OBJECT,
+    "bowlrp.classifier.kernels.AdditiveChi2": _OBJECT,
+    "bowlrp.classifier.kernels.Hellinger": _OBJECT,
+    "bowlrp.classifier.kernels.ExponentialChi2": _OBJECT,
+    "bowlrp.classifier.kernels.RBF": _OBJECT,
+    # scikit-learn: the PCA of a vocabulary with pca_components
+    "sklearn.decomposition._pca.PCA": _OBJECT,
+    # containers and primitives
+    "builtins.dict": frozenset({"DictNode"}),
+    "builtins.list": frozenset({"ListNode"}),
+    "builtins.tuple": frozenset({"TupleNode"}),
+    "builtins.slice": frozenset({"SliceNode"}),
+    "builtins.str": frozenset({"JsonNode", "TypeNode"}),
+    "builtins.int": frozenset({"TypeNode"}),      # dict key types (class_weight={0: ...})
+    "builtins.float": frozenset({"TypeNode"}),
+    # NumPy arrays (np.load(allow_pickle=False)) and scalars read from them
+    "numpy.ndarray": frozenset({"NdArrayNode"}),
+    "numpy.float64": frozenset({"NdArrayNode"}),
+    "numpy.float32": frozenset({"NdArrayNode"}),
+    "numpy.int64": frozenset({"NdArrayNode"}),
+    "numpy.int32": frozenset({"NdArrayNode"}),
+    "numpy.bool": frozenset({"NdArrayNode"}),
+    # random_state=np.random.RandomState(...) (state arrays, no constructor arguments)
+    "numpy.random.mtrand.RandomState": frozenset({"RandomStateNode"}),
+}
 
 __all__ = ["FORMAT", "MAX_EXPANSION", "MAX_MODEL_BYTES", "META_NAME", "file_hash", "load",
            "model_info", "save"]
@@ -149,7 +213,7 @@ def save(model, path) -> Path:
     The file is a skops zip with one more member, ``bowlrp.json``: format,
     bowlrp version, kind, config, classes and the SHA-256 of every skops member
     (``members``) and of that list (``payload_sha256``). It is created with mode
-    ``0o666 & ~umask`` (see :mod:`bowlrp._atomic`).
+    ``0o666 & ~umask`` (see :mod:`bowlrp._utils.atomic`).
 
     Returns
     -------
@@ -358,7 +422,7 @@ def _audit(found: set[tuple[str, str]], trusted_names: frozenset[str], path: Pat
     for loader, name in found:
         if name in trusted_names:
             continue
-        allowed = ALLOWED_TYPES.get(name)
+        allowed = ALLOWED_TYPES.get(current_type_name(name))  # a 0.1 file names the old module paths
         if allowed is None:
             unknown.add(name)
         elif loader not in allowed and loader != "CachedNode":
@@ -375,9 +439,15 @@ def _audit(found: set[tuple[str, str]], trusted_names: frozenset[str], path: Pat
     return sorted({name for _, name in found})
 
 
+#: (major, minor) versions whose files this bowlrp reads besides its own: 0.2 moved modules
+#: but changed no estimator, so a 0.1 file's types are read under their new names
+READABLE_VERSIONS = frozenset({(0, 1)})
+
+
 def _check_version(meta_version, path: Path) -> None:
     try:
-        compatible = _major_minor(meta_version) == _major_minor(__version__)
+        written = _major_minor(meta_version)
+        compatible = written == _major_minor(__version__) or written in READABLE_VERSIONS
     except (ValueError, IndexError, TypeError):
         compatible = False
     if not compatible:
@@ -385,6 +455,14 @@ def _check_version(meta_version, path: Path) -> None:
         raise ModelFileError(
             f"{display_path(path)} was written by bowlrp {shown_version}; this is bowlrp {__version__}: "
             f"retrain the model or install bowlrp=={shown_version}")
+
+
+@contextlib.contextmanager
+def _old_paths_silenced():
+    """A 0.1 file imports the old module paths: no deprecation warning about the user's file."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=MESSAGE_PATTERN, category=DeprecationWarning)
+        yield
 
 
 # -- reading: public ------------------------------------------------------------------------------
@@ -453,7 +531,7 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
     path : str or Path
     trusted : bool or sequence of str
         ``False`` (default): only the exact types in
-        :data:`bowlrp._model_types.ALLOWED_TYPES`. A list of type names
+        :data:`ALLOWED_TYPES`. A list of type names
         (skops semantics, e.g. ``["sklearn.preprocessing._data.StandardScaler"]``)
         additionally allows those exact types. ``True`` trusts every type in
         the file and is the only way to load a real pickle file or a file
@@ -485,7 +563,8 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
                     "re-save it with bowlrp.save, or load(..., trusted=True) if you trust its source")
             warnings.warn(f"unpickling {shown}: only do this for files you trust", stacklevel=2)
             try:
-                payload = pickle.load(fh)  # noqa: S301 - explicit trusted=True
+                with _old_paths_silenced():
+                    payload = pickle.load(fh)  # noqa: S301 - explicit trusted=True
             except Exception as exc:
                 raise ModelFileError(f"{shown} could not be unpickled ({_first_line(exc)})") from None
             if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -508,7 +587,8 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
                 names = _audit(found, trusted_names, path)
         fh.seek(0)
         try:
-            payload = sio.load(fh, trusted=names)
+            with _old_paths_silenced():
+                payload = sio.load(fh, trusted=names)
         except MemoryError:
             raise ModelFileError(f"{shown}: out of memory while loading the model") from None
         except Exception as exc:

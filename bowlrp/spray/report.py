@@ -24,8 +24,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .._utils.validation import as_float_image
+from ..image import colorize, overlay, write_png
 from .heatmap_files import HeatmapFileError, HeatmapRecord, load_map
-from .spray import SpRAy, common_shape, pool_maps, ranking
+from .spectral import SpRAy, common_shape, normalize_pooled, pool_maps, ranking
 
 MIN_MAPS = 3
 TILE = 96  # pixel height of an example in the strips
@@ -104,7 +106,7 @@ def analyse_heatmaps(groups: dict[str, list[HeatmapRecord]], params: dict | None
 
 def analyse_store(store, params: dict | None = None, targets=None, quiet: bool = False
                   ) -> tuple[list[ClassAnalysis], dict[str, int]]:
-    """Run SpRAy per class on the maps of a relevance store (:mod:`bowlrp.store`).
+    """Run SpRAy per class on the maps of a relevance store (:mod:`bowlrp.runs.store`).
 
     The store's pooled maps are used as they are when ``params["grid"]`` is
     the store's grid (or not given); otherwise each heatmap is read and
@@ -114,7 +116,7 @@ def analyse_store(store, params: dict | None = None, targets=None, quiet: bool =
 
     Parameters
     ----------
-    store : RelevanceStore (``bowlrp.store.open``)
+    store : RelevanceStore (``bowlrp.runs.store.open``)
     params : SpRAy parameters
     targets : list of str or None
         Classes to analyse (default: every target in the store).
@@ -237,8 +239,6 @@ def plot_ranking(path: Path, table: list[dict]) -> None:
 
 
 def _signed_rgb(values: np.ndarray) -> np.ndarray:
-    from .image import colorize
-
     scale = float(np.abs(values).max())
     return colorize(values / scale if scale > 0 else values, "bwr")
 
@@ -251,8 +251,6 @@ def mean_map_picture(cluster_map: np.ndarray, side: int = 120) -> np.ndarray:
 
 def example_picture(record: HeatmapRecord) -> np.ndarray:
     """One example: the heatmap over its image (or the heatmap alone), ``TILE`` pixels high."""
-    from ._validation import as_float_image
-    from .image import colorize, overlay
 
     m = load_map(record)
     scale = float(np.abs(m).max())
@@ -287,8 +285,6 @@ def strip(pictures: list[np.ndarray], gap: int = 4) -> np.ndarray:
 
 # -- files ---------------------------------------------------------------------
 def _save_rgb(path: Path, rgb: np.ndarray) -> None:
-    from .image import write_png
-
     write_png(path, rgb)
 
 
@@ -305,8 +301,6 @@ def write_report(out: Path, analyses: list[ClassAnalysis], skipped: dict[str, in
 
     Returns the path of ``index.html``.
     """
-    from .spray import normalize_pooled
-
     out = Path(out)
     skipped = dict(skipped or {})
     table = ranking_table(analyses)

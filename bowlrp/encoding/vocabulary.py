@@ -17,7 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from .descriptors.geometry import Descriptors
+from ..descriptors.geometry import Descriptors
 
 
 def sample_descriptors(X, max_descriptors: int | None, random_state=None,
@@ -90,6 +90,39 @@ class _VocabularyMixin:
         if self.pca_ is None:
             return data
         return (data - self.pca_.mean_) @ self.pca_.components_.T
+
+    def relevance(self, R: np.ndarray, descriptors: Descriptors, epsilon: float = 0.0) -> np.ndarray:
+        """Relevance per original descriptor dimension from the relevance per PCA dimension.
+
+        The backward pass of the PCA this vocabulary owns (identity without one). With
+        centred inputs ``l - m`` and ``y = W (l - m)``:
+        ``R_j = sum_i W_ij (l_j - m_j) / (y_i + eps sign y_i) R_i``, exact for eps = 0
+        (relevance of a ``y_i = 0`` row, which no input explains, is spread evenly).
+
+        Parameters
+        ----------
+        R : ndarray (N, P)
+            Relevance per projected dimension of each descriptor.
+        descriptors : Descriptors (N, D)
+            The descriptors the projection was computed from.
+        epsilon : float
+
+        Returns
+        -------
+        ndarray (N, D); rows sum to those of ``R`` for ``epsilon = 0``.
+        """
+        pca = getattr(self, "pca_", None)
+        if pca is None:
+            return R
+        centred = descriptors.data.astype(np.float64) - pca.mean_
+        y = centred @ pca.components_.T
+        denom = y + epsilon * np.where(y >= 0, 1.0, -1.0)
+        ratio = np.divide(R, denom, out=np.zeros_like(R), where=denom != 0)
+        lost = R * (denom == 0)
+        out = centred * (ratio @ pca.components_)
+        if lost.any():
+            out += lost.sum(axis=1, keepdims=True) / out.shape[1]
+        return out
 
     def _prepare(self, X, fitting: bool):
         if isinstance(X, (list, tuple, Descriptors)) and (

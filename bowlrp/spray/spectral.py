@@ -21,16 +21,14 @@ their second eigenvalue is (thesis Fig. 6.5), i.e. how strongly their maps
 split into separate strategies.
 
 Run as a program: ``python -m bowlrp.spray --heatmaps DIR --out REPORT/``
-(the same as ``bowlrp-spray``).
+(:mod:`bowlrp.spray.__main__`, the same as ``bowlrp spray``).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections import Counter
 
-import cv2
 import numpy as np
 import scipy.linalg
 import scipy.sparse
@@ -39,83 +37,10 @@ import scipy.sparse.linalg
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils import check_random_state
 
+from ..image import as_maps, common_shape, pool_maps
+
 NORMALIZATIONS = ("l1", "l2", None)
 _DENSE_EIGEN_MAX = 1500  # below this many maps a dense eigensolver is faster and exact
-
-
-def _as_maps(maps) -> list[np.ndarray]:
-    """A list of finite 2-D float64 arrays from an (n, H, W) array or a list of 2-D arrays."""
-    if isinstance(maps, np.ndarray):
-        if maps.ndim != 3:
-            raise ValueError(f"maps must be an (n, H, W) array or a list of 2-D arrays, "
-                             f"got an array of shape {maps.shape}")
-        out = list(maps.astype(np.float64, copy=False))
-    else:
-        out = []
-        for i, m in enumerate(maps):
-            a = np.asarray(m, dtype=np.float64)
-            if a.ndim != 2:
-                raise ValueError(f"map {i} has shape {a.shape}; every map must be 2-D (H, W)")
-            out.append(a)
-    for i, a in enumerate(out):
-        if a.size == 0:
-            raise ValueError(f"map {i} is empty")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"map {i} contains NaN or infinite values")
-    return out
-
-
-def common_shape(shapes) -> tuple[int, int]:
-    """The most frequent shape (ties: the largest area), the one all maps are resized to."""
-    counts = Counter(tuple(int(v) for v in s) for s in shapes)
-    return max(counts, key=lambda s: (counts[s], s[0] * s[1], s))
-
-
-def _pooling_matrix(length: int, cells: int) -> np.ndarray:
-    """(cells, length) weights: the share of pixel ``p`` that falls into cell ``i``.
-
-    Cell ``i`` covers ``[i * length / cells, (i + 1) * length / cells)``; a pixel
-    straddling two cells is split by overlap, so every column sums to 1.
-    """
-    edges = np.arange(cells + 1) * (length / cells)
-    lo = np.maximum(edges[:-1, None], np.arange(length)[None, :])
-    hi = np.minimum(edges[1:, None], np.arange(1, length + 1)[None, :])
-    return np.clip(hi - lo, 0.0, None)
-
-
-def pool_maps(maps, grid: int = 20, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Resize every map to one shape, then sum-pool it onto ``grid x grid`` cells.
-
-    ``P[i, a, b] = sum_{h, w} Pr[a, h] M_i[h, w] Pc[b, w]`` with the overlap
-    weights of :func:`_pooling_matrix`, so the total relevance of a map (after
-    resizing) is kept: ``P[i].sum() == resize(M_i).sum()``.
-
-    Parameters
-    ----------
-    maps : (n, H, W) array or list of 2-D arrays (shapes may differ)
-    grid : int
-    shape : (H, W) or None
-        Common shape; None: :func:`common_shape` of the maps.
-
-    Returns
-    -------
-    ndarray (n, grid, grid) float64
-    """
-    maps = _as_maps(maps)
-    if grid < 1:
-        raise ValueError(f"grid must be positive, got {grid}")
-    if shape is None:
-        shape = common_shape(m.shape for m in maps)
-    H, W = int(shape[0]), int(shape[1])
-    pr, pc = _pooling_matrix(H, grid), _pooling_matrix(W, grid)
-    out = np.empty((len(maps), grid, grid))
-    for i, m in enumerate(maps):
-        if m.shape != (H, W):
-            # INTER_AREA averages blocks when shrinking; bilinear when enlarging
-            shrink = m.shape[0] >= H and m.shape[1] >= W
-            m = cv2.resize(m, (W, H), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        out[i] = pr @ m @ pc.T
-    return out
 
 
 def normalize_pooled(pooled: np.ndarray, norm: str | None) -> np.ndarray:
@@ -257,7 +182,7 @@ class SpRAy(ClusterMixin, BaseEstimator):
 
     def features(self, maps) -> np.ndarray:
         """Pooled and normalised maps, (n, grid * grid): what the graph is built on."""
-        maps = _as_maps(maps)
+        maps = as_maps(maps)
         shape = getattr(self, "shape_", None) or common_shape(m.shape for m in maps)
         return normalize_pooled(pool_maps(maps, self.grid, shape), self.normalize)
 
@@ -270,7 +195,7 @@ class SpRAy(ClusterMixin, BaseEstimator):
         y : ignored
         """
         self._check_params()
-        maps = _as_maps(maps)
+        maps = as_maps(maps)
         if len(maps) < 3:
             raise ValueError(f"SpRAy needs at least 3 relevance maps, got {len(maps)}")
         shape = common_shape(m.shape for m in maps)
@@ -413,10 +338,3 @@ def ranking(fitted: dict, n_shown: int = 5) -> list[dict]:
     rows.sort(key=lambda r: (r["lambda_2"], -r["eigengap"]))
     return [{"rank": i, **r} for i, r in enumerate(rows, 1)]
 
-
-if __name__ == "__main__":
-    import sys
-
-    from bowlrp.cli.spray import main
-
-    sys.exit(main())
