@@ -48,20 +48,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         train = [scene(i, 120, 160, kind=i % 2) for i in range(16)]
-        model = Pipeline([("sift", DenseSIFT(bin_sizes=[6], steps=6, backend="opencv"), RankMapping(64))],
-                         KernelSVC("hik"), random_state=0).fit(train, np.arange(16) % 2)
+        model = Pipeline(
+            [("sift", DenseSIFT(bin_sizes=[6], steps=6, backend="opencv"), RankMapping(64))],
+            KernelSVC("hik"),
+            random_state=0,
+        ).fit(train, np.arange(16) % 2)
         model_path = save(model, tmp / "model.pkl")
         photos = tmp / "photos"
         photos.mkdir()
         for i in range(args.images):
             ok, buf = cv2.imencode(".jpg", (scene(100 + i, kind=i % 2) * 255).astype(np.uint8))
             (photos / f"p{i:04d}.jpg").write_bytes(buf.tobytes())
-        one, t_one = peak_run(["-i", str(photos / "p0000.jpg"), "-m", str(model_path), "-o",
-                               str(tmp / "out1"), "-q"])
+        one, t_one = peak_run(
+            ["-i", str(photos / "p0000.jpg"), "-m", str(model_path), "-o", str(tmp / "out1"), "-q"]
+        )
         many, t_many = peak_run(["-i", str(photos), "-m", str(model_path), "-o", str(tmp / "outN"), "-q"])
     print(f"peak RSS, 1 photo:   {one:8.1f} MB  ({t_one:.1f} s including start-up)")
-    print(f"peak RSS, {args.images} photos: {many:8.1f} MB  ({t_many:.1f} s, "
-          f"{(t_many - t_one) / max(args.images - 1, 1):.2f} s per extra photo)")
+    print(
+        f"peak RSS, {args.images} photos: {many:8.1f} MB  ({t_many:.1f} s, "
+        f"{(t_many - t_one) / max(args.images - 1, 1):.2f} s per extra photo)"
+    )
     print(f"ratio many / one: {many / one:.3f}")
     print(f"this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 

@@ -55,11 +55,13 @@ def main(argv=None):
     pca = PCA(80, random_state=0).fit(np.vstack([d.data for d in train]))
 
     def reduced(d):
-        return Descriptors(pca.transform(d.data), d.centers, d.half_widths, d.orientations,
-                           d.shapes, d.scales, d.image_shape)
+        return Descriptors(
+            pca.transform(d.data), d.centers, d.half_widths, d.orientations, d.shapes, d.scales, d.image_shape
+        )
 
-    fv = FisherVector(GMMVocabulary(256, max_descriptors=30000, max_iter=20, random_state=0),
-                      normalization="power+l2").fit([reduced(d) for d in train])
+    fv = FisherVector(
+        GMMVocabulary(256, max_descriptors=30000, max_iter=20, random_state=0), normalization="power+l2"
+    ).fit([reduced(d) for d in train])
     d80 = reduced(descriptors)
     projected = d80.data.astype(np.float64)
     v = fv.vocabulary_
@@ -69,17 +71,24 @@ def main(argv=None):
     if vlfeat_available():
         from cyvlfeat.fisher import fisher
 
-        args_v = (projected.astype(np.float32), v.means_.astype(np.float32),
-                  v.covariances_.astype(np.float32), v.weights_.astype(np.float32))
+        args_v = (
+            projected.astype(np.float32),
+            v.means_.astype(np.float32),
+            v.covariances_.astype(np.float32),
+            v.weights_.astype(np.float32),
+        )
         fisher(*args_v, improved=True)
         t_vl, x_vl = best_of(lambda: fisher(*args_v, improved=True), args.repeats)
-        print(f"  VLFeat fisher (float32) {t_vl * 1000:7.1f} ms; ratio bowlrp / VLFeat = "
-              f"{t_ours / t_vl:.2f}; max |difference| {np.abs(x_ours - x_vl).max():.2e}")
-        args_64 = tuple(a.astype(np.float64) for a in args_v[:1]) + (
-            v.means_, v.covariances_, v.weights_)
+        print(
+            f"  VLFeat fisher (float32) {t_vl * 1000:7.1f} ms; ratio bowlrp / VLFeat = "
+            f"{t_ours / t_vl:.2f}; max |difference| {np.abs(x_ours - x_vl).max():.2e}"
+        )
+        args_64 = tuple(a.astype(np.float64) for a in args_v[:1]) + (v.means_, v.covariances_, v.weights_)
         t_vl64, _ = best_of(lambda: fisher(*args_64, improved=True), args.repeats)
-        print(f"  VLFeat fisher (float64) {t_vl64 * 1000:7.1f} ms; ratio bowlrp / VLFeat = "
-              f"{t_ours / t_vl64:.2f}")
+        print(
+            f"  VLFeat fisher (float64) {t_vl64 * 1000:7.1f} ms; ratio bowlrp / VLFeat = "
+            f"{t_ours / t_vl64:.2f}"
+        )
 
 
 if __name__ == "__main__":

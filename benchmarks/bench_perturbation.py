@@ -54,29 +54,49 @@ def main(argv=None):
         order = order_blocks(block_scores(heat, blocks), "morf", np.random.default_rng(0))
         perturbation_curve(pipe, image, order, blocks, 2, noise, np.random.default_rng(0), 1)  # warm-up
         t0 = time.perf_counter()
-        curves = [perturbation_curve(pipe, image, order, blocks, args.steps, noise,
-                                     np.random.default_rng(r), target=1) for r in range(args.repeats)]
+        curves = [
+            perturbation_curve(
+                pipe, image, order, blocks, args.steps, noise, np.random.default_rng(r), target=1
+            )
+            for r in range(args.repeats)
+        ]
         t_inc = time.perf_counter() - t0
         t0 = time.perf_counter()
-        full = perturbation_curve(pipe, image, order, blocks, args.full_steps, noise,
-                                  np.random.default_rng(0), target=1, incremental=False)
+        full = perturbation_curve(
+            pipe,
+            image,
+            order,
+            blocks,
+            args.full_steps,
+            noise,
+            np.random.default_rng(0),
+            target=1,
+            incremental=False,
+        )
         t_full = time.perf_counter() - t0
         per_inc = t_inc / (args.steps * args.repeats)
         per_full = t_full / args.full_steps
         diff = np.abs(curves[0][: args.full_steps + 1] - full).max() / np.abs(full).max()
-        print(f"  {name:14s} incremental curve set {t_inc:7.1f} s ({per_inc * 1000:6.1f} ms/step); "
-              f"full recomputation {per_full * 1000:7.1f} ms/step; speed-up {per_full / per_inc:5.1f}x; "
-              f"max relative difference {diff:.1e}")
+        print(
+            f"  {name:14s} incremental curve set {t_inc:7.1f} s ({per_inc * 1000:6.1f} ms/step); "
+            f"full recomputation {per_full * 1000:7.1f} ms/step; speed-up {per_full / per_inc:5.1f}x; "
+            f"max relative difference {diff:.1e}"
+        )
         t0 = time.perf_counter()
         start = IncrementalImage(pipe, image, 1)
-        shared = [perturbation_curve(pipe, image, order, blocks, args.steps, noise,
-                                     np.random.default_rng(r), target=1, start=start)
-                  for r in range(args.repeats)]
+        shared = [
+            perturbation_curve(
+                pipe, image, order, blocks, args.steps, noise, np.random.default_rng(r), target=1, start=start
+            )
+            for r in range(args.repeats)
+        ]
         t_shared = time.perf_counter() - t0
         per_shared = t_shared / (args.steps * args.repeats)
         same = all(np.array_equal(a, b) for a, b in zip(shared, curves))
-        print(f"  {'':14s} shared start          {t_shared:7.1f} s ({per_shared * 1000:6.1f} ms/step); "
-              f"speed-up {per_full / per_shared:5.1f}x; curves identical: {same}")
+        print(
+            f"  {'':14s} shared start          {t_shared:7.1f} s ({per_shared * 1000:6.1f} ms/step); "
+            f"speed-up {per_full / per_shared:5.1f}x; curves identical: {same}"
+        )
 
 
 if __name__ == "__main__":

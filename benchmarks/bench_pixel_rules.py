@@ -60,39 +60,73 @@ def main(argv=None):
     args = ap.parse_args(argv)
     sift = DenseSIFT(bin_sizes=[4, 6, 8, 10], steps=3)
     pipes = {
-        "rank-hik": (Pipeline([("bow", sift, RankMapping(
-            KMeansVocabulary(64, max_descriptors=10000, random_state=0), base=2.4, n_nearest=8))],
-            KernelSVC("hik"), random_state=0), {}),
+        "rank-hik": (
+            Pipeline(
+                [
+                    (
+                        "bow",
+                        sift,
+                        RankMapping(
+                            KMeansVocabulary(64, max_descriptors=10000, random_state=0), base=2.4, n_nearest=8
+                        ),
+                    )
+                ],
+                KernelSVC("hik"),
+                random_state=0,
+            ),
+            {},
+        ),
         "polygons-hik": (polygons_hik(), {}),
-        "fisher-linear": (Pipeline([("fv", sift, FisherVector(
-            GMMVocabulary(16, pca_components=32, max_descriptors=10000, max_iter=20, random_state=0)))],
-            KernelSVC("linear"), random_state=0),
-            {"siftbins": SIFTBins(), "contribution-perdimension": Contribution(per_dimension=True)}),
+        "fisher-linear": (
+            Pipeline(
+                [
+                    (
+                        "fv",
+                        sift,
+                        FisherVector(
+                            GMMVocabulary(
+                                16, pca_components=32, max_descriptors=10000, max_iter=20, random_state=0
+                            )
+                        ),
+                    )
+                ],
+                KernelSVC("linear"),
+                random_state=0,
+            ),
+            {"siftbins": SIFTBins(), "contribution-perdimension": Contribution(per_dimension=True)},
+        ),
     }
     pipes = {k: pipes[k] for k in args.pipelines.split(",")}
     size = {"height": args.height, "width": args.width}
     train = [scene(s, kind=s % 2, **size) for s in range(4)]
     y = np.arange(4) % 2
     image = scene(100, kind=0, **size)
-    print(f"{args.height}x{args.width} image, {' '.join(sys.argv)}; best of {args.repeats} "
-          "(wall / process CPU)")
+    print(
+        f"{args.height}x{args.width} image, {' '.join(sys.argv)}; best of {args.repeats} (wall / process CPU)"
+    )
     for name, (pipe, extra) in pipes.items():
         pipe.fit(train, y)
-        rules = {"flat": Flat(), "contribution": Contribution(),
-                 "contribution-noblur": Contribution(through_blur=False),
-                 "contribution-window": Contribution("window"),
-                 "contribution-gradient": Contribution("gradient"), **extra}
+        rules = {
+            "flat": Flat(),
+            "contribution": Contribution(),
+            "contribution-noblur": Contribution(through_blur=False),
+            "contribution-window": Contribution("window"),
+            "contribution-gradient": Contribution("gradient"),
+            **extra,
+        }
         for rule in rules.values():  # warm-up (Numba compilation)
             explain_trace(pipe, pipe.forward_one(image), None, rule)
         w_fwd, c_fwd = best_of(lambda p=pipe: p.decision_function([image]), args.repeats)
         n = len(pipe.forward_one(image).channels[0].descriptors)
-        print(f"  {name}: N={n} descriptors, decision_function {w_fwd * 1000:.0f} / "
-              f"{c_fwd * 1000:.0f} ms")
+        print(f"  {name}: N={n} descriptors, decision_function {w_fwd * 1000:.0f} / {c_fwd * 1000:.0f} ms")
         for rname, rule in rules.items():
-            w, c = best_of(lambda p=pipe, r=rule: explain_trace(p, p.forward_one(image), None, r),
-                           args.repeats)
-            print(f"    explain with {rname:20s} {w * 1000:7.0f} / {c * 1000:7.0f} ms   ratio "
-                  f"{w / w_fwd:.2f} / {c / c_fwd:.2f}")
+            w, c = best_of(
+                lambda p=pipe, r=rule: explain_trace(p, p.forward_one(image), None, r), args.repeats
+            )
+            print(
+                f"    explain with {rname:20s} {w * 1000:7.0f} / {c * 1000:7.0f} ms   ratio "
+                f"{w / w_fwd:.2f} / {c / c_fwd:.2f}"
+            )
 
 
 if __name__ == "__main__":

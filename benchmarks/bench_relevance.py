@@ -48,13 +48,34 @@ def peak_mb(fn):
 
 def pipelines():
     sift = DenseSIFT(bin_sizes=[4, 6, 8, 10], steps=3)
-    fv = Pipeline([("fv", sift, FisherVector(
-        GMMVocabulary(256, pca_components=80, max_descriptors=40000, max_iter=20, random_state=0),
-        pyramid=((1, 1), (2, 2), (3, 1)), normalization="cell-l2+power+l2"))],
-        KernelSVC("linear"), random_state=0)
-    bow = Pipeline([("bow", sift, RankMapping(
-        KMeansVocabulary(512, max_descriptors=40000, random_state=0), base=2.4, n_nearest=8))],
-        KernelSVC("hik"), random_state=0)
+    fv = Pipeline(
+        [
+            (
+                "fv",
+                sift,
+                FisherVector(
+                    GMMVocabulary(256, pca_components=80, max_descriptors=40000, max_iter=20, random_state=0),
+                    pyramid=((1, 1), (2, 2), (3, 1)),
+                    normalization="cell-l2+power+l2",
+                ),
+            )
+        ],
+        KernelSVC("linear"),
+        random_state=0,
+    )
+    bow = Pipeline(
+        [
+            (
+                "bow",
+                sift,
+                RankMapping(
+                    KMeansVocabulary(512, max_descriptors=40000, random_state=0), base=2.4, n_nearest=8
+                ),
+            )
+        ],
+        KernelSVC("hik"),
+        random_state=0,
+    )
     return {"fisher-linear": fv, "rank-hik": bow}
 
 
@@ -65,14 +86,18 @@ def naive_fisher_relevance(encoder, trace, R):
     gamma = trace.codes["posteriors"].toarray()
     N = L.shape[0]
     t = (L[:, None, :] - mu[None]) / sigma[None]
-    psi = np.hstack([(gamma[:, :, None] * t / np.sqrt(prior)[None, :, None]).reshape(N, -1),
-                     (gamma[:, :, None] * (t**2 - 1) / np.sqrt(2 * prior)[None, :, None]).reshape(N, -1)])
+    psi = np.hstack(
+        [
+            (gamma[:, :, None] * t / np.sqrt(prior)[None, :, None]).reshape(N, -1),
+            (gamma[:, :, None] * (t**2 - 1) / np.sqrt(2 * prior)[None, :, None]).reshape(N, -1),
+        ]
+    )
     block = psi.shape[1]
     Z = np.zeros((N, trace.cell_counts.size * block))
     for lev in range(trace.cell_ids.shape[1]):
         for c in np.unique(trace.cell_ids[:, lev]):
             rows = trace.cell_ids[:, lev] == c
-            Z[rows, c * block:(c + 1) * block] += psi[rows] / trace.cell_counts[c]
+            Z[rows, c * block : (c + 1) * block] += psi[rows] / trace.cell_counts[c]
     zd = Z.sum(0)
     reached = np.any(Z != 0, axis=0)
     coef = np.divide(R, zd, out=np.zeros_like(R), where=reached & (zd != 0))
@@ -99,9 +124,11 @@ def main(argv=None):
         m_exp = peak_mb(lambda p=pipe: p.explain([image]))
         trace = pipe.forward_one(image)
         n_desc = len(trace.channels[0].descriptors)
-        print(f"  {name:14s} V={pipe.channel_sizes_[0]:7d} N={n_desc}  decision_function "
-              f"{t_fwd * 1000:7.1f} ms  explain {t_exp * 1000:7.1f} ms  ratio {t_exp / t_fwd:.2f}   "
-              f"peak memory {m_fwd:6.0f} MB vs {m_exp:6.0f} MB")
+        print(
+            f"  {name:14s} V={pipe.channel_sizes_[0]:7d} N={n_desc}  decision_function "
+            f"{t_fwd * 1000:7.1f} ms  explain {t_exp * 1000:7.1f} ms  ratio {t_exp / t_fwd:.2f}   "
+            f"peak memory {m_fwd:6.0f} MB vs {m_exp:6.0f} MB"
+        )
     pipe = fitted["fisher-linear"]
     small = scene(101)[:72, :96]
     trace = pipe.forward_one(small)
@@ -114,10 +141,12 @@ def main(argv=None):
     naive, nbytes = naive_fisher_relevance(encoder, ct.encoding, R)
     t_naive = time.perf_counter() - t0
     ours = encoder.relevance(R, ct.encoding)
-    print(f"naive dense-z relevance on a 72x96 image (N={len(ct.descriptors)}, V={R.size}): "
-          f"{t_naive * 1000:.0f} ms and a {nbytes / 2**20:.0f} MB z matrix; bowlrp "
-          f"{t_ours * 1000:.1f} ms ({t_naive / t_ours:.0f}x faster); max relative difference "
-          f"{np.abs(naive - ours).max() / np.abs(ours).max():.1e}")
+    print(
+        f"naive dense-z relevance on a 72x96 image (N={len(ct.descriptors)}, V={R.size}): "
+        f"{t_naive * 1000:.0f} ms and a {nbytes / 2**20:.0f} MB z matrix; bowlrp "
+        f"{t_ours * 1000:.1f} ms ({t_naive / t_ours:.0f}x faster); max relative difference "
+        f"{np.abs(naive - ours).max() / np.abs(ours).max():.1e}"
+    )
 
 
 if __name__ == "__main__":

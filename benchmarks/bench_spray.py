@@ -53,8 +53,9 @@ def main(argv=None) -> None:
     ap.add_argument("--no-tsne", action="store_true", help="skip the t-SNE embedding")
     args = ap.parse_args(argv)
     print("Times: wall (CPU of this process, all threads). The machine may be shared: CPU is the steadier.")
-    print("| n | pooling | kNN + eigenvalues + clustering | t-SNE | peak memory (no t-SNE) "
-          "| clusters | ARI |")
+    print(
+        "| n | pooling | kNN + eigenvalues + clustering | t-SNE | peak memory (no t-SNE) | clusters | ARI |"
+    )
     print("|---|---|---|---|---|---|---|")
     for n in args.sizes:
         maps, groups = planted_maps(n)
@@ -78,9 +79,12 @@ def main(argv=None) -> None:
         tracemalloc.stop()
         ari = adjusted_rand_score(groups, sp.labels_)
         assert args.no_tsne or full.embedding_.shape == (n, 2)
-        print(f"| {n:,} | {w_pool:.2f} s ({c_pool:.2f}) | {w_spec:.2f} s ({c_spec:.2f}) | "
-              f"{w_all - w_spec:.1f} s ({c_all - c_spec:.1f}) | {peak:.0f} MB | {sp.n_clusters_} | "
-              f"{ari:.3f} |", flush=True)
+        print(
+            f"| {n:,} | {w_pool:.2f} s ({c_pool:.2f}) | {w_spec:.2f} s ({c_spec:.2f}) | "
+            f"{w_all - w_spec:.1f} s ({c_all - c_spec:.1f}) | {peak:.0f} MB | {sp.n_clusters_} | "
+            f"{ari:.3f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

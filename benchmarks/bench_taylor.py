@@ -56,17 +56,21 @@ def measure_tile(pipe, tile, rules, repeats) -> dict:
     for name, rule in rules.items():
         d = classifier_relevance(clf, x, task, sign, rule)
         t_clf = best_of(lambda r=rule: classifier_relevance(clf, x, task, sign, r), repeats)
-        t_exp = best_of(lambda r=rule: explain_trace(pipe, pipe.forward_one(tile), 1,
-                                                     [r, Epsilon(0.0)]), repeats)
-        out[name] = {"res": abs(d.residual) / abs(d.score), "dist": d.root_distance,
-                     "seg": d.root_info["segment_distance"], "cost": t_exp / t_df,
-                     "clf": t_clf / t_one}
+        t_exp = best_of(
+            lambda r=rule: explain_trace(pipe, pipe.forward_one(tile), 1, [r, Epsilon(0.0)]), repeats
+        )
+        out[name] = {
+            "res": abs(d.residual) / abs(d.score),
+            "dist": d.root_distance,
+            "seg": d.root_info["segment_distance"],
+            "cost": t_exp / t_df,
+            "clf": t_clf / t_one,
+        }
     return out
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)
     ap.add_argument("--train-scenes", type=int, default=10)
     ap.add_argument("--words", type=int, default=48)
@@ -91,17 +95,23 @@ def main(argv=None):
         for name, row in measure_tile(pipe, tile, rules, args.repeats).items():
             for key, value in row.items():
                 rows[name][key].append(value)
-    print(f"{len(tiles)} positive tiles, {clf.support_vectors_.shape[0]} support vectors, "
-          f"V = {clf.support_vectors_.shape[1]}")
-    print("| variant | residual median / p90 | root distance (segment -> this) | "
-          "cost explain / decision_function | classifier step / one decision value |")
+    print(
+        f"{len(tiles)} positive tiles, {clf.support_vectors_.shape[0]} support vectors, "
+        f"V = {clf.support_vectors_.shape[1]}"
+    )
+    print(
+        "| variant | residual median / p90 | root distance (segment -> this) | "
+        "cost explain / decision_function | classifier step / one decision value |"
+    )
     print("|---|---|---|---|---|")
     for name, r in rows.items():
         res = np.array(r["res"])
-        print(f"| {name} | {100 * np.median(res):.3g} % / {100 * np.quantile(res, 0.9):.3g} % | "
-              f"{np.median(r['seg']):.4f} -> {np.median(r['dist']):.4f} | "
-              f"{np.median(r['cost']):.2f} (max {np.max(r['cost']):.2f}) | "
-              f"{np.median(r['clf']):.0f} |")
+        print(
+            f"| {name} | {100 * np.median(res):.3g} % / {100 * np.quantile(res, 0.9):.3g} % | "
+            f"{np.median(r['seg']):.4f} -> {np.median(r['dist']):.4f} | "
+            f"{np.median(r['cost']):.2f} (max {np.max(r['cost']):.2f}) | "
+            f"{np.median(r['clf']):.0f} |"
+        )
 
 
 if __name__ == "__main__":

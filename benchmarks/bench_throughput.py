@@ -112,9 +112,14 @@ def process_image(pipe, path: Path, out: Path) -> dict:
     heat, over = picture_bytes(image, e.heatmap, scale, "bwr")
     record = {**e.summary(), "image": str(path), "display_scale": scale}
     stem = out / path.stem
-    publish({Path(f"{stem}_relevance.npy"): buffer.getvalue(), Path(f"{stem}_heatmap.png"): heat,
-             Path(f"{stem}_overlay.png"): over,
-             Path(f"{stem}.json"): json.dumps(record, default=str).encode()})
+    publish(
+        {
+            Path(f"{stem}_relevance.npy"): buffer.getvalue(),
+            Path(f"{stem}_heatmap.png"): heat,
+            Path(f"{stem}_overlay.png"): over,
+            Path(f"{stem}.json"): json.dumps(record, default=str).encode(),
+        }
+    )
     lap("write")
     return times
 
@@ -132,13 +137,15 @@ def _serial_child(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     process_image(pipe, paths[0], out)  # warm-up: Numba caches, first-call costs
     decision = []
-    for p in paths[:3]:   # the ratio explain / decision_function, same images, this process
+    for p in paths[:3]:  # the ratio explain / decision_function, same images, this process
         t = time.process_time()
         pipe.decision_function([str(p)])
         decision.append(time.process_time() - t)
     rows = [process_image(pipe, p, out) for p in paths]
-    summary = {stage: [float(np.mean([r[stage][0] for r in rows])),
-                       float(np.mean([r[stage][1] for r in rows]))] for stage in rows[0]}
+    summary = {
+        stage: [float(np.mean([r[stage][0] for r in rows])), float(np.mean([r[stage][1] for r in rows]))]
+        for stage in rows[0]
+    }
     explain_cpu = [r["explain"][0] for r in rows[:3]]
     summary["explain_over_decision"] = float(np.mean(explain_cpu) / np.mean(decision))
     summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -154,17 +161,29 @@ def serial(args, work: Path, model: Path, images: Path) -> None:
         for label, tree in trees:
             env = {**os.environ, "PYTHONPATH": tree}
             load = uptime()
-            cmd = [sys.executable, __file__, "_child", "--model", str(model), "--images-dir",
-                   str(images), "--out", str(work / f"out-{label}")]
+            cmd = [
+                sys.executable,
+                __file__,
+                "_child",
+                "--model",
+                str(model),
+                "--images-dir",
+                str(images),
+                "--out",
+                str(work / f"out-{label}"),
+            ]
             res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
             s = json.loads(res.stdout.strip().splitlines()[-1])
             total_cpu = sum(s[k][0] for k in ("read", "explain", "write"))
             total_wall = sum(s[k][1] for k in ("read", "explain", "write"))
             stages = "  ".join(f"{k} {s[k][0]:.3f} ({s[k][1]:.3f})" for k in ("read", "explain", "write"))
-            print(f"  round {r} {label:8s} load {load}  {stages}  total {total_cpu:.3f} ({total_wall:.3f})"
-                  f" -> {1 / total_cpu:.2f} images/s per core (CPU), {1 / total_wall:.2f} (wall); "
-                  f"explain/decision_function {s['explain_over_decision']:.2f}; "
-                  f"peak RSS {s['peak_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"  round {r} {label:8s} load {load}  {stages}  total {total_cpu:.3f} ({total_wall:.3f})"
+                f" -> {1 / total_cpu:.2f} images/s per core (CPU), {1 / total_wall:.2f} (wall); "
+                f"explain/decision_function {s['explain_over_decision']:.2f}; "
+                f"peak RSS {s['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
 
 
 def _worker_task(model: str, path: str, out: str) -> dict:
@@ -198,23 +217,40 @@ def workers(args, work: Path, model: Path, images: Path) -> None:
     for r in range(args.rounds):
         rates = {}
         for k in (1, 2):
-            with LocalCluster(n_workers=k, threads_per_worker=1, processes=True,
-                              dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
-                    Client(cluster) as client:
-                warm = [client.submit(_worker_task, str(model), str(paths[i]), str(out), pure=False,
-                                      workers=[w]) for i, w in enumerate(client.scheduler_info()["workers"])]
-                wait(warm)   # each worker loaded the model and explained one image
+            with (
+                LocalCluster(
+                    n_workers=k,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                ) as cluster,
+                Client(cluster) as client,
+            ):
+                warm = [
+                    client.submit(_worker_task, str(model), str(paths[i]), str(out), pure=False, workers=[w])
+                    for i, w in enumerate(client.scheduler_info()["workers"])
+                ]
+                wait(warm)  # each worker loaded the model and explained one image
                 load = uptime()
                 t = time.perf_counter()
-                futures = client.map(_worker_task, [str(model)] * len(paths), [str(p) for p in paths],
-                                     [str(out)] * len(paths), pure=False)
+                futures = client.map(
+                    _worker_task,
+                    [str(model)] * len(paths),
+                    [str(p) for p in paths],
+                    [str(out)] * len(paths),
+                    pure=False,
+                )
                 client.gather(futures)
                 wall = time.perf_counter() - t
                 peaks = client.run(_peak_rss_mb)
             rates[k] = len(paths) / wall
-            print(f"  round {r} workers {k}: {wall:6.1f} s, {rates[k]:.2f} images/s "
-                  f"({rates[k] / k:.2f} per worker); load before {load}, after {uptime()}; "
-                  f"peak RSS per worker {', '.join(f'{v:.0f} MB' for v in peaks.values())}", flush=True)
+            print(
+                f"  round {r} workers {k}: {wall:6.1f} s, {rates[k]:.2f} images/s "
+                f"({rates[k] / k:.2f} per worker); load before {load}, after {uptime()}; "
+                f"peak RSS per worker {', '.join(f'{v:.0f} MB' for v in peaks.values())}",
+                flush=True,
+            )
         print(f"  round {r} parallel efficiency rate_2 / (2 rate_1) = {rates[2] / (2 * rates[1]):.2f}")
 
 
@@ -224,8 +260,11 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--work", default="/tmp/bowlrp_throughput")
-    ap.add_argument("--compare-tree", default=None,
-                    help="another source tree (e.g. `git archive` of an older commit) timed alternately")
+    ap.add_argument(
+        "--compare-tree",
+        default=None,
+        help="another source tree (e.g. `git archive` of an older commit) timed alternately",
+    )
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--images-dir", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)

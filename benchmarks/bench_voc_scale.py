@@ -84,9 +84,13 @@ class Meter:
         return False
 
     def record(self, **extra) -> dict:
-        return {"wall_s": round(self.wall, 2), "cpu_s": round(self.cpu, 2),
-                "peak_anon_mb": round(self.peak_anon / 2**20, 1), "vm_hwm_mb": round(self.hwm / 2**20, 1),
-                **extra}
+        return {
+            "wall_s": round(self.wall, 2),
+            "cpu_s": round(self.cpu, 2),
+            "peak_anon_mb": round(self.peak_anon / 2**20, 1),
+            "vm_hwm_mb": round(self.hwm / 2**20, 1),
+            **extra,
+        }
 
 
 def _save(work: Path, stage: str, record: dict) -> None:
@@ -103,15 +107,26 @@ def _load_stage(work: Path, stage: str) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--stage", required=True,
-                    choices=["data", "vocab", "features", "svm", "test", "explain", "gram", "report"])
+    ap.add_argument(
+        "--stage",
+        required=True,
+        choices=["data", "vocab", "features", "svm", "test", "explain", "gram", "report"],
+    )
     ap.add_argument("--n-train", type=int, default=48)
     ap.add_argument("--n-test", type=int, default=16)
     ap.add_argument("--n-explain", type=int, default=4)
-    ap.add_argument("--gmm-iter", type=int, default=3,
-                    help="EM iterations measured (the config allows up to 100; extrapolated)")
-    ap.add_argument("--n-gram", type=int, default=300,
-                    help="rows of the synthetic 327,680-d float32 matrix of the gram stage")
+    ap.add_argument(
+        "--gmm-iter",
+        type=int,
+        default=3,
+        help="EM iterations measured (the config allows up to 100; extrapolated)",
+    )
+    ap.add_argument(
+        "--n-gram",
+        type=int,
+        default=300,
+        help="rows of the synthetic 327,680-d float32 matrix of the gram stage",
+    )
     ap.add_argument("--work", default="/tmp/bowlrp_voc_scale")
     ap.add_argument("--config", default="voc_fisher")
     args = ap.parse_args(argv)
@@ -139,14 +154,21 @@ def main(argv=None) -> int:
         t = time.process_time()
         for p in train.paths[:5]:
             pipe.channels[0][1].describe(p)
-        describe_s = (time.process_time() - t) / 5   # CPU seconds
+        describe_s = (time.process_time() - t) / 5  # CPU seconds
         with Meter() as m:
             pipe.fit_vocabularies(list(train.paths))
         save(pipe, work / "vocabulary.pkl")
         gmm = pipe.encoders_[0].vocabulary_
-        _save(work, "vocab", m.record(describe_per_image_s=round(describe_s, 3),
-                                      descriptors_sampled=int(sum(pipe.n_descriptors_sampled_)),
-                                      gmm_iterations=int(gmm.n_iter_), config_max_iter=int(max_iter)))
+        _save(
+            work,
+            "vocab",
+            m.record(
+                describe_per_image_s=round(describe_s, 3),
+                descriptors_sampled=int(sum(pipe.n_descriptors_sampled_)),
+                gmm_iterations=int(gmm.n_iter_),
+                config_max_iter=int(max_iter),
+            ),
+        )
         return 0
     if args.stage == "features":
         from voc import features_on_disk
@@ -156,8 +178,11 @@ def main(argv=None) -> int:
         (work / "features_trainval.done").unlink(missing_ok=True)
         with Meter() as m:
             X = features_on_disk(pipe, list(train.paths), work / "features_trainval.npy")
-        _save(work, "features", m.record(n_images=len(train), feature_size=int(X.shape[1]),
-                                         file_mb=round(X.nbytes / 2**20, 1)))
+        _save(
+            work,
+            "features",
+            m.record(n_images=len(train), feature_size=int(X.shape[1]), file_mb=round(X.nbytes / 2**20, 1)),
+        )
         return 0
     if args.stage == "svm":
         from numpy.lib.format import open_memmap
@@ -166,15 +191,22 @@ def main(argv=None) -> int:
 
         pipe = load(work / "vocabulary.pkl")
         X = open_memmap(work / "features_trainval.npy", mode="r")
-        with Meter() as g:   # the Gram alone, to split the fit's time (the fit computes it again)
+        with Meter() as g:  # the Gram alone, to split the fit's time (the fit computes it again)
             blocked_inner(X, X)
         with Meter() as m:
             pipe.fit_classifier(X, (train.labels == 1).astype(int), task_mask=train.labels != 0)
             pipe.classifier_.compress_linear()
         save(pipe, work / "model.pkl")
-        _save(work, "svm", m.record(gram_wall_s=round(g.wall, 2), gram_cpu_s=round(g.cpu, 2),
-                                    n_tasks=len(train.classes),
-                                    n_support=int((pipe.classifier_.support_vectors_ != 0).any(1).sum())))
+        _save(
+            work,
+            "svm",
+            m.record(
+                gram_wall_s=round(g.wall, 2),
+                gram_cpu_s=round(g.cpu, 2),
+                n_tasks=len(train.classes),
+                n_support=int((pipe.classifier_.support_vectors_ != 0).any(1).sum()),
+            ),
+        )
         return 0
     if args.stage == "test":
         from voc import features_on_disk
@@ -194,7 +226,7 @@ def main(argv=None) -> int:
         from bowlrp.explanation import explain_trace
 
         pipe = load(work / "model.pkl")
-        rows = [i for i in range(len(test)) if (test.labels[i] == 1).any()][:args.n_explain]
+        rows = [i for i in range(len(test)) if (test.labels[i] == 1).any()][: args.n_explain]
         targets = sum(int((test.labels[i] == 1).sum()) for i in rows)
         c0 = time.process_time()
         for p in test.paths[:5]:
@@ -208,10 +240,17 @@ def main(argv=None) -> int:
                 trace = pipe.forward_one(test.paths[i])
                 for k in np.flatnonzero(test.labels[i] == 1):
                     explain_trace(pipe, trace, int(k))
-        _save(work, "explain", m.record(n_images=len(rows), n_explanations=targets,
-                                        describe_cpu_per_image_s=round(describe_cpu, 3),
-                                        forward_only_wall_s=round(f.wall, 2),
-                                        forward_only_cpu_s=round(f.cpu, 2)))
+        _save(
+            work,
+            "explain",
+            m.record(
+                n_images=len(rows),
+                n_explanations=targets,
+                describe_cpu_per_image_s=round(describe_cpu, 3),
+                forward_only_wall_s=round(f.wall, 2),
+                forward_only_cpu_s=round(f.cpu, 2),
+            ),
+        )
         return 0
     if args.stage == "gram":
         from sklearn.svm import SVC
@@ -221,7 +260,7 @@ def main(argv=None) -> int:
         rng = np.random.default_rng(0)
         n, d = args.n_gram, 327_680
         X = np.empty((n, d), dtype=np.float32)
-        for i in range(n):   # Fisher-like rows: unit l2 norm, signed square-rooted values
+        for i in range(n):  # Fisher-like rows: unit l2 norm, signed square-rooted values
             v = rng.standard_normal(d).astype(np.float32)
             X[i] = np.sign(v) * np.sqrt(np.abs(v))
             X[i] /= np.linalg.norm(X[i])
@@ -230,8 +269,7 @@ def main(argv=None) -> int:
             K = blocked_inner(X, X)
         with Meter() as m:
             SVC(kernel="precomputed", C=1.0).fit(K, y)
-        _save(work, "gram", g.record(n_rows=n, libsvm_wall_s=round(m.wall, 2),
-                                     libsvm_cpu_s=round(m.cpu, 2)))
+        _save(work, "gram", g.record(n_rows=n, libsvm_wall_s=round(m.wall, 2), libsvm_cpu_s=round(m.cpu, 2)))
         return 0
     report(work, args)
     return 0
@@ -268,10 +306,20 @@ def report(work: Path, args) -> None:
     total = sum(value for _, value in extrap)
     print(f"| **total** | **{total:,.0f} s = {total / 3600:.2f} h CPU** |")
     fv = 327_680 * 4
-    print(f"\nfeatures on disk: trainval {VOC_TRAIN * fv / 2**30:.2f} GiB, "
-          f"test {VOC_TEST * fv / 2**30:.2f} GiB; Gram {VOC_TRAIN**2 * 8 / 2**20:.0f} MiB")
-    print(json.dumps({"stages": s, "extrapolated_cpu_s": {k: round(x) for k, x in extrap},
-                      "total_cpu_s": round(total)}, indent=1))
+    print(
+        f"\nfeatures on disk: trainval {VOC_TRAIN * fv / 2**30:.2f} GiB, "
+        f"test {VOC_TEST * fv / 2**30:.2f} GiB; Gram {VOC_TRAIN**2 * 8 / 2**20:.0f} MiB"
+    )
+    print(
+        json.dumps(
+            {
+                "stages": s,
+                "extrapolated_cpu_s": {k: round(x) for k, x in extrap},
+                "total_cpu_s": round(total),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

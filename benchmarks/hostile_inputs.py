@@ -51,9 +51,12 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=float, default=6.0, help="RLIMIT_AS of each child in GiB")
     ap.add_argument("--at-limit", action="store_true", help="add an image at the default pixel limit")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
-    ap.add_argument("--isolate-all", action="store_true",
-                    help="one process per input (slow); by default the small model files share one "
-                         "process, marked * (its peak bounds each of theirs)")
+    ap.add_argument(
+        "--isolate-all",
+        action="store_true",
+        help="one process per input (slow); by default the small model files share one "
+        "process, marked * (its peak bounds each of theirs)",
+    )
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -70,8 +73,11 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bowlrp-hostile-"))
     rng = np.random.default_rng(0)
     images = [stripes(rng, 40) for _ in range(4)] + [blobs(rng, 40) for _ in range(4)]
-    model = Pipeline([("s", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"),
-                       HardAssignment(8, random_state=0))], KernelSVC("hik"), random_state=0)
+    model = Pipeline(
+        [("s", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), HardAssignment(8, random_state=0))],
+        KernelSVC("hik"),
+        random_state=0,
+    )
     model.fit(images, np.array(["stripes"] * 4 + ["blobs"] * 4))
     valid = save(model, tmp / "valid.pkl").read_bytes()
     sentinel = tmp / "SENTINEL"
@@ -99,8 +105,9 @@ def main(argv=None) -> int:
     rows = []
     for group in groups:
         argv = [x for _, kind, path in group for x in (kind, str(path))]
-        r = run_limited(["-c", CHILD, *argv], limit=int(args.limit * GIB), timeout=3600, env=env,
-                        cwd=str(tmp))
+        r = run_limited(
+            ["-c", CHILD, *argv], limit=int(args.limit * GIB), timeout=3600, env=env, cwd=str(tmp)
+        )
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith("[")]
         for i, (label, kind, _) in enumerate(group):
             try:
@@ -108,20 +115,33 @@ def main(argv=None) -> int:
             except (ValueError, IndexError):
                 outcome, message = f"exit {r.returncode}", (r.stderr.strip().splitlines() or [""])[-1][:160]
             crash = r.returncode != 0 or outcome not in OWN_ERRORS | {"accepted"}
-            rows.append({"input": label, "call": kind, "outcome": outcome, "peak_rss_mb": r.peak_rss / 2**20,
-                         "alone": len(group) == 1, "crash": crash, "message": message})
+            rows.append(
+                {
+                    "input": label,
+                    "call": kind,
+                    "outcome": outcome,
+                    "peak_rss_mb": r.peak_rss / 2**20,
+                    "alone": len(group) == 1,
+                    "crash": crash,
+                    "message": message,
+                }
+            )
         executed = sentinel.exists()
         sentinel.unlink(missing_ok=True)
-        for row in rows[-len(group):]:
+        for row in rows[-len(group) :]:
             row["executed"] = executed
-            print(f"{row['peak_rss_mb']:8.0f} MB{'' if row['alone'] else '*'} {'EXEC ' if executed else ''}"
-                  f"{'CRASH ' if row['crash'] else ''}{row['call']:10s} {row['input']}: {row['outcome']}",
-                  flush=True)
+            print(
+                f"{row['peak_rss_mb']:8.0f} MB{'' if row['alone'] else '*'} {'EXEC ' if executed else ''}"
+                f"{'CRASH ' if row['crash'] else ''}{row['call']:10s} {row['input']}: {row['outcome']}",
+                flush=True,
+            )
     print()
     accepted = sum(r["outcome"] == "accepted" for r in rows)
-    print(f"inputs: {len(cases)}  executions: {sum(r['executed'] for r in rows)}  "
-          f"crashes: {sum(r['crash'] for r in rows)}  accepted: {accepted}  "
-          f"max peak RSS: {max(r['peak_rss_mb'] for r in rows):.0f} MB")
+    print(
+        f"inputs: {len(cases)}  executions: {sum(r['executed'] for r in rows)}  "
+        f"crashes: {sum(r['crash'] for r in rows)}  accepted: {accepted}  "
+        f"max peak RSS: {max(r['peak_rss_mb'] for r in rows):.0f} MB"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

@@ -41,10 +41,21 @@ from .exceptions import BowlrpError
 REGISTRY = {
     cls.__name__: cls
     for cls in (
-        DenseSIFT, ColorQuantiles, KMeansVocabulary, GMMVocabulary, HardAssignment,
-        RankMapping, SoftAssignment, FisherVector, KernelSVC, _kernels.Linear,
-        _kernels.HistogramIntersection, _kernels.AdditiveChi2, _kernels.ExponentialChi2,
-        _kernels.RBF, _kernels.Hellinger,
+        DenseSIFT,
+        ColorQuantiles,
+        KMeansVocabulary,
+        GMMVocabulary,
+        HardAssignment,
+        RankMapping,
+        SoftAssignment,
+        FisherVector,
+        KernelSVC,
+        _kernels.Linear,
+        _kernels.HistogramIntersection,
+        _kernels.AdditiveChi2,
+        _kernels.ExponentialChi2,
+        _kernels.RBF,
+        _kernels.Hellinger,
     )
 }
 KERNEL_NAMES = tuple(_kernels.KERNELS)
@@ -54,8 +65,17 @@ MAX_ALIASES = 64
 MAX_DEPTH = 32
 
 # "dataset" and "training" are written into a model's config by bowlrp-train (information only)
-TOP_KEYS = ("name", "description", "random_state", "n_jobs", "channels", "classifier", "overrides",
-            "dataset", "training")
+TOP_KEYS = (
+    "name",
+    "description",
+    "random_state",
+    "n_jobs",
+    "channels",
+    "classifier",
+    "overrides",
+    "dataset",
+    "training",
+)
 CHANNEL_KEYS = ("name", "extractor", "encoder", "kernel")
 
 
@@ -83,6 +103,7 @@ def integer(lo=None, hi=None, none=False) -> Check:
             bounds = f" in [{lo}, {'inf' if hi is None else hi}]" if lo is not None else ""
             return f"must be an integer{bounds}{' or null' if none else ''}, got {v!r}"
         return None
+
     return check
 
 
@@ -101,12 +122,14 @@ def number(lo=None, hi=None, none=False, strict_lo=False, extra=()) -> Check:
             alts = "".join(f" or {e!r}" for e in extra)
             return f"must be a finite number{bound}{alts}{' or null' if none else ''}, got {v!r}"
         return None
+
     return check
 
 
 def choice(*options) -> Check:
     def check(v):
         return None if v in options else f"must be one of {list(options)}, got {v!r}"
+
     return check
 
 
@@ -124,6 +147,7 @@ def numbers_list(lo, item=number) -> Check:
             if problem:
                 return problem
         return None
+
     return check
 
 
@@ -131,8 +155,9 @@ def pyramid(v):
     if not isinstance(v, (list, tuple)) or not v:
         return f"must be a list of [rows, columns] pairs, got {v!r}"
     for cell in v:
-        if not (isinstance(cell, (list, tuple)) and len(cell) == 2 and all(_is_int(c) and c >= 1
-                                                                       for c in cell)):
+        if not (
+            isinstance(cell, (list, tuple)) and len(cell) == 2 and all(_is_int(c) and c >= 1 for c in cell)
+        ):
             return f"must be a list of [rows, columns] pairs of positive integers, got {cell!r}"
     return None
 
@@ -170,38 +195,82 @@ def quantiles(v):
     return None
 
 
-_ENCODER = {"vocabulary": vocabulary_spec, "pooling": pooling, "pyramid": pyramid,
-            "normalization": normalization, "power": number(0, strict_lo=True),
-            "random_state": integer(0, none=True)}
-_VOCAB = {"pca_components": integer(1, none=True), "max_descriptors": integer(1, none=True),
-          "random_state": integer(0, none=True), "verbose": boolean}
-_WIDTH = {"sigma": number(0, strict_lo=True, extra=("auto",)), "max_samples": integer(2),
-          "random_state": integer(0, none=True)}
+_ENCODER = {
+    "vocabulary": vocabulary_spec,
+    "pooling": pooling,
+    "pyramid": pyramid,
+    "normalization": normalization,
+    "power": number(0, strict_lo=True),
+    "random_state": integer(0, none=True),
+}
+_VOCAB = {
+    "pca_components": integer(1, none=True),
+    "max_descriptors": integer(1, none=True),
+    "random_state": integer(0, none=True),
+    "verbose": boolean,
+}
+_WIDTH = {
+    "sigma": number(0, strict_lo=True, extra=("auto",)),
+    "max_samples": integer(2),
+    "random_state": integer(0, none=True),
+}
 
 SCHEMA: dict[str, dict[str, Check]] = {
-    "DenseSIFT": {"bin_sizes": numbers_list(1), "steps": numbers_list(1, integer),
-                  "color": choice("grey", "gray", "opponent", "rgb"),
-                  "backend": choice("auto", "opencv", "vlfeat"), "rotate": boolean,
-                  "smooth": boolean, "fast": boolean, "magnification": number(0, strict_lo=True),
-                  "support": choice("nominal", "full"), "n_jobs": integer(none=True)},
-    "ColorQuantiles": {"color": choice("rgb", "opponent", "grey", "gray"), "quantiles": quantiles,
-                       "radius": number(1), "step": integer(1), "n_jobs": integer(none=True)},
-    "KMeansVocabulary": {"n_words": integer(1), "algorithm": choice("minibatch", "full"),
-                         "reservoir_size": integer(1), **_VOCAB},
-    "GMMVocabulary": {"n_components": integer(1), "covariance_floor": number(0, strict_lo=True),
-                      "backend": choice("sklearn", "vlfeat"), "max_iter": integer(1), **_VOCAB},
+    "DenseSIFT": {
+        "bin_sizes": numbers_list(1),
+        "steps": numbers_list(1, integer),
+        "color": choice("grey", "gray", "opponent", "rgb"),
+        "backend": choice("auto", "opencv", "vlfeat"),
+        "rotate": boolean,
+        "smooth": boolean,
+        "fast": boolean,
+        "magnification": number(0, strict_lo=True),
+        "support": choice("nominal", "full"),
+        "n_jobs": integer(none=True),
+    },
+    "ColorQuantiles": {
+        "color": choice("rgb", "opponent", "grey", "gray"),
+        "quantiles": quantiles,
+        "radius": number(1),
+        "step": integer(1),
+        "n_jobs": integer(none=True),
+    },
+    "KMeansVocabulary": {
+        "n_words": integer(1),
+        "algorithm": choice("minibatch", "full"),
+        "reservoir_size": integer(1),
+        **_VOCAB,
+    },
+    "GMMVocabulary": {
+        "n_components": integer(1),
+        "covariance_floor": number(0, strict_lo=True),
+        "backend": choice("sklearn", "vlfeat"),
+        "max_iter": integer(1),
+        **_VOCAB,
+    },
     "HardAssignment": dict(_ENCODER),
     "RankMapping": {**_ENCODER, "base": number(1, strict_lo=True), "n_nearest": integer(1)},
-    "SoftAssignment": {**_ENCODER, "beta": number(0, strict_lo=True),
-                       "n_nearest": integer(1, none=True)},
-    "FisherVector": {**_ENCODER, "posterior_threshold": number(0),
-                     "parts": numbers_list(None, lambda _: choice("pi", "mu", "sigma"))},
-    "KernelSVC": {"C": number(0, strict_lo=True), "mkl_norm": number(1, extra=("uniform",)),
-                  "mkl_max_iter": integer(1), "mkl_tol": number(0, strict_lo=True),
-                  "n_reference": integer(1), "random_state": integer(0, none=True),
-                  "class_weight": lambda v: None if v is None or v == "balanced" or isinstance(v, dict)
-                  else f"must be null, 'balanced' or a mapping, got {v!r}",
-                  "kernel": lambda v: None, "channel_sizes": lambda v: None},
+    "SoftAssignment": {**_ENCODER, "beta": number(0, strict_lo=True), "n_nearest": integer(1, none=True)},
+    "FisherVector": {
+        **_ENCODER,
+        "posterior_threshold": number(0),
+        "parts": numbers_list(None, lambda _: choice("pi", "mu", "sigma")),
+    },
+    "KernelSVC": {
+        "C": number(0, strict_lo=True),
+        "mkl_norm": number(1, extra=("uniform",)),
+        "mkl_max_iter": integer(1),
+        "mkl_tol": number(0, strict_lo=True),
+        "n_reference": integer(1),
+        "random_state": integer(0, none=True),
+        "class_weight": lambda v: (
+            None
+            if v is None or v == "balanced" or isinstance(v, dict)
+            else f"must be null, 'balanced' or a mapping, got {v!r}"
+        ),
+        "kernel": lambda v: None,
+        "channel_sizes": lambda v: None,
+    },
     "ExponentialChi2": dict(_WIDTH),
     "RBF": dict(_WIDTH),
 }
@@ -240,8 +309,7 @@ def _check_yaml_shape(text: str, where: str) -> None:
             if isinstance(event, yaml.AliasEvent):
                 aliases += 1
                 if aliases > MAX_ALIASES:
-                    raise ConfigError(f"{where}: more than {MAX_ALIASES} YAML aliases; write the "
-                                      "values out")
+                    raise ConfigError(f"{where}: more than {MAX_ALIASES} YAML aliases; write the values out")
             elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -260,13 +328,11 @@ def read_yaml(path: Path) -> object:
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     if size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config {path} is {size} bytes; configs are limited to "
-                          f"{MAX_CONFIG_BYTES} bytes")
+        raise ConfigError(f"config {path} is {size} bytes; configs are limited to {MAX_CONFIG_BYTES} bytes")
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") \
-            from None
+        raise ConfigError(f"config {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     _check_yaml_shape(text, f"config {path}")
@@ -293,8 +359,9 @@ def load_config(config) -> dict:
     if isinstance(config, dict):
         data, where = copy.deepcopy(config), "config"
     elif not isinstance(config, (str, os.PathLike)):
-        raise ConfigError(f"a config is a file name, a shipped config's name or a dict, not "
-                          f"{type(config).__name__}")
+        raise ConfigError(
+            f"a config is a file name, a shipped config's name or a dict, not {type(config).__name__}"
+        )
     else:
         path = resolve_config_path(config)
         data, where = read_yaml(path), f"config {path}"
@@ -342,15 +409,23 @@ def validate_config(data, where: str = "config") -> None:
             raise ConfigError(f"{where}: {at}.name must be a non-empty string without '__'")
         names.append(name)
         _check_spec(ch["extractor"], f"{at}.extractor", where, ("DenseSIFT", "ColorQuantiles"))
-        _check_spec(ch["encoder"], f"{at}.encoder", where,
-                    ("HardAssignment", "RankMapping", "SoftAssignment", "FisherVector"))
+        _check_spec(
+            ch["encoder"],
+            f"{at}.encoder",
+            where,
+            ("HardAssignment", "RankMapping", "SoftAssignment", "FisherVector"),
+        )
         kernel = ch.get("kernel", "hik")
         if isinstance(kernel, str):
             if kernel.lower() not in KERNEL_NAMES:
                 raise _unknown(kernel, KERNEL_NAMES, where, f"{at}.kernel")
         else:
-            _check_spec(kernel, f"{at}.kernel", where,
-                        tuple(k for k, c in REGISTRY.items() if issubclass(c, _kernels.Kernel)))
+            _check_spec(
+                kernel,
+                f"{at}.kernel",
+                where,
+                tuple(k for k, c in REGISTRY.items() if issubclass(c, _kernels.Kernel)),
+            )
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: channel names must be unique, got {names}")
     clf = data.get("classifier") or {}
@@ -368,9 +443,10 @@ def _check_spec(spec, at: str, where: str, allowed: tuple[str, ...]) -> None:
     if isinstance(spec, str) and spec in allowed:
         return
     if not (isinstance(spec, dict) and len(spec) == 1):
-        raise ConfigError(f"{where}: {at} must be {{ClassName: {{parameters}}}} with a class "
-                          f"from {list(allowed)}")
-    (cls, params), = spec.items()
+        raise ConfigError(
+            f"{where}: {at} must be {{ClassName: {{parameters}}}} with a class from {list(allowed)}"
+        )
+    ((cls, params),) = spec.items()
     if cls not in allowed:
         raise _unknown(cls, allowed, where, at)
     params = {} if params is None else params
@@ -400,7 +476,7 @@ def _check_params(cls: str, params: dict, at: str, where: str, skip=()) -> None:
 def build(spec):
     """Instantiate ``{ClassName: {param: value}}`` recursively; other values pass through."""
     if isinstance(spec, dict) and len(spec) == 1:
-        (key, params), = spec.items()
+        ((key, params),) = spec.items()
         if key in REGISTRY:
             params = params or {}
             return REGISTRY[key](**{k: build(v) for k, v in params.items()})
@@ -417,8 +493,7 @@ def build_stages(cfg: dict) -> tuple[list[tuple], KernelSVC]:
     """Channels ``[(name, extractor, encoder)]`` and the classifier of a validated config."""
     channels, kernels = [], []
     for i, ch in enumerate(cfg["channels"]):
-        channels.append((ch.get("name", f"channel{i}"), build(ch["extractor"]),
-                         build(ch["encoder"])))
+        channels.append((ch.get("name", f"channel{i}"), build(ch["extractor"]), build(ch["encoder"])))
         kernels.append(build(ch.get("kernel", "hik")))
     clf_params = dict(cfg.get("classifier") or {})
     if list(clf_params) == ["KernelSVC"]:

@@ -21,9 +21,9 @@ class ChannelRelevance:
 
     name: str
     descriptors: Descriptors
-    descriptor_relevance: np.ndarray   # (N,)
-    dimension_relevance: np.ndarray    # (V_u,)
-    heatmap: np.ndarray                # (H, W)
+    descriptor_relevance: np.ndarray  # (N,)
+    dimension_relevance: np.ndarray  # (V_u,)
+    heatmap: np.ndarray  # (H, W)
 
 
 @dataclass
@@ -191,8 +191,10 @@ def _no_dimension_relevance(rule, channel_trace, encoder) -> str:
     over = channel_trace.descriptors.channel or "descriptors"
     name = type(rule).__name__
     hint = f"; use {name}(per_dimension=False)" if hasattr(rule, "per_dimension") else ""
-    return (f"{name} needs a Fisher-vector channel over SIFT: channel {channel_trace.name!r} is "
-            f"{type(encoder).__name__} over {over}, which has no per-dimension relevance{hint}")
+    return (
+        f"{name} needs a Fisher-vector channel over SIFT: channel {channel_trace.name!r} is "
+        f"{type(encoder).__name__} over {over}, which has no per-dimension relevance{hint}"
+    )
 
 
 def tile_origins(length: int, tile: int, stride: int) -> list[int]:
@@ -223,7 +225,7 @@ def explain_tiled(pipeline, image, tile: int, stride: int, target=None, rules=No
     if tile < 1 or stride < 1:
         raise ValueError("tile and stride must be positive")
     origins = [(r, c) for r in tile_origins(H, tile, stride) for c in tile_origins(W, tile, stride)]
-    crops = [img[r:r + tile, c:c + tile] for r, c in origins]
+    crops = [img[r : r + tile, c : c + tile] for r, c in origins]
     if target is None:
         clf = pipeline.classifier_
         F = np.asarray(pipeline.decision_function(crops)).mean(axis=0)
@@ -234,15 +236,20 @@ def explain_tiled(pipeline, image, tile: int, stride: int, target=None, rules=No
     n_jobs = pipeline.n_jobs if pipeline.n_jobs not in (None, 0) else 1
     n_chunks = 1 if n_jobs == 1 else min(len(crops), 4 * (n_jobs if n_jobs > 0 else 2))
     chunks = [list(part) for part in np.array_split(np.arange(len(crops)), n_chunks)]
-    results = map_images(lambda idx: _explain_tiles(pipeline, [crops[i] for i in idx], target, rules),
-                         chunks, n_jobs if n_chunks > 1 else None, "explaining tiles", False)
+    results = map_images(
+        lambda idx: _explain_tiles(pipeline, [crops[i] for i in idx], target, rules),
+        chunks,
+        n_jobs if n_chunks > 1 else None,
+        "explaining tiles",
+        False,
+    )
     parts = [e for chunk in results for e in chunk]
     total = np.zeros((H, W))
     cover = np.zeros((H, W))
     for (r, c), e in zip(origins, parts):
         h, w = e.heatmap.shape
-        total[r:r + h, c:c + w] += e.heatmap
-        cover[r:r + h, c:c + w] += 1
+        total[r : r + h, c : c + w] += e.heatmap
+        cover[r : r + h, c : c + w] += 1
     first = parts[0]
     return Explanation(
         score=float(np.mean([e.score for e in parts])),
@@ -253,6 +260,9 @@ def explain_tiled(pipeline, image, tile: int, stride: int, target=None, rules=No
         residual=float(np.mean([e.residual for e in parts])),
         absorbed=float(np.mean([e.absorbed for e in parts])),
         rules=first.rules,
-        extra={"tile": tile, "stride": stride,
-               "tile_scores": [(r, c, e.score) for (r, c), e in zip(origins, parts)]},
+        extra={
+            "tile": tile,
+            "stride": stride,
+            "tile_scores": [(r, c, e.score) for (r, c), e in zip(origins, parts)],
+        },
     )

@@ -56,8 +56,9 @@ def display_scale(heatmaps, percentile: float | None = DEFAULT_PERCENTILE) -> fl
     return float(np.percentile(values, percentile))
 
 
-def normalize_heatmaps(heatmaps, mode: str = "image",
-                       percentile: float | None = DEFAULT_PERCENTILE) -> list[np.ndarray]:
+def normalize_heatmaps(
+    heatmaps, mode: str = "image", percentile: float | None = DEFAULT_PERCENTILE
+) -> list[np.ndarray]:
     """Heatmaps scaled for display to [-1, 1]: ``clip(R / s, -1, 1)``.
 
     ``s`` is :func:`display_scale` of each map (``mode="image"``) or of all maps
@@ -151,11 +152,11 @@ def with_colorbar(picture: np.ndarray, colormap: str = "bwr", scale: float | Non
     labels = [(_tick_label(top * v), v) for v in (1.0, 0.5, 0.0, -0.5, -1.0)]
     label_w = max(cv2.getTextSize(t, font, size, thick)[0][0] for t, _ in labels) + 10
     panel = np.full((bar_h + 2 * pad_y, 4 + bar.shape[1] + label_w, 3), 255, np.uint8)
-    panel[pad_y:pad_y + bar_h, 4:4 + bar.shape[1]] = (bar * 255).round().astype(np.uint8)
+    panel[pad_y : pad_y + bar_h, 4 : 4 + bar.shape[1]] = (bar * 255).round().astype(np.uint8)
     for text, v in labels:
         y = pad_y + int(round((1 - v) / 2 * (bar_h - 1)))
         x0 = 4 + bar.shape[1]
-        panel[y, x0:x0 + 4] = 0
+        panel[y, x0 : x0 + 4] = 0
         cv2.putText(panel, text, (x0 + 6, y + 4), font, size, (0, 0, 0), thick, cv2.LINE_AA)
     pic = picture
     if panel.shape[0] > h:
@@ -202,18 +203,19 @@ def triplet(image, heatmap: np.ndarray, colormap: str = "bwr") -> np.ndarray:
     """The papers' figure row: heatmap | heatmap on edges | image masked by positive relevance."""
     h = colorize(heatmap, colormap) / 255.0
     gap = np.ones((h.shape[0], 4, 3))
-    return np.hstack([h, gap, heatmap_on_edges(image, heatmap, colormap), gap,
-                      mask_positive(image, heatmap)])
+    return np.hstack([h, gap, heatmap_on_edges(image, heatmap, colormap), gap, mask_positive(image, heatmap)])
 
 
 # -- heatmaps as grids (SpRAy's input; the pooled maps a relevance store keeps) ----------
+
 
 def as_maps(maps) -> list[np.ndarray]:
     """A list of finite 2-D float64 arrays from an (n, H, W) array or a list of 2-D arrays."""
     if isinstance(maps, np.ndarray):
         if maps.ndim != 3:
-            raise ValueError(f"maps must be an (n, H, W) array or a list of 2-D arrays, "
-                             f"got an array of shape {maps.shape}")
+            raise ValueError(
+                f"maps must be an (n, H, W) array or a list of 2-D arrays, got an array of shape {maps.shape}"
+            )
         out = list(maps.astype(np.float64, copy=False))
     else:
         out = []

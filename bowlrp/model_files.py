@@ -95,7 +95,7 @@ ALLOWED_TYPES: dict[str, frozenset[str]] = {
     "builtins.tuple": frozenset({"TupleNode"}),
     "builtins.slice": frozenset({"SliceNode"}),
     "builtins.str": frozenset({"JsonNode", "TypeNode"}),
-    "builtins.int": frozenset({"TypeNode"}),      # dict key types (class_weight={0: ...})
+    "builtins.int": frozenset({"TypeNode"}),  # dict key types (class_weight={0: ...})
     "builtins.float": frozenset({"TypeNode"}),
     # NumPy arrays (np.load(allow_pickle=False)) and scalars read from them
     "numpy.ndarray": frozenset({"NdArrayNode"}),
@@ -108,8 +108,16 @@ ALLOWED_TYPES: dict[str, frozenset[str]] = {
     "numpy.random.mtrand.RandomState": frozenset({"RandomStateNode"}),
 }
 
-__all__ = ["FORMAT", "MAX_EXPANSION", "MAX_MODEL_BYTES", "META_NAME", "file_hash", "load",
-           "model_info", "save"]
+__all__ = [
+    "FORMAT",
+    "MAX_EXPANSION",
+    "MAX_MODEL_BYTES",
+    "META_NAME",
+    "file_hash",
+    "load",
+    "model_info",
+    "save",
+]
 
 FORMAT = "bowlrp-model"
 #: Name of the JSON metadata member inside the zip.
@@ -283,7 +291,8 @@ def _open_checked(path: Path, max_bytes: int | None):
         if size > limit:
             raise ModelFileError(
                 f"{shown} is {size:,} bytes, above the model file limit of {limit:,}; "
-                "pass max_bytes= or set BOWLRP_MAX_MODEL_BYTES if you expect a model this large")
+                "pass max_bytes= or set BOWLRP_MAX_MODEL_BYTES if you expect a model this large"
+            )
         head = fh.read(4)
         fh.seek(0)
     except BaseException:
@@ -293,8 +302,14 @@ def _open_checked(path: Path, max_bytes: int | None):
     return fh, size, kind
 
 
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, shown: str,
-                 digest: hashlib._Hash | None = None, keep: bool = True) -> bytes:
+def _read_member(
+    zf: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    limit: int,
+    shown: str,
+    digest: hashlib._Hash | None = None,
+    keep: bool = True,
+) -> bytes:
     """Stream one member, stopping at its declared size and at ``limit`` (actual-size check)."""
     chunks, n = [], 0
     with zf.open(info) as fh:
@@ -306,27 +321,29 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, shown: 
             if n > info.file_size or n > limit:
                 raise ModelFileError(
                     f"{shown}: member {_clean(info.filename)} decompresses to more than its declared "
-                    f"{info.file_size:,} bytes or the limit of {limit:,} (zip bomb?)")
+                    f"{info.file_size:,} bytes or the limit of {limit:,} (zip bomb?)"
+                )
             if digest is not None:
                 digest.update(block)
             if keep:
                 chunks.append(block)
     if n != info.file_size:
-        raise ModelFileError(f"{shown}: member {_clean(info.filename)} is shorter than declared "
-                             "(truncated or corrupt file)")
+        raise ModelFileError(
+            f"{shown}: member {_clean(info.filename)} is shorter than declared (truncated or corrupt file)"
+        )
     return b"".join(chunks)
 
 
-def _check_zip(fh, size: int, path: Path, max_bytes: int | None, verify: bool = True,
-               legacy: bool = False):
+def _check_zip(fh, size: int, path: Path, max_bytes: int | None, verify: bool = True, legacy: bool = False):
     """Zip directory and size limits, metadata, hashes. Returns (zipfile, metadata dict)."""
     shown = display_path(path)
     limit = MAX_MODEL_BYTES if max_bytes is None else int(max_bytes)
     try:
         zf = zipfile.ZipFile(fh)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-        raise ModelFileError(f"{shown} is not a readable model file (corrupt or truncated zip: "
-                             f"{_first_line(exc)})") from None
+        raise ModelFileError(
+            f"{shown} is not a readable model file (corrupt or truncated zip: {_first_line(exc)})"
+        ) from None
     try:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
@@ -338,17 +355,22 @@ def _check_zip(fh, size: int, path: Path, max_bytes: int | None, verify: bool = 
         budget = min(limit, MAX_EXPANSION * size + (1 << 20))
         big = max(infos, key=lambda i: i.file_size, default=None)
         if big is not None and big.file_size > limit:
-            raise ModelFileError(f"{shown}: member {_clean(big.filename)} declares {big.file_size:,} "
-                                 f"bytes, above the limit of {limit:,} (zip bomb?)")
+            raise ModelFileError(
+                f"{shown}: member {_clean(big.filename)} declares {big.file_size:,} "
+                f"bytes, above the limit of {limit:,} (zip bomb?)"
+            )
         if total > budget:
-            raise ModelFileError(f"{shown} would expand to {total:,} bytes from {size:,} "
-                                 f"(limit {budget:,}; zip bomb?)")
+            raise ModelFileError(
+                f"{shown} would expand to {total:,} bytes from {size:,} (limit {budget:,}; zip bomb?)"
+            )
         by_name = {i.filename: i for i in infos}
         if META_NAME not in by_name and legacy:
-            return zf, None   # trusted=True: a file from bowlrp 0.1.0 (no metadata), sizes checked
+            return zf, None  # trusted=True: a file from bowlrp 0.1.0 (no metadata), sizes checked
         if META_NAME not in by_name:
-            raise ModelFileError(f"{shown} is not a bowlrp model file (no {META_NAME} metadata; "
-                                 "files are written by bowlrp.save)")
+            raise ModelFileError(
+                f"{shown} is not a bowlrp model file (no {META_NAME} metadata; "
+                "files are written by bowlrp.save)"
+            )
         raw = _read_member(zf, by_name[META_NAME], min(limit, MAX_META_BYTES), shown)
         try:
             meta = json.loads(raw.decode("utf-8"))
@@ -358,23 +380,29 @@ def _check_zip(fh, size: int, path: Path, max_bytes: int | None, verify: bool = 
             raise ModelFileError(f"{shown} is not a bowlrp model file (no bowlrp header)")
         members = meta.get("members")
         if not isinstance(members, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in members.items()):
+            isinstance(k, str) and isinstance(v, str) for k, v in members.items()
+        ):
             raise ModelFileError(f"{shown}: {META_NAME} lists no member hashes (corrupt file)")
         if verify:
             present = set(names) - {META_NAME}
             if present != set(members):
                 odd = sorted(present ^ set(members))[0]
-                raise ModelFileError(f"{shown}: zip member {_clean(odd)} is missing or not listed "
-                                     "in the metadata (corrupt or modified file)")
+                raise ModelFileError(
+                    f"{shown}: zip member {_clean(odd)} is missing or not listed "
+                    "in the metadata (corrupt or modified file)"
+                )
             if meta.get("payload_sha256") != _manifest_digest(members):
-                raise ModelFileError(f"{shown}: stored payload hash does not match its member list "
-                                     "(corrupt or modified file)")
+                raise ModelFileError(
+                    f"{shown}: stored payload hash does not match its member list (corrupt or modified file)"
+                )
             for name in sorted(present):
                 digest = hashlib.sha256()
                 _read_member(zf, by_name[name], limit, shown, digest, keep=False)
                 if digest.hexdigest() != members[name]:
-                    raise ModelFileError(f"{shown}: member {_clean(name)} does not match its stored "
-                                         "SHA-256 (corrupt or modified file)")
+                    raise ModelFileError(
+                        f"{shown}: member {_clean(name)} does not match its stored "
+                        "SHA-256 (corrupt or modified file)"
+                    )
     except ModelFileError:
         zf.close()
         raise
@@ -430,12 +458,14 @@ def _audit(found: set[tuple[str, str]], trusted_names: frozenset[str], path: Pat
     if unknown or misbuilt:
         bad = sorted(unknown) + sorted(misbuilt)
         first = _clean(sorted(unknown)[0] if unknown else sorted(misbuilt)[0].split(" ")[0])
-        shown = ", ".join(_clean(b, 80) for b in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3
-                                                             else "")
+        shown = ", ".join(_clean(b, 80) for b in bad[:3]) + (
+            f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        )
         raise ModelFileError(
             f"{display_path(path)} contains types bowlrp model files do not contain: {shown}; refusing "
             f"to load it (pass trusted=[{first!r}] or --trust {first} only if you trust the file's "
-            "source)")
+            "source)"
+        )
     return sorted({name for _, name in found})
 
 
@@ -454,7 +484,8 @@ def _check_version(meta_version, path: Path) -> None:
         shown_version = _clean(meta_version, 40)
         raise ModelFileError(
             f"{display_path(path)} was written by bowlrp {shown_version}; this is bowlrp {__version__}: "
-            f"retrain the model or install bowlrp=={shown_version}")
+            f"retrain the model or install bowlrp=={shown_version}"
+        )
 
 
 @contextlib.contextmanager
@@ -466,8 +497,9 @@ def _old_paths_silenced():
 
 
 # -- reading: public ------------------------------------------------------------------------------
-def model_info(path, trusted: bool | Sequence[str] = False, *, verify: bool = True,
-               max_bytes: int | None = None) -> dict:
+def model_info(
+    path, trusted: bool | Sequence[str] = False, *, verify: bool = True, max_bytes: int | None = None
+) -> dict:
     """Metadata of a model file, read from its JSON member; no object is constructed.
 
     With ``verify`` (default) the file is checked exactly as :func:`load`
@@ -501,8 +533,10 @@ def model_info(path, trusted: bool | Sequence[str] = False, *, verify: bool = Tr
     fh, size, kind = _open_checked(path, max_bytes)
     with fh:
         if kind == "pickle":
-            raise ModelFileError(f"{display_path(path)} is a pickle file, which has no readable "
-                                 "metadata; re-save it with bowlrp.save")
+            raise ModelFileError(
+                f"{display_path(path)} is a pickle file, which has no readable "
+                "metadata; re-save it with bowlrp.save"
+            )
         if kind != "zip":
             raise ModelFileError(f"{display_path(path)} is not a bowlrp model file")
         zf, meta = _check_zip(fh, size, path, max_bytes, verify=verify)
@@ -560,7 +594,8 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
             if not trust_all:
                 raise ModelFileError(
                     f"{shown} is a pickle file, which can run arbitrary code when loaded; "
-                    "re-save it with bowlrp.save, or load(..., trusted=True) if you trust its source")
+                    "re-save it with bowlrp.save, or load(..., trusted=True) if you trust its source"
+                )
             warnings.warn(f"unpickling {shown}: only do this for files you trust", stacklevel=2)
             try:
                 with _old_paths_silenced():
@@ -580,8 +615,9 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
                 _check_version(meta.get("bowlrp_version", "?"), path)
             found = _schema_types(zf, path, limit)
             if trust_all:
-                warnings.warn(f"trusting every type in {shown}: only do this for files you trust",
-                              stacklevel=2)
+                warnings.warn(
+                    f"trusting every type in {shown}: only do this for files you trust", stacklevel=2
+                )
                 names = sorted({name for _, name in found})
             else:
                 names = _audit(found, trusted_names, path)
@@ -592,14 +628,17 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
         except MemoryError:
             raise ModelFileError(f"{shown}: out of memory while loading the model") from None
         except Exception as exc:
-            raise ModelFileError(f"{shown} could not be read as a bowlrp model ({_first_line(exc)})") \
-                from None
+            raise ModelFileError(
+                f"{shown} could not be read as a bowlrp model ({_first_line(exc)})"
+            ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or "model" not in payload:
         raise ModelFileError(f"{shown} is not a bowlrp model file (no bowlrp header)")
     model = payload["model"]
     if meta is None:
         _check_version(payload.get("bowlrp_version", "?"), path)
     elif type(model).__name__ != meta.get("kind"):
-        raise ModelFileError(f"{shown}: metadata says {_clean(meta.get('kind'), 40)} but the file holds "
-                             f"{type(model).__name__} (corrupt or modified file)")
+        raise ModelFileError(
+            f"{shown}: metadata says {_clean(meta.get('kind'), 40)} but the file holds "
+            f"{type(model).__name__} (corrupt or modified file)"
+        )
     return model

@@ -44,7 +44,7 @@ class ImageTrace:
     image_shape: tuple[int, int]
     channels: list[ChannelTrace]
     features: np.ndarray
-    image: np.ndarray | None = None   # the float image, for pixel rules that read it
+    image: np.ndarray | None = None  # the float image, for pixel rules that read it
 
 
 def _check_channels(channels) -> list[tuple]:
@@ -73,8 +73,11 @@ def _seeded(estimator, random_state):
     seed = _as_seed(random_state)
     if seed is None:
         return estimator
-    unset = {k: seed for k, v in estimator.get_params(deep=True).items()
-             if (k == "random_state" or k.endswith("__random_state")) and v is None}
+    unset = {
+        k: seed
+        for k, v in estimator.get_params(deep=True).items()
+        if (k == "random_state" or k.endswith("__random_state")) and v is None
+    }
     if unset:
         estimator.set_params(**unset)
     return estimator
@@ -83,8 +86,11 @@ def _seeded(estimator, random_state):
 def _describe_and_sample(extractor, image, seed, per_image, keep):
     """Descriptors of one image: (random subset of at most ``per_image``, all of them or None)."""
     d = extractor.describe(image)
-    sample = d if len(d) <= per_image else d.subset(
-        np.sort(np.random.RandomState(seed).choice(len(d), per_image, replace=False)))
+    sample = (
+        d
+        if len(d) <= per_image
+        else d.subset(np.sort(np.random.RandomState(seed).choice(len(d), per_image, replace=False)))
+    )
     return sample, (d if keep else None)
 
 
@@ -92,8 +98,7 @@ def _describe_pair(extractor, pair, per_image, keep):
     return _describe_and_sample(extractor, pair[0], pair[1], per_image, keep)
 
 
-def _stream_sample(extractor, images, seeds, per_image, cache_bytes, n_jobs, desc, verbose,
-                   chunk: int = 32):
+def _stream_sample(extractor, images, seeds, per_image, cache_bytes, n_jobs, desc, verbose, chunk: int = 32):
     """Describe images chunk by chunk, keeping a per-image sample for the vocabulary.
 
     Returns (samples, all descriptors or None): all descriptors are kept only
@@ -103,7 +108,7 @@ def _stream_sample(extractor, images, seeds, per_image, cache_bytes, n_jobs, des
     keep = cache_bytes > 0
     bar = tqdm(total=len(images), desc=desc, disable=not (verbose and len(images) > 1), leave=False)
     for start in range(0, len(images), chunk):
-        pairs = list(zip(images[start:start + chunk], seeds[start:start + chunk]))
+        pairs = list(zip(images[start : start + chunk], seeds[start : start + chunk]))
         job = partial(_describe_pair, extractor, per_image=per_image, keep=keep)
         out = map_images(job, pairs, n_jobs, desc, False)
         for sample, d in out:
@@ -153,8 +158,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     """
 
-    def __init__(self, channels, classifier=None, n_jobs=None, verbose=False,
-                 random_state=None, config=None):
+    def __init__(self, channels, classifier=None, n_jobs=None, verbose=False, random_state=None, config=None):
         self.channels = channels
         self.classifier = classifier
         self.n_jobs = n_jobs
@@ -188,8 +192,13 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         cfg = load_config(config)
         changes = {**(cfg.get("overrides") or {}), **(overrides or {}), **kwargs}
         channels, classifier = build_stages(cfg)
-        pipe = cls(channels=channels, classifier=classifier, n_jobs=cfg.get("n_jobs"),
-                   random_state=cfg.get("random_state"), config=cfg)
+        pipe = cls(
+            channels=channels,
+            classifier=classifier,
+            n_jobs=cfg.get("n_jobs"),
+            random_state=cfg.get("random_state"),
+            config=cfg,
+        )
         if changes:
             pipe.set_params(**pipe._resolve_overrides(changes, cfg.get("name", "config")))
             cfg["overrides"] = changes
@@ -208,7 +217,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
             if not matches:
                 import difflib
 
-                names = set(params) | {k.rsplit('__', 1)[-1] for k in params}
+                names = set(params) | {k.rsplit("__", 1)[-1] for k in params}
                 near = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.5)
                 hint = f"; did you mean {near[0]!r}?" if near else ""
                 raise ConfigError(f"{where}: override {key!r} names no parameter of the pipeline{hint}")
@@ -242,8 +251,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
     def set_params(self, **params) -> Pipeline:
         """Set parameters, including nested ones named as in :meth:`get_params`."""
         own = super().get_params(deep=False)
-        channel_names = [c[0] for c in _check_channels(self.channels)] if "channels" not in params \
-            else None
+        channel_names = [c[0] for c in _check_channels(self.channels)] if "channels" not in params else None
         if "channels" in params:
             self.channels = params.pop("channels")
             channel_names = [c[0] for c in _check_channels(self.channels)]
@@ -252,16 +260,20 @@ class Pipeline(ClassifierMixin, BaseEstimator):
             head, sep, rest = key.partition("__")
             if not sep:
                 if key not in own:
-                    raise ValueError(f"invalid parameter {key!r} for Pipeline; "
-                                     f"valid: {sorted(self.get_params(deep=True))[:20]}…")
+                    raise ValueError(
+                        f"invalid parameter {key!r} for Pipeline; "
+                        f"valid: {sorted(self.get_params(deep=True))[:20]}…"
+                    )
                 setattr(self, key, value)
             elif head == "classifier":
                 nested.setdefault("classifier", {})[rest] = value
             elif head in channel_names:
                 nested.setdefault(head, {})[rest] = value
             else:
-                raise ValueError(f"invalid parameter {key!r}: no channel or step named {head!r} "
-                                 f"(channels: {channel_names})")
+                raise ValueError(
+                    f"invalid parameter {key!r}: no channel or step named {head!r} "
+                    f"(channels: {channel_names})"
+                )
         if "classifier" in nested:
             if self.classifier is None:
                 self.classifier = KernelSVC()
@@ -272,8 +284,9 @@ class Pipeline(ClassifierMixin, BaseEstimator):
             for key, value in sub.items():
                 part, sep, rest = key.partition("__")
                 if part not in ("extractor", "encoder"):
-                    raise ValueError(f"invalid parameter {name}__{key!r}: a channel has "
-                                     "'extractor' and 'encoder'")
+                    raise ValueError(
+                        f"invalid parameter {name}__{key!r}: a channel has 'extractor' and 'encoder'"
+                    )
                 index = 1 if part == "extractor" else 2
                 if sep:
                     item[index].set_params(**{rest: value})
@@ -327,8 +340,16 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         cached: list[list[Descriptors] | None] = []
         for (name, _, encoder), extractor in zip(channels, self.extractors_):
             per_image = int(np.ceil(_vocabulary_budget(encoder) / len(images)))
-            sample, full = _stream_sample(extractor, images, seeds, per_image, cache_bytes,
-                                          self.n_jobs, f"describing ({name})", self.verbose)
+            sample, full = _stream_sample(
+                extractor,
+                images,
+                seeds,
+                per_image,
+                cache_bytes,
+                self.n_jobs,
+                f"describing ({name})",
+                self.verbose,
+            )
             self.encoders_.append(_seeded(clone(encoder), self.random_state).fit(sample))
             self.n_descriptors_sampled_.append(sum(len(d) for d in sample))
             cached.append(full)
@@ -358,8 +379,13 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "encoders_")
         check_is_fitted(classifier, "dual_coef_")
         out = clone(self)
-        for attr in ("channel_names_", "extractors_", "encoders_", "channel_sizes_",
-                     "n_descriptors_sampled_"):
+        for attr in (
+            "channel_names_",
+            "extractors_",
+            "encoders_",
+            "channel_sizes_",
+            "n_descriptors_sampled_",
+        ):
             setattr(out, attr, getattr(self, attr))
         out.classifier_ = classifier
         out.classes_ = classifier.classes_
@@ -387,9 +413,9 @@ class Pipeline(ClassifierMixin, BaseEstimator):
             raise ValueError(f"out has shape {out.shape}, expected {(n, d)}")
         bar = tqdm(total=n, desc="encoding", disable=not (self.verbose and n > 1), leave=False)
         for start in range(0, n, chunk):
-            part = images[start:start + chunk]
+            part = images[start : start + chunk]
             rows = map_images(self._features_one, part, self.n_jobs, "encoding", False)
-            out[start:start + len(part)] = np.vstack(rows)
+            out[start : start + len(part)] = np.vstack(rows)
             bar.update(len(part))
         bar.close()
         return out
@@ -409,22 +435,21 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         def one(image):
             return encoder.encode_one(extractor.describe(image))[0]
 
-        return np.vstack(map_images(one, images, self.n_jobs,
-                                    f"encoding ({self.channel_names_[u]})", self.verbose))
+        return np.vstack(
+            map_images(one, images, self.n_jobs, f"encoding ({self.channel_names_[u]})", self.verbose)
+        )
 
     # -- forward -------------------------------------------------------------
     def transform(self, images) -> np.ndarray:
         """Feature vectors (all channels concatenated), shape (n_images, sum V_u)."""
         check_is_fitted(self, "classifier_")
         images = as_image_list(images)
-        return np.vstack(map_images(self._features_one, images, self.n_jobs, "encoding",
-                                    self.verbose))
+        return np.vstack(map_images(self._features_one, images, self.n_jobs, "encoding", self.verbose))
 
     def _features_one(self, image) -> np.ndarray:
-        return np.concatenate([
-            enc.encode_one(ex.describe(image))[0]
-            for ex, enc in zip(self.extractors_, self.encoders_)
-        ])
+        return np.concatenate(
+            [enc.encode_one(ex.describe(image))[0] for ex, enc in zip(self.extractors_, self.encoders_)]
+        )
 
     def forward_one(self, image) -> ImageTrace:
         """Forward pass of one image keeping every intermediate the relevance pass needs."""
@@ -440,8 +465,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         features = np.concatenate([c.encoding.output for c in channels])
         return ImageTrace(shape, channels, features, image)
 
-    def explain(self, images, target=None, rules=None, tile: int | None = None,
-                stride: int | None = None):
+    def explain(self, images, target=None, rules=None, tile: int | None = None, stride: int | None = None):
         """Explain predictions pixel by pixel with LRP (docs/math.md §2).
 
         Parameters
@@ -467,9 +491,12 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         many = isinstance(target, (list, tuple))
         targets = list(target) if many else [target]
         if tile is not None:
-            out = [[explain_tiled(self, im, int(tile), int(stride or tile), t, rules)
-                    for t in targets] for im in images]
+            out = [
+                [explain_tiled(self, im, int(tile), int(stride or tile), t, rules) for t in targets]
+                for im in images
+            ]
         else:
+
             def one(im):
                 trace = self.forward_one(im)
                 return [explain_trace(self, trace, t, rules) for t in targets]

@@ -161,8 +161,7 @@ class AlphaBeta:
     def __post_init__(self):
         if not np.isclose(self.alpha - self.beta, 1.0) or self.beta < 0:
             raise RuleError(
-                f"AlphaBeta needs alpha - beta = 1 and beta >= 0, got alpha={self.alpha}, "
-                f"beta={self.beta}"
+                f"AlphaBeta needs alpha - beta = 1 and beta >= 0, got alpha={self.alpha}, beta={self.beta}"
             )
 
 
@@ -236,9 +235,17 @@ PIXEL_RULES = (Flat, SIFTBins, Contribution)
 
 
 _RULE_NAMES = {
-    "epsilon": "Epsilon", "eps": "Epsilon", "alphabeta": "AlphaBeta", "ab": "AlphaBeta",
-    "absz": "AbsZ", "wta": "WinnerTakeAll", "winnertakeall": "WinnerTakeAll", "flat": "Flat",
-    "siftbins": "SIFTBins", "decomposition": "Decomposition", "taylor": "Taylor",
+    "epsilon": "Epsilon",
+    "eps": "Epsilon",
+    "alphabeta": "AlphaBeta",
+    "ab": "AlphaBeta",
+    "absz": "AbsZ",
+    "wta": "WinnerTakeAll",
+    "winnertakeall": "WinnerTakeAll",
+    "flat": "Flat",
+    "siftbins": "SIFTBins",
+    "decomposition": "Decomposition",
+    "taylor": "Taylor",
     "contribution": "Contribution",
 }
 
@@ -266,8 +273,9 @@ def _convert(field, value, text: str):
             raise RuleError(f"rule {text!r}: {field.name} must be finite, got {value!r}")
         if isinstance(default, int):
             if number != int(number) or abs(number) > 1_000_000:
-                raise RuleError(f"rule {text!r}: {field.name} must be a whole number up to "
-                                f"1000000, got {value!r}")
+                raise RuleError(
+                    f"rule {text!r}: {field.name} must be a whole number up to 1000000, got {value!r}"
+                )
             return int(number)
         return number
     return value if not isinstance(value, str) else value.strip()
@@ -305,8 +313,7 @@ def parse_rule(text: str):
             args = [ast.literal_eval(a) for a in node.args]
             kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
         except (SyntaxError, ValueError, TypeError):
-            raise RuleError(f"cannot read the rule {text!r}; write e.g. Epsilon(1.0) or epsilon=1") \
-                from None
+            raise RuleError(f"cannot read the rule {text!r}; write e.g. Epsilon(1.0) or epsilon=1") from None
         cls_name = name if name in classes else _RULE_NAMES.get(name.lower())
     else:
         name, _, arg = raw.partition("=")
@@ -315,8 +322,9 @@ def parse_rule(text: str):
             arg = f"{variant},{arg}" if arg else variant
         cls_name = _RULE_NAMES.get(name)
         if name == "integrated":  # integrated or integrated=N: the path-integrated gradient
-            nodes = _convert(next(f for f in dataclasses.fields(Taylor) if f.name == "nodes"),
-                             arg.strip() or 16, text)
+            nodes = _convert(
+                next(f for f in dataclasses.fields(Taylor) if f.name == "nodes"), arg.strip() or 16, text
+            )
             try:
                 return integrated_gradient(nodes)
             except RuleError:
@@ -332,8 +340,10 @@ def parse_rule(text: str):
             else:
                 args.append(item)
     if cls_name is None:
-        raise RuleError(f"unknown rule {text!r}; try epsilon=1, alphabeta=2,1, absz, wta, flat, "
-                        "siftbins, contribution, decomposition, taylor, integrated")
+        raise RuleError(
+            f"unknown rule {text!r}; try epsilon=1, alphabeta=2,1, absz, wta, flat, "
+            "siftbins, contribution, decomposition, taylor, integrated"
+        )
     cls = classes[cls_name]
     fields = [f for f in dataclasses.fields(cls) if f.init]
     by_name = {f.name: f for f in fields}
@@ -345,14 +355,17 @@ def parse_rule(text: str):
         else:
             positional.append(a)
     if len(positional) > len(fields):
-        raise RuleError(f"rule {text!r} takes at most {len(fields)} values "
-                        f"({', '.join(f.name for f in fields) or 'none'})")
+        raise RuleError(
+            f"rule {text!r} takes at most {len(fields)} values "
+            f"({', '.join(f.name for f in fields) or 'none'})"
+        )
     for f, a in zip(fields, positional):
         values[f.name] = _convert(f, a, text)
     for key, a in kwargs.items():
         if key not in by_name:
-            raise RuleError(f"rule {text!r}: {cls_name} has no parameter {key!r} "
-                            f"(it has {', '.join(by_name) or 'none'})")
+            raise RuleError(
+                f"rule {text!r}: {cls_name} has no parameter {key!r} (it has {', '.join(by_name) or 'none'})"
+            )
         values[key] = _convert(by_name[key], a, text)
     if cls is AlphaBeta and list(values) == ["alpha"]:
         values["beta"] = values["alpha"] - 1.0

@@ -1,4 +1,5 @@
 """``python -m bowlrp.train``: the ``bowlrp-train`` command (:mod:`bowlrp.cli.train`)."""
+
 from .cli.train import main
 
 if __name__ == "__main__":

@@ -37,10 +37,10 @@ def negative_label(name: str) -> str:
 
 @dataclass
 class TrainingLabels:
-    rows: np.ndarray        # indices into the data set
-    y: np.ndarray           # labels as the classifier gets them
-    classes: list           # the chosen class names
-    mode: str               # "binary", "multiclass" or "multilabel"
+    rows: np.ndarray  # indices into the data set
+    y: np.ndarray  # labels as the classifier gets them
+    classes: list  # the chosen class names
+    mode: str  # "binary", "multiclass" or "multilabel"
 
 
 def training_labels(dataset: ImageDataset, classes=None) -> TrainingLabels:
@@ -77,8 +77,14 @@ def _log(message: str, quiet: bool) -> None:
         print(f"[bowlrp-train] {message}", file=sys.stderr, flush=True)
 
 
-def train(dataset: ImageDataset, config, classes=None, max_images: int | None = None,
-          n_jobs: int | None = None, quiet: bool = False):
+def train(
+    dataset: ImageDataset,
+    config,
+    classes=None,
+    max_images: int | None = None,
+    n_jobs: int | None = None,
+    quiet: bool = False,
+):
     """Fit a :class:`~bowlrp.pipeline.Pipeline` from ``config`` on ``dataset``.
 
     Parameters
@@ -108,14 +114,17 @@ def train(dataset: ImageDataset, config, classes=None, max_images: int | None = 
     cfg = load_config(config)
     labels = _subsample(training_labels(dataset, classes), max_images, cfg.get("random_state"))
     if len(labels.rows) < 2:
-        raise DatasetError(f"{dataset.root}: fewer than two usable training images for "
-                           f"{', '.join(labels.classes)}")
+        raise DatasetError(
+            f"{dataset.root}: fewer than two usable training images for {', '.join(labels.classes)}"
+        )
     pipe = Pipeline.from_config(cfg, n_jobs=n_jobs, verbose=not quiet)
     images = [dataset.paths[i] for i in labels.rows]
     times = {}
     t0 = time.perf_counter()
-    _log(f"{len(images)} images, classes {', '.join(labels.classes)} ({labels.mode}); "
-         "fitting vocabularies", quiet)
+    _log(
+        f"{len(images)} images, classes {', '.join(labels.classes)} ({labels.mode}); fitting vocabularies",
+        quiet,
+    )
     pipe.fit_vocabularies(images)
     times["vocabularies_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()

@@ -26,8 +26,12 @@ def main(argv=None) -> None:
     ap.add_argument("--train", type=int, default=60, help="training images per class")
     ap.add_argument("--test", type=int, default=40, help="test images per class")
     ap.add_argument("--share", type=float, default=0.5, help="share of class-1 images with the stamp")
-    ap.add_argument("--signal", type=float, default=0.8,
-                    help="probability that a shape is of its class's kind (discs for 1, squares for 0)")
+    ap.add_argument(
+        "--signal",
+        type=float,
+        default=0.8,
+        help="probability that a shape is of its class's kind (discs for 1, squares for 0)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     out = Path(args.out)

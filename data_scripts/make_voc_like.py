@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--height", type=int, default=375)
     ap.add_argument("--width", type=int, default=500)
     args = ap.parse_args(argv)
-    root = make_voc_like(args.out, args.trainval, args.test, args.seed, (args.height, args.width),
-                         progress=True)
+    root = make_voc_like(
+        args.out, args.trainval, args.test, args.seed, (args.height, args.width), progress=True
+    )
     print(f"VOC-format data set in {root}")
     return 0
 

@@ -32,8 +32,13 @@ def main() -> None:
     model = bowlrp.Pipeline.from_config("polygons_hik", n_words=args.words).fit(tiles, labels)
     image = generate(seed=2, n_images=1, height=102, width=102)[0].image
 
-    rules = {"ε = 0": Epsilon(0), "ε = 0.1 × mean|z|": Epsilon(0.1, relative=True),
-             "ε = 1": Epsilon(1.0), "αβ (2, 1)": AlphaBeta(2, 1), "|z|": AbsZ()}
+    rules = {
+        "ε = 0": Epsilon(0),
+        "ε = 0.1 × mean|z|": Epsilon(0.1, relative=True),
+        "ε = 1": Epsilon(1.0),
+        "αβ (2, 1)": AlphaBeta(2, 1),
+        "|z|": AbsZ(),
+    }
     explanations = [model.explain([image], target=1, rules=r)[0] for r in rules.values()]
     fig, axes = plt.subplots(1, len(rules) + 1, figsize=(3 * (len(rules) + 1), 3.4))
     axes[0].imshow(image, cmap="gray")
@@ -43,8 +48,9 @@ def main() -> None:
         ax.imshow(np.clip(e.heatmap / s, -1, 1), cmap="bwr", vmin=-1, vmax=1)
         share = e.absorbed / e.score if e.score else 0.0
         ax.set_title(f"{name}\nabsorbed {share:+.0%} of f(x)", fontsize=9)
-        print(f"{name:20s} f(x) = {e.score:+.4f}  absorbed = {e.absorbed:+.4f}  "
-              f"pixels = {e.heatmap.sum():+.4f}")
+        print(
+            f"{name:20s} f(x) = {e.score:+.4f}  absorbed = {e.absorbed:+.4f}  pixels = {e.heatmap.sum():+.4f}"
+        )
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()

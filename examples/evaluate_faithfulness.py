@@ -38,14 +38,20 @@ def main() -> None:
     lrp = [e.heatmap for e in model.explain(positives, target=1)]
     occlusion = [occlusion_map(model, t, 9, "blur", target=1) for t in positives]
     settings = dict(block=9, steps=args.steps, repeats=args.repeats, perturbation="blur", target=1)
-    results = {"LRP (ε = 0)": region_perturbation(model, positives, lrp, ("morf", "random"), **settings),
-               "occlusion": region_perturbation(model, positives, occlusion, ("morf",), **settings)}
-    curves = {"LRP (ε = 0)": results["LRP (ε = 0)"].curves["morf"],
-              "occlusion": results["occlusion"].curves["morf"],
-              "random": results["LRP (ε = 0)"].curves["random"]}
-    aopc = {"LRP (ε = 0)": results["LRP (ε = 0)"].aopc["morf"],
-            "occlusion": results["occlusion"].aopc["morf"],
-            "random": results["LRP (ε = 0)"].aopc["random"]}
+    results = {
+        "LRP (ε = 0)": region_perturbation(model, positives, lrp, ("morf", "random"), **settings),
+        "occlusion": region_perturbation(model, positives, occlusion, ("morf",), **settings),
+    }
+    curves = {
+        "LRP (ε = 0)": results["LRP (ε = 0)"].curves["morf"],
+        "occlusion": results["occlusion"].curves["morf"],
+        "random": results["LRP (ε = 0)"].curves["random"],
+    }
+    aopc = {
+        "LRP (ε = 0)": results["LRP (ε = 0)"].aopc["morf"],
+        "occlusion": results["occlusion"].aopc["morf"],
+        "random": results["LRP (ε = 0)"].aopc["random"],
+    }
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, c in curves.items():
         mean = c.mean(axis=(0, 1))

@@ -32,14 +32,16 @@ def main() -> None:
     explanation = model.explain([image], target=1, tile=102, stride=34)[0]  # class "polygon"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    scale = pictures.display_scale(explanation.heatmap)          # 99.5th percentile of |R|
+    scale = pictures.display_scale(explanation.heatmap)  # 99.5th percentile of |R|
     shown = np.clip(explanation.heatmap / scale, -1, 1)
     heat = pictures.with_colorbar(pictures.colorize(shown) / 255.0, scale=scale)
     (out / "heatmap.png").write_bytes(pictures.encode_png(heat))
     (out / "overlay.png").write_bytes(pictures.encode_png(pictures.overlay(image, shown)))
     np.save(out / "relevance.npy", explanation.heatmap)
-    print(f"score {explanation.score:+.4f}, bias {explanation.bias_relevance:+.4f}, "
-          f"sum of pixel relevance {explanation.heatmap.sum():+.4f}")
+    print(
+        f"score {explanation.score:+.4f}, bias {explanation.bias_relevance:+.4f}, "
+        f"sum of pixel relevance {explanation.heatmap.sum():+.4f}"
+    )
     print("conservation:", explanation.conservation())
     print(f"wrote {out}/heatmap.png, overlay.png, relevance.npy")
 

@@ -55,9 +55,17 @@ def log(msg: str) -> None:
 def make_pipeline(nu: float = 0.1, seed: int = 0, n_jobs=None) -> Pipeline:
     """Dense SIFT (bin 4, step 3) -> Fisher vector (8 Gaussians, PCA 24) -> linear SVDD."""
     return Pipeline(
-        [("sift", DenseSIFT(bin_sizes=[BIN], steps=3, backend="opencv"),
-          FisherVector(GMMVocabulary(8, pca_components=24, max_descriptors=20000, random_state=seed)))],
-        KernelSVDD("linear", nu=nu), random_state=seed, n_jobs=n_jobs)
+        [
+            (
+                "sift",
+                DenseSIFT(bin_sizes=[BIN], steps=3, backend="opencv"),
+                FisherVector(GMMVocabulary(8, pca_components=24, max_descriptors=20000, random_state=seed)),
+            )
+        ],
+        KernelSVDD("linear", nu=nu),
+        random_state=seed,
+        n_jobs=n_jobs,
+    )
 
 
 def localisation(heatmap: np.ndarray, mask: np.ndarray, dilate: int) -> dict:
@@ -79,12 +87,17 @@ def _mean(rows, key):
 
 
 def summarise_localisation(rows: list[dict]) -> dict:
-    keys = ["positive_share_in_mask", "mask_area_share", "positive_share_in_dilated_mask",
-            "dilated_mask_area_share"]
+    keys = [
+        "positive_share_in_mask",
+        "mask_area_share",
+        "positive_share_in_dilated_mask",
+        "dilated_mask_area_share",
+    ]
     out = {k: _mean(rows, k) for k in keys}
     out["ratio_mask"] = float(np.mean([r["positive_share_in_mask"] / r["mask_area_share"] for r in rows]))
-    out["ratio_dilated"] = float(np.mean([r["positive_share_in_dilated_mask"] / r["dilated_mask_area_share"]
-                                          for r in rows]))
+    out["ratio_dilated"] = float(
+        np.mean([r["positive_share_in_dilated_mask"] / r["dilated_mask_area_share"] for r in rows])
+    )
     out["n"] = len(rows)
     return out
 
@@ -110,9 +123,20 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def run(out_dir, n_train: int = 80, n_test_normal: int = 40, n_test_anomalous: int = 45,
-        size: int = 96, nu: float = 0.1, seed: int = 0, n_aopc: int = 9, aopc_steps: int = 20,
-        aopc_repeats: int = 3, n_figure: int = 2, n_jobs=None) -> dict:
+def run(
+    out_dir,
+    n_train: int = 80,
+    n_test_normal: int = 40,
+    n_test_anomalous: int = 45,
+    size: int = 96,
+    nu: float = 0.1,
+    seed: int = 0,
+    n_aopc: int = 9,
+    aopc_steps: int = 20,
+    aopc_repeats: int = 3,
+    n_figure: int = 2,
+    n_jobs=None,
+) -> dict:
     """The whole experiment; returns the metrics (also written to ``out_dir/metrics.json``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,24 +158,30 @@ def run(out_dir, n_train: int = 80, n_test_normal: int = 40, n_test_anomalous: i
     detection = {
         "svdd_auc": float(roc_auc_score(y, score)),
         "ocsvm_auc": float(roc_auc_score(y, oc_score)),
-        "svdd_auc_per_kind": {k: float(roc_auc_score(y[(kinds == k) | ~y], score[(kinds == k) | ~y]))
-                              for k in KINDS if np.any(kinds == k)},
+        "svdd_auc_per_kind": {
+            k: float(roc_auc_score(y[(kinds == k) | ~y], score[(kinds == k) | ~y]))
+            for k in KINDS
+            if np.any(kinds == k)
+        },
         "svdd_mean_anomaly_score": {"normal": float(score[~y].mean()), "defective": float(score[y].mean())},
         "svdd_flagged_normal": float(np.mean(score[~y] > 0)),
         "svdd_flagged_defective": float(np.mean(score[y] > 0)),
         "svdd_constant_self_kernel": svdd.constant_self_kernel_,
         "svdd_n_support": int(len(svdd.support_)),
     }
-    log(f"fitted in {t_fit:.0f} s; SVDD AUC {detection['svdd_auc']:.3f}, "
-        f"one-class SVM AUC {detection['ocsvm_auc']:.3f}")
+    log(
+        f"fitted in {t_fit:.0f} s; SVDD AUC {detection['svdd_auc']:.3f}, "
+        f"one-class SVM AUC {detection['ocsvm_auc']:.3f}"
+    )
 
     anomalous = [p for p in test if p.anomalous]
     t_explain = time.perf_counter()
     explanations = pipe.explain([p.image for p in anomalous])
     t_explain = time.perf_counter() - t_explain
     heatmaps = [e.heatmap for e in explanations]
-    conservation = max(abs(e.heatmap.sum() + e.bias_relevance + e.absorbed + e.residual - e.score)
-                       for e in explanations)
+    conservation = max(
+        abs(e.heatmap.sum() + e.bias_relevance + e.absorbed + e.residual - e.score) for e in explanations
+    )
     per_part = [dict(kind=p.kind, **localisation(h, p.mask, 2 * BIN)) for p, h in zip(anomalous, heatmaps)]
     loc = {"all": summarise_localisation(per_part)}
     for k in KINDS:
@@ -159,48 +189,73 @@ def run(out_dir, n_train: int = 80, n_test_normal: int = 40, n_test_anomalous: i
         if rows:
             loc[k] = summarise_localisation(rows)
     a = loc["all"]
-    log(f"positive relevance in the defect masks: {a['positive_share_in_mask']:.3f} "
+    log(
+        f"positive relevance in the defect masks: {a['positive_share_in_mask']:.3f} "
         f"(area {a['mask_area_share']:.4f}); dilated by {2 * BIN} px: "
-        f"{a['positive_share_in_dilated_mask']:.3f} (area {a['dilated_mask_area_share']:.3f})")
+        f"{a['positive_share_in_dilated_mask']:.3f} (area {a['dilated_mask_area_share']:.3f})"
+    )
 
     # the one-class SVM on the same features, explained with eq. A.9 (negated: anomaly score)
     oc_pipe = copy.copy(pipe)
     oc_pipe.classifier_ = ocsvm
-    oc_rows = [localisation(e.heatmap, p.mask, 2 * BIN)
-               for p, e in zip(anomalous, oc_pipe.explain([p.image for p in anomalous]))]
+    oc_rows = [
+        localisation(e.heatmap, p.mask, 2 * BIN)
+        for p, e in zip(anomalous, oc_pipe.explain([p.image for p in anomalous]))
+    ]
     loc["ocsvm_all"] = summarise_localisation(oc_rows)
 
-    chosen = [i for k in KINDS for i in [j for j, p in enumerate(anomalous) if p.kind == k][:n_aopc // 3]]
+    chosen = [i for k in KINDS for i in [j for j, p in enumerate(anomalous) if p.kind == k][: n_aopc // 3]]
     t_pert = time.perf_counter()
     repaired = {}
     # with the nearest-crop repair MoRF is deterministic: one repeat
     for ordering, repeats in (("morf", 1), ("random", aopc_repeats)):
         repaired[ordering] = region_perturbation(
-            pipe, [anomalous[i].image for i in chosen], [heatmaps[i] for i in chosen],
-            orderings=(ordering,), block=8, steps=aopc_steps, repeats=repeats,
-            perturbation=normal_patches(repair), seed=seed, target=-1).aopc[ordering]
+            pipe,
+            [anomalous[i].image for i in chosen],
+            [heatmaps[i] for i in chosen],
+            orderings=(ordering,),
+            block=8,
+            steps=aopc_steps,
+            repeats=repeats,
+            perturbation=normal_patches(repair),
+            seed=seed,
+            target=-1,
+        ).aopc[ordering]
     t_pert = time.perf_counter() - t_pert
     aopc = {o: {"aopc": m, "stderr": s} for o, (m, s) in repaired.items()}
-    log(f"AOPC (anomaly score, {len(chosen)} parts, {aopc_steps} blocks of 8 px): "
+    log(
+        f"AOPC (anomaly score, {len(chosen)} parts, {aopc_steps} blocks of 8 px): "
         f"MoRF {aopc['morf']['aopc']:.4f} +- {aopc['morf']['stderr']:.4f}, "
-        f"random {aopc['random']['aopc']:.4f} +- {aopc['random']['stderr']:.4f}")
+        f"random {aopc['random']['aopc']:.4f} +- {aopc['random']['stderr']:.4f}"
+    )
 
     shown = [i for k in KINDS for i in [j for j, p in enumerate(anomalous) if p.kind == k][:n_figure]]
     pictures.save_png(out / "figure.png", figure([anomalous[i] for i in shown], [heatmaps[i] for i in shown]))
     metrics = {
-        "settings": {"n_train": n_train, "n_test_normal": n_test_normal,
-                     "n_test_anomalous": n_test_anomalous, "size": size, "nu": nu, "seed": seed,
-                     "pipeline": "DenseSIFT(bin 4, step 3) -> FisherVector(GMM 8, PCA 24) -> "
-                                 "KernelSVDD(linear), exact decomposition (eq. A.13)",
-                     "svdd_solver": "libsvm one-class SMO on the shifted Gram matrix "
-                                    "K - (d 1^T + 1 d^T)/2 (exact SVDD dual)",
-                     "dilation_px": 2 * BIN},
+        "settings": {
+            "n_train": n_train,
+            "n_test_normal": n_test_normal,
+            "n_test_anomalous": n_test_anomalous,
+            "size": size,
+            "nu": nu,
+            "seed": seed,
+            "pipeline": "DenseSIFT(bin 4, step 3) -> FisherVector(GMM 8, PCA 24) -> "
+            "KernelSVDD(linear), exact decomposition (eq. A.13)",
+            "svdd_solver": "libsvm one-class SMO on the shifted Gram matrix "
+            "K - (d 1^T + 1 d^T)/2 (exact SVDD dual)",
+            "dilation_px": 2 * BIN,
+        },
         "detection": detection,
         "localisation": loc,
-        "region_perturbation": {"aopc": aopc, "n_parts": len(chosen), "block": 8, "steps": aopc_steps,
-                                "repeats": {"morf": 1, "random": aopc_repeats},
-                                "perturbation": "nearest crop of 4 other normal parts (repair)",
-                                "target": "anomaly score (-1)"},
+        "region_perturbation": {
+            "aopc": aopc,
+            "n_parts": len(chosen),
+            "block": 8,
+            "steps": aopc_steps,
+            "repeats": {"morf": 1, "random": aopc_repeats},
+            "perturbation": "nearest crop of 4 other normal parts (repair)",
+            "target": "anomaly score (-1)",
+        },
         "max_conservation_error": float(conservation),
         "seconds_fit": t_fit,
         "seconds_explain": t_explain,

@@ -42,10 +42,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-if __name__ in ("__main__", "__mp_main__"):   # run as a program (not imported by the tests)
+if __name__ in ("__main__", "__mp_main__"):  # run as a program (not imported by the tests)
     for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ.setdefault(_var, "1")   # one thread per process; tiles run in --jobs processes
-if __name__ == "__mp_main__":                  # a tile worker: no per-sample progress bars from LIME
+        os.environ.setdefault(_var, "1")  # one thread per process; tiles run in --jobs processes
+if __name__ == "__mp_main__":  # a tile worker: no per-sample progress bars from LIME
     os.environ["TQDM_DISABLE"] = "1"
 
 import numpy as np  # noqa: E402
@@ -94,10 +94,17 @@ def log(msg: str) -> None:
 
 
 def fisher_pipeline(n_jobs) -> Pipeline:
-    channels = [(f"fisher-sift-b{b}", DenseSIFT(bin_sizes=[b], steps=b, rotate=True, backend="opencv"),
-                 FisherVector(GMMVocabulary(16, pca_components=32, max_descriptors=50000,
-                                            random_state=0), parts=("mu", "sigma")))
-                for b in (6, 9)]
+    channels = [
+        (
+            f"fisher-sift-b{b}",
+            DenseSIFT(bin_sizes=[b], steps=b, rotate=True, backend="opencv"),
+            FisherVector(
+                GMMVocabulary(16, pca_components=32, max_descriptors=50000, random_state=0),
+                parts=("mu", "sigma"),
+            ),
+        )
+        for b in (6, 9)
+    ]
     return Pipeline(channels, KernelSVC("linear", C=1.0), n_jobs=n_jobs, random_state=0)
 
 
@@ -162,8 +169,9 @@ def evaluate_tile(pipe, model: str, tile, index: int, args) -> tuple[dict, dict]
         curves[pert] = {}
         for m, heat in {**maps, "random": maps["lrp-flat"]}.items():
             ordering = "random" if m == "random" else "morf"
-            r = region_perturbation(pipe, [tile], [heat], (ordering,), BLOCK, args.steps,
-                                    args.repeats, pert, args.seed + index, 1)
+            r = region_perturbation(
+                pipe, [tile], [heat], (ordering,), BLOCK, args.steps, args.repeats, pert, args.seed + index, 1
+            )
             curves[pert][m] = r.curves[ordering][0].tolist()
     return {"costs": costs, "curves": curves}, maps
 
@@ -177,24 +185,34 @@ def summarise(results: list[dict]) -> dict:
     out = {}
     for pert in PERTURBATIONS:
         methods = list(results[0]["curves"][pert])
-        per_tile = {m: np.array([aopc(np.array(r["curves"][pert][m])).mean() for r in results])
-                    for m in methods}
+        per_tile = {
+            m: np.array([aopc(np.array(r["curves"][pert][m])).mean() for r in results]) for m in methods
+        }
 
         lrp = [m for m in methods if m.startswith("lrp-")]
         best = max(lrp, key=lambda m: per_tile[m].mean())
         out[pert] = {
             "best_lrp": best,
-            "methods": {m: {"aopc": float(v.mean()), "stderr": _stderr(v),
-                            "diff_vs_best_lrp": float((v - per_tile[best]).mean()),
-                            "diff_stderr": _stderr(v - per_tile[best]),
-                            "diff_vs_flat": float((v - per_tile["lrp-flat"]).mean()),
-                            "diff_vs_flat_stderr": _stderr(v - per_tile["lrp-flat"])}
-                        for m, v in per_tile.items()},
+            "methods": {
+                m: {
+                    "aopc": float(v.mean()),
+                    "stderr": _stderr(v),
+                    "diff_vs_best_lrp": float((v - per_tile[best]).mean()),
+                    "diff_stderr": _stderr(v - per_tile[best]),
+                    "diff_vs_flat": float((v - per_tile["lrp-flat"]).mean()),
+                    "diff_vs_flat_stderr": _stderr(v - per_tile["lrp-flat"]),
+                }
+                for m, v in per_tile.items()
+            },
         }
     methods = list(results[0]["costs"])
-    out["costs"] = {m: {"seconds": float(np.mean([r["costs"][m]["seconds"] for r in results])),
-                        "evaluations": float(np.mean([r["costs"][m]["evaluations"] for r in results]))}
-                    for m in methods}
+    out["costs"] = {
+        m: {
+            "seconds": float(np.mean([r["costs"][m]["seconds"] for r in results])),
+            "evaluations": float(np.mean([r["costs"][m]["evaluations"] for r in results])),
+        }
+        for m in methods
+    }
     return out
 
 
@@ -208,8 +226,10 @@ def _beats(s: dict, pert: str, method: str) -> dict:
 def targets(s: dict) -> dict:
     """The issue's targets for one model (best LRP rule per perturbation)."""
     out = {}
-    unmatched = {"uniform": ("occlusion-blur", "lime", "kernel-shap"),
-                 "blur": ("occlusion-uniform", "lime", "kernel-shap")}
+    unmatched = {
+        "uniform": ("occlusion-blur", "lime", "kernel-shap"),
+        "blur": ("occlusion-uniform", "lime", "kernel-shap"),
+    }
     for pert, peers in unmatched.items():
         for peer in peers:
             if peer in s[pert]["methods"]:
@@ -218,7 +238,9 @@ def targets(s: dict) -> dict:
         best = s["blur"]["methods"][s["blur"]["best_lrp"]]["aopc"]
         occ = s["blur"]["methods"]["occlusion-blur"]["aopc"]
         out["blur: within 10 % of occlusion-blur"] = {
-            "relative": (best - occ) / abs(occ), "met": bool(best >= 0.9 * occ)}
+            "relative": (best - occ) / abs(occ),
+            "met": bool(best >= 0.9 * occ),
+        }
     for pert, peer in (("blur", "shap-partition"), ("uniform", "occlusion-uniform")):
         if peer in s[pert]["methods"]:
             r = _beats(s, pert, peer)
@@ -239,30 +261,37 @@ def table(summary: dict, models) -> str:
         s = summary[model]
         df = s["costs"]["decision_function"]["seconds"]
         lines.append(f"\n#### {TITLE.get(model, model)} ({s['n_tiles']} tiles)\n")
-        lines.append("| method | AOPC uniform noise | AOPC blur | paired vs best LRP, uniform "
-                     "| paired vs best LRP, blur | seconds per tile (× decision_function) "
-                     "| model evaluations |")
+        lines.append(
+            "| method | AOPC uniform noise | AOPC blur | paired vs best LRP, uniform "
+            "| paired vs best LRP, blur | seconds per tile (× decision_function) "
+            "| model evaluations |"
+        )
         lines.append("|---|---|---|---|---|---|---|")
         for m in s["uniform"]["methods"]:
             u, b = s["uniform"]["methods"][m], s["blur"]["methods"][m]
             c = s["costs"].get(m)
-            cost = (f"{c['seconds']:.3f} ({c['seconds'] / df:.1f}×) | {c['evaluations']:.0f}"
-                    if c else "— | —")
+            cost = f"{c['seconds']:.3f} ({c['seconds'] / df:.1f}×) | {c['evaluations']:.0f}" if c else "— | —"
             bold = "**" if m in (s["uniform"]["best_lrp"], s["blur"]["best_lrp"]) else ""
-            lines.append(f"| {bold}{m}{bold} | {_cell(u)} | {_cell(b)} | "
-                         f"{u['diff_vs_best_lrp']:+.3f} ± {u['diff_stderr']:.3f} | "
-                         f"{b['diff_vs_best_lrp']:+.3f} ± {b['diff_stderr']:.3f} | {cost} |")
-        lines.append(f"\nBest LRP rule: uniform noise `{s['uniform']['best_lrp']}`, blur "
-                     f"`{s['blur']['best_lrp']}`; one `decision_function` {df:.3f} s per tile. "
-                     "Targets:\n")
+            lines.append(
+                f"| {bold}{m}{bold} | {_cell(u)} | {_cell(b)} | "
+                f"{u['diff_vs_best_lrp']:+.3f} ± {u['diff_stderr']:.3f} | "
+                f"{b['diff_vs_best_lrp']:+.3f} ± {b['diff_stderr']:.3f} | {cost} |"
+            )
+        lines.append(
+            f"\nBest LRP rule: uniform noise `{s['uniform']['best_lrp']}`, blur "
+            f"`{s['blur']['best_lrp']}`; one `decision_function` {df:.3f} s per tile. "
+            "Targets:\n"
+        )
         for name, t in targets(s).items():
             if "relative" in t:
-                lines.append(f"- {name}: {'met' if t['met'] else '**missed**'} "
-                             f"({100 * t['relative']:+.1f} %)")
+                lines.append(
+                    f"- {name}: {'met' if t['met'] else '**missed**'} ({100 * t['relative']:+.1f} %)"
+                )
             else:
                 ok = t.get("met", t.get("beats_by_2se"))
-                lines.append(f"- {name}: {'met' if ok else '**missed**'} "
-                             f"({t['diff']:+.3f} ± {t['stderr']:.3f})")
+                lines.append(
+                    f"- {name}: {'met' if ok else '**missed**'} ({t['diff']:+.3f} ± {t['stderr']:.3f})"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -274,23 +303,32 @@ END = "<!-- /compare-results -->"
 def readme_block(summary: dict) -> str:
     settings = next(v for k, v in summary.items() if k.startswith("settings"))
     models = [m for m in ("hik", "chi2", "fisher") if m in summary]
-    head = (f"{BEGIN}: generated by `python experiments/compare.py --readme` from "
-            "experiments/compare_results.json -->\n"
-            f"Settings: {settings['tiles']} top-scoring held-out tiles per model, "
-            f"{settings['samples']} model evaluations for LIME / KernelSHAP / SHAP Partition, "
-            f"region perturbation with 9×9 blocks, {settings['steps']} steps × "
-            f"{settings['repeats']} repeats, {settings['train_scenes']} training scenes, seed "
-            f"{settings['seed']}; AOPC mean ± standard error over tiles; paired = per-tile "
-            "difference to the best LRP rule ± its standard error; seconds on one core "
-            f"({settings.get('jobs', 1)} tiles at a time); {_run_times(summary)}.\n")
+    head = (
+        f"{BEGIN}: generated by `python experiments/compare.py --readme` from "
+        "experiments/compare_results.json -->\n"
+        f"Settings: {settings['tiles']} top-scoring held-out tiles per model, "
+        f"{settings['samples']} model evaluations for LIME / KernelSHAP / SHAP Partition, "
+        f"region perturbation with 9×9 blocks, {settings['steps']} steps × "
+        f"{settings['repeats']} repeats, {settings['train_scenes']} training scenes, seed "
+        f"{settings['seed']}; AOPC mean ± standard error over tiles; paired = per-tile "
+        "difference to the best LRP rule ± its standard error; seconds on one core "
+        f"({settings.get('jobs', 1)} tiles at a time); {_run_times(summary)}.\n"
+    )
     return head + table(summary, models) + END
 
 
 def _run_times(summary: dict) -> str:
-    runs = summary.get("runs") or [{"models": [m for m in ("hik", "chi2", "fisher") if m in summary],
-                                    "seconds_total": summary.get("seconds_total")}]
-    return "; ".join(f"run of {', '.join(r['models'])}: {r['seconds_total'] / 60:.1f} min"
-                     for r in runs if r.get("seconds_total"))
+    runs = summary.get("runs") or [
+        {
+            "models": [m for m in ("hik", "chi2", "fisher") if m in summary],
+            "seconds_total": summary.get("seconds_total"),
+        }
+    ]
+    return "; ".join(
+        f"run of {', '.join(r['models'])}: {r['seconds_total'] / 60:.1f} min"
+        for r in runs
+        if r.get("seconds_total")
+    )
 
 
 def replace_block(readme: str, block: str) -> str:
@@ -298,10 +336,17 @@ def replace_block(readme: str, block: str) -> str:
     return readme[:i] + block + readme[j:]
 
 
-LABELS = {"lrp-flat": "LRP flat", "lrp-contribution": "LRP contrib.",
-          "lrp-contribution-window": "contrib. window", "lrp-contribution-gradient": "contrib. grad.",
-          "occlusion-uniform": "occl. noise", "occlusion-blur": "occl. blur", "lime": "LIME",
-          "shap-partition": "SHAP Partition", "kernel-shap": "KernelSHAP"}
+LABELS = {
+    "lrp-flat": "LRP flat",
+    "lrp-contribution": "LRP contrib.",
+    "lrp-contribution-window": "contrib. window",
+    "lrp-contribution-gradient": "contrib. grad.",
+    "occlusion-uniform": "occl. noise",
+    "occlusion-blur": "occl. blur",
+    "lime": "LIME",
+    "shap-partition": "SHAP Partition",
+    "kernel-shap": "KernelSHAP",
+}
 ROW_LABELS = {"hik": "HIK", "chi2": "chi2", "fisher": "Fisher"}
 
 
@@ -312,8 +357,16 @@ def _label(width: int, text: str, height: int = 18) -> np.ndarray:
     strip = np.full((height, width, 3), 255, dtype=np.uint8)
     scale = 0.36
     (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    cv2.putText(strip, text, (max(0, (width - w) // 2), (height + h) // 2),
-                cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(
+        strip,
+        text,
+        (max(0, (width - w) // 2), (height + h) // 2),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
     return strip.astype(np.float64) / 255.0
 
 
@@ -321,8 +374,17 @@ def figure(path: Path, rows: list[tuple[str, np.ndarray, dict]]) -> None:
     """One row per model: the tile, then each method's heatmap (bwr, scaled per map), with a
     header naming the methods and each row's model written over its tile."""
     pics = []
-    order = ["lrp-flat", "lrp-contribution", "lrp-contribution-window", "lrp-contribution-gradient",
-             "occlusion-uniform", "occlusion-blur", "lime", "shap-partition", "kernel-shap"]
+    order = [
+        "lrp-flat",
+        "lrp-contribution",
+        "lrp-contribution-window",
+        "lrp-contribution-gradient",
+        "occlusion-uniform",
+        "occlusion-blur",
+        "lime",
+        "shap-partition",
+        "kernel-shap",
+    ]
     order = [m for m in order if all(m in r[2] for r in rows)]
     size = rows[0][1].shape[1]
     header = [_label(size, "tile")]
@@ -340,7 +402,8 @@ def figure(path: Path, rows: list[tuple[str, np.ndarray, dict]]) -> None:
     picture = np.vstack([np.hstack(header), gap] + [p for pic in pics for p in (pic, gap)][:-1])
     pictures.save_png(path, pictures.with_colorbar(picture, "bwr"))
     (path.parent / "figure_columns.txt").write_text(
-        "rows: " + ", ".join(r[0] for r in rows) + "\ncolumns: tile, " + ", ".join(order) + "\n")
+        "rows: " + ", ".join(r[0] for r in rows) + "\ncolumns: tile, " + ", ".join(order) + "\n"
+    )
 
 
 _WORKER: dict = {}
@@ -356,7 +419,7 @@ def _init_worker(pipe_bytes: bytes, model: str, args) -> None:
 def _tile_job(k: int, tile: np.ndarray, key: str) -> tuple[int, dict, dict | None]:
     """One tile in a worker process: every method, its curves, written atomically to ``key``."""
     pipe, model, args = _WORKER["pipe"], _WORKER["model"], _WORKER["args"]
-    if not _WORKER["warm"]:   # compile the Numba kernels outside the timings
+    if not _WORKER["warm"]:  # compile the Numba kernels outside the timings
         for rule in chosen_rules(model, args).values():
             time_lrp(pipe, tile, rule)
         _WORKER["warm"] = True
@@ -377,24 +440,30 @@ def explain_tiles(pipe, model: str, Xh, picks, out: Path, args, fig_rows: list) 
         else:
             todo.append((k, Xh[i], str(key)))
     first_maps = None
-    if 0 in results:   # resumed: recompute the first tile's maps for the figure
+    if 0 in results:  # resumed: recompute the first tile's maps for the figure
         i = int(picks[0])
         first_maps = {m: time_lrp(pipe, Xh[i], r)[0] for m, r in chosen_rules(model, args).items()}
-        first_maps.update({m: explain_baseline(m, pipe, Xh[i], 1, args.samples, BLOCK,
-                                               args.seed).heatmap for m in chosen_peers(args)})
+        first_maps.update(
+            {
+                m: explain_baseline(m, pipe, Xh[i], 1, args.samples, BLOCK, args.seed).heatmap
+                for m in chosen_peers(args)
+            }
+        )
     if todo:
         t0 = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=get_context("spawn"),
-                                 initializer=_init_worker,
-                                 initargs=(pickle.dumps(pipe), model, args)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=max(1, args.jobs),
+            mp_context=get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(pickle.dumps(pipe), model, args),
+        ) as pool:
             futures = [pool.submit(_tile_job, *job) for job in todo]
             for done, fut in enumerate(as_completed(futures), 1):
                 k, result, maps = fut.result()
                 results[k] = result
                 if maps is not None:
                     first_maps = maps
-                log(f"[{model}] tile {k + 1} done ({done}/{len(todo)} in "
-                    f"{time.perf_counter() - t0:.0f} s)")
+                log(f"[{model}] tile {k + 1} done ({done}/{len(todo)} in {time.perf_counter() - t0:.0f} s)")
     fig_rows.append((model, Xh[int(picks[0])], first_maps))
     np.savez_compressed(out / f"figure_maps_{model}.npz", tile=Xh[int(picks[0])], **first_maps)
     return [results[k] for k in sorted(results)]
@@ -402,12 +471,20 @@ def explain_tiles(pipe, model: str, Xh, picks, out: Path, args, fig_rows: list) 
 
 def resume_key(args) -> dict:
     """What the finished tiles in ``partial/`` depend on: a resumed run must match it."""
-    keep = ("tiles", "samples", "steps", "repeats", "train_scenes", "heldout_scenes", "words",
-            "variants", "peers", "seed")
-    rules = {m: repr(r) for model in ("hik", "chi2", "fisher")
-             for m, r in chosen_rules(model, args).items()}
-    return {"settings": {k: getattr(args, k) for k in keep}, "rules": rules,
-            "peers": chosen_peers(args)}
+    keep = (
+        "tiles",
+        "samples",
+        "steps",
+        "repeats",
+        "train_scenes",
+        "heldout_scenes",
+        "words",
+        "variants",
+        "peers",
+        "seed",
+    )
+    rules = {m: repr(r) for model in ("hik", "chi2", "fisher") for m, r in chosen_rules(model, args).items()}
+    return {"settings": {k: getattr(args, k) for k in keep}, "rules": rules, "peers": chosen_peers(args)}
 
 
 def check_resume(out: Path, args) -> None:
@@ -416,11 +493,16 @@ def check_resume(out: Path, args) -> None:
     if path.is_file():
         old = json.loads(path.read_text())
         if old != key:
-            diff = sorted(k for k in set(old["settings"]) | set(key["settings"])
-                          if old["settings"].get(k) != key["settings"].get(k))
+            diff = sorted(
+                k
+                for k in set(old["settings"]) | set(key["settings"])
+                if old["settings"].get(k) != key["settings"].get(k)
+            )
             what = ", ".join(diff) if diff else "the rule definitions or the peer methods"
-            sys.exit(f"{out / 'partial'} holds tiles of another run ({what} differ): "
-                     "use another --out, or delete that folder to start again")
+            sys.exit(
+                f"{out / 'partial'} holds tiles of another run ({what} differ): "
+                "use another --out, or delete that folder to start again"
+            )
     else:
         _atomic_json(path, key)
 
@@ -442,9 +524,11 @@ def run(args) -> dict:
         pipe.set_params(n_jobs=None)
         t_fit = time.perf_counter() - t0
         scores = np.asarray(pipe.decision_function(Xh))
-        picks = np.argsort(-scores)[:args.tiles]
-        log(f"[{model}] fitted in {t_fit:.0f} s; tiles scored {scores[picks].min():+.2f} .. "
-            f"{scores[picks].max():+.2f}")
+        picks = np.argsort(-scores)[: args.tiles]
+        log(
+            f"[{model}] fitted in {t_fit:.0f} s; tiles scored {scores[picks].min():+.2f} .. "
+            f"{scores[picks].max():+.2f}"
+        )
         results = explain_tiles(pipe, model, Xh, picks, out, args, fig_rows)
         summary[model] = {**summarise(results), "n_tiles": len(results), "fit_seconds": t_fit}
         summary[model]["targets"] = targets(summary[model])
@@ -467,7 +551,7 @@ def merge(dirs: list[str], out_dir: str) -> None:
     summary: dict = {"merged_from": dirs, "runs": []}
     rows: dict[str, tuple] = {}
     for d in dirs:
-        if not (Path(d) / "results.json").is_file():   # an unfinished run: its finished tiles
+        if not (Path(d) / "results.json").is_file():  # an unfinished run: its finished tiles
             files = sorted(f for f in (Path(d) / "partial").glob("*_*_*.json"))
             if not files:
                 log(f"{d}: no finished tile yet, left out")
@@ -476,14 +560,13 @@ def merge(dirs: list[str], out_dir: str) -> None:
             for f in files:
                 by_model.setdefault(f.name.split("_")[0], []).append(json.loads(f.read_text()))
             for model, results in by_model.items():
-                summary[model] = {**summarise(results), "n_tiles": len(results),
-                                  "unfinished_run": True}
+                summary[model] = {**summarise(results), "n_tiles": len(results), "unfinished_run": True}
                 summary[model]["targets"] = targets(summary[model])
                 maps = Path(d) / f"figure_maps_{model}.npz"
-                if maps.is_file():   # the first tile's maps, kept when its model finished
+                if maps.is_file():  # the first tile's maps, kept when its model finished
                     z = np.load(maps)
                     rows[model] = (model, z["tile"], {k: z[k] for k in z.files if k != "tile"})
-                else:                # no maps of this run: no figure row from an older run
+                else:  # no maps of this run: no figure row from an older run
                     rows.pop(model, None)
             summary["runs"].append({"dir": d, "models": list(by_model), "unfinished": True})
             continue
@@ -494,8 +577,7 @@ def merge(dirs: list[str], out_dir: str) -> None:
             summary[f"settings_{model}"] = part["settings"]
             z = np.load(Path(d) / f"figure_maps_{model}.npz")
             rows[model] = (model, z["tile"], {k: z[k] for k in z.files if k != "tile"})
-        summary["runs"].append({"dir": d, "models": run_models,
-                                "seconds_total": part.get("seconds_total")})
+        summary["runs"].append({"dir": d, "models": run_models, "seconds_total": part.get("seconds_total")})
     models = [m for m in ("hik", "chi2", "fisher") if m in rows or m in summary]
     _atomic_json(out / "results.json", summary)
     text = table(summary, models)
@@ -515,15 +597,24 @@ def main(argv=None) -> None:
     ap.add_argument("--train-scenes", type=int, default=60)
     ap.add_argument("--heldout-scenes", type=int, default=20)
     ap.add_argument("--words", type=int, default=None, help="override the 128 words per scale")
-    ap.add_argument("--variants", default="", help="LRP rules to keep (comma-separated; "
-                    "default all; lrp-flat is always kept)")
+    ap.add_argument(
+        "--variants",
+        default="",
+        help="LRP rules to keep (comma-separated; default all; lrp-flat is always kept)",
+    )
     ap.add_argument("--peers", default="", help=f"subset of {','.join(PEERS)} (default all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-jobs", type=int, default=2, help="processes for training")
     ap.add_argument("--jobs", type=int, default=2, help="processes explaining tiles (one thread each)")
     ap.add_argument("--merge", default="", help="comma-separated result folders to combine into --out")
-    ap.add_argument("--readme", nargs="?", const=str(SNAPSHOT), default=None, metavar="RESULTS",
-                    help="rewrite README.md's table from a results.json (default: the snapshot)")
+    ap.add_argument(
+        "--readme",
+        nargs="?",
+        const=str(SNAPSHOT),
+        default=None,
+        metavar="RESULTS",
+        help="rewrite README.md's table from a results.json (default: the snapshot)",
+    )
     ap.add_argument("--check", action="store_true", help="with --readme: exit 1 if out of date")
     args = ap.parse_args(argv)
     if args.readme:

@@ -55,8 +55,7 @@ CONFIGS = {"hik": "polygons_hik", "chi2": "polygons_chi2"}
 SCHEMA = "bowlrp.polygons-metrics/2"
 PERTURBATIONS = ("uniform", "blur")
 BLOCK = 9
-_FITTED_STAGES = ("channel_names_", "extractors_", "encoders_", "channel_sizes_",
-                  "n_descriptors_sampled_")
+_FITTED_STAGES = ("channel_names_", "extractors_", "encoders_", "channel_sizes_", "n_descriptors_sampled_")
 
 
 def log(msg: str) -> None:
@@ -78,10 +77,12 @@ def lrp_methods(kernel: str) -> dict:
 
     if kernel == "hik":
         return {"lrp-eps0": [Decomposition(), Epsilon(0.0)]}
-    return {"taylor-segment": [Taylor(), Epsilon(0.0)],
-            "taylor-boundary": [Taylor(root="boundary", n_candidates=5), Epsilon(0.0)],
-            "integrated": [integrated_gradient(), Epsilon(0.0)],
-            "integrated-eps1": [integrated_gradient(), Epsilon(1.0)]}
+    return {
+        "taylor-segment": [Taylor(), Epsilon(0.0)],
+        "taylor-boundary": [Taylor(root="boundary", n_candidates=5), Epsilon(0.0)],
+        "integrated": [integrated_gradient(), Epsilon(0.0)],
+        "integrated-eps1": [integrated_gradient(), Epsilon(1.0)],
+    }
 
 
 def descriptor_half_side(pipe: Pipeline) -> int:
@@ -100,8 +101,9 @@ def localisation(heatmap: np.ndarray, scene, dilate: int) -> dict:
     poly_dil = cv2.dilate(poly.astype(np.uint8), kernel) > 0
     any_dil = cv2.dilate((scene.mask > 0).astype(np.uint8), kernel) > 0
     positive = np.maximum(h, 0)
-    shape_means = {s["id"]: float(h[scene.mask == s["id"]].mean()) for s in scene.shapes
-                   if np.any(scene.mask == s["id"])}
+    shape_means = {
+        s["id"]: float(h[scene.mask == s["id"]].mean()) for s in scene.shapes if np.any(scene.mask == s["id"])
+    }
     polys = [m for i, m in shape_means.items() if i in polygon_ids]
     rounds = [m for i, m in shape_means.items() if i not in polygon_ids]
     return {
@@ -146,8 +148,13 @@ def quantiles(values) -> dict:
     v = np.asarray([a for a in values if a is not None], dtype=np.float64)
     if v.size == 0:
         return {"median": None, "p90": None, "mean": None, "max": None, "n": 0}
-    return {"median": float(np.median(v)), "p90": float(np.quantile(v, 0.9)),
-            "mean": float(v.mean()), "max": float(v.max()), "n": int(v.size)}
+    return {
+        "median": float(np.median(v)),
+        "p90": float(np.quantile(v, 0.9)),
+        "mean": float(v.mean()),
+        "max": float(v.max()),
+        "n": int(v.size),
+    }
 
 
 def select_tiles(labels: np.ndarray, n_tiles: int, seed: int) -> np.ndarray:
@@ -156,8 +163,9 @@ def select_tiles(labels: np.ndarray, n_tiles: int, seed: int) -> np.ndarray:
     pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
     n_pos = min(len(pos), (n_tiles + 1) // 2)
     n_neg = min(len(neg), n_tiles - n_pos)
-    return np.sort(np.concatenate([rng.choice(pos, n_pos, replace=False),
-                                   rng.choice(neg, n_neg, replace=False)]))
+    return np.sort(
+        np.concatenate([rng.choice(pos, n_pos, replace=False), rng.choice(neg, n_neg, replace=False)])
+    )
 
 
 def tile_faithfulness(pipe, tile, methods: dict, perturbations, steps: int, seed: int) -> dict:
@@ -180,8 +188,10 @@ def tile_faithfulness(pipe, tile, methods: dict, perturbations, steps: int, seed
         heatmaps[name] = e.heatmap
         out["score"] = e.score
         if e.root_distance is not None:
-            out["taylor"][name] = {"relative_residual": abs(e.residual) / max(abs(e.score), 1e-300),
-                                   "root_distance": float(e.root_distance)}
+            out["taylor"][name] = {
+                "relative_residual": abs(e.residual) / max(abs(e.score), 1e-300),
+                "root_distance": float(e.root_distance),
+            }
     first = next(iter(heatmaps.values()))
     for pert in perturbations:
         t0 = time.perf_counter()
@@ -193,8 +203,7 @@ def tile_faithfulness(pipe, tile, methods: dict, perturbations, steps: int, seed
             ordering = "random" if m == "random" else "morf"
             key = (ordering, heat.tobytes())
             if key not in seen:  # identical heatmaps share one curve
-                r = region_perturbation(pipe, [tile], [heat], (ordering,), BLOCK, steps, 1,
-                                        pert, seed, 1)
+                r = region_perturbation(pipe, [tile], [heat], (ordering,), BLOCK, steps, 1, pert, seed, 1)
                 seen[key] = r.curves[ordering][0, 0]
             curves[m] = seen[key]
         out["curves"][pert] = curves
@@ -207,8 +216,7 @@ def run_key(clf, eval_features: np.ndarray, settings: dict) -> str:
     import hashlib
 
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for a in (clf.support_vectors_, clf.dual_coef_, clf.intercept_, clf.kernel_weights_,
-              eval_features):
+    for a in (clf.support_vectors_, clf.dual_coef_, clf.intercept_, clf.kernel_weights_, eval_features):
         h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
     return h.hexdigest()
 
@@ -250,25 +258,40 @@ def summarise_faithfulness(per_tile: list[dict], perturbations) -> tuple[dict, d
         for m in methods:
             if m in ("occlusion", "random"):
                 continue
-            paired[m] = {ref: {"mean": d["mean"], "stderr": d["stderr"]}
-                         for ref in ("occlusion", "random")
-                         for d in [mean_se(per_tile_aopc[m] - per_tile_aopc[ref])]}
-        paired["occlusion"] = {"random": {k: v for k, v in mean_se(
-            per_tile_aopc["occlusion"] - per_tile_aopc["random"]).items() if k != "n"}}
+            paired[m] = {
+                ref: {"mean": d["mean"], "stderr": d["stderr"]}
+                for ref in ("occlusion", "random")
+                for d in [mean_se(per_tile_aopc[m] - per_tile_aopc[ref])]
+            }
+        paired["occlusion"] = {
+            "random": {
+                k: v
+                for k, v in mean_se(per_tile_aopc["occlusion"] - per_tile_aopc["random"]).items()
+                if k != "n"
+            }
+        }
         block[pert] = {"methods": table, "paired_differences": paired}
         drops = {m: c[:, :1] - c for m, c in curves.items()}
-        curves_out[pert] = {m: {"mean_drop": d.mean(0).tolist(),
-                                "stderr_drop": (d.std(0, ddof=1) / np.sqrt(len(d))).tolist(),
-                                "aopc_per_tile": per_tile_aopc[m].tolist()}
-                            for m, d in drops.items()}
+        curves_out[pert] = {
+            m: {
+                "mean_drop": d.mean(0).tolist(),
+                "stderr_drop": (d.std(0, ddof=1) / np.sqrt(len(d))).tolist(),
+                "aopc_per_tile": per_tile_aopc[m].tolist(),
+            }
+            for m, d in drops.items()
+        }
     return block, curves_out
 
 
 def summarise_taylor(per_tile: list[dict]) -> dict:
     names = list(per_tile[0]["taylor"])
-    return {m: {"relative_residual": quantiles([t["taylor"][m]["relative_residual"] for t in per_tile]),
-                "root_distance": quantiles([t["taylor"][m]["root_distance"] for t in per_tile])}
-            for m in names}
+    return {
+        m: {
+            "relative_residual": quantiles([t["taylor"][m]["relative_residual"] for t in per_tile]),
+            "root_distance": quantiles([t["taylor"][m]["root_distance"] for t in per_tile]),
+        }
+        for m in names
+    }
 
 
 def plot_curves(curves: dict, path: Path, steps: int) -> None:
@@ -284,8 +307,9 @@ def plot_curves(curves: dict, path: Path, steps: int) -> None:
 
     models = list(curves)
     perts = list(next(iter(curves.values())))
-    fig, axes = plt.subplots(len(models), len(perts), figsize=(6 * len(perts), 4.2 * len(models)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(models), len(perts), figsize=(6 * len(perts), 4.2 * len(models)), squeeze=False
+    )
     for i, model in enumerate(models):
         for j, pert in enumerate(perts):
             ax = axes[i][j]
@@ -293,8 +317,7 @@ def plot_curves(curves: dict, path: Path, steps: int) -> None:
                 mean, se = np.array(d["mean_drop"]), np.array(d["stderr_drop"])
                 ks = np.arange(mean.size)
                 style = {"occlusion": "k--", "random": "k:"}.get(m, "-")
-                (line,) = ax.plot(ks, mean, style,
-                                  label=f"{m} (AOPC {np.mean(d['aopc_per_tile']):.2f})")
+                (line,) = ax.plot(ks, mean, style, label=f"{m} (AOPC {np.mean(d['aopc_per_tile']):.2f})")
                 ax.fill_between(ks, mean - se, mean + se, color=line.get_color(), alpha=0.15)
             n = len(next(iter(curves[model][pert].values()))["aopc_per_tile"])
             ax.set_title(f"{model}: MoRF {BLOCK}x{BLOCK} {pert}, {n} tiles (band: ±1 s.e.)")
@@ -326,15 +349,15 @@ def fit_models(X, y, models, overrides: dict) -> tuple[dict, dict]:
     pipes = {name: Pipeline.from_config(CONFIGS[name], **overrides) for name in models}
 
     def stages(p):
-        return {k: v for k, v in p.get_params(deep=True).items()
-                if "__extractor" in k or "__encoder" in k}
+        return {k: v for k, v in p.get_params(deep=True).items() if "__extractor" in k or "__encoder" in k}
 
     first = pipes[models[0]]
     for name in models[1:]:
-        if repr(stages(pipes[name])) != repr(stages(first)) or \
-                pipes[name].random_state != first.random_state:
-            raise ValueError(f"configs {CONFIGS[models[0]]} and {CONFIGS[name]} differ in more "
-                             "than the kernel; they cannot share features")
+        if repr(stages(pipes[name])) != repr(stages(first)) or pipes[name].random_state != first.random_state:
+            raise ValueError(
+                f"configs {CONFIGS[models[0]]} and {CONFIGS[name]} differ in more "
+                "than the kernel; they cannot share features"
+            )
     t0 = time.perf_counter()
     # fit's own path (private): describe once, keep the descriptors for the encoding
     cached = first._fit_vocabularies(X)
@@ -351,10 +374,21 @@ def fit_models(X, y, models, overrides: dict) -> tuple[dict, dict]:
     return pipes, seconds
 
 
-def run(out_dir, n_train: int = 60, n_test: int = 3, n_val: int = 6, seed: int = 0,
-        n_words: int | None = None, n_jobs: int | None = 2, models=("hik", "chi2"),
-        n_figure: int = 3, verbose: bool = True, n_eval_tiles: int = 40, eval_steps: int = 30,
-        eval_perturbations=PERTURBATIONS) -> dict:
+def run(
+    out_dir,
+    n_train: int = 60,
+    n_test: int = 3,
+    n_val: int = 6,
+    seed: int = 0,
+    n_words: int | None = None,
+    n_jobs: int | None = 2,
+    models=("hik", "chi2"),
+    n_figure: int = 3,
+    verbose: bool = True,
+    n_eval_tiles: int = 40,
+    eval_steps: int = 30,
+    eval_perturbations=PERTURBATIONS,
+) -> dict:
     """The whole experiment; returns the metrics (also written to ``out_dir/metrics.json``)."""
     from tqdm import tqdm
 
@@ -369,24 +403,40 @@ def run(out_dir, n_train: int = 60, n_test: int = 3, n_val: int = 6, seed: int =
     save_scenes(test_scenes[:n_figure], out / "test_scenes", "test")
     X, y = tile_dataset(train_scenes)
     Xt, yt, owner = polygon_data.overlapping_tiles(val_scenes)
-    log(f"{len(X)} training tiles ({y.mean():.0%} positive), {len(Xt)} held-out tiles "
-        f"(every {STRIDE} px)")
+    log(f"{len(X)} training tiles ({y.mean():.0%} positive), {len(Xt)} held-out tiles (every {STRIDE} px)")
     overrides = {"n_jobs": n_jobs, "verbose": verbose}
     if n_words is not None:
         overrides["n_words"] = n_words
     eval_idx = select_tiles(yt, n_eval_tiles, seed) if n_eval_tiles else np.zeros(0, int)
     metrics = {
         "schema": SCHEMA,
-        "settings": {"seed": seed, "words_override": n_words, "explained_class": "polygon (1)",
-                     "region_perturbation": {"block": BLOCK, "steps": eval_steps, "ordering": "morf",
-                                             "repeats": 1, "tiles": len(eval_idx),
-                                             "perturbations": list(eval_perturbations),
-                                             "blur_sigma": 4.0}},
-        "data": {"train_scenes": n_train, "heldout_scenes": n_val, "test_scenes": n_test,
-                 "train_tiles": len(X), "train_positive_share": float(y.mean()),
-                 "heldout_tiles": len(Xt), "heldout_positive_share": float(yt.mean()),
-                 "heldout_stride": STRIDE, "tile": TILE,
-                 "eval_tiles": len(eval_idx), "eval_positive": int(yt[eval_idx].sum())},
+        "settings": {
+            "seed": seed,
+            "words_override": n_words,
+            "explained_class": "polygon (1)",
+            "region_perturbation": {
+                "block": BLOCK,
+                "steps": eval_steps,
+                "ordering": "morf",
+                "repeats": 1,
+                "tiles": len(eval_idx),
+                "perturbations": list(eval_perturbations),
+                "blur_sigma": 4.0,
+            },
+        },
+        "data": {
+            "train_scenes": n_train,
+            "heldout_scenes": n_val,
+            "test_scenes": n_test,
+            "train_tiles": len(X),
+            "train_positive_share": float(y.mean()),
+            "heldout_tiles": len(Xt),
+            "heldout_positive_share": float(yt.mean()),
+            "heldout_stride": STRIDE,
+            "tile": TILE,
+            "eval_tiles": len(eval_idx),
+            "eval_positive": int(yt[eval_idx].sum()),
+        },
         "models": {},
     }
     timings: dict = {"seconds": {}, "model_bytes": {}}
@@ -412,9 +462,10 @@ def run(out_dir, n_train: int = 60, n_test: int = 3, n_val: int = 6, seed: int =
         model_path = save(pipe, out / f"polygons_{name}.pkl")
         timings["model_bytes"][name] = model_path.stat().st_size
         t0 = time.perf_counter()
-        maps = [pipe.explain([s.image], target=1, tile=TILE, stride=STRIDE)[0].heatmap
-                for s in tqdm(test_scenes, desc=f"[{name}] explaining test scenes",
-                              disable=not verbose)]
+        maps = [
+            pipe.explain([s.image], target=1, tile=TILE, stride=STRIDE)[0].heatmap
+            for s in tqdm(test_scenes, desc=f"[{name}] explaining test scenes", disable=not verbose)
+        ]
         timings["seconds"][f"explain_test_scenes_{name}"] = time.perf_counter() - t0
         heatmaps[name] = maps
         dilate = descriptor_half_side(pipe)
@@ -422,8 +473,13 @@ def run(out_dir, n_train: int = 60, n_test: int = 3, n_val: int = 6, seed: int =
         entry = {
             "config": CONFIGS[name],
             "kernels": [type(k).__name__ for k in clf.kernels_],
-            "accuracy": {"value": accuracy, "stderr": stderr, "stderr_scenes": stderr_scenes,
-                         "n_tiles": len(yt), "n_scenes": n_val},
+            "accuracy": {
+                "value": accuracy,
+                "stderr": stderr,
+                "stderr_scenes": stderr_scenes,
+                "n_tiles": len(yt),
+                "n_scenes": n_val,
+            },
             "kernel_weights": clf.kernel_weights_[0].tolist(),
             "n_support_vectors": int(clf.support_vectors_.shape[0]),
             "localisation": {"dilation_pixels": dilate, **summarise_localisation(located)},
@@ -432,37 +488,58 @@ def run(out_dir, n_train: int = 60, n_test: int = 3, n_val: int = 6, seed: int =
         if len(eval_idx):
             t0 = time.perf_counter()
             methods = lrp_methods("hik" if name == "hik" else "chi2")
-            log(f"[{name}] region perturbation on {len(eval_idx)} tiles "
-                f"({int(yt[eval_idx].sum())} positive)")
-            key = run_key(clf, Ft[eval_idx], {"steps": eval_steps, "seed": seed, "block": BLOCK,
-                                              "perturbations": list(eval_perturbations),
-                                              "methods": {m: repr(r) for m, r in methods.items()}})
+            log(f"[{name}] region perturbation on {len(eval_idx)} tiles ({int(yt[eval_idx].sum())} positive)")
+            key = run_key(
+                clf,
+                Ft[eval_idx],
+                {
+                    "steps": eval_steps,
+                    "seed": seed,
+                    "block": BLOCK,
+                    "perturbations": list(eval_perturbations),
+                    "methods": {m: repr(r) for m, r in methods.items()},
+                },
+            )
             partial = out / "partial" / name
             per_tile = map_images(
                 lambda item, pipe=pipe, methods=methods, partial=partial, key=key: cached_tile(
-                    partial / f"tile{item[0]:05d}.json", key, lambda: tile_faithfulness(
-                        pipe, item[1], methods, eval_perturbations, eval_steps, seed + item[0])),
-                [(int(i), Xt[i]) for i in eval_idx], n_jobs, f"[{name}] region perturbation",
-                verbose)
+                    partial / f"tile{item[0]:05d}.json",
+                    key,
+                    lambda: tile_faithfulness(
+                        pipe, item[1], methods, eval_perturbations, eval_steps, seed + item[0]
+                    ),
+                ),
+                [(int(i), Xt[i]) for i in eval_idx],
+                n_jobs,
+                f"[{name}] region perturbation",
+                verbose,
+            )
             entry["region_perturbation"], curves_all[name] = summarise_faithfulness(
-                per_tile, eval_perturbations)
+                per_tile, eval_perturbations
+            )
             if any(t["taylor"] for t in per_tile):
                 entry["taylor"] = summarise_taylor(per_tile)
             faith_tiles[name] = per_tile
             timings["seconds"][f"region_perturbation_{name}"] = time.perf_counter() - t0
             timings["seconds"][f"explain_per_tile_median_{name}"] = {
-                m: float(np.median([t["seconds"][m] for t in per_tile])) for m in methods}
+                m: float(np.median([t["seconds"][m] for t in per_tile])) for m in methods
+            }
         metrics["models"][name] = entry
     if set(models) >= {"hik", "chi2"}:
         metrics["chi2_minus_hik_accuracy_points"] = 100 * (
-            metrics["models"]["chi2"]["accuracy"]["value"]
-            - metrics["models"]["hik"]["accuracy"]["value"])
+            metrics["models"]["chi2"]["accuracy"]["value"] - metrics["models"]["hik"]["accuracy"]["value"]
+        )
     if curves_all:
-        _write_json(out / "region_perturbation.json", {
-            "settings": metrics["settings"]["region_perturbation"],
-            "tiles": [int(i) for i in eval_idx], "labels": [int(yt[i]) for i in eval_idx],
-            "scores": {n: [t["score"] for t in faith_tiles[n]] for n in faith_tiles},
-            "curves": curves_all})
+        _write_json(
+            out / "region_perturbation.json",
+            {
+                "settings": metrics["settings"]["region_perturbation"],
+                "tiles": [int(i) for i in eval_idx],
+                "labels": [int(yt[i]) for i in eval_idx],
+                "scores": {n: [t["score"] for t in faith_tiles[n]] for n in faith_tiles},
+                "curves": curves_all,
+            },
+        )
         plot_curves(curves_all, out / "region_perturbation.png", eval_steps)
     rows = []
     for i, scene in enumerate(test_scenes[:n_figure]):
@@ -471,8 +548,9 @@ def run(out_dir, n_train: int = 60, n_test: int = 3, n_val: int = 6, seed: int =
         parts = [np.repeat(scene.image[:, :, None], 3, axis=2)]
         for m, h in zip(models, norm):
             parts += [gap, pictures.colorize(h, "jet") / 255.0]
-            pictures.save_png(out / f"scene{i}_{m}_triplet.png",
-                              pictures.with_colorbar(pictures.triplet(scene.image, h)))
+            pictures.save_png(
+                out / f"scene{i}_{m}_triplet.png", pictures.with_colorbar(pictures.triplet(scene.image, h))
+            )
             pictures.save_png(out / f"scene{i}_{m}_overlay.png", pictures.overlay(scene.image, h))
         rows.append(np.hstack(parts))
     if rows:
@@ -480,11 +558,12 @@ def run(out_dir, n_train: int = 60, n_test: int = 3, n_val: int = 6, seed: int =
         pictures.save_png(out / "figure.png", pictures.with_colorbar(figure, "jet"))
     _write_json(out / "metrics.json", metrics)
     timings["seconds"]["total"] = time.perf_counter() - t_start
-    timings["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0],
-                          "platform": sys.platform}
+    timings["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform}
     _write_json(out / "timings.json", timings)
-    log(f"done in {timings['seconds']['total']:.0f} s ({timings['seconds']['total'] / 60:.1f} min); "
-        f"wrote {out / 'metrics.json'}, {out / 'timings.json'} and the figures")
+    log(
+        f"done in {timings['seconds']['total']:.0f} s ({timings['seconds']['total'] / 60:.1f} min); "
+        f"wrote {out / 'metrics.json'}, {out / 'timings.json'} and the figures"
+    )
     metrics["_seconds_total"] = timings["seconds"]["total"]
     return metrics
 
@@ -495,11 +574,13 @@ def print_summary(m: dict) -> None:
 
     for name, r in m["models"].items():
         loc, acc = r["localisation"], r["accuracy"]
-        print(f"{name:5s} accuracy {acc['value']:.4f} ± {acc['stderr']:.4f}  positive share on "
-              f"polygons {num(loc['positive_share_on_polygons'], '.2f')} (area "
-              f"{num(loc['dilated_polygon_area_share'], '.2f')})  mean relevance polygons "
-              f"{num(loc['mean_relevance_on_polygons'])} round {num(loc['mean_relevance_on_round'])} "
-              f"background {num(loc['mean_relevance_on_background'])}")
+        print(
+            f"{name:5s} accuracy {acc['value']:.4f} ± {acc['stderr']:.4f}  positive share on "
+            f"polygons {num(loc['positive_share_on_polygons'], '.2f')} (area "
+            f"{num(loc['dilated_polygon_area_share'], '.2f')})  mean relevance polygons "
+            f"{num(loc['mean_relevance_on_polygons'])} round {num(loc['mean_relevance_on_round'])} "
+            f"background {num(loc['mean_relevance_on_background'])}"
+        )
         for pert, block in (r["region_perturbation"] or {}).items():
             print(f"      AOPC (MoRF, {BLOCK}x{BLOCK} {pert}, ± s.e.; paired minus occlusion / random):")
             for meth, a in block["methods"].items():
@@ -508,8 +589,10 @@ def print_summary(m: dict) -> None:
                 print(f"        {meth:16s} {a['aopc']:.3f} ± {a['stderr']:.3f}  {diffs}")
         for meth, t in (r.get("taylor") or {}).items():
             res, dist = t["relative_residual"], t["root_distance"]
-            print(f"      {meth:16s} residual/|f| median {res['median']:.2e} p90 {res['p90']:.2e}  "
-                  f"root distance median {dist['median']:.4f}")
+            print(
+                f"      {meth:16s} residual/|f| median {res['median']:.2e} p90 {res['p90']:.2e}  "
+                f"root distance median {dist['median']:.4f}"
+            )
 
 
 def main(argv=None) -> None:
@@ -517,21 +600,33 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=str(ROOT / "experiments/results/polygons"))
     ap.add_argument("--train-scenes", type=int, default=60)
     ap.add_argument("--test-scenes", type=int, default=3, help="scenes explained tile by tile")
-    ap.add_argument("--heldout-scenes", type=int, default=6,
-                    help="scenes for tile accuracy (169 crops each, every 34 px)")
+    ap.add_argument(
+        "--heldout-scenes", type=int, default=6, help="scenes for tile accuracy (169 crops each, every 34 px)"
+    )
     ap.add_argument("--eval-tiles", type=int, default=40, help="held-out tiles for region perturbation")
     ap.add_argument("--eval-steps", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--words", type=int, default=None, help="override the words per scale")
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--models", default="hik,chi2", help="comma-separated subset of hik,chi2")
-    ap.add_argument("--perturbations", default=",".join(PERTURBATIONS),
-                    help="comma-separated subset of uniform,blur")
+    ap.add_argument(
+        "--perturbations", default=",".join(PERTURBATIONS), help="comma-separated subset of uniform,blur"
+    )
     args = ap.parse_args(argv)
-    m = run(args.out, args.train_scenes, args.test_scenes, args.heldout_scenes, args.seed,
-            args.words, args.n_jobs, models=tuple(args.models.split(",")),
-            n_figure=min(3, args.test_scenes), n_eval_tiles=args.eval_tiles,
-            eval_steps=args.eval_steps, eval_perturbations=tuple(args.perturbations.split(",")))
+    m = run(
+        args.out,
+        args.train_scenes,
+        args.test_scenes,
+        args.heldout_scenes,
+        args.seed,
+        args.words,
+        args.n_jobs,
+        models=tuple(args.models.split(",")),
+        n_figure=min(3, args.test_scenes),
+        n_eval_tiles=args.eval_tiles,
+        eval_steps=args.eval_steps,
+        eval_perturbations=tuple(args.perturbations.split(",")),
+    )
     print_summary(m)
     print(f"total time {m['_seconds_total']:.0f} s ({m['_seconds_total'] / 60:.1f} min)")
 

@@ -51,16 +51,26 @@ def verdict(diff: dict) -> str:
 
 
 def _faithfulness(lines, models, names) -> None:
-    perts = [p for p in ("uniform", "blur")
-             if any(p in (models[n].get("region_perturbation") or {}) for n in names)]
+    perts = [
+        p
+        for p in ("uniform", "blur")
+        if any(p in (models[n].get("region_perturbation") or {}) for n in names)
+    ]
     if not perts:
         return
     settings = None
-    lines += ["", "Faithfulness (region perturbation, most relevant 9×9 blocks first; AOPC ± standard "
-              "error over tiles; Δ = the paired per-tile difference ± its standard error, "
-              "positive = more faithful than occlusion / random):", ""]
-    head = "| model | method | " + " | ".join(
-        f"AOPC {p} | Δ occlusion ({p}) | Δ random ({p})" for p in perts) + " |"
+    lines += [
+        "",
+        "Faithfulness (region perturbation, most relevant 9×9 blocks first; AOPC ± standard "
+        "error over tiles; Δ = the paired per-tile difference ± its standard error, "
+        "positive = more faithful than occlusion / random):",
+        "",
+    ]
+    head = (
+        "| model | method | "
+        + " | ".join(f"AOPC {p} | Δ occlusion ({p}) | Δ random ({p})" for p in perts)
+        + " |"
+    )
     lines += [head, "|---|---|" + "---|---|---|" * len(perts)]
     for n in names:
         rp = models[n].get("region_perturbation") or {}
@@ -84,10 +94,15 @@ def _faithfulness(lines, models, names) -> None:
             lrp = [m for m in paired if m not in ("occlusion", "random")]
             best = max(lrp, key=lambda m: rp[p]["methods"][m]["aopc"])
             d = paired[best]["occlusion"]
-            word = {"better": "beats occlusion", "worse": "is less faithful than occlusion",
-                    "tie": "does not differ from occlusion by more than two standard errors"}[verdict(d)]
-            parts.append(f"under {p} perturbation the best LRP variant ({best}) {word} "
-                         f"(Δ = {d['mean']:+.3f} ± {d['stderr']:.3f})")
+            word = {
+                "better": "beats occlusion",
+                "worse": "is less faithful than occlusion",
+                "tie": "does not differ from occlusion by more than two standard errors",
+            }[verdict(d)]
+            parts.append(
+                f"under {p} perturbation the best LRP variant ({best}) {word} "
+                f"(Δ = {d['mean']:+.3f} ± {d['stderr']:.3f})"
+            )
         lines += ["", "**Does LRP beat occlusion on the χ² model?** " + "; ".join(parts) + "."]
 
 
@@ -95,13 +110,20 @@ def _taylor(lines, models) -> None:
     t = models.get("chi2", {}).get("taylor")
     if not t:
         return
-    lines += ["", "Taylor-type rules of the χ² model on the same tiles (residual = "
-              "|f(x) − f(x̃) − Σ_d R_d| / |f(x)|; root distance ‖x − x̃‖):", "",
-              "| rule | residual median | residual p90 | root distance median |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "Taylor-type rules of the χ² model on the same tiles (residual = "
+        "|f(x) − f(x̃) − Σ_d R_d| / |f(x)|; root distance ‖x − x̃‖):",
+        "",
+        "| rule | residual median | residual p90 | root distance median |",
+        "|---|---|---|---|",
+    ]
     for m, d in t.items():
         res, dist = d["relative_residual"], d["root_distance"]
-        lines.append(f"| {m} | {_num(res['median'], '.2e')} | {_num(res['p90'], '.2e')} | "
-                     f"{_num(dist['median'], '.4f')} |")
+        lines.append(
+            f"| {m} | {_num(res['median'], '.2e')} | {_num(res['p90'], '.2e')} | "
+            f"{_num(dist['median'], '.4f')} |"
+        )
 
 
 def render(metrics: dict, timings: dict | None = None) -> str:
@@ -112,8 +134,10 @@ def render(metrics: dict, timings: dict | None = None) -> str:
     when = ""
     if timings:
         machine = timings.get("machine", {})
-        when = (f"; {timings['seconds']['total'] / 60:.1f} min on {machine.get('cores', '?')} "
-                f"cores, Python {machine.get('python', '?')}")
+        when = (
+            f"; {timings['seconds']['total'] / 60:.1f} min on {machine.get('cores', '?')} "
+            f"cores, Python {machine.get('python', '?')}"
+        )
     lines = [
         f"Results of one run of `make polygons-experiment` ({data['train_tiles']} training tiles, "
         f"{data['heldout_tiles']} held-out tiles cropped every {data['heldout_stride']} px from "
@@ -132,20 +156,40 @@ def render(metrics: dict, timings: dict | None = None) -> str:
         extra = f" (± {100 * a['stderr_scenes']:.1f} over scenes)" if a.get("stderr_scenes") else ""
         return f"{_pct(a['value'])} ± {100 * a['stderr']:.1f}{extra}"
 
-    row(f"held-out tile accuracy ({data['heldout_tiles']} tiles)", [acc(n) for n in names],
-        "≈ 97 %, χ² ≈ 1.6 points better")
+    row(
+        f"held-out tile accuracy ({data['heldout_tiles']} tiles)",
+        [acc(n) for n in names],
+        "≈ 97 %, χ² ≈ 1.6 points better",
+    )
     loc = {n: models[n]["localisation"] for n in names}
-    row("positive relevance on polygons (dilated; share of the area "
+    row(
+        "positive relevance on polygons (dilated; share of the area "
         f"{_pct(loc[names[0]]['dilated_polygon_area_share'])})",
-        [_pct(loc[n]["positive_share_on_polygons"]) for n in names])
-    row("mean relevance per pixel: polygons / round / background",
-        [" / ".join(_num(loc[n][k]) for k in ("mean_relevance_on_polygons", "mean_relevance_on_round",
-                                               "mean_relevance_on_background")) for n in names],
-        "positive / weakly negative / ≈ 0")
-    row("polygons with positive mean relevance",
-        [f"{_pct(loc[n]['fraction_polygons_positive'])} of {loc[n]['n_polygons']}" for n in names])
-    row("round shapes with negative mean relevance",
-        [f"{_pct(loc[n]['fraction_round_negative'])} of {loc[n]['n_round']}" for n in names])
+        [_pct(loc[n]["positive_share_on_polygons"]) for n in names],
+    )
+    row(
+        "mean relevance per pixel: polygons / round / background",
+        [
+            " / ".join(
+                _num(loc[n][k])
+                for k in (
+                    "mean_relevance_on_polygons",
+                    "mean_relevance_on_round",
+                    "mean_relevance_on_background",
+                )
+            )
+            for n in names
+        ],
+        "positive / weakly negative / ≈ 0",
+    )
+    row(
+        "polygons with positive mean relevance",
+        [f"{_pct(loc[n]['fraction_polygons_positive'])} of {loc[n]['n_polygons']}" for n in names],
+    )
+    row(
+        "round shapes with negative mean relevance",
+        [f"{_pct(loc[n]['fraction_round_negative'])} of {loc[n]['n_round']}" for n in names],
+    )
     _faithfulness(lines, models, names)
     _taylor(lines, models)
     return "\n".join(lines)
@@ -169,14 +213,17 @@ def render_files(metrics_path, timings_path=None) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--metrics", default=str(SNAPSHOT))
-    ap.add_argument("--timings", default=None,
-                    help=f"timings.json (default: {TIMINGS.name} beside the snapshot, if --metrics "
-                         "is the snapshot)")
+    ap.add_argument(
+        "--timings",
+        default=None,
+        help=f"timings.json (default: {TIMINGS.name} beside the snapshot, if --metrics is the snapshot)",
+    )
     ap.add_argument("--readme", default=str(ROOT / "README.md"))
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args(argv)
-    timings = args.timings or (TIMINGS if Path(args.metrics) == SNAPSHOT else
-                               Path(args.metrics).with_name("timings.json"))
+    timings = args.timings or (
+        TIMINGS if Path(args.metrics) == SNAPSHOT else Path(args.metrics).with_name("timings.json")
+    )
     readme = Path(args.readme).read_text()
     updated = replace_block(readme, render_files(args.metrics, timings))
     if args.check:

@@ -60,23 +60,34 @@ def model_configs(n_words: int, n_gauss: int) -> dict:
     fv = {
         "name": "polygons_fv_rbf",
         "random_state": 0,
-        "channels": [{
-            "name": "fisher-sift",
-            "extractor": {"DenseSIFT": {"bin_sizes": [6], "steps": 6, "rotate": True,
-                                        "backend": "opencv"}},
-            "encoder": {"FisherVector": {
-                "vocabulary": {"GMMVocabulary": {"n_components": n_gauss, "pca_components": 32,
-                                                 "max_descriptors": 100000}},
-                "parts": ["mu", "sigma"], "normalization": "power+l2"}},
-            "kernel": "rbf",
-        }],
+        "channels": [
+            {
+                "name": "fisher-sift",
+                "extractor": {
+                    "DenseSIFT": {"bin_sizes": [6], "steps": 6, "rotate": True, "backend": "opencv"}
+                },
+                "encoder": {
+                    "FisherVector": {
+                        "vocabulary": {
+                            "GMMVocabulary": {
+                                "n_components": n_gauss,
+                                "pca_components": 32,
+                                "max_descriptors": 100000,
+                            }
+                        },
+                        "parts": ["mu", "sigma"],
+                        "normalization": "power+l2",
+                    }
+                },
+                "kernel": "rbf",
+            }
+        ],
         "classifier": {"C": 10.0},
     }
     return {"chi2": chi2, "rbf": rbf, "fv_rbf": fv}
 
 
-def train_models(mdir: Path, names, n_train: int, n_words: int, n_gauss: int, seed: int,
-                 n_jobs: int) -> dict:
+def train_models(mdir: Path, names, n_train: int, n_words: int, n_gauss: int, seed: int, n_jobs: int) -> dict:
     """Fit (or load cached, from ``mdir``) models; returns {name: (pipeline, info)}."""
     configs = model_configs(n_words, n_gauss)
     mdir.mkdir(parents=True, exist_ok=True)
@@ -95,8 +106,12 @@ def train_models(mdir: Path, names, n_train: int, n_words: int, n_gauss: int, se
             pipe = Pipeline.from_config(configs[name], n_jobs=n_jobs, verbose=False)
             t0 = time.perf_counter()
             pipe.fit(X, y)
-            info = {"fit_seconds": time.perf_counter() - t0, "config": configs[name],
-                    "train_scenes": n_train, "train_tiles": len(X)}
+            info = {
+                "fit_seconds": time.perf_counter() - t0,
+                "config": configs[name],
+                "train_scenes": n_train,
+                "train_tiles": len(X),
+            }
             save(pipe, path)
             _write_json(path.with_suffix(".json"), info)
             log(f"[{name}] fitted in {info['fit_seconds']:.0f} s")
@@ -132,8 +147,17 @@ def _best_time(fn, repeats: int = 3) -> float:
     return best
 
 
-def evaluate_tile(pipe, tile, rules: dict, descriptor_rule, perturbations, steps: int,
-                  repeats: int, seed: int, timing_repeats: int) -> dict:
+def evaluate_tile(
+    pipe,
+    tile,
+    rules: dict,
+    descriptor_rule,
+    perturbations,
+    steps: int,
+    repeats: int,
+    seed: int,
+    timing_repeats: int,
+) -> dict:
     """Residual, root distance, cost and AOPC of every variant (and occlusion, random) on one tile."""
     from bowlrp.classifier.relevance import classifier_relevance
     from bowlrp.evaluation import occlusion_map, region_perturbation
@@ -146,16 +170,21 @@ def evaluate_tile(pipe, tile, rules: dict, descriptor_rule, perturbations, steps
     task, sign = clf.task_and_sign(x, 1)
     t_df = _best_time(lambda: pipe.decision_function([tile]), timing_repeats)
     t_clf_df = _best_time(lambda: clf.decision_function(x[None, :]), timing_repeats)
-    out = {"score": float(clf.decision_function(x[None, :]).ravel()[task] * sign),
-           "seconds_decision_function": t_df, "seconds_classifier_decision": t_clf_df,
-           "variants": {}, "aopc": {}}
+    out = {
+        "score": float(clf.decision_function(x[None, :]).ravel()[task] * sign),
+        "seconds_decision_function": t_df,
+        "seconds_classifier_decision": t_clf_df,
+        "variants": {},
+        "aopc": {},
+    }
     heatmaps = {}
     for name, rule in rules.items():
         dims = classifier_relevance(clf, x, task, sign, rule)
-        t_clf = _best_time(lambda rule=rule: classifier_relevance(clf, x, task, sign, rule),
-                           timing_repeats)
-        t_exp = _best_time(lambda rule=rule: explain_trace(pipe, pipe.forward_one(tile), 1,
-                                                 [rule, descriptor_rule]), timing_repeats)
+        t_clf = _best_time(lambda rule=rule: classifier_relevance(clf, x, task, sign, rule), timing_repeats)
+        t_exp = _best_time(
+            lambda rule=rule: explain_trace(pipe, pipe.forward_one(tile), 1, [rule, descriptor_rule]),
+            timing_repeats,
+        )
         e = explain_trace(pipe, trace, 1, [rule, descriptor_rule])
         heatmaps[name] = e.heatmap
         info = dims.root_info or {}
@@ -178,8 +207,7 @@ def evaluate_tile(pipe, tile, rules: dict, descriptor_rule, perturbations, steps
         t_occ = time.perf_counter() - t0
         table = {}
         for name, heat in maps.items():
-            r = region_perturbation(pipe, [tile], [heat], ("morf",), 9, steps, repeats, pert,
-                                    seed, 1)
+            r = region_perturbation(pipe, [tile], [heat], ("morf",), 9, steps, repeats, pert, seed, 1)
             table[name] = float(aopc(r.curves["morf"]).mean())
         first = next(iter(heatmaps.values()))
         r = region_perturbation(pipe, [tile], [first], ("random",), 9, steps, repeats, pert, seed, 1)
@@ -193,8 +221,13 @@ def _stats(values) -> dict:
     v = np.asarray([a for a in values if a is not None], dtype=float)
     if v.size == 0:
         return {}
-    return {"median": float(np.median(v)), "p90": float(np.quantile(v, 0.9)),
-            "mean": float(v.mean()), "max": float(v.max()), "n": int(v.size)}
+    return {
+        "median": float(np.median(v)),
+        "p90": float(np.quantile(v, 0.9)),
+        "mean": float(v.mean()),
+        "max": float(v.max()),
+        "n": int(v.size),
+    }
 
 
 def _mean_se(values) -> dict:
@@ -211,14 +244,16 @@ def summarise(tiles: list[dict]) -> dict:
     out = {"variants": {}, "aopc": {}}
     for name in names:
         rows = [t["variants"][name] for t in tiles]
-        gain = [1 - r["root_distance"] / r["segment_root_distance"] for r in rows
-                if r["segment_root_distance"]]
+        gain = [
+            1 - r["root_distance"] / r["segment_root_distance"] for r in rows if r["segment_root_distance"]
+        ]
         old = [t["variants"][names[0]]["root_distance"] for t in tiles]
         ratio = [r["root_distance"] / o for r, o in zip(rows, old) if o]
         out["variants"][name] = {
             "distance_over_old_default": _stats(ratio),
-            "share_not_farther_than_old_default": float(np.mean(
-                [r["root_distance"] <= o * (1 + 1e-9) for r, o in zip(rows, old)])),
+            "share_not_farther_than_old_default": float(
+                np.mean([r["root_distance"] <= o * (1 + 1e-9) for r, o in zip(rows, old)])
+            ),
             "relative_residual": _stats([r["relative_residual"] for r in rows]),
             "root_distance": _stats([r["root_distance"] for r in rows]),
             "segment_root_distance": _stats([r["segment_root_distance"] for r in rows]),
@@ -233,17 +268,34 @@ def summarise(tiles: list[dict]) -> dict:
             a = np.array([t["aopc"][pert][m] for t in tiles])
             occ = np.array([t["aopc"][pert]["occlusion"] for t in tiles])
             rnd = np.array([t["aopc"][pert]["random"] for t in tiles])
-            table[m] = {**_mean_se(a), "minus_occlusion": _mean_se(a - occ),
-                        "minus_random": _mean_se(a - rnd)}
+            table[m] = {
+                **_mean_se(a),
+                "minus_occlusion": _mean_se(a - occ),
+                "minus_random": _mean_se(a - rnd),
+            }
         out["aopc"][pert] = table
     return out
 
 
-def run(out_dir, models=("chi2", "rbf", "fv_rbf"), n_train: int = 30, n_words: int = 128,
-        n_gauss: int = 16, n_tiles: int = 20, nodes: int = 16, steps: int = 40,
-        repeats: int = 3, perturbations=("uniform", "blur"), seed: int = 0, n_jobs: int = 2,
-        timing_repeats: int = 3, n_val: int = 12, model_dir=None,
-        results_name: str = "results.json", summarise_only: bool = False) -> dict:
+def run(
+    out_dir,
+    models=("chi2", "rbf", "fv_rbf"),
+    n_train: int = 30,
+    n_words: int = 128,
+    n_gauss: int = 16,
+    n_tiles: int = 20,
+    nodes: int = 16,
+    steps: int = 40,
+    repeats: int = 3,
+    perturbations=("uniform", "blur"),
+    seed: int = 0,
+    n_jobs: int = 2,
+    timing_repeats: int = 3,
+    n_val: int = 12,
+    model_dir=None,
+    results_name: str = "results.json",
+    summarise_only: bool = False,
+) -> dict:
     from tqdm import tqdm
 
     from bowlrp.rules import Epsilon
@@ -255,12 +307,25 @@ def run(out_dir, models=("chi2", "rbf", "fv_rbf"), n_train: int = 30, n_words: i
     Xv, yv = tile_dataset(generate(seed + 5000, n_val))
     tiles = [t for t, label in zip(Xv, yv) if label == 1][:n_tiles]
     rules = variants(nodes)
-    results = {"settings": {"train_scenes": n_train, "words": n_words, "gmm_components": n_gauss,
-                            "tiles": len(tiles), "heldout_scenes": n_val, "nodes": nodes,
-                            "steps": steps, "repeats": repeats, "block": 9, "seed": seed,
-                            "descriptor_rule": "epsilon=0", "perturbations": list(perturbations),
-                            "explained_class": 1, "rules": {k: repr(v) for k, v in rules.items()}},
-               "models": {}}
+    results = {
+        "settings": {
+            "train_scenes": n_train,
+            "words": n_words,
+            "gmm_components": n_gauss,
+            "tiles": len(tiles),
+            "heldout_scenes": n_val,
+            "nodes": nodes,
+            "steps": steps,
+            "repeats": repeats,
+            "block": 9,
+            "seed": seed,
+            "descriptor_rule": "epsilon=0",
+            "perturbations": list(perturbations),
+            "explained_class": 1,
+            "rules": {k: repr(v) for k, v in rules.items()},
+        },
+        "models": {},
+    }
     for name in models:
         pipe, info = fitted[name]
         pipe.set_params(n_jobs=None, verbose=False)
@@ -278,16 +343,18 @@ def run(out_dir, models=("chi2", "rbf", "fv_rbf"), n_train: int = 30, n_words: i
             if summarise_only:
                 continue
             try:
-                r = evaluate_tile(pipe, tile, rules, Epsilon(0.0), perturbations, steps, repeats,
-                                  seed + i, timing_repeats)
-            except Exception as exc:   # record and go on
+                r = evaluate_tile(
+                    pipe, tile, rules, Epsilon(0.0), perturbations, steps, repeats, seed + i, timing_repeats
+                )
+            except Exception as exc:  # record and go on
                 r = {"error": f"{type(exc).__name__}: {exc}"}
                 log(f"[{name}] tile {i}: {r['error']}")
             _write_json(path, r)
             per_tile.append(r)
         ok = [t for t in per_tile if "error" not in t]
         results["models"][name] = {
-            "fit_seconds": info["fit_seconds"], "train_tiles": info["train_tiles"],
+            "fit_seconds": info["fit_seconds"],
+            "train_tiles": info["train_tiles"],
             "kernel_weights": pipe.classifier_.kernel_weights_[0].tolist(),
             "n_support_vectors": int(pipe.classifier_.support_vectors_.shape[0]),
             "n_features": int(pipe.classifier_.support_vectors_.shape[1]),
@@ -302,9 +369,11 @@ def run(out_dir, models=("chi2", "rbf", "fv_rbf"), n_train: int = 30, n_words: i
 
 def table(results: dict) -> str:
     """variant | residual median/p90 | root distance | AOPC uniform/blur | cost ratio."""
-    lines = ["| model | variant | residual median / p90 | root distance (old default -> this) | "
-             "AOPC uniform (- occlusion) | AOPC blur (- occlusion) | cost ratio (classifier step) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | variant | residual median / p90 | root distance (old default -> this) | "
+        "AOPC uniform (- occlusion) | AOPC blur (- occlusion) | cost ratio (classifier step) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for model, r in results["models"].items():
         s = r["summary"]
         if s is None:
@@ -327,13 +396,13 @@ def table(results: dict) -> str:
             lines.append(
                 f"| {model} | {m} | {100 * res['median']:.3g} % / {100 * res['p90']:.3g} % | "
                 f"{seg['median']:.4f} -> {dist['median']:.4f} | {cells[0]} | {cells[1]} | "
-                f"{v['cost_ratio']['median']:.2f} ({v['classifier_cost_ratio']['median']:.1f}) |")
+                f"{v['cost_ratio']['median']:.2f} ({v['classifier_cost_ratio']['median']:.1f}) |"
+            )
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "experiments/results/taylor"))
     ap.add_argument("--models", default="chi2,rbf,fv_rbf")
     ap.add_argument("--train-scenes", type=int, default=30)
@@ -348,18 +417,37 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--model-dir", default=None, help="cached models (default: OUT/models)")
-    ap.add_argument("--perturbations", default="uniform,blur",
-                    help="comma-separated; empty: no region perturbation (residuals, roots, cost)")
+    ap.add_argument(
+        "--perturbations",
+        default="uniform,blur",
+        help="comma-separated; empty: no region perturbation (residuals, roots, cost)",
+    )
     ap.add_argument("--results", default="results.json", help="file name in --out")
-    ap.add_argument("--summarise-only", action="store_true",
-                    help="only summarise the tiles already done (in --out/partial)")
+    ap.add_argument(
+        "--summarise-only",
+        action="store_true",
+        help="only summarise the tiles already done (in --out/partial)",
+    )
     args = ap.parse_args(argv)
-    results = run(args.out, tuple(args.models.split(",")), args.train_scenes, args.words,
-                  args.gauss, args.tiles, args.nodes, args.steps, args.repeats,
-                  seed=args.seed, n_jobs=args.n_jobs, timing_repeats=args.timing_repeats,
-                  n_val=args.heldout_scenes, model_dir=args.model_dir,
-                  perturbations=tuple(p for p in args.perturbations.split(",") if p),
-                  results_name=args.results, summarise_only=args.summarise_only)
+    results = run(
+        args.out,
+        tuple(args.models.split(",")),
+        args.train_scenes,
+        args.words,
+        args.gauss,
+        args.tiles,
+        args.nodes,
+        args.steps,
+        args.repeats,
+        seed=args.seed,
+        n_jobs=args.n_jobs,
+        timing_repeats=args.timing_repeats,
+        n_val=args.heldout_scenes,
+        model_dir=args.model_dir,
+        perturbations=tuple(p for p in args.perturbations.split(",") if p),
+        results_name=args.results,
+        summarise_only=args.summarise_only,
+    )
     print(table(results))
     log(f"wrote {Path(args.out) / args.results}")
 

@@ -51,8 +51,9 @@ from bowlrp.model_files import load, save  # noqa: E402
 from bowlrp.pipeline import Pipeline  # noqa: E402
 from bowlrp.training import negative_label  # noqa: E402
 
-DOWNLOAD_HINT = ("no VOC data: set VOC_ROOT=<…/VOCdevkit/VOC2007> "
-                 "(download it with: bash data_scripts/download_voc.sh)")
+DOWNLOAD_HINT = (
+    "no VOC data: set VOC_ROOT=<…/VOCdevkit/VOC2007> (download it with: bash data_scripts/download_voc.sh)"
+)
 #: Published mAP of the configurations (VOC 2007 test), for comparison in the output.
 REFERENCE_MAP = {"voc_fisher": (0.617, "Chatfield et al. 2011, improved Fisher vectors, VOC 2007 test")}
 
@@ -78,8 +79,9 @@ def write_csv(path: Path, header: list, rows: list) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def features_on_disk(pipe: Pipeline, images: list, path: Path, chunk: int = 32,
-                     quiet: bool = False) -> np.ndarray:
+def features_on_disk(
+    pipe: Pipeline, images: list, path: Path, chunk: int = 32, quiet: bool = False
+) -> np.ndarray:
     """Float32 features of ``images`` in a memory-mapped ``.npy``, resumable.
 
     Rows are written a chunk at a time; after each chunk the file is flushed
@@ -95,11 +97,12 @@ def features_on_disk(pipe: Pipeline, images: list, path: Path, chunk: int = 32,
     X = open_memmap(path, mode="r+" if done else "w+", dtype=np.float32, shape=(n, d))
     if X.shape != (n, d):
         raise DatasetError(f"{path} holds features of shape {X.shape}, expected {(n, d)}; delete it")
-    with tqdm(total=n, initial=done, desc=f"features ({path.stem})", disable=quiet or n < 2,
-              leave=False) as bar:
+    with tqdm(
+        total=n, initial=done, desc=f"features ({path.stem})", disable=quiet or n < 2, leave=False
+    ) as bar:
         for start in range(done, n, chunk):
-            part = images[start:start + chunk]
-            pipe.features(part, out=X[start:start + len(part)])
+            part = images[start : start + chunk]
+            pipe.features(part, out=X[start : start + len(part)])
             X.flush()
             atomic_write_text(done_file, str(start + len(part)))
             bar.update(len(part))
@@ -131,8 +134,10 @@ def explain_image(pipe: Pipeline, path, targets: list[int], classes: tuple, anno
     for t in targets:
         e = explain_trace(pipe, trace, int(t))
         boxes = annotation.boxes(classes[t])
-        out[classes[t]] = {"score": float(e.score),
-                           "context_ratio": context_ratio(e.heatmap, boxes) if boxes else None}
+        out[classes[t]] = {
+            "score": float(e.score),
+            "context_ratio": context_ratio(e.heatmap, boxes) if boxes else None,
+        }
     return out
 
 
@@ -151,8 +156,7 @@ def _figures(pipe, test, scores, classes, out: Path, n_top: int, quiet: bool) ->
             heat = pictures.normalize_heatmaps([e.heatmap])[0]
             img = pictures._rgb(test.paths[i])
             gap = np.ones((img.shape[0], 4, 3))
-            row = np.hstack([img, gap, pictures.overlay(img, heat), gap,
-                             pictures.colorize(heat) / 255.0])
+            row = np.hstack([img, gap, pictures.overlay(img, heat), gap, pictures.colorize(heat) / 255.0])
             rows.append(row)
         width = max(r.shape[1] for r in rows)
         rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=1) for r in rows]
@@ -160,9 +164,19 @@ def _figures(pipe, test, scores, classes, out: Path, n_top: int, quiet: bool) ->
         log(f"figure {path}", quiet)
 
 
-def run(voc_root, config, out, test_split: str = "test", classes=None, max_train: int | None = None,
-        max_test: int | None = None, max_explain: int | None = None, n_top: int = 4,
-        n_jobs: int | None = None, quiet: bool = False) -> dict:
+def run(
+    voc_root,
+    config,
+    out,
+    test_split: str = "test",
+    classes=None,
+    max_train: int | None = None,
+    max_test: int | None = None,
+    max_explain: int | None = None,
+    n_top: int = 4,
+    n_jobs: int | None = None,
+    quiet: bool = False,
+) -> dict:
     """The whole experiment; returns the metrics written to ``out/metrics.json``.
 
     Parameters
@@ -193,8 +207,11 @@ def run(voc_root, config, out, test_split: str = "test", classes=None, max_train
     classes = train.classes
     cache = out / "cache" / f"{name}-{_fingerprint(cfg, train.ids, test.ids)}"
     cache.mkdir(parents=True, exist_ok=True)
-    log(f"{name}: {len(train)} trainval and {len(test)} {test_split} images, {len(classes)} classes; "
-        f"cache {cache}", quiet)
+    log(
+        f"{name}: {len(train)} trainval and {len(test)} {test_split} images, {len(classes)} classes; "
+        f"cache {cache}",
+        quiet,
+    )
     timings = {}
 
     t = time.perf_counter()
@@ -232,9 +249,19 @@ def run(voc_root, config, out, test_split: str = "test", classes=None, max_train
     scores = np.asarray(pipe.classifier_.decision_function(Xt)).reshape(len(test), len(classes))
     ap = mean_average_precision(scores, test.labels, classes)
     timings["test_features_s"] = time.perf_counter() - t
-    write_csv(out / "ap.csv", ["class", "ap", "n_positive", "n_difficult"],
-              [[c, f"{ap['ap'][c]:.4f}", int((test.labels[:, k] == 1).sum()),
-                int((test.labels[:, k] == 0).sum())] for k, c in enumerate(classes)])
+    write_csv(
+        out / "ap.csv",
+        ["class", "ap", "n_positive", "n_difficult"],
+        [
+            [
+                c,
+                f"{ap['ap'][c]:.4f}",
+                int((test.labels[:, k] == 1).sum()),
+                int((test.labels[:, k] == 0).sum()),
+            ]
+            for k, c in enumerate(classes)
+        ],
+    )
     log(f"mAP {ap['map']:.4f} on {test_split}", quiet)
 
     t = time.perf_counter()
@@ -256,7 +283,7 @@ def run(voc_root, config, out, test_split: str = "test", classes=None, max_train
             continue
         try:
             results[i] = explain_image(pipe, test.paths[i], wanted[i], classes, test.annotation(i))
-        except (BowlrpError, ValueError, OSError) as exc:   # record the failure and go on
+        except (BowlrpError, ValueError, OSError) as exc:  # record the failure and go on
             results[i] = {"error": str(exc)}
         atomic_write_text(path, json.dumps(results[i]))
     rows, per_class = [], {}
@@ -264,18 +291,38 @@ def run(voc_root, config, out, test_split: str = "test", classes=None, max_train
         for c, r in res.items():
             if c == "error":
                 continue
-            rows.append([test.ids[i], c, f"{r['score']:.6f}",
-                         "" if r["context_ratio"] is None else f"{r['context_ratio']:.6f}"])
+            rows.append(
+                [
+                    test.ids[i],
+                    c,
+                    f"{r['score']:.6f}",
+                    "" if r["context_ratio"] is None else f"{r['context_ratio']:.6f}",
+                ]
+            )
             if r["context_ratio"] is not None and np.isfinite(r["context_ratio"]):
                 per_class.setdefault(c, []).append(r["context_ratio"])
     write_csv(out / "context_images.csv", ["image", "class", "score", "context_ratio"], rows)
-    context = {c: {"n_images": len(per_class.get(c, [])),
-                   "mean": float(np.mean(per_class[c])) if per_class.get(c) else None,
-                   "median": float(np.median(per_class[c])) if per_class.get(c) else None}
-               for c in classes}
-    write_csv(out / "context.csv", ["class", "n_images", "mean_context_ratio", "median_context_ratio"],
-              [[c, v["n_images"], "" if v["mean"] is None else f"{v['mean']:.4f}",
-                "" if v["median"] is None else f"{v['median']:.4f}"] for c, v in context.items()])
+    context = {
+        c: {
+            "n_images": len(per_class.get(c, [])),
+            "mean": float(np.mean(per_class[c])) if per_class.get(c) else None,
+            "median": float(np.median(per_class[c])) if per_class.get(c) else None,
+        }
+        for c in classes
+    }
+    write_csv(
+        out / "context.csv",
+        ["class", "n_images", "mean_context_ratio", "median_context_ratio"],
+        [
+            [
+                c,
+                v["n_images"],
+                "" if v["mean"] is None else f"{v['mean']:.4f}",
+                "" if v["median"] is None else f"{v['median']:.4f}",
+            ]
+            for c, v in context.items()
+        ],
+    )
     failures = {test.ids[i]: r["error"] for i, r in results.items() if "error" in r}
     timings["explain_s"] = time.perf_counter() - t
 
@@ -286,12 +333,20 @@ def run(voc_root, config, out, test_split: str = "test", classes=None, max_train
 
     reference = REFERENCE_MAP.get(name)
     metrics = {
-        "config": name, "voc_root": str(voc_root), "test_split": test_split,
-        "n_trainval": len(train), "n_test": len(test), "classes": list(classes),
-        "ap_11_point": ap["ap"], "map": ap["map"],
+        "config": name,
+        "voc_root": str(voc_root),
+        "test_split": test_split,
+        "n_trainval": len(train),
+        "n_test": len(test),
+        "classes": list(classes),
+        "ap_11_point": ap["ap"],
+        "map": ap["map"],
         "reference_map": None if reference is None else {"map": reference[0], "source": reference[1]},
-        "context_ratio": context, "explained_images": len(results), "explain_failures": failures,
-        "feature_size": int(X.shape[1]), "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "context_ratio": context,
+        "explained_images": len(results),
+        "explain_failures": failures,
+        "feature_size": int(X.shape[1]),
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "models": sorted(str(p) for p in (out / "models").glob("*.pkl")),
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
@@ -302,8 +357,11 @@ def run(voc_root, config, out, test_split: str = "test", classes=None, max_train
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--voc-root", default=os.environ.get("VOC_ROOT") or None,
-                    help="…/VOCdevkit/VOC2007 (or a generated VOC-format root)")
+    ap.add_argument(
+        "--voc-root",
+        default=os.environ.get("VOC_ROOT") or None,
+        help="…/VOCdevkit/VOC2007 (or a generated VOC-format root)",
+    )
     ap.add_argument("--config", default="voc_fisher")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "voc"))
     ap.add_argument("--test-split", default="test", help="'test' (VOC 2007) or 'val' (VOC 2009)")
@@ -322,16 +380,28 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         classes = args.classes.split(",") if args.classes else None
-        metrics = run(args.voc_root, args.config, args.out, args.test_split, classes,
-                      args.max_train, args.max_test, args.max_explain, args.n_top, args.n_jobs,
-                      args.quiet)
+        metrics = run(
+            args.voc_root,
+            args.config,
+            args.out,
+            args.test_split,
+            classes,
+            args.max_train,
+            args.max_test,
+            args.max_explain,
+            args.n_top,
+            args.n_jobs,
+            args.quiet,
+        )
     except (BowlrpError, ValueError, OSError) as exc:
         if args.debug:
             raise
         print(f"voc-experiment: {exc}", file=sys.stderr)
         return 2
-    print(f"{metrics['config']}: mAP {metrics['map']:.4f} over {len(metrics['classes'])} classes "
-          f"({metrics['n_test']} {metrics['test_split']} images) -> {args.out}/metrics.json")
+    print(
+        f"{metrics['config']}: mAP {metrics['map']:.4f} over {len(metrics['classes'])} classes "
+        f"({metrics['n_test']} {metrics['test_split']} images) -> {args.out}/metrics.json"
+    )
     return 0
 
 

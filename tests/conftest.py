@@ -12,8 +12,7 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-needs_vlfeat = pytest.mark.skipif(not vlfeat_available(),
-                                  reason="cyvlfeat not installed ([vlfeat] extra)")
+needs_vlfeat = pytest.mark.skipif(not vlfeat_available(), reason="cyvlfeat not installed ([vlfeat] extra)")
 
 
 def stripes(rng, n=64):

@@ -21,23 +21,31 @@ import skops.io as sio
 
 
 def _json(value) -> dict:
-    return {"__class__": "str", "__module__": "builtins", "__loader__": "JsonNode",
-            "content": json.dumps(value), "is_json": True}
+    return {
+        "__class__": "str",
+        "__module__": "builtins",
+        "__loader__": "JsonNode",
+        "content": json.dumps(value),
+        "is_json": True,
+    }
 
 
 def _tuple(*items) -> dict:
-    return {"__class__": "tuple", "__module__": "builtins", "__loader__": "TupleNode",
-            "content": list(items)}
+    return {"__class__": "tuple", "__module__": "builtins", "__loader__": "TupleNode", "content": list(items)}
 
 
 def _list(*items) -> dict:
-    return {"__class__": "list", "__module__": "builtins", "__loader__": "ListNode",
-            "content": list(items)}
+    return {"__class__": "list", "__module__": "builtins", "__loader__": "ListNode", "content": list(items)}
 
 
 def _dict(**items) -> dict:
-    return {"__class__": "dict", "__module__": "builtins", "__loader__": "DictNode",
-            "content": items, "key_types": _list(*[_type("builtins", "str") for _ in items])}
+    return {
+        "__class__": "dict",
+        "__module__": "builtins",
+        "__loader__": "DictNode",
+        "content": items,
+        "key_types": _list(*[_type("builtins", "str") for _ in items]),
+    }
 
 
 def _type(module: str, name: str) -> dict:
@@ -50,18 +58,30 @@ def _function(module: str, name: str) -> dict:
 
 def _call(module: str, name: str, *args) -> dict:
     """``module.name(*args)`` when constructed (skops ConstructorFromReduceNode)."""
-    return {"__class__": name, "__module__": module, "__loader__": "ConstructorFromReduceNode",
-            "content": _tuple(*args)}
+    return {
+        "__class__": name,
+        "__module__": module,
+        "__loader__": "ConstructorFromReduceNode",
+        "content": _tuple(*args),
+    }
 
 
 def _partial(func: dict, *args) -> dict:
-    return {"__class__": "partial", "__module__": "functools", "__loader__": "PartialNode",
-            "content": {"func": func, "args": _tuple(*args), "kwds": _dict(), "namespace": _dict()}}
+    return {
+        "__class__": "partial",
+        "__module__": "functools",
+        "__loader__": "PartialNode",
+        "content": {"func": func, "args": _tuple(*args), "kwds": _dict(), "namespace": _dict()},
+    }
 
 
 def _operator(name: str, *attrs) -> dict:
-    return {"__class__": name, "__module__": "operator", "__loader__": "OperatorFuncNode",
-            "attrs": _tuple(*attrs)}
+    return {
+        "__class__": name,
+        "__module__": "operator",
+        "__loader__": "OperatorFuncNode",
+        "attrs": _tuple(*attrs),
+    }
 
 
 def _consume(func: dict, *items) -> dict:
@@ -85,23 +105,43 @@ def payloads(sentinel: Path, tmp: Path) -> dict[str, dict]:
         "numpy.savetxt": _call("numpy", "savetxt", _json(s), _list(_json(1.0))),
         "numpy.load": _call("numpy", "load", _json(str(evil_pickle)), _json(None), _json(True)),
         "functools.partial": _consume(_partial(_function("builtins", "exec"), _json(code)), _dict()),
-        "operator.methodcaller": _consume(_operator("methodcaller", _json("__call__"), _json(shell)),
-                                          _function("os", "system")),
+        "operator.methodcaller": _consume(
+            _operator("methodcaller", _json("__call__"), _json(shell)), _function("os", "system")
+        ),
         "operator.attrgetter": _consume(
             _operator("methodcaller", _json("__call__"), _json(shell)),
-            _call("builtins", "next", _call("builtins", "map", _operator("attrgetter", _json("os.system")),
-                                            _list(_function("os", "path"))))),
+            _call(
+                "builtins",
+                "next",
+                _call(
+                    "builtins",
+                    "map",
+                    _operator("attrgetter", _json("os.system")),
+                    _list(_function("os", "path")),
+                ),
+            ),
+        ),
         "getattr chain": _consume(
             _operator("methodcaller", _json("__call__"), _json(shell)),
-            _call("builtins", "getattr", _call("builtins", "getattr", _function("os", "path"), _json("os")),
-                  _json("system"))),
+            _call(
+                "builtins",
+                "getattr",
+                _call("builtins", "getattr", _function("os", "path"), _json("os")),
+                _json("system"),
+            ),
+        ),
         # an allowed type built by a loader bowlrp never writes (np.ndarray(shape) would allocate 8 TB)
         "numpy.ndarray via constructor": _call("numpy", "ndarray", _list(_json(1 << 20), _json(1 << 20))),
         # an allowed type with a method call
-        "bowlrp method": {"__class__": "KernelSVC", "__module__": "bowlrp.svm", "__loader__": "MethodNode",
-                          "content": {"func": "fit", "obj": {"__class__": "KernelSVC",
-                                                             "__module__": "bowlrp.svm",
-                                                             "__loader__": "ObjectNode"}}},
+        "bowlrp method": {
+            "__class__": "KernelSVC",
+            "__module__": "bowlrp.svm",
+            "__loader__": "MethodNode",
+            "content": {
+                "func": "fit",
+                "obj": {"__class__": "KernelSVC", "__module__": "bowlrp.svm", "__loader__": "ObjectNode"},
+            },
+        },
     }
 
 
@@ -115,18 +155,36 @@ class _Touch:
         return (open, (self.path, "w"))
 
 
-LIVE = ("builtins.exec", "builtins.eval", "builtins.open", "posix.system", "os.system", "numpy.savetxt",
-        "numpy.load", "functools.partial", "operator.methodcaller", "operator.attrgetter",
-        "getattr chain")
+LIVE = (
+    "builtins.exec",
+    "builtins.eval",
+    "builtins.open",
+    "posix.system",
+    "os.system",
+    "numpy.savetxt",
+    "numpy.load",
+    "functools.partial",
+    "operator.methodcaller",
+    "operator.attrgetter",
+    "getattr chain",
+)
 
 
 def _members(zf: zipfile.ZipFile) -> dict[str, str]:
-    return {i.filename: hashlib.sha256(zf.read(i)).hexdigest() for i in zf.infolist()
-            if i.filename != "bowlrp.json"}
+    return {
+        i.filename: hashlib.sha256(zf.read(i)).hexdigest()
+        for i in zf.infolist()
+        if i.filename != "bowlrp.json"
+    }
 
 
-def rewrite(valid: bytes, schema_edit=None, extra: dict[str, bytes] | None = None,
-            fix_hashes: bool = True, meta_edit=None) -> bytes:
+def rewrite(
+    valid: bytes,
+    schema_edit=None,
+    extra: dict[str, bytes] | None = None,
+    fix_hashes: bool = True,
+    meta_edit=None,
+) -> bytes:
     """A copy of a valid bowlrp model file with its schema edited and its metadata re-hashed."""
     from bowlrp.model_files import _manifest_digest
 
@@ -157,8 +215,10 @@ def rewrite(valid: bytes, schema_edit=None, extra: dict[str, bytes] | None = Non
 
 def inject(valid: bytes, node: dict) -> bytes:
     """The valid model with ``node`` as the value of its ``config`` entry (hashes fixed)."""
+
     def edit(schema):
         schema["content"]["config"] = node
+
     return rewrite(valid, edit)
 
 
@@ -195,12 +255,30 @@ def zip_bomb(valid: bytes, mebibytes: int = 64) -> bytes:
     data = out.getvalue()
     z = zipfile.ZipFile(io.BytesIO(data))
     cd_offset = z.start_dir
-    entries = data[cd_offset:data.rfind(b"PK\x05\x06")]
+    entries = data[cd_offset : data.rfind(b"PK\x05\x06")]
     name = b"bomb.bin"
     local = struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, 8, 0, 0, crc, len(deflated), size, len(name), 0)
     local_offset = cd_offset
-    central = struct.pack("<4s6H3I5H2I", b"PK\x01\x02", 20, 20, 0, 8, 0, 0, crc, len(deflated), size,
-                          len(name), 0, 0, 0, 0, 0, local_offset)
+    central = struct.pack(
+        "<4s6H3I5H2I",
+        b"PK\x01\x02",
+        20,
+        20,
+        0,
+        8,
+        0,
+        0,
+        crc,
+        len(deflated),
+        size,
+        len(name),
+        0,
+        0,
+        0,
+        0,
+        0,
+        local_offset,
+    )
     n = len(z.infolist()) + 1
     body = data[:cd_offset] + local + name + deflated
     cd = entries + central + name
@@ -222,10 +300,10 @@ def declared_huge(valid: bytes, declared: int = 4_300_000_000) -> bytes:
     # central directory entry: uncompressed size at offset 24 of the entry
     pos = z.start_dir
     while True:
-        sig, = struct.unpack("<I", data[pos:pos + 4])
+        (sig,) = struct.unpack("<I", data[pos : pos + 4])
         assert sig == 0x02014B50
-        name_len, extra_len, comment_len = struct.unpack("<3H", data[pos + 28:pos + 34])
-        name = bytes(data[pos + 46:pos + 46 + name_len])
+        name_len, extra_len, comment_len = struct.unpack("<3H", data[pos + 28 : pos + 34])
+        name = bytes(data[pos + 46 : pos + 46 + name_len])
         if name == b"schema.json":
             struct.pack_into("<I", data, pos + 24, min(declared, 0xFFFFFFFE))
             break
@@ -243,20 +321,23 @@ def corpus(valid: bytes, sentinel: Path, tmp: Path) -> dict[str, bytes]:
     files["truncated zip"] = valid[: len(valid) // 2]
     files["truncated end"] = valid[:-10]
     wrong = bytearray(valid)
-    pos = bytes(wrong).find(b"\x93NUMPY")        # flip a byte inside the first array
+    pos = bytes(wrong).find(b"\x93NUMPY")  # flip a byte inside the first array
     wrong[pos + 200] ^= 0xFF
     files["wrong hash (bit flip)"] = bytes(wrong)
 
     def wrong_member_hash(meta):
         meta["members"]["schema.json"] = "0" * 64
+
     files["wrong stored member hash"] = rewrite(valid, meta_edit=wrong_member_hash)
 
     def wrong_payload_hash(meta):
         meta["payload_sha256"] = "0" * 64
+
     files["wrong stored payload hash"] = rewrite(valid, meta_edit=wrong_payload_hash)
 
     def not_json(meta):
         meta.clear()
+
     files["metadata without header"] = rewrite(valid, meta_edit=not_json)
     files["extra member"] = rewrite(valid, extra={"extra.bin": b"x" * 100}, fix_hashes=False)
     from sklearn.linear_model import LogisticRegression

@@ -29,8 +29,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def png_bomb(width: int, height: int, bit_depth: int = 8, colour: int = 2, payload: int = 6000,
-             seed: int = 0) -> bytes:
+def png_bomb(
+    width: int, height: int, bit_depth: int = 8, colour: int = 2, payload: int = 6000, seed: int = 0
+) -> bytes:
     """A small PNG whose IHDR declares ``width x height`` (IDAT: ``payload`` bytes of deflated zeros
     or garbage)."""
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, 0)
@@ -45,7 +46,7 @@ def jpeg_bomb(width: int = 65000, height: int = 65000) -> bytes:
     i = 2
     while True:
         marker = data[i + 1]
-        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
         if marker in (0xC0, 0xC1, 0xC2):
             struct.pack_into(">HH", data, i + 5, height, width)
             return bytes(data)
@@ -60,8 +61,17 @@ def bmp_bomb(width: int = 60000, height: int = -60000) -> bytes:
 
 def tiff_bomb(width: int = 60000, height: int = 60000) -> bytes:
     """A TIFF whose first IFD declares ``width x height`` (uncompressed strips that are not there)."""
-    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
-               (273, 4, 1, 8), (277, 3, 1, 1), (278, 4, 1, height), (279, 4, 1, width * height)]
+    entries = [
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 4, 1, 8),
+        (277, 3, 1, 1),
+        (278, 4, 1, height),
+        (279, 4, 1, width * height),
+    ]
     ifd = struct.pack("<H", len(entries))
     for tag, typ, count, value in entries:
         if typ == 3:

@@ -17,20 +17,27 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
-    peak_rss: int   # bytes (ru_maxrss of the child)
+    peak_rss: int  # bytes (ru_maxrss of the child)
 
 
-def run_limited(args: list[str], limit: int = 2 * GIB, timeout: float = 300, env=None,
-                cwd=None) -> Result:
+def run_limited(args: list[str], limit: int = 2 * GIB, timeout: float = 300, env=None, cwd=None) -> Result:
     """``sys.executable *args`` with ``RLIMIT_AS = limit``; exit code, output and peak RSS."""
+
     def set_limit():
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "NUMBA_NUM_THREADS": "1", **(env or {})}
+    env = {
+        **os.environ,
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "NUMBA_NUM_THREADS": "1",
+        **(env or {}),
+    }
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, *args], stdout=out, stderr=err, env=env, cwd=cwd,
-                                preexec_fn=set_limit)
+        proc = subprocess.Popen(
+            [sys.executable, *args], stdout=out, stderr=err, env=env, cwd=cwd, preexec_fn=set_limit
+        )
         try:
             _, status, usage = _wait4(proc, timeout)
         except subprocess.TimeoutExpired:
@@ -40,8 +47,12 @@ def run_limited(args: list[str], limit: int = 2 * GIB, timeout: float = 300, env
         out.seek(0)
         err.seek(0)
         code = os.waitstatus_to_exitcode(status)
-        return Result(code, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"),
-                      usage.ru_maxrss * 1024)
+        return Result(
+            code,
+            out.read().decode("utf-8", "replace"),
+            err.read().decode("utf-8", "replace"),
+            usage.ru_maxrss * 1024,
+        )
 
 
 def _wait4(proc, timeout):

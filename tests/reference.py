@@ -38,8 +38,7 @@ def dense_fisher_mapping(enc, data, gamma):
             parts.append((gamma[:, :, None] * t / np.sqrt(prior)[None, :, None]).reshape(N, -1))
         else:
             t = (L[:, None, :] - mu[None]) / sigma[None]
-            parts.append((gamma[:, :, None] * (t**2 - 1)
-                          / np.sqrt(2 * prior)[None, :, None]).reshape(N, -1))
+            parts.append((gamma[:, :, None] * (t**2 - 1) / np.sqrt(2 * prior)[None, :, None]).reshape(N, -1))
     return np.hstack(parts)
 
 
@@ -57,7 +56,7 @@ def dense_z(enc, descriptors, trace):
     for lev in range(trace.cell_ids.shape[1]):
         for l in range(N):
             c = trace.cell_ids[l, lev]
-            Z[l, c * block:(c + 1) * block] += M[l] ** p / trace.cell_counts[c]
+            Z[l, c * block : (c + 1) * block] += M[l] ** p / trace.cell_counts[c]
     return Z, M
 
 

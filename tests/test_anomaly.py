@@ -60,6 +60,7 @@ def _dense_svdd_terms(S, alpha, x, names, sizes, weights):
 
 # -- one-class SVM ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("nu", [0.05, 0.3])
 def test_ocsvm_equals_sklearn_rbf(nu):
     X, T = _data(1)
@@ -77,8 +78,9 @@ def test_ocsvm_equals_sklearn_precomputed_two_channels():
     names, sizes, weights = ["hik", "chi2"], [5, 7], [0.3, 0.7]
     ours = OneClassKernelSVM(names, nu=0.2, channel_sizes=sizes, kernel_weights=weights).fit(X)
     ref = OneClassSVM(kernel="precomputed", nu=0.2, tol=1e-6).fit(_dense_gram(X, X, names, sizes, weights))
-    np.testing.assert_allclose(ours.decision_function(T),
-                               ref.decision_function(_dense_gram(T, X, names, sizes, weights)), atol=1e-9)
+    np.testing.assert_allclose(
+        ours.decision_function(T), ref.decision_function(_dense_gram(T, X, names, sizes, weights)), atol=1e-9
+    )
 
 
 @pytest.mark.parametrize("sign", [-1.0, 1.0])
@@ -88,14 +90,16 @@ def test_ocsvm_decomposition_is_eq_A9_and_conserves(sign):
     alpha, S = oc.dual_coef_[0], oc.support_vectors_
     for x in T:
         out = oc.dimension_relevance(x, 0, sign, Decomposition())
-        np.testing.assert_allclose(out.relevance, sign * (alpha[:, None] * np.minimum(S, x)).sum(0),
-                                   rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(
+            out.relevance, sign * (alpha[:, None] * np.minimum(S, x)).sum(0), rtol=1e-12, atol=1e-14
+        )
         assert out.bias == pytest.approx(sign * -oc.offset_, abs=1e-15)
         f = sign * oc.decision_function(x[None])[0]
         assert abs(out.relevance.sum() + out.bias - f) <= 1e-9 * max(1.0, abs(f))
 
 
 # -- SVDD solver ----------------------------------------------------------------------
+
 
 def _svdd_objective(K):
     d = np.diag(K)
@@ -117,16 +121,22 @@ def test_svdd_solves_tax_duin_dual(kernel, normalise):
     assert alpha.sum() == pytest.approx(1.0, abs=1e-12)
     assert alpha.min() >= 0 and alpha.max() <= C + 1e-12
     obj, jac = _svdd_objective(K)
-    ref = minimize(obj, np.full(n, 1.0 / n), jac=jac, bounds=[(0, C)] * n, method="SLSQP",
-                   constraints=[{"type": "eq", "fun": lambda a: a.sum() - 1, "jac": lambda a: np.ones(n)}],
-                   options={"ftol": 1e-15, "maxiter": 2000})
+    ref = minimize(
+        obj,
+        np.full(n, 1.0 / n),
+        jac=jac,
+        bounds=[(0, C)] * n,
+        method="SLSQP",
+        constraints=[{"type": "eq", "fun": lambda a: a.sum() - 1, "jac": lambda a: np.ones(n)}],
+        options={"ftol": 1e-15, "maxiter": 2000},
+    )
     assert ref.success
     assert obj(alpha) <= ref.fun + 1e-9
-    dist = np.diag(K) - 2 * K @ alpha + alpha @ K @ alpha         # a(x_i), eq. A.11
+    dist = np.diag(K) - 2 * K @ alpha + alpha @ K @ alpha  # a(x_i), eq. A.11
     free = (alpha > 1e-9) & (alpha < C - 1e-9)
     assert free.any()
     np.testing.assert_allclose(dist[free], det.radius2_, atol=1e-7)
-    assert np.all(dist[alpha <= 1e-12] <= det.radius2_ + 1e-7)     # inside: alpha = 0
+    assert np.all(dist[alpha <= 1e-12] <= det.radius2_ + 1e-7)  # inside: alpha = 0
     assert np.all(dist[alpha >= C - 1e-12] >= det.radius2_ - 1e-7)  # outside: alpha = C
     assert det.center_norm2_ == pytest.approx(alpha @ K @ alpha, rel=1e-12)
 
@@ -140,7 +150,7 @@ def test_svdd_with_constant_self_kernel_matches_ocsvm():
     np.testing.assert_array_equal(svdd.support_, oc.support_)
     # two libsvm runs (on K and on K - 1) agree to the solver's tolerance, not to rounding
     np.testing.assert_allclose(svdd.dual_coef_, oc.dual_coef_ / oc.dual_coef_.sum(), atol=1e-7)
-    scale = 2.0 / oc.dual_coef_.sum()          # a(x) = 1 - 2 f_oc(x)/(nu n) + const
+    scale = 2.0 / oc.dual_coef_.sum()  # a(x) = 1 - 2 f_oc(x)/(nu n) + const
     np.testing.assert_allclose(svdd.decision_function(T), scale * oc.decision_function(T), atol=1e-6)
 
 
@@ -150,7 +160,7 @@ def test_svdd_C_parameter():
     b = KernelSVDD("hik", nu=0.2, tol=1e-10).fit(X)
     np.testing.assert_allclose(a.radius2_, b.radius2_, rtol=1e-12)
     hard = KernelSVDD("hik", C=1.0).fit(X)
-    assert np.all(hard.decision_function(X) >= -1e-6)    # hard sphere: every sample inside
+    assert np.all(hard.decision_function(X) >= -1e-6)  # hard sphere: every sample inside
     with pytest.raises(ValueError, match="infeasible"):
         KernelSVDD("hik", C=0.01).fit(X)
 
@@ -169,23 +179,34 @@ CASES = [
 def test_svdd_equals_dense_A11_A12_A13(names, sizes, weights):
     X, T = _data(7)
     kernel = names if len(names) > 1 else names[0]
-    det = KernelSVDD(kernel, nu=0.2, channel_sizes=sizes if len(sizes) > 1 else None,
-                     kernel_weights=weights if len(weights) > 1 else None).fit(X)
+    det = KernelSVDD(
+        kernel,
+        nu=0.2,
+        channel_sizes=sizes if len(sizes) > 1 else None,
+        kernel_weights=weights if len(weights) > 1 else None,
+    ).fit(X)
     S, alpha = det.support_vectors_, det.dual_coef_[0]
     Kss = _dense_gram(S, S, names, sizes, weights)
-    a_dense = (np.diag(_dense_gram(T, T, names, sizes, weights))
-               - 2 * _dense_gram(T, S, names, sizes, weights) @ alpha + alpha @ Kss @ alpha)  # A.11
-    np.testing.assert_allclose(-det.decision_function(T), a_dense - det.radius2_,  # A.12
-                               rtol=1e-10, atol=1e-12)
+    a_dense = (
+        np.diag(_dense_gram(T, T, names, sizes, weights))
+        - 2 * _dense_gram(T, S, names, sizes, weights) @ alpha
+        + alpha @ Kss @ alpha
+    )  # A.11
+    np.testing.assert_allclose(
+        -det.decision_function(T),
+        a_dense - det.radius2_,  # A.12
+        rtol=1e-10,
+        atol=1e-12,
+    )
     np.testing.assert_allclose(det.score_samples(T), -a_dense, rtol=1e-10, atol=1e-12)
     for x, a_x in zip(T, a_dense):
         for sign in (-1.0, 1.0):
             out = det.dimension_relevance(x, 0, sign, Decomposition())
             dense = _dense_svdd_terms(S, alpha, x, names, sizes, weights)
-            np.testing.assert_allclose(out.relevance, -sign * dense, rtol=1e-10, atol=1e-13)   # A.13
+            np.testing.assert_allclose(out.relevance, -sign * dense, rtol=1e-10, atol=1e-13)  # A.13
             assert out.bias == pytest.approx(sign * det.radius2_, rel=1e-15)
             g = sign * det.decision_function(x[None])[0]
-            assert abs(out.relevance.sum() + out.bias - g) <= 1e-9 * max(1.0, abs(g))       # conservation
+            assert abs(out.relevance.sum() + out.bias - g) <= 1e-9 * max(1.0, abs(g))  # conservation
             assert out.score == pytest.approx(-sign * (a_x - det.radius2_), abs=1e-10)
 
 
@@ -210,9 +231,15 @@ def test_spread_bias_and_relevance_check():
 
 # -- Taylor for differentiable kernels ---------------------------------------------------
 
-@pytest.mark.parametrize("make", [lambda: KernelSVDD(RBF(sigma=0.8), nu=0.2),
-                                  lambda: KernelSVDD(ExponentialChi2(), nu=0.2),
-                                  lambda: OneClassKernelSVM(RBF(sigma=0.8), nu=0.2)])
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: KernelSVDD(RBF(sigma=0.8), nu=0.2),
+        lambda: KernelSVDD(ExponentialChi2(), nu=0.2),
+        lambda: OneClassKernelSVM(RBF(sigma=0.8), nu=0.2),
+    ],
+)
 def test_taylor_at_a_boundary_root_conserves(make):
     X, T = _data(10)
     det = make().fit(X)
@@ -220,7 +247,7 @@ def test_taylor_at_a_boundary_root_conserves(make):
     assert len(outliers)
     for x in outliers[:3]:
         out = det.dimension_relevance(x, 0, -1.0, Taylor())
-        assert abs(out.root_value) <= 1e-5                       # the root is on the boundary
+        assert abs(out.root_value) <= 1e-5  # the root is on the boundary
         assert det.decision_function(out.root[None])[0] == pytest.approx(0.0, abs=1e-5)
         total = out.relevance.sum() + out.bias + out.residual
         assert abs(total - out.score) <= 1e-9 * max(1.0, abs(out.score))
@@ -241,6 +268,7 @@ def test_taylor_on_decomposable_svdd_is_exact_difference():
 
 # -- API ----------------------------------------------------------------------------------
 
+
 def test_targets_predict_and_errors():
     X, T = _data(12)
     det = KernelSVDD("hik", nu=0.1).fit(X)
@@ -258,7 +286,8 @@ def test_targets_predict_and_errors():
         KernelSVDD("hik").fit(X - 1.0)
 
 
-@parametrize_with_checks([OneClassKernelSVM(kernel="rbf", random_state=0),
-                          KernelSVDD(kernel="rbf", random_state=0)])
+@parametrize_with_checks(
+    [OneClassKernelSVM(kernel="rbf", random_state=0), KernelSVDD(kernel="rbf", random_state=0)]
+)
 def test_sklearn_compatible_detector(estimator, check):
     check(estimator)

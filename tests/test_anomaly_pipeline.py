@@ -25,10 +25,17 @@ def parts():
 @pytest.fixture(scope="module")
 def fv_svdd(parts):
     train, _ = parts
-    pipe = Pipeline([("sift", DenseSIFT(bin_sizes=[4], steps=3, backend="opencv"),
-                      FisherVector(GMMVocabulary(8, pca_components=24, max_descriptors=20000,
-                                                 random_state=0)))],
-                    KernelSVDD("linear", nu=0.1), random_state=0)
+    pipe = Pipeline(
+        [
+            (
+                "sift",
+                DenseSIFT(bin_sizes=[4], steps=3, backend="opencv"),
+                FisherVector(GMMVocabulary(8, pca_components=24, max_descriptors=20000, random_state=0)),
+            )
+        ],
+        KernelSVDD("linear", nu=0.1),
+        random_state=0,
+    )
     return pipe.fit([p.image for p in train])
 
 
@@ -98,10 +105,19 @@ def test_morf_lowers_the_anomaly_score_faster_than_random(fv_svdd, explained, pa
     anomalous, exps = explained
     repair = normal_patches(parts[0][:4])
     aopc = {}
-    for ordering, repeats in (("morf", 1), ("random", 2)):   # MoRF is deterministic here
-        result = region_perturbation(fv_svdd, [p.image for p in anomalous], [e.heatmap for e in exps],
-                                     orderings=(ordering,), block=8, steps=12, repeats=repeats,
-                                     perturbation=repair, seed=0, target=-1)
+    for ordering, repeats in (("morf", 1), ("random", 2)):  # MoRF is deterministic here
+        result = region_perturbation(
+            fv_svdd,
+            [p.image for p in anomalous],
+            [e.heatmap for e in exps],
+            orderings=(ordering,),
+            block=8,
+            steps=12,
+            repeats=repeats,
+            perturbation=repair,
+            seed=0,
+            target=-1,
+        )
         aopc[ordering] = result.aopc[ordering][0]
     assert aopc["morf"] > 0
     assert aopc["morf"] > aopc["random"] + 0.001
@@ -114,18 +130,22 @@ def test_save_load_round_trip(fv_svdd, parts, tmp_path):
     np.testing.assert_array_equal(back.decision_function(images), fv_svdd.decision_function(images))
 
 
-@pytest.mark.parametrize("detector", [
-    OneClassKernelSVM("hik", nu=0.2),
-    pytest.param(KernelSVDD("hik", nu=0.2), marks=pytest.mark.slow),   # covered by the MKL case
-    KernelSVDD(["hik", "chi2"], nu=0.2, kernel_weights=[0.7, 0.3]),
-])
+@pytest.mark.parametrize(
+    "detector",
+    [
+        OneClassKernelSVM("hik", nu=0.2),
+        pytest.param(KernelSVDD("hik", nu=0.2), marks=pytest.mark.slow),  # covered by the MKL case
+        KernelSVDD(["hik", "chi2"], nu=0.2, kernel_weights=[0.7, 0.3]),
+    ],
+)
 def test_bow_detectors_explain_with_both_rules(detector, parts):
     """Small BoW pipelines: exact decomposition and Taylor both conserve through to pixels."""
     train, test = parts
     channels = [("s4", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(16, random_state=0))]
     if isinstance(detector.kernel, list):
-        channels.append(("s6", DenseSIFT(bin_sizes=[6], steps=6, backend="opencv"),
-                         RankMapping(8, random_state=0)))
+        channels.append(
+            ("s6", DenseSIFT(bin_sizes=[6], steps=6, backend="opencv"), RankMapping(8, random_state=0))
+        )
     pipe = Pipeline(channels, detector, random_state=0).fit([p.image for p in train[:12]])
     image = test[-1].image
     for rule in (Decomposition(), Taylor()):

@@ -16,8 +16,9 @@ from bowlrp.evaluation.baselines import (
     slic_segments,
 )
 
-needs_extra = pytest.mark.skipif(not compare_extra_available(),
-                                 reason='lime/shap/scikit-image missing: pip install "bowlrp[compare]"')
+needs_extra = pytest.mark.skipif(
+    not compare_extra_available(), reason='lime/shap/scikit-image missing: pip install "bowlrp[compare]"'
+)
 
 
 class LinearImageModel:
@@ -26,8 +27,8 @@ class LinearImageModel:
     def __init__(self, weights):
         self.weights = weights
         self.classifier_ = SimpleNamespace(
-            task_and_sign=lambda x, target=None: (0, 1.0),
-            target_label=lambda task, sign: 1)
+            task_and_sign=lambda x, target=None: (0, 1.0), target_label=lambda task, sign: 1
+        )
 
     def forward_one(self, image):
         return SimpleNamespace(features=np.zeros(1))
@@ -97,8 +98,11 @@ def test_occlusion_baseline_and_unknown_name(stripes_blobs):
     from bowlrp.pipeline import Pipeline
 
     train, y, test, _ = stripes_blobs
-    p = Pipeline([("s", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(8, random_state=0))],
-                 KernelSVC("hik"), random_state=0).fit(train[::4], y[::4])
+    p = Pipeline(
+        [("s", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(8, random_state=0))],
+        KernelSVC("hik"),
+        random_state=0,
+    ).fit(train[::4], y[::4])
     image = test[0][:27, :27]
     r = explain_baseline("occlusion-blur", p, image, 1, block=9)
     assert r.heatmap.shape == image.shape and r.evaluations == 10 and r.method == "occlusion-blur"
@@ -122,15 +126,35 @@ def test_evaluate_cli_runs_peers_and_reports_cost(tmp_path, stripes_blobs):
     from bowlrp.pipeline import Pipeline
 
     train, y, test, _ = stripes_blobs
-    p = Pipeline([("s", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(8, random_state=0))],
-                 KernelSVC("hik"), random_state=0).fit(train[::4], y[::4])
+    p = Pipeline(
+        [("s", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(8, random_state=0))],
+        KernelSVC("hik"),
+        random_state=0,
+    ).fit(train[::4], y[::4])
     save(p, tmp_path / "m.pkl")
     (tmp_path / "imgs").mkdir()
     cv2.imwrite(str(tmp_path / "imgs" / "a.png"), (test[0][:36, :36] * 255).astype(np.uint8))
-    cmd = [sys.executable, "-m", "bowlrp.evaluate", "--model", str(tmp_path / "m.pkl"),
-           "--images", str(tmp_path / "imgs"), "--steps", "3", "--repeats", "1", "--target", "1",
-           "--methods", "lrp-contribution,kernel-shap,lime", "--samples", "30",
-           "--out", str(tmp_path / "ev")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bowlrp.evaluate",
+        "--model",
+        str(tmp_path / "m.pkl"),
+        "--images",
+        str(tmp_path / "imgs"),
+        "--steps",
+        "3",
+        "--repeats",
+        "1",
+        "--target",
+        "1",
+        "--methods",
+        "lrp-contribution,kernel-shap,lime",
+        "--samples",
+        "30",
+        "--out",
+        str(tmp_path / "ev"),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "ev" / "curves.json").read_text())["methods"]

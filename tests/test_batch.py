@@ -22,8 +22,11 @@ from bowlrp.runs.step import SettingsMismatch
 @pytest.fixture(scope="module")
 def model(stripes_blobs):
     train, y, _, _ = stripes_blobs
-    return Pipeline([("sift", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(16))],
-                    KernelSVC("hik"), random_state=0).fit(train, np.array(["blobs", "stripes"])[y])
+    return Pipeline(
+        [("sift", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(16))],
+        KernelSVC("hik"),
+        random_state=0,
+    ).fit(train, np.array(["blobs", "stripes"])[y])
 
 
 @pytest.fixture()
@@ -36,22 +39,36 @@ def png(stripes_blobs):
         with open(path, "wb") as fh:  # no path through OpenCV (non-UTF-8 names)
             fh.write(buf.tobytes())
         return path
+
     return write
 
 
 def _run(model, specs, out, **kw):
-    return explain_to_folder(model, collect_inputs([str(s) for s in specs]), out,
-                             run_key={"model_sha256": "x"}, progress=False, **kw)
+    return explain_to_folder(
+        model,
+        collect_inputs([str(s) for s in specs]),
+        out,
+        run_key={"model_sha256": "x"},
+        progress=False,
+        **kw,
+    )
 
 
 def test_ids_mirror_the_tree_and_never_collide(png, tmp_path):
     a, b = png(tmp_path / "d1" / "a.png"), png(tmp_path / "d2" / "a.png")
     c, d = png(tmp_path / "d1" / "a_1.png"), png(tmp_path / "d1" / "x.png")
     e = png(tmp_path / "d1" / "x.jpg")
-    ids = {i.path.name if i.path.parent.name == "d1" else "d2/" + i.path.name: i.id
-           for i in collect_inputs([str(a), str(b), str(c), str(d), str(e)])}
-    assert ids == {"a.png": "d1/a", "d2/a.png": "d2/a", "a_1.png": "d1/a_1", "x.png": "d1/x.png",
-                   "x.jpg": "d1/x.jpg"}
+    ids = {
+        i.path.name if i.path.parent.name == "d1" else "d2/" + i.path.name: i.id
+        for i in collect_inputs([str(a), str(b), str(c), str(d), str(e)])
+    }
+    assert ids == {
+        "a.png": "d1/a",
+        "d2/a.png": "d2/a",
+        "a_1.png": "d1/a_1",
+        "x.png": "d1/x.png",
+        "x.jpg": "d1/x.jpg",
+    }
     assert len({i.id for i in collect_inputs([str(tmp_path)])}) == 5
     assert {i.id for i in collect_inputs([str(tmp_path / "d1")])} == {"a", "a_1", "x.png", "x.jpg"}
 
@@ -132,10 +149,12 @@ def test_non_utf8_file_names_read_and_write(model, png, tmp_path):
 def test_the_folder_lock_refuses_a_live_run_and_takes_over_a_dead_one(tmp_path):
     with FolderLock(tmp_path, "first"), pytest.raises(LockedError, match="in use by first"):
         FolderLock(tmp_path, "second").acquire()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": int(dead.stdout), "host": os.uname().nodename,
-                                                  "program": "killed"}))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    (tmp_path / LOCK_NAME).write_text(
+        json.dumps({"pid": int(dead.stdout), "host": os.uname().nodename, "program": "killed"})
+    )
     with FolderLock(tmp_path, "third"):
         assert json.loads((tmp_path / LOCK_NAME).read_text())["program"] == "third"
     assert not (tmp_path / LOCK_NAME).exists()
@@ -162,8 +181,18 @@ def test_interrupted_run_leaves_only_complete_outputs_and_resumes(sig, model, pn
     for i in range(12):
         png(tmp_path / "in" / f"im{i:02d}.png", i)
     model_path = save(model, tmp_path / "m.pkl")
-    cmd = [sys.executable, "-m", "bowlrp.explain", "-i", str(tmp_path / "in"), "-m", str(model_path),
-           "-o", str(tmp_path / "out"), "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bowlrp.explain",
+        "-i",
+        str(tmp_path / "in"),
+        "-m",
+        str(model_path),
+        "-o",
+        str(tmp_path / "out"),
+        "-q",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     while time.time() < deadline and len(list((tmp_path / "out").glob("im*.json"))) < 2:
@@ -190,14 +219,40 @@ def test_a_reader_that_goes_away_does_not_stop_the_run(model, png, tmp_path):
         png(tmp_path / "in" / f"im{i}.png", i)
     model_path = save(model, tmp_path / "m.pkl")
     out = tmp_path / "in" / "explained"  # inside the input folder: never taken as input
-    proc = subprocess.Popen([sys.executable, "-m", "bowlrp.explain", "-i", str(tmp_path / "in"), "-m",
-                             str(model_path), "-o", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bowlrp.explain",
+            "-i",
+            str(tmp_path / "in"),
+            "-m",
+            str(model_path),
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.readline()
     proc.stdout.close()  # like `bowlrp-explain ... | head -1`
     err = proc.stderr.read()
     assert proc.wait(timeout=300) == 0, err
     assert sorted(p.name for p in out.glob("*.json")) == ["im0.json", "im1.json", "im2.json", "run.json"]
-    again = subprocess.run([sys.executable, "-m", "bowlrp.explain", "-i", str(tmp_path / "in"), "-m",
-                            str(model_path), "-o", str(out), "-q"], capture_output=True, timeout=300)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bowlrp.explain",
+            "-i",
+            str(tmp_path / "in"),
+            "-m",
+            str(model_path),
+            "-o",
+            str(out),
+            "-q",
+        ],
+        capture_output=True,
+        timeout=300,
+    )
     assert again.returncode == 0 and json.loads((out / "run.json").read_text())["total"] == 3

@@ -18,8 +18,11 @@ from bowlrp.pipeline import Pipeline
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory, stripes_blobs):
     train, y, _, _ = stripes_blobs
-    p = Pipeline([("sift", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"),
-                   RankMapping(16, random_state=0))], KernelSVC("hik"), random_state=0)
+    p = Pipeline(
+        [("sift", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(16, random_state=0))],
+        KernelSVC("hik"),
+        random_state=0,
+    )
     names = np.array(["blobs", "stripes"])[y]
     p.fit(train, names)
     path = tmp_path_factory.mktemp("m") / "model.pkl"
@@ -37,8 +40,9 @@ def images(tmp_path_factory, stripes_blobs):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "bowlrp.explain", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bowlrp.explain", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_help_is_clear():
@@ -47,8 +51,18 @@ def test_help_is_clear():
 
 
 def test_happy_path_writes_four_files_per_image(model_file, images, tmp_path):
-    r = cli("--image", images, "--model", model_file, "--out", tmp_path, "--rule", "epsilon=1",
-            "--normalize", "global")
+    r = cli(
+        "--image",
+        images,
+        "--model",
+        model_file,
+        "--out",
+        tmp_path,
+        "--rule",
+        "epsilon=1",
+        "--normalize",
+        "global",
+    )
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.strip().splitlines()) == 3
     for stem in ("img0", "img1", "img4"):
@@ -65,8 +79,20 @@ def test_happy_path_writes_four_files_per_image(model_file, images, tmp_path):
 
 
 def test_target_by_name_index_and_tiles(model_file, images, tmp_path):
-    r = cli("-i", images / "img0.png", "-m", model_file, "-o", tmp_path, "--target", "stripes",
-            "--tile", 48, "--stride", 16)
+    r = cli(
+        "-i",
+        images / "img0.png",
+        "-m",
+        model_file,
+        "-o",
+        tmp_path,
+        "--target",
+        "stripes",
+        "--tile",
+        48,
+        "--stride",
+        16,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "img0.json").read_text())["target"] == "stripes"
     r = cli("-i", images / "img0.png", "-m", model_file, "-o", tmp_path / "b", "--target", "0")
@@ -78,8 +104,9 @@ def test_target_by_name_index_and_tiles(model_file, images, tmp_path):
     assert r.returncode == 0 and json.loads((tmp_path / "img0.json").read_text())["target"] == "blobs"
 
 
-@pytest.mark.parametrize("case", ["missing", "not-model", "pickle", "bad-target", "bad-rule",
-                                  "empty-glob", "empty-name"])
+@pytest.mark.parametrize(
+    "case", ["missing", "not-model", "pickle", "bad-target", "bad-rule", "empty-glob", "empty-name"]
+)
 def test_bad_input_fails_with_one_line_and_writes_nothing(case, model_file, images, tmp_path):
     out = tmp_path / "out"
     image, model, extra = images / "img0.png", model_file, []

@@ -11,9 +11,28 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--models", "hik", "--tiles", "2", "--samples", "12", "--steps", "2", "--repeats", "1",
-        "--train-scenes", "4", "--heldout-scenes", "1", "--words", "8", "--n-jobs", "1",
-        "--jobs", "2"]
+TINY = [
+    "--models",
+    "hik",
+    "--tiles",
+    "2",
+    "--samples",
+    "12",
+    "--steps",
+    "2",
+    "--repeats",
+    "1",
+    "--train-scenes",
+    "4",
+    "--heldout-scenes",
+    "1",
+    "--words",
+    "8",
+    "--n-jobs",
+    "1",
+    "--jobs",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +44,12 @@ def compare():
 
 
 def _run(out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "experiments/compare.py"), "--out", str(out),
-                           *TINY], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "experiments/compare.py"), "--out", str(out), *TINY],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_tiny_run_writes_table_figure_and_resumes(tmp_path, compare):
@@ -36,12 +59,22 @@ def test_tiny_run_writes_table_figure_and_resumes(tmp_path, compare):
     hik = results["hik"]
     assert hik["n_tiles"] == 2
     methods = set(hik["uniform"]["methods"])
-    assert {"lrp-flat", "lrp-contribution", "occlusion-uniform", "occlusion-blur", "lime",
-            "shap-partition", "kernel-shap", "random"} <= methods
+    assert {
+        "lrp-flat",
+        "lrp-contribution",
+        "occlusion-uniform",
+        "occlusion-blur",
+        "lime",
+        "shap-partition",
+        "kernel-shap",
+        "random",
+    } <= methods
     assert hik["costs"]["lime"]["evaluations"] >= 12
     assert hik["costs"]["occlusion-blur"]["evaluations"] > 1
-    assert set(hik["targets"]) >= {"blur: within 10 % of occlusion-blur",
-                                   "uniform: ahead of occlusion-uniform"}
+    assert set(hik["targets"]) >= {
+        "blur: within 10 % of occlusion-blur",
+        "uniform: ahead of occlusion-uniform",
+    }
     table = (tmp_path / "table.md").read_text()
     assert "Targets" in table and "± " in table
     import cv2
@@ -51,7 +84,7 @@ def test_tiny_run_writes_table_figure_and_resumes(tmp_path, compare):
     partial = sorted(p.name for p in (tmp_path / "partial").glob("hik_*.json"))
     assert len(partial) == 2
 
-    again = _run(tmp_path)        # every tile is read back from partial/, nothing recomputed
+    again = _run(tmp_path)  # every tile is read back from partial/, nothing recomputed
     assert again.returncode == 0, again.stderr[-2000:]
     assert "tile 1 done" not in again.stdout
     resumed = json.loads((tmp_path / "results.json").read_text())["hik"]
@@ -59,9 +92,22 @@ def test_tiny_run_writes_table_figure_and_resumes(tmp_path, compare):
         for m, v in hik[pert]["methods"].items():
             assert resumed[pert]["methods"][m]["aopc"] == v["aopc"]
 
-    other = subprocess.run([sys.executable, str(ROOT / "experiments/compare.py"), "--out",
-                            str(tmp_path), *TINY[:-2], "--jobs", "1", "--samples", "13"],
-                           capture_output=True, text=True, timeout=600)
+    other = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "experiments/compare.py"),
+            "--out",
+            str(tmp_path),
+            *TINY[:-2],
+            "--jobs",
+            "1",
+            "--samples",
+            "13",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert other.returncode != 0 and "holds tiles of another run (samples differ)" in other.stderr
 
 
@@ -69,16 +115,30 @@ def test_targets_follow_the_paired_differences(compare):
     def method(aopc, diff, se):
         return {"aopc": aopc, "stderr": 0.1, "diff_vs_best_lrp": diff, "diff_stderr": se}
 
-    s = {"uniform": {"best_lrp": "lrp-flat", "methods": {
-             "lrp-flat": method(2.0, 0.0, 0.0), "occlusion-uniform": method(1.9, -0.1, 0.2),
-             "occlusion-blur": method(1.0, -1.0, 0.1), "lime": method(1.5, -0.5, 0.3)}},
-         "blur": {"best_lrp": "lrp-flat", "methods": {
-             "lrp-flat": method(1.0, 0.0, 0.0), "occlusion-blur": method(1.2, 0.2, 0.05),
-             "occlusion-uniform": method(0.5, -0.5, 0.1), "shap-partition": method(1.1, 0.1, 0.05)}}}
+    s = {
+        "uniform": {
+            "best_lrp": "lrp-flat",
+            "methods": {
+                "lrp-flat": method(2.0, 0.0, 0.0),
+                "occlusion-uniform": method(1.9, -0.1, 0.2),
+                "occlusion-blur": method(1.0, -1.0, 0.1),
+                "lime": method(1.5, -0.5, 0.3),
+            },
+        },
+        "blur": {
+            "best_lrp": "lrp-flat",
+            "methods": {
+                "lrp-flat": method(1.0, 0.0, 0.0),
+                "occlusion-blur": method(1.2, 0.2, 0.05),
+                "occlusion-uniform": method(0.5, -0.5, 0.1),
+                "shap-partition": method(1.1, 0.1, 0.05),
+            },
+        },
+    }
     t = compare.targets(s)
     assert t["uniform: beats occlusion-blur by > 2 SE"]["beats_by_2se"]
-    assert not t["uniform: beats lime by > 2 SE"]["beats_by_2se"]        # 0.5 < 2 x 0.3
-    assert t["blur: within 10 % of occlusion-blur"]["met"] is False    # 1.0 < 0.9 x 1.2
+    assert not t["uniform: beats lime by > 2 SE"]["beats_by_2se"]  # 0.5 < 2 x 0.3
+    assert t["blur: within 10 % of occlusion-blur"]["met"] is False  # 1.0 < 0.9 x 1.2
     assert t["blur: within 10 % of occlusion-blur"]["relative"] == pytest.approx(-1 / 6)
     assert t["blur: ahead of shap-partition"]["met"] is False
     assert t["uniform: ahead of occlusion-uniform"]["met"] is True
@@ -89,7 +149,8 @@ def test_readme_table_is_rendered_from_the_snapshot(compare):
     readme = (ROOT / "README.md").read_text()
     assert compare.BEGIN in readme and compare.END in readme
     snapshot = json.loads(compare.SNAPSHOT.read_text())
-    assert compare.replace_block(readme, compare.readme_block(snapshot)) == readme, \
+    assert compare.replace_block(readme, compare.readme_block(snapshot)) == readme, (
         "README is out of date: run python experiments/compare.py --readme"
+    )
     for model in ("hik", "chi2", "fisher"):
         assert snapshot[model]["n_tiles"] >= 8, model

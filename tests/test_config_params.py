@@ -23,10 +23,18 @@ def test_top_level_api_is_honest():
 
 def test_shipped_configs_load_from_any_directory(tmp_path):
     assert {"polygons_hik", "polygons_chi2", "voc_fisher", "voc2009_bow"} <= set(shipped_configs())
-    code = ("from bowlrp import Pipeline; p = Pipeline.from_config('polygons_hik'); "
-            "print(p.get_params()['classifier__C'])")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                         env={**os.environ}, check=True)
+    code = (
+        "from bowlrp import Pipeline; p = Pipeline.from_config('polygons_hik'); "
+        "print(p.get_params()['classifier__C'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        check=True,
+    )
     assert out.stdout.strip() == "10.0"
 
 
@@ -39,27 +47,52 @@ def test_every_shipped_config_seeds_its_vocabularies(name):
     assert states and all(v == 0 for v in states.values()), states
 
 
-@pytest.mark.parametrize("config, message", [
-    ({"channels": [{"extractor": "DenseSIFT", "encoder": "RankMapping", "kernal": "chi2"}]},
-     "unknown key 'kernal' in channels\\[0\\]; did you mean 'kernel'"),
-    ({"chanels": []}, "unknown key 'chanels' in the top level; did you mean 'channels'"),
-    ({"channels": [{"extractor": {"DenseSIFT": {"bin_sizes": [0.5]}}, "encoder": "RankMapping"}]},
-     "bin_sizes must be a finite number >= 1"),
-    ({"channels": [{"extractor": "DenseSIFT", "encoder": {"RankMapping": {"base": 0.5}}}]},
-     "base must be a finite number > 1"),
-    ({"channels": [{"extractor": "DenseSIFT",
-                    "encoder": {"RankMapping": {"vocabulary": {"KMeansVocabulary": {"n_words": -3}}}}}]},
-     "n_words must be an integer in \\[1, inf\\]"),
-    ({"channels": [{"extractor": "DenseSIFT", "encoder": "RankMapping", "kernel": "chi3"}]},
-     "unknown key 'chi3'.*did you mean"),
-    ({"channels": [{"extractor": "DenseSIFT", "encoder": "RankMapping"}], "classifier": {"C": "big"}},
-     "classifier.C must be a finite number"),
-    ({"channels": [{"extractor": "DenseSIFT", "encoder": "RankMapping"}], "random_state": 1.5},
-     "'random_state' must be an integer"),
-    ({"channels": [{"extractor": "Nope", "encoder": "RankMapping"}]}, "channels\\[0\\].extractor"),
-    ({"channels": [{"extractor": "DenseSIFT", "encoder": {"RankMapping": {"pyramid": [[0, 1]]}}}]},
-     "pyramid must be a list of \\[rows, columns\\] pairs"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (
+            {"channels": [{"extractor": "DenseSIFT", "encoder": "RankMapping", "kernal": "chi2"}]},
+            "unknown key 'kernal' in channels\\[0\\]; did you mean 'kernel'",
+        ),
+        ({"chanels": []}, "unknown key 'chanels' in the top level; did you mean 'channels'"),
+        (
+            {"channels": [{"extractor": {"DenseSIFT": {"bin_sizes": [0.5]}}, "encoder": "RankMapping"}]},
+            "bin_sizes must be a finite number >= 1",
+        ),
+        (
+            {"channels": [{"extractor": "DenseSIFT", "encoder": {"RankMapping": {"base": 0.5}}}]},
+            "base must be a finite number > 1",
+        ),
+        (
+            {
+                "channels": [
+                    {
+                        "extractor": "DenseSIFT",
+                        "encoder": {"RankMapping": {"vocabulary": {"KMeansVocabulary": {"n_words": -3}}}},
+                    }
+                ]
+            },
+            "n_words must be an integer in \\[1, inf\\]",
+        ),
+        (
+            {"channels": [{"extractor": "DenseSIFT", "encoder": "RankMapping", "kernel": "chi3"}]},
+            "unknown key 'chi3'.*did you mean",
+        ),
+        (
+            {"channels": [{"extractor": "DenseSIFT", "encoder": "RankMapping"}], "classifier": {"C": "big"}},
+            "classifier.C must be a finite number",
+        ),
+        (
+            {"channels": [{"extractor": "DenseSIFT", "encoder": "RankMapping"}], "random_state": 1.5},
+            "'random_state' must be an integer",
+        ),
+        ({"channels": [{"extractor": "Nope", "encoder": "RankMapping"}]}, "channels\\[0\\].extractor"),
+        (
+            {"channels": [{"extractor": "DenseSIFT", "encoder": {"RankMapping": {"pyramid": [[0, 1]]}}}]},
+            "pyramid must be a list of \\[rows, columns\\] pairs",
+        ),
+    ],
+)
 def test_config_mistakes_are_one_line_config_errors(config, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_config(config)
@@ -69,7 +102,7 @@ def test_config_mistakes_are_one_line_config_errors(config, message):
 def test_yaml_files_are_bounded_and_errors_name_the_file(tmp_path):
     bomb = tmp_path / "bomb.yaml"
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
-    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i-1}"] * 9) + "]" for i in range(1, 9)]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
     bomb.write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match=f"{bomb}.*aliases"):
         load_config(bomb)
@@ -95,8 +128,9 @@ def test_yaml_files_are_bounded_and_errors_name_the_file(tmp_path):
 
 
 def test_overrides_dotted_double_underscore_and_bare_names():
-    p = Pipeline.from_config("polygons_hik", overrides={"sift-scale2.encoder.vocabulary.n_words": 16},
-                             classifier__C=3.0)
+    p = Pipeline.from_config(
+        "polygons_hik", overrides={"sift-scale2.encoder.vocabulary.n_words": 16}, classifier__C=3.0
+    )
     params = p.get_params()
     assert params["sift-scale2__encoder__vocabulary__n_words"] == 16
     assert params["sift-scale3__encoder__vocabulary__n_words"] == 128
@@ -109,15 +143,25 @@ def test_overrides_dotted_double_underscore_and_bare_names():
 
 
 def _small():
-    return Pipeline([("sift", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(16))],
-                    KernelSVC("hik"), random_state=0)
+    return Pipeline(
+        [("sift", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(16))],
+        KernelSVC("hik"),
+        random_state=0,
+    )
 
 
 def test_nested_get_set_params_and_clone():
     p = _small()
     params = p.get_params(deep=True)
-    for key in ("sift__extractor", "sift__encoder", "sift__encoder__vocabulary", "sift__extractor__steps",
-                "classifier__C", "classifier__kernel", "random_state"):
+    for key in (
+        "sift__extractor",
+        "sift__encoder",
+        "sift__encoder__vocabulary",
+        "sift__extractor__steps",
+        "classifier__C",
+        "classifier__kernel",
+        "random_state",
+    ):
         assert key in params
     p.set_params(sift__encoder__vocabulary=24, sift__extractor__steps=6, classifier__C=5.0)
     assert p.channels[0][2].vocabulary == 24 and p.channels[0][1].steps == 6 and p.classifier.C == 5.0
@@ -134,8 +178,9 @@ def test_nested_get_set_params_and_clone():
 def test_grid_search_over_vocabulary_size_and_C(stripes_blobs):
     train, y, _, _ = stripes_blobs
     idx = np.r_[0:8, 20:28]
-    search = GridSearchCV(_small(), {"sift__encoder__vocabulary": [8, 16], "classifier__C": [1, 10]},
-                          cv=2, error_score="raise")
+    search = GridSearchCV(
+        _small(), {"sift__encoder__vocabulary": [8, 16], "classifier__C": [1, 10]}, cv=2, error_score="raise"
+    )
     search.fit([train[i] for i in idx], y[idx])
     assert len(search.cv_results_["params"]) == 4
     assert search.best_params_["sift__encoder__vocabulary"] in (8, 16)
@@ -143,11 +188,14 @@ def test_grid_search_over_vocabulary_size_and_C(stripes_blobs):
 
 
 def _train_small_config(name, train, y):
-    overrides = {"n_words": 12} if name == "polygons_hik" else {
-        "n_components": 4, "pca_components": 16, "pyramid": [[1, 1]]}
+    overrides = (
+        {"n_words": 12}
+        if name == "polygons_hik"
+        else {"n_components": 4, "pca_components": 16, "pyramid": [[1, 1]]}
+    )
     cfg = load_config(name)
     for ch in cfg["channels"]:  # small, fast descriptors for the test; the stochastic stages stay
-        (cls, params), = ch["extractor"].items()
+        ((cls, params),) = ch["extractor"].items()
         params.update({"bin_sizes": [4], "steps": 4, "backend": "opencv", "rotate": False})
         params.pop("smooth", None)
     cfg["channels"] = cfg["channels"][:1]
@@ -199,22 +247,54 @@ def fitted_small(stripes_blobs):
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-_leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True),
-                  st.text(max_size=8), st.sampled_from(["DenseSIFT", "RankMapping", "hik", "KMeansVocabulary",
-                                                        "FisherVector", "auto", "l1", "max"]))
-_keys = st.sampled_from(["name", "channels", "classifier", "extractor", "encoder", "kernel", "vocabulary",
-                         "DenseSIFT", "RankMapping", "n_words", "C", "bin_sizes", "steps", "random_state",
-                         "pyramid", "GMMVocabulary", "x"])
-_tree = st.recursive(_leaf, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                    st.dictionaries(_keys, inner, max_size=4)),
-                     max_leaves=20)
+_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.sampled_from(
+        ["DenseSIFT", "RankMapping", "hik", "KMeansVocabulary", "FisherVector", "auto", "l1", "max"]
+    ),
+)
+_keys = st.sampled_from(
+    [
+        "name",
+        "channels",
+        "classifier",
+        "extractor",
+        "encoder",
+        "kernel",
+        "vocabulary",
+        "DenseSIFT",
+        "RankMapping",
+        "n_words",
+        "C",
+        "bin_sizes",
+        "steps",
+        "random_state",
+        "pyramid",
+        "GMMVocabulary",
+        "x",
+    ]
+)
+_tree = st.recursive(
+    _leaf,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_keys, inner, max_size=4)),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(_tree, st.fixed_dictionaries({"channels": st.lists(st.dictionaries(_keys, _tree,
-                                                                                      max_size=4),
-                                                                      min_size=1, max_size=2)},
-                                              optional={"classifier": _tree, "random_state": _leaf})))
+@given(
+    st.one_of(
+        _tree,
+        st.fixed_dictionaries(
+            {"channels": st.lists(st.dictionaries(_keys, _tree, max_size=4), min_size=1, max_size=2)},
+            optional={"classifier": _tree, "random_state": _leaf},
+        ),
+    )
+)
 def test_any_config_is_either_valid_or_one_config_error(config):
     try:
         cfg = load_config(config)

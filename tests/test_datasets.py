@@ -24,7 +24,8 @@ def _tiny_voc(root, rows, classes=("cat", "dog"), split="trainval"):
     (root / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in rows))
     for c in classes:
         (root / "ImageSets" / "Main" / f"{c}_{split}.txt").write_text(
-            "".join(f"{i} {v[c]:2d}\n" for i, v in rows.items()))
+            "".join(f"{i} {v[c]:2d}\n" for i, v in rows.items())
+        )
     return root
 
 
@@ -42,7 +43,7 @@ def test_generated_voc_labels_agree_with_annotations(voc_like):
                 assert ds.labels[i, k] == expected
             assert ds.annotation(i).objects == ann.objects
         for k in range(len(ds.classes)):
-            assert (ds.labels[:, k] == 1).any()   # every class has a positive per split
+            assert (ds.labels[:, k] == 1).any()  # every class has a positive per split
 
 
 def test_generated_voc_is_reproducible(tmp_path):
@@ -54,8 +55,9 @@ def test_generated_voc_is_reproducible(tmp_path):
 
 
 def test_voc_difficult_left_out_of_binary(tmp_path):
-    root = _tiny_voc(tmp_path / "v", {"a": {"cat": 1, "dog": -1}, "b": {"cat": 0, "dog": 1},
-                                       "c": {"cat": -1, "dog": 1}})
+    root = _tiny_voc(
+        tmp_path / "v", {"a": {"cat": 1, "dog": -1}, "b": {"cat": 0, "dog": 1}, "c": {"cat": -1, "dog": 1}}
+    )
     ds = read_voc(root)
     np.testing.assert_array_equal(ds.labels, [[1, -1], [0, 1], [-1, 1]])
     rows, y = ds.binary("cat")
@@ -66,15 +68,18 @@ def test_voc_difficult_left_out_of_binary(tmp_path):
         ds.annotation(0)
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("wrong_root", "not found"),
-    ("no_jpeg", "JPEGImages/ is missing"),
-    ("missing_split", "split file not found"),
-    ("absent_image", "listed in trainval.txt but absent"),
-    ("disagree_ids", "list different images"),
-    ("disagree_twice", "listed twice with different labels"),
-    ("bad_value", "expected '<id> 1|-1|0'"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("wrong_root", "not found"),
+        ("no_jpeg", "JPEGImages/ is missing"),
+        ("missing_split", "split file not found"),
+        ("absent_image", "listed in trainval.txt but absent"),
+        ("disagree_ids", "list different images"),
+        ("disagree_twice", "listed twice with different labels"),
+        ("bad_value", "expected '<id> 1|-1|0'"),
+    ],
+)
 def test_voc_bad_inputs(tmp_path, damage, message):
     root = _tiny_voc(tmp_path / "v", {"a": {"cat": 1, "dog": -1}, "b": {"cat": -1, "dog": 1}})
     main = root / "ImageSets" / "Main"
@@ -142,12 +147,15 @@ def test_csv_reader_multilabel(tmp_path):
     assert read_dataset(listing).ids == ["img/a.png", "img/b.png", "img/c.png"]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("img/a.png,cat\nimg/zzz.png,dog\n", "listed in .* but absent"),
-    ("img/a.png,cat\nimg/a.png,dog\n", "listed again with different labels"),
-    ("img/a.png\n", "has no label"),
-    ("", "lists no images"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("img/a.png,cat\nimg/zzz.png,dog\n", "listed in .* but absent"),
+        ("img/a.png,cat\nimg/a.png,dog\n", "listed again with different labels"),
+        ("img/a.png\n", "has no label"),
+        ("", "lists no images"),
+    ],
+)
 def test_csv_bad_inputs(tmp_path, text, message):
     _png(tmp_path / "img" / "a.png")
     listing = tmp_path / "list.csv"

@@ -19,20 +19,23 @@ def _pooled_reference(enc, d, trace):
         for lev in range(trace.cell_ids.shape[1]):
             for l in range(len(d)):
                 c = trace.cell_ids[l, lev]
-                z[c * V:(c + 1) * V] = np.maximum(z[c * V:(c + 1) * V], M[l])
+                z[c * V : (c + 1) * V] = np.maximum(z[c * V : (c + 1) * V], M[l])
         return z
     return Z.sum(0)
 
 
 @pytest.mark.parametrize("pyramid", PYRAMIDS)
-@pytest.mark.parametrize("make", [
-    lambda py: HardAssignment(12, pyramid=py, random_state=0),
-    lambda py: RankMapping(12, base=2.0, n_nearest=4, pyramid=py, random_state=0),
-    lambda py: RankMapping(12, base=2.4, n_nearest=8, pooling=3.0, pyramid=py, random_state=0),
-    lambda py: RankMapping(12, pooling="max", pyramid=py, random_state=0),
-    lambda py: SoftAssignment(12, beta=0.3, pyramid=py, random_state=0),
-    lambda py: SoftAssignment(12, beta=0.3, n_nearest=5, pooling=2.0, pyramid=py, random_state=0),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda py: HardAssignment(12, pyramid=py, random_state=0),
+        lambda py: RankMapping(12, base=2.0, n_nearest=4, pyramid=py, random_state=0),
+        lambda py: RankMapping(12, base=2.4, n_nearest=8, pooling=3.0, pyramid=py, random_state=0),
+        lambda py: RankMapping(12, pooling="max", pyramid=py, random_state=0),
+        lambda py: SoftAssignment(12, beta=0.3, pyramid=py, random_state=0),
+        lambda py: SoftAssignment(12, beta=0.3, n_nearest=5, pooling=2.0, pyramid=py, random_state=0),
+    ],
+)
 def test_word_mappings_equal_plain_numpy_reference(make, pyramid):
     rng = np.random.default_rng(0)
     d = random_descriptors(rng, n=200, dim=5)
@@ -51,8 +54,9 @@ def test_word_mappings_equal_plain_numpy_reference(make, pyramid):
 def test_fisher_vector_equals_plain_numpy_reference(parts, pyramid):
     rng = np.random.default_rng(1)
     d = random_descriptors(rng, n=300, dim=6)
-    enc = FisherVector(GMMVocabulary(5, pca_components=4, random_state=0), parts=parts,
-                       pyramid=pyramid, normalization=None).fit([d])
+    enc = FisherVector(
+        GMMVocabulary(5, pca_components=4, random_state=0), parts=parts, pyramid=pyramid, normalization=None
+    ).fit([d])
     x, trace = enc.encode_one(d)
     Z, _ = dense_z(enc, d, trace)
     np.testing.assert_allclose(x, Z.sum(0), rtol=1e-10, atol=1e-12)
@@ -69,12 +73,16 @@ def test_fisher_vector_equals_vlfeat_improved_fisher(dtype, tol):
     enc = FisherVector(GMMVocabulary(16, pca_components=12, random_state=0)).fit([d])
     x, _ = enc.encode_one(d)
     v = enc.vocabulary_
-    ref = fisher(v.project(d.data).astype(dtype), v.means_.astype(dtype),
-                 v.covariances_.astype(dtype), v.weights_.astype(dtype), improved=True)
+    ref = fisher(
+        v.project(d.data).astype(dtype),
+        v.means_.astype(dtype),
+        v.covariances_.astype(dtype),
+        v.weights_.astype(dtype),
+        improved=True,
+    )
     np.testing.assert_allclose(x, ref, atol=tol)
     raw = fisher(v.project(d.data), v.means_, v.covariances_, v.weights_, improved=False)
-    enc_raw = FisherVector(GMMVocabulary(16, pca_components=12, random_state=0),
-                           normalization=None).fit([d])
+    enc_raw = FisherVector(GMMVocabulary(16, pca_components=12, random_state=0), normalization=None).fit([d])
     np.testing.assert_allclose(enc_raw.encode_one(d)[0], raw, atol=1e-12)
 
 

@@ -48,13 +48,18 @@ def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
 
-@pytest.mark.parametrize("estimator", [
-    DenseSIFT(bin_sizes=[4, 6], steps=[3, 4]),
-    ColorQuantiles(radius=5),
-    HardAssignment(16), RankMapping(16, base=2.4, n_nearest=8), SoftAssignment(16, beta=2.0),
-    FisherVector(GMMVocabulary(4, pca_components=8)),
-    Pipeline([("s", DenseSIFT(), RankMapping())], KernelSVC()),
-])
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        DenseSIFT(bin_sizes=[4, 6], steps=[3, 4]),
+        ColorQuantiles(radius=5),
+        HardAssignment(16),
+        RankMapping(16, base=2.4, n_nearest=8),
+        SoftAssignment(16, beta=2.0),
+        FisherVector(GMMVocabulary(4, pca_components=8)),
+        Pipeline([("s", DenseSIFT(), RankMapping())], KernelSVC()),
+    ],
+)
 def test_image_stages_follow_sklearn_conventions(estimator):
     params = estimator.get_params()
     twin = clone(estimator)

@@ -32,8 +32,9 @@ from .conftest import blobs, stripes
 ENCODERS = {
     "rank": lambda py: RankMapping(16, pyramid=py, random_state=0),
     "hard": lambda py: HardAssignment(16, pyramid=py, random_state=0),
-    "fisher": lambda py: FisherVector(GMMVocabulary(4, pca_components=12, random_state=0),
-                                      parts=("pi", "mu", "sigma"), pyramid=py),
+    "fisher": lambda py: FisherVector(
+        GMMVocabulary(4, pca_components=12, random_state=0), parts=("pi", "mu", "sigma"), pyramid=py
+    ),
 }
 
 
@@ -43,9 +44,17 @@ def train(stripes_blobs):
 
 
 def _pipeline(kind, pyramid, train, rotate=True):
-    return Pipeline([("s", DenseSIFT(bin_sizes=[4, 6], steps=3, backend="opencv", rotate=rotate),
-                      ENCODERS[kind](pyramid))],
-                    KernelSVC("linear" if kind == "fisher" else "hik"), random_state=0).fit(*train)
+    return Pipeline(
+        [
+            (
+                "s",
+                DenseSIFT(bin_sizes=[4, 6], steps=3, backend="opencv", rotate=rotate),
+                ENCODERS[kind](pyramid),
+            )
+        ],
+        KernelSVC("linear" if kind == "fisher" else "hik"),
+        random_state=0,
+    ).fit(*train)
 
 
 @pytest.mark.parametrize("kind", sorted(ENCODERS))
@@ -57,10 +66,28 @@ def test_incremental_equals_full_recomputation_over_a_whole_curve(kind, pyramid,
     heat = p.explain([image], target=1)[0].heatmap
     blocks = block_grid(image.shape, 9)
     order = order_blocks(block_scores(heat, blocks), "morf", rng)
-    fast = perturbation_curve(p, image, order, blocks, 30, make_perturbation("uniform"),
-                              np.random.default_rng(7), target=1, incremental=True)
-    slow = perturbation_curve(p, image, order, blocks, 30, make_perturbation("uniform"),
-                              np.random.default_rng(7), target=1, incremental=False)
+    fast = perturbation_curve(
+        p,
+        image,
+        order,
+        blocks,
+        30,
+        make_perturbation("uniform"),
+        np.random.default_rng(7),
+        target=1,
+        incremental=True,
+    )
+    slow = perturbation_curve(
+        p,
+        image,
+        order,
+        blocks,
+        30,
+        make_perturbation("uniform"),
+        np.random.default_rng(7),
+        target=1,
+        incremental=False,
+    )
     np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)
     assert np.ptp(fast) > 0  # the curve actually moves
 
@@ -72,31 +99,39 @@ def test_curves_from_a_shared_start_equal_curves_from_a_fresh_start(kind, train)
     blocks = block_grid(image.shape, 9)
     order = np.random.default_rng(5).permutation(len(blocks))
     start = IncrementalImage(p, image, target=1)
-    assert (start._linear is not None) == (kind == "fisher")   # the linear score path is taken
+    assert (start._linear is not None) == (kind == "fisher")  # the linear score path is taken
     before = (start.score, start.channels[0].pooled.copy(), start.channels[0].descriptors.data.copy())
     noise = make_perturbation("uniform")
     for seed in (1, 2):
-        fresh = perturbation_curve(p, image, order, blocks, 8, noise, np.random.default_rng(seed),
-                                   target=1)
-        shared = perturbation_curve(p, image, order, blocks, 8, noise,
-                                    np.random.default_rng(seed), target=1, start=start)
+        fresh = perturbation_curve(p, image, order, blocks, 8, noise, np.random.default_rng(seed), target=1)
+        shared = perturbation_curve(
+            p, image, order, blocks, 8, noise, np.random.default_rng(seed), target=1, start=start
+        )
         np.testing.assert_array_equal(shared, fresh)
-    assert start.score == before[0]                      # the start itself is left alone
+    assert start.score == before[0]  # the start itself is left alone
     np.testing.assert_array_equal(start.channels[0].pooled, before[1])
     np.testing.assert_array_equal(start.channels[0].descriptors.data, before[2])
     assert np.isclose(start.full_score(), start.score, rtol=1e-9)
     with pytest.raises(ValueError, match="this pipeline and image"):
-        perturbation_curve(p, 1.0 - image, order, blocks, 2, noise, np.random.default_rng(0),
-                           target=1, start=start)
+        perturbation_curve(
+            p, 1.0 - image, order, blocks, 2, noise, np.random.default_rng(0), target=1, start=start
+        )
     with pytest.raises(ValueError, match="not target"):
-        perturbation_curve(p, image, order, blocks, 2, noise, np.random.default_rng(0),
-                           target=0, start=start)
+        perturbation_curve(p, image, order, blocks, 2, noise, np.random.default_rng(0), target=0, start=start)
 
 
 def test_max_pooling_is_updated_exactly(train):
-    p = Pipeline([("s", DenseSIFT(bin_sizes=[4], steps=3, backend="opencv"),
-                   RankMapping(16, pooling="max", random_state=0))], KernelSVC("hik"),
-                 random_state=0).fit(*train)
+    p = Pipeline(
+        [
+            (
+                "s",
+                DenseSIFT(bin_sizes=[4], steps=3, backend="opencv"),
+                RankMapping(16, pooling="max", random_state=0),
+            )
+        ],
+        KernelSVC("hik"),
+        random_state=0,
+    ).fit(*train)
     state = IncrementalImage(p, stripes(np.random.default_rng(2), 64), target=1)
     rng = np.random.default_rng(3)
     for _ in range(10):
@@ -171,8 +206,9 @@ def test_pixel_flipping_on_binary_images(train):
     p = _pipeline("rank", ((1, 1),), train, rotate=False)
     image = (stripes(np.random.default_rng(7), 40) > 0.4).astype(float)
     heat = p.explain([image], target=1)[0].heatmap
-    r = region_perturbation(p, [image], [heat], ("morf",), block=1, steps=30, repeats=1,
-                            perturbation="flip", target=1)
+    r = region_perturbation(
+        p, [image], [heat], ("morf",), block=1, steps=30, repeats=1, perturbation="flip", target=1
+    )
     assert r.curves["morf"].shape == (1, 1, 31)
     flip = make_perturbation("flip")
     np.testing.assert_array_equal(flip(np.array([[0.0, 1.0]]), None, None), [[1.0, 0.0]])
@@ -180,13 +216,13 @@ def test_pixel_flipping_on_binary_images(train):
 
 def test_context_ratio_of_a_synthetic_heatmap():
     heat = np.zeros((10, 10))
-    heat[2:4, 2:4] = 2.0      # inside: 4 pixels, mean 2 over the 4-pixel box
-    heat[8, 8] = 3.0          # outside: 96 pixels, mean 3 / 96
-    heat[9, 0] = -5.0         # negative relevance is ignored
+    heat[2:4, 2:4] = 2.0  # inside: 4 pixels, mean 2 over the 4-pixel box
+    heat[8, 8] = 3.0  # outside: 96 pixels, mean 3 / 96
+    heat[9, 0] = -5.0  # negative relevance is ignored
     box = [(2, 4, 2, 4)]
     assert np.isclose(context_ratio(heat, box), (3 / 96) / 2)
     with pytest.raises(AnnotationError, match="cover no pixel"):
-        context_ratio(heat, [])   # no NaN: an empty box area is an error
+        context_ratio(heat, [])  # no NaN: an empty box area is an error
 
 
 VOC_XML = """<annotation><filename>000001.jpg</filename>
@@ -203,7 +239,7 @@ def test_voc_annotation_reader(tmp_path):
     path.write_text(VOC_XML)
     ann = read_voc_annotation(path)
     assert ann.filename == "000001.jpg" and ann.size == (8, 10, 3)
-    assert ann.boxes("horse") == [(2, 6, 1, 5)]   # 1-based inclusive -> 0-based half-open
+    assert ann.boxes("horse") == [(2, 6, 1, 5)]  # 1-based inclusive -> 0-based half-open
     assert ann.boxes("person", include_difficult=False) == []
     heat = np.ones((8, 10))
     out = context_ratios([heat], [ann], ["horse"])
@@ -232,9 +268,25 @@ def test_evaluate_cli_writes_curves_and_resumes(train, tmp_path):
     for i in range(2):
         cv2.imwrite(str(imgs / f"s{i}.png"), (stripes(rng, 45) * 255).astype(np.uint8))
     out = tmp_path / "eval"
-    cmd = [sys.executable, "-m", "bowlrp.evaluate", "--model", str(model), "--images", str(imgs),
-           "--steps", "10", "--repeats", "2", "--out", str(out), "--target", "1",
-           "--methods", "lrp-eps0,lrp-eps1,random,occlusion"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bowlrp.evaluate",
+        "--model",
+        str(model),
+        "--images",
+        str(imgs),
+        "--steps",
+        "10",
+        "--repeats",
+        "2",
+        "--out",
+        str(out),
+        "--target",
+        "1",
+        "--methods",
+        "lrp-eps0,lrp-eps1,random,occlusion",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "lrp-eps0" in r.stdout and "occlusion" in r.stdout
@@ -254,16 +306,18 @@ def test_evaluate_cli_writes_curves_and_resumes(train, tmp_path):
     assert empty.returncode == 2 and "--methods names no method" in empty.stderr
     # another seed changes every result: recomputed, never reused
     cheap = cmd[:-1] + ["lrp-eps0,random"]
-    r3 = subprocess.run(cheap + ["--seed", "5", "--order", "lerf"], capture_output=True, text=True,
-                        timeout=300)
+    r3 = subprocess.run(
+        cheap + ["--seed", "5", "--order", "lerf"], capture_output=True, text=True, timeout=300
+    )
     assert r3.returncode == 0, r3.stderr
     assert "AOPC (LeRF)" in r3.stdout
     records = [json.loads(f.read_text()) for f in partial]
     assert all(rec["key"]["seed"] == 5 and rec["key"]["order"] == "lerf" for rec in records)
     # a corrupt partial result is named and recomputed
     partial[0].write_text("{not json")
-    r4 = subprocess.run(cheap + ["--seed", "5", "--order", "lerf"], capture_output=True, text=True,
-                        timeout=300)
+    r4 = subprocess.run(
+        cheap + ["--seed", "5", "--order", "lerf"], capture_output=True, text=True, timeout=300
+    )
     assert r4.returncode == 0 and str(partial[0]) in r4.stderr and "recomputing" in r4.stderr
     assert json.loads(partial[0].read_text())["key"]["seed"] == 5
     # a second run on a locked folder is refused with one line
@@ -281,17 +335,34 @@ def test_incremental_is_exact_with_vlfeat_exact_mode(train):
 
     if not vlfeat_available():
         pytest.skip("cyvlfeat not installed ([vlfeat] extra)")
-    p = Pipeline([("s", DenseSIFT(bin_sizes=[4, 6], steps=3, backend="vlfeat", fast=False),
-                   FisherVector(GMMVocabulary(4, pca_components=12, random_state=0),
-                                pyramid=((1, 1), (2, 2))))],
-                 KernelSVC("linear"), random_state=0).fit(*train)
+    p = Pipeline(
+        [
+            (
+                "s",
+                DenseSIFT(bin_sizes=[4, 6], steps=3, backend="vlfeat", fast=False),
+                FisherVector(GMMVocabulary(4, pca_components=12, random_state=0), pyramid=((1, 1), (2, 2))),
+            )
+        ],
+        KernelSVC("linear"),
+        random_state=0,
+    ).fit(*train)
     image = stripes(np.random.default_rng(9), 72)
     blocks = block_grid(image.shape, 9)
     order = order_blocks(np.arange(len(blocks), dtype=float), "morf", np.random.default_rng(0))
-    fast = perturbation_curve(p, image, order, blocks, 20, make_perturbation("uniform"),
-                              np.random.default_rng(1), target=1)
-    slow = perturbation_curve(p, image, order, blocks, 20, make_perturbation("uniform"),
-                              np.random.default_rng(1), target=1, incremental=False)
+    fast = perturbation_curve(
+        p, image, order, blocks, 20, make_perturbation("uniform"), np.random.default_rng(1), target=1
+    )
+    slow = perturbation_curve(
+        p,
+        image,
+        order,
+        blocks,
+        20,
+        make_perturbation("uniform"),
+        np.random.default_rng(1),
+        target=1,
+        incremental=False,
+    )
     np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)
 
 
@@ -310,14 +381,43 @@ def test_evaluate_images_library_equals_cli(train, tmp_path):
     for i in range(2):
         cv2.imwrite(str(imgs / f"s{i}.png"), (stripes(rng, 40) * 255).astype(np.uint8))
     out = tmp_path / "cli"
-    assert main(["--model", str(model), "--images", str(imgs), "--steps", "6", "--repeats", "2",
-                 "--out", str(out), "--target", "1", "--seed", "3", "--methods", "lrp-eps0,random",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(model),
+                "--images",
+                str(imgs),
+                "--steps",
+                "6",
+                "--repeats",
+                "2",
+                "--out",
+                str(out),
+                "--target",
+                "1",
+                "--seed",
+                "3",
+                "--methods",
+                "lrp-eps0,random",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     cli = json.loads((out / "curves.json").read_text())["methods"]
-    cli_images = {json.loads(f.read_text())["id"]: json.loads(f.read_text())["curves"]
-                  for f in (out / "partial").iterdir()}
-    run = evaluate_images(imgs, load(model), methods=["lrp-eps0", "random"], target=1,
-                          settings=EvaluationSettings(steps=6, repeats=2, seed=3), progress=False)
+    cli_images = {
+        json.loads(f.read_text())["id"]: json.loads(f.read_text())["curves"]
+        for f in (out / "partial").iterdir()
+    }
+    run = evaluate_images(
+        imgs,
+        load(model),
+        methods=["lrp-eps0", "random"],
+        target=1,
+        settings=EvaluationSettings(steps=6, repeats=2, seed=3),
+        progress=False,
+    )
     assert run.n_inputs == 2 and {r["id"] for r in run.results} == set(cli_images) == {"s0", "s1"}
     for r in run.results:
         assert r["curves"] == cli_images[r["id"]]

@@ -42,8 +42,11 @@ ENCODERS = {
     "rank-p3": lambda: RankMapping(16, pooling=3.0, random_state=0),
     "rank-max": lambda: RankMapping(16, pooling="max", random_state=0),
     "soft": lambda: SoftAssignment(16, beta=1e-4, pyramid=((1, 1), (2, 2)), random_state=0),
-    "fisher": lambda: FisherVector(GMMVocabulary(4, pca_components=8, random_state=0),
-                                   parts=("pi", "mu", "sigma"), pyramid=((1, 1), (2, 2))),
+    "fisher": lambda: FisherVector(
+        GMMVocabulary(4, pca_components=8, random_state=0),
+        parts=("pi", "mu", "sigma"),
+        pyramid=((1, 1), (2, 2)),
+    ),
 }
 
 
@@ -181,18 +184,22 @@ def test_tiles_are_averaged_per_pixel(data):
     count = np.zeros(image.shape)
     for r in tile_origins(96, 64, 32):
         for c in tile_origins(192, 64, 32):
-            h = p.explain([image[r:r + 64, c:c + 64]], target=e.target)[0].heatmap
-            total[r:r + 64, c:c + 64] += h
-            count[r:r + 64, c:c + 64] += 1
+            h = p.explain([image[r : r + 64, c : c + 64]], target=e.target)[0].heatmap
+            total[r : r + 64, c : c + 64] += h
+            count[r : r + 64, c : c + 64] += 1
     np.testing.assert_allclose(e.heatmap, total / count, atol=1e-12)
 
 
 def test_two_channels_add_up(data):
     train, y = data[0]
-    p = Pipeline([
-        ("sift", SIFT, RankMapping(16, random_state=0)),
-        ("quant", ColorQuantiles(radius=5, step=4, color="grey"), RankMapping(8, random_state=0)),
-    ], KernelSVC(["hik", "hik"], mkl_norm=2), random_state=0).fit(train, y)
+    p = Pipeline(
+        [
+            ("sift", SIFT, RankMapping(16, random_state=0)),
+            ("quant", ColorQuantiles(radius=5, step=4, color="grey"), RankMapping(8, random_state=0)),
+        ],
+        KernelSVC(["hik", "hik"], mkl_norm=2),
+        random_state=0,
+    ).fit(train, y)
     e = p.explain(data[1][:1])[0]
     np.testing.assert_allclose(sum(c.heatmap for c in e.channels), e.heatmap, atol=1e-14)
     assert np.isclose(e.heatmap.sum() + e.bias_relevance, e.score, rtol=1e-9)
@@ -217,8 +224,12 @@ def test_sift_bins_cover_the_nominal_patch():
 
 def test_fisher_sift_bins_heatmap_conserves_and_is_finer(data):
     train, y = data[0]
-    p = _fit(FisherVector(GMMVocabulary(4, pca_components=16, random_state=0)), kernel="linear",
-             extractor=DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), data=(train, y))
+    p = _fit(
+        FisherVector(GMMVocabulary(4, pca_components=16, random_state=0)),
+        kernel="linear",
+        extractor=DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"),
+        data=(train, y),
+    )
     flat = p.explain(data[1][:1], rules=[Epsilon(0.0), Flat()])[0]
     fine = p.explain(data[1][:1], rules=[Epsilon(0.0), SIFTBins()])[0]
     assert np.isclose(fine.heatmap.sum(), flat.heatmap.sum(), rtol=1e-9)

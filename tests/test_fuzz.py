@@ -35,8 +35,14 @@ from .limited import GIB, run_limited
 
 SEED = int(os.environ.get("BOWLRP_FUZZ_SEED", "0"))
 # (fast, slow) case counts; the slow run includes the fast cases' generators with more draws
-COUNTS = {"image": (100, 600), "bomb": (16, 120), "model": (50, 400), "xml": (60, 500),
-          "cli": (24, 160), "cli-subprocess": (1, 16)}
+COUNTS = {
+    "image": (100, 600),
+    "bomb": (16, 120),
+    "model": (50, 400),
+    "xml": (60, 500),
+    "cli": (24, 160),
+    "cli-subprocess": (1, 16),
+}
 
 
 def counts(kind):
@@ -64,11 +70,11 @@ def _mutate_image(rng, k: int) -> tuple[str, bytes]:
     elif op == "overwrite-header":
         pos = int(rng.integers(0, min(len(data), 40)))
         value = int(rng.integers(0, 1 << 16)) if rng.random() < 0.5 else int(rng.integers(0, 60))
-        data[pos:pos + 2] = struct.pack("<H", value)
+        data[pos : pos + 2] = struct.pack("<H", value)
     elif op == "splice":
         other = F.sample(F.FORMATS[rng.integers(len(F.FORMATS))], 30, 30, seed=k + 1)
         cut = int(rng.integers(0, len(data)))
-        data = data[:cut] + other[int(rng.integers(0, len(other))):]
+        data = data[:cut] + other[int(rng.integers(0, len(other))) :]
     else:
         data = data[:8] + bytearray(rng.bytes(int(rng.integers(0, 400))))
     return f"{op}{ext}", bytes(data)
@@ -109,8 +115,9 @@ def test_fuzz_images(n, tmp_path):
 
 def _bomb_cases(rng, n):
     makers = [
-        lambda w, h: F.png_bomb(w, h, [8, 16][rng.integers(2)], [0, 2, 4, 6][rng.integers(4)], 6000,
-                                seed=int(rng.integers(2))),
+        lambda w, h: F.png_bomb(
+            w, h, [8, 16][rng.integers(2)], [0, 2, 4, 6][rng.integers(4)], 6000, seed=int(rng.integers(2))
+        ),
         lambda w, h: F.jpeg_bomb(min(w, 65535), min(h, 65535)),
         lambda w, h: F.bmp_bomb(min(w, 2**31 - 1), -min(h, 2**31 - 1)),
         lambda w, h: F.tiff_bomb(min(w, 2**32 - 1), min(h, 2**32 - 1)),
@@ -132,9 +139,11 @@ def test_fuzz_huge_headers_in_a_subprocess_under_2_gib(n, tmp_path):
     for k, data in _bomb_cases(rng, n):
         paths.append(tmp_path / f"bomb{k}.img")
         paths[-1].write_bytes(data)
-    code = ("import sys, json\nfrom bowlrp._validation import as_float_image\n"
-            "for p in sys.argv[1:]:\n    try:\n        as_float_image(p); r = ['read', '']\n"
-            "    except Exception as e:\n        r = [type(e).__name__, str(e)]\n    print(json.dumps(r))\n")
+    code = (
+        "import sys, json\nfrom bowlrp._validation import as_float_image\n"
+        "for p in sys.argv[1:]:\n    try:\n        as_float_image(p); r = ['read', '']\n"
+        "    except Exception as e:\n        r = [type(e).__name__, str(e)]\n    print(json.dumps(r))\n"
+    )
     r = run_limited(["-c", code, *map(str, paths)], limit=2 * GIB, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     results = [json.loads(line) for line in r.stdout.splitlines()]
@@ -157,8 +166,11 @@ def valid_model(tmp_path_factory):
     rng = np.random.default_rng(0)
     images = [stripes(rng, 40) for _ in range(4)] + [blobs(rng, 40) for _ in range(4)]
     y = np.array(["stripes"] * 4 + ["blobs"] * 4)
-    model = Pipeline([("s", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"),
-                       HardAssignment(8, random_state=0))], KernelSVC("hik"), random_state=0).fit(images, y)
+    model = Pipeline(
+        [("s", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), HardAssignment(8, random_state=0))],
+        KernelSVC("hik"),
+        random_state=0,
+    ).fit(images, y)
     d = tmp_path_factory.mktemp("fuzzmodel")
     path = save(model, d / "model.pkl")
     img = d / "img.png"
@@ -166,12 +178,34 @@ def valid_model(tmp_path_factory):
     return path, img
 
 
-_POOL_TYPES = [("builtins", "exec"), ("posix", "system"), ("numpy", "load"), ("subprocess", "Popen"),
-               ("builtins", "getattr"), ("functools", "partial"), ("operator", "methodcaller"),
-               ("numpy", "ndarray"), ("builtins", "dict"), ("bowlrp.svm", "KernelSVC"),
-               ("sklearn.linear_model._logistic", "LogisticRegression"), ("", ""), ("a\nb", "c\x00")]
-_POOL_LOADERS = ["ObjectNode", "ConstructorFromReduceNode", "FunctionNode", "TypeNode", "MethodNode",
-                 "ReduceNode", "PartialNode", "OperatorFuncNode", "NdArrayNode", "DictNode", "NoSuchNode"]
+_POOL_TYPES = [
+    ("builtins", "exec"),
+    ("posix", "system"),
+    ("numpy", "load"),
+    ("subprocess", "Popen"),
+    ("builtins", "getattr"),
+    ("functools", "partial"),
+    ("operator", "methodcaller"),
+    ("numpy", "ndarray"),
+    ("builtins", "dict"),
+    ("bowlrp.svm", "KernelSVC"),
+    ("sklearn.linear_model._logistic", "LogisticRegression"),
+    ("", ""),
+    ("a\nb", "c\x00"),
+]
+_POOL_LOADERS = [
+    "ObjectNode",
+    "ConstructorFromReduceNode",
+    "FunctionNode",
+    "TypeNode",
+    "MethodNode",
+    "ReduceNode",
+    "PartialNode",
+    "OperatorFuncNode",
+    "NdArrayNode",
+    "DictNode",
+    "NoSuchNode",
+]
 
 
 def _nodes(schema):
@@ -188,8 +222,18 @@ def _nodes(schema):
 
 
 def _mutate_model(rng, valid: bytes, sentinel, tmp) -> tuple[str, bytes]:
-    op = ["truncate", "flip", "flip-directory", "retype", "reload", "payload", "junk-value",
-          "meta", "declared-size", "deep"][rng.integers(10)]
+    op = [
+        "truncate",
+        "flip",
+        "flip-directory",
+        "retype",
+        "reload",
+        "payload",
+        "junk-value",
+        "meta",
+        "declared-size",
+        "deep",
+    ][rng.integers(10)]
     if op == "truncate":
         return op, valid[: int(rng.integers(0, len(valid)))]
     if op in ("flip", "flip-directory"):
@@ -201,10 +245,12 @@ def _mutate_model(rng, valid: bytes, sentinel, tmp) -> tuple[str, bytes]:
     if op == "declared-size":
         return op, hostile.declared_huge(valid, int(rng.integers(1, 2**32 - 2)))
     if op == "meta":
+
         def edit_meta(meta):
             keys = ["format", "bowlrp_version", "members", "payload_sha256", "kind", "classes"]
             key = keys[rng.integers(6)]
             meta[key] = [None, 1e308, "x" * 1000, {"a": [1] * 5}, "0.0.1", [], "Pipeline"][rng.integers(7)]
+
         return op, hostile.rewrite(valid, meta_edit=edit_meta)
     payloads = hostile.payloads(sentinel, tmp)
 
@@ -224,11 +270,12 @@ def _mutate_model(rng, valid: bytes, sentinel, tmp) -> tuple[str, bytes]:
         else:  # deep nesting
             deep = {"__class__": "list", "__module__": "builtins", "__loader__": "ListNode", "content": []}
             cur = deep
-            for _ in range(int(rng.integers(100, 450))):   # json.dumps in the test recurses too
+            for _ in range(int(rng.integers(100, 450))):  # json.dumps in the test recurses too
                 nxt = {"__class__": "list", "__module__": "builtins", "__loader__": "ListNode", "content": []}
                 cur["content"].append(nxt)
                 cur = nxt
             schema["content"]["config"] = deep
+
     return op, hostile.rewrite(valid, edit)
 
 
@@ -246,7 +293,7 @@ def test_fuzz_model_files(n, valid_model, tmp_path):
         p.write_bytes(data)
         for fn in (model_info, load):
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")   # e.g. sklearn version warnings on odd attributes
+                warnings.simplefilter("ignore")  # e.g. sklearn version warnings on odd attributes
                 try:
                     fn(p)
                     loaded += 1
@@ -261,28 +308,61 @@ def test_fuzz_model_files(n, valid_model, tmp_path):
 
 
 # -- VOC XML ------------------------------------------------------------------------------------
-_NUMBERS = ["1", "5", "0", "-3", "1e9", "inf", "-inf", "nan", "2.5", "", "x", "1e999", "  7 ", "0x10",
-            "99999999999999999999999", "１２"]
-_ENCODINGS = ["utf-8", "latin-1", "utf-16", "ascii", "no-such-codec", "utf-32", "cp1252", "shift_jis",
-              "UTF-7", "", "euc-jp"]
+_NUMBERS = [
+    "1",
+    "5",
+    "0",
+    "-3",
+    "1e9",
+    "inf",
+    "-inf",
+    "nan",
+    "2.5",
+    "",
+    "x",
+    "1e999",
+    "  7 ",
+    "0x10",
+    "99999999999999999999999",
+    "１２",
+]
+_ENCODINGS = [
+    "utf-8",
+    "latin-1",
+    "utf-16",
+    "ascii",
+    "no-such-codec",
+    "utf-32",
+    "cp1252",
+    "shift_jis",
+    "UTF-7",
+    "",
+    "euc-jp",
+]
 
 
 def _xml_case(rng) -> bytes:
     def num(lo=-5, hi=60):
         return _NUMBERS[rng.integers(len(_NUMBERS))] if rng.random() < 0.1 else str(int(rng.integers(lo, hi)))
+
     names = ["horse", "caf\u00e9", "", "&amp;"]
     objects = "".join(
         f"<object><name>{names[rng.integers(4)]}</name>"
         f"<difficult>{rng.integers(2)}</difficult>"
         f"<bndbox><xmin>{num(-5, 25)}</xmin><ymin>{num(-5, 25)}</ymin>"
         f"<xmax>{num(20, 60)}</xmax><ymax>{num(20, 60)}</ymax></bndbox></object>"
-        for _ in range(int(rng.integers(0, 4))))
-    size = f"<size><width>{num(30, 60)}</width><height>{num(30, 60)}</height><depth>3</depth></size>" \
-        if rng.random() < 0.9 else ""
+        for _ in range(int(rng.integers(0, 4)))
+    )
+    size = (
+        f"<size><width>{num(30, 60)}</width><height>{num(30, 60)}</height><depth>3</depth></size>"
+        if rng.random() < 0.9
+        else ""
+    )
     enc = _ENCODINGS[rng.integers(len(_ENCODINGS))]
     head = f'<?xml version="1.0" encoding="{enc}"?>' if rng.random() < 0.4 else ""
-    extra = ["", '<!DOCTYPE a [<!ENTITY e "x">]>', '<!DOCTYPE a SYSTEM "file:///etc/passwd">',
-             "<!-- c -->"][rng.integers(4)]
+    extra = ["", '<!DOCTYPE a [<!ENTITY e "x">]>', '<!DOCTYPE a SYSTEM "file:///etc/passwd">', "<!-- c -->"][
+        rng.integers(4)
+    ]
     text = f"{head}{extra}<annotation><filename>a.jpg</filename>{size}{objects}</annotation>"
     try:
         data = text.encode(enc if enc not in ("no-such-codec", "") else "utf-8")
@@ -314,8 +394,9 @@ def test_fuzz_voc_annotations(n, tmp_path):
                 continue
             except Exception as exc:
                 pytest.fail(f"case {k}: {type(exc).__name__}: {exc}")
-        assert all(issubclass(w.category, AnnotationWarning) for w in caught), \
-            [str(w.message) for w in caught]
+        assert all(issubclass(w.category, AnnotationWarning) for w in caught), [
+            str(w.message) for w in caught
+        ]
         height, width = ann.size[:2]
         for r0, r1, c0, c1 in ann.boxes():
             assert 0 <= r0 < r1 and 0 <= c0 < c1
@@ -342,22 +423,53 @@ def _cli_fixture(tmp_path, valid_model):
     sentinel = tmp_path / "SENTINEL"
     node = hostile.payloads(sentinel, tmp_path)["builtins.exec"]
     evil.write_bytes(hostile.inject(model.read_bytes(), node))
-    return {"model": model, "img": d / "a.png", "dir": d / "sub", "text": d / "text.png",
-            "bomb": d / "bomb.png", "odd": os.fsdecode(odd), "evil": evil, "sentinel": sentinel}
+    return {
+        "model": model,
+        "img": d / "a.png",
+        "dir": d / "sub",
+        "text": d / "text.png",
+        "bomb": d / "bomb.png",
+        "odd": os.fsdecode(odd),
+        "evil": evil,
+        "sentinel": sentinel,
+    }
 
 
 def _explain_args(rng, fx, out):
     pick = lambda xs: xs[rng.integers(len(xs))]  # noqa: E731
-    images = [str(fx["img"]), str(fx["dir"]), str(fx["dir"]) + "/*.png", "scan[1].png", "",
-              str(fx["text"]), str(fx["bomb"]), fx["odd"], "/nonexistent/x.png"]
+    images = [
+        str(fx["img"]),
+        str(fx["dir"]),
+        str(fx["dir"]) + "/*.png",
+        "scan[1].png",
+        "",
+        str(fx["text"]),
+        str(fx["bomb"]),
+        fx["odd"],
+        "/nonexistent/x.png",
+    ]
     models = [str(fx["model"])] * 4 + [str(fx["evil"]), "/nonexistent.pkl", str(fx["dir"]), ""]
     args = ["-i", *[pick(images) for _ in range(int(rng.integers(1, 3)))], "-m", pick(models)]
     options = {
         "--target": ["0", "1", "5", "-1", "stripes", "horse", "", "1e9"],
-        "--rule": ["epsilon=1", "epsilon=", "taylor=1e9", "alphabeta=2,1", "magic", "", "flat", "siftbins",
-                   "epsilon=nan", "epsilon=-1", "absz", "wta"],
-        "--tile": ["-1", "0", "24", "x", ""], "--stride": ["-1", "0", "8", "x"],
-        "--colormap": ["bwr", "jet", "nope", ""], "--normalize": ["image", "global", "bad"],
+        "--rule": [
+            "epsilon=1",
+            "epsilon=",
+            "taylor=1e9",
+            "alphabeta=2,1",
+            "magic",
+            "",
+            "flat",
+            "siftbins",
+            "epsilon=nan",
+            "epsilon=-1",
+            "absz",
+            "wta",
+        ],
+        "--tile": ["-1", "0", "24", "x", ""],
+        "--stride": ["-1", "0", "8", "x"],
+        "--colormap": ["bwr", "jet", "nope", ""],
+        "--normalize": ["image", "global", "bad"],
     }
     for flag, values in options.items():
         if rng.random() < 0.3:
@@ -365,7 +477,7 @@ def _explain_args(rng, fx, out):
     if rng.random() < 0.1:
         extra = pick(["--trusted", "--bogus", "extra-positional", "--out"])
         if extra == "--trusted" and str(fx["evil"]) in args:
-            extra = "--bogus"   # --trusted with a hostile file is the user's explicit consent to run it
+            extra = "--bogus"  # --trusted with a hostile file is the user's explicit consent to run it
         args.append(extra)
     return [*args, "-o", str(out)]
 
@@ -373,15 +485,24 @@ def _explain_args(rng, fx, out):
 def _evaluate_args(rng, fx, out):
     pick = lambda xs: xs[rng.integers(len(xs))]  # noqa: E731
     images = [str(fx["img"]), str(fx["dir"]), "", str(fx["text"]), str(fx["bomb"]), fx["odd"], "*.nothing"]
-    args = ["-m", pick([str(fx["model"])] * 4 + [str(fx["evil"]), "/nonexistent.pkl"]),
-            "-i", pick(images), "--repeats", pick(["1", "2", "0", "-1", "x"]),
-            "--steps", pick(["1", "3", "0", "-2", "2.5"])]
+    args = [
+        "-m",
+        pick([str(fx["model"])] * 4 + [str(fx["evil"]), "/nonexistent.pkl"]),
+        "-i",
+        pick(images),
+        "--repeats",
+        pick(["1", "2", "0", "-1", "x"]),
+        "--steps",
+        pick(["1", "3", "0", "-2", "2.5"]),
+    ]
     options = {
         "--method": ["region", "descriptor", "x"],
         "--methods": ["", "random", "lrp-eps1,random", "nope", ",", "occlusion"],
-        "--block": ["-1", "0", "8", "1000000"], "--batch": ["-1", "0", "10"],
+        "--block": ["-1", "0", "8", "1000000"],
+        "--batch": ["-1", "0", "10"],
         "--perturbation": ["uniform", "blur", "constant", "flip", "x"],
-        "--seed": ["0", "-1", str(2**70), "x"], "--target": ["0", "horse", "stripes"],
+        "--seed": ["0", "-1", str(2**70), "x"],
+        "--target": ["0", "horse", "stripes"],
     }
     for flag, values in options.items():
         if rng.random() < 0.3:
@@ -394,7 +515,7 @@ def _check_outputs(out):
         return
     for root, _, files in os.walk(out):
         hidden = [f for f in files if os.fsdecode(f).startswith(".")]
-        assert not hidden, (root, hidden)      # temporary files are hidden; none may remain
+        assert not hidden, (root, hidden)  # temporary files are hidden; none may remain
 
 
 def _run_in_process(main, argv) -> tuple[int, str]:
@@ -402,7 +523,7 @@ def _run_in_process(main, argv) -> tuple[int, str]:
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
             code = main(argv)
-        except SystemExit as exc:   # argparse
+        except SystemExit as exc:  # argparse
             code = exc.code if isinstance(exc.code, int) else 2
     return code, err.getvalue()
 
@@ -420,13 +541,13 @@ def test_fuzz_cli_arguments_in_process(n, valid_model, tmp_path, monkeypatch):
     codes = {}
     for k in range(n):
         out = tmp_path / f"out{k}"
-        prog, main = (("explain", explain_main) if k % 2 == 0 else ("evaluate", evaluate_main))
+        prog, main = ("explain", explain_main) if k % 2 == 0 else ("evaluate", evaluate_main)
         argv = (_explain_args if prog == "explain" else _evaluate_args)(rng, fx, out)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 code, err = _run_in_process(main, argv)
-            except Exception as exc:   # escaped main(): a traceback for the user
+            except Exception as exc:  # escaped main(): a traceback for the user
                 pytest.fail(f"case {k} {prog} {argv}: {type(exc).__name__}: {exc}")
         assert code in (0, 1, 2), (k, prog, argv, code, err)
         assert "Traceback" not in err, (argv, err)
@@ -450,17 +571,20 @@ def test_fuzz_cli_arguments_in_a_subprocess_under_2_gib(n, valid_model, tmp_path
     for k in range(n):
         out = tmp_path / f"out{k}"
         if k == 0:
-            prog, argv = "explain", ["-i", fx["odd"], "-m", str(fx["model"]), "-o",
-                                     os.fsdecode(os.fsencode(str(out)) + b"\xfe")]
+            prog, argv = (
+                "explain",
+                ["-i", fx["odd"], "-m", str(fx["model"]), "-o", os.fsdecode(os.fsencode(str(out)) + b"\xfe")],
+            )
             out = os.fsencode(str(out)) + b"\xfe"
         elif k == 1:
             prog, argv = "explain", ["-i", str(fx["img"]), "-m", str(fx["evil"]), "-o", str(out)]
         else:
             prog = "explain" if k % 2 == 0 else "evaluate"
             argv = (_explain_args if prog == "explain" else _evaluate_args)(rng, fx, out)
-        r = run_limited(["-m", f"bowlrp.{prog}", *[os.fsencode(a) for a in argv]], limit=2 * GIB,
-                        timeout=600, cwd=work)
-        assert r.returncode in (0, 1, 2), (argv, r.returncode, r.stderr[-2000:])   # 139: segfault
+        r = run_limited(
+            ["-m", f"bowlrp.{prog}", *[os.fsencode(a) for a in argv]], limit=2 * GIB, timeout=600, cwd=work
+        )
+        assert r.returncode in (0, 1, 2), (argv, r.returncode, r.stderr[-2000:])  # 139: segfault
         assert "Traceback" not in r.stderr, (argv, r.stderr)
         assert not fx["sentinel"].exists()
         _check_outputs(out)

@@ -18,8 +18,7 @@ def rasterize_reference(d: Descriptors, values):
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 40),
-       h=st.integers(3, 40), w=st.integers(3, 40))
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 40), h=st.integers(3, 40), w=st.integers(3, 40))
 def test_rasterize_equals_mask_reference(seed, n, h, w):
     rng = np.random.default_rng(seed)
     d = random_descriptors(rng, n=n, shape=(h, w), shapes=(0, 1, 2))

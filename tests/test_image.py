@@ -18,11 +18,11 @@ def test_normalisation_per_image_and_global():
 
 def test_zero_is_the_centre_of_the_diverging_map():
     rgb = pictures.colorize(np.array([[-1.0, 0.0, 1.0]]), "bwr")[0]
-    assert rgb[0, 2] > 200 and rgb[0, 0] < 50        # blue for negative
-    assert np.all(rgb[1] > 240)                      # white for zero
-    assert rgb[2, 0] > 200 and rgb[2, 2] < 50        # red for positive
+    assert rgb[0, 2] > 200 and rgb[0, 0] < 50  # blue for negative
+    assert np.all(rgb[1] > 240)  # white for zero
+    assert rgb[2, 0] > 200 and rgb[2, 2] < 50  # red for positive
     jet = pictures.colorize(np.array([[0.0]]), "jet")[0, 0]
-    assert jet[1] > jet[0] and jet[1] > jet[2]       # the papers' green for zero
+    assert jet[1] > jet[0] and jet[1] > jet[2]  # the papers' green for zero
     with pytest.raises(ValueError, match="colormap"):
         pictures.colorize(np.zeros((2, 2)), "nope")
 
@@ -67,7 +67,7 @@ def test_colorbar_has_ticks_in_relevance_units_and_gray_is_a_colormap():
     plain = with_colorbar(pic, "gray", scale=None)
     ticked = with_colorbar(pic, "gray", scale=0.0123)
     assert plain.shape[0] == ticked.shape[0] == 100 and ticked.shape[1] > pic.shape[1] + 16
-    label_area = ticked[:, pic.shape[1] + 20:]
+    label_area = ticked[:, pic.shape[1] + 20 :]
     assert (label_area < 0.5).any()  # tick labels are drawn
     assert encode_png(ticked)[:8] == b"\x89PNG\r\n\x1a\n"
     from bowlrp import DenseSIFT

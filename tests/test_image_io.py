@@ -115,7 +115,7 @@ def test_decode_failures_are_one_line_image_errors_naming_the_file(tmp_path):
     rng = np.random.default_rng(0)
     for ext in F.FORMATS:
         data = F.sample(ext, 40, 50)
-        variants = [data[:len(data) // 2], data[:len(data) - 7]]
+        variants = [data[: len(data) // 2], data[: len(data) - 7]]
         for _ in range(4):
             b = bytearray(data)
             for i in rng.integers(0, len(b), 8):
@@ -127,7 +127,7 @@ def test_decode_failures_are_one_line_image_errors_naming_the_file(tmp_path):
             for fn in (read_image, as_float_image):
                 try:
                     fn(path)
-                except ImageError as exc:   # never cv2.error (70b130f leaked it from as_float_image)
+                except ImageError as exc:  # never cv2.error (70b130f leaked it from as_float_image)
                     msg = str(exc)
                     assert "\n" not in msg and str(path) in msg
                     assert "OpenCV(" not in msg and "error:" not in msg
@@ -158,7 +158,7 @@ def test_missing_empty_directory_and_unknown_format(tmp_path):
 def test_non_utf8_file_names_read_and_write(tmp_path):
     """70b130f: cv2.imwrite segfaulted (exit 139) on such a name and left a 0-byte temp file."""
     picture = np.random.default_rng(0).random((12, 17, 3))
-    name = os.fsencode(str(tmp_path)) + b"/caf\xe9 \xff.png"    # latin-1 bytes: not UTF-8
+    name = os.fsencode(str(tmp_path)) + b"/caf\xe9 \xff.png"  # latin-1 bytes: not UTF-8
     with unittest.mock.patch("cv2.imwrite", side_effect=AssertionError("path handed to OpenCV")):
         write_png(name, picture)
         save_png(os.fsdecode(name), picture)
@@ -172,8 +172,10 @@ def test_non_utf8_file_names_read_and_write(tmp_path):
 
 
 def test_non_utf8_name_in_a_subprocess_does_not_crash(tmp_path):
-    code = ("import os, sys, numpy as np; from bowlrp.image import write_png; "
-            "write_png(os.fsencode(sys.argv[1]) + b'/\\xff\\xfe.png', np.zeros((4, 4, 3))); print('ok')")
+    code = (
+        "import os, sys, numpy as np; from bowlrp.image import write_png; "
+        "write_png(os.fsencode(sys.argv[1]) + b'/\\xff\\xfe.png', np.zeros((4, 4, 3))); print('ok')"
+    )
     r = run_limited(["-c", code, str(tmp_path)], limit=2 * GIB, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
     assert os.listdir(os.fsencode(str(tmp_path))) == [b"\xff\xfe.png"]
@@ -187,7 +189,7 @@ def test_png_outputs_honour_the_umask(tmp_path):
         q = save_png(tmp_path / "sub" / "b.png", np.zeros((4, 4, 3)))
     finally:
         os.umask(old)
-    assert p.stat().st_mode & 0o777 == 0o644      # 70b130f: 0600 (tempfile.mkstemp)
+    assert p.stat().st_mode & 0o777 == 0o644  # 70b130f: 0600 (tempfile.mkstemp)
     assert q.stat().st_mode & 0o777 == 0o640
 
 
@@ -213,14 +215,17 @@ def test_bombs_stay_under_2_gib_in_a_subprocess(tmp_path):
     for k, make in enumerate(F.BOMBS.values()):
         paths.append(tmp_path / f"bomb{k}.img")
         paths[-1].write_bytes(make())
-    code = ("import sys; from bowlrp._utils.validation import as_float_image\n"
-            "for p in sys.argv[1:]:\n    try:\n        as_float_image(p)\n    except Exception as e:\n"
-            "        print(type(e).__name__, e)\n")
+    code = (
+        "import sys; from bowlrp._utils.validation import as_float_image\n"
+        "for p in sys.argv[1:]:\n    try:\n        as_float_image(p)\n    except Exception as e:\n"
+        "        print(type(e).__name__, e)\n"
+    )
     r = run_limited(["-c", code, *map(str, paths)], limit=2 * GIB, timeout=120)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert len(lines) == len(paths) and all(ln.startswith("ImageError") and "above the limit" in ln
-                                            for ln in lines), r.stdout
+    assert len(lines) == len(paths) and all(
+        ln.startswith("ImageError") and "above the limit" in ln for ln in lines
+    ), r.stdout
     assert r.peak_rss < 2 * GIB
 
 
@@ -230,8 +235,10 @@ def test_an_image_at_the_pixel_limit_stays_under_2_gb(tmp_path):
     side = int(np.sqrt(v.DEFAULT_MAX_IMAGE_PIXELS)) - 1
     path = tmp_path / "big.png"
     path.write_bytes(F.encode(".png", np.zeros((side, side, 4), np.uint16)))
-    code = ("import sys; from bowlrp._utils.validation import as_float_image\n"
-            "x = as_float_image(sys.argv[1]); print(x.shape, x.dtype)\n")
+    code = (
+        "import sys; from bowlrp._utils.validation import as_float_image\n"
+        "x = as_float_image(sys.argv[1]); print(x.shape, x.dtype)\n"
+    )
     r = run_limited(["-c", code, str(path)], limit=4 * GIB, timeout=600)
     assert r.returncode == 0, r.stderr
     print(f"peak RSS {r.peak_rss / 1e9:.2f} GB for {side} x {side} RGBA16", file=sys.stderr)

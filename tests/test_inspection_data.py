@@ -14,7 +14,7 @@ def test_reproducible_and_independent_streams():
     for p, q in zip(a, b):
         np.testing.assert_array_equal(p.image, q.image)
         np.testing.assert_array_equal(p.mask, q.mask)
-    for p, q in zip(a[:4], c):   # more anomalies do not change the normal parts
+    for p, q in zip(a[:4], c):  # more anomalies do not change the normal parts
         np.testing.assert_array_equal(p.image, q.image)
     assert [p.kind for p in a] == ["normal"] * 4 + list(KINDS) * 2
 
@@ -27,7 +27,7 @@ def test_masks_and_images():
         if p.anomalous:
             assert 0.002 < p.mask.mean() < 0.05
             r, c = p.defect["center"]
-            assert p.mask[int(round(r)) - 3:int(round(r)) + 4, int(round(c)) - 3:int(round(c)) + 4].any()
+            assert p.mask[int(round(r)) - 3 : int(round(r)) + 4, int(round(c)) - 3 : int(round(c)) + 4].any()
         else:
             assert not p.mask.any() and p.defect == {}
 
@@ -38,7 +38,7 @@ def test_defect_changes_exactly_the_region_it_claims(kind):
     surface = render_surface(rng, 96)
     part = plant_defect(rng, surface, kind)
     changed = np.abs(part.image - surface) > 1e-9
-    assert changed[part.mask].mean() > 0.99      # every masked pixel was altered
+    assert changed[part.mask].mean() > 0.99  # every masked pixel was altered
     # outside the mask only the anti-aliased / soft rim changed visibly, next to the mask
     near = cv2.dilate(part.mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     assert np.abs(part.image - surface)[~near].max() < 0.01

@@ -32,8 +32,7 @@ def test_gram_equals_reference(name):
     Y = rng.random((9, 7)) * (rng.random((9, 7)) > 0.3)
     k = K.make_kernel(name).fit(X)
     sigma = getattr(k, "sigma_", None)
-    np.testing.assert_allclose(k.gram(X, Y), reference_gram(name, X, Y, sigma), rtol=1e-12,
-                               atol=1e-14)
+    np.testing.assert_allclose(k.gram(X, Y), reference_gram(name, X, Y, sigma), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("name", ["linear", "hik", "chi2", "hellinger"])
@@ -57,8 +56,12 @@ def test_gradient_equals_finite_differences(name):
     k = K.make_kernel(name).fit(S)
     g = k.gradient(S, coef, x)
     h = 1e-6
-    fd = np.array([(coef @ k.gram(S, (x + h * e)[None])[:, 0]
-                    - coef @ k.gram(S, (x - h * e)[None])[:, 0]) / (2 * h) for e in np.eye(5)])
+    fd = np.array(
+        [
+            (coef @ k.gram(S, (x + h * e)[None])[:, 0] - coef @ k.gram(S, (x - h * e)[None])[:, 0]) / (2 * h)
+            for e in np.eye(5)
+        ]
+    )
     np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-8)
 
 

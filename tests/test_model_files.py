@@ -43,8 +43,9 @@ def _sift():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     images, y = _data()
-    model = Pipeline([("s", _sift(), HardAssignment(8, random_state=0))], KernelSVC("hik"),
-                     random_state=0).fit(images, y)
+    model = Pipeline(
+        [("s", _sift(), HardAssignment(8, random_state=0))], KernelSVC("hik"), random_state=0
+    ).fit(images, y)
     path = tmp_path_factory.mktemp("model") / "tiny.pkl"
     save(model, path)
     return model, path, images
@@ -58,23 +59,48 @@ def _model_kinds():
         "kmeans-pca-rank": RankMapping(KMeansVocabulary(8, pca_components=8, random_state=0)),
         "soft": SoftAssignment(8, n_nearest=3, random_state=0),
         "gmm-fisher": FisherVector(4, random_state=0),
-        "gmm-pca-fisher-pyramid": FisherVector(GMMVocabulary(4, pca_components=8, random_state=0),
-                                               pyramid=[[1, 1], [2, 2]]),
+        "gmm-pca-fisher-pyramid": FisherVector(
+            GMMVocabulary(4, pca_components=8, random_state=0), pyramid=[[1, 1], [2, 2]]
+        ),
     }
     for name, enc in encoders.items():
         kernel = "linear" if isinstance(enc, FisherVector) else "hik"
         kinds.append((name, Pipeline([("s", _sift(), enc)], KernelSVC(kernel), random_state=0), False))
     for kernel in ("chi2", "exp_chi2", "rbf", "hellinger"):
-        kinds.append((f"kernel-{kernel}", Pipeline([("s", _sift(), HardAssignment(8, random_state=0))],
-                                                   KernelSVC(kernel), random_state=0), False))
-    kinds.append(("mkl-two-channels-class-weight", Pipeline(
-        [("s", _sift(), HardAssignment(8, random_state=0)),
-         ("q", ColorQuantiles(radius=4, step=4), RankMapping(8, random_state=0))],
-        KernelSVC(["hik", "exp_chi2"], mkl_norm=2, class_weight={"blobs": 1.0, "stripes": 2.0}),
-        random_state=0), True))
-    kinds.append(("random-state-object", Pipeline(
-        [("s", _sift(), HardAssignment(8, random_state=np.random.RandomState(0)))],
-        KernelSVC("hik", random_state=np.random.RandomState(1)), random_state=0), False))
+        kinds.append(
+            (
+                f"kernel-{kernel}",
+                Pipeline(
+                    [("s", _sift(), HardAssignment(8, random_state=0))], KernelSVC(kernel), random_state=0
+                ),
+                False,
+            )
+        )
+    kinds.append(
+        (
+            "mkl-two-channels-class-weight",
+            Pipeline(
+                [
+                    ("s", _sift(), HardAssignment(8, random_state=0)),
+                    ("q", ColorQuantiles(radius=4, step=4), RankMapping(8, random_state=0)),
+                ],
+                KernelSVC(["hik", "exp_chi2"], mkl_norm=2, class_weight={"blobs": 1.0, "stripes": 2.0}),
+                random_state=0,
+            ),
+            True,
+        )
+    )
+    kinds.append(
+        (
+            "random-state-object",
+            Pipeline(
+                [("s", _sift(), HardAssignment(8, random_state=np.random.RandomState(0)))],
+                KernelSVC("hik", random_state=np.random.RandomState(1)),
+                random_state=0,
+            ),
+            False,
+        )
+    )
     return kinds
 
 
@@ -99,6 +125,7 @@ def _shrunk_config(name):
         elif isinstance(d, list):
             for v in d:
                 shrink(v)
+
     shrink(cfg)
     for ch in cfg["channels"]:
         if "DenseSIFT" in ch["extractor"]:
@@ -115,8 +142,14 @@ def test_every_registered_class_is_allowed():
     # exact names only: no prefix-like entry, no function or callable-with-arguments loader
     for name, loaders in ALLOWED_TYPES.items():
         assert not name.endswith(".") and "*" not in name
-        assert not loaders & {"FunctionNode", "ConstructorFromReduceNode", "ReduceNode", "MethodNode",
-                              "PartialNode", "OperatorFuncNode"}, name
+        assert not loaders & {
+            "FunctionNode",
+            "ConstructorFromReduceNode",
+            "ReduceNode",
+            "MethodNode",
+            "PartialNode",
+            "OperatorFuncNode",
+        }, name
 
 
 FAST_KINDS = ("gmm-pca-fisher-pyramid", "mkl-two-channels-class-weight", "config-voc2009_bow")
@@ -140,10 +173,20 @@ def test_a_save_of_every_model_kind_passes_the_allowlist(tmp_path):
     # of other estimators and class_weight dicts, checked in test_scalar_types_in_the_list_round_trip)
     # (the anomaly detectors are saved and loaded without trusted= in
     # tests/test_anomaly_pipeline.py::test_save_load_round_trip)
-    extra = set(ALLOWED_TYPES) - seen - {"builtins.float", "numpy.float32", "numpy.int64", "numpy.int32",
-                                         "numpy.bool", "builtins.int",
-                                         "bowlrp.classifier.anomaly.OneClassKernelSVM",
-                                         "bowlrp.classifier.anomaly.KernelSVDD"}
+    extra = (
+        set(ALLOWED_TYPES)
+        - seen
+        - {
+            "builtins.float",
+            "numpy.float32",
+            "numpy.int64",
+            "numpy.int32",
+            "numpy.bool",
+            "builtins.int",
+            "bowlrp.classifier.anomaly.OneClassKernelSVM",
+            "bowlrp.classifier.anomaly.KernelSVDD",
+        }
+    )
     assert not extra, extra
 
 
@@ -160,7 +203,7 @@ def _check_kinds(kinds, tmp_path):
         unlisted = {t for loader, t in found if loader not in ALLOWED_TYPES.get(t, ())}
         assert not unlisted, (name, unlisted)
         seen |= {t for _, t in found}
-        back = load(path)   # no trusted=: the allowlist alone suffices
+        back = load(path)  # no trusted=: the allowlist alone suffices
         np.testing.assert_array_equal(back.decision_function(X[:3]), pipe.decision_function(X[:3]))
         info = model_info(path)
         assert info["kind"] == "Pipeline" and sorted(info["classes"]) == ["blobs", "stripes"]
@@ -171,8 +214,9 @@ def test_scalar_types_in_the_list_round_trip(tmp_path):
     import skops.io as sio
 
     obj = {"a": np.int64(3), "b": np.float32(2), "c": np.bool_(True), "d": np.int32(1), 1: 2, 2.0: 3}
-    found = hostile_types(json.loads(zipfile.ZipFile(__import__("io").BytesIO(sio.dumps(obj)))
-                                     .read("schema.json")))
+    found = hostile_types(
+        json.loads(zipfile.ZipFile(__import__("io").BytesIO(sio.dumps(obj))).read("schema.json"))
+    )
     assert all(loader in ALLOWED_TYPES[t] for loader, t in found), found
 
 
@@ -204,16 +248,20 @@ def test_round_trip_metadata_and_permissions(tiny, tmp_path):
         p2 = save(model, tmp_path / "b.pkl")
     finally:
         os.umask(old)
-    assert p1.stat().st_mode & 0o777 == 0o644   # mkstemp alone gave 0600 (70b130f)
+    assert p1.stat().st_mode & 0o777 == 0o644  # mkstemp alone gave 0600 (70b130f)
     assert p2.stat().st_mode & 0o777 == 0o600
-    assert sorted(q.name for q in tmp_path.iterdir()) == ["a.pkl", "b.pkl"]   # no temporary left
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["a.pkl", "b.pkl"]  # no temporary left
 
 
 def test_trusted_list_and_true(tiny, tmp_path):
     _, path, _ = tiny
-    node = {"__class__": "OrderedDict", "__module__": "collections", "__loader__": "DictNode",
-            "content": {}, "key_types": {"__class__": "list", "__module__": "builtins",
-                                          "__loader__": "ListNode", "content": []}}
+    node = {
+        "__class__": "OrderedDict",
+        "__module__": "collections",
+        "__loader__": "DictNode",
+        "content": {},
+        "key_types": {"__class__": "list", "__module__": "builtins", "__loader__": "ListNode", "content": []},
+    }
     f = tmp_path / "od.pkl"
     f.write_bytes(hostile.inject(path.read_bytes(), node))
     with pytest.raises(ModelFileError, match="collections.OrderedDict") as err:
@@ -309,8 +357,9 @@ for name in hostile.LIVE:
 print(sum(ran), len(ran))
 """
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", script, root, str(tmp_path)], capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", script, root, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
     assert out.stdout.split() == [str(len(hostile.LIVE))] * 2, out.stdout + out.stderr
 
 
@@ -326,11 +375,24 @@ def test_old_prefix_rule_would_have_run_code(tiny, tmp_path):
         assert not sentinel.exists()
 
 
-@pytest.mark.parametrize("case", [
-    "inject builtins.exec",
-    *[pytest.param(c, marks=pytest.mark.slow) for c in (
-        "zip bomb (64 MiB of zeros)", "inject posix.system", "truncated zip", "wrong stored member hash",
-        "sklearn estimator (other library)", "inject numpy.load", "declared 4.3 GB member")]])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "inject builtins.exec",
+        *[
+            pytest.param(c, marks=pytest.mark.slow)
+            for c in (
+                "zip bomb (64 MiB of zeros)",
+                "inject posix.system",
+                "truncated zip",
+                "wrong stored member hash",
+                "sklearn estimator (other library)",
+                "inject numpy.load",
+                "declared 4.3 GB member",
+            )
+        ],
+    ],
+)
 def test_cli_refuses_hostile_model_in_one_line(case, tiny, corpus, tmp_path):
     import cv2
 
@@ -338,8 +400,12 @@ def test_cli_refuses_hostile_model_in_one_line(case, tiny, corpus, tmp_path):
     img = tmp_path / "img.png"
     cv2.imwrite(str(img), (tiny[2][0] * 255).astype(np.uint8))
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "bowlrp.explain", "-i", str(img), "-m", str(paths[case]),
-                        "-o", str(out)], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "bowlrp.explain", "-i", str(img), "-m", str(paths[case]), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and str(paths[case]) in lines[0] and "Traceback" not in r.stderr, r.stderr
@@ -373,9 +439,11 @@ def test_zip_bombs_are_refused_by_their_sizes_under_2_gib(corpus):
             load(p)
         with pytest.raises(ModelFileError, match="zip bomb"):
             model_info(p)
-    code = ("import sys\nfrom bowlrp.model_files import load\nfor p in sys.argv[1:]:\n"
-            "    try:\n        load(p)\n"
-            "    except Exception as e:\n        print(type(e).__name__)\n")
+    code = (
+        "import sys\nfrom bowlrp.model_files import load\nfor p in sys.argv[1:]:\n"
+        "    try:\n        load(p)\n"
+        "    except Exception as e:\n        print(type(e).__name__)\n"
+    )
     r = run_limited(["-c", code, *map(str, bombs)], limit=2 * GIB, timeout=300)
     assert r.returncode == 0 and r.stdout.split() == ["ModelFileError"] * 2, r.stderr
     assert r.peak_rss < 2 * GIB
@@ -388,12 +456,21 @@ def test_files_from_0_1_0_without_metadata_load_only_when_trusted(tiny, tmp_path
 
     model, _, images = tiny
     old = tmp_path / "old.pkl"
-    sio.dump({"format": "bowlrp-model", "bowlrp_version": __version__, "kind": "Pipeline",
-              "config": None, "model": model}, str(old))
+    sio.dump(
+        {
+            "format": "bowlrp-model",
+            "bowlrp_version": __version__,
+            "kind": "Pipeline",
+            "config": None,
+            "model": model,
+        },
+        str(old),
+    )
     with pytest.raises(ModelFileError, match="no bowlrp.json metadata"):
         load(old)
     with pytest.warns(UserWarning, match="trusting every type"):
         back = load(old, trusted=True)
-    new = save(back, tmp_path / "new.pkl")   # the migration path
-    np.testing.assert_array_equal(load(new).decision_function(images[:2]),
-                                  model.decision_function(images[:2]))
+    new = save(back, tmp_path / "new.pkl")  # the migration path
+    np.testing.assert_array_equal(
+        load(new).decision_function(images[:2]), model.decision_function(images[:2])
+    )

@@ -14,8 +14,17 @@ from bowlrp.pipeline import Pipeline
 
 
 def _rank_pipeline(kernel="hik", **kw):
-    return Pipeline([("sift", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"),
-                      RankMapping(32, random_state=0, **kw))], KernelSVC(kernel), random_state=0)
+    return Pipeline(
+        [
+            (
+                "sift",
+                DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"),
+                RankMapping(32, random_state=0, **kw),
+            )
+        ],
+        KernelSVC(kernel),
+        random_state=0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +40,14 @@ def test_end_to_end_stripes_versus_blobs(fitted_hik, stripes_blobs):
 
 def test_two_channels_with_mkl(stripes_blobs):
     train, y, test, yt = stripes_blobs
-    p = Pipeline([
-        ("s4", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(24, random_state=0)),
-        ("s6", DenseSIFT(bin_sizes=[6], steps=6, backend="opencv"), HardAssignment(16, random_state=0)),
-    ], KernelSVC(["hik", "chi2"], mkl_norm=2), random_state=0).fit(train, y)
+    p = Pipeline(
+        [
+            ("s4", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(24, random_state=0)),
+            ("s6", DenseSIFT(bin_sizes=[6], steps=6, backend="opencv"), HardAssignment(16, random_state=0)),
+        ],
+        KernelSVC(["hik", "chi2"], mkl_norm=2),
+        random_state=0,
+    ).fit(train, y)
     assert p.channel_sizes_ == [24, 16]
     assert p.score(test, yt) >= 0.9
     assert p.classifier_.kernel_weights_.shape == (1, 2)
@@ -126,8 +139,9 @@ def test_bad_configs(tmp_path):
         Pipeline.from_config(bad)
 
 
-@pytest.mark.parametrize("path", ["polygons_hik", "configs/polygons_chi2.yaml",
-                                  "voc_fisher.yaml", "voc2009_bow"])
+@pytest.mark.parametrize(
+    "path", ["polygons_hik", "configs/polygons_chi2.yaml", "voc_fisher.yaml", "voc2009_bow"]
+)
 def test_shipped_configs_build(path):
     p = Pipeline.from_config(path)  # by name, from any directory
     assert p.channels and p.classifier is not None
@@ -137,10 +151,17 @@ def test_fisher_pipeline_explains_with_all_rules(stripes_blobs):
     from bowlrp.rules import AbsZ, AlphaBeta, Epsilon, SIFTBins
 
     train, y, test, _ = stripes_blobs
-    p = Pipeline([("fv", DenseSIFT(bin_sizes=[4], steps=3, backend="opencv"),
-                   FisherVector(GMMVocabulary(4, pca_components=16, random_state=0),
-                                pyramid=((1, 1), (2, 2))))],
-                 KernelSVC("linear"), random_state=0).fit(train, y)
+    p = Pipeline(
+        [
+            (
+                "fv",
+                DenseSIFT(bin_sizes=[4], steps=3, backend="opencv"),
+                FisherVector(GMMVocabulary(4, pca_components=16, random_state=0), pyramid=((1, 1), (2, 2))),
+            )
+        ],
+        KernelSVC("linear"),
+        random_state=0,
+    ).fit(train, y)
     for rules in [None, Epsilon(1.0), AlphaBeta(2, 1), AbsZ(), SIFTBins(), [Epsilon(0.0), SIFTBins()]]:
         e = p.explain(test[:1], rules=rules)[0]
         total = e.heatmap.sum() + e.bias_relevance + e.absorbed + e.residual

@@ -38,14 +38,13 @@ def opencv_weights(base, row, col, theta, b, mode="full"):
     angle = (360.0 - np.degrees(theta)) % 360.0
     cos_t, sin_t = np.cos(np.radians(angle)) / b, np.sin(np.radians(angle)) / b
     radius = int(round(b * np.sqrt(2) * 2.5))
-    i, j = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    i, j = np.mgrid[-radius : radius + 1, -radius : radius + 1]
     i, j = i.ravel(), j.ravel()
     c_rot = j * cos_t - i * sin_t
     r_rot = j * sin_t + i * cos_t
     rbin, cbin = r_rot + 1.5, c_rot + 1.5
     r, c = row + i, col + j
-    ok = (rbin > -1) & (rbin < 4) & (cbin > -1) & (cbin < 4) & (r > 0) & (r < H - 1) & \
-        (c > 0) & (c < Wd - 1)
+    ok = (rbin > -1) & (rbin < 4) & (cbin > -1) & (cbin < 4) & (r > 0) & (r < H - 1) & (c > 0) & (c < Wd - 1)
     i, j, r, c, rbin, cbin, c_rot, r_rot = (a[ok] for a in (i, j, r, c, rbin, cbin, c_rot, r_rot))
     dx = base[r, c + 1] - base[r, c - 1]
     dy = base[r - 1, c] - base[r + 1, c]
@@ -82,8 +81,9 @@ def window_fallback(W, Wwin, R):
     """Per-dimension coefficients: R_k / Z_k, or R_k / Zwin_k on the window weights if Z_k = 0."""
     Z, Zw = W.sum(0), Wwin.sum(0)
     live = Z > 0
-    return (W * np.divide(R, Z, out=np.zeros_like(R), where=live)).sum(1) + \
-        (Wwin * np.where(live, 0.0, np.divide(R, Zw, out=np.zeros_like(R), where=Zw > 0))).sum(1)
+    return (W * np.divide(R, Z, out=np.zeros_like(R), where=live)).sum(1) + (
+        Wwin * np.where(live, 0.0, np.divide(R, Zw, out=np.zeros_like(R), where=Zw > 0))
+    ).sum(1)
 
 
 def opencv_descriptor_from_weights(W):
@@ -106,8 +106,12 @@ def vlfeat_weights(channel, row, col, b, fast, window=VLFEAT_WINDOW):
     r, c = r.ravel(), c.ravel()
     dy, dx = r - row, c - col
     W = np.zeros((r.size, 4, 4, 8))
-    means = np.array([np.mean(np.exp(-0.5 * ((np.arange(-b + 1, b) - b * (i - 1.5)) / (window * b)) ** 2))
-                      for i in range(4)])
+    means = np.array(
+        [
+            np.mean(np.exp(-0.5 * ((np.arange(-b + 1, b) - b * (i - 1.5)) / (window * b)) ** 2))
+            for i in range(4)
+        ]
+    )
     o = ori[r, c]
     o0 = np.floor(o).astype(int)
     fo = o - o0
@@ -129,10 +133,14 @@ def vlfeat_weights(channel, row, col, b, fast, window=VLFEAT_WINDOW):
 def vlfeat_window_weights(shape, row, col, b, fast, window=VLFEAT_WINDOW):
     """The window weights of every pixel of the image (Gaussian or per-bin mean x bilinear,
     1/8 per orientation), (H * W, 128): the zero-mass fallback."""
-    r, c = np.mgrid[0:shape[0], 0:shape[1]]
+    r, c = np.mgrid[0 : shape[0], 0 : shape[1]]
     dy, dx = r.ravel() - row, c.ravel() - col
-    means = np.array([np.mean(np.exp(-0.5 * ((np.arange(-b + 1, b) - b * (i - 1.5)) / (window * b)) ** 2))
-                      for i in range(4)])
+    means = np.array(
+        [
+            np.mean(np.exp(-0.5 * ((np.arange(-b + 1, b) - b * (i - 1.5)) / (window * b)) ** 2))
+            for i in range(4)
+        ]
+    )
     W = np.zeros((dy.size, 4, 4, 8))
     for bi in range(4):
         ty = np.maximum(0, 1 - np.abs(dy - b * (bi - 1.5)) / b)
@@ -164,16 +172,23 @@ def _map(r, c, values, shape):
 
 def _vlfeat_like(fast):
     ex = DenseSIFT(bin_sizes=[4], steps=4, backend="opencv", smooth=False).fit()
-    ex.backend_ = "vlfeat"   # the kernels only read backend_, fast, colour and smoothing
+    ex.backend_ = "vlfeat"  # the kernels only read backend_, fast, colour and smoothing
     ex.fast = fast
     return ex
 
 
 def _vlfeat_descriptors(shape, b, centers):
     n = len(centers)
-    return Descriptors(np.zeros((n, 128), np.float32), np.asarray(centers, float),
-                       np.full(n, 2 * b), np.zeros(n), np.zeros(n, np.int8), np.full(n, float(b)),
-                       shape, "sift-grey")
+    return Descriptors(
+        np.zeros((n, 128), np.float32),
+        np.asarray(centers, float),
+        np.full(n, 2 * b),
+        np.zeros(n),
+        np.zeros(n, np.int8),
+        np.full(n, float(b)),
+        shape,
+        "sift-grey",
+    )
 
 
 # -- OpenCV --------------------------------------------------------------------------------------
@@ -205,15 +220,15 @@ def test_fast_kernel_equals_reference_opencv(rotate):
     rng = np.random.default_rng(0)
     for i in rng.choice(len(d), 4, replace=False):
         one = d.subset(np.array([i]))
-        r, c, W = opencv_weights(base, int(one.centers[0, 0]), int(one.centers[0, 1]),
-                                 one.orientations[0], 6)
+        r, c, W = opencv_weights(base, int(one.centers[0, 0]), int(one.centers[0, 1]), one.orientations[0], 6)
         got = contribution(one, ex, img, np.array([1.0]), through_blur=False)
         want = _map(r, c, W.sum(1) / W.sum(), img.shape)
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
         R = rng.normal(size=(1, 128))
         got = contribution(one, ex, img, R.sum(1), per_dim=R, through_blur=False)
-        _, _, Wwin = opencv_weights(base, int(one.centers[0, 0]), int(one.centers[0, 1]),
-                                    one.orientations[0], 6, "window")
+        _, _, Wwin = opencv_weights(
+            base, int(one.centers[0, 0]), int(one.centers[0, 1]), one.orientations[0], 6, "window"
+        )
         want = _map(r, c, window_fallback(W, Wwin, R[0]), img.shape)
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
@@ -223,8 +238,9 @@ def test_window_and_gradient_variants_opencv(mode):
     img = _scene(3, 48)
     ex = DenseSIFT(bin_sizes=[6], steps=6, backend="opencv").fit()
     _, one = _one_descriptor(ex, img, 5)
-    r, c, W = opencv_weights(opencv_base(img, 6), int(one.centers[0, 0]), int(one.centers[0, 1]),
-                             0.0, 6, mode)
+    r, c, W = opencv_weights(
+        opencv_base(img, 6), int(one.centers[0, 0]), int(one.centers[0, 1]), 0.0, 6, mode
+    )
     got = contribution(one, ex, img, np.array([1.0]), weighting=mode, through_blur=False)
     np.testing.assert_allclose(got, _map(r, c, W.sum(1) / W.sum(), img.shape), rtol=1e-9, atol=1e-12)
 
@@ -241,17 +257,14 @@ def test_fast_kernel_equals_reference_vlfeat(fast):
     rng = np.random.default_rng(1)
     for i in range(len(d)):
         one = d.subset(np.array([i]))
-        r, c, W = vlfeat_weights(img.astype(np.float32), one.centers[0, 0], one.centers[0, 1], b,
-                                 fast)
+        r, c, W = vlfeat_weights(img.astype(np.float32), one.centers[0, 0], one.centers[0, 1], b, fast)
         got = contribution(one, ex, img, np.array([1.0]), through_blur=False)
-        np.testing.assert_allclose(got, _map(r, c, W.sum(1) / W.sum(), img.shape), rtol=1e-9,
-                                   atol=1e-12)
+        np.testing.assert_allclose(got, _map(r, c, W.sum(1) / W.sum(), img.shape), rtol=1e-9, atol=1e-12)
         R = rng.normal(size=(1, 128))
         Z = W.sum(0)
         assert np.all(Z > 0)
         got = contribution(one, ex, img, R.sum(1), per_dim=R, through_blur=False)
-        np.testing.assert_allclose(got, _map(r, c, (W * (R[0] / Z)).sum(1), img.shape), rtol=1e-9,
-                                   atol=1e-12)
+        np.testing.assert_allclose(got, _map(r, c, (W * (R[0] / Z)).sum(1), img.shape), rtol=1e-9, atol=1e-12)
 
 
 @needs_vlfeat
@@ -278,13 +291,18 @@ def test_reference_rebuilds_vlfeat_descriptor(fast):
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 1000), backend=st.sampled_from(["opencv", "exact", "fast"]),
-       weighting=st.sampled_from(["full", "window", "gradient"]), blur=st.booleans(),
-       per_dim=st.booleans(), flat_region=st.booleans())
+@given(
+    seed=st.integers(0, 1000),
+    backend=st.sampled_from(["opencv", "exact", "fast"]),
+    weighting=st.sampled_from(["full", "window", "gradient"]),
+    blur=st.booleans(),
+    per_dim=st.booleans(),
+    flat_region=st.booleans(),
+)
 def test_conservation(seed, backend, weighting, blur, per_dim, flat_region):
     rng = np.random.default_rng(seed)
     img = _scene(seed, 40)
-    if flat_region:   # no gradient at all under part of the descriptors: window fallback
+    if flat_region:  # no gradient at all under part of the descriptors: window fallback
         img[:20] = 0.5
     if backend == "opencv":
         ex = DenseSIFT(bin_sizes=[4, 6], steps=5, rotate=bool(seed % 2), backend="opencv").fit()
@@ -373,7 +391,7 @@ def test_separable_path_equals_reference_opencv_dense_grid(per_dim):
     """Many overlapping unrotated descriptors (step < support) share row and column tables:
     the separable kernel against the sum of the NumPy references of every descriptor."""
     img = _scene(8, 40)
-    img[:12] = 0.4   # some dimensions (and descriptors) without any mass: window fallback
+    img[:12] = 0.4  # some dimensions (and descriptors) without any mass: window fallback
     ex = DenseSIFT(bin_sizes=[4], steps=3, backend="opencv").fit()
     d = ex.describe(img)
     base = opencv_base(img, 4)
@@ -384,7 +402,7 @@ def test_separable_path_equals_reference_opencv_dense_grid(per_dim):
         row, col = int(d.centers[i, 0]), int(d.centers[i, 1])
         r, c, W = opencv_weights(base, row, col, 0.0, 4)
         weights.append((r, c, W, opencv_weights(base, row, col, 0.0, 4, "window")[2]))
-    if not per_dim:   # zero total mass per descriptor: the window weights, as per dimension
+    if not per_dim:  # zero total mass per descriptor: the window weights, as per dimension
         weights = [(r, c, W if W.sum() > 0 else Wwin, Wwin) for r, c, W, Wwin in weights]
     want = _reference_map(weights, R, P, img.shape)
     got = contribution(d, ex, img, R, P, through_blur=False)
@@ -394,7 +412,7 @@ def test_separable_path_equals_reference_opencv_dense_grid(per_dim):
 @pytest.mark.parametrize("fast_window", [False, True])
 def test_separable_path_equals_reference_vlfeat_dense_grid(fast_window):
     img = _scene(9, 36)
-    img[:14] = 0.4   # flat: dimensions without mass, the window fallback
+    img[:14] = 0.4  # flat: dimensions without mass, the window fallback
     ex = _vlfeat_like(fast_window)
     b = 4
     ys, xs = np.meshgrid(np.arange(8.0, 28.0, 4.0), np.arange(7.5, 28.0, 4.0), indexing="ij")
@@ -403,17 +421,15 @@ def test_separable_path_equals_reference_vlfeat_dense_grid(fast_window):
     R, P = rng.normal(size=len(d)), rng.normal(size=(len(d), 128))
     weights = []
     for i in range(len(d)):
-        r, c, W = vlfeat_weights(img.astype(np.float32), d.centers[i, 0], d.centers[i, 1], b,
-                                 fast_window)
+        r, c, W = vlfeat_weights(img.astype(np.float32), d.centers[i, 0], d.centers[i, 1], b, fast_window)
         full = np.zeros((img.size, 128))
         full[r * img.shape[1] + c] = W
         Wwin = vlfeat_window_weights(img.shape, d.centers[i, 0], d.centers[i, 1], b, fast_window)
         weights.append((full, Wwin))
     rows, cols = np.divmod(np.arange(img.size), img.shape[1])
-    assert any((W.sum(0) == 0).any() for W, _ in weights)   # the window fallback is exercised
+    assert any((W.sum(0) == 0).any() for W, _ in weights)  # the window fallback is exercised
     for per_dim in (None, P):
-        ws = [(rows, cols, W if per_dim is not None or W.sum() > 0 else Wwin, Wwin)
-              for W, Wwin in weights]
+        ws = [(rows, cols, W if per_dim is not None or W.sum() > 0 else Wwin, Wwin) for W, Wwin in weights]
         want = _reference_map(ws, R, per_dim, img.shape)
         got = contribution(d, ex, img, R, per_dim, through_blur=False)
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
@@ -427,8 +443,7 @@ def test_fast_paths_equal_per_pixel_kernel(backend, weighting):
     img = _scene(10, 44)
     img[30:] = 0.6
     if backend.startswith("opencv"):
-        ex = DenseSIFT(bin_sizes=[4, 6], steps=3, rotate=backend.endswith("rotated"),
-                       backend="opencv").fit()
+        ex = DenseSIFT(bin_sizes=[4, 6], steps=3, rotate=backend.endswith("rotated"), backend="opencv").fit()
         d = ex.describe(img)
     else:
         ex = _vlfeat_like(backend == "fast")

@@ -20,9 +20,14 @@ def test_labels_agree_with_masks():
             np.testing.assert_allclose(s["centroid"], [rows.mean(), cols.mean()])
         crops, labels, origins = training_crops(scene)
         for (r, c), y in zip(origins, labels):
-            window = scene.mask[r:r + 102, c:c + 102]
-            inside = [s for s in scene.shapes if s["kind"] == "polygon"
-                      and r <= s["centroid"][0] < r + 102 and c <= s["centroid"][1] < c + 102]
+            window = scene.mask[r : r + 102, c : c + 102]
+            inside = [
+                s
+                for s in scene.shapes
+                if s["kind"] == "polygon"
+                and r <= s["centroid"][0] < r + 102
+                and c <= s["centroid"][1] < c + 102
+            ]
             assert y == int(bool(inside))
             if y:  # a polygon whose centre of mass is inside has pixels inside
                 assert np.isin(window, [s["id"] for s in inside]).any()
@@ -66,5 +71,5 @@ def test_overlapping_tiles_follow_the_thesis_test_protocol():
         for r in range(0, 409, 34):
             for c in range(0, 409, 34):
                 assert labels[k] == crop_label(scene, r, c)
-                np.testing.assert_array_equal(crops[k], scene.image[r:r + 102, c:c + 102])
+                np.testing.assert_array_equal(crops[k], scene.image[r : r + 102, c : c + 102])
                 k += 1

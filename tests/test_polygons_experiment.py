@@ -49,8 +49,9 @@ def test_aopc_and_paired_differences_match_a_plain_reference(experiment):
     rng = np.random.default_rng(3)
     n_tiles, steps = 12, 6
     methods = ["lrp", "occlusion", "random"]
-    per_tile = [{"curves": {"blur": {m: rng.normal(size=steps + 1) for m in methods}}}
-                for _ in range(n_tiles)]
+    per_tile = [
+        {"curves": {"blur": {m: rng.normal(size=steps + 1) for m in methods}}} for _ in range(n_tiles)
+    ]
     block, curves = experiment.summarise_faithfulness(per_tile, ("blur",))
 
     def aopc(c):  # AOPC = 1/(L+1) sum_k f(x0) - f(xk), per tile
@@ -69,18 +70,28 @@ def test_aopc_and_paired_differences_match_a_plain_reference(experiment):
         assert got["mean"] == pytest.approx(d.mean())
         assert got["stderr"] == pytest.approx(d.std(ddof=1) / np.sqrt(n_tiles))
     # pairing: a common per-tile offset cancels in the difference, not in the AOPC
-    shifted = [{"curves": {"blur": {m: c + (i if m != "random" else 0) * np.r_[0, np.ones(steps)]
-                                    for m, c in t["curves"]["blur"].items()}}}
-               for i, t in enumerate(per_tile)]
+    shifted = [
+        {
+            "curves": {
+                "blur": {
+                    m: c + (i if m != "random" else 0) * np.r_[0, np.ones(steps)]
+                    for m, c in t["curves"]["blur"].items()
+                }
+            }
+        }
+        for i, t in enumerate(per_tile)
+    ]
     b2, _ = experiment.summarise_faithfulness(shifted, ("blur",))
     assert b2["blur"]["paired_differences"]["lrp"]["occlusion"]["stderr"] == pytest.approx(
-        block["blur"]["paired_differences"]["lrp"]["occlusion"]["stderr"])
+        block["blur"]["paired_differences"]["lrp"]["occlusion"]["stderr"]
+    )
     assert b2["blur"]["methods"]["lrp"]["stderr"] > block["blur"]["methods"]["lrp"]["stderr"]
 
 
 def test_taylor_summary_quantiles(experiment):
-    tiles = [{"taylor": {"t": {"relative_residual": r, "root_distance": 2 * r}}}
-             for r in np.linspace(0, 1, 11)]
+    tiles = [
+        {"taylor": {"t": {"relative_residual": r, "root_distance": 2 * r}}} for r in np.linspace(0, 1, 11)
+    ]
     s = experiment.summarise_taylor(tiles)["t"]
     assert s["relative_residual"]["median"] == pytest.approx(0.5)
     assert s["relative_residual"]["p90"] == pytest.approx(0.9)
@@ -90,15 +101,16 @@ def test_taylor_summary_quantiles(experiment):
 def test_readme_table_is_rendered_from_the_snapshot(readme_table):
     snapshot = ROOT / "experiments" / "polygons_metrics.json"
     readme = (ROOT / "README.md").read_text()
-    block = readme[readme.index(readme_table.BEGIN):readme.index(readme_table.END)]
+    block = readme[readme.index(readme_table.BEGIN) : readme.index(readme_table.END)]
     if not snapshot.is_file():
         # no full run recorded yet: the README says so and reports no number of its own
         assert "No run of this version is recorded" in block
         assert "%" not in block and "±" not in block
         return
     table = readme_table.render_files(snapshot, readme_table.TIMINGS)
-    assert readme_table.replace_block(readme, table) == readme, \
+    assert readme_table.replace_block(readme, table) == readme, (
         "README is out of date: run python experiments/readme_table.py"
+    )
     metrics = json.loads(snapshot.read_text())
     assert metrics["schema"] == "bowlrp.polygons-metrics/2"
     # every AOPC in the README has its standard error
@@ -110,8 +122,18 @@ def test_readme_table_is_rendered_from_the_snapshot(readme_table):
 
 
 def _tiny(experiment, out, n_jobs):
-    return experiment.run(out, n_train=6, n_test=1, n_val=1, n_words=16, n_jobs=n_jobs,
-                          n_figure=1, verbose=False, n_eval_tiles=4, eval_steps=4)
+    return experiment.run(
+        out,
+        n_train=6,
+        n_test=1,
+        n_val=1,
+        n_words=16,
+        n_jobs=n_jobs,
+        n_figure=1,
+        verbose=False,
+        n_eval_tiles=4,
+        eval_steps=4,
+    )
 
 
 @pytest.mark.slow
@@ -135,11 +157,14 @@ def test_tiny_experiment_end_to_end_and_repeatable(experiment, tmp_path):
     assert set(taylor) == set(experiment.lrp_methods("chi2"))
     # the integrated gradient leaves only the quadrature error; first order leaves more
     assert taylor["integrated"]["relative_residual"]["median"] < 1e-6
-    assert taylor["taylor-segment"]["relative_residual"]["median"] > \
-        taylor["integrated"]["relative_residual"]["median"]
+    assert (
+        taylor["taylor-segment"]["relative_residual"]["median"]
+        > taylor["integrated"]["relative_residual"]["median"]
+    )
     # the boundary root is never farther than the segment root
-    assert taylor["taylor-boundary"]["root_distance"]["max"] <= \
-        taylor["taylor-segment"]["root_distance"]["max"] * (1 + 1e-9)
+    assert taylor["taylor-boundary"]["root_distance"]["max"] <= taylor["taylor-segment"]["root_distance"][
+        "max"
+    ] * (1 + 1e-9)
     assert (tmp_path / "a" / "region_perturbation.png").is_file()
     assert (tmp_path / "a" / "figure.png").is_file()
     # a second run, in two processes this time, writes the same metrics.json byte for byte

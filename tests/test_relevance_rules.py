@@ -10,15 +10,13 @@ from bowlrp.rules import AbsZ, AlphaBeta, Epsilon, Flat, WinnerTakeAll
 from .conftest import random_descriptors
 from .reference import dense_z, has_near_ties, reference_relevance, reference_winner_take_all
 
-RULES = [Epsilon(0.0), Epsilon(0.5), Epsilon(100.0), AlphaBeta(2.0, 1.0), AlphaBeta(1.5, 0.5),
-         AbsZ()]
+RULES = [Epsilon(0.0), Epsilon(0.5), Epsilon(100.0), AlphaBeta(2.0, 1.0), AlphaBeta(1.5, 0.5), AbsZ()]
 PYRAMIDS = [((1, 1),), ((1, 1), (2, 2)), ((3, 1),)]
 
 
 def _encoder(kind, k, pyramid, pooling):
     if kind == "fisher":
-        return FisherVector(GMMVocabulary(k, random_state=0), parts=("pi", "mu", "sigma"),
-                            pyramid=pyramid)
+        return FisherVector(GMMVocabulary(k, random_state=0), parts=("pi", "mu", "sigma"), pyramid=pyramid)
     if kind == "hard":
         return HardAssignment(k, pyramid=pyramid, pooling=pooling, random_state=0)
     if kind == "soft":
@@ -27,10 +25,16 @@ def _encoder(kind, k, pyramid, pooling):
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(8, 60), dim=st.integers(1, 4),
-       k=st.integers(2, 5), kind=st.sampled_from(["fisher", "hard", "soft", "rank"]),
-       pyramid=st.sampled_from(PYRAMIDS), pooling=st.sampled_from([1.0, 2.0, 0.5]),
-       rule=st.sampled_from(RULES))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(8, 60),
+    dim=st.integers(1, 4),
+    k=st.integers(2, 5),
+    kind=st.sampled_from(["fisher", "hard", "soft", "rank"]),
+    pyramid=st.sampled_from(PYRAMIDS),
+    pooling=st.sampled_from([1.0, 2.0, 0.5]),
+    rule=st.sampled_from(RULES),
+)
 def test_rules_equal_dense_reference(seed, n, dim, k, kind, pyramid, pooling, rule):
     rng = np.random.default_rng(seed)
     d = random_descriptors(rng, n=n, dim=dim, shape=(30, 40))
@@ -53,8 +57,12 @@ def test_rules_equal_dense_reference(seed, n, dim, k, kind, pyramid, pooling, ru
 
 
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(5, 50), pyramid=st.sampled_from(PYRAMIDS),
-       kind=st.sampled_from(["hard", "rank", "soft"]))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(5, 50),
+    pyramid=st.sampled_from(PYRAMIDS),
+    kind=st.sampled_from(["hard", "rank", "soft"]),
+)
 def test_winner_take_all_equals_reference(seed, n, pyramid, kind):
     rng = np.random.default_rng(seed)
     d = random_descriptors(rng, n=n, dim=3, shape=(30, 40))
@@ -82,8 +90,12 @@ def test_conservation_and_epsilon_absorption(kind, pyramid):
     R_eps = enc.relevance(R, trace, Epsilon(eps))
     z = trace.pooled
     reached = np.abs(dense_z(enc, d, trace)[0]).sum(0) > 0
-    predicted = np.sum(R[reached] * eps * np.sign(np.where(z >= 0, 1, -1))[reached]
-                       / (z[reached] + eps * np.where(z[reached] >= 0, 1, -1)))
+    predicted = np.sum(
+        R[reached]
+        * eps
+        * np.sign(np.where(z >= 0, 1, -1))[reached]
+        / (z[reached] + eps * np.where(z[reached] >= 0, 1, -1))
+    )
     assert np.isclose(R.sum() - R_eps.sum(), predicted, rtol=1e-9, atol=1e-12)
 
 
@@ -138,5 +150,4 @@ def test_fisher_per_dimension_relevance_sums_to_descriptor_relevance():
     coef = R2 / Z.sum(0)
     K, D = 3, 5
     per = (Z * coef).reshape(len(d), 2, K, D).sum(axis=(1, 2))
-    np.testing.assert_allclose(enc2.relevance(R2, tr2, per_dimension=True)[1], per, rtol=1e-8,
-                               atol=1e-10)
+    np.testing.assert_allclose(enc2.relevance(R2, tr2, per_dimension=True)[1], per, rtol=1e-8, atol=1e-10)

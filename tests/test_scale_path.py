@@ -10,7 +10,7 @@ from bowlrp.classifier.svm import KernelSVC
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    monkeypatch.setattr(kernels, "_BLOCK_BYTES", 8 * 30 * 7)   # blocks of 7 columns for 30 rows
+    monkeypatch.setattr(kernels, "_BLOCK_BYTES", 8 * 30 * 7)  # blocks of 7 columns for 30 rows
 
 
 def test_blocked_inner_equals_plain_product(small_blocks):
@@ -19,22 +19,32 @@ def test_blocked_inner_equals_plain_product(small_blocks):
     Y = rng.normal(size=(10, 53)).astype(np.float32)
     ref = X.astype(np.float64) @ Y.astype(np.float64).T
     np.testing.assert_allclose(blocked_inner(X, Y), ref, rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(blocked_inner(X, X), X.astype(np.float64) @ X.astype(np.float64).T,
-                               rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(
+        blocked_inner(X, X), X.astype(np.float64) @ X.astype(np.float64).T, rtol=1e-13, atol=1e-13
+    )
     P = np.abs(X)
     ref_sqrt = np.sqrt(P.astype(np.float64)) @ np.sqrt(P.astype(np.float64)).T
     np.testing.assert_allclose(blocked_inner(P, P, np.sqrt), ref_sqrt, rtol=1e-13)
 
 
-@pytest.mark.parametrize("kernel", [Linear(), HistogramIntersection(), kernels.Hellinger(),
-                                    kernels.RBF(sigma=3.0), kernels.ExponentialChi2(sigma=0.5)])
+@pytest.mark.parametrize(
+    "kernel",
+    [
+        Linear(),
+        HistogramIntersection(),
+        kernels.Hellinger(),
+        kernels.RBF(sigma=3.0),
+        kernels.ExponentialChi2(sigma=0.5),
+    ],
+)
 def test_float32_gram_equals_float64_gram_of_the_same_values(kernel, small_blocks):
     rng = np.random.default_rng(1)
     X = rng.random((12, 40)).astype(np.float32)
     Y = rng.random((5, 40)).astype(np.float32)
     kernel.fit(X.astype(np.float64))
-    np.testing.assert_allclose(kernel.gram(X, Y), kernel.gram(X.astype(np.float64), Y.astype(np.float64)),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        kernel.gram(X, Y), kernel.gram(X.astype(np.float64), Y.astype(np.float64)), rtol=1e-10, atol=1e-12
+    )
 
 
 def _data(seed=0, n=40, d=30):
@@ -61,8 +71,9 @@ def test_candidate_decisions_equal_decision_function():
     X, Y = _data(1)
     clf = KernelSVC(kernel="hik", C=1.0, n_reference=10, random_state=0).fit(X, Y)
     points = np.vstack([clf.reference_X_, clf.support_vectors_])
-    np.testing.assert_allclose(clf.candidate_decisions_, clf.decision_function(points), rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        clf.candidate_decisions_, clf.decision_function(points), rtol=1e-10, atol=1e-12
+    )
 
 
 def test_float32_features_fit_like_float64():
@@ -81,8 +92,9 @@ def test_compress_linear_keeps_decisions_and_relevance():
     clf.compress_linear()
     assert clf.support_vectors_.shape == (3, X.shape[1])
     np.testing.assert_allclose(clf.decision_function(X), before, rtol=1e-9, atol=1e-10)
-    np.testing.assert_allclose(clf.relevance(None, X[0], target=1).relevance, rel_before,
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        clf.relevance(None, X[0], target=1).relevance, rel_before, rtol=1e-9, atol=1e-12
+    )
     with pytest.raises(ValueError, match="linear kernels"):
         KernelSVC(kernel="hik").fit(X, Y).compress_linear()
 

@@ -24,8 +24,7 @@ def _changed(extractor, base, dot):
 def test_vlfeat_dot_changes_exactly_the_descriptors_whose_full_support_holds_it(fast):
     rng = np.random.default_rng(0)
     base = rng.uniform(0.3, 0.5, (64, 70))
-    ex = DenseSIFT(bin_sizes=[4, 6], steps=5, backend="vlfeat", smooth=False, support="full",
-                   fast=fast).fit()
+    ex = DenseSIFT(bin_sizes=[4, 6], steps=5, backend="vlfeat", smooth=False, support="full", fast=fast).fit()
     for dot in [(32, 35), (5, 9), (60, 3), (17, 50)]:
         d, changed = _changed(ex, base, dot)
         contains = np.array([d.support_mask(i)[dot] for i in range(len(d))])
@@ -116,8 +115,9 @@ def _reference_peak(hist, n_bins=36):
     return ((peak + offset) * (2 * np.pi / n_bins)) % (2 * np.pi)
 
 
-@pytest.mark.parametrize("shape,bin_size", [((40, 57), 4.0), ((102, 102), 6.0), ((64, 90), 9.0),
-                                            ((7, 9), 6.0), ((3, 5), 2.0)])   # kernels wider than the image
+@pytest.mark.parametrize(
+    "shape,bin_size", [((40, 57), 4.0), ((102, 102), 6.0), ((64, 90), 9.0), ((7, 9), 6.0), ((3, 5), 2.0)]
+)  # kernels wider than the image
 def test_orientation_histograms_equal_blurring_whole_maps(shape, bin_size):
     """Read at the points only (reflect-101 borders included: points on every edge) against
     OpenCV blurring each of the 36 maps; float32 blur vs float64 sums: ~1e-6 relative."""
@@ -127,9 +127,11 @@ def test_orientation_histograms_equal_blurring_whole_maps(shape, bin_size):
 
     rng = np.random.default_rng(int(bin_size))
     grey = cv2.GaussianBlur(rng.random(shape).astype(np.float32), (0, 0), 1.5)
-    rows, cols = np.meshgrid(np.r_[0, 1, np.arange(3, shape[0] - 3, 5), shape[0] - 1],
-                             np.r_[0, np.arange(2, shape[1] - 2, 4), shape[1] - 2, shape[1] - 1],
-                             indexing="ij")
+    rows, cols = np.meshgrid(
+        np.r_[0, 1, np.arange(3, shape[0] - 3, 5), shape[0] - 1],
+        np.r_[0, np.arange(2, shape[1] - 2, 4), shape[1] - 2, shape[1] - 1],
+        indexing="ij",
+    )
     rows, cols = rows.ravel(), cols.ravel()
     want = _reference_histograms(grey, rows, cols, bin_size)
     got = orientation_histograms(grey, rows, cols, bin_size)

@@ -16,7 +16,7 @@ from .reference import dense_z, reference_relevance
 
 def _nearest_reference(data, centers, n):
     d2 = np.maximum(((data[:, None, :] - centers[None]) ** 2).sum(-1), 0.0)
-    order = np.argsort(d2, axis=1, kind="stable")[:, :n]   # ties: lower index first
+    order = np.argsort(d2, axis=1, kind="stable")[:, :n]  # ties: lower index first
     return order, np.take_along_axis(d2, order, axis=1)
 
 
@@ -25,8 +25,8 @@ def test_nearest_words_equal_sorted_distances(n):
     rng = np.random.default_rng(0)
     data = rng.normal(size=(400, 6))
     centers = rng.normal(size=(7, 6))
-    data[:20] = centers[rng.integers(0, 7, 20)]                      # distance 0 (clipped)
-    data[20:40] = 0.5 * (centers[0] + centers[1])                    # equidistant to two words
+    data[:20] = centers[rng.integers(0, 7, 20)]  # distance 0 (clipped)
+    data[20:40] = 0.5 * (centers[0] + centers[1])  # equidistant to two words
     idx, dist = nearest_words(data, centers, n)
     ref_idx, ref_dist = _nearest_reference(data, centers, n)
     np.testing.assert_allclose(dist, ref_dist, rtol=1e-10, atol=1e-10)
@@ -43,8 +43,11 @@ def test_sparse_posteriors_equal_dense_softmax(threshold):
     variances = rng.uniform(0.05, 2.0, size=(K, D))
     weights = rng.dirichlet(np.ones(K))
     data = rng.normal(scale=3, size=(300, D))
-    loglik = (np.log(weights) - 0.5 * np.log(2 * np.pi * variances).sum(1)
-              - 0.5 * (((data[:, None] - means[None]) ** 2) / variances[None]).sum(-1))
+    loglik = (
+        np.log(weights)
+        - 0.5 * np.log(2 * np.pi * variances).sum(1)
+        - 0.5 * (((data[:, None] - means[None]) ** 2) / variances[None]).sum(-1)
+    )
     dense = softmax(loglik, axis=1)
     dense[dense < threshold] = 0.0
     got = sparse_posteriors(data, means, variances, weights, threshold)
@@ -68,18 +71,22 @@ def test_pyramid_regions_partition_every_cell():
 def test_fisher_delta_and_relevance_match_dense_reference(parts):
     rng = np.random.default_rng(3)
     d = random_descriptors(rng, n=250, dim=6)
-    enc = FisherVector(GMMVocabulary(5, pca_components=4, random_state=0), parts=parts,
-                       pyramid=((1, 1), (2, 2), (3, 1)), normalization=None).fit([d])
+    enc = FisherVector(
+        GMMVocabulary(5, pca_components=4, random_state=0),
+        parts=parts,
+        pyramid=((1, 1), (2, 2), (3, 1)),
+        normalization=None,
+    ).fit([d])
     _, trace = enc.encode_one(d)
     rows = rng.choice(len(d), 40, replace=False)
     new = enc.compute_codes(rng.normal(size=(40, d.n_features)).astype(np.float32))
     old = enc.take_codes(trace.codes, rows)
     cells = trace.cell_ids[rows]
-    expected = (enc.pooled_sums(new, cells, trace.cell_counts)
-                - enc.pooled_sums(old, cells, trace.cell_counts))
-    np.testing.assert_allclose(enc.pooled_delta(old, new, cells, trace.cell_counts), expected,
-                               rtol=1e-9, atol=1e-12)
-    Z, _ = dense_z(enc, d, trace)          # (N, V) z_ld, the slow reference
+    expected = enc.pooled_sums(new, cells, trace.cell_counts) - enc.pooled_sums(old, cells, trace.cell_counts)
+    np.testing.assert_allclose(
+        enc.pooled_delta(old, new, cells, trace.cell_counts), expected, rtol=1e-9, atol=1e-12
+    )
+    Z, _ = dense_z(enc, d, trace)  # (N, V) z_ld, the slow reference
     R = rng.normal(size=enc.n_features_out_)
     for rule in (Epsilon(0.0), AlphaBeta(2, 1), AbsZ()):
         ref = reference_relevance(Z, R, rule)
@@ -96,11 +103,18 @@ def _normalised_score_reference(w, z, steps, n_cells, power, exponent):
     return float(w @ normalize(x, steps, n_cells, power))
 
 
-@pytest.mark.parametrize("steps,exponent", [
-    (("cell-l2", "power", "l2"), 1.0), (("power", "l2"), 1.0), (("l1",), 1.0),
-    (("l1",), 1 / 2.4), (("l2", "power", "l1", "cell-l2"), 1.0), ((), 1.0),
-    (("power", "power", "l2"), 1 / 3),
-])
+@pytest.mark.parametrize(
+    "steps,exponent",
+    [
+        (("cell-l2", "power", "l2"), 1.0),
+        (("power", "l2"), 1.0),
+        (("l1",), 1.0),
+        (("l1",), 1 / 2.4),
+        (("l2", "power", "l1", "cell-l2"), 1.0),
+        ((), 1.0),
+        (("power", "power", "l2"), 1 / 3),
+    ],
+)
 def test_linear_score_follows_changes_like_full_normalisation(steps, exponent):
     from bowlrp.encoding.pooling import LinearScore
 
@@ -108,25 +122,25 @@ def test_linear_score_follows_changes_like_full_normalisation(steps, exponent):
     n_cells, block = 3, 200
     z = rng.normal(size=n_cells * block)
     if exponent != 1.0:
-        z = np.abs(z)                      # p-means statistics are non-negative
+        z = np.abs(z)  # p-means statistics are non-negative
     z[rng.random(z.size) < 0.3] = 0.0
     w = rng.normal(size=z.size)
     score = LinearScore(w, z, steps, n_cells, 0.5, exponent)
     assert score.size == 50
     ref = _normalised_score_reference(w, z, steps, n_cells, 0.5, exponent)
     assert np.isclose(score.value(), ref, rtol=1e-12, atol=1e-14)
-    for i in range(5):                     # changes of a few dims, one whole cell emptied
+    for i in range(5):  # changes of a few dims, one whole cell emptied
         new = z.copy()
         hit = rng.choice(z.size, 30, replace=False)
         new[hit] = np.abs(rng.normal(size=30)) if exponent != 1.0 else rng.normal(size=30)
         new[rng.choice(z.size, 10)] = 0.0
         if i == 3:
-            new[block:2 * block] = 0.0
+            new[block : 2 * block] = 0.0
         chunks, rows = score.changed(z, new)
         assert set(chunks) == set(np.flatnonzero((new != z).reshape(-1, 50).any(1)))
         ref_new = _normalised_score_reference(w, new, steps, n_cells, 0.5, exponent)
         assert np.isclose(score.value(chunks, rows), ref_new, rtol=1e-12, atol=1e-14)
-        assert np.isclose(score.value(), ref, rtol=1e-12, atol=1e-14)   # state unchanged
+        assert np.isclose(score.value(), ref, rtol=1e-12, atol=1e-14)  # state unchanged
         score.commit(chunks, rows)
         z, ref = new, ref_new
         assert np.isclose(score.value(), ref, rtol=1e-12, atol=1e-14)
@@ -143,8 +157,10 @@ def test_linear_weights_give_the_decision_function():
     F = clf.decision_function(X)
     for task in range(3):
         w, b = clf.linear_weights(task)
-        reference = b + sum(clf.kernel_weights_[task, u] * (clf.dual_coef_[task] @ (
-            clf.support_vectors_[:, s] @ X[:, s].T)) for u, s in enumerate(clf.channel_slices_))
+        reference = b + sum(
+            clf.kernel_weights_[task, u] * (clf.dual_coef_[task] @ (clf.support_vectors_[:, s] @ X[:, s].T))
+            for u, s in enumerate(clf.channel_slices_)
+        )
         np.testing.assert_allclose(X @ w + b, reference, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(X @ w + b, F[:, task], rtol=1e-12, atol=1e-12)
     assert KernelSVC("hik").fit(np.abs(X), y).linear_weights(0) is None
@@ -158,7 +174,7 @@ def test_replace_rows_equals_dense_replacement(rows):
 
     rng = np.random.default_rng(6)
     dense = rng.random((10, 7)) * (rng.random((10, 7)) < 0.4)
-    dense[6] = 0.0                                         # an empty row
+    dense[6] = 0.0  # an empty row
     new = rng.random((len(rows), 7)) * (rng.random((len(rows), 7)) < 0.5)
     if len(rows) > 1:
         new[1] = 0.0
@@ -176,11 +192,13 @@ def test_boxes_meeting_a_block_equal_the_numpy_test():
 
     rng = np.random.default_rng(7)
     cy, cx = rng.uniform(0, 60, 500), rng.uniform(0, 80, 500)
-    cy[:50] = np.round(cy[:50])                            # boxes touching the block's edges
+    cy[:50] = np.round(cy[:50])  # boxes touching the block's edges
     reach = rng.choice([4.0, 7.5, 12.0], 500)
     for r0, r1, c0, c1 in [(0, 9, 0, 9), (27, 36, 45, 54), (51, 60, 71, 80), (30, 31, 40, 41)]:
-        expected = np.flatnonzero((cy + reach >= r0) & (cy - reach <= r1 - 1)
-                                  & (cx + reach >= c0) & (cx - reach <= c1 - 1))
-        got = _meeting(cy - reach, cy + reach, cx - reach, cx + reach,
-                       float(r0), float(r1 - 1), float(c0), float(c1 - 1))
+        expected = np.flatnonzero(
+            (cy + reach >= r0) & (cy - reach <= r1 - 1) & (cx + reach >= c0) & (cx - reach <= c1 - 1)
+        )
+        got = _meeting(
+            cy - reach, cy + reach, cx - reach, cx + reach, float(r0), float(r1 - 1), float(c0), float(c1 - 1)
+        )
         np.testing.assert_array_equal(got, expected)

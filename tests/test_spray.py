@@ -53,7 +53,7 @@ def laplacian_reference(X, k):
 
 def blob_maps(rng, centres, n_per, shape=(40, 40), noise=0.05, jitter=0.0):
     """Maps with one Gaussian blob of relevance at a group-specific place, plus noise."""
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     maps, groups = [], []
     for g, (cy, cx) in enumerate(centres):
         for _ in range(n_per):
@@ -197,22 +197,30 @@ def test_estimator_conventions():
     assert sp.grid == 7
 
 
-@pytest.mark.parametrize("maps,match", [
-    (np.zeros((2, 5, 5)), "at least 3"),
-    (np.zeros((5, 5)), "shape"),
-    ([np.zeros((4, 4)), np.zeros(4), np.zeros((4, 4))], "2-D"),
-    ([np.zeros((4, 4))] * 2 + [np.full((4, 4), np.nan)], "NaN"),
-    ([np.zeros((4, 4))] * 2 + [np.zeros((0, 4))], "empty"),
-])
+@pytest.mark.parametrize(
+    "maps,match",
+    [
+        (np.zeros((2, 5, 5)), "at least 3"),
+        (np.zeros((5, 5)), "shape"),
+        ([np.zeros((4, 4)), np.zeros(4), np.zeros((4, 4))], "2-D"),
+        ([np.zeros((4, 4))] * 2 + [np.full((4, 4), np.nan)], "NaN"),
+        ([np.zeros((4, 4))] * 2 + [np.zeros((0, 4))], "empty"),
+    ],
+)
 def test_bad_maps_raise_clear_errors(maps, match):
     with pytest.raises(ValueError, match=match):
         SpRAy().fit(maps)
 
 
-@pytest.mark.parametrize("params,match", [({"normalize": "max"}, "normalize"),
-                                          ({"n_clusters": 0}, "n_clusters"),
-                                          ({"n_clusters": "auto"}, "n_clusters"),
-                                          ({"n_eigenvalues": 1}, "n_eigenvalues")])
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"normalize": "max"}, "normalize"),
+        ({"n_clusters": 0}, "n_clusters"),
+        ({"n_clusters": "auto"}, "n_clusters"),
+        ({"n_eigenvalues": 1}, "n_eigenvalues"),
+    ],
+)
 def test_bad_parameters(params, match):
     with pytest.raises(ValueError, match=match):
         SpRAy(**params).fit(np.zeros((5, 4, 4)))

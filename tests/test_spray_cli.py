@@ -16,8 +16,16 @@ from bowlrp.cli.spray import main
 from bowlrp.spray.heatmap_files import find_heatmaps, find_image, group_by_target
 
 
-def write_explained(root: Path, images: Path | None, n_corner=8, n_centre=8, target="horse",
-                    sub="a", seed=0, image_field="relative"):
+def write_explained(
+    root: Path,
+    images: Path | None,
+    n_corner=8,
+    n_centre=8,
+    target="horse",
+    sub="a",
+    seed=0,
+    image_field="relative",
+):
     """Files as bowlrp-explain writes them: <stem>_relevance.npy + <stem>.json (+ the images)."""
     rng = np.random.default_rng(seed)
     (root / sub).mkdir(parents=True, exist_ok=True)
@@ -48,15 +56,24 @@ def run_cli(args, capsys):
 def test_report_from_nested_folders_with_images(tmp_path, capsys):
     heat, imgs, out = tmp_path / "heat", tmp_path / "imgs", tmp_path / "report"
     write_explained(heat, imgs, target="horse", sub="a")
-    write_explained(heat, imgs, n_corner=0, n_centre=12, target="cat", sub="b/c", seed=1,
-                    image_field="none")  # found by the same relative stem under --images
+    write_explained(
+        heat, imgs, n_corner=0, n_centre=12, target="cat", sub="b/c", seed=1, image_field="none"
+    )  # found by the same relative stem under --images
     (heat / "summary.json").write_text(json.dumps({"n_images": 28}))  # a run summary is ignored
     code, stdout, err = run_cli(["--heatmaps", heat, "--images", imgs, "--out", out], capsys)
     assert code == 0, err
     assert "class horse: 16 maps, 2 clusters (8, 8)" in stdout
     names = {p.name for p in out.iterdir()}
-    assert {"index.html", "clusters.csv", "spectrum.json", "ranking.png", "spectrum_0.png",
-            "tsne_0.png", "cluster_0_0_mean.png", "cluster_0_0_examples.png"} <= names
+    assert {
+        "index.html",
+        "clusters.csv",
+        "spectrum.json",
+        "ranking.png",
+        "spectrum_0.png",
+        "tsne_0.png",
+        "cluster_0_0_mean.png",
+        "cluster_0_0_examples.png",
+    } <= names
     page = (out / "index.html").read_text()
     assert not re.search(r"(src|href)=\"(https?:)?//", page)  # nothing from the network
     for ref in re.findall(r'(?:src|href)="([^"#]+)"', page):
@@ -84,9 +101,25 @@ def test_report_from_nested_folders_with_images(tmp_path, capsys):
 def test_python_dash_m_and_heatmaps_only(tmp_path):
     heat, out = tmp_path / "heat", tmp_path / "r"
     write_explained(heat, None, n_corner=5, n_centre=5, image_field="none")
-    proc = subprocess.run([sys.executable, "-m", "bowlrp.spray", "--heatmaps", str(heat), "--out", str(out),
-                           "--clusters", "2", "--normalize", "l1", "--quiet"],
-                          capture_output=True, text=True, env=os.environ.copy())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bowlrp.spray",
+            "--heatmaps",
+            str(heat),
+            "--out",
+            str(out),
+            "--clusters",
+            "2",
+            "--normalize",
+            "l1",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert proc.returncode == 0, proc.stderr
     assert (out / "index.html").is_file() and not (out / "ranking.png").exists()
     spec = json.loads((out / "spectrum.json").read_text())
@@ -127,13 +160,14 @@ def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, capsys):
     orphan = tmp_path / "orphan"
     write_explained(orphan, None, image_field="none")
     (orphan / "a" / "horse_03.json").unlink()
-    _assert_fails(capsys, ["--heatmaps", orphan, "--out", out], "horse_03_relevance.npy has no horse_03.json",
-                  out)
+    _assert_fails(
+        capsys, ["--heatmaps", orphan, "--out", out], "horse_03_relevance.npy has no horse_03.json", out
+    )
 
     notarget = tmp_path / "notarget"
     write_explained(notarget, None, image_field="none")
     (notarget / "a" / "horse_02.json").write_text("{}")
-    _assert_fails(capsys, ["--heatmaps", notarget, "--out", out], "horse_02.json has no \"target\"", out)
+    _assert_fails(capsys, ["--heatmaps", notarget, "--out", out], 'horse_02.json has no "target"', out)
 
     broken = tmp_path / "broken"
     write_explained(broken, None, image_field="none")
@@ -143,8 +177,9 @@ def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, capsys):
     wrongdim = tmp_path / "wrongdim"
     write_explained(wrongdim, None, image_field="none")
     np.save(wrongdim / "a" / "horse_01_relevance.npy", np.zeros((3, 4, 5)))
-    _assert_fails(capsys, ["--heatmaps", wrongdim, "--out", out], r"shape \(3, 4, 5\), not a 2-D heatmap",
-                  out)
+    _assert_fails(
+        capsys, ["--heatmaps", wrongdim, "--out", out], r"shape \(3, 4, 5\), not a 2-D heatmap", out
+    )
 
     nan = tmp_path / "nan"
     write_explained(nan, None, image_field="none")
@@ -154,12 +189,17 @@ def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, capsys):
     good, imgs = tmp_path / "good", tmp_path / "imgs"
     write_explained(good, imgs, image_field="none")
     (imgs / "a" / "horse_05.png").unlink()
-    _assert_fails(capsys, ["--heatmaps", good, "--images", imgs, "--out", out], "no image for .*horse_05",
-                  out)
+    _assert_fails(
+        capsys, ["--heatmaps", good, "--images", imgs, "--out", out], "no image for .*horse_05", out
+    )
 
     cv2.imwrite(str(imgs / "a" / "horse_05.png"), np.zeros((20, 20), np.uint8))
-    _assert_fails(capsys, ["--heatmaps", good, "--images", imgs, "--out", out, "--examples", "16"],
-                  "is 20x20 pixels but its heatmap .* is 32x32", out)
+    _assert_fails(
+        capsys,
+        ["--heatmaps", good, "--images", imgs, "--out", out, "--examples", "16"],
+        "is 20x20 pixels but its heatmap .* is 32x32",
+        out,
+    )
 
     _assert_fails(capsys, ["--heatmaps", good, "--out", out, "--clusters", "many"], "--clusters", out)
 

@@ -26,8 +26,11 @@ N_TRAIN, N_TEST = 60, 40  # per class; half of class 1 is stamped
 def make_model(kind, seed):
     sift = DenseSIFT(bin_sizes=[4], steps=4, backend="opencv")
     if kind == "bow":
-        return Pipeline([("sift", sift, HardAssignment(KMeansVocabulary(32, random_state=seed)))],
-                        KernelSVC("hik", C=1.0), random_state=seed)
+        return Pipeline(
+            [("sift", sift, HardAssignment(KMeansVocabulary(32, random_state=seed)))],
+            KernelSVC("hik", C=1.0),
+            random_state=seed,
+        )
     gmm = GMMVocabulary(8, pca_components=16, max_descriptors=5000, random_state=seed)
     return Pipeline([("fv", sift, FisherVector(gmm))], KernelSVC("linear"), random_state=seed)
 
@@ -53,9 +56,12 @@ def study(kind, seed):
         "acc_without": (model.predict([s.clean for s in stamped]) == 1).mean(),
         "fp_before": (model.predict([s.image for s in negatives]) == 1).mean(),
         "fp_after": (model.predict([add_artefact(s.image, s.box) for s in negatives]) == 1).mean(),
-        "share_stamped": share[is_stamped].mean(), "share_clean": share[~is_stamped].mean(),
+        "share_stamped": share[is_stamped].mean(),
+        "share_clean": share[~is_stamped].mean(),
         "area": positives[0].artefact_mask().mean(),
-        "purity": is_stamped[members].mean(), "recall": members[is_stamped].mean(), "spray": sp,
+        "purity": is_stamped[members].mean(),
+        "recall": members[is_stamped].mean(),
+        "spray": sp,
         "test": test,
     }
 
@@ -126,14 +132,39 @@ def test_explain_then_spray_on_real_files(tmp_path):
     positives = [s for s in r["test"] if s.label == 1]
     save_samples(positives, tmp_path / "images" / "class1", "test")
     save(r["model"], tmp_path / "model.skops")
-    proc = subprocess.run([sys.executable, "-m", "bowlrp.explain",
-                           "--image", str(tmp_path / "images" / "class1"),
-                           "--model", str(tmp_path / "model.skops"), "--target", "1",
-                           "--out", str(tmp_path / "heat" / "class1")],
-                          capture_output=True, text=True, env=os.environ.copy())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bowlrp.explain",
+            "--image",
+            str(tmp_path / "images" / "class1"),
+            "--model",
+            str(tmp_path / "model.skops"),
+            "--target",
+            "1",
+            "--out",
+            str(tmp_path / "heat" / "class1"),
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert proc.returncode == 0, proc.stderr
-    assert main(["--heatmaps", str(tmp_path / "heat"), "--images", str(tmp_path / "images"),
-                 "--out", str(tmp_path / "report"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "--heatmaps",
+                str(tmp_path / "heat"),
+                "--images",
+                str(tmp_path / "images"),
+                "--out",
+                str(tmp_path / "report"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     spec = json.loads((tmp_path / "report" / "spectrum.json").read_text())
     assert spec["classes"][0]["class"] == "1" and spec["classes"][0]["n_clusters"] == 2
     import csv
@@ -151,14 +182,22 @@ def test_explain_then_spray_on_real_files(tmp_path):
 # ("fv", 5) missed (eigengap k=3, purity 1.0, recall 0.9) until the session of 2026-12-02
 # (third): with its numerical changes (keypoint-only orientation histograms, contiguous PCA
 # components, vectorised Fisher sums) this seed finds the shortcut.
-_KNOWN_MISSES = {("bow", 7): "eigengap k=5, recall 0.35; false positives rise by 0.30 only",
-                 ("bow", 9): "eigengap k=3, recall 0.75"}
+_KNOWN_MISSES = {
+    ("bow", 7): "eigengap k=5, recall 0.35; false positives rise by 0.30 only",
+    ("bow", 9): "eigengap k=3, recall 0.75",
+}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind,seed", [
-    pytest.param(k, s, marks=pytest.mark.xfail(strict=True, reason=_KNOWN_MISSES[(k, s)]))
-    if (k, s) in _KNOWN_MISSES else (k, s)
-    for k in ("bow", "fv") for s in range(10)])
+@pytest.mark.parametrize(
+    "kind,seed",
+    [
+        pytest.param(k, s, marks=pytest.mark.xfail(strict=True, reason=_KNOWN_MISSES[(k, s)]))
+        if (k, s) in _KNOWN_MISSES
+        else (k, s)
+        for k in ("bow", "fv")
+        for s in range(10)
+    ],
+)
 def test_shortcut_over_ten_seeds(kind, seed):
     check_study(cached_study(kind, seed))

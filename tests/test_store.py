@@ -25,9 +25,11 @@ from bowlrp.runs.store import RelevanceStore, StoreMismatch, id_to_key
 @pytest.fixture(scope="module")
 def model(stripes_blobs):
     train, y, _, _ = stripes_blobs
-    return Pipeline([("sift", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"),
-                      RankMapping(16, random_state=0))],
-                    KernelSVC("hik"), random_state=0).fit(train, np.array(["blobs", "stripes"])[y])
+    return Pipeline(
+        [("sift", DenseSIFT(bin_sizes=[4], steps=4, backend="opencv"), RankMapping(16, random_state=0))],
+        KernelSVC("hik"),
+        random_state=0,
+    ).fit(train, np.array(["blobs", "stripes"])[y])
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +96,8 @@ def test_half_written_records_are_ignored_and_rewritten(model, folder, tmp_path)
     explain_to_store([str(folder)], model, out, progress=False)
     root = RelevanceStore.open(out, "r+").root
     group = root["images"][id_to_key("im0")]
-    group.update_attributes({"done": False})          # as if killed before the marker
-    del group["pooled"]                                # and before the second array
+    group.update_attributes({"done": False})  # as if killed before the marker
+    del group["pooled"]  # and before the second array
     store = bowlrp.runs.store.open(out)
     assert "im0" not in store and len(store) == 5 and "im0" not in store.ids()
     with pytest.raises(KeyError, match="no finished record"):
@@ -114,7 +116,7 @@ def test_a_bad_image_is_recorded_and_the_run_goes_on(model, folder, tmp_path, st
     assert summary.status == "failed" and len(summary.explained) == 6
     (failure,) = bowlrp.runs.store.open(out).failures()
     assert failure["id"] == "zz_bad" and "zz_bad.png" in failure["error"] and "\n" not in failure["error"]
-    write_png(bad, stripes_blobs[2][0])               # repaired: the rerun explains it, failure gone
+    write_png(bad, stripes_blobs[2][0])  # repaired: the rerun explains it, failure gone
     summary = explain_to_store([str(folder)], model, out, progress=False)
     assert summary.explained == ["zz_bad"] and bowlrp.runs.store.open(out).failures() == []
 
@@ -128,8 +130,7 @@ def test_other_settings_are_refused_and_a_locked_store_too(model, folder, tmp_pa
         explain_to_store([str(folder)], model, out, grid=8, progress=False)
     with FolderLock(out, "another-run"), pytest.raises(LockedError, match="in use by another-run"):
         explain_to_store([str(folder)], model, out, progress=False)
-    summary = explain_to_store([str(folder)], model, out, targets="stripes", overwrite=True,
-                               progress=False)
+    summary = explain_to_store([str(folder)], model, out, targets="stripes", overwrite=True, progress=False)
     assert len(summary.explained) == 6 and bowlrp.runs.store.open(out).targets() == ["stripes"]
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "x.txt").write_text("x")
@@ -145,9 +146,9 @@ def test_a_rerun_removes_the_temporaries_a_killed_run_left(model, folder, tmp_pa
     store = bowlrp.runs.store.open(out)
     first = store.ids()[0]
     chunk_dir = out / "images" / id_to_key(first) / "heatmap"
-    orphan = chunk_dir / ("c." + "0123456789abcdef" * 2 + ".partial")   # as zarr names them
+    orphan = chunk_dir / ("c." + "0123456789abcdef" * 2 + ".partial")  # as zarr names them
     orphan.write_bytes(b"half a chunk")
-    kept = chunk_dir / "notes.partial"                                  # not zarr's: left alone
+    kept = chunk_dir / "notes.partial"  # not zarr's: left alone
     kept.write_text("x")
     before = store[first].heatmap.copy()
     summary = explain_to_store([str(folder)], model, out, progress=False)
@@ -156,8 +157,21 @@ def test_a_rerun_removes_the_temporaries_a_killed_run_left(model, folder, tmp_pa
     np.testing.assert_array_equal(bowlrp.runs.store.open(out)[first].heatmap, before)
 
 
-HOSTILE = ["../x", "..", ".", "a/../../b", "__meta", "a b%2f", "zarr.json", "x" * 400,
-           "ünï/cödé", "a\udcff", "con", "-", "_2e"]
+HOSTILE = [
+    "../x",
+    "..",
+    ".",
+    "a/../../b",
+    "__meta",
+    "a b%2f",
+    "zarr.json",
+    "x" * 400,
+    "ünï/cödé",
+    "a\udcff",
+    "con",
+    "-",
+    "_2e",
+]
 
 
 @given(st.text(min_size=1, max_size=60))
@@ -195,19 +209,34 @@ def _main(capsys, program, *args):
 
 def test_cli_store_resume_and_spray(model_file, folder, tmp_path, capsys):
     out = tmp_path / "s.zarr"
-    code, _, err = _main(capsys, "explain", "-i", folder, "-m", model_file, "--store", out,
-                         "-t", "blobs", "-t", "stripes", "-q")
+    code, _, err = _main(
+        capsys,
+        "explain",
+        "-i",
+        folder,
+        "-m",
+        model_file,
+        "--store",
+        out,
+        "-t",
+        "blobs",
+        "-t",
+        "stripes",
+        "-q",
+    )
     assert code == 0, err
     assert not list(tmp_path.glob("*.png")) and not list(folder.glob("*.json"))
-    code, stdout, err = _main(capsys, "explain", "-i", folder, "-m", model_file, "--store", out,
-                              "-t", "0", "-t", "1")
+    code, stdout, err = _main(
+        capsys, "explain", "-i", folder, "-m", model_file, "--store", out, "-t", "0", "-t", "1"
+    )
     assert code == 0 and "0 explained, 6 done before" in stdout, err
     code, _, err = _main(capsys, "explain", "-i", folder, "-m", model_file, "--store", out, "-q")
     assert code == 2 and err.count("\n") == 1 and "differs in targets" in err
     code, _, err = _main(capsys, "explain", "-i", folder, "-m", model_file, "--workers", "2", "-q")
     assert code == 2 and "need --store" in err
-    code, stdout, err = _main(capsys, "spray", "--store", out, "--out", tmp_path / "report",
-                              "-t", "stripes", "-q")
+    code, stdout, err = _main(
+        capsys, "spray", "--store", out, "--out", tmp_path / "report", "-t", "stripes", "-q"
+    )
     assert code == 0, err
     assert "class stripes: 6 maps" in stdout and (tmp_path / "report" / "index.html").is_file()
     rows = (tmp_path / "report" / "clusters.csv").read_text().splitlines()
@@ -219,9 +248,22 @@ def test_a_second_run_on_a_store_is_refused(model_file, folder, tmp_path, capsys
     out = tmp_path / "s.zarr"
     for i in range(6, 40):
         write_png(folder / f"more{i}.png", np.random.default_rng(i).random((64, 64)))
-    first = subprocess.Popen([sys.executable, "-m", "bowlrp.explain", "-i", str(folder), "-m",
-                              str(model_file), "--store", str(out), "-q"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bowlrp.explain",
+            "-i",
+            str(folder),
+            "-m",
+            str(model_file),
+            "--store",
+            str(out),
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.time() + 240
         while time.time() < deadline and not (out / ".bowlrp.lock").exists():
@@ -239,12 +281,23 @@ def test_kill_9_of_a_serial_run_then_resume(model_file, model, folder, tmp_path)
     for i in range(6, 30):
         write_png(folder / f"more{i}.png", np.random.default_rng(i).random((64, 64)))
     out = tmp_path / "s.zarr"
-    cmd = [sys.executable, "-m", "bowlrp.explain", "-i", str(folder), "-m", str(model_file),
-           "--store", str(out), "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bowlrp.explain",
+        "-i",
+        str(folder),
+        "-m",
+        str(model_file),
+        "--store",
+        str(out),
+        "-q",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None and \
-            len(list((out / "images").glob("*/heatmap"))) < 3:
+    while (
+        time.time() < deadline and proc.poll() is None and len(list((out / "images").glob("*/heatmap"))) < 3
+    ):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
@@ -264,8 +317,7 @@ def test_kill_9_of_a_serial_run_then_resume(model_file, model, folder, tmp_path)
 
 def test_files_and_a_store_from_one_loop(model_file, folder, tmp_path, capsys):
     out, files = tmp_path / "s.zarr", tmp_path / "files"
-    code, _, err = _main(capsys, "explain", "-i", folder, "-m", model_file, "--store", out, "-o", files,
-                         "-q")
+    code, _, err = _main(capsys, "explain", "-i", folder, "-m", model_file, "--store", out, "-o", files, "-q")
     assert code == 0, err
     store = bowlrp.runs.store.open(out)
     assert len(store) == 6
@@ -275,8 +327,9 @@ def test_files_and_a_store_from_one_loop(model_file, folder, tmp_path, capsys):
     # the same settings through the store-only path: everything is done already
     code, stdout, err = _main(capsys, "explain", "-i", folder, "-m", model_file, "--store", out)
     assert code == 0 and "0 explained, 6 done before" in stdout, err
-    code, _, err = _main(capsys, "explain", "-i", folder, "-m", model_file, "--store", out, "-o", files,
-                         "--workers", "2", "-q")
+    code, _, err = _main(
+        capsys, "explain", "-i", folder, "-m", model_file, "--store", out, "-o", files, "--workers", "2", "-q"
+    )
     assert code == 2 and "drop --workers" in err
 
 

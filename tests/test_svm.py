@@ -29,10 +29,12 @@ def test_binary_decision_equals_sklearn_and_explicit_expansion(kernel):
     model = KernelSVC(kernel, C=2.0).fit(X, y)
     k = K.make_kernel(kernel).fit(X)
     ref = SVC(kernel="precomputed", C=2.0).fit(k.gram(X), y)
-    np.testing.assert_allclose(model.decision_function(Xt),
-                               ref.decision_function(k.gram(Xt, X)), rtol=1e-9, atol=1e-10)
-    np.testing.assert_allclose(model.decision_function(Xt), explicit_expansion(model, Xt)[:, 0],
-                               rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(
+        model.decision_function(Xt), ref.decision_function(k.gram(Xt, X)), rtol=1e-9, atol=1e-10
+    )
+    np.testing.assert_allclose(
+        model.decision_function(Xt), explicit_expansion(model, Xt)[:, 0], rtol=1e-9, atol=1e-10
+    )
     np.testing.assert_array_equal(model.predict(Xt), ref.predict(k.gram(Xt, X)))
 
 
@@ -64,8 +66,9 @@ def test_mkl_gives_the_informative_kernel_most_weight(norm):
     # l1 is sparse, l2 spreads the weight more evenly (Kloft et al. 2011)
     assert beta[0] > (3.0 if norm == 1 else 1.3) * beta[1], beta
     assert np.isclose(np.sum(beta**norm) ** (1 / norm), 1.0)
-    np.testing.assert_allclose(model.decision_function(X), explicit_expansion(model, X)[:, 0],
-                               rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(
+        model.decision_function(X), explicit_expansion(model, X)[:, 0], rtol=1e-9, atol=1e-10
+    )
     uniform = KernelSVC(["rbf", "rbf"], channel_sizes=[3, 20]).fit(X, y)
     np.testing.assert_allclose(uniform.kernel_weights_[0], [0.5, 0.5])
 

@@ -30,16 +30,18 @@ def _g(clf, x):
 
     def g(P):
         return sign * clf.decision_function(np.atleast_2d(P))
+
     return g, task, sign
 
 
 # -- plain NumPy references ---------------------------------------------------------------
 
+
 def _reference_gradients(clf, X, sign, eps=1e-6):
     """Central differences of ``sign f`` at every row of X, in one batch (one-sided at 0)."""
     n, V = X.shape
     E = np.eye(V)[None, :, :] * eps
-    lo = X[:, None, :] - np.where(X[:, None, :] >= eps, E, 0.0)   # one-sided where x_d < eps
+    lo = X[:, None, :] - np.where(X[:, None, :] >= eps, E, 0.0)  # one-sided where x_d < eps
     hi = X[:, None, :] + E
     f_hi = clf.decision_function(hi.reshape(-1, V)).reshape(n, V)
     f_lo = clf.decision_function(lo.reshape(-1, V)).reshape(n, V)
@@ -49,13 +51,14 @@ def _reference_gradients(clf, X, sign, eps=1e-6):
 
 def _reference_simplex_projection(v, total):
     lo, hi = v.min() - total, v.max()
-    for _ in range(200):   # bisection on theta: sum max(v - theta, 0) = total
+    for _ in range(200):  # bisection on theta: sum max(v - theta, 0) = total
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if np.maximum(v - mid, 0).sum() > total else (lo, mid)
     return np.maximum(v - 0.5 * (lo + hi), 0)
 
 
 # -- kernels: batched gradients ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kernel", [RBF(sigma=0.7), ExponentialChi2(sigma=2.0)])
 def test_batched_gradients_match_single_and_finite_differences(kernel):
@@ -67,13 +70,18 @@ def test_batched_gradients_match_single_and_finite_differences(kernel):
     G = kernel.gradients(S, coef, X)
     for x, row in zip(X, G):
         np.testing.assert_allclose(row, kernel.gradient(S, coef, x), rtol=1e-12, atol=1e-14)
-        num = np.array([(coef @ kernel.gram(S, (x + e)[None])[:, 0]
-                         - coef @ kernel.gram(S, (x - e)[None])[:, 0]) / 2e-6
-                        for e in 1e-6 * np.eye(6)])
+        num = np.array(
+            [
+                (coef @ kernel.gram(S, (x + e)[None])[:, 0] - coef @ kernel.gram(S, (x - e)[None])[:, 0])
+                / 2e-6
+                for e in 1e-6 * np.eye(6)
+            ]
+        )
         np.testing.assert_allclose(row, num, rtol=1e-5, atol=1e-7)
 
 
 # -- projections ----------------------------------------------------------------------------
+
 
 def test_simplex_projection_matches_bisection_reference():
     rng = np.random.default_rng(4)
@@ -91,11 +99,19 @@ def _slsqp_reference(x, z0, n, b, kind):
     cons = [{"type": "eq", "fun": lambda z: n @ z - b}]
     bounds = [(0, None)] * V if kind != "free" else None
     if kind == "simplex":
-        cons += [{"type": "eq", "fun": lambda z: z[:3].sum() - 1},
-                 {"type": "eq", "fun": lambda z: z[3:].sum() - 1}]
-    return minimize(lambda z: 0.5 * np.sum((z - x) ** 2), z0, jac=lambda z: z - x,
-                    bounds=bounds, constraints=cons, method="SLSQP",
-                    options={"ftol": 1e-14, "maxiter": 500}).x
+        cons += [
+            {"type": "eq", "fun": lambda z: z[:3].sum() - 1},
+            {"type": "eq", "fun": lambda z: z[3:].sum() - 1},
+        ]
+    return minimize(
+        lambda z: 0.5 * np.sum((z - x) ** 2),
+        z0,
+        jac=lambda z: z - x,
+        bounds=bounds,
+        constraints=cons,
+        method="SLSQP",
+        options={"ftol": 1e-14, "maxiter": 500},
+    ).x
 
 
 @pytest.mark.parametrize("kind", ["simplex", "nonnegative", "free"])
@@ -107,7 +123,7 @@ def test_hyperplane_projection_matches_slsqp(kind):
         x = np.concatenate([rng.dirichlet(np.ones(3)), rng.dirichlet(np.ones(4))])
         z0 = np.concatenate([rng.dirichlet(np.ones(3)), rng.dirichlet(np.ones(4))])
         n = rng.normal(size=V)
-        b = float(n @ z0)   # the hyperplane meets the domain at z0
+        b = float(n @ z0)  # the hyperplane meets the domain at z0
         p = project_on_hyperplane(dom, x, n, b)
         ref = _slsqp_reference(x, z0, n, b, kind)
         assert np.isclose(n @ p, b, atol=1e-9) and dom.contains(p)
@@ -126,6 +142,7 @@ def test_domain_is_inferred_per_channel():
 
 # -- the constrained nearest root -------------------------------------------------------------
 
+
 def test_boundary_root_of_a_linear_model_is_the_orthogonal_projection():
     rng = np.random.default_rng(6)
     X = rng.normal(size=(200, 5))
@@ -142,8 +159,7 @@ def test_boundary_root_of_a_linear_model_is_the_orthogonal_projection():
 
 
 @pytest.mark.parametrize("kernel", ["exp_chi2", "rbf"])
-def test_boundary_root_is_a_feasible_root_never_farther_than_the_segment_root(simplex_models,
-                                                                              kernel):
+def test_boundary_root_is_a_feasible_root_never_farther_than_the_segment_root(simplex_models, kernel):
     X, models = simplex_models
     clf = models[kernel]
     rule = Taylor(root="boundary", tol=1e-7)
@@ -152,13 +168,13 @@ def test_boundary_root_is_a_feasible_root_never_farther_than_the_segment_root(si
         g, task, sign = _g(clf, x)
         root, dist, val, info = taylor_root(clf, x, task, sign, rule)
         assert abs(g(root)[0]) <= 1e-7 and np.isclose(val, g(root)[0])
-        assert g(root)[0] * g(x)[0] <= 0          # across the boundary
-        assert root.min() >= -1e-12 and abs(root.sum() - 1) <= 1e-9   # on the simplex
+        assert g(root)[0] * g(x)[0] <= 0  # across the boundary
+        assert root.min() >= -1e-12 and abs(root.sum() - 1) <= 1e-9  # on the simplex
         assert info["domain"] == ["simplex"]
         assert dist <= info["segment_distance"] + 1e-12
         assert np.isclose(dist, np.linalg.norm(root - x))
         gains.append(1 - dist / info["segment_distance"])
-    assert np.mean(gains) > 0.03   # the walk does move (seen: ~10-20 % nearer on average)
+    assert np.mean(gains) > 0.03  # the walk does move (seen: ~10-20 % nearer on average)
 
 
 def test_boundary_root_of_rbf_is_stationary_in_free_domain():
@@ -168,8 +184,11 @@ def test_boundary_root_of_rbf_is_stationary_in_free_domain():
         g, task, sign = _g(clf, x)
         rule = Taylor(root="boundary", domain="free", tol=1e-9, walk_iter=100, n_starts=1)
         root, dist, _, info = taylor_root(clf, x, task, sign, rule)
-        grad = sign * clf.kernel_weights_[0, 0] * clf.kernels_[0].gradient(
-            clf.support_vectors_, clf.dual_coef_[0], root)
+        grad = (
+            sign
+            * clf.kernel_weights_[0, 0]
+            * clf.kernels_[0].gradient(clf.support_vectors_, clf.dual_coef_[0], root)
+        )
         cos = abs(grad @ (x - root)) / (np.linalg.norm(grad) * dist)
         # KKT: x - root is normal to the boundary, to the walk's stopping rule (a step
         # gaining < 1e-4 of the distance ends it)
@@ -179,6 +198,7 @@ def test_boundary_root_of_rbf_is_stationary_in_free_domain():
 
 # -- the path-integrated gradient ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kernel", ["exp_chi2", "rbf"])
 def test_integrated_gradient_matches_a_finite_difference_reference(simplex_models, kernel):
     X, models = simplex_models
@@ -187,7 +207,7 @@ def test_integrated_gradient_matches_a_finite_difference_reference(simplex_model
     out = clf.relevance(None, x, Taylor(root="boundary", nodes=8))
     root = out.root
     _, sign = clf.task_and_sign(x)
-    t = (np.arange(400) + 0.5) / 400                   # midpoint rule, 400 points
+    t = (np.arange(400) + 0.5) / 400  # midpoint rule, 400 points
     grads = _reference_gradients(clf, root[None, :] + t[:, None] * (x - root)[None, :], sign)
     ref = (x - root) * grads.mean(axis=0)
     scale = abs(out.score)
@@ -223,8 +243,11 @@ def test_mkl_mix_keeps_the_exact_difference_for_decomposable_channels():
     out = clf.relevance(None, x, Taylor(root="boundary", nodes=16))
     task, sign = clf.task_and_sign(x)
     s = clf.channel_slices_[0]
-    T = [clf.kernel_weights_[task, 0] * clf.kernels_[0].dimension_terms(
-        clf.support_vectors_[:, s], clf.dual_coef_[task], p[s]) for p in (x, out.root)]
+    T = [
+        clf.kernel_weights_[task, 0]
+        * clf.kernels_[0].dimension_terms(clf.support_vectors_[:, s], clf.dual_coef_[task], p[s])
+        for p in (x, out.root)
+    ]
     np.testing.assert_allclose(out.relevance[s], sign * (T[0] - T[1]), rtol=1e-12, atol=1e-15)
     assert abs(out.residual) <= 1e-8 * abs(out.score)
     assert out.root_distance <= out.root_info["segment_distance"] + 1e-12
@@ -232,7 +255,7 @@ def test_mkl_mix_keeps_the_exact_difference_for_decomposable_channels():
 
 def test_gauss_legendre_on_unit_interval_is_exact_for_polynomials():
     t, w = gauss_legendre(5)
-    for k in range(10):   # exact up to degree 2n - 1 = 9
+    for k in range(10):  # exact up to degree 2n - 1 = 9
         assert np.isclose(w @ t**k, 1 / (k + 1), rtol=1e-13)
 
 
@@ -257,8 +280,9 @@ def test_rule_options_are_validated_and_parsed():
 
 @pytest.mark.parametrize("kernel", ["exp_chi2", "rbf"])
 @pytest.mark.parametrize("keep", [1, 3])
-def test_pruned_segment_search_finds_the_same_nearest_roots_with_fewer_evaluations(simplex_models,
-                                                                                    kernel, keep):
+def test_pruned_segment_search_finds_the_same_nearest_roots_with_fewer_evaluations(
+    simplex_models, kernel, keep
+):
     from bowlrp.classifier.roots import segment_roots
 
     X, models = simplex_models
@@ -273,9 +297,11 @@ def test_pruned_segment_search_finds_the_same_nearest_roots_with_fewer_evaluatio
         found += 1
         out = {}
         for mode, k in (("full", None), ("pruned", keep)):
+
             def g(P, mode=mode, g0=g0):
                 rows[mode] += len(np.atleast_2d(P))
                 return g0(P)
+
             out[mode] = segment_roots(g, x, candidates, 50, 1e-10, 60, keep=k)
         roots_full, dist_full, _ = out["full"]
         roots_pruned, dist_pruned, values = out["pruned"]

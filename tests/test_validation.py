@@ -13,15 +13,18 @@ def test_integer_and_float_images_are_scaled_to_unit_range():
     assert as_float_image(np.zeros((4, 4, 4), np.uint8)).shape == (4, 4, 3)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((0, 5)), "empty"),
-    (np.zeros((4, 4, 2)), "shape"),
-    (np.zeros(7), "shape"),
-    (np.array([[np.nan, 0.0]]), "NaN"),
-    (np.full((3, 3), 300.0), r"\[0, 1\]"),
-    (np.full((3, 3), -1, np.int16), "negative"),
-    (np.zeros((3, 3), np.complex128), "dtype"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((0, 5)), "empty"),
+        (np.zeros((4, 4, 2)), "shape"),
+        (np.zeros(7), "shape"),
+        (np.array([[np.nan, 0.0]]), "NaN"),
+        (np.full((3, 3), 300.0), r"\[0, 1\]"),
+        (np.full((3, 3), -1, np.int16), "negative"),
+        (np.zeros((3, 3), np.complex128), "dtype"),
+    ],
+)
 def test_bad_arrays_get_a_clear_error(bad, message):
     with pytest.raises(ImageError, match=message):
         as_float_image(bad)

@@ -11,11 +11,14 @@ from bowlrp.evaluation import AnnotationError, context_ratio, context_ratios, re
 
 def voc(box=("2", "3", "5", "6"), size=("10", "8"), head='<?xml version="1.0"?>', name="horse"):
     x1, y1, x2, y2 = box
-    size_xml = f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>" \
-        if size else ""
-    return (f"{head}<annotation><filename>a.jpg</filename>{size_xml}<object><name>{name}</name>"
-            f"<bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox>"
-            "</object></annotation>")
+    size_xml = (
+        f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>" if size else ""
+    )
+    return (
+        f"{head}<annotation><filename>a.jpg</filename>{size_xml}<object><name>{name}</name>"
+        f"<bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox>"
+        "</object></annotation>"
+    )
 
 
 def write(tmp_path, text, name="a.xml", encoding="utf-8"):
@@ -48,11 +51,12 @@ def test_bogus_declared_encoding_is_an_annotation_error(tmp_path):
 
 
 def test_undecodable_bytes_are_an_annotation_error(tmp_path):
-    path = write(tmp_path, voc(name="caf\xe9").encode("latin-1"))   # declared utf-8 by default
+    path = write(tmp_path, voc(name="caf\xe9").encode("latin-1"))  # declared utf-8 by default
     with pytest.raises(AnnotationError, match="not a valid VOC annotation"):
         read_voc_annotation(path)
-    ok = write(tmp_path, voc(name="caf\xe9", head='<?xml version="1.0" encoding="latin-1"?>'),
-               "b.xml", "latin-1")
+    ok = write(
+        tmp_path, voc(name="caf\xe9", head='<?xml version="1.0" encoding="latin-1"?>'), "b.xml", "latin-1"
+    )
     assert read_voc_annotation(ok).objects[0].name == "caf\xe9"
     utf16 = write(tmp_path, voc(head='<?xml version="1.0" encoding="utf-16"?>'), "c.xml", "utf-16")
     assert read_voc_annotation(utf16).objects[0].box == (2, 6, 1, 5)
@@ -63,7 +67,7 @@ def test_boxes_reaching_outside_are_clipped_with_a_warning(tmp_path):
     with pytest.warns(AnnotationWarning, match="clipped") as rec:
         ann = read_voc_annotation(path)
     assert str(path) in str(rec[0].message)
-    assert ann.boxes() == [(0, 6, 0, 10)]      # rows 0..6, all 10 columns
+    assert ann.boxes() == [(0, 6, 0, 10)]  # rows 0..6, all 10 columns
 
 
 @pytest.mark.parametrize("box", [("20", "3", "25", "6"), ("2", "30", "5", "40"), ("-9", "-9", "0", "0")])

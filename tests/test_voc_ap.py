@@ -10,7 +10,7 @@ from bowlrp.evaluation.voc_ap import VOC07_THRESHOLDS, mean_average_precision, v
 
 def devkit_reference(out, gt):
     """Line-by-line transcription of VOCevalcls.m (VOC 2007 devkit), slow and plain."""
-    order = sorted(range(len(out)), key=lambda i: -out[i])      # MATLAB sort is stable
+    order = sorted(range(len(out)), key=lambda i: -out[i])  # MATLAB sort is stable
     tp = fp = 0
     rec, prec = [], []
     npos = sum(1 for g in gt if g > 0)
@@ -20,7 +20,7 @@ def devkit_reference(out, gt):
         rec.append(tp / npos)
         prec.append(tp / (tp + fp) if tp + fp else float("nan"))
     ap = 0.0
-    for k in range(11):   # t = 0:0.1:1, MATLAB's colon computes the upper half from the end
+    for k in range(11):  # t = 0:0.1:1, MATLAB's colon computes the upper half from the end
         t = k * 0.1 if k <= 5 else 1 - (10 - k) * 0.1
         ps = [p for r, p in zip(rec, prec) if r >= t and p == p]
         ap += (max(ps) if ps else 0.0) / 11
@@ -28,8 +28,8 @@ def devkit_reference(out, gt):
 
 
 def test_thresholds_are_matlabs_colon():
-    assert VOC07_THRESHOLDS[3] == 0.30000000000000004   # 0 + 3*0.1
-    assert VOC07_THRESHOLDS[7] == 0.7                    # 1 - 3*0.1, not 7*0.1
+    assert VOC07_THRESHOLDS[3] == 0.30000000000000004  # 0 + 3*0.1
+    assert VOC07_THRESHOLDS[7] == 0.7  # 1 - 3*0.1, not 7*0.1
     assert VOC07_THRESHOLDS[0] == 0 and VOC07_THRESHOLDS[10] == 1
 
 
@@ -41,8 +41,7 @@ def test_hand_made_alternating():
 
 def test_difficult_images_count_for_nothing():
     plain = voc07_average_precision([0.9, 0.8, 0.7, 0.6], [1, -1, 1, -1])
-    with_difficult = voc07_average_precision([0.99, 0.9, 0.85, 0.8, 0.7, 0.6, 0.1],
-                                             [0, 1, 0, -1, 1, -1, 0])
+    with_difficult = voc07_average_precision([0.99, 0.9, 0.85, 0.8, 0.7, 0.6, 0.1], [0, 1, 0, -1, 1, -1, 0])
     assert with_difficult == pytest.approx(plain, abs=1e-15)
 
 
@@ -77,7 +76,7 @@ def test_no_positive_is_nan_and_bad_input_raises():
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(-3, 3), st.sampled_from([1, -1, 0])), min_size=1, max_size=25))
 def test_equals_devkit_transcription(pairs):
-    out = [float(s) for s, _ in pairs]   # small integers: many ties
+    out = [float(s) for s, _ in pairs]  # small integers: many ties
     gt = [g for _, g in pairs]
     if not any(g > 0 for g in gt):
         assert np.isnan(voc07_average_precision(out, gt))

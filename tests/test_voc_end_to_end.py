@@ -25,14 +25,23 @@ def voc_root(tmp_path_factory):
 
 
 def _run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
 def test_train_then_explain_cli(voc_root, tmp_path):
     model = tmp_path / "m.pkl"
-    res = _run("bowlrp.train", "--config", str(SMALL), "--data", str(voc_root), "--classes", "disc",
-               "--out", str(model), "--quiet")
+    res = _run(
+        "bowlrp.train",
+        "--config",
+        str(SMALL),
+        "--data",
+        str(voc_root),
+        "--classes",
+        "disc",
+        "--out",
+        str(model),
+        "--quiet",
+    )
     assert res.returncode == 0, res.stderr
     assert "trained binary model of disc on" in res.stdout and "training accuracy" in res.stdout
     pipe = load(model)
@@ -41,9 +50,9 @@ def test_train_then_explain_cli(voc_root, tmp_path):
     assert info["root"] == str(voc_root) and info["split"] == "trainval"
     assert info["trained_classes"] == ["disc"] and info["n_training_images"] >= 10
     assert pipe.config["training"]["feature_size"] == 1920
-    assert pipe.classifier_.support_vectors_.shape[0] == 1        # linear expansion compressed
+    assert pipe.classifier_.support_vectors_.shape[0] == 1  # linear expansion compressed
 
-    image = voc_root / "JPEGImages" / "000013.jpg"                 # first test image
+    image = voc_root / "JPEGImages" / "000013.jpg"  # first test image
     out = tmp_path / "explained"
     res = _run("bowlrp.explain", "--image", str(image), "--model", str(model), "--out", str(out))
     assert res.returncode == 0, res.stderr
@@ -59,8 +68,10 @@ def test_train_cli_errors_are_one_line(tmp_path, capsys):
     cases = [
         (["--config", str(SMALL), "--data", str(tmp_path / "nowhere"), "--out", "m.pkl"], "not found"),
         (["--config", "no_such_config", "--data", str(tmp_path), "--out", "m.pkl"], "config file not found"),
-        (["--config", str(SMALL), "--data", str(tmp_path), "--out", "m.pkl", "--max-images", "1"],
-         "at least 2"),
+        (
+            ["--config", str(SMALL), "--data", str(tmp_path), "--out", "m.pkl", "--max-images", "1"],
+            "at least 2",
+        ),
     ]
     for argv, message in cases:
         assert train_cli.main(argv) == 2
@@ -70,7 +81,7 @@ def test_train_cli_errors_are_one_line(tmp_path, capsys):
 
 def test_training_labels_modes(voc_root):
     ds = read_voc(voc_root)
-    ds.labels[0, 0] = 0                                           # make image 0 difficult for disc
+    ds.labels[0, 0] = 0  # make image 0 difficult for disc
     one = training_labels(ds, ["disc"])
     assert one.mode == "binary" and 0 not in one.rows
     assert set(one.y) <= {"disc", "(not disc)"}

@@ -22,8 +22,7 @@ def test_kmeans_vocabulary_with_pca():
     assert v.cluster_centers_.shape == (16, 4)
     proj = v.project(sets[0].data)
     assert proj.shape == (400, 4)
-    np.testing.assert_allclose(proj, v.pca_.transform(sets[0].data.astype(np.float64)),
-                               atol=1e-10)
+    np.testing.assert_allclose(proj, v.pca_.transform(sets[0].data.astype(np.float64)), atol=1e-10)
     assert v.predict(sets[0].data).shape == (400,)
 
 
@@ -33,10 +32,12 @@ def test_gmm_vocabulary_posteriors_match_sklearn():
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(m, 1.0, (300, 3)) for m in (-3, 0, 3)])
     v = GMMVocabulary(n_components=3, random_state=0).fit(X)
-    gm = GaussianMixture(3, covariance_type="diag", random_state=0, reg_covar=1e-6,
-                         init_params="k-means++").fit(X)
-    np.testing.assert_allclose(posteriors(X, v.means_, v.covariances_, v.weights_),
-                               gm.predict_proba(X), atol=1e-8)
+    gm = GaussianMixture(
+        3, covariance_type="diag", random_state=0, reg_covar=1e-6, init_params="k-means++"
+    ).fit(X)
+    np.testing.assert_allclose(
+        posteriors(X, v.means_, v.covariances_, v.weights_), gm.predict_proba(X), atol=1e-8
+    )
 
 
 def test_too_few_descriptors_for_the_vocabulary():

@@ -62,8 +62,14 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike, mode: str = "wb", *, encoding: str | None = None,
-                  newline: str | None = None, fsync: bool = True) -> Iterator[IO]:
+def atomic_writer(
+    path: str | os.PathLike,
+    mode: str = "wb",
+    *,
+    encoding: str | None = None,
+    newline: str | None = None,
+    fsync: bool = True,
+) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` atomically.
 
     Parameters
@@ -114,8 +120,9 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb", *, encoding: str | 
         _fsync_dir(directory)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes | bytearray | memoryview, *,
-                       fsync: bool = True) -> Path:
+def atomic_write_bytes(
+    path: str | os.PathLike, data: bytes | bytearray | memoryview, *, fsync: bool = True
+) -> Path:
     """Write ``data`` to ``path`` atomically with mode ``0o666 & ~umask``; return ``path``."""
     with atomic_writer(path, "wb", fsync=fsync) as fh:
         fh.write(data)

@@ -58,9 +58,9 @@ _STANDALONE = {0x01, *range(0xD0, 0xD8)}
 def _jpeg(data: bytes) -> tuple[int, int]:
     i, n = 2, len(data)
     while True:
-        while i < n and data[i] != 0xFF:   # tolerate garbage between segments, as libjpeg does
+        while i < n and data[i] != 0xFF:  # tolerate garbage between segments, as libjpeg does
             i += 1
-        while i < n and data[i] == 0xFF:   # fill bytes
+        while i < n and data[i] == 0xFF:  # fill bytes
             i += 1
         if i >= n:
             raise HeaderError("JPEG without a frame header (SOF)")
@@ -71,12 +71,12 @@ def _jpeg(data: bytes) -> tuple[int, int]:
         if marker in (0xD9, 0xDA):
             raise HeaderError("JPEG without a frame header (SOF) before its image data")
         _need(data, i + 2, "JPEG")
-        length = struct.unpack(">H", data[i:i + 2])[0]
+        length = struct.unpack(">H", data[i : i + 2])[0]
         if length < 2:
             raise HeaderError("JPEG segment with an invalid length")
         if marker in _SOF:
             _need(data, i + 7, "JPEG")
-            height, width = struct.unpack(">HH", data[i + 3:i + 7])
+            height, width = struct.unpack(">HH", data[i + 3 : i + 7])
             return width, height
         i += length
 
@@ -109,17 +109,17 @@ def _tiff(data: bytes) -> tuple[int, int]:
         offset = struct.unpack(e + "Q", data[8:16])[0]
         count_fmt, entry_fmt, entry_size, count_size, value_size = "Q", "HHQ", 20, 8, 8
     _need(data, offset + count_size, "TIFF")
-    n_entries = struct.unpack(e + count_fmt, data[offset:offset + count_size])[0]
+    n_entries = struct.unpack(e + count_fmt, data[offset : offset + count_size])[0]
     found: dict[int, int] = {}
     start = offset + count_size
     _need(data, start + n_entries * entry_size, "TIFF")
     for k in range(n_entries):
         p = start + k * entry_size
-        tag, typ, count = struct.unpack(e + entry_fmt, data[p:p + entry_size - value_size])
+        tag, typ, count = struct.unpack(e + entry_fmt, data[p : p + entry_size - value_size])
         if tag in (256, 257) and typ in _TIFF_TYPES and count >= 1:
             code, size = _TIFF_TYPES[typ]
             v = p + entry_size - value_size
-            found[tag] = struct.unpack(e + code, data[v:v + size])[0]
+            found[tag] = struct.unpack(e + code, data[v : v + size])[0]
     if 256 not in found or 257 not in found:
         raise HeaderError("TIFF without ImageWidth/ImageLength in its first directory")
     return found[256], found[257]
@@ -172,8 +172,12 @@ def _pam(data: bytes) -> tuple[int, int]:
     values = {}
     for line in head[:end].splitlines()[1:]:
         parts = line.split()
-        if len(parts) == 2 and parts[0] in (b"WIDTH", b"HEIGHT") and parts[1].isdigit() \
-                and len(parts[1]) <= 12:
+        if (
+            len(parts) == 2
+            and parts[0] in (b"WIDTH", b"HEIGHT")
+            and parts[1].isdigit()
+            and len(parts[1]) <= 12
+        ):
             values[parts[0]] = int(parts[1])
     if b"WIDTH" not in values or b"HEIGHT" not in values:
         raise HeaderError("PAM header without WIDTH and HEIGHT")

@@ -59,11 +59,14 @@ class FolderLock:
                     self.path.unlink(missing_ok=True)  # left by a killed run: take it over
                     continue
                 if not owner:  # being written right now, or unreadable: treat as held
-                    raise LockedError(f"{self.folder} is locked by another run ({self.path}); "
-                                      "wait for it, or delete the lock file if no run is active") from None
+                    raise LockedError(
+                        f"{self.folder} is locked by another run ({self.path}); "
+                        "wait for it, or delete the lock file if no run is active"
+                    ) from None
                 raise LockedError(
                     f"{self.folder} is in use by {owner.get('program', 'another run')} "
-                    f"(pid {pid} on {host}); wait for it or choose another output folder") from None
+                    f"(pid {pid} on {host}); wait for it or choose another output folder"
+                ) from None
             with os.fdopen(fd, "w") as fh:
                 json.dump(me, fh)
             self._held = True

@@ -8,8 +8,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 
-def map_images(func: Callable, items: Sequence, n_jobs: int | None, desc: str,
-               verbose: bool) -> list:
+def map_images(func: Callable, items: Sequence, n_jobs: int | None, desc: str, verbose: bool) -> list:
     """``[func(x) for x in items]``, in parallel when ``n_jobs`` asks, with progress."""
     show = verbose and len(items) > 1
     if n_jobs in (None, 1) or len(items) < 2:

@@ -61,9 +61,11 @@ def image_limits() -> dict[str, int | None]:
     ``None`` means no limit.
     """
     return {
-        "max_pixels": _limits["max_pixels"] if "max_pixels" in _limits
+        "max_pixels": _limits["max_pixels"]
+        if "max_pixels" in _limits
         else _env_limit("BOWLRP_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
-        "max_bytes": _limits["max_bytes"] if "max_bytes" in _limits
+        "max_bytes": _limits["max_bytes"]
+        if "max_bytes" in _limits
         else _env_limit("BOWLRP_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES),
     }
 
@@ -132,15 +134,16 @@ def read_image(path: str | os.PathLike | bytes, *, max_pixels=_UNSET, max_bytes=
     except FileNotFoundError:
         raise ImageError(f"image file not found: {shown}") from None
     except (OSError, ValueError) as exc:
-        raise ImageError(f"cannot read image file {shown}: {getattr(exc, 'strerror', None) or exc}") \
-            from None
+        raise ImageError(f"cannot read image file {shown}: {getattr(exc, 'strerror', None) or exc}") from None
     if not stat.S_ISREG(st.st_mode):
         raise ImageError(f"not a regular file: {shown}")
     if st.st_size == 0:
         raise ImageError(f"image file is empty: {shown}")
     if max_bytes is not None and st.st_size > max_bytes:
-        raise ImageError(f"{shown} is {st.st_size:,} bytes, above the image file limit of "
-                         f"{max_bytes:,}; raise it with BOWLRP_MAX_IMAGE_BYTES if you trust the file")
+        raise ImageError(
+            f"{shown} is {st.st_size:,} bytes, above the image file limit of "
+            f"{max_bytes:,}; raise it with BOWLRP_MAX_IMAGE_BYTES if you trust the file"
+        )
     try:
         with open(fs_path, "rb") as fh:
             data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
@@ -156,24 +159,29 @@ def read_image(path: str | os.PathLike | bytes, *, max_pixels=_UNSET, max_bytes=
         raise ImageError(
             f"{shown}: {header.format} header declares {header.width} x {header.height} = "
             f"{header.pixels:,} pixels, above the limit of {max_pixels:,} (decompression bomb?); "
-            "raise it with BOWLRP_MAX_IMAGE_PIXELS or bowlrp.set_image_limits if you trust the file")
+            "raise it with BOWLRP_MAX_IMAGE_PIXELS or bowlrp.set_image_limits if you trust the file"
+        )
     try:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         if "memory" in str(exc).lower():
-            raise ImageError(f"{shown}: out of memory decoding {header.width} x {header.height} "
-                             "pixels") from None
+            raise ImageError(
+                f"{shown}: out of memory decoding {header.width} x {header.height} pixels"
+            ) from None
         image = None
     except MemoryError:
-        raise ImageError(f"{shown}: out of memory decoding {header.width} x {header.height} pixels") \
-            from None
+        raise ImageError(f"{shown}: out of memory decoding {header.width} x {header.height} pixels") from None
     del data
     if image is None or image.size == 0:
-        raise ImageError(f"{shown}: the {header.format} data cannot be decoded (corrupt, truncated "
-                         "or an unsupported variant of the format)")
+        raise ImageError(
+            f"{shown}: the {header.format} data cannot be decoded (corrupt, truncated "
+            "or an unsupported variant of the format)"
+        )
     if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:
-        raise ImageError(f"{shown}: decoded to {image.shape[1]} x {image.shape[0]} pixels, above the "
-                         f"limit of {max_pixels:,}")
+        raise ImageError(
+            f"{shown}: decoded to {image.shape[1]} x {image.shape[0]} pixels, above the "
+            f"limit of {max_pixels:,}"
+        )
     if image.ndim == 3:
         if image.shape[2] == 1:
             image = image[:, :, 0]

@@ -26,6 +26,17 @@ from .relevance import DimensionRelevance, classifier_relevance
 from .svm import KernelSVC
 
 __all__ = [
-    "RBF", "AdditiveChi2", "DimensionRelevance", "ExponentialChi2", "Hellinger", "HistogramIntersection",
-    "Kernel", "KernelSVC", "KernelSVDD", "Linear", "OneClassKernelSVM", "classifier_relevance", "make_kernel",
+    "RBF",
+    "AdditiveChi2",
+    "DimensionRelevance",
+    "ExponentialChi2",
+    "Hellinger",
+    "HistogramIntersection",
+    "Kernel",
+    "KernelSVC",
+    "KernelSVDD",
+    "Linear",
+    "OneClassKernelSVM",
+    "classifier_relevance",
+    "make_kernel",
 ]

@@ -74,8 +74,16 @@ class _OneClassKernelMachine(KernelChannelsMixin, OutlierMixin, BaseEstimator):
 
     classes_ = np.array([OUTLIER, INLIER])
 
-    def __init__(self, kernel="hik", nu: float = 0.1, channel_sizes=None, kernel_weights=None,
-                 tol: float = 1e-6, n_reference: int = 200, random_state=None):
+    def __init__(
+        self,
+        kernel="hik",
+        nu: float = 0.1,
+        channel_sizes=None,
+        kernel_weights=None,
+        tol: float = 1e-6,
+        n_reference: int = 200,
+        random_state=None,
+    ):
         self.kernel = kernel
         self.nu = nu
         self.channel_sizes = channel_sizes
@@ -90,8 +98,10 @@ class _OneClassKernelMachine(KernelChannelsMixin, OutlierMixin, BaseEstimator):
             return np.full(n_channels, 1.0 / n_channels)
         w = np.asarray(self.kernel_weights, dtype=np.float64).ravel()
         if w.size != n_channels or np.any(w < 0) or not np.any(w > 0) or not np.all(np.isfinite(w)):
-            raise ValueError(f"kernel_weights must be {n_channels} non-negative numbers, "
-                             f"not all zero; got {self.kernel_weights!r}")
+            raise ValueError(
+                f"kernel_weights must be {n_channels} non-negative numbers, "
+                f"not all zero; got {self.kernel_weights!r}"
+            )
         return w
 
     def _check_nu(self, n: int) -> float:
@@ -102,11 +112,14 @@ class _OneClassKernelMachine(KernelChannelsMixin, OutlierMixin, BaseEstimator):
 
     def _train_gram(self, X) -> np.ndarray:
         self.channel_slices_ = self._channel_slices(X.shape[1])
-        self.kernels_ = [k.fit(X[:, s]) for k, s in
-                         zip(self._kernel_list(len(self.channel_slices_)), self.channel_slices_)]
+        self.kernels_ = [
+            k.fit(X[:, s]) for k, s in zip(self._kernel_list(len(self.channel_slices_)), self.channel_slices_)
+        ]
         self.kernel_weights_ = self._weights(len(self.kernels_))[None, :]
-        return sum(b * k.gram(X[:, s])
-                   for b, k, s in zip(self.kernel_weights_[0], self.kernels_, self.channel_slices_))
+        return sum(
+            b * k.gram(X[:, s])
+            for b, k, s in zip(self.kernel_weights_[0], self.kernels_, self.channel_slices_)
+        )
 
     def _solve_one_class(self, K: np.ndarray, nu: float) -> tuple[np.ndarray, float]:
         """libsvm's one-class dual on a precomputed matrix: (alpha (n,), rho)."""
@@ -285,11 +298,26 @@ class KernelSVDD(_OneClassKernelMachine):
         Whether ``k(x, x)`` was constant over the training set (then SVDD = one-class SVM).
     """
 
-    def __init__(self, kernel="hik", nu: float = 0.1, C: float | None = None, channel_sizes=None,
-                 kernel_weights=None, tol: float = 1e-6, n_reference: int = 200, random_state=None):
-        super().__init__(kernel=kernel, nu=nu, channel_sizes=channel_sizes,
-                         kernel_weights=kernel_weights, tol=tol, n_reference=n_reference,
-                         random_state=random_state)
+    def __init__(
+        self,
+        kernel="hik",
+        nu: float = 0.1,
+        C: float | None = None,
+        channel_sizes=None,
+        kernel_weights=None,
+        tol: float = 1e-6,
+        n_reference: int = 200,
+        random_state=None,
+    ):
+        super().__init__(
+            kernel=kernel,
+            nu=nu,
+            channel_sizes=channel_sizes,
+            kernel_weights=kernel_weights,
+            tol=tol,
+            n_reference=n_reference,
+            random_state=random_state,
+        )
         self.C = C
 
     def _effective_nu(self, n: int) -> float:
@@ -309,7 +337,7 @@ class KernelSVDD(_OneClassKernelMachine):
         d = np.diag(K).copy()
         self.constant_self_kernel_ = bool(np.ptp(d) <= 1e-12 * max(1.0, np.abs(d).max()))
         alpha, rho = self._solve_one_class(K - 0.5 * (d[:, None] + d[None, :]), nu)
-        scale = alpha.sum()                       # = nu n (libsvm's scaling)
+        scale = alpha.sum()  # = nu n (libsvm's scaling)
         alpha = alpha / scale
         self._store_support(X, alpha)
         a_s = alpha[self.support_]

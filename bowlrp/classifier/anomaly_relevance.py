@@ -63,8 +63,9 @@ def svdd_dimension_terms(det, u: int, x: np.ndarray, with_center: bool = True) -
     s = det.channel_slices_[u]
     kernel = det.kernels_[u]
     xs = x[s]
-    A = _self_terms(kernel, xs) - 2.0 * kernel.dimension_terms(det.support_vectors_[:, s],
-                                                               det.dual_coef_[0], xs)
+    A = _self_terms(kernel, xs) - 2.0 * kernel.dimension_terms(
+        det.support_vectors_[:, s], det.dual_coef_[0], xs
+    )
     A = det.kernel_weights_[0, u] * A
     if with_center:
         A = A + det.center_dimension_terms_[u]
@@ -93,6 +94,7 @@ def svdd_decompose(det, x: np.ndarray, sign: float, rule: Decomposition) -> Dime
 
 def svdd_taylor(det, x: np.ndarray, sign: float, rule: Taylor) -> DimensionRelevance:
     """``R_d = g`` split at a root ``x~`` of ``g = sign f`` (exact differences where decomposable)."""
+
     def g(points):
         return sign * det.decision_function(points)
 
@@ -110,18 +112,28 @@ def svdd_taylor(det, x: np.ndarray, sign: float, rule: Taylor) -> DimensionRelev
             raise RuleError(f"Taylor needs differentiable kernels; {kernel.name} is not")
         diag = kernel.gram(np.vstack([x[s], root[s]]))
         if not np.isclose(diag[0, 0], diag[1, 1], rtol=1e-12, atol=1e-12):
-            raise RuleError(f"Taylor for SVDD needs a constant k(x, x); the {kernel.name} kernel "
-                            "has none: use a decomposable kernel with Decomposition()")
-        grad_a = -2.0 * det.kernel_weights_[0, u] * kernel.gradient(det.support_vectors_[:, s],
-                                                                    alpha, root[s])
+            raise RuleError(
+                f"Taylor for SVDD needs a constant k(x, x); the {kernel.name} kernel "
+                "has none: use a decomposable kernel with Decomposition()"
+            )
+        grad_a = (
+            -2.0 * det.kernel_weights_[0, u] * kernel.gradient(det.support_vectors_[:, s], alpha, root[s])
+        )
         parts.append(-sign * (x[s] - root[s]) * grad_a)
     R = np.concatenate(parts)
     score = float(g(x[None, :])[0])
     bias = root_value
     residual = score - float(R.sum()) - bias
     R, bias = _spread(R, bias, rule)
-    return DimensionRelevance(score=score, relevance=R, bias=bias, residual=residual,
-                              root=root, root_distance=distance, root_value=root_value)
+    return DimensionRelevance(
+        score=score,
+        relevance=R,
+        bias=bias,
+        residual=residual,
+        root=root,
+        root_distance=distance,
+        root_value=root_value,
+    )
 
 
 def one_class_relevance(det, x, task: int = 0, sign: float = -1.0, rule=None) -> DimensionRelevance:
@@ -155,5 +167,12 @@ def anomaly_relevance(det, x, task: int = 0, sign: float = -1.0, rule=None) -> D
     return det.dimension_relevance(x, task, sign, rule)
 
 
-__all__ = ["anomaly_relevance", "center_terms", "one_class_relevance", "svdd_decompose",
-           "svdd_dimension_terms", "svdd_relevance", "svdd_taylor"]
+__all__ = [
+    "anomaly_relevance",
+    "center_terms",
+    "one_class_relevance",
+    "svdd_decompose",
+    "svdd_dimension_terms",
+    "svdd_relevance",
+    "svdd_taylor",
+]

@@ -84,8 +84,8 @@ def _gram_elementwise_block_serial(X, YT, op):
     return out
 
 
-_SERIAL_TERMS = 1 << 23   # below this many terms (~10 ms) thread start-up costs more than it saves
-_COLUMN_BLOCK = 512       # rows of the second argument transposed at a time (bounded extra memory)
+_SERIAL_TERMS = 1 << 23  # below this many terms (~10 ms) thread start-up costs more than it saves
+_COLUMN_BLOCK = 512  # rows of the second argument transposed at a time (bounded extra memory)
 
 
 def _elementwise(X, Y, op):
@@ -96,11 +96,10 @@ def _elementwise(X, Y, op):
     """
     n, m = X.shape[0], Y.shape[0]
     out = np.empty((n, m))
-    gram = (_gram_elementwise_block_serial if n * m * X.shape[1] < _SERIAL_TERMS
-            else _gram_elementwise_block)
+    gram = _gram_elementwise_block_serial if n * m * X.shape[1] < _SERIAL_TERMS else _gram_elementwise_block
     for start in range(0, m, _COLUMN_BLOCK):
-        YT = np.ascontiguousarray(Y[start:start + _COLUMN_BLOCK].T)
-        out[:, start:start + _COLUMN_BLOCK] = gram(X, YT, op)
+        YT = np.ascontiguousarray(Y[start : start + _COLUMN_BLOCK].T)
+        out[:, start : start + _COLUMN_BLOCK] = gram(X, YT, op)
     return out
 
 
@@ -137,6 +136,7 @@ def _chi2_exp_gradient(S, weights, x, sigma):
 
 _BLOCK_BYTES = 1 << 27  # float64 working memory of one block of a blocked Gram matrix
 
+
 @njit(cache=True)
 def _chi2_exp_gradients(S, W, X, sigma):
     """Row p: sum_i W_pi sigma (4 s_i^2 / (s_i + x_p)^2 - 1), elementwise over d (0/0 := 0)."""
@@ -150,7 +150,7 @@ def _chi2_exp_gradients(S, W, X, sigma):
             ws = w * sigma
             for d in range(V):
                 t = S[i, d] + X[p, d]
-                t = t if t != 0.0 else 1.0   # t = 0 only where S[i, d] = 0: g = -1 either way
+                t = t if t != 0.0 else 1.0  # t = 0 only where S[i, d] = 0: g = -1 either way
                 out[p, d] += ws * (4.0 * S[i, d] * S[i, d] / (t * t) - 1.0)
     return out
 
@@ -164,7 +164,7 @@ def _as_2d(X, name="X"):
         raise ValueError(f"{name} must be 2-D, got shape {X.shape}")
     step = max(1, _BLOCK_BYTES // max(1, 8 * X.shape[1]))
     for start in range(0, X.shape[0], step):
-        if not np.all(np.isfinite(X[start:start + step])):
+        if not np.all(np.isfinite(X[start : start + step])):
             raise ValueError(f"{name} contains NaN or infinite values")
     return X
 
@@ -184,8 +184,8 @@ def blocked_inner(X, Y, transform=None) -> np.ndarray:
     out = np.zeros((n, m))
     width = max(1, _BLOCK_BYTES // (8 * max(1, n + m)))
     for start in range(0, d, width):
-        a = X[:, start:start + width].astype(np.float64)
-        b = a if Y is X else Y[:, start:start + width].astype(np.float64)
+        a = X[:, start : start + width].astype(np.float64)
+        b = a if Y is X else Y[:, start : start + width].astype(np.float64)
         if transform is not None:
             a = transform(a)
             b = a if Y is X else transform(b)
@@ -273,8 +273,9 @@ class _ElementwiseKernel(Kernel):
         return _elementwise(X, Y, self._op)
 
     def dimension_terms(self, S, coef, x):
-        return _terms_elementwise(_as_2d(S), np.asarray(coef, np.float64),
-                                  np.asarray(x, np.float64), self._op)
+        return _terms_elementwise(
+            _as_2d(S), np.asarray(coef, np.float64), np.asarray(x, np.float64), self._op
+        )
 
 
 class HistogramIntersection(_ElementwiseKernel):
@@ -330,8 +331,7 @@ class _WidthKernel(Kernel):
     def fit(self, X, y=None):
         X = self._validated(_as_2d(X))
         if self.sigma == "auto":
-            mean = _mean_pair_statistic(X, self._pair_distances, self.max_samples,
-                                        self.random_state)
+            mean = _mean_pair_statistic(X, self._pair_distances, self.max_samples, self.random_state)
             self.sigma_ = self._width_from_mean(mean) if mean > 0 else 1.0
         else:
             self.sigma_ = float(self.sigma)
@@ -404,8 +404,7 @@ class RBF(_WidthKernel):
         return float(np.sqrt(mean))
 
     def _gram(self, X, Y):
-        d2 = (_squared_norms(X)[:, None] - 2 * blocked_inner(X, Y)
-              + _squared_norms(Y)[None, :])
+        d2 = _squared_norms(X)[:, None] - 2 * blocked_inner(X, Y) + _squared_norms(Y)[None, :]
         return np.exp(-np.maximum(d2, 0.0) / self.sigma_**2)
 
     def gradient(self, S, coef, x):
@@ -454,6 +453,14 @@ def make_kernel(spec) -> Kernel:
 
 
 __all__ = [
-    "AdditiveChi2", "ExponentialChi2", "Hellinger", "HistogramIntersection", "KERNELS",
-    "Kernel", "Linear", "RBF", "blocked_inner", "make_kernel",
+    "AdditiveChi2",
+    "ExponentialChi2",
+    "Hellinger",
+    "HistogramIntersection",
+    "KERNELS",
+    "Kernel",
+    "Linear",
+    "RBF",
+    "blocked_inner",
+    "make_kernel",
 ]

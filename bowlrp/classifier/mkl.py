@@ -22,7 +22,7 @@ from sklearn.svm import SVC
 class BinarySolution:
     """One binary (one-vs-rest) problem solved: ``f(x) = b + sum_u beta_u sum_i a_i k_u(x_i, x)``."""
 
-    dual: np.ndarray          # (n_train,) a_i = alpha_i y_i, zero off the support
+    dual: np.ndarray  # (n_train,) a_i = alpha_i y_i, zero off the support
     intercept: float
     kernel_weights: np.ndarray  # (U,)
     n_iter: int
@@ -41,8 +41,17 @@ def _solve_svm(K, y01, C, class_weight, tol):
     return dual, float(svc.intercept_[0])
 
 
-def fit_binary(grams: list[np.ndarray], y01: np.ndarray, C: float, norm, *, max_iter: int = 50,
-               tol: float = 1e-3, class_weight=None, svm_tol: float = 1e-3) -> BinarySolution:
+def fit_binary(
+    grams: list[np.ndarray],
+    y01: np.ndarray,
+    C: float,
+    norm,
+    *,
+    max_iter: int = 50,
+    tol: float = 1e-3,
+    class_weight=None,
+    svm_tol: float = 1e-3,
+) -> BinarySolution:
     """Solve one binary problem with ``len(grams)`` kernels.
 
     Parameters

@@ -19,7 +19,7 @@ class DimensionRelevance:
     """
 
     score: float
-    relevance: np.ndarray      # (V,) all channels concatenated
+    relevance: np.ndarray  # (V,) all channels concatenated
     bias: float
     residual: float
     root: np.ndarray | None = None
@@ -40,9 +40,15 @@ def _explained_function(clf, task: int, sign: float):
     The support vectors of each channel are sliced (and checked) once here, not
     at every one of the many evaluations a root search makes.
     """
-    channels = [(kernel, clf.channel_slices_[u], float(clf.kernel_weights_[task, u]),
-                 np.ascontiguousarray(clf.support_vectors_[:, clf.channel_slices_[u]]))
-                for u, kernel in enumerate(clf.kernels_)]
+    channels = [
+        (
+            kernel,
+            clf.channel_slices_[u],
+            float(clf.kernel_weights_[task, u]),
+            np.ascontiguousarray(clf.support_vectors_[:, clf.channel_slices_[u]]),
+        )
+        for u, kernel in enumerate(clf.kernels_)
+    ]
     coef = np.asarray(clf.dual_coef_[task], dtype=np.float64)
 
     def g(points: np.ndarray) -> np.ndarray:
@@ -53,13 +59,15 @@ def _explained_function(clf, task: int, sign: float):
         for kernel, s, weight, support in channels:
             F += weight * (kernel._gram(np.ascontiguousarray(P[:, s]), support) @ coef)
         return sign * F
+
     return g
 
 
 def _channel_terms(clf, u, task, x):
     s = clf.channel_slices_[u]
     return clf.kernel_weights_[task, u] * clf.kernels_[u].dimension_terms(
-        clf.support_vectors_[:, s], clf.dual_coef_[task], x[s])
+        clf.support_vectors_[:, s], clf.dual_coef_[task], x[s]
+    )
 
 
 def decompose(clf, x: np.ndarray, task: int, sign: float, rule: Decomposition) -> DimensionRelevance:
@@ -91,13 +99,15 @@ def find_root(g, x: np.ndarray, candidates: np.ndarray, rule: Taylor, g_candidat
     -------
     root : (V,), distance ``|root - x|``, ``g(root)``
     """
-    roots, dist, values = segment_roots(g, x, candidates, rule.n_candidates, rule.tol,
-                                        rule.max_iter, g_candidates, keep=1)
+    roots, dist, values = segment_roots(
+        g, x, candidates, rule.n_candidates, rule.tol, rule.max_iter, g_candidates, keep=1
+    )
     return roots[0], float(dist[0]), float(values[0])
 
 
 def _gradient_function(clf, task: int, sign: float):
     """``Z (n, V) -> grad g`` (n, V) for ``g = sign f_task``; 0 on non-differentiable channels."""
+
     def grad(Z: np.ndarray) -> np.ndarray:
         Z = np.atleast_2d(Z)
         out = np.zeros(Z.shape)
@@ -106,8 +116,10 @@ def _gradient_function(clf, task: int, sign: float):
                 continue
             s = clf.channel_slices_[u]
             out[:, s] = (sign * clf.kernel_weights_[task, u]) * kernel.gradients(
-                clf.support_vectors_[:, s], clf.dual_coef_[task], Z[:, s])
+                clf.support_vectors_[:, s], clf.dual_coef_[task], Z[:, s]
+            )
         return out
+
     return grad
 
 
@@ -140,18 +152,28 @@ def taylor_root(clf, x: np.ndarray, task: int, sign: float, rule: Taylor, g=None
     gx = float(g(x[None, :])[0]) if gx is None else gx
     candidates, g_candidates = root_candidates(clf, x, task, sign, rule)
     keep = 1 if rule.root == "segment" else rule.n_starts
-    roots, dist, values = segment_roots(g, x, candidates, rule.n_candidates, rule.tol,
-                                        rule.max_iter, g_candidates, gx, keep=keep)
+    roots, dist, values = segment_roots(
+        g, x, candidates, rule.n_candidates, rule.tol, rule.max_iter, g_candidates, gx, keep=keep
+    )
     info = {"segment_distance": float(dist[0])}
     if rule.root == "segment" or dist[0] == 0:
         return roots[0], float(dist[0]), float(values[0]), info
     domain = infer_domain(clf.channel_slices_, x, candidates, rule.domain)
     grad = _gradient_function(clf, task, sign)
     k = rule.n_starts
-    walk = boundary_root(g, lambda z: grad(z)[0], x, roots[:k], values[:k], domain, rule.tol,
-                         rule.max_iter, rule.walk_iter, gx=gx)
-    info.update(walk_steps=walk.n_steps, stationarity=walk.stationarity,
-                domain=list(domain.kinds))
+    walk = boundary_root(
+        g,
+        lambda z: grad(z)[0],
+        x,
+        roots[:k],
+        values[:k],
+        domain,
+        rule.tol,
+        rule.max_iter,
+        rule.walk_iter,
+        gx=gx,
+    )
+    info.update(walk_steps=walk.n_steps, stationarity=walk.stationarity, domain=list(domain.kinds))
     return walk.root, walk.distance, walk.value, info
 
 
@@ -187,9 +209,16 @@ def taylor(clf, x: np.ndarray, task: int, sign: float, rule: Taylor) -> Dimensio
     if rule.bias == "spread":
         R = R + bias / R.size
         bias = 0.0
-    return DimensionRelevance(score=score, relevance=R, bias=bias, residual=residual,
-                              root=root, root_distance=distance, root_value=root_value,
-                              root_info=info)
+    return DimensionRelevance(
+        score=score,
+        relevance=R,
+        bias=bias,
+        residual=residual,
+        root=root,
+        root_distance=distance,
+        root_value=root_value,
+        root_info=info,
+    )
 
 
 def classifier_relevance(clf, x, task: int = 0, sign: float = 1.0, rule=None) -> DimensionRelevance:

@@ -76,8 +76,9 @@ def project_simplex(v: np.ndarray, total: float = 1.0) -> np.ndarray:
     return np.maximum(v - theta, 0.0)
 
 
-def infer_domain(slices, x: np.ndarray, candidates: np.ndarray, spec: str = "auto",
-                 rtol: float = 1e-6) -> FeatureDomain:
+def infer_domain(
+    slices, x: np.ndarray, candidates: np.ndarray, spec: str = "auto", rtol: float = 1e-6
+) -> FeatureDomain:
     """The feature domain of each channel.
 
     ``auto``: ``simplex`` where ``x`` and every candidate point are non-negative
@@ -104,8 +105,16 @@ def infer_domain(slices, x: np.ndarray, candidates: np.ndarray, spec: str = "aut
     return FeatureDomain(tuple(slices), tuple(kinds), tuple(totals))
 
 
-def bracket_roots(g, A: np.ndarray, B: np.ndarray, gA: np.ndarray, gB: np.ndarray, tol: float,
-                  max_iter: int, keep: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bracket_roots(
+    g,
+    A: np.ndarray,
+    B: np.ndarray,
+    gA: np.ndarray,
+    gB: np.ndarray,
+    tol: float,
+    max_iter: int,
+    keep: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Roots on the segments ``A_j -> B_j`` where ``g(A_j)`` and ``g(B_j)`` differ in sign.
 
     Illinois false position on ``p(t) = A + t (B - A)``, all segments per call
@@ -125,8 +134,8 @@ def bracket_roots(g, A: np.ndarray, B: np.ndarray, gA: np.ndarray, gB: np.ndarra
     """
     m = len(A)
     t_a, t_b = np.zeros(m), np.ones(m)
-    f_a, f_b = gA.astype(float).copy(), gB.astype(float).copy()   # Illinois-weighted values
-    g_b = gB.astype(float).copy()                                   # true values at t_b
+    f_a, f_b = gA.astype(float).copy(), gB.astype(float).copy()  # Illinois-weighted values
+    g_b = gB.astype(float).copy()  # true values at t_b
     side = np.zeros(m, dtype=np.int8)
     sign_a = np.sign(gA)
     active = np.ones(m, dtype=bool)
@@ -142,8 +151,7 @@ def bracket_roots(g, A: np.ndarray, B: np.ndarray, gA: np.ndarray, gB: np.ndarra
         width = t_b[idx] - t_a[idx]
         denom = f_b[idx] - f_a[idx]
         safe = np.where(denom != 0, denom, 1.0)
-        t_new = np.where(denom != 0, t_a[idx] - f_a[idx] * width / safe,
-                         t_a[idx] + 0.5 * width)
+        t_new = np.where(denom != 0, t_a[idx] - f_a[idx] * width / safe, t_a[idx] + 0.5 * width)
         t_new = np.clip(t_new, t_a[idx] + 1e-3 * width, t_b[idx] - 1e-3 * width)
         g_new = g(A[idx] + t_new[:, None] * (B[idx] - A[idx]))
         on_a = np.sign(g_new) == sign_a[idx]
@@ -157,9 +165,17 @@ def bracket_roots(g, A: np.ndarray, B: np.ndarray, gA: np.ndarray, gB: np.ndarra
     return t_b, g_b, active
 
 
-def segment_roots(g, x: np.ndarray, candidates: np.ndarray, n_candidates: int, tol: float,
-                  max_iter: int, g_candidates=None, gx: float | None = None,
-                  keep: int | None = None):
+def segment_roots(
+    g,
+    x: np.ndarray,
+    candidates: np.ndarray,
+    n_candidates: int,
+    tol: float,
+    max_iter: int,
+    g_candidates=None,
+    gx: float | None = None,
+    keep: int | None = None,
+):
     """Roots on the segments from ``x`` to its ``n_candidates`` nearest opposite-sign candidates.
 
     ``keep = k``: only the ``k`` roots nearest ``x`` are needed, and segments
@@ -196,8 +212,9 @@ def segment_roots(g, x: np.ndarray, candidates: np.ndarray, n_candidates: int, t
     return roots[order], dist[order], g_root[order]
 
 
-def project_on_hyperplane(domain: FeatureDomain, x: np.ndarray, n: np.ndarray, b: float,
-                          max_iter: int = 100) -> np.ndarray | None:
+def project_on_hyperplane(
+    domain: FeatureDomain, x: np.ndarray, n: np.ndarray, b: float, max_iter: int = 100
+) -> np.ndarray | None:
     """``argmin ||z - x||  s.t.  n . z = b,  z in C``.
 
     The minimiser is ``z(lam) = P_C(x - lam n)`` for the ``lam`` where
@@ -221,7 +238,7 @@ def project_on_hyperplane(domain: FeatureDomain, x: np.ndarray, n: np.ndarray, b
         return domain.project(z0)
     step = max(abs(lam0), 1e-12)
     lo = hi = lam0
-    direction = 1.0 if h0 > 0 else -1.0    # h decreases with lam
+    direction = 1.0 if h0 > 0 else -1.0  # h decreases with lam
     for _ in range(60):
         lo, hi = (hi, hi + direction * step) if direction > 0 else (lo + direction * step, lo)
         edge = hi if direction > 0 else lo
@@ -232,8 +249,7 @@ def project_on_hyperplane(domain: FeatureDomain, x: np.ndarray, n: np.ndarray, b
         return None
     from scipy.optimize import brentq
 
-    lam = brentq(h, lo, hi, xtol=1e-15 * max(1.0, abs(lo), abs(hi)), rtol=1e-12,
-                 maxiter=max_iter)
+    lam = brentq(h, lo, hi, xtol=1e-15 * max(1.0, abs(lo), abs(hi)), rtol=1e-12, maxiter=max_iter)
     return domain.project(x - lam * n)
 
 
@@ -271,8 +287,7 @@ def _root_on_ray(g, x, gx, p, d, domain, tol, max_iter):
         if np.sign(ge) == np.sign(gx):
             return None
         a, b, ga, gb = p, e, gp, ge
-    t, gr, _ = bracket_roots(g, a[None, :], b[None, :], np.array([ga]), np.array([gb]), tol,
-                          max_iter)
+    t, gr, _ = bracket_roots(g, a[None, :], b[None, :], np.array([ga]), np.array([gb]), tol, max_iter)
     return a + t[0] * (b - a), float(gr[0])
 
 
@@ -283,14 +298,24 @@ class BoundaryRoot:
     root: np.ndarray
     distance: float
     value: float
-    start_distance: float   # distance of the nearest segment root (today's root)
-    n_steps: int            # accepted SQP steps (all starts)
-    stationarity: float     # relative shrink one more linearised step would promise (0: KKT point)
+    start_distance: float  # distance of the nearest segment root (today's root)
+    n_steps: int  # accepted SQP steps (all starts)
+    stationarity: float  # relative shrink one more linearised step would promise (0: KKT point)
 
 
-def boundary_root(g, grad, x: np.ndarray, starts: np.ndarray, g_starts: np.ndarray,
-                  domain: FeatureDomain, tol: float, max_iter: int, walk_iter: int,
-                  rtol: float = 1e-4, gx: float | None = None) -> BoundaryRoot:
+def boundary_root(
+    g,
+    grad,
+    x: np.ndarray,
+    starts: np.ndarray,
+    g_starts: np.ndarray,
+    domain: FeatureDomain,
+    tol: float,
+    max_iter: int,
+    walk_iter: int,
+    rtol: float = 1e-4,
+    gx: float | None = None,
+) -> BoundaryRoot:
     """Constrained nearest root by a bracketed SQP walk from each of ``starts``.
 
     At a root ``z_k`` with normal ``n = grad g(z_k)``, the linearised problem
@@ -326,7 +351,7 @@ def boundary_root(g, grad, x: np.ndarray, starts: np.ndarray, g_starts: np.ndarr
             p = project_on_hyperplane(domain, x, n, float(n @ z))
             if p is None:
                 break
-            for alpha in (1.0, 0.5, 0.25, 0.125, 0.0625):   # backtracking along z -> p
+            for alpha in (1.0, 0.5, 0.25, 0.125, 0.0625):  # backtracking along z -> p
                 found = _root_on_ray(g, x, gx, z + alpha * (p - z), d, domain, tol, max_iter)
                 if found is None:
                     continue
@@ -342,6 +367,7 @@ def boundary_root(g, grad, x: np.ndarray, starts: np.ndarray, g_starts: np.ndarr
             best_z, best_d, best_g = z, d, gz
     n = grad(best_z)
     p = project_on_hyperplane(domain, x, n, float(n @ best_z))
-    stationarity = (0.0 if p is None or best_d == 0
-                    else max(0.0, (best_d - float(np.linalg.norm(p - x))) / best_d))
+    stationarity = (
+        0.0 if p is None or best_d == 0 else max(0.0, (best_d - float(np.linalg.norm(p - x))) / best_d)
+    )
     return BoundaryRoot(best_z, best_d, best_g, start_distance, steps, stationarity)

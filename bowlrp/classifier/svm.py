@@ -36,9 +36,7 @@ class KernelChannelsMixin:
             return [slice(0, n_features)]
         sizes = [int(s) for s in self.channel_sizes]
         if sum(sizes) != n_features or min(sizes) < 1:
-            raise ValueError(
-                f"channel_sizes {sizes} must be positive and sum to the {n_features} features"
-            )
+            raise ValueError(f"channel_sizes {sizes} must be positive and sum to the {n_features} features")
         ends = np.cumsum(sizes)
         return [slice(int(e - s), int(e)) for s, e in zip(sizes, ends)]
 
@@ -87,9 +85,18 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
     reference_X_ : ndarray (n_ref, n_features)
     """
 
-    def __init__(self, kernel="hik", C: float = 1.0, channel_sizes=None, mkl_norm="uniform",
-                 mkl_max_iter: int = 50, mkl_tol: float = 1e-3, class_weight=None,
-                 n_reference: int = 200, random_state=None):
+    def __init__(
+        self,
+        kernel="hik",
+        C: float = 1.0,
+        channel_sizes=None,
+        mkl_norm="uniform",
+        mkl_max_iter: int = 50,
+        mkl_tol: float = 1e-3,
+        class_weight=None,
+        n_reference: int = 200,
+        random_state=None,
+    ):
         self.kernel = kernel
         self.C = C
         self.channel_sizes = channel_sizes
@@ -109,8 +116,9 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
             self.multilabel_ = True
             return [Y[:, t] for t in range(Y.shape[1])]
         if kind not in ("binary", "multiclass"):
-            raise ValueError(f"Unknown label type {kind!r}: give class labels or a "
-                             "multi-label indicator matrix")
+            raise ValueError(
+                f"Unknown label type {kind!r}: give class labels or a multi-label indicator matrix"
+            )
         self.multilabel_ = False
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
@@ -131,30 +139,41 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
         # float64 blocks (kernels.blocked_inner), never from a float64 copy of X.
         X, y = validate_data(self, X, y, dtype=_FLOAT_TYPES, multi_output=True)
         if y.ndim == 2 and y.shape[1] == 1:
-            warnings.warn("A column-vector y was passed when a 1d array was expected",
-                          DataConversionWarning, stacklevel=2)
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected",
+                DataConversionWarning,
+                stacklevel=2,
+            )
             y = y.ravel()
         if isinstance(self.mkl_norm, str) and self.mkl_norm != "uniform":
             raise ValueError(f"mkl_norm must be 'uniform' or a number >= 1, got {self.mkl_norm!r}")
         tasks = self._tasks(y)
         self.channel_slices_ = self._channel_slices(X.shape[1])
-        self.kernels_ = [k.fit(X[:, s]) for k, s in
-                         zip(self._kernel_list(len(self.channel_slices_)), self.channel_slices_)]
+        self.kernels_ = [
+            k.fit(X[:, s]) for k, s in zip(self._kernel_list(len(self.channel_slices_)), self.channel_slices_)
+        ]
         grams = [k.gram(X[:, s]) for k, s in zip(self.kernels_, self.channel_slices_)]
         if task_mask is not None:
             task_mask = np.asarray(task_mask, dtype=bool)
             if task_mask.shape != (X.shape[0], len(tasks)):
-                raise ValueError(f"task_mask must have shape {(X.shape[0], len(tasks))}, "
-                                 f"got {task_mask.shape}")
+                raise ValueError(
+                    f"task_mask must have shape {(X.shape[0], len(tasks))}, got {task_mask.shape}"
+                )
         solutions = []
         for t, y01 in enumerate(tasks):
             rows = slice(None) if task_mask is None else np.flatnonzero(task_mask[:, t])
             if np.unique(y01[rows]).size < 2:
                 raise ValueError("every class/label needs positive and negative training samples")
             sub = grams if task_mask is None else [G[np.ix_(rows, rows)] for G in grams]
-            solution = fit_binary(sub, y01[rows], self.C, self.mkl_norm,
-                                  max_iter=self.mkl_max_iter, tol=self.mkl_tol,
-                                  class_weight=self._task_class_weight(t))
+            solution = fit_binary(
+                sub,
+                y01[rows],
+                self.C,
+                self.mkl_norm,
+                max_iter=self.mkl_max_iter,
+                tol=self.mkl_tol,
+                class_weight=self._task_class_weight(t),
+            )
             if task_mask is not None:
                 full = np.zeros(X.shape[0])
                 full[rows] = solution.dual
@@ -197,8 +216,9 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
         W = np.zeros((self.n_tasks_, self.support_vectors_.shape[1]))
         step = 256
         for start in range(0, len(self.support_vectors_), step):
-            W += self.dual_coef_[:, start:start + step] @ \
-                self.support_vectors_[start:start + step].astype(np.float64)
+            W += self.dual_coef_[:, start : start + step] @ self.support_vectors_[
+                start : start + step
+            ].astype(np.float64)
         self.support_vectors_ = W
         self.dual_coef_ = np.eye(self.n_tasks_)
         self.support_ = np.full(self.n_tasks_, -1)
@@ -220,7 +240,7 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
         w = np.zeros(self.support_vectors_.shape[1])
         step = 256
         for start in range(0, len(a), step):
-            w += a[start:start + step] @ self.support_vectors_[start:start + step].astype(np.float64)
+            w += a[start : start + step] @ self.support_vectors_[start : start + step].astype(np.float64)
         for u, s in enumerate(self.channel_slices_):
             w[s] *= self.kernel_weights_[task, u]
         return w, float(self.intercept_[task])
@@ -236,19 +256,25 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "dual_coef_")
         keep = np.flatnonzero(self.dual_coef_[task] != 0)
         out = clone(self)
-        for attr in ("n_features_in_", "channel_slices_", "kernels_", "reference_X_",
-                     "mkl_n_iter_", "mkl_converged_"):
+        for attr in (
+            "n_features_in_",
+            "channel_slices_",
+            "kernels_",
+            "reference_X_",
+            "mkl_n_iter_",
+            "mkl_converged_",
+        ):
             if hasattr(self, attr):
                 setattr(out, attr, getattr(self, attr))
         out.classes_ = np.array([negative, name])
         out.multilabel_ = False
         out.support_ = self.support_[keep]
         out.support_vectors_ = self.support_vectors_[keep]
-        out.dual_coef_ = self.dual_coef_[task:task + 1, keep]
-        out.intercept_ = self.intercept_[task:task + 1]
-        out.kernel_weights_ = self.kernel_weights_[task:task + 1]
-        out.mkl_n_iter_ = self.mkl_n_iter_[task:task + 1]
-        out.mkl_converged_ = self.mkl_converged_[task:task + 1]
+        out.dual_coef_ = self.dual_coef_[task : task + 1, keep]
+        out.intercept_ = self.intercept_[task : task + 1]
+        out.kernel_weights_ = self.kernel_weights_[task : task + 1]
+        out.mkl_n_iter_ = self.mkl_n_iter_[task : task + 1]
+        out.mkl_converged_ = self.mkl_converged_[task : task + 1]
         candidates = np.vstack([out.reference_X_, out.support_vectors_])
         out.candidate_decisions_ = out.decision_function(candidates).reshape(-1, 1)
         return out

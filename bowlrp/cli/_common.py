@@ -79,8 +79,7 @@ def percentile_arg(text: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 100] or 'max', got {text!r}") \
-            from None
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 100] or 'max', got {text!r}") from None
     if not 0 < value <= 100:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 100] or 'max', got {text!r}")
     return None if value == 100 else value

@@ -51,40 +51,87 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bowlrp-explain",
         description="Explain the predictions of a bowlrp model pixel by pixel (LRP).",
         epilog="Rules (as in the README): epsilon=E, epsilon=E,relative, alphabeta=A,B, absz, wta, "
-               "contribution, integrated, integrated=N, "
-               "flat, siftbins, decomposition, decomposition=spread, taylor; or Python style "
-               "'Epsilon(1.0)'. Example: --rule epsilon=0.1,relative --rule siftbins",
+        "contribution, integrated, integrated=N, "
+        "flat, siftbins, decomposition, decomposition=spread, taylor; or Python style "
+        "'Epsilon(1.0)'. Example: --rule epsilon=0.1,relative --rule siftbins",
     )
-    ap.add_argument("--image", "--images", "-i", nargs="+", required=True,
-                    help="image files, directories (searched recursively) or quoted glob patterns")
+    ap.add_argument(
+        "--image",
+        "--images",
+        "-i",
+        nargs="+",
+        required=True,
+        help="image files, directories (searched recursively) or quoted glob patterns",
+    )
     ap.add_argument("--model", "-m", required=True, help="model file written by bowlrp.save")
-    ap.add_argument("--target", "-t", action="append", default=[],
-                    help="class name or index to explain (default: the predicted class); "
-                         "repeatable with --store: one heatmap per target from one forward pass")
+    ap.add_argument(
+        "--target",
+        "-t",
+        action="append",
+        default=[],
+        help="class name or index to explain (default: the predicted class); "
+        "repeatable with --store: one heatmap per target from one forward pass",
+    )
     ap.add_argument("--rule", action="append", default=[], help="LRP rule (repeatable)")
     ap.add_argument("--tile", type=positive_int, default=None, help="explain as tiles of this side")
     ap.add_argument("--stride", type=positive_int, default=None, help="tile stride (default: --tile)")
     ap.add_argument("--colormap", default="bwr", choices=COLORMAPS, help="colour map (default bwr)")
-    ap.add_argument("--normalize", choices=["image", "global"], default="image",
-                    help="display scale per image or shared by all images (default image)")
-    ap.add_argument("--clip", type=percentile_arg, default=DEFAULT_PERCENTILE, metavar="PERCENTILE",
-                    help="the |R| percentile shown at full colour (default 99.5; 'max' = no clipping)")
-    ap.add_argument("--out", "-o", default=None,
-                    help="output directory (default: . when no --store is given)")
-    ap.add_argument("--store", default=None, metavar="OUT.zarr",
-                    help="write a Zarr relevance store (a path or an fsspec URL) instead of files")
-    ap.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                    help="with --store: explain on a local Dask cluster of N processes")
-    ap.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                    help="with --store: explain on a running Dask scheduler (tcp://host:8786)")
-    ap.add_argument("--grid", type=positive_int, default=32,
-                    help="with --store: side of the pooled maps kept for SpRAy (default 32)")
-    ap.add_argument("--overwrite", action="store_true",
-                    help="replace results of an earlier run made with another model or settings")
-    ap.add_argument("--trust", action="append", default=[], metavar="TYPE",
-                    help="allow this extra type in a skops model file (repeatable)")
-    ap.add_argument("--trusted", action="store_true",
-                    help="allow loading a pickle model file (can run arbitrary code!)")
+    ap.add_argument(
+        "--normalize",
+        choices=["image", "global"],
+        default="image",
+        help="display scale per image or shared by all images (default image)",
+    )
+    ap.add_argument(
+        "--clip",
+        type=percentile_arg,
+        default=DEFAULT_PERCENTILE,
+        metavar="PERCENTILE",
+        help="the |R| percentile shown at full colour (default 99.5; 'max' = no clipping)",
+    )
+    ap.add_argument(
+        "--out", "-o", default=None, help="output directory (default: . when no --store is given)"
+    )
+    ap.add_argument(
+        "--store",
+        default=None,
+        metavar="OUT.zarr",
+        help="write a Zarr relevance store (a path or an fsspec URL) instead of files",
+    )
+    ap.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="with --store: explain on a local Dask cluster of N processes",
+    )
+    ap.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="with --store: explain on a running Dask scheduler (tcp://host:8786)",
+    )
+    ap.add_argument(
+        "--grid",
+        type=positive_int,
+        default=32,
+        help="with --store: side of the pooled maps kept for SpRAy (default 32)",
+    )
+    ap.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace results of an earlier run made with another model or settings",
+    )
+    ap.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="allow this extra type in a skops model file (repeatable)",
+    )
+    ap.add_argument(
+        "--trusted", action="store_true", help="allow loading a pickle model file (can run arbitrary code!)"
+    )
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no per-image lines")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     return ap
@@ -107,8 +154,13 @@ def run(args) -> int:
     inputs = collect_inputs(args.image, exclude=args.out)
     model = load_pipeline(args.model, args.trusted, args.trust)
     target = resolve_target(model, args.target[0] if args.target else None)
-    run_key = {"model_sha256": file_hash(args.model), "target": None if target is None else str(target),
-               "rules": [repr(r) for r in rules or []], "tile": args.tile, "stride": args.stride}
+    run_key = {
+        "model_sha256": file_hash(args.model),
+        "target": None if target is None else str(target),
+        "rules": [repr(r) for r in rules or []],
+        "tile": args.tile,
+        "stride": args.stride,
+    }
 
     report = _reporter(args)
     with contextlib.ExitStack() as stack:
@@ -119,24 +171,38 @@ def run(args) -> int:
 
             stack.enter_context(store_lock(args.store, "bowlrp-explain"))
             store = RelevanceStore.create(
-                args.store, store_run_key(run_key["model_sha256"], target, rules, args.tile,
-                                          args.stride), grid=args.grid, overwrite=args.overwrite)
+                args.store,
+                store_run_key(run_key["model_sha256"], target, rules, args.tile, args.stride),
+                grid=args.grid,
+                overwrite=args.overwrite,
+            )
         summary = _to_folder(args, model, inputs, run_key, target, rules, report, store)
     if summary.failed:
-        print(f"bowlrp-explain: {len(summary.failed)} of {summary.total} images failed "
-              f"(listed in {display_path(args.out)}/run.json)", file=sys.stderr)
+        print(
+            f"bowlrp-explain: {len(summary.failed)} of {summary.total} images failed "
+            f"(listed in {display_path(args.out)}/run.json)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
 
 def _to_folder(args, model, inputs, run_key, target, rules, report, store):
     return explain_to_folder(
-        model, inputs, args.out, run_key=run_key,
+        model,
+        inputs,
+        args.out,
+        run_key=run_key,
         explain_kwargs={"target": target, "rules": rules, "tile": args.tile, "stride": args.stride},
-        colormap=args.colormap, normalize=args.normalize, percentile=args.clip,
+        colormap=args.colormap,
+        normalize=args.normalize,
+        percentile=args.clip,
         overwrite=args.overwrite,
         extra={"model": display_path(args.model), "model_sha256": run_key["model_sha256"]},
-        progress=not args.quiet and len(inputs) > 1, report=report, store=store)
+        progress=not args.quiet and len(inputs) > 1,
+        report=report,
+        store=store,
+    )
 
 
 def _reporter(args):
@@ -150,6 +216,7 @@ def _reporter(args):
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, sys.stdout.fileno())
                 args.quiet = True
+
     return report
 
 
@@ -167,18 +234,35 @@ def run_store(args, rules) -> int:
     targets = [resolve_target(model, t) for t in args.target] or None
     inputs = collect_inputs(args.image, exclude=args.store if "://" not in args.store else None)
     summary = explain_to_store(
-        inputs, args.model if args.workers or args.scheduler else model, args.store,
-        targets=targets, rules=rules, tile=args.tile, stride=args.stride, workers=args.workers,
-        scheduler=args.scheduler, progress=not args.quiet and len(inputs) > 1,
-        overwrite=args.overwrite, grid=args.grid, trusted=args.trusted, trust=args.trust,
-        model_hash=file_hash_of(args.model), report=_reporter(args))
+        inputs,
+        args.model if args.workers or args.scheduler else model,
+        args.store,
+        targets=targets,
+        rules=rules,
+        tile=args.tile,
+        stride=args.stride,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=not args.quiet and len(inputs) > 1,
+        overwrite=args.overwrite,
+        grid=args.grid,
+        trusted=args.trusted,
+        trust=args.trust,
+        model_hash=file_hash_of(args.model),
+        report=_reporter(args),
+    )
     if not args.quiet:
-        print(f"{display_path(args.store)}: {len(summary.explained)} explained, "
-              f"{len(summary.skipped)} done before, {len(summary.failed)} failed "
-              f"({summary.seconds:.1f} s)")
+        print(
+            f"{display_path(args.store)}: {len(summary.explained)} explained, "
+            f"{len(summary.skipped)} done before, {len(summary.failed)} failed "
+            f"({summary.seconds:.1f} s)"
+        )
     if summary.failed:
-        print(f"bowlrp-explain: {len(summary.failed)} of {summary.total} images failed "
-              f"(bowlrp.runs.store.open({args.store!r}).failures() lists them)", file=sys.stderr)
+        print(
+            f"bowlrp-explain: {len(summary.failed)} of {summary.total} images failed "
+            f"(bowlrp.runs.store.open({args.store!r}).failures() lists them)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

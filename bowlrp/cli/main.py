@@ -65,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     if name not in PROGRAMS:
         close = difflib.get_close_matches(name, PROGRAMS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        print(f"bowlrp: error: unknown program {name!r}; {hint}programs are {', '.join(PROGRAMS)} "
-              "(see bowlrp --help)", file=sys.stderr)
+        print(
+            f"bowlrp: error: unknown program {name!r}; {hint}programs are {', '.join(PROGRAMS)} "
+            "(see bowlrp --help)",
+            file=sys.stderr,
+        )
         return 2
     # imported here, not at the top: only the chosen program's dependencies load (fast --help)
     program = importlib.import_module(PROGRAMS[name][0])

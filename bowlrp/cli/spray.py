@@ -31,34 +31,57 @@ def build_parser() -> argparse.ArgumentParser:
     ap = ArgumentParser(
         prog="bowlrp-spray",
         description="Spectral Relevance Analysis (SpRAy): cluster the relevance maps written by "
-                    "bowlrp-explain --out DIR to find the strategies a model uses, per class.",
+        "bowlrp-explain --out DIR to find the strategies a model uses, per class.",
         epilog="Either --heatmaps DIR (bowlrp-explain --out) or --store OUT.zarr "
-               "(bowlrp-explain --store; its pooled maps are used when --grid is the store's).",
+        "(bowlrp-explain --store; its pooled maps are used when --grid is the store's).",
     )
     source = ap.add_mutually_exclusive_group(required=True)
-    source.add_argument("--heatmaps", metavar="DIR",
-                        help="directory written by bowlrp-explain --out (searched recursively)")
-    source.add_argument("--store", metavar="OUT.zarr",
-                        help="relevance store written by bowlrp-explain --store (path or URL)")
-    ap.add_argument("--target", "-t", action="append", default=[],
-                    help="with --store: class to analyse (repeatable; default: every target)")
-    ap.add_argument("--images", metavar="DIR", default=None,
-                    help="directory of the explained images (overlays in the example strips)")
-    ap.add_argument("--out", "-o", required=True, metavar="DIR",
-                    help="report directory to create (must not exist or be empty)")
-    ap.add_argument("--grid", type=int, default=None,
-                    help="pooling grid side (default 20; with --store: the store's grid)")
+    source.add_argument(
+        "--heatmaps", metavar="DIR", help="directory written by bowlrp-explain --out (searched recursively)"
+    )
+    source.add_argument(
+        "--store", metavar="OUT.zarr", help="relevance store written by bowlrp-explain --store (path or URL)"
+    )
+    ap.add_argument(
+        "--target",
+        "-t",
+        action="append",
+        default=[],
+        help="with --store: class to analyse (repeatable; default: every target)",
+    )
+    ap.add_argument(
+        "--images",
+        metavar="DIR",
+        default=None,
+        help="directory of the explained images (overlays in the example strips)",
+    )
+    ap.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        metavar="DIR",
+        help="report directory to create (must not exist or be empty)",
+    )
+    ap.add_argument(
+        "--grid",
+        type=int,
+        default=None,
+        help="pooling grid side (default 20; with --store: the store's grid)",
+    )
     default_norm = str(SpRAy().normalize).lower()
-    ap.add_argument("--normalize", choices=["l1", "l2", "none"], default=default_norm,
-                    help=f"per-map normalisation of the pooled maps (default {default_norm})")
-    ap.add_argument("--neighbors", type=int, default=None,
-                    help="k of the k-NN graph (default ceil(ln n))")
+    ap.add_argument(
+        "--normalize",
+        choices=["l1", "l2", "none"],
+        default=default_norm,
+        help=f"per-map normalisation of the pooled maps (default {default_norm})",
+    )
+    ap.add_argument("--neighbors", type=int, default=None, help="k of the k-NN graph (default ceil(ln n))")
     ap.add_argument("--eigenvalues", type=int, default=10, help="eigenvalues computed (default 10)")
-    ap.add_argument("--clusters", default="eigengap",
-                    help="'eigengap' (default) or a number of clusters")
+    ap.add_argument("--clusters", default="eigengap", help="'eigengap' (default) or a number of clusters")
     ap.add_argument("--perplexity", type=float, default=7.0, help="t-SNE perplexity (default 7)")
-    ap.add_argument("--early-exaggeration", type=float, default=6.0,
-                    help="t-SNE early exaggeration (default 6)")
+    ap.add_argument(
+        "--early-exaggeration", type=float, default=6.0, help="t-SNE early exaggeration (default 6)"
+    )
     ap.add_argument("--examples", type=int, default=8, help="example images per cluster (default 8)")
     ap.add_argument("--random-state", type=int, default=0, help="seed (default 0)")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -73,8 +96,9 @@ def _spray_params(args) -> dict:
         try:
             clusters = int(args.clusters)
         except ValueError:
-            raise CLIError(f"--clusters must be 'eigengap' or a positive number, got {args.clusters!r}") \
-                from None
+            raise CLIError(
+                f"--clusters must be 'eigengap' or a positive number, got {args.clusters!r}"
+            ) from None
         if clusters < 1:
             raise CLIError(f"--clusters must be positive, got {clusters}")
     for name in ("grid", "eigenvalues", "examples"):
@@ -84,10 +108,16 @@ def _spray_params(args) -> dict:
         raise CLIError(f"--neighbors must be positive, got {args.neighbors}")
     if args.perplexity <= 0 or args.early_exaggeration <= 0:
         raise CLIError("--perplexity and --early-exaggeration must be positive")
-    return {"grid": args.grid, "normalize": None if args.normalize == "none" else args.normalize,
-            "n_neighbors": args.neighbors, "n_eigenvalues": args.eigenvalues, "n_clusters": clusters,
-            "perplexity": args.perplexity, "early_exaggeration": args.early_exaggeration,
-            "random_state": args.random_state}
+    return {
+        "grid": args.grid,
+        "normalize": None if args.normalize == "none" else args.normalize,
+        "n_neighbors": args.neighbors,
+        "n_eigenvalues": args.eigenvalues,
+        "n_clusters": clusters,
+        "perplexity": args.perplexity,
+        "early_exaggeration": args.early_exaggeration,
+        "random_state": args.random_state,
+    }
 
 
 def _check_out(out: Path) -> None:
@@ -124,8 +154,9 @@ def run(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        write_report(tmp, analyses, skipped, args.examples, source=str(args.heatmaps or args.store),
-                     quiet=args.quiet)
+        write_report(
+            tmp, analyses, skipped, args.examples, source=str(args.heatmaps or args.store), quiet=args.quiet
+        )
         _check_out(out)
         if out.exists():
             out.rmdir()
@@ -135,8 +166,10 @@ def run(args) -> int:
         raise
     for a in analyses:
         sizes = ", ".join(str(int((a.spray.labels_ == c).sum())) for c in range(a.spray.n_clusters_))
-        print(f"class {a.target}: {len(a.records)} maps, {a.spray.n_clusters_} clusters ({sizes}), "
-              f"eigengap {a.spray.eigengap_:.4f}")
+        print(
+            f"class {a.target}: {len(a.records)} maps, {a.spray.n_clusters_} clusters ({sizes}), "
+            f"eigengap {a.spray.eigengap_:.4f}"
+        )
     print(f"report: {out / 'index.html'}")
     return 0
 

@@ -25,15 +25,27 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bowlrp-train",
         description="Train a bowlrp model (BoW / Fisher vectors + kernel SVM) on a data set on disk.",
     )
-    ap.add_argument("--config", "-c", required=True,
-                    help="pipeline config: a YAML file, or the name of a shipped one (e.g. voc_fisher)")
-    ap.add_argument("--data", "-d", required=True,
-                    help="VOC root (…/VOCdevkit/VOC2007), folder of class folders, or CSV list")
-    ap.add_argument("--format", choices=["voc", "folder", "csv"], default=None,
-                    help="data set layout (default: detected)")
+    ap.add_argument(
+        "--config",
+        "-c",
+        required=True,
+        help="pipeline config: a YAML file, or the name of a shipped one (e.g. voc_fisher)",
+    )
+    ap.add_argument(
+        "--data",
+        "-d",
+        required=True,
+        help="VOC root (…/VOCdevkit/VOC2007), folder of class folders, or CSV list",
+    )
+    ap.add_argument(
+        "--format", choices=["voc", "folder", "csv"], default=None, help="data set layout (default: detected)"
+    )
     ap.add_argument("--split", default=None, help="VOC split (default: trainval)")
-    ap.add_argument("--classes", default=None,
-                    help="comma-separated classes (default: all); one class gives a binary model")
+    ap.add_argument(
+        "--classes",
+        default=None,
+        help="comma-separated classes (default: all); one class gives a binary model",
+    )
     ap.add_argument("--max-images", type=int, default=None, help="train on at most this many images")
     ap.add_argument("--n-jobs", type=int, default=None, help="images processed in parallel")
     ap.add_argument("--out", "-o", required=True, help="model file to write (e.g. voc_horse.pkl)")
@@ -67,9 +79,11 @@ def run(args: argparse.Namespace) -> dict:
 
 def _train_and_report(args) -> int:
     s = run(args)
-    print(f"trained {s['mode']} model of {', '.join(s['classes'])} on {s['images']} images: "
-          f"{sum(s['descriptors_sampled'])} descriptors sampled, {s['feature_size']} features, "
-          f"training accuracy {s['training_accuracy']:.3f}, {s['total_s']:.1f} s -> {s['model']}")
+    print(
+        f"trained {s['mode']} model of {', '.join(s['classes'])} on {s['images']} images: "
+        f"{sum(s['descriptors_sampled'])} descriptors sampled, {s['feature_size']} features, "
+        f"training accuracy {s['training_accuracy']:.3f}, {s['total_s']:.1f} s -> {s['model']}"
+    )
     if not args.quiet:
         print(json.dumps(s), file=sys.stderr)
     return 0
@@ -78,8 +92,12 @@ def _train_and_report(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     from ._common import run_command
 
-    return run_command("bowlrp-train", _train_and_report, build_parser().parse_args(argv),
-                       "interrupted (nothing was written)")
+    return run_command(
+        "bowlrp-train",
+        _train_and_report,
+        build_parser().parse_args(argv),
+        "interrupted (nothing was written)",
+    )
 
 
 if __name__ == "__main__":

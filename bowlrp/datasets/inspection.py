@@ -101,9 +101,17 @@ def _spot(rng, img):
     angle = rng.uniform(0, 180)
 
     def draw(canvas, s):
-        cv2.ellipse(canvas, (int(round(c[1] * s)), int(round(c[0] * s))),
-                    (int(round(radii[1] * s)), int(round(radii[0] * s))), angle, 0, 360, 255, -1,
-                    lineType=cv2.LINE_AA)
+        cv2.ellipse(
+            canvas,
+            (int(round(c[1] * s)), int(round(c[0] * s))),
+            (int(round(radii[1] * s)), int(round(radii[0] * s))),
+            angle,
+            0,
+            360,
+            255,
+            -1,
+            lineType=cv2.LINE_AA,
+        )
 
     cover = _draw(size, draw)
     soft = cv2.GaussianBlur(cover, (0, 0), 1.0)
@@ -141,8 +149,7 @@ def plant_defect(rng: np.random.Generator, image: np.ndarray, kind: str) -> Part
     return Part(np.clip(out, 0.0, 1.0), cover >= 0.25, kind, info)
 
 
-def generate(seed: int, n_normal: int, n_anomalous: int = 0, size: int = 96,
-             kinds=KINDS) -> list[Part]:
+def generate(seed: int, n_normal: int, n_anomalous: int = 0, size: int = 96, kinds=KINDS) -> list[Part]:
     """``n_normal`` normal parts, then ``n_anomalous`` defective ones (kinds in turn).
 
     Reproducible from ``seed``; the two groups use independent streams, so
@@ -155,8 +162,7 @@ def generate(seed: int, n_normal: int, n_anomalous: int = 0, size: int = 96,
             raise ValueError(f"unknown defect kind {k!r}; use one of {KINDS}")
     normal_seq, anomal_seq = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(normal_seq)
-    parts = [Part(render_surface(rng, size), np.zeros((size, size), bool), "normal")
-             for _ in range(n_normal)]
+    parts = [Part(render_surface(rng, size), np.zeros((size, size), bool), "normal") for _ in range(n_normal)]
     rng = np.random.default_rng(anomal_seq)
     for i in range(n_anomalous):
         parts.append(plant_defect(rng, render_surface(rng, size), kinds[i % len(kinds)]))
@@ -193,7 +199,7 @@ def normal_patches(parts, nearest: bool = True):
             i = int(rng.integers(len(images)))
             r = int(rng.integers(images[i].shape[0] - h + 1))
             c = int(rng.integers(images[i].shape[1] - w + 1))
-        return images[i][r:r + h, c:c + w].astype(np.float64).reshape(block.shape)
+        return images[i][r : r + h, c : c + w].astype(np.float64).reshape(block.shape)
 
     return perturb
 

@@ -72,9 +72,15 @@ def _shape_points(kind, radius, angle, p, n_vertices, samples=720):
     return np.column_stack([x, y]) @ rot.T
 
 
-def render_scene(rng: np.random.Generator, height: int = 510, width: int = 510,
-                 n_shapes: tuple[int, int] = (14, 22), radius: tuple[float, float] = (9.0, 24.0),
-                 polygon_share: float = 0.5, gap: float = 6.0) -> Scene:
+def render_scene(
+    rng: np.random.Generator,
+    height: int = 510,
+    width: int = 510,
+    n_shapes: tuple[int, int] = (14, 22),
+    radius: tuple[float, float] = (9.0, 24.0),
+    polygon_share: float = 0.5,
+    gap: float = 6.0,
+) -> Scene:
     """Draw one scene. Shapes are anti-aliased (rendered at 4x and averaged down).
 
     Returns
@@ -109,7 +115,7 @@ def render_scene(rng: np.random.Generator, height: int = 510, width: int = 510,
         r0, c0 = int(round(cy - off)), int(round(cx - off))
         r1, c1 = min(height, r0 + h_small), min(width, c0 + h_small)
         rs, cs = max(0, r0), max(0, c0)
-        window = cover[rs - r0:r1 - r0, cs - c0:c1 - c0]
+        window = cover[rs - r0 : r1 - r0, cs - c0 : c1 - c0]
         local = image[rs:r1, cs:c1]
         bg_level = float(local.mean())
         level = float(np.clip(bg_level + rng.choice([-1, 1]) * rng.uniform(0.2, 0.4), 0.02, 0.98))
@@ -117,16 +123,18 @@ def render_scene(rng: np.random.Generator, height: int = 510, width: int = 510,
         inside = window >= 0.5
         mask[rs:r1, cs:c1][inside] = sid
         rows, cols = np.nonzero(mask == sid)
-        shapes.append({
-            "id": sid,
-            "kind": "polygon" if is_polygon else "round",
-            "vertices": n_vertices if is_polygon else None,
-            "p": None if is_polygon else p,
-            "radius": float(r),
-            "center": [float(cy), float(cx)],
-            "centroid": [float(rows.mean()), float(cols.mean())],
-            "grey": level,
-        })
+        shapes.append(
+            {
+                "id": sid,
+                "kind": "polygon" if is_polygon else "round",
+                "vertices": n_vertices if is_polygon else None,
+                "p": None if is_polygon else p,
+                "radius": float(r),
+                "center": [float(cy), float(cx)],
+                "centroid": [float(rows.mean()), float(cols.mean())],
+                "grey": level,
+            }
+        )
     noise = rng.normal(0, 0.01, image.shape)
     return Scene(np.clip(image + noise, 0.0, 1.0), mask, shapes)
 
@@ -148,7 +156,7 @@ def training_crops(scene: Scene, tile: int = TILE):
     H, W = scene.image.shape
     for r in range(0, H - tile + 1, tile):
         for c in range(0, W - tile + 1, tile):
-            crops.append(scene.image[r:r + tile, c:c + tile])
+            crops.append(scene.image[r : r + tile, c : c + tile])
             labels.append(crop_label(scene, r, c, tile))
             origins.append((r, c))
     return crops, np.array(labels), origins
@@ -175,7 +183,7 @@ def overlapping_tiles(scenes: list[Scene], tile: int = TILE, stride: int = STRID
         H, W = s.image.shape
         for r in range(0, H - tile + 1, stride):
             for c in range(0, W - tile + 1, stride):
-                crops.append(s.image[r:r + tile, c:c + tile])
+                crops.append(s.image[r : r + tile, c : c + tile])
                 labels.append(crop_label(s, r, c, tile))
                 owner.append(k)
     return crops, np.array(labels, dtype=int), np.array(owner, dtype=int)
@@ -195,8 +203,9 @@ def save_scenes(scenes: list[Scene], out_dir, prefix: str) -> list[Path]:
     for i, s in enumerate(scenes):
         stem = out / f"{prefix}_{i:03d}"
         # encoded in memory, written atomically with Python I/O (any file name works)
-        atomic_write_bytes(str(stem) + ".png",
-                           cv2.imencode(".png", np.round(s.image * 255).astype(np.uint8))[1])
+        atomic_write_bytes(
+            str(stem) + ".png", cv2.imencode(".png", np.round(s.image * 255).astype(np.uint8))[1]
+        )
         atomic_write_bytes(str(stem) + "_mask.png", cv2.imencode(".png", s.mask.astype(np.uint16))[1])
         Path(str(stem) + ".json").write_text(json.dumps({"shapes": s.shapes}, indent=1))
         paths.append(Path(str(stem) + ".png"))

@@ -90,8 +90,7 @@ def _draw_shapes(rng, image, label, signal, n_shapes) -> None:
         image[:] = image * (1 - cover) + level * cover
 
 
-def stamp_box(rng, size: int = SIZE, stamp_shape: tuple[int, int] = STAMP_SHAPE
-              ) -> tuple[int, int, int, int]:
+def stamp_box(rng, size: int = SIZE, stamp_shape: tuple[int, int] = STAMP_SHAPE) -> tuple[int, int, int, int]:
     """A stamp position near the lower-left corner, jittered by up to 2 pixels."""
     h, w = stamp_shape
     r0 = size - h - 3 + int(rng.integers(-2, 3))
@@ -118,9 +117,15 @@ def add_artefact(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarra
     return out
 
 
-def render_sample(rng: np.random.Generator, label: int, artefact: bool, size: int = SIZE,
-                  signal: float = 0.8, n_shapes: tuple[int, int] = (2, 4),
-                  stamp_shape: tuple[int, int] = STAMP_SHAPE) -> Sample:
+def render_sample(
+    rng: np.random.Generator,
+    label: int,
+    artefact: bool,
+    size: int = SIZE,
+    signal: float = 0.8,
+    n_shapes: tuple[int, int] = (2, 4),
+    stamp_shape: tuple[int, int] = STAMP_SHAPE,
+) -> Sample:
     """Draw one image of class ``label``; stamp it when ``artefact``.
 
     The random draws do not depend on ``artefact`` beyond the stamp itself,
@@ -134,9 +139,15 @@ def render_sample(rng: np.random.Generator, label: int, artefact: bool, size: in
     return Sample(stamped, image, int(label), bool(artefact), box)
 
 
-def generate(seed: int, n_per_class: int, artefact_share: float = 0.4, size: int = SIZE,
-             signal: float = 0.8, n_shapes: tuple[int, int] = (2, 4),
-             stamp_shape: tuple[int, int] = STAMP_SHAPE) -> list[Sample]:
+def generate(
+    seed: int,
+    n_per_class: int,
+    artefact_share: float = 0.4,
+    size: int = SIZE,
+    signal: float = 0.8,
+    n_shapes: tuple[int, int] = (2, 4),
+    stamp_shape: tuple[int, int] = STAMP_SHAPE,
+) -> list[Sample]:
     """``n_per_class`` images of class 0, then of class 1; the first
     ``round(artefact_share * n_per_class)`` class-1 images carry the stamp
     (their order within the class is shuffled by the seed).
@@ -154,8 +165,9 @@ def generate(seed: int, n_per_class: int, artefact_share: float = 0.4, size: int
     for i, child in enumerate(children):
         label = int(i >= n_per_class)
         artefact = bool(label == 1 and stamped[i - n_per_class])
-        out.append(render_sample(np.random.default_rng(child), label, artefact, size, signal,
-                                 n_shapes, stamp_shape))
+        out.append(
+            render_sample(np.random.default_rng(child), label, artefact, size, signal, n_shapes, stamp_shape)
+        )
     return out
 
 

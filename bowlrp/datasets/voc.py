@@ -25,9 +25,26 @@ from ..exceptions import BowlrpError
 from .voc_annotations import read_voc_annotation
 
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 
 
@@ -72,8 +89,9 @@ class ImageDataset:
         try:
             return self.classes.index(name)
         except ValueError:
-            raise DatasetError(f"unknown class {name!r} in {self.root}; classes are "
-                               f"{', '.join(self.classes)}") from None
+            raise DatasetError(
+                f"unknown class {name!r} in {self.root}; classes are {', '.join(self.classes)}"
+            ) from None
 
     def binary(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Images usable for class ``name`` and their 0/1 labels (difficult ones left out).
@@ -90,9 +108,16 @@ class ImageDataset:
     def subset(self, rows) -> ImageDataset:
         """The data set restricted to ``rows`` (same classes)."""
         rows = np.asarray(rows, dtype=int)
-        return ImageDataset([self.paths[i] for i in rows], self.labels[rows], self.classes,
-                            [self.ids[i] for i in rows], self.root, self.split, self.format,
-                            self._annotation_dir)
+        return ImageDataset(
+            [self.paths[i] for i in rows],
+            self.labels[rows],
+            self.classes,
+            [self.ids[i] for i in rows],
+            self.root,
+            self.split,
+            self.format,
+            self._annotation_dir,
+        )
 
     def annotation(self, i: int):
         """The VOC annotation (objects, boxes, difficult flags) of image ``i``."""
@@ -102,10 +127,14 @@ class ImageDataset:
 
     def describe(self) -> dict:
         """What a model file records about its training data."""
-        return {"root": str(self.root), "format": self.format, "split": self.split,
-                "classes": list(self.classes), "n_images": len(self),
-                "positives": {c: int((self.labels[:, k] == 1).sum())
-                              for k, c in enumerate(self.classes)}}
+        return {
+            "root": str(self.root),
+            "format": self.format,
+            "split": self.split,
+            "classes": list(self.classes),
+            "n_images": len(self),
+            "positives": {c: int((self.labels[:, k] == 1).sum()) for k, c in enumerate(self.classes)},
+        }
 
 
 # -- PASCAL VOC ----------------------------------------------------------------
@@ -115,8 +144,10 @@ def _voc_dirs(root: Path) -> tuple[Path, Path, Path]:
     jpeg, ann, main = root / "JPEGImages", root / "Annotations", root / "ImageSets" / "Main"
     for d in (jpeg, main):
         if not d.is_dir():
-            raise DatasetError(f"{root} is not a PASCAL VOC root: {d.name}/ is missing "
-                               "(point --data at .../VOCdevkit/VOC2007)")
+            raise DatasetError(
+                f"{root} is not a PASCAL VOC root: {d.name}/ is missing "
+                "(point --data at .../VOCdevkit/VOC2007)"
+            )
     return jpeg, ann, main
 
 
@@ -143,8 +174,10 @@ def voc_classes(root, split: str = "trainval") -> tuple[str, ...]:
     _, _, main = _voc_dirs(Path(root))
     found = sorted(p.name[: -len(f"_{split}.txt")] for p in main.glob(f"*_{split}.txt"))
     if not found:
-        raise DatasetError(f"no <class>_{split}.txt files in {main}; is '{split}' a split of this "
-                           "data set (trainval, train, val, test)?")
+        raise DatasetError(
+            f"no <class>_{split}.txt files in {main}; is '{split}' a split of this "
+            "data set (trainval, train, val, test)?"
+        )
     if set(found) <= set(VOC_CLASSES):
         return tuple(c for c in VOC_CLASSES if c in found)
     return tuple(found)
@@ -178,9 +211,11 @@ def read_voc(root, split: str = "trainval", classes=None, check_images: bool = T
             ids = list(labels[c])
         if set(labels[c]) != set(ids):
             extra = sorted(set(labels[c]) ^ set(ids))[:3]
-            raise DatasetError(f"{path} and {split_file.name if split_file.is_file() else classes[0]} "
-                               f"list different images (e.g. {', '.join(extra)}); the split files "
-                               "disagree")
+            raise DatasetError(
+                f"{path} and {split_file.name if split_file.is_file() else classes[0]} "
+                f"list different images (e.g. {', '.join(extra)}); the split files "
+                "disagree"
+            )
     if not ids:
         raise DatasetError(f"split {split!r} of {root} lists no images")
     paths = [jpeg / f"{i}.jpg" for i in ids]
@@ -189,9 +224,9 @@ def read_voc(root, split: str = "trainval", classes=None, check_images: bool = T
             if not p.is_file():
                 raise DatasetError(f"image listed in {split_file.name} but absent: {p}")
     matrix = np.array([[labels[c][i] for c in classes] for i in ids], dtype=np.int8).reshape(
-        len(ids), len(classes))
-    return ImageDataset(paths, matrix, classes, ids, root, split, "voc",
-                        ann if ann.is_dir() else None)
+        len(ids), len(classes)
+    )
+    return ImageDataset(paths, matrix, classes, ids, root, split, "voc", ann if ann.is_dir() else None)
 
 
 # -- one folder per class ----------------------------------------------------------
@@ -242,8 +277,10 @@ def read_csv(path, classes=None) -> ImageDataset:
             if not labels:
                 raise DatasetError(f"{path}, line {n}: {row[0]!r} has no label (path,label[,label...])")
             if row[0] in rows and rows[row[0]] != labels:
-                raise DatasetError(f"{path}, line {n}: {row[0]!r} is listed again with different "
-                                   f"labels ({', '.join(rows[row[0]])} vs {', '.join(labels)})")
+                raise DatasetError(
+                    f"{path}, line {n}: {row[0]!r} is listed again with different "
+                    f"labels ({', '.join(rows[row[0]])} vs {', '.join(labels)})"
+                )
             rows[row[0]] = labels
     if not rows:
         raise DatasetError(f"{path} lists no images")
@@ -263,7 +300,7 @@ def read_csv(path, classes=None) -> ImageDataset:
 
 # -- any of them --------------------------------------------------------------------
 def detect_format(root) -> str:
-    """"voc", "csv" or "folder" from what is at ``root``."""
+    """ "voc", "csv" or "folder" from what is at ``root``."""
     root = Path(root)
     if root.is_file():
         if root.suffix.lower() in (".csv", ".txt"):
@@ -276,8 +313,7 @@ def detect_format(root) -> str:
     return "folder"
 
 
-def read_dataset(root, format: str | None = None, split: str | None = None,
-                 classes=None) -> ImageDataset:
+def read_dataset(root, format: str | None = None, split: str | None = None, classes=None) -> ImageDataset:
     """Any of the three layouts; ``format`` None detects it (see :func:`detect_format`)."""
     fmt = format or detect_format(root)
     if fmt == "voc":
@@ -291,5 +327,14 @@ def read_dataset(root, format: str | None = None, split: str | None = None,
     raise DatasetError(f"unknown data set format {fmt!r}; use voc, folder or csv")
 
 
-__all__ = ["DatasetError", "ImageDataset", "VOC_CLASSES", "detect_format", "read_csv",
-           "read_dataset", "read_folder", "read_voc", "voc_classes"]
+__all__ = [
+    "DatasetError",
+    "ImageDataset",
+    "VOC_CLASSES",
+    "detect_format",
+    "read_csv",
+    "read_dataset",
+    "read_folder",
+    "read_voc",
+    "voc_classes",
+]

@@ -39,7 +39,7 @@ MAX_ANNOTATION_BYTES = 16 << 20
 @dataclass
 class VOCObject:
     name: str
-    box: tuple[int, int, int, int]   # (row0, row1, col0, col1), 0-based, end exclusive
+    box: tuple[int, int, int, int]  # (row0, row1, col0, col1), 0-based, end exclusive
     difficult: bool = False
     truncated: bool = False
 
@@ -47,13 +47,16 @@ class VOCObject:
 @dataclass
 class VOCAnnotation:
     filename: str
-    size: tuple[int, int, int]       # (height, width, depth)
+    size: tuple[int, int, int]  # (height, width, depth)
     objects: list[VOCObject]
 
     def boxes(self, name: str | None = None, include_difficult: bool = True) -> list:
         """Boxes of the objects of class ``name`` (all objects if None)."""
-        return [o.box for o in self.objects
-                if (name is None or o.name == name) and (include_difficult or not o.difficult)]
+        return [
+            o.box
+            for o in self.objects
+            if (name is None or o.name == name) and (include_difficult or not o.difficult)
+        ]
 
 
 def _text(node, tag: str, shown: str) -> str:
@@ -96,8 +99,10 @@ def _box(obj, shape, shown: str) -> tuple[int, int, int, int]:
         raise AnnotationError(f"{shown}: an <object> has no <bndbox>")
     xmin, ymin, xmax, ymax = (_number(box, t, shown) for t in ("xmin", "ymin", "xmax", "ymax"))
     if xmax < xmin or ymax < ymin:
-        raise AnnotationError(f"{shown}: box ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) is empty "
-                              "(needs xmin <= xmax and ymin <= ymax)")
+        raise AnnotationError(
+            f"{shown}: box ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) is empty "
+            "(needs xmin <= xmax and ymin <= ymax)"
+        )
     # 1-based inclusive -> 0-based half-open; clamp before int() so huge values stay small
     r0, r1 = (int(round(min(max(v, -1.0), 2e6))) for v in (ymin - 1, ymax))
     c0, c1 = (int(round(min(max(v, -1.0), 2e6))) for v in (xmin - 1, xmax))
@@ -106,10 +111,16 @@ def _box(obj, shape, shown: str) -> tuple[int, int, int, int]:
         clipped = (max(r0, 0), min(r1, height), max(c0, 0), min(c1, width))
         if clipped != (r0, r1, c0, c1):
             if clipped[0] >= clipped[1] or clipped[2] >= clipped[3]:
-                raise AnnotationError(f"{shown}: box ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) lies "
-                                      f"outside the {width} x {height} image")
-            warnings.warn(f"{shown}: box ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) reaches outside the "
-                          f"{width} x {height} image; clipped to it", AnnotationWarning, stacklevel=3)
+                raise AnnotationError(
+                    f"{shown}: box ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) lies "
+                    f"outside the {width} x {height} image"
+                )
+            warnings.warn(
+                f"{shown}: box ({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g}) reaches outside the "
+                f"{width} x {height} image; clipped to it",
+                AnnotationWarning,
+                stacklevel=3,
+            )
         r0, r1, c0, c1 = clipped
     else:
         r0, c0 = max(r0, 0), max(c0, 0)
@@ -141,15 +152,15 @@ def read_voc_annotation(path) -> VOCAnnotation:
         if not path.is_file():
             raise AnnotationError(f"annotation file not found: {shown}")
         if path.stat().st_size > MAX_ANNOTATION_BYTES:
-            raise AnnotationError(f"{shown} is larger than {MAX_ANNOTATION_BYTES:,} bytes; "
-                                  "not a VOC annotation")
+            raise AnnotationError(
+                f"{shown} is larger than {MAX_ANNOTATION_BYTES:,} bytes; not a VOC annotation"
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise AnnotationError(f"cannot read annotation file {shown}: {exc.strerror or exc}") from None
     try:
         root = ElementTree.fromstring(data)
-    except (ParseError, DefusedXmlException, LookupError, UnicodeError, ValueError,
-            RecursionError) as exc:
+    except (ParseError, DefusedXmlException, LookupError, UnicodeError, ValueError, RecursionError) as exc:
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise AnnotationError(f"{shown} is not a valid VOC annotation ({reason})") from None
     if root.tag != "annotation":
@@ -157,11 +168,13 @@ def read_voc_annotation(path) -> VOCAnnotation:
     shape = _size(root, shown)
     objects = []
     for obj in root.findall("object"):
-        objects.append(VOCObject(
-            name=_text(obj, "name", shown),
-            box=_box(obj, shape, shown),
-            difficult=(obj.findtext("difficult") or "0").strip() == "1",
-            truncated=(obj.findtext("truncated") or "0").strip() == "1",
-        ))
+        objects.append(
+            VOCObject(
+                name=_text(obj, "name", shown),
+                box=_box(obj, shape, shown),
+                difficult=(obj.findtext("difficult") or "0").strip() == "1",
+                truncated=(obj.findtext("truncated") or "0").strip() == "1",
+            )
+        )
     filename = root.findtext("filename") or path.with_suffix(".jpg").name
     return VOCAnnotation(filename.strip(), shape, objects)

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 CLASSES = ("disc", "square", "triangle", "star")
-_HUES = {"disc": 0, "square": 60, "triangle": 110, "star": 150}   # OpenCV hue (0..179)
+_HUES = {"disc": 0, "square": 60, "triangle": 110, "star": 150}  # OpenCV hue (0..179)
 
 
 def _background(rng, height, width) -> np.ndarray:
@@ -57,8 +57,7 @@ def _draw(rng, image, kind, center, radius) -> tuple[int, int, int, int]:
     if kind == "disc":
         cv2.circle(mask, (int(center[1]), int(center[0])), int(radius), 255, -1, cv2.LINE_AA)
     else:
-        cv2.fillPoly(mask, [_polygon(kind, center, radius, rng.uniform(0, 2 * np.pi))], 255,
-                     cv2.LINE_AA)
+        cv2.fillPoly(mask, [_polygon(kind, center, radius, rng.uniform(0, 2 * np.pi))], 255, cv2.LINE_AA)
     hue = (_HUES[kind] + rng.integers(-8, 9)) % 180
     hsv = np.array([[[hue, rng.integers(150, 255), rng.integers(120, 240)]]], np.uint8)
     colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
@@ -71,8 +70,9 @@ def _draw(rng, image, kind, center, radius) -> tuple[int, int, int, int]:
     return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
 
 
-def render(rng: np.random.Generator, height: int, width: int, classes=CLASSES,
-           difficult_area: float = 0.004) -> tuple[np.ndarray, list[dict]]:
+def render(
+    rng: np.random.Generator, height: int, width: int, classes=CLASSES, difficult_area: float = 0.004
+) -> tuple[np.ndarray, list[dict]]:
     """One scene: BGR uint8 image and its objects ``{name, box, difficult, truncated}``."""
     image = _background(rng, height, width)
     objects = []
@@ -83,20 +83,32 @@ def render(rng: np.random.Generator, height: int, width: int, classes=CLASSES,
         radius = side * (rng.uniform(0.03, 0.05) if small else rng.uniform(0.1, 0.25))
         center = (rng.uniform(0.05, 0.95) * height, rng.uniform(0.05, 0.95) * width)
         r0, r1, c0, c1 = _draw(rng, image, kind, center, radius)
-        truncated = (center[0] - radius < 0 or center[0] + radius > height
-                     or center[1] - radius < 0 or center[1] + radius > width)
+        truncated = (
+            center[0] - radius < 0
+            or center[0] + radius > height
+            or center[1] - radius < 0
+            or center[1] + radius > width
+        )
         area = (r1 - r0) * (c1 - c0) / (height * width)
-        objects.append({"name": kind, "box": (r0, r1, c0, c1),
-                        "difficult": bool(area < difficult_area), "truncated": bool(truncated)})
+        objects.append(
+            {
+                "name": kind,
+                "box": (r0, r1, c0, c1),
+                "difficult": bool(area < difficult_area),
+                "truncated": bool(truncated),
+            }
+        )
     return image, objects
 
 
 def annotation_xml(image_id: str, shape, objects) -> str:
     """VOC XML for one image (boxes 1-based, inclusive)."""
     h, w = shape[:2]
-    parts = [f"<annotation>\n  <folder>VOCLike</folder>\n  <filename>{escape(image_id)}.jpg</filename>",
-             f"  <size>\n    <width>{w}</width>\n    <height>{h}</height>\n    <depth>3</depth>\n  </size>",
-             "  <segmented>0</segmented>"]
+    parts = [
+        f"<annotation>\n  <folder>VOCLike</folder>\n  <filename>{escape(image_id)}.jpg</filename>",
+        f"  <size>\n    <width>{w}</width>\n    <height>{h}</height>\n    <depth>3</depth>\n  </size>",
+        "  <segmented>0</segmented>",
+    ]
     for o in objects:
         r0, r1, c0, c1 = o["box"]
         parts.append(
@@ -104,7 +116,8 @@ def annotation_xml(image_id: str, shape, objects) -> str:
             f"    <truncated>{int(o['truncated'])}</truncated>\n"
             f"    <difficult>{int(o['difficult'])}</difficult>\n"
             f"    <bndbox>\n      <xmin>{c0 + 1}</xmin>\n      <ymin>{r0 + 1}</ymin>\n"
-            f"      <xmax>{c1}</xmax>\n      <ymax>{r1}</ymax>\n    </bndbox>\n  </object>")
+            f"      <xmax>{c1}</xmax>\n      <ymax>{r1}</ymax>\n    </bndbox>\n  </object>"
+        )
     parts.append("</annotation>\n")
     return "\n".join(parts)
 
@@ -117,9 +130,16 @@ def class_label(objects, name: str) -> int:
     return 0 if all(kinds) else 1
 
 
-def make_voc_like(root, n_trainval: int = 40, n_test: int = 40, seed: int = 0,
-                  size: tuple[int, int] = (375, 500), classes=CLASSES, quality: int = 90,
-                  progress: bool = False) -> Path:
+def make_voc_like(
+    root,
+    n_trainval: int = 40,
+    n_test: int = 40,
+    seed: int = 0,
+    size: tuple[int, int] = (375, 500),
+    classes=CLASSES,
+    quality: int = 90,
+    progress: bool = False,
+) -> Path:
     """Write a VOC-format data set under ``root`` (created); returns ``root``.
 
     Parameters
@@ -153,10 +173,8 @@ def make_voc_like(root, n_trainval: int = 40, n_test: int = 40, seed: int = 0,
             center = (rng.uniform(r, h - r), rng.uniform(r, w - r))
             box = _draw(rng, image, forced[0], center, r)
             objects.append({"name": forced[0], "box": box, "difficult": False, "truncated": False})
-        cv2.imwrite(str(root / "JPEGImages" / f"{image_id}.jpg"), image,
-                    [cv2.IMWRITE_JPEG_QUALITY, quality])
-        (root / "Annotations" / f"{image_id}.xml").write_text(annotation_xml(image_id, image.shape,
-                                                                              objects))
+        cv2.imwrite(str(root / "JPEGImages" / f"{image_id}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        (root / "Annotations" / f"{image_id}.xml").write_text(annotation_xml(image_id, image.shape, objects))
         splits[split].append(image_id)
         for c in classes:
             labels[split][c].append((image_id, class_label(objects, c)))
@@ -164,8 +182,7 @@ def make_voc_like(root, n_trainval: int = 40, n_test: int = 40, seed: int = 0,
     for split, ids in splits.items():
         (main / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
         for c in classes:
-            (main / f"{c}_{split}.txt").write_text(
-                "".join(f"{i} {v:2d}\n" for i, v in labels[split][c]))
+            (main / f"{c}_{split}.txt").write_text("".join(f"{i} {v:2d}\n" for i, v in labels[split][c]))
     return root
 
 

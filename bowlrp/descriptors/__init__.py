@@ -15,6 +15,11 @@ from .quantiles import ColorQuantiles
 from .sift import DenseSIFT, vlfeat_available
 
 __all__ = [
-    "DISC", "ROTATED_SQUARE", "SQUARE", "ColorQuantiles", "DenseSIFT", "Descriptors",
+    "DISC",
+    "ROTATED_SQUARE",
+    "SQUARE",
+    "ColorQuantiles",
+    "DenseSIFT",
+    "Descriptors",
     "vlfeat_available",
 ]

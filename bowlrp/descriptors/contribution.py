@@ -52,8 +52,7 @@ def _vlfeat_window_means(b, window):
 
 
 @njit(cache=True)
-def _pixel_bins(backend, weighting, b, cos_t, sin_t, win_means, window, dy, dx, mag, ang,
-                idx, wts):
+def _pixel_bins(backend, weighting, b, cos_t, sin_t, win_means, window, dy, dx, mag, ang, idx, wts):
     """Weights of one pixel (offset ``dy, dx`` from the centre) on the descriptor's dimensions.
 
     Fills ``idx[:k]`` (dimension index, layout [bin_y][bin_x][theta]) and ``wts[:k]``
@@ -73,8 +72,7 @@ def _pixel_bins(backend, weighting, b, cos_t, sin_t, win_means, window, dy, dx, 
 
 
 @njit(cache=True)
-def _project(values, centers, rotations, b, backend, weighting, window, mag, ang, out,
-             totals_only):
+def _project(values, centers, rotations, b, backend, weighting, window, mag, ang, out, totals_only):
     """Scatter ``values`` (n, K) of each descriptor over its pixels by contribution.
 
     ``K = 1``: one value per descriptor, ``R_p += R_l w_lp / sum_p' w_lp'`` with
@@ -151,13 +149,15 @@ def _project(values, centers, rotations, b, backend, weighting, window, mag, ang
                     if a >= _NT:
                         a -= _NT
                     if p == 1:
-                        kw = _pixel_bins(backend, 1, b, cos_t, sin_t, win_means, window,
-                                         dy, dx, 0.0, a, idx_w, wts_w)
+                        kw = _pixel_bins(
+                            backend, 1, b, cos_t, sin_t, win_means, window, dy, dx, 0.0, a, idx_w, wts_w
+                        )
                         for j in range(kw):
                             Zw[idx_w[j] if per_dim else 0] += wts_w[j]
                         continue
-                    kk = _pixel_bins(backend, weighting, b, cos_t, sin_t, win_means, window,
-                                     dy, dx, mag[r, c], a, idx, wts)
+                    kk = _pixel_bins(
+                        backend, weighting, b, cos_t, sin_t, win_means, window, dy, dx, mag[r, c], a, idx, wts
+                    )
                     if p == 0:
                         for j in range(kk):
                             Z[idx[j] if per_dim else 0] += wts[j]
@@ -168,8 +168,9 @@ def _project(values, centers, rotations, b, backend, weighting, window, mag, ang
                         if not fallback[d]:
                             acc += values[l, d] * wts[j] / Z[d]
                     if any_zero:
-                        kw = _pixel_bins(backend, 1, b, cos_t, sin_t, win_means, window,
-                                         dy, dx, 0.0, a, idx_w, wts_w)
+                        kw = _pixel_bins(
+                            backend, 1, b, cos_t, sin_t, win_means, window, dy, dx, 0.0, a, idx_w, wts_w
+                        )
                         for j in range(kw):
                             d = idx_w[j] if per_dim else 0
                             if fallback[d] and Zw[d] > 0.0:
@@ -212,8 +213,7 @@ def _pixel_mass(backend, weighting, b, cos_t, sin_t, win_means, window, dy, dx, 
 
 
 @njit(cache=True)
-def _project_scalar(values, centers, rotations, b, backend, weighting, window, mag, out,
-                    totals_only):
+def _project_scalar(values, centers, rotations, b, backend, weighting, window, mag, out, totals_only):
     """:func:`_project` per descriptor (``K = 1``), each pixel's mass computed once.
 
     The masses of a descriptor's bounding box are kept in a buffer between the total
@@ -237,13 +237,14 @@ def _project_scalar(values, centers, rotations, b, backend, weighting, window, m
         rhi = min(H - 1 - lo, int(np.ceil(cy + reach)))
         clo = max(lo, int(np.floor(cx - reach)))
         chi = min(W - 1 - lo, int(np.ceil(cx + reach)))
-        for attempt in range(2):   # 0: the chosen weights; 1: window weights (zero total)
+        for attempt in range(2):  # 0: the chosen weights; 1: window weights (zero total)
             wt = weighting if attempt == 0 else 1
             Z = 0.0
             for r in range(rlo, rhi + 1):
                 for c in range(clo, chi + 1):
-                    w = _pixel_mass(backend, wt, b, cos_t, sin_t, win_means, window,
-                                    r - cy, c - cx, mag[r, c])
+                    w = _pixel_mass(
+                        backend, wt, b, cos_t, sin_t, win_means, window, r - cy, c - cx, mag[r, c]
+                    )
                     buf[r - rlo, c - clo] = w
                     Z += w
             if totals_only:
@@ -340,8 +341,7 @@ def _spread_orientations(idx, wts, k):
 
 
 @njit(cache=True)
-def _project_cached(values, centers, rotations, b, backend, weighting, window, mag, ang, out,
-                    totals_only):
+def _project_cached(values, centers, rotations, b, backend, weighting, window, mag, ang, out, totals_only):
     """:func:`_project` per dimension, each sampled pixel's weights computed once.
 
     The same sums in the same order as :func:`_project` (so the same floats): the
@@ -356,14 +356,14 @@ def _project_cached(values, centers, rotations, b, backend, weighting, window, m
     lo = 1 if backend == _OPENCV else 0
     side = int(np.ceil((_D + 1) * b * np.sqrt(2.0) + 2.0)) + 3
     cap = side * side
-    ch_n = np.zeros(cap, dtype=np.int64)          # chosen weights per box pixel (<= 32)
+    ch_n = np.zeros(cap, dtype=np.int64)  # chosen weights per box pixel (<= 32)
     ch_idx = np.zeros((cap, 32), dtype=np.int64)
     ch_w = np.zeros((cap, 32))
-    wn_n = np.zeros(cap, dtype=np.int64)          # window weights per box pixel, per spatial bin
+    wn_n = np.zeros(cap, dtype=np.int64)  # window weights per box pixel, per spatial bin
     wn_base = np.zeros((cap, 4), dtype=np.int64)
     wn_w = np.zeros((cap, 4))
-    wn_g = np.zeros(cap)                          # the pixel's window value, -1 outside
-    wn_rc = np.zeros((cap, 2))                    # and its bin coordinates
+    wn_g = np.zeros(cap)  # the pixel's window value, -1 outside
+    wn_rc = np.zeros((cap, 2))  # and its bin coordinates
     idx = np.zeros(64, dtype=np.int64)
     wts = np.zeros(64)
     two_pi = 2.0 * np.pi
@@ -391,8 +391,7 @@ def _project_cached(values, centers, rotations, b, backend, weighting, window, m
         for r in range(rlo, rhi + 1):
             for c in range(clo, chi + 1):
                 i = (r - rlo) * width + (c - clo)
-                sampled, rbin, cbin, g = _bin_position(backend, b, cos_t, sin_t, window,
-                                                       r - cy, c - cx)
+                sampled, rbin, cbin, g = _bin_position(backend, b, cos_t, sin_t, window, r - cy, c - cx)
                 if not sampled:
                     ch_n[i] = 0
                     wn_g[i] = -1.0
@@ -409,8 +408,7 @@ def _project_cached(values, centers, rotations, b, backend, weighting, window, m
                     a = ((ang[r, c] - rot) % two_pi) * (_NT / two_pi)
                     if a >= _NT:
                         a -= _NT
-                    kk = _bins_at(backend, weighting, rbin, cbin, mag[r, c] * g, win_means,
-                                  a, idx, wts)
+                    kk = _bins_at(backend, weighting, rbin, cbin, mag[r, c] * g, win_means, a, idx, wts)
                 ch_n[i] = kk
                 for j in range(kk):
                     ch_idx[i, j] = idx[j]
@@ -433,8 +431,7 @@ def _project_cached(values, centers, rotations, b, backend, weighting, window, m
                     if wn_g[i] < 0.0:
                         wn_n[i] = 0
                         continue
-                    kw = _bins_at(backend, 1, wn_rc[i, 0], wn_rc[i, 1], wn_g[i], win_means, 0.0,
-                                  idx, wts)
+                    kw = _bins_at(backend, 1, wn_rc[i, 0], wn_rc[i, 1], wn_g[i], win_means, 0.0, idx, wts)
                     wn_n[i] = kw
                     for s in range(kw):
                         base = idx[s]
@@ -472,8 +469,7 @@ def _project_cached(values, centers, rotations, b, backend, weighting, window, m
     return result
 
 
-def project(values, centers, rotations, b, backend, weighting, window, mag, ang, out,
-            totals_only, fast=True):
+def project(values, centers, rotations, b, backend, weighting, window, mag, ang, out, totals_only, fast=True):
     """:func:`_project`, by the separable fast path when no descriptor is rotated.
 
     The fast path (``bowlrp.descriptors.contribution_separable``) computes the same weights factorised
@@ -485,16 +481,18 @@ def project(values, centers, rotations, b, backend, weighting, window, mag, ang,
     """
     if fast and not np.any(rotations):
         win_means = _vlfeat_window_means(b, window) if backend == _VLFEAT_FAST else np.ones(_D)
-        return project_unrotated(values, centers, b, backend, weighting, window, win_means,
-                                 mag, ang, out, totals_only)
+        return project_unrotated(
+            values, centers, b, backend, weighting, window, win_means, mag, ang, out, totals_only
+        )
     if fast and values.shape[1] == 1:
-        return _project_scalar(values, centers, rotations, b, backend, weighting, window, mag,
-                               out, totals_only)
+        return _project_scalar(
+            values, centers, rotations, b, backend, weighting, window, mag, out, totals_only
+        )
     if fast:
-        return _project_cached(values, centers, rotations, b, backend, weighting, window, mag,
-                               ang, out, totals_only)
-    return _project(values, centers, rotations, b, backend, weighting, window, mag, ang, out,
-                    totals_only)
+        return _project_cached(
+            values, centers, rotations, b, backend, weighting, window, mag, ang, out, totals_only
+        )
+    return _project(values, centers, rotations, b, backend, weighting, window, mag, ang, out, totals_only)
 
 
 def blur_matrix(n: int, sigma: float) -> np.ndarray:
@@ -569,9 +567,16 @@ def _backend_code(extractor) -> int:
     return _VLFEAT_FAST if extractor.fast else _VLFEAT_EXACT
 
 
-def contribution(descriptors: Descriptors, extractor, image, relevance: np.ndarray,
-                 per_dim: np.ndarray | None = None, weighting: str = "full",
-                 through_blur: bool = True, fast: bool = True) -> np.ndarray:
+def contribution(
+    descriptors: Descriptors,
+    extractor,
+    image,
+    relevance: np.ndarray,
+    per_dim: np.ndarray | None = None,
+    weighting: str = "full",
+    through_blur: bool = True,
+    fast: bool = True,
+) -> np.ndarray:
     """Contribution-weighted projection of SIFT relevance onto pixels.
 
     With ``m_p`` the gradient magnitude at pixel ``p``, ``g_l(p)`` the descriptor's
@@ -610,14 +615,17 @@ def contribution(descriptors: Descriptors, extractor, image, relevance: np.ndarr
     img = as_float_image(image)
     H, W = descriptors.image_shape
     if img.shape[:2] != (H, W):
-        raise RuleError(f"image of shape {img.shape[:2]} is not the one the descriptors "
-                        f"were computed on ({H}, {W})")
+        raise RuleError(
+            f"image of shape {img.shape[:2]} is not the one the descriptors were computed on ({H}, {W})"
+        )
     n = len(descriptors)
     relevance = np.asarray(relevance, dtype=np.float64)
     n_ch = max(1, descriptors.n_features // (_D * _D * _NT))
     if descriptors.n_features != n_ch * _D * _D * _NT:
-        raise RuleError(f"the contribution rule needs SIFT descriptors (128 values per "
-                        f"channel), got D={descriptors.n_features}")
+        raise RuleError(
+            f"the contribution rule needs SIFT descriptors (128 values per "
+            f"channel), got D={descriptors.n_features}"
+        )
     backend = _backend_code(extractor)
     code = _WEIGHT_CODE[weighting]
     rotations = -descriptors.orientations if backend == _OPENCV else np.zeros(n)
@@ -632,11 +640,26 @@ def contribution(descriptors: Descriptors, extractor, image, relevance: np.ndarr
         mags, angs, sigmas = extractor.gradient_maps(img, float(b), angles)
         if per_dim is None:
             values = relevance[rows]
-            if n_ch > 1:   # split R_l over the channels by their total mass
-                mass = np.column_stack([
-                    project(np.ones((rows.size, 1)), centers, rot, float(b), backend, code,
-                            VLFEAT_WINDOW, mags[c], angs[c], heat, True, fast)[:, 0]
-                    for c in range(n_ch)])
+            if n_ch > 1:  # split R_l over the channels by their total mass
+                mass = np.column_stack(
+                    [
+                        project(
+                            np.ones((rows.size, 1)),
+                            centers,
+                            rot,
+                            float(b),
+                            backend,
+                            code,
+                            VLFEAT_WINDOW,
+                            mags[c],
+                            angs[c],
+                            heat,
+                            True,
+                            fast,
+                        )[:, 0]
+                        for c in range(n_ch)
+                    ]
+                )
                 total = mass.sum(axis=1, keepdims=True)
                 share = np.where(total > 0, mass / np.where(total > 0, total, 1.0), 1.0 / n_ch)
                 values = values[:, None] * share
@@ -646,11 +669,23 @@ def contribution(descriptors: Descriptors, extractor, image, relevance: np.ndarr
             values = np.asarray(per_dim, dtype=np.float64)[rows]
         base = np.zeros((H, W))
         for c in range(n_ch):
-            v = values[:, c:c + 1] if per_dim is None else values[:, c * 128:(c + 1) * 128]
-            left = project(np.ascontiguousarray(v), centers, rot, float(b), backend, code,
-                           VLFEAT_WINDOW, mags[c], angs[c], base, False, fast)
+            v = values[:, c : c + 1] if per_dim is None else values[:, c * 128 : (c + 1) * 128]
+            left = project(
+                np.ascontiguousarray(v),
+                centers,
+                rot,
+                float(b),
+                backend,
+                code,
+                VLFEAT_WINDOW,
+                mags[c],
+                angs[c],
+                base,
+                False,
+                fast,
+            )
             leftover[rows] += left[:, 0]
         heat += _blur_adjoint(base, sigmas) if through_blur else base
-    if np.any(leftover != 0):   # descriptors without a sampled pixel: flat over their area
+    if np.any(leftover != 0):  # descriptors without a sampled pixel: flat over their area
         heat += descriptors.rasterize(leftover)
     return heat

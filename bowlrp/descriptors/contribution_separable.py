@@ -233,16 +233,17 @@ def _fields(weighting: int, mag: np.ndarray, ang: np.ndarray, per_dim: bool, lo:
     """The pixel factor ``F`` (H, W, T): T = 8 per dimension, 1 per descriptor."""
     H, W = mag.shape
     valid = np.zeros((H, W))
-    valid[lo:H - lo, lo:W - lo] = 1.0
-    if weighting == 1:   # window: orientation spread evenly
+    valid[lo : H - lo, lo : W - lo] = 1.0
+    if weighting == 1:  # window: orientation spread evenly
         return np.repeat((valid / _NT)[:, :, None], _NT, axis=2) if per_dim else valid[:, :, None]
     if per_dim:
         return _orientation_fields(mag, ang, lo)
     return (mag * valid)[:, :, None]
 
 
-def project_unrotated(values, centers, b, backend, weighting, window, win_means, mag, ang, out,
-                      totals_only=False):
+def project_unrotated(
+    values, centers, b, backend, weighting, window, win_means, mag, ang, out, totals_only=False
+):
     """:func:`bowlrp.descriptors.contribution._project` for descriptors without rotation (same contract).
 
     Parameters
@@ -271,7 +272,7 @@ def project_unrotated(values, centers, b, backend, weighting, window, win_means,
     leftover = np.zeros((n, 1))
     need = fallback & (values != 0.0)
     rows = np.flatnonzero(need.any(axis=1))
-    if rows.size:   # zero mass: the window weights (Gaussian x bilinear, 1/8 per orientation)
+    if rows.size:  # zero mass: the window weights (Gaussian x bilinear, 1/8 per orientation)
         Fw = _fields(1, mag, ang, False, lo)
         sub = np.ascontiguousarray(centers[rows])
         if per_dim:
@@ -284,8 +285,18 @@ def project_unrotated(values, centers, b, backend, weighting, window, win_means,
         coef = np.divide(values[rows], Zw, out=np.zeros_like(Zw), where=live)
         if per_dim:
             coef = coef.reshape(rows.size, nb, nb, _NT).sum(axis=3, keepdims=True)
-            _scatter(np.ascontiguousarray(coef), Fw / _NT, *_grid(sub), float(b), backend, True,
-                     window, win_means, nb, out)
+            _scatter(
+                np.ascontiguousarray(coef),
+                Fw / _NT,
+                *_grid(sub),
+                float(b),
+                backend,
+                True,
+                window,
+                win_means,
+                nb,
+                out,
+            )
         else:
             _run_scatter(coef, Fw, sub, b, backend, True, window, win_means, nb, out)
         leftover[rows, 0] = np.where(need[rows] & ~live, values[rows], 0.0).sum(axis=1)
@@ -302,8 +313,15 @@ def _run_totals(F, centers, b, backend, use_window, window, win_means, nb):
     """Totals ``sum_p w_lkp``, (n, K)."""
     n = centers.shape[0]
     if nb == 1:
-        Z = _totals1(np.ascontiguousarray(F[:, :, 0]), *_grid(centers), float(b), backend,
-                     use_window, window, win_means)
+        Z = _totals1(
+            np.ascontiguousarray(F[:, :, 0]),
+            *_grid(centers),
+            float(b),
+            backend,
+            use_window,
+            window,
+            win_means,
+        )
         return Z.reshape(n, 1)
     Z = _totals(F, *_grid(centers), float(b), backend, use_window, window, win_means, nb)
     return Z.reshape(n, -1)
@@ -313,8 +331,27 @@ def _run_scatter(coef, F, centers, b, backend, use_window, window, win_means, nb
     """``out += sum_l sum_k coef_lk w_lkp``."""
     n = centers.shape[0]
     if nb == 1:
-        _scatter1(np.ascontiguousarray(coef[:, 0]), np.ascontiguousarray(F[:, :, 0]),
-                  *_grid(centers), float(b), backend, use_window, window, win_means, out)
+        _scatter1(
+            np.ascontiguousarray(coef[:, 0]),
+            np.ascontiguousarray(F[:, :, 0]),
+            *_grid(centers),
+            float(b),
+            backend,
+            use_window,
+            window,
+            win_means,
+            out,
+        )
     else:
-        _scatter(np.ascontiguousarray(coef).reshape(n, nb, nb, -1), F, *_grid(centers), float(b),
-                 backend, use_window, window, win_means, nb, out)
+        _scatter(
+            np.ascontiguousarray(coef).reshape(n, nb, nb, -1),
+            F,
+            *_grid(centers),
+            float(b),
+            backend,
+            use_window,
+            window,
+            win_means,
+            nb,
+            out,
+        )

@@ -187,9 +187,7 @@ class Descriptors:
         """Number of pixels in each descriptor's clipped support, shape (N,), int64."""
         if self._sizes is None:
             h, w = self.image_shape
-            self._sizes = _support_sizes(
-                self.centers, self.half_widths, self.orientations, self.shapes, h, w
-            )
+            self._sizes = _support_sizes(self.centers, self.half_widths, self.orientations, self.shapes, h, w)
         return self._sizes
 
     def support_mask(self, index: int) -> np.ndarray:
@@ -235,16 +233,27 @@ class Descriptors:
             raise ValueError(f"shape {tuple(shape)} differs from image shape {self.image_shape}")
         h, w = self.image_shape
         return _rasterize(
-            values, self.support_sizes(), self.centers, self.half_widths,
-            self.orientations, self.shapes, h, w,
+            values,
+            self.support_sizes(),
+            self.centers,
+            self.half_widths,
+            self.orientations,
+            self.shapes,
+            h,
+            w,
         )
 
     def subset(self, index) -> Descriptors:
         """The descriptors selected by ``index`` (boolean mask or integer array)."""
         return Descriptors(
-            self.data[index], self.centers[index], self.half_widths[index],
-            self.orientations[index], self.shapes[index], self.scales[index],
-            self.image_shape, self.channel,
+            self.data[index],
+            self.centers[index],
+            self.half_widths[index],
+            self.orientations[index],
+            self.shapes[index],
+            self.scales[index],
+            self.image_shape,
+            self.channel,
         )
 
     @classmethod
@@ -260,7 +269,8 @@ class Descriptors:
             np.concatenate([p.orientations for p in parts]),
             np.concatenate([p.shapes for p in parts]),
             np.concatenate([p.scales for p in parts]),
-            first.image_shape, first.channel,
+            first.image_shape,
+            first.channel,
         )
 
 
@@ -276,7 +286,7 @@ def sift_bin_geometry(descriptors: Descriptors) -> Descriptors:
     n = len(descriptors)
     b = descriptors.scales
     t = descriptors.orientations
-    offsets = (np.arange(SIFT_SPATIAL_BINS) - 1.5)
+    offsets = np.arange(SIFT_SPATIAL_BINS) - 1.5
     v, u = np.meshgrid(offsets, offsets, indexing="ij")
     u, v = u.ravel(), v.ravel()
     cos_t, sin_t = np.cos(t)[:, None], np.sin(t)[:, None]

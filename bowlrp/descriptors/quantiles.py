@@ -167,8 +167,12 @@ class ColorQuantiles(ExtractorMixin, TransformerMixin, BaseEstimator):
         data = _half_disc_quantiles(stack, centers, float(self.radius), q)
         n = centers.shape[0]
         return Descriptors(
-            data=data, centers=centers, half_widths=np.full(n, float(self.radius)),
-            orientations=np.zeros(n), shapes=np.full(n, DISC, dtype=np.int8),
-            scales=np.full(n, float(self.radius)), image_shape=(height, width),
+            data=data,
+            centers=centers,
+            half_widths=np.full(n, float(self.radius)),
+            orientations=np.zeros(n),
+            shapes=np.full(n, DISC, dtype=np.int8),
+            scales=np.full(n, float(self.radius)),
+            image_shape=(height, width),
             channel=f"quantiles-{self.color}",
         )

@@ -97,8 +97,9 @@ def _orientation_histograms(magnitude, lower, frac, rows, cols, kernel, n_bins):
     return hist
 
 
-def orientation_histograms(grey: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                           bin_size: float, n_bins: int = 36) -> np.ndarray:
+def orientation_histograms(
+    grey: np.ndarray, rows: np.ndarray, cols: np.ndarray, bin_size: float, n_bins: int = 36
+) -> np.ndarray:
     """Gradient-orientation histograms at integer points, shape (n, n_bins), float64.
 
     The gradient angle ``atan2(dI/drow, dI/dcol)`` (image coordinates, rows down) is
@@ -116,8 +117,15 @@ def orientation_histograms(grey: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     frac = (position - np.floor(position)).astype(np.float32)
     sigma = 0.5 * bin_size
     kernel = cv2.getGaussianKernel(int(round(8 * sigma + 1)) | 1, sigma, cv2.CV_64F).ravel()
-    return _orientation_histograms(magnitude, lower, frac, np.asarray(rows, dtype=np.int64),
-                                   np.asarray(cols, dtype=np.int64), kernel, n_bins)
+    return _orientation_histograms(
+        magnitude,
+        lower,
+        frac,
+        np.asarray(rows, dtype=np.int64),
+        np.asarray(cols, dtype=np.int64),
+        kernel,
+        n_bins,
+    )
 
 
 def dominant_orientations(
@@ -294,6 +302,7 @@ class DenseSIFT(ExtractorMixin, TransformerMixin, BaseEstimator):
         (OpenCV sizes float kernels as round(8 sigma + 1) | 1): phow smoothing and
         OpenCV's own base blur (sigma^2 = 1.6^2 - 0.5^2); plus 1 pixel of margin.
         """
+
         def blur_radius(sigma: float) -> int:
             return (int(round(8 * sigma + 1)) | 1) // 2 if sigma > 0 else 0
 
@@ -355,12 +364,20 @@ class DenseSIFT(ExtractorMixin, TransformerMixin, BaseEstimator):
         from cyvlfeat.sift import dsift
 
         first = centers - 1.5 * b  # upper-left bin centres of the wanted frames
-        bounds = np.array([first[:, 0].min(), first[:, 1].min(),
-                           first[:, 0].max() + 3 * b, first[:, 1].max() + 3 * b], dtype=np.float64)
+        bounds = np.array(
+            [first[:, 0].min(), first[:, 1].min(), first[:, 0].max() + 3 * b, first[:, 1].max() + 3 * b],
+            dtype=np.float64,
+        )
         blocks, frames = [], None
         for channel in channels:
-            f, d = dsift(self._smoothed(channel, b), step=int(step), size=int(b), bounds=bounds,
-                         fast=self.fast, float_descriptors=True)
+            f, d = dsift(
+                self._smoothed(channel, b),
+                step=int(step),
+                size=int(b),
+                bounds=bounds,
+                fast=self.fast,
+                float_descriptors=True,
+            )
             frames = f
             blocks.append(np.asarray(d, dtype=np.float32))
         data = np.hstack(blocks)
@@ -393,18 +410,22 @@ class DenseSIFT(ExtractorMixin, TransformerMixin, BaseEstimator):
     def _pixel_relevance(self, R, trace, rule, image):
         if isinstance(rule, SIFTBins):
             if R.ndim != 2:
-                raise RuleError(f"SIFTBins needs relevance per descriptor dimension (N, D), "
-                                f"got shape {R.shape}")
+                raise RuleError(
+                    f"SIFTBins needs relevance per descriptor dimension (N, D), got shape {R.shape}"
+                )
             return sift_bins(trace, R.sum(axis=1), R)
         if image is None:
-            raise RuleError("the contribution rule needs the image the descriptors were computed on "
-                            "(relevance(..., image=...); Pipeline.forward_one keeps it in the trace)")
+            raise RuleError(
+                "the contribution rule needs the image the descriptors were computed on "
+                "(relevance(..., image=...); Pipeline.forward_one keeps it in the trace)"
+            )
         per_dim = R if R.ndim == 2 else None
         R_l = R.sum(axis=1) if R.ndim == 2 else R
         return contribution(trace, self, image, R_l, per_dim, rule.weighting, rule.through_blur)
 
-    def gradient_maps(self, image: np.ndarray, b: float,
-                      angles: bool = True) -> tuple[list, list, list[float]]:
+    def gradient_maps(
+        self, image: np.ndarray, b: float, angles: bool = True
+    ) -> tuple[list, list, list[float]]:
         """Gradient magnitude and angle maps of every channel, as the extractor's backend sees them.
 
         OpenCV: the phow-smoothed channel rounded to uint8, blurred by SIFT's base
@@ -429,8 +450,9 @@ class DenseSIFT(ExtractorMixin, TransformerMixin, BaseEstimator):
             sm = self._smoothed(channel, b)
             if opencv:
                 u8 = np.clip(np.rint(sm * 255.0), 0, 255).astype(np.uint8)
-                base = cv2.GaussianBlur(u8.astype(np.float32), (0, 0), OPENCV_BASE_SIGMA,
-                                        sigmaY=OPENCV_BASE_SIGMA).astype(np.float64)
+                base = cv2.GaussianBlur(
+                    u8.astype(np.float32), (0, 0), OPENCV_BASE_SIGMA, sigmaY=OPENCV_BASE_SIGMA
+                ).astype(np.float64)
                 gx = np.zeros_like(base)
                 gy = np.zeros_like(base)
                 gx[:, 1:-1] = base[:, 2:] - base[:, :-2]
@@ -468,10 +490,7 @@ class DenseSIFT(ExtractorMixin, TransformerMixin, BaseEstimator):
         blocks = []
         for channel in channels:
             u8 = np.clip(np.rint(self._smoothed(channel, b) * 255.0), 0, 255).astype(np.uint8)
-            keypoints = [
-                cv2.KeyPoint(float(c), float(r), size, float(a))
-                for r, c, a in zip(rr, cc, angles)
-            ]
+            keypoints = [cv2.KeyPoint(float(c), float(r), size, float(a)) for r, c, a in zip(rr, cc, angles)]
             kept, desc = sift.compute(u8, keypoints)
             if desc is None or len(kept) != len(keypoints):
                 raise RuntimeError("OpenCV dropped keypoints; descriptor rows would not match")
@@ -504,8 +523,12 @@ class DenseSIFT(ExtractorMixin, TransformerMixin, BaseEstimator):
         blocks, frames = [], None
         for channel in channels:
             f, d = dsift(
-                self._smoothed(channel, b), step=int(step), size=int(b), bounds=bounds,
-                fast=self.fast, float_descriptors=True,
+                self._smoothed(channel, b),
+                step=int(step),
+                size=int(b),
+                bounds=bounds,
+                fast=self.fast,
+                float_descriptors=True,
             )
             frames = f
             blocks.append(np.asarray(d, dtype=np.float32))

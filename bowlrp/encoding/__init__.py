@@ -15,6 +15,12 @@ from .vocabulary import GMMVocabulary, KMeansVocabulary
 from .words import HardAssignment, RankMapping, SoftAssignment
 
 __all__ = [
-    "Encoder", "EncodingTrace", "FisherVector", "GMMVocabulary", "HardAssignment", "KMeansVocabulary",
-    "RankMapping", "SoftAssignment",
+    "Encoder",
+    "EncodingTrace",
+    "FisherVector",
+    "GMMVocabulary",
+    "HardAssignment",
+    "KMeansVocabulary",
+    "RankMapping",
+    "SoftAssignment",
 ]

@@ -118,8 +118,7 @@ class Encoder(TransformerMixin, BaseEstimator):
             )
         if len(descriptors) == 0:
             raise ValueError("an image without descriptors cannot be encoded")
-        cell_ids, n_cells = pyramid_cells(descriptors.centers, descriptors.image_shape,
-                                          self.levels_)
+        cell_ids, n_cells = pyramid_cells(descriptors.centers, descriptors.image_shape, self.levels_)
         counts = np.bincount(cell_ids.ravel(), minlength=n_cells).astype(np.int64)
         codes = self.compute_codes(descriptors.data)
         pooled = self.pooled_sums(codes, cell_ids, counts)
@@ -129,8 +128,12 @@ class Encoder(TransformerMixin, BaseEstimator):
 
     def finish(self, pooled: np.ndarray) -> np.ndarray:
         """Output vector from pooled statistics: p-th root (p-means) and normalisation."""
-        return normalize(self._finish_pooling(pooled), self.normalization_steps_, self.n_cells_,
-                         getattr(self, "power", 0.5))
+        return normalize(
+            self._finish_pooling(pooled),
+            self.normalization_steps_,
+            self.n_cells_,
+            getattr(self, "power", 0.5),
+        )
 
     def finish_exponent(self) -> float | None:
         """``e`` such that :meth:`finish` is ``normalize(sign(z) |z|^e)``, or None if it is not.
@@ -138,8 +141,7 @@ class Encoder(TransformerMixin, BaseEstimator):
         Lets incremental re-encoding keep ``w . finish(z)`` up to date per chunk of
         dimensions (:class:`~bowlrp.encoding.pooling.LinearScore`).
         """
-        same = (type(self).finish is Encoder.finish
-                and type(self)._finish_pooling is Encoder._finish_pooling)
+        same = type(self).finish is Encoder.finish and type(self)._finish_pooling is Encoder._finish_pooling
         return 1.0 if same else None
 
     @property
@@ -147,15 +149,15 @@ class Encoder(TransformerMixin, BaseEstimator):
         """Whether pooled statistics are sums over descriptors (not max pooling)."""
         return True
 
-    def pooled_delta(self, old_codes: dict, new_codes: dict, cell_ids: np.ndarray,
-                     counts: np.ndarray) -> np.ndarray:
+    def pooled_delta(
+        self, old_codes: dict, new_codes: dict, cell_ids: np.ndarray, counts: np.ndarray
+    ) -> np.ndarray:
         """Change of the pooled statistics when descriptors' codes go from old to new.
 
         ``sum_{l} z_ld(new) - z_ld(old)`` over the given descriptors (same ``cell_ids``
         for both), for additive pooling. Subclasses may do it in one pass.
         """
-        return (self.pooled_sums(new_codes, cell_ids, counts)
-                - self.pooled_sums(old_codes, cell_ids, counts))
+        return self.pooled_sums(new_codes, cell_ids, counts) - self.pooled_sums(old_codes, cell_ids, counts)
 
     def support_counts(self, codes: dict, cell_ids: np.ndarray) -> np.ndarray:
         """Integer count of contributing descriptors per (cell, word or component) group.
@@ -219,9 +221,14 @@ class Encoder(TransformerMixin, BaseEstimator):
         return tags
 
 
-def coefficients_from_rule(R: np.ndarray, pooled: np.ndarray, reached: np.ndarray,
-                           positive: np.ndarray | None, negative: np.ndarray | None,
-                           rule) -> tuple[np.ndarray, np.ndarray, float]:
+def coefficients_from_rule(
+    R: np.ndarray,
+    pooled: np.ndarray,
+    reached: np.ndarray,
+    positive: np.ndarray | None,
+    negative: np.ndarray | None,
+    rule,
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Per-dimension coefficients ``(a_d, b_d)`` and the uniform share ``u`` of a rule.
 
     The descriptor relevance is then ``R_l = sum_d [a_d max(z_ld, 0) + b_d min(z_ld, 0)] + u``

@@ -43,18 +43,20 @@ def sparse_posteriors(data, means, variances, weights, threshold) -> sp.csr_matr
     and a parallel Numba pass turns them into thresholded sparse rows.
     """
     inv = 1.0 / variances
-    weights_matrix = np.vstack([-0.5 * inv.T, (means * inv).T])          # (2D, K)
-    const = (np.log(weights) - 0.5 * (means.shape[1] * np.log(2 * np.pi)
-                                      + np.log(variances).sum(axis=1))
-             - 0.5 * np.einsum("kd,kd->k", means * means, inv))
+    weights_matrix = np.vstack([-0.5 * inv.T, (means * inv).T])  # (2D, K)
+    const = (
+        np.log(weights)
+        - 0.5 * (means.shape[1] * np.log(2 * np.pi) + np.log(variances).sum(axis=1))
+        - 0.5 * np.einsum("kd,kd->k", means * means, inv)
+    )
     indptr = [np.zeros(1, dtype=np.int64)]
     indices, values = [], []
     offset = 0
     D = data.shape[1]
-    features = np.empty((min(_CHUNK, data.shape[0]), 2 * D))   # [l^2, l], reused per chunk
+    features = np.empty((min(_CHUNK, data.shape[0]), 2 * D))  # [l^2, l], reused per chunk
     for start in range(0, data.shape[0], _CHUNK):
-        chunk = data[start:start + _CHUNK]
-        rows = features[:len(chunk)]
+        chunk = data[start : start + _CHUNK]
+        rows = features[: len(chunk)]
         np.multiply(chunk, chunk, out=rows[:, :D])
         rows[:, D:] = chunk
         loglik = rows @ weights_matrix
@@ -139,8 +141,9 @@ def replace_rows(A: sp.csr_matrix, rows, B: sp.csr_matrix) -> sp.csr_matrix:
     """
     rows = np.asarray(rows, dtype=np.int64).ravel()
     order = np.argsort(rows, kind="stable")
-    indptr, indices, data = _replace_rows(A.indptr, A.indices, A.data, B.indptr, B.indices,
-                                          B.data, rows[order], order.astype(np.int64))
+    indptr, indices, data = _replace_rows(
+        A.indptr, A.indices, A.data, B.indptr, B.indices, B.data, rows[order], order.astype(np.int64)
+    )
     return sp.csr_matrix((data, indices, indptr), shape=A.shape)
 
 
@@ -150,8 +153,8 @@ def _replace_rows(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, rows, source):
     n = a_ptr.shape[0] - 1
     indptr = np.empty(n + 1, dtype=np.int64)
     indptr[0] = 0
-    prev = 0                         # next row of A not yet placed
-    shift = np.int64(0)              # indptr[r] - a_ptr[r] for the rows since the last replacement
+    prev = 0  # next row of A not yet placed
+    shift = np.int64(0)  # indptr[r] - a_ptr[r] for the rows since the last replacement
     for i in range(rows.shape[0]):
         r = rows[i]
         for q in range(prev + 1, r + 1):
@@ -167,16 +170,16 @@ def _replace_rows(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, rows, source):
     prev = 0
     for i in range(rows.shape[0] + 1):
         r = rows[i] if i < rows.shape[0] else n
-        lo, hi = a_ptr[prev], a_ptr[r]                 # unchanged rows prev .. r-1 in one block
+        lo, hi = a_ptr[prev], a_ptr[r]  # unchanged rows prev .. r-1 in one block
         out = indptr[prev]
-        indices[out:out + hi - lo] = a_idx[lo:hi]
-        values[out:out + hi - lo] = a_val[lo:hi]
+        indices[out : out + hi - lo] = a_idx[lo:hi]
+        values[out : out + hi - lo] = a_val[lo:hi]
         if i < rows.shape[0]:
             s = source[i]
             lo, hi = b_ptr[s], b_ptr[s + 1]
             out = indptr[r]
-            indices[out:out + hi - lo] = b_idx[lo:hi]
-            values[out:out + hi - lo] = b_val[lo:hi]
+            indices[out : out + hi - lo] = b_idx[lo:hi]
+            values[out : out + hi - lo] = b_val[lo:hi]
             prev = r + 1
     return indptr, indices, values
 
@@ -232,14 +235,30 @@ def _region_to_cells(region_cells: np.ndarray, counts: np.ndarray) -> np.ndarray
 
 @njit(cache=True, inline="always")
 def _standardise(data, l, mu, inv_sigma, k, t):
-    x, m, s = data[l], mu[k], inv_sigma[k]   # 1-D rows: the loop vectorises
+    x, m, s = data[l], mu[k], inv_sigma[k]  # 1-D rows: the loop vectorises
     for i in range(t.shape[0]):
         t[i] = (x[i] - m[i]) * s[i]
 
 
 @njit(cache=True, parallel=True)
-def _region_sums(data, indptr, indices, gamma, region, n_regions, mu, inv_sigma, prior, weight,
-                 has_pi, has_mu, has_sigma, block, signed, n_partials):
+def _region_sums(
+    data,
+    indptr,
+    indices,
+    gamma,
+    region,
+    n_regions,
+    mu,
+    inv_sigma,
+    prior,
+    weight,
+    has_pi,
+    has_mu,
+    has_sigma,
+    block,
+    signed,
+    n_partials,
+):
     """Un-scaled Fisher statistics per region, streaming over (descriptor, component) pairs.
 
     With ``t = (l - mu_k) / sigma_k``, region ``r`` accumulates ``sum_l w_l (gamma_k(l) - pi_k)``
@@ -286,16 +305,16 @@ def _region_sums(data, indptr, indices, gamma, region, n_regions, mu, inv_sigma,
                 # (indexing acc[0, r, ...] inside them kept them scalar, 3x slower)
                 if not signed:
                     if has_mu:
-                        seg = acc[0, r, dm:dm + D]
+                        seg = acc[0, r, dm : dm + D]
                         for i in range(D):
                             seg[i] += g * t[i]
                     if has_sigma:
-                        seg = acc[0, r, ds:ds + D]
+                        seg = acc[0, r, ds : ds + D]
                         for i in range(D):
                             seg[i] += g * (t[i] * t[i] - 1.0)
                 else:
-                    pos_m, neg_m = acc[0, r, dm:dm + D], acc[1, r, dm:dm + D]
-                    pos_s, neg_s = acc[0, r, ds:ds + D], acc[1, r, ds:ds + D]
+                    pos_m, neg_m = acc[0, r, dm : dm + D], acc[1, r, dm : dm + D]
+                    pos_s, neg_s = acc[0, r, ds : ds + D], acc[1, r, ds : ds + D]
                     for i in range(D):
                         zm = g * t[i]
                         zs = g * (t[i] * t[i] - 1.0)
@@ -312,8 +331,24 @@ def _region_sums(data, indptr, indices, gamma, region, n_regions, mu, inv_sigma,
 
 
 @njit(cache=True, parallel=True)
-def _region_distribute(data, indptr, indices, gamma, region, mu, inv_sigma, prior,
-                       has_pi, has_mu, has_sigma, A, B, same, out, per_dim):
+def _region_distribute(
+    data,
+    indptr,
+    indices,
+    gamma,
+    region,
+    mu,
+    inv_sigma,
+    prior,
+    has_pi,
+    has_mu,
+    has_sigma,
+    A,
+    B,
+    same,
+    out,
+    per_dim,
+):
     """``out[l] += sum_d (a_d max(z_ld, 0) + b_d min(z_ld, 0))`` (``same``: a is b).
 
     ``A``, ``B`` (R, block) are the coefficients gathered per region,
@@ -353,7 +388,7 @@ def _region_distribute(data, indptr, indices, gamma, region, mu, inv_sigma, prio
                         per_dim[l, i] += pi_acc / D
             for i in range(D):
                 rel[i] = 0.0
-            for q in range(indptr[l], indptr[l + 1]):   # rel: this descriptor's share per dim
+            for q in range(indptr[l], indptr[l + 1]):  # rel: this descriptor's share per dim
                 k = indices[q]
                 g = gamma[q]
                 _standardise(data, l, mu, inv_sigma, k, t)
@@ -406,10 +441,16 @@ class FisherVector(Encoder):
 
     has_dimension_relevance = True
 
-
-    def __init__(self, vocabulary=64, parts=("mu", "sigma"), pyramid=((1, 1),),
-                 normalization="power+l2", power=0.5, posterior_threshold=1e-6,
-                 random_state=None):
+    def __init__(
+        self,
+        vocabulary=64,
+        parts=("mu", "sigma"),
+        pyramid=((1, 1),),
+        normalization="power+l2",
+        power=0.5,
+        posterior_threshold=1e-6,
+        random_state=None,
+    ):
         self.vocabulary = vocabulary
         self.parts = parts
         self.pyramid = pyramid
@@ -449,23 +490,24 @@ class FisherVector(Encoder):
         """Projected descriptors (N, D') and sparse posteriors (CSR (N, K)) of raw descriptors."""
         v = self.vocabulary_
         projected = v.project(data)
-        gamma = sparse_posteriors(projected, v.means_, v.covariances_, v.weights_,
-                                  self.posterior_threshold)
+        gamma = sparse_posteriors(projected, v.means_, v.covariances_, v.weights_, self.posterior_threshold)
         return {"data": projected, "posteriors": gamma}
 
     def pooled_sums(self, codes: dict, cell_ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Pooled (un-normalised) Fisher statistics of the given descriptors."""
         return self._sums(codes["data"], codes["posteriors"], cell_ids, counts, signed=False)[0]
 
-    def pooled_delta(self, old_codes: dict, new_codes: dict, cell_ids: np.ndarray,
-                     counts: np.ndarray) -> np.ndarray:
+    def pooled_delta(
+        self, old_codes: dict, new_codes: dict, cell_ids: np.ndarray, counts: np.ndarray
+    ) -> np.ndarray:
         """``pooled_sums(new) - pooled_sums(old)`` in one streaming pass (weights -1 and +1)."""
         n = len(old_codes["data"])
         data = np.concatenate([old_codes["data"], new_codes["data"]])
         gamma = sp.vstack([old_codes["posteriors"], new_codes["posteriors"]], format="csr")
         weight = np.concatenate([-np.ones(n), np.ones(len(new_codes["data"]))])
-        return self._sums(data, gamma, np.concatenate([cell_ids, cell_ids]), counts,
-                          signed=False, weight=weight)[0]
+        return self._sums(
+            data, gamma, np.concatenate([cell_ids, cell_ids]), counts, signed=False, weight=weight
+        )[0]
 
     def _extra_codes(self, codes, cell_ids, counts) -> dict:
         return {"reached": self._reached(codes["posteriors"], cell_ids, counts)}
@@ -486,11 +528,11 @@ class FisherVector(Encoder):
         """Zero the mu / sigma dimensions of (cell, component) pairs no descriptor reaches."""
         K, D = self.vocabulary_.means_.shape
         blocks = pooled.reshape(self.n_cells_, self.block_size_)
-        empty = (support.reshape(self.n_cells_, K) == 0)
+        empty = support.reshape(self.n_cells_, K) == 0
         start = K if "pi" in self.parts_ else 0
         for part in ("mu", "sigma"):
             if part in self.parts_:
-                view = blocks[:, start:start + K * D].reshape(self.n_cells_, K, D)
+                view = blocks[:, start : start + K * D].reshape(self.n_cells_, K, D)
                 view[empty] = 0.0
                 start += K * D
         return pooled
@@ -500,8 +542,7 @@ class FisherVector(Encoder):
         """Codes with rows replaced; ``inplace`` overwrites the dense parts of ``codes``."""
         data = codes["data"] if inplace else codes["data"].copy()
         data[rows] = new["data"]
-        return {"data": data, "posteriors": replace_rows(codes["posteriors"], rows,
-                                                         new["posteriors"])}
+        return {"data": data, "posteriors": replace_rows(codes["posteriors"], rows, new["posteriors"])}
 
     def _reached(self, gamma, cell_ids, counts) -> np.ndarray:
         """Dimensions some descriptor contributes to: pi parts of occupied cells,
@@ -541,12 +582,26 @@ class FisherVector(Encoder):
         region, region_cells = pyramid_regions(cell_ids, len(counts))
         parts = self.parts_
         weight = np.ones(len(data)) if weight is None else np.asarray(weight, dtype=np.float64)
-        data, indptr, indices, values, region, mu, inv_sigma, prior = self._region_args(
-            data, gamma, region)
+        data, indptr, indices, values, region, mu, inv_sigma, prior = self._region_args(data, gamma, region)
         n_partials = 1 if len(data) < _SERIAL_BELOW else 4
-        acc = _region_sums(data, indptr, indices, values, region, len(region_cells), mu,
-                           inv_sigma, prior, weight, "pi" in parts, "mu" in parts,
-                           "sigma" in parts, self.block_size_, signed, n_partials)
+        acc = _region_sums(
+            data,
+            indptr,
+            indices,
+            values,
+            region,
+            len(region_cells),
+            mu,
+            inv_sigma,
+            prior,
+            weight,
+            "pi" in parts,
+            "mu" in parts,
+            "sigma" in parts,
+            self.block_size_,
+            signed,
+            n_partials,
+        )
         W = _region_to_cells(region_cells, counts)
         scale = self._block_scale()
         out = np.empty((len(acc), W.shape[0], acc.shape[2]))
@@ -560,12 +615,12 @@ class FisherVector(Encoder):
         codes = trace.codes
         positive = negative = None
         if not isinstance(rule, Epsilon):
-            positive, negative = self._sums(codes["data"], codes["posteriors"], trace.cell_ids,
-                                            trace.cell_counts, signed=True)
-        a, b, uniform = coefficients_from_rule(R, trace.pooled, codes["reached"],
-                                               positive, negative, rule)
+            positive, negative = self._sums(
+                codes["data"], codes["posteriors"], trace.cell_ids, trace.cell_counts, signed=True
+            )
+        a, b, uniform = coefficients_from_rule(R, trace.pooled, codes["reached"], positive, negative, rule)
         region, region_cells = pyramid_regions(trace.cell_ids, len(trace.cell_counts))
-        gather = _region_to_cells(region_cells, trace.cell_counts).T          # (R, C)
+        gather = _region_to_cells(region_cells, trace.cell_counts).T  # (R, C)
         scale = self._block_scale()
         same = isinstance(rule, Epsilon)
         A = (gather @ a.reshape(self.n_cells_, self.block_size_)) * scale
@@ -575,7 +630,15 @@ class FisherVector(Encoder):
         out = np.full(n, uniform / n)
         per_dim = np.full((n, D), uniform / n / D) if per_dimension else np.zeros((0, 0))
         parts = self.parts_
-        _region_distribute(*self._region_args(codes["data"], codes["posteriors"], region),
-                           "pi" in parts, "mu" in parts, "sigma" in parts, A, B, same, out,
-                           per_dim)
+        _region_distribute(
+            *self._region_args(codes["data"], codes["posteriors"], region),
+            "pi" in parts,
+            "mu" in parts,
+            "sigma" in parts,
+            A,
+            B,
+            same,
+            out,
+            per_dim,
+        )
         return (out, per_dim) if per_dimension else out

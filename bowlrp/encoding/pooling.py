@@ -22,8 +22,9 @@ def check_pyramid(pyramid) -> tuple[tuple[int, int], ...]:
     return levels
 
 
-def pyramid_cells(centers: np.ndarray, image_shape: tuple[int, int],
-                  levels: Sequence[tuple[int, int]]) -> tuple[np.ndarray, int]:
+def pyramid_cells(
+    centers: np.ndarray, image_shape: tuple[int, int], levels: Sequence[tuple[int, int]]
+) -> tuple[np.ndarray, int]:
     """Global cell index of each descriptor at every pyramid level.
 
     A descriptor belongs to the cell containing its centre: cell row
@@ -144,7 +145,7 @@ def _chunk_stats(z, w, chunks, size, exponents, final):
         for j in range(n_q + 1):
             q = exponents[j] if j < n_q else final
             s = 0.0
-            if j == n_q:   # the weighted signed power
+            if j == n_q:  # the weighted signed power
                 for d in range(size):
                     v = z[start + d]
                     t = w[start + d] * _abs_pow(a[d], q)
@@ -221,8 +222,15 @@ class LinearScore:
         Elementwise exponent applied before normalising (``1/p`` of p-means pooling).
     """
 
-    def __init__(self, weights: np.ndarray, pooled: np.ndarray, steps: Sequence[str],
-                 n_cells: int, power: float, exponent: float = 1.0):
+    def __init__(
+        self,
+        weights: np.ndarray,
+        pooled: np.ndarray,
+        steps: Sequence[str],
+        n_cells: int,
+        power: float,
+        exponent: float = 1.0,
+    ):
         self.weights = np.ascontiguousarray(weights, dtype=np.float64)
         self.n_cells = int(n_cells)
         if self.weights.shape != pooled.shape or pooled.size % self.n_cells:
@@ -247,13 +255,22 @@ class LinearScore:
         self.stats = self._stats(pooled, np.arange(pooled.size // self.size))
 
     def _stats(self, pooled: np.ndarray, chunks: np.ndarray) -> np.ndarray:
-        return _chunk_stats(np.ascontiguousarray(pooled, dtype=np.float64), self.weights,
-                            chunks.astype(np.int64), self.size, self.exponents, self.final)
+        return _chunk_stats(
+            np.ascontiguousarray(pooled, dtype=np.float64),
+            self.weights,
+            chunks.astype(np.int64),
+            self.size,
+            self.exponents,
+            self.final,
+        )
 
     def changed(self, old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Chunks where ``new`` differs from ``old`` and their statistics under ``new``."""
-        chunks = _changed_chunks(np.ascontiguousarray(old, dtype=np.float64),
-                                 np.ascontiguousarray(new, dtype=np.float64), self.size)
+        chunks = _changed_chunks(
+            np.ascontiguousarray(old, dtype=np.float64),
+            np.ascontiguousarray(new, dtype=np.float64),
+            self.size,
+        )
         return chunks, self._stats(new, chunks)
 
     def value(self, chunks: np.ndarray | None = None, rows: np.ndarray | None = None) -> float:
@@ -262,7 +279,7 @@ class LinearScore:
         if chunks is not None and chunks.size:
             stats = stats.copy()
             stats[chunks] = rows
-        S = stats.reshape(self.n_cells, -1, stats.shape[1]).sum(axis=1)   # (C, n_q + 1)
+        S = stats.reshape(self.n_cells, -1, stats.shape[1]).sum(axis=1)  # (C, n_q + 1)
         a = np.ones(self.n_cells)
         for step, arg in self.program:
             if step == "power":

@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 from ..descriptors.geometry import Descriptors
 
 
-def sample_descriptors(X, max_descriptors: int | None, random_state=None,
-                       verbose: bool = False) -> np.ndarray:
+def sample_descriptors(
+    X, max_descriptors: int | None, random_state=None, verbose: bool = False
+) -> np.ndarray:
     """Stack descriptors for vocabulary fitting, at most ``max_descriptors`` rows.
 
     Parameters
@@ -69,8 +70,7 @@ class _VocabularyMixin:
             return data
         if self.pca_components > data.shape[1]:
             raise ValueError(
-                f"pca_components={self.pca_components} exceeds the descriptor dimension "
-                f"{data.shape[1]}"
+                f"pca_components={self.pca_components} exceeds the descriptor dimension {data.shape[1]}"
             )
         self.pca_ = PCA(n_components=self.pca_components, random_state=self.random_state)
         projected = self.pca_.fit_transform(data)
@@ -84,9 +84,7 @@ class _VocabularyMixin:
         check_is_fitted(self)
         data = np.asarray(data, dtype=np.float64)
         if data.ndim != 2 or data.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"descriptors must have {self.n_features_in_} columns, got shape {data.shape}"
-            )
+            raise ValueError(f"descriptors must have {self.n_features_in_} columns, got shape {data.shape}")
         if self.pca_ is None:
             return data
         return (data - self.pca_.mean_) @ self.pca_.components_.T
@@ -168,9 +166,16 @@ class KMeansVocabulary(ClusterMixin, TransformerMixin, _VocabularyMixin, BaseEst
     reservoir_ : ndarray (<= reservoir_size, D) float32
     """
 
-    def __init__(self, n_words: int = 128, pca_components: int | None = None,
-                 max_descriptors: int | None = 100_000, algorithm: str = "minibatch",
-                 reservoir_size: int = 2000, random_state=None, verbose: bool = False):
+    def __init__(
+        self,
+        n_words: int = 128,
+        pca_components: int | None = None,
+        max_descriptors: int | None = 100_000,
+        algorithm: str = "minibatch",
+        reservoir_size: int = 2000,
+        random_state=None,
+        verbose: bool = False,
+    ):
         self.n_words = n_words
         self.pca_components = pca_components
         self.max_descriptors = max_descriptors
@@ -185,16 +190,15 @@ class KMeansVocabulary(ClusterMixin, TransformerMixin, _VocabularyMixin, BaseEst
             raise ValueError(f"algorithm must be 'minibatch' or 'full', got {self.algorithm!r}")
         data = self._prepare(X, fitting=True)
         if len(data) < self.n_words:
-            raise ValueError(
-                f"n_words={self.n_words} exceeds n_samples={len(data)} (descriptors available)"
-            )
+            raise ValueError(f"n_words={self.n_words} exceeds n_samples={len(data)} (descriptors available)")
         rng = check_random_state(self.random_state)
         keep = rng.choice(len(data), min(len(data), int(self.reservoir_size)), replace=False)
         self.reservoir_ = data[np.sort(keep)].astype(np.float32)
         data = self._fit_projection(data)
         if self.algorithm == "minibatch":
-            km = MiniBatchKMeans(n_clusters=self.n_words, random_state=self.random_state,
-                                 n_init=3, batch_size=4096)
+            km = MiniBatchKMeans(
+                n_clusters=self.n_words, random_state=self.random_state, n_init=3, batch_size=4096
+            )
         else:
             km = KMeans(n_clusters=self.n_words, random_state=self.random_state, n_init=1)
         km.fit(data)
@@ -243,10 +247,17 @@ class GMMVocabulary(TransformerMixin, _VocabularyMixin, BaseEstimator):
     pca_ : PCA or None
     """
 
-    def __init__(self, n_components: int = 64, pca_components: int | None = None,
-                 max_descriptors: int | None = 100_000, covariance_floor: float = 1e-6,
-                 backend: str = "sklearn", max_iter: int = 100, random_state=None,
-                 verbose: bool = False):
+    def __init__(
+        self,
+        n_components: int = 64,
+        pca_components: int | None = None,
+        max_descriptors: int | None = 100_000,
+        covariance_floor: float = 1e-6,
+        backend: str = "sklearn",
+        max_iter: int = 100,
+        random_state=None,
+        verbose: bool = False,
+    ):
         self.n_components = n_components
         self.pca_components = pca_components
         self.max_descriptors = max_descriptors
@@ -269,16 +280,22 @@ class GMMVocabulary(TransformerMixin, _VocabularyMixin, BaseEstimator):
         if self.backend == "vlfeat":
             from cyvlfeat.gmm import gmm
 
-            means, covars, priors, _, _ = gmm(data.astype(np.float64), self.n_components,
-                                              max_num_iterations=self.max_iter)
+            means, covars, priors, _, _ = gmm(
+                data.astype(np.float64), self.n_components, max_num_iterations=self.max_iter
+            )
             self.means_ = np.asarray(means, dtype=np.float64)
             self.covariances_ = np.asarray(covars, dtype=np.float64) + self.covariance_floor
             self.weights_ = np.asarray(priors, dtype=np.float64)
             self.n_iter_ = self.max_iter
         else:
-            gm = GaussianMixture(n_components=self.n_components, covariance_type="diag",
-                                 reg_covar=self.covariance_floor, max_iter=self.max_iter,
-                                 random_state=self.random_state, init_params="k-means++")
+            gm = GaussianMixture(
+                n_components=self.n_components,
+                covariance_type="diag",
+                reg_covar=self.covariance_floor,
+                max_iter=self.max_iter,
+                random_state=self.random_state,
+                init_params="k-means++",
+            )
             gm.fit(data)
             self.means_ = gm.means_.astype(np.float64)
             self.covariances_ = gm.covariances_.astype(np.float64)
@@ -303,8 +320,7 @@ class GMMVocabulary(TransformerMixin, _VocabularyMixin, BaseEstimator):
         """
         check_is_fitted(self, "means_")
         k = rng.choice(len(self.weights_), size=n, p=self.weights_)
-        z = self.means_[k] + rng.standard_normal((n, self.means_.shape[1])) * np.sqrt(
-            self.covariances_[k])
+        z = self.means_[k] + rng.standard_normal((n, self.means_.shape[1])) * np.sqrt(self.covariances_[k])
         if self.pca_ is not None:
             z = z @ self.pca_.components_ + self.pca_.mean_
         return z.astype(np.float32)

@@ -43,10 +43,11 @@ def nearest_words(data: np.ndarray, centers: np.ndarray, n: int) -> tuple[np.nda
     centers = np.asarray(centers, dtype=np.float64)
     cc = np.einsum("ij,ij->i", centers, centers)
     for start in range(0, N, _CHUNK):
-        chunk = data[start:start + _CHUNK]
+        chunk = data[start : start + _CHUNK]
         xx = np.einsum("ij,ij->i", chunk, chunk)
-        _smallest(2.0 * chunk @ centers.T, xx, cc, idx[start:start + len(chunk)],
-                  dist[start:start + len(chunk)])
+        _smallest(
+            2.0 * chunk @ centers.T, xx, cc, idx[start : start + len(chunk)], dist[start : start + len(chunk)]
+        )
     return idx, dist
 
 
@@ -120,8 +121,9 @@ class _WordEncoder(Encoder):
     def pooled_sums(self, codes: dict, cell_ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Pooled statistics of the given descriptors (cells divide by the image's ``N_c``)."""
         p, use_max = self._pooling_exponent()
-        return pool_words(codes["indices"], codes["weights"], cell_ids, counts, self.block_size_,
-                          len(counts), p, use_max)
+        return pool_words(
+            codes["indices"], codes["weights"], cell_ids, counts, self.block_size_, len(counts), p, use_max
+        )
 
     @staticmethod
     def take_codes(codes: dict, rows) -> dict:
@@ -144,8 +146,10 @@ class _WordEncoder(Encoder):
 
     def support_counts(self, codes: dict, cell_ids: np.ndarray) -> np.ndarray:
         hit = codes["weights"] != 0
-        dims = [(cell_ids[:, lev][:, None] * self.block_size_ + codes["indices"])[hit]
-                for lev in range(cell_ids.shape[1])]
+        dims = [
+            (cell_ids[:, lev][:, None] * self.block_size_ + codes["indices"])[hit]
+            for lev in range(cell_ids.shape[1])
+        ]
         return np.bincount(np.concatenate(dims), minlength=self.n_features_out_)
 
     def clear_unsupported(self, pooled: np.ndarray, support: np.ndarray) -> np.ndarray:
@@ -154,8 +158,10 @@ class _WordEncoder(Encoder):
 
     def finish_exponent(self) -> float | None:
         """``1/p`` of p-means pooling (1 for max pooling): pooled statistics are non-negative."""
-        if type(self).finish is not Encoder.finish or \
-                type(self)._finish_pooling is not _WordEncoder._finish_pooling:
+        if (
+            type(self).finish is not Encoder.finish
+            or type(self)._finish_pooling is not _WordEncoder._finish_pooling
+        ):
             return None
         p, use_max = self._pooling_exponent()
         return 1.0 if use_max or p == 1.0 else 1.0 / p
@@ -180,14 +186,24 @@ class _WordEncoder(Encoder):
         p, use_max = self._pooling_exponent()
         if use_max:
             require(rule, (WinnerTakeAll,), f"{type(self).__name__} with max pooling")
-            return _winner_take_all(codes["indices"], codes["weights"], trace.cell_ids,
-                                    trace.pooled, self.block_size_, R)
+            return _winner_take_all(
+                codes["indices"], codes["weights"], trace.cell_ids, trace.pooled, self.block_size_, R
+            )
         require(rule, (Epsilon, AlphaBeta, AbsZ), f"{type(self).__name__} with p-means pooling")
         z = trace.pooled
         # word mappings are non-negative: z+_d = z_d and z-_d = 0
         a, b, uniform = coefficients_from_rule(R, z, z > 0, z, np.zeros_like(z), rule)
-        return _word_relevance(codes["indices"], codes["weights"], trace.cell_ids,
-                               trace.cell_counts, self.block_size_, p, a, b, uniform)
+        return _word_relevance(
+            codes["indices"],
+            codes["weights"],
+            trace.cell_ids,
+            trace.cell_counts,
+            self.block_size_,
+            p,
+            a,
+            b,
+            uniform,
+        )
 
 
 _COMMON_PARAMS = """
@@ -208,13 +224,17 @@ _COMMON_PARAMS = """
 
 
 class HardAssignment(_WordEncoder):
-    __doc__ = ("""Hard vector quantisation: ``m_d(l) = 1`` for the nearest word, else 0.
+    __doc__ = (
+        """Hard vector quantisation: ``m_d(l) = 1`` for the nearest word, else 0.
 
     Parameters
-    ----------""" + _COMMON_PARAMS)
+    ----------"""
+        + _COMMON_PARAMS
+    )
 
-    def __init__(self, vocabulary=128, pooling=1.0, pyramid=((1, 1),), normalization="l1",
-                 power=0.5, random_state=None):
+    def __init__(
+        self, vocabulary=128, pooling=1.0, pyramid=((1, 1),), normalization="l1", power=0.5, random_state=None
+    ):
         self.vocabulary = vocabulary
         self.pooling = pooling
         self.pyramid = pyramid
@@ -228,7 +248,8 @@ class HardAssignment(_WordEncoder):
 
 
 class RankMapping(_WordEncoder):
-    __doc__ = ("""Rank mapping: ``m_d(l) = base^(-rk_d(l))`` for the ``n_nearest`` nearest words.
+    __doc__ = (
+        """Rank mapping: ``m_d(l) = base^(-rk_d(l))`` for the ``n_nearest`` nearest words.
 
     ``rk_d(l)`` is the rank (1 = nearest) of word ``d`` among the Euclidean
     distances from ``l`` to all words (polygons: base 2, n 4; VOC 2009: base 2.4, n 8).
@@ -236,10 +257,21 @@ class RankMapping(_WordEncoder):
     Parameters
     ----------
     base : float
-    n_nearest : int""" + _COMMON_PARAMS)
+    n_nearest : int"""
+        + _COMMON_PARAMS
+    )
 
-    def __init__(self, vocabulary=128, base=2.0, n_nearest=4, pooling=1.0, pyramid=((1, 1),),
-                 normalization="l1", power=0.5, random_state=None):
+    def __init__(
+        self,
+        vocabulary=128,
+        base=2.0,
+        n_nearest=4,
+        pooling=1.0,
+        pyramid=((1, 1),),
+        normalization="l1",
+        power=0.5,
+        random_state=None,
+    ):
         self.vocabulary = vocabulary
         self.base = base
         self.n_nearest = n_nearest
@@ -265,7 +297,8 @@ class RankMapping(_WordEncoder):
 
 
 class SoftAssignment(_WordEncoder):
-    __doc__ = ("""Soft codebook: ``m_d(l) = exp(-beta ||l - b_d||^2) / sum_d' exp(-beta ||l - b_d'||^2)``.
+    __doc__ = (
+        """Soft codebook: ``m_d(l) = exp(-beta ||l - b_d||^2) / sum_d' exp(-beta ||l - b_d'||^2)``.
 
     Parameters
     ----------
@@ -273,10 +306,21 @@ class SoftAssignment(_WordEncoder):
         Smoothing; larger is harder.
     n_nearest : int or None
         Keep only the nearest words (normalised over them: localised soft
-        assignment); None keeps all ``V`` words, the formula of docs/math.md §1.""" + _COMMON_PARAMS)
+        assignment); None keeps all ``V`` words, the formula of docs/math.md §1."""
+        + _COMMON_PARAMS
+    )
 
-    def __init__(self, vocabulary=128, beta=1.0, n_nearest=None, pooling=1.0,
-                 pyramid=((1, 1),), normalization="l1", power=0.5, random_state=None):
+    def __init__(
+        self,
+        vocabulary=128,
+        beta=1.0,
+        n_nearest=None,
+        pooling=1.0,
+        pyramid=((1, 1),),
+        normalization="l1",
+        power=0.5,
+        random_state=None,
+    ):
         self.vocabulary = vocabulary
         self.beta = beta
         self.n_nearest = n_nearest

@@ -17,8 +17,20 @@ from .perturbation import (
 from .runner import EvaluationRun, EvaluationSettings, evaluate_images
 
 __all__ = [
-    "AnnotationError", "EvaluationRun", "EvaluationSettings", "IncrementalImage", "aopc", "block_grid",
+    "AnnotationError",
+    "EvaluationRun",
+    "EvaluationSettings",
+    "IncrementalImage",
+    "aopc",
+    "block_grid",
     "block_scores",
-    "context_ratio", "context_ratios", "descriptor_replacement", "evaluate_images", "occlusion_map",
-    "order_blocks", "perturbation_curve", "read_voc_annotation", "region_perturbation",
+    "context_ratio",
+    "context_ratios",
+    "descriptor_replacement",
+    "evaluate_images",
+    "occlusion_map",
+    "order_blocks",
+    "perturbation_curve",
+    "read_voc_annotation",
+    "region_perturbation",
 ]

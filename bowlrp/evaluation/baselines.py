@@ -49,8 +49,10 @@ def compare_extra_available() -> bool:
 
 def _require_extra(method: str) -> None:
     if not compare_extra_available():
-        raise ImportError(f"the {method!r} baseline needs lime, shap and scikit-image: "
-                          'pip install "bowlrp[compare]" (make install does it)')
+        raise ImportError(
+            f"the {method!r} baseline needs lime, shap and scikit-image: "
+            'pip install "bowlrp[compare]" (make install does it)'
+        )
 
 
 @dataclass
@@ -95,14 +97,21 @@ def _target(pipeline, image, target):
     return clf.target_label(task, sign)
 
 
-def slic_segments(image: np.ndarray, n_segments: int = 50, compactness: float = 10.0,
-                  sigma: float = 1.0, seed: int = 0) -> np.ndarray:
+def slic_segments(
+    image: np.ndarray, n_segments: int = 50, compactness: float = 10.0, sigma: float = 1.0, seed: int = 0
+) -> np.ndarray:
     """SLIC superpixels of a [0, 1] image (scikit-image), labels 0..S-1, shape (H, W)."""
     from skimage.segmentation import slic
 
     grey = image.ndim == 2
-    labels = slic(image, n_segments=n_segments, compactness=compactness, sigma=sigma,
-                  channel_axis=None if grey else -1, start_label=0)
+    labels = slic(
+        image,
+        n_segments=n_segments,
+        compactness=compactness,
+        sigma=sigma,
+        channel_axis=None if grey else -1,
+        start_label=0,
+    )
     _, labels = np.unique(labels, return_inverse=True)
     return labels.reshape(image.shape[:2])
 
@@ -124,8 +133,15 @@ def _segment_means(image: np.ndarray, segments: np.ndarray) -> np.ndarray:
     return out
 
 
-def lime_map(pipeline, image, target=None, num_samples: int = 1000, n_segments: int = 50,
-             batch_size: int = 50, seed: int = 0) -> BaselineResult:
+def lime_map(
+    pipeline,
+    image,
+    target=None,
+    num_samples: int = 1000,
+    n_segments: int = 50,
+    batch_size: int = 50,
+    seed: int = 0,
+) -> BaselineResult:
     """LIME (``lime_image``) on SLIC superpixels; see the module docstring for the settings."""
     _require_extra("lime")
     from lime import lime_image
@@ -138,20 +154,32 @@ def lime_map(pipeline, image, target=None, num_samples: int = 1000, n_segments: 
     t0 = time.perf_counter()
     explainer = lime_image.LimeImageExplainer(random_state=seed)
     exp = explainer.explain_instance(
-        rgb, lambda batch: f(batch)[:, None], labels=(0,), top_labels=None, hide_color=None,
-        num_samples=num_samples, batch_size=batch_size, segmentation_fn=lambda _: segments,
-        random_seed=seed)
+        rgb,
+        lambda batch: f(batch)[:, None],
+        labels=(0,),
+        top_labels=None,
+        hide_color=None,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        segmentation_fn=lambda _: segments,
+        random_seed=seed,
+    )
     values = np.zeros(segments.max() + 1)
     for s, w in exp.local_exp[0]:
         values[s] = w
     seconds = time.perf_counter() - t0
-    return BaselineResult("lime", _segment_heatmap(segments, values), f.calls, seconds,
-                          {"num_samples": num_samples, "n_segments": int(segments.max() + 1),
-                           "hide_color": "superpixel mean"})
+    return BaselineResult(
+        "lime",
+        _segment_heatmap(segments, values),
+        f.calls,
+        seconds,
+        {"num_samples": num_samples, "n_segments": int(segments.max() + 1), "hide_color": "superpixel mean"},
+    )
 
 
-def kernel_shap_map(pipeline, image, target=None, nsamples: int = 1000, n_segments: int = 50,
-                    seed: int = 0) -> BaselineResult:
+def kernel_shap_map(
+    pipeline, image, target=None, nsamples: int = 1000, n_segments: int = 50, seed: int = 0
+) -> BaselineResult:
     """KernelSHAP over SLIC superpixels, hidden ones filled with their mean."""
     _require_extra("kernel-shap")
     import shap
@@ -165,7 +193,7 @@ def kernel_shap_map(pipeline, image, target=None, nsamples: int = 1000, n_segmen
 
     def masked(z):
         z = np.atleast_2d(z)
-        keep = z[:, segments] > 0.5           # (n, H, W)
+        keep = z[:, segments] > 0.5  # (n, H, W)
         if img.ndim == 3:
             keep = keep[..., None]
         return f(np.where(keep, img[None], fill[None]))
@@ -180,13 +208,18 @@ def kernel_shap_map(pipeline, image, target=None, nsamples: int = 1000, n_segmen
     finally:
         np.random.set_state(saved)  # noqa: NPY002
     seconds = time.perf_counter() - t0
-    return BaselineResult("kernel-shap", _segment_heatmap(segments, values.reshape(-1)[:S]),
-                          f.calls, seconds, {"nsamples": nsamples, "n_segments": int(S),
-                                             "hide": "superpixel mean"})
+    return BaselineResult(
+        "kernel-shap",
+        _segment_heatmap(segments, values.reshape(-1)[:S]),
+        f.calls,
+        seconds,
+        {"nsamples": nsamples, "n_segments": int(S), "hide": "superpixel mean"},
+    )
 
 
-def shap_partition_map(pipeline, image, target=None, max_evals: int = 1000,
-                       blur: int = 9, batch_size: int = 50) -> BaselineResult:
+def shap_partition_map(
+    pipeline, image, target=None, max_evals: int = 1000, blur: int = 9, batch_size: int = 50
+) -> BaselineResult:
     """SHAP's Partition explainer with the ``Image("blur(k, k)")`` masker (pixel hierarchy)."""
     _require_extra("shap-partition")
     import shap
@@ -198,29 +231,32 @@ def shap_partition_map(pipeline, image, target=None, max_evals: int = 1000,
     masker = shap.maskers.Image(f"blur({blur},{blur})", x.shape)
     t0 = time.perf_counter()
     explainer = shap.Explainer(lambda batch: f(batch)[:, None], masker, output_names=["f"])
-    sv = explainer(x[None].astype(np.float64), max_evals=max_evals, batch_size=batch_size,
-                   silent=True)
-    values = np.asarray(sv.values)[0]          # (H, W, C, 1)
+    sv = explainer(x[None].astype(np.float64), max_evals=max_evals, batch_size=batch_size, silent=True)
+    values = np.asarray(sv.values)[0]  # (H, W, C, 1)
     heat = values.reshape(x.shape[0], x.shape[1], -1).sum(axis=2)
     seconds = time.perf_counter() - t0
-    return BaselineResult("shap-partition", heat, f.calls, seconds,
-                          {"max_evals": max_evals, "masker": f"blur({blur},{blur})"})
+    return BaselineResult(
+        "shap-partition", heat, f.calls, seconds, {"max_evals": max_evals, "masker": f"blur({blur},{blur})"}
+    )
 
 
-def occlusion_baseline(pipeline, image, target=None, block: int = 9, perturbation: str = "uniform",
-                       seed: int = 0) -> BaselineResult:
+def occlusion_baseline(
+    pipeline, image, target=None, block: int = 9, perturbation: str = "uniform", seed: int = 0
+) -> BaselineResult:
     """Occlusion (one block perturbed at a time, incremental re-encoding)."""
     img = as_float_image(image)
     t0 = time.perf_counter()
     heat = occlusion_map(pipeline, img, block, perturbation, seed, target)
     seconds = time.perf_counter() - t0
     n = len(block_grid(img.shape[:2], block)) + 1
-    return BaselineResult(f"occlusion-{perturbation}", heat, n, seconds,
-                          {"block": block, "perturbation": perturbation})
+    return BaselineResult(
+        f"occlusion-{perturbation}", heat, n, seconds, {"block": block, "perturbation": perturbation}
+    )
 
 
-def explain_baseline(method: str, pipeline, image, target=None, samples: int = 1000,
-                     block: int = 9, seed: int = 0) -> BaselineResult:
+def explain_baseline(
+    method: str, pipeline, image, target=None, samples: int = 1000, block: int = 9, seed: int = 0
+) -> BaselineResult:
     """One peer method by name (:data:`BASELINES`); ``samples`` = LIME samples, KernelSHAP
     nsamples or Partition max_evals."""
     if method == "lime":

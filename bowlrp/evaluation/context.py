@@ -23,7 +23,7 @@ def box_mask(shape: tuple[int, int], boxes) -> np.ndarray:
     """Boolean (H, W) mask of the union of boxes (row0, row1, col0, col1), clipped."""
     mask = np.zeros(shape, dtype=bool)
     for r0, r1, c0, c1 in boxes:
-        mask[max(0, r0):max(0, r1), max(0, c0):max(0, c1)] = True
+        mask[max(0, r0) : max(0, r1), max(0, c0) : max(0, c1)] = True
     return mask
 
 

@@ -19,8 +19,9 @@ def descriptor_order(explanation, rng: np.random.Generator, ordering: str = "mor
     """(channel, row) pairs of all descriptors in perturbation order, shape (N_total, 2)."""
     pairs, scores = [], []
     for u, c in enumerate(explanation.channels):
-        pairs.append(np.column_stack([np.full(len(c.descriptor_relevance), u),
-                                      np.arange(len(c.descriptor_relevance))]))
+        pairs.append(
+            np.column_stack([np.full(len(c.descriptor_relevance), u), np.arange(len(c.descriptor_relevance))])
+        )
         scores.append(c.descriptor_relevance)
     pairs = np.vstack(pairs)
     scores = np.concatenate(scores)
@@ -31,13 +32,14 @@ def descriptor_order(explanation, rng: np.random.Generator, ordering: str = "mor
     return pairs[np.lexsort((jitter, key))]
 
 
-def replacement_curve(pipeline, image, order: np.ndarray, batch: int, steps: int,
-                      rng: np.random.Generator, target=None) -> np.ndarray:
+def replacement_curve(
+    pipeline, image, order: np.ndarray, batch: int, steps: int, rng: np.random.Generator, target=None
+) -> np.ndarray:
     """``f`` after each batch of replaced descriptors, k = 0..steps."""
     state = IncrementalImage(pipeline, image, target)
     values = [state.score]
     for k in range(steps):
-        chunk = order[k * batch:(k + 1) * batch]
+        chunk = order[k * batch : (k + 1) * batch]
         if len(chunk) == 0:
             break
         for u in np.unique(chunk[:, 0]):
@@ -48,9 +50,18 @@ def replacement_curve(pipeline, image, order: np.ndarray, batch: int, steps: int
     return np.array(values)
 
 
-def descriptor_replacement(pipeline, images, explanations, orderings=("morf", "random"),
-                           batch: int = 100, steps: int = 100, repeats: int = 5, seed: int = 0,
-                           target=None, progress=None) -> PerturbationResult:
+def descriptor_replacement(
+    pipeline,
+    images,
+    explanations,
+    orderings=("morf", "random"),
+    batch: int = 100,
+    steps: int = 100,
+    repeats: int = 5,
+    seed: int = 0,
+    target=None,
+    progress=None,
+) -> PerturbationResult:
     """Curves, AOPC and the fraction of images whose predicted label flipped.
 
     ``explanations`` are the images' Explanations (their descriptor relevance
@@ -68,12 +79,14 @@ def descriptor_replacement(pipeline, images, explanations, orderings=("morf", "r
             for o, ochild in zip(orderings, child.spawn(len(orderings))):
                 rng = np.random.default_rng(ochild)
                 order = descriptor_order(e, rng, o)
-                curves[o][i, r] = replacement_curve(pipeline, image, order, batch, steps, rng,
-                                                    e.target if target is None else target)
+                curves[o][i, r] = replacement_curve(
+                    pipeline, image, order, batch, steps, rng, e.target if target is None else target
+                )
                 if progress is not None:
                     progress(steps)
-    result = PerturbationResult(curves, settings={"batch": batch, "steps": steps,
-                                                  "repeats": repeats, "seed": seed})
+    result = PerturbationResult(
+        curves, settings={"batch": batch, "steps": steps, "repeats": repeats, "seed": seed}
+    )
     for o, c in curves.items():
         result.aopc[o] = mean_and_stderr(aopc(c))
         flipped = (c[..., 0] > 0) & (c[..., -1] <= 0)

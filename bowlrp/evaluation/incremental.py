@@ -48,7 +48,7 @@ class ChannelState:
     counts: np.ndarray
     codes: dict
     pooled: np.ndarray
-    reach: np.ndarray    # (N,) influence radius of each descriptor
+    reach: np.ndarray  # (N,) influence radius of each descriptor
     support: np.ndarray  # contributing descriptors per (cell, word / component)
     bounds: np.ndarray = field(init=False, repr=False)  # (4, N) influence boxes
 
@@ -71,8 +71,7 @@ class ChannelState:
         old_codes = enc.take_codes(self.codes, rows)
         cells = self.cell_ids[rows]
         delta = enc.pooled_delta(old_codes, new_codes, cells, self.counts)
-        support = (self.support - enc.support_counts(old_codes, cells)
-                   + enc.support_counts(new_codes, cells))
+        support = self.support - enc.support_counts(old_codes, cells) + enc.support_counts(new_codes, cells)
         pooled = enc.clear_unsupported(self.pooled + delta, support)
         return pooled, support
 
@@ -81,8 +80,9 @@ class ChannelState:
         descriptors = copy.copy(self.descriptors)
         descriptors.data = self.descriptors.data.copy()
         codes = {k: v.copy() for k, v in self.codes.items()}
-        return replace(self, descriptors=descriptors, codes=codes, pooled=self.pooled.copy(),
-                       support=self.support.copy())
+        return replace(
+            self, descriptors=descriptors, codes=codes, pooled=self.pooled.copy(), support=self.support.copy()
+        )
 
     def commit(self, rows: np.ndarray, new_data: np.ndarray, new_codes: dict, pooled, support):
         self.codes = self.encoder.put_codes(self.codes, rows, new_codes, inplace=True)
@@ -119,14 +119,23 @@ class IncrementalImage:
         for u, ct in enumerate(trace.channels):
             ex = pipeline.extractors_[u]
             d = ct.descriptors
-            scales, which = np.unique(d.scales, return_inverse=True)   # a few bin sizes
+            scales, which = np.unique(d.scales, return_inverse=True)  # a few bin sizes
             reach = np.array([ex.influence_radius(s) for s in scales])[which.ravel()]
             codes = {k: v for k, v in ct.encoding.codes.items() if k != "reached"}
             enc = pipeline.encoders_[u]
-            self.channels.append(ChannelState(ex, enc, d, ct.encoding.cell_ids,
-                                              ct.encoding.cell_counts, codes,
-                                              ct.encoding.pooled.copy(), reach,
-                                              enc.support_counts(codes, ct.encoding.cell_ids)))
+            self.channels.append(
+                ChannelState(
+                    ex,
+                    enc,
+                    d,
+                    ct.encoding.cell_ids,
+                    ct.encoding.cell_counts,
+                    codes,
+                    ct.encoding.pooled.copy(),
+                    reach,
+                    enc.support_counts(codes, ct.encoding.cell_ids),
+                )
+            )
         self._linear = self._linear_scores()
         self.score = self._score_from([c.pooled for c in self.channels])[0]
         self.n_recomputed = 0
@@ -163,8 +172,16 @@ class IncrementalImage:
         for c, e in zip(self.channels, exponents):
             enc = c.encoder
             stop = start + enc.n_features_out_
-            scores.append(LinearScore(w[start:stop], c.pooled, enc.normalization_steps_,
-                                      enc.n_cells_, getattr(enc, "power", 0.5), e))
+            scores.append(
+                LinearScore(
+                    w[start:stop],
+                    c.pooled,
+                    enc.normalization_steps_,
+                    enc.n_cells_,
+                    getattr(enc, "power", 0.5),
+                    e,
+                )
+            )
             start = stop
         if start != w.size:  # pragma: no cover - the pipeline concatenates its channels
             return None
@@ -195,8 +212,7 @@ class IncrementalImage:
         lo_y, hi_y, lo_x, hi_x = channel.bounds
         return _meeting(lo_y, hi_y, lo_x, hi_x, float(r0), float(r1 - 1), float(c0), float(c1 - 1))
 
-    def set_block(self, r0: int, r1: int, c0: int, c1: int, values: np.ndarray,
-                  commit: bool = True) -> float:
+    def set_block(self, r0: int, r1: int, c0: int, c1: int, values: np.ndarray, commit: bool = True) -> float:
         """Replace pixels [r0:r1, c0:c1] by ``values``; return the new score.
 
         With ``commit=False`` the state is left as it was (occlusion analysis).
@@ -240,8 +256,7 @@ class IncrementalImage:
         data = np.asarray(data, dtype=np.float32)
         codes = ch.encoder.compute_codes(data)
         after = ch.pooled_after(rows, codes)
-        score, pending = self._score_from([after[0] if c is ch else c.pooled
-                                           for c in self.channels])
+        score, pending = self._score_from([after[0] if c is ch else c.pooled for c in self.channels])
         if commit:
             ch.commit(rows, data, codes, *after)
             self._commit_scores(pending)

@@ -31,12 +31,14 @@ def _uniform(block, rng, original):
 def _constant(value):
     def perturb(block, rng, original):
         return np.full(block.shape, value)
+
     return perturb
 
 
 def _blur(sigma):
     def perturb(block, rng, original):
         return original
+
     perturb.blur_sigma = sigma
     return perturb
 
@@ -65,8 +67,10 @@ def block_grid(shape: tuple[int, int], size: int) -> np.ndarray:
     if size < 1:
         raise ValueError(f"block size must be >= 1, got {size}")
     H, W = shape
-    return np.array([(r, min(r + size, H), c, min(c + size, W))
-                     for r in range(0, H, size) for c in range(0, W, size)], dtype=np.int64)
+    return np.array(
+        [(r, min(r + size, H), c, min(c + size, W)) for r in range(0, H, size) for c in range(0, W, size)],
+        dtype=np.int64,
+    )
 
 
 def block_scores(heatmap: np.ndarray, blocks: np.ndarray) -> np.ndarray:
@@ -105,10 +109,18 @@ def mean_and_stderr(values: np.ndarray) -> tuple[float, float]:
     return float(per_image.mean()), float(per_image.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
 
 
-def perturbation_curve(pipeline, image, order: np.ndarray, blocks: np.ndarray, steps: int,
-                       perturbation: Callable, rng: np.random.Generator, target=None,
-                       incremental: bool = True, start: IncrementalImage | None = None
-                       ) -> np.ndarray:
+def perturbation_curve(
+    pipeline,
+    image,
+    order: np.ndarray,
+    blocks: np.ndarray,
+    steps: int,
+    perturbation: Callable,
+    rng: np.random.Generator,
+    target=None,
+    incremental: bool = True,
+    start: IncrementalImage | None = None,
+) -> np.ndarray:
     """``f(x^(k))`` for k = 0..steps, replacing ``blocks[order[k-1]]`` at step k.
 
     ``start``: optionally, an :class:`IncrementalImage` of this pipeline, image and
@@ -124,11 +136,12 @@ def perturbation_curve(pipeline, image, order: np.ndarray, blocks: np.ndarray, s
     else:
         if start.pipeline is not pipeline or not np.array_equal(start.image, img):
             raise ValueError("start must be an IncrementalImage of this pipeline and image")
-        same_target = (start.requested_target is None if target is None
-                       else start.target == target)
+        same_target = start.requested_target is None if target is None else start.target == target
         if not same_target:
-            raise ValueError(f"start explains {start.target!r} (asked for "
-                             f"{start.requested_target!r}), not target {target!r}")
+            raise ValueError(
+                f"start explains {start.target!r} (asked for "
+                f"{start.requested_target!r}), not target {target!r}"
+            )
         state = start.copy()
     values = [state.score]
     for k in range(min(steps, len(order))):
@@ -160,11 +173,20 @@ class PerturbationResult:
         return "\n".join(lines)
 
 
-def region_perturbation(pipeline, images, heatmaps, orderings=("morf", "lerf", "random"),
-                        block: int = 9, steps: int = 100, repeats: int = 10,
-                        perturbation="uniform", seed: int = 0, target=None,
-                        incremental: bool = True,
-                        progress: Callable[[int], None] | None = None) -> PerturbationResult:
+def region_perturbation(
+    pipeline,
+    images,
+    heatmaps,
+    orderings=("morf", "lerf", "random"),
+    block: int = 9,
+    steps: int = 100,
+    repeats: int = 10,
+    perturbation="uniform",
+    seed: int = 0,
+    target=None,
+    incremental: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> PerturbationResult:
     """Region perturbation curves and AOPC for each ordering.
 
     Parameters
@@ -190,25 +212,40 @@ def region_perturbation(pipeline, images, heatmaps, orderings=("morf", "lerf", "
         scores = block_scores(np.asarray(heat, dtype=np.float64), blocks)
         if steps > len(blocks):
             raise ValueError(f"{steps} steps but only {len(blocks)} blocks of {block} pixels")
-        start = IncrementalImage(pipeline, img, target)   # shared by the image's curves
+        start = IncrementalImage(pipeline, img, target)  # shared by the image's curves
         for r, child in enumerate(seeds[i].spawn(repeats)):
             for o, ochild in zip(orderings, child.spawn(len(orderings))):
                 rng = np.random.default_rng(ochild)
                 order = order_blocks(scores, o, rng)
-                curves[o][i, r] = perturbation_curve(pipeline, img, order, blocks, steps, perturb,
-                                                     rng, target, incremental, start=start)
+                curves[o][i, r] = perturbation_curve(
+                    pipeline, img, order, blocks, steps, perturb, rng, target, incremental, start=start
+                )
                 if progress is not None:
                     progress(steps)
-    result = PerturbationResult(curves, settings={
-        "block": block, "steps": steps, "repeats": repeats, "seed": seed,
-        "perturbation": perturbation if isinstance(perturbation, str) else "custom"})
+    result = PerturbationResult(
+        curves,
+        settings={
+            "block": block,
+            "steps": steps,
+            "repeats": repeats,
+            "seed": seed,
+            "perturbation": perturbation if isinstance(perturbation, str) else "custom",
+        },
+    )
     for o, c in curves.items():
         result.aopc[o] = mean_and_stderr(aopc(c))
     return result
 
 
-def occlusion_map(pipeline, image, block: int = 9, perturbation="uniform", seed: int = 0,
-                  target=None, progress: Callable[[int], None] | None = None) -> np.ndarray:
+def occlusion_map(
+    pipeline,
+    image,
+    block: int = 9,
+    perturbation="uniform",
+    seed: int = 0,
+    target=None,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """Relevance of each block = f(x) - f(x with that block alone perturbed), spread over it.
 
     Every block is tried on the incremental state without committing it;

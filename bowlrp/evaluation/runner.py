@@ -122,23 +122,39 @@ def check_methods(methods: Sequence[str], method: str = "region") -> list[str]:
     if method == "descriptor":
         methods = [m for m in methods if m != "occlusion" and m not in PEER_METHODS]
         if not methods:
-            raise ValueError("occlusion, lime and shap are region methods; name another method for "
-                             "the descriptor method")
+            raise ValueError(
+                "occlusion, lime and shap are region methods; name another method for the descriptor method"
+            )
     return methods
 
 
 def result_key(settings: EvaluationSettings, model_hash: str, target) -> dict:
     """Everything besides the method list that changes a per-image result."""
     s = settings
-    return {"model_sha256": model_hash, "method": s.method, "order": s.order,
-            "samples": s.samples,
-            "steps": s.steps, "repeats": s.repeats, "block": s.block, "batch": s.batch,
-            "perturbation": s.perturbation, "target": None if target is None else str(target),
-            "seed": s.seed}
+    return {
+        "model_sha256": model_hash,
+        "method": s.method,
+        "order": s.order,
+        "samples": s.samples,
+        "steps": s.steps,
+        "repeats": s.repeats,
+        "block": s.block,
+        "batch": s.batch,
+        "perturbation": s.perturbation,
+        "target": None if target is None else str(target),
+        "seed": s.seed,
+    }
 
 
-def evaluate_image(model, path: Path, methods, settings: EvaluationSettings, target, seed: int,
-                   progress: Callable[[str, int, str], None] | None = None) -> dict:
+def evaluate_image(
+    model,
+    path: Path,
+    methods,
+    settings: EvaluationSettings,
+    target,
+    seed: int,
+    progress: Callable[[str, int, str], None] | None = None,
+) -> dict:
     """Curves ``(repeats, steps + 1)`` of every method for one image.
 
     ``progress(method, k, unit)`` is called as work is done (k steps or blocks).
@@ -150,16 +166,26 @@ def evaluate_image(model, path: Path, methods, settings: EvaluationSettings, tar
     image = as_float_image(path)
     trace = model.forward_one(image)
     base = explain_trace(model, trace, target)
-    explanations = {m: explain_trace(model, trace, base.target, parse_rule(LRP_METHODS[m]))
-                    for m in methods if m in LRP_METHODS}
+    explanations = {
+        m: explain_trace(model, trace, base.target, parse_rule(LRP_METHODS[m]))
+        for m in methods
+        if m in LRP_METHODS
+    }
     out, costs = {}, {}
     for m in methods:
         if s.method == "region":
             n_blocks = int(np.ceil(image.shape[0] / s.block) * np.ceil(image.shape[1] / s.block))
             steps = min(s.steps, n_blocks)
             if m == "occlusion":
-                heat = occlusion_map(model, image, s.block, s.perturbation, seed, base.target,
-                                     progress=progress and (lambda k, m=m: progress(m, k, "blocks")))
+                heat = occlusion_map(
+                    model,
+                    image,
+                    s.block,
+                    s.perturbation,
+                    seed,
+                    base.target,
+                    progress=progress and (lambda k, m=m: progress(m, k, "blocks")),
+                )
             elif m in PEER_METHODS:
                 peer = explain_baseline(m, model, image, base.target, s.samples, s.block, seed)
                 heat = peer.heatmap
@@ -167,21 +193,45 @@ def evaluate_image(model, path: Path, methods, settings: EvaluationSettings, tar
             else:
                 heat = explanations[m].heatmap if m in explanations else base.heatmap
             ordering = "random" if m == "random" else s.order
-            r = region_perturbation(model, [image], [heat], (ordering,), s.block, steps,
-                                    s.repeats, s.perturbation, seed, base.target,
-                                    progress=progress and (lambda k, m=m: progress(m, k, "steps")))
+            r = region_perturbation(
+                model,
+                [image],
+                [heat],
+                (ordering,),
+                s.block,
+                steps,
+                s.repeats,
+                s.perturbation,
+                seed,
+                base.target,
+                progress=progress and (lambda k, m=m: progress(m, k, "steps")),
+            )
             out[m] = r.curves[ordering][0].tolist()
         else:
             if m == "occlusion" or m in PEER_METHODS:
                 continue
             e = explanations.get(m, base)
             ordering = "random" if m == "random" else s.order
-            r = descriptor_replacement(model, [image], [e], (ordering,), s.batch, s.steps,
-                                       s.repeats, seed, base.target,
-                                       progress=progress and (lambda k, m=m: progress(m, k, "steps")))
+            r = descriptor_replacement(
+                model,
+                [image],
+                [e],
+                (ordering,),
+                s.batch,
+                s.steps,
+                s.repeats,
+                seed,
+                base.target,
+                progress=progress and (lambda k, m=m: progress(m, k, "steps")),
+            )
             out[m] = r.curves[ordering][0].tolist()
-    return {"image": display_path(path), "target": str(base.target), "score": base.score,
-            "curves": out, "costs": costs}
+    return {
+        "image": display_path(path),
+        "target": str(base.target),
+        "score": base.score,
+        "curves": out,
+        "costs": costs,
+    }
 
 
 def summarise(results: list[dict], methods) -> dict:
@@ -192,17 +242,26 @@ def summarise(results: list[dict], methods) -> dict:
         if not per_image:
             continue
         L = min(c.shape[1] for c in per_image)
-        curves = np.stack([c[:, :L] for c in per_image])           # (images, repeats, L)
+        curves = np.stack([c[:, :L] for c in per_image])  # (images, repeats, L)
         drops = curves[..., :1] - curves
         mean_curve = curves.mean(axis=(0, 1))
         per_image_curve = curves.mean(axis=1)
-        stderr = (per_image_curve.std(axis=0, ddof=1) / np.sqrt(len(per_image))
-                  if len(per_image) > 1 else curves[0].std(axis=0, ddof=1) / np.sqrt(curves.shape[1])
-                  if curves.shape[1] > 1 else np.zeros(L))
+        stderr = (
+            per_image_curve.std(axis=0, ddof=1) / np.sqrt(len(per_image))
+            if len(per_image) > 1
+            else curves[0].std(axis=0, ddof=1) / np.sqrt(curves.shape[1])
+            if curves.shape[1] > 1
+            else np.zeros(L)
+        )
         a, s = mean_and_stderr(aopc(curves))
-        summary[m] = {"aopc": a, "aopc_stderr": s, "mean_curve": mean_curve.tolist(),
-                      "stderr_curve": np.nan_to_num(stderr).tolist(),
-                      "mean_drop": drops.mean(axis=(0, 1)).tolist(), "n_images": len(per_image)}
+        summary[m] = {
+            "aopc": a,
+            "aopc_stderr": s,
+            "mean_curve": mean_curve.tolist(),
+            "stderr_curve": np.nan_to_num(stderr).tolist(),
+            "mean_drop": drops.mean(axis=(0, 1)).tolist(),
+            "n_images": len(per_image),
+        }
     return summary
 
 
@@ -221,8 +280,9 @@ def _atomic_json(path: Path, data) -> None:
     atomic_write_bytes(path, json.dumps(data, default=str).encode("utf-8"))
 
 
-def write_outputs(out: Path, summary: dict, settings: EvaluationSettings,
-                  record: Mapping | None = None) -> None:
+def write_outputs(
+    out: Path, summary: dict, settings: EvaluationSettings, record: Mapping | None = None
+) -> None:
     """Write ``curves.json``, ``curves.csv``, ``aopc.csv`` and ``curves.png`` into ``out`` (atomically).
 
     ``record`` is what ``curves.json`` lists under ``"settings"`` (default: ``settings``).
@@ -233,16 +293,28 @@ def write_outputs(out: Path, summary: dict, settings: EvaluationSettings,
     import matplotlib.pyplot as plt
 
     out = Path(out)
-    _atomic_json(out / "curves.json", {"settings": dict(asdict(settings) if record is None else record),
-                                       "methods": summary})
-    for name, rows in (("curves.csv", [(m, k, v, s) for m, d in summary.items()
-                                       for k, (v, s) in enumerate(zip(d["mean_curve"], d["stderr_curve"]))]),
-                       ("aopc.csv", [(m, d["aopc"], d["aopc_stderr"], d["n_images"])
-                                     for m, d in summary.items()])):
+    _atomic_json(
+        out / "curves.json",
+        {"settings": dict(asdict(settings) if record is None else record), "methods": summary},
+    )
+    for name, rows in (
+        (
+            "curves.csv",
+            [
+                (m, k, v, s)
+                for m, d in summary.items()
+                for k, (v, s) in enumerate(zip(d["mean_curve"], d["stderr_curve"]))
+            ],
+        ),
+        ("aopc.csv", [(m, d["aopc"], d["aopc_stderr"], d["n_images"]) for m, d in summary.items()]),
+    ):
         text = io.StringIO(newline="")
         w = csv.writer(text)
-        w.writerow(["method", "step", "mean_f", "stderr"] if name == "curves.csv"
-                   else ["method", "aopc", "stderr", "n_images"])
+        w.writerow(
+            ["method", "step", "mean_f", "stderr"]
+            if name == "curves.csv"
+            else ["method", "aopc", "stderr", "n_images"]
+        )
         w.writerows(rows)
         atomic_write_bytes(out / name, text.getvalue().encode("utf-8"))
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -251,8 +323,11 @@ def write_outputs(out: Path, summary: dict, settings: EvaluationSettings,
         ks = np.arange(mean.size)
         ax.plot(ks, mean, label=f"{m} (AOPC {d['aopc']:.3f})")
         ax.fill_between(ks, mean - se, mean + se, alpha=0.2)
-    unit = f"{settings.block}x{settings.block} regions" if settings.method == "region" else \
-        f"batches of {settings.batch} descriptors"
+    unit = (
+        f"{settings.block}x{settings.block} regions"
+        if settings.method == "region"
+        else f"batches of {settings.batch} descriptors"
+    )
     order = "least relevant first" if settings.order == "lerf" else "most relevant first"
     ax.set_xlabel(f"perturbation step ({unit}, {order})")
     ax.set_ylabel("f(x) of the explained class")
@@ -274,8 +349,9 @@ def _partial_name(image_id: str) -> str:
     return f"{_safe(image_id)[-80:]}_{digest}.json"
 
 
-def _evaluate_task(model_ref, batch, location: str, methods, settings: EvaluationSettings,
-                   target) -> list[dict]:
+def _evaluate_task(
+    model_ref, batch, location: str, methods, settings: EvaluationSettings, target
+) -> list[dict]:
     """A Dask task (and the serial step): curves of each SeededInput into the store."""
 
     store = RelevanceStore.open(location, "r+")
@@ -295,16 +371,28 @@ def _evaluate_task(model_ref, batch, location: str, methods, settings: Evaluatio
             store.write_curves_failure(item, message)
             statuses.append({"id": item.id, "status": "failed", "error": message})
             continue
-        statuses.append({"id": item.id, "status": "explained",
-                         "seconds": time.perf_counter() - started})
+        statuses.append({"id": item.id, "status": "explained", "seconds": time.perf_counter() - started})
     return statuses
 
 
-def evaluate_to_store(inputs: Sequence[ImageInput], model, location: str, methods,
-                      settings: EvaluationSettings, target, key: dict, *, model_file=None,
-                      trusted: bool = False, trust: Sequence[str] = (), workers: int | None = None,
-                      scheduler: str | None = None, overwrite: bool = False, progress: bool = True,
-                      report: Callable[[str], None] | None = None) -> list[dict]:
+def evaluate_to_store(
+    inputs: Sequence[ImageInput],
+    model,
+    location: str,
+    methods,
+    settings: EvaluationSettings,
+    target,
+    key: dict,
+    *,
+    model_file=None,
+    trusted: bool = False,
+    trust: Sequence[str] = (),
+    workers: int | None = None,
+    scheduler: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    report: Callable[[str], None] | None = None,
+) -> list[dict]:
     """Per-image curves into the store at ``location`` (serially or on Dask); returns every
     finished result (of earlier runs too)."""
 
@@ -313,11 +401,17 @@ def evaluate_to_store(inputs: Sequence[ImageInput], model, location: str, method
     say = report or (lambda line: None)
     with store_lock(location, "bowlrp-evaluate"):
         store = open_for_evaluation(location, key, overwrite=overwrite)
-        todo = [SeededInput(item.path, item.id, settings.seed + i) for i, item in enumerate(inputs)
-                if store.curves(item.id, methods) is None]
+        todo = [
+            SeededInput(item.path, item.id, settings.seed + i)
+            for i, item in enumerate(inputs)
+            if store.curves(item.id, methods) is None
+        ]
         distributed = workers is not None or scheduler is not None
-        model_ref = ModelFile(str(Path(model_file).resolve()), key["model_sha256"], bool(trusted),
-                              tuple(trust)) if distributed and model_file is not None else model
+        model_ref = (
+            ModelFile(str(Path(model_file).resolve()), key["model_sha256"], bool(trusted), tuple(trust))
+            if distributed and model_file is not None
+            else model
+        )
 
         def one(item):
             return _evaluate_task(model, [item], location, methods, settings, target)[0]
@@ -326,26 +420,44 @@ def evaluate_to_store(inputs: Sequence[ImageInput], model, location: str, method
             if status["status"] != "explained":
                 say(f"error: {status['error']}")
 
-        run_on_store(todo, _evaluate_task, (model_ref, location, methods, settings, target), one,
-                     workers=workers, scheduler=scheduler, progress=progress,
-                     desc="evaluating", on_status=said,
-                     on_lost=lambda item, line: store.write_curves_failure(item, line))
+        run_on_store(
+            todo,
+            _evaluate_task,
+            (model_ref, location, methods, settings, target),
+            one,
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
+            desc="evaluating",
+            on_status=said,
+            on_lost=lambda item, line: store.write_curves_failure(item, line),
+        )
         results = [r for r in (store.curves(item.id, methods) for item in inputs) if r is not None]
         if results:
             store.root[EVALUATION_GROUP].update_attributes({"n_images": len(results)})
     return results
 
 
-def _evaluate_to_folder(inputs: Sequence[ImageInput], model, out: Path | None, methods,
-                        settings: EvaluationSettings, target, key: dict, *, progress: bool,
-                        report: Callable[[str], None]) -> list[dict]:
+def _evaluate_to_folder(
+    inputs: Sequence[ImageInput],
+    model,
+    out: Path | None,
+    methods,
+    settings: EvaluationSettings,
+    target,
+    key: dict,
+    *,
+    progress: bool,
+    report: Callable[[str], None],
+) -> list[dict]:
     """Serially; with ``out``, each result is kept in ``out/partial`` (atomically) and reused."""
     from tqdm.auto import tqdm
 
     partial = None if out is None else out / "partial"
     results = []
-    images_bar = tqdm(inputs, desc="images", unit="image", file=sys.stderr,
-                      disable=not progress or len(inputs) < 2)
+    images_bar = tqdm(
+        inputs, desc="images", unit="image", file=sys.stderr, disable=not progress or len(inputs) < 2
+    )
     for i, item in enumerate(images_bar):
         record_path = None if partial is None else partial / _partial_name(item.id)
         done = None
@@ -355,15 +467,22 @@ def _evaluate_to_folder(inputs: Sequence[ImageInput], model, out: Path | None, m
                 if not isinstance(done, dict):
                     raise ValueError("not a JSON object")
             except (OSError, ValueError) as exc:
-                report(f"warning: {display_path(record_path)} is unreadable "
-                       f"({str(exc).splitlines()[0]}); recomputing it")
+                report(
+                    f"warning: {display_path(record_path)} is unreadable "
+                    f"({str(exc).splitlines()[0]}); recomputing it"
+                )
                 done = None
-        if done is not None and done.get("key") == key and done.get("id") == item.id \
-                and set(done.get("curves", {})) >= set(methods):
+        if (
+            done is not None
+            and done.get("key") == key
+            and done.get("id") == item.id
+            and set(done.get("curves", {})) >= set(methods)
+        ):
             results.append(done)
             continue
-        bar = tqdm(total=None, desc=f"{item.id}", unit="step", file=sys.stderr, leave=False,
-                   disable=not progress)
+        bar = tqdm(
+            total=None, desc=f"{item.id}", unit="step", file=sys.stderr, leave=False, disable=not progress
+        )
 
         def step(method, k, unit, bar=bar):
             bar.set_postfix_str(f"{method} ({unit})", refresh=False)
@@ -378,14 +497,26 @@ def _evaluate_to_folder(inputs: Sequence[ImageInput], model, out: Path | None, m
     return results
 
 
-def evaluate_images(images, model, *, methods: Sequence[str] = DEFAULT_METHODS,
-                    settings: EvaluationSettings | None = None, target=None,
-                    out: str | os.PathLike | None = None, store: str | os.PathLike | None = None,
-                    workers: int | None = None, scheduler: str | None = None,
-                    overwrite: bool = False, model_file: str | os.PathLike | None = None,
-                    trusted: bool = False, trust: Sequence[str] = (), model_hash: str | None = None,
-                    record: Mapping | None = None, progress: bool = True,
-                    report: Callable[[str], None] | None = None) -> EvaluationRun:
+def evaluate_images(
+    images,
+    model,
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    settings: EvaluationSettings | None = None,
+    target=None,
+    out: str | os.PathLike | None = None,
+    store: str | os.PathLike | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    overwrite: bool = False,
+    model_file: str | os.PathLike | None = None,
+    trusted: bool = False,
+    trust: Sequence[str] = (),
+    model_hash: str | None = None,
+    record: Mapping | None = None,
+    progress: bool = True,
+    report: Callable[[str], None] | None = None,
+) -> EvaluationRun:
     r"""Perturbation curves of every image and method, and their AOPC (``bowlrp-evaluate``).
 
     For each image and method, perturbs in the order the method gives (most
@@ -461,8 +592,9 @@ def evaluate_images(images, model, *, methods: Sequence[str] = DEFAULT_METHODS,
     methods = check_methods(methods, settings.method)
     if any(m in PEER_METHODS for m in methods):
         if not compare_extra_available():
-            raise ValueError('lime, shap-partition and kernel-shap need the [compare] extra: '
-                             'pip install "bowlrp[compare]"')
+            raise ValueError(
+                'lime, shap-partition and kernel-shap need the [compare] extra: pip install "bowlrp[compare]"'
+            )
     if store is None and (workers is not None or scheduler is not None):
         raise ValueError("workers and scheduler need a store")
     say = report or (lambda line: None)
@@ -475,10 +607,23 @@ def evaluate_images(images, model, *, methods: Sequence[str] = DEFAULT_METHODS,
     key = result_key(settings, model_hash, target)
     out = None if out is None else Path(out)
     if store is not None:
-        results = evaluate_to_store(inputs, model, os.fspath(store), methods, settings, target, key,
-                                    model_file=model_file, trusted=trusted, trust=trust,
-                                    workers=workers, scheduler=scheduler, overwrite=overwrite,
-                                    progress=progress, report=say)
+        results = evaluate_to_store(
+            inputs,
+            model,
+            os.fspath(store),
+            methods,
+            settings,
+            target,
+            key,
+            model_file=model_file,
+            trusted=trusted,
+            trust=trust,
+            workers=workers,
+            scheduler=scheduler,
+            overwrite=overwrite,
+            progress=progress,
+            report=say,
+        )
         if not results:
             raise ValueError("no image could be evaluated (see the errors above)")
         summary = summarise_with_costs(results, methods)
@@ -487,14 +632,16 @@ def evaluate_images(images, model, *, methods: Sequence[str] = DEFAULT_METHODS,
             write_outputs(out, summary, settings, record)
         return EvaluationRun(summary, results, len(inputs))
     if out is None:
-        results = _evaluate_to_folder(inputs, model, None, methods, settings, target, key,
-                                      progress=progress, report=say)
+        results = _evaluate_to_folder(
+            inputs, model, None, methods, settings, target, key, progress=progress, report=say
+        )
         return EvaluationRun(summarise_with_costs(results, methods), results, len(inputs))
 
     (out / "partial").mkdir(parents=True, exist_ok=True)
     with FolderLock(out, "bowlrp-evaluate"):
-        results = _evaluate_to_folder(inputs, model, out, methods, settings, target, key,
-                                      progress=progress, report=say)
+        results = _evaluate_to_folder(
+            inputs, model, out, methods, settings, target, key, progress=progress, report=say
+        )
         summary = summarise_with_costs(results, methods)
         write_outputs(out, summary, settings, record)
     return EvaluationRun(summary, results, len(inputs))

@@ -55,11 +55,11 @@ def voc07_average_precision(scores, labels) -> float:
     fp = np.cumsum(ranked < 0)
     recall = tp / n_pos
     with np.errstate(invalid="ignore", divide="ignore"):
-        precision = tp / (fp + tp)   # 0/0 (difficult images ranked first) is NaN, as in MATLAB
+        precision = tp / (fp + tp)  # 0/0 (difficult images ranked first) is NaN, as in MATLAB
     ap = 0.0
     for t in VOC07_THRESHOLDS:
         chosen = precision[recall >= t]
-        chosen = chosen[~np.isnan(chosen)]   # MATLAB's max ignores NaN
+        chosen = chosen[~np.isnan(chosen)]  # MATLAB's max ignores NaN
         ap += (chosen.max() if chosen.size else 0.0) / 11
     return float(ap)
 

@@ -14,5 +14,11 @@ from .inputs import ImageInput, collect_inputs
 from .store import RelevanceStore
 from .store import open as open_store
 
-__all__ = ["ImageInput", "RelevanceStore", "collect_inputs", "explain_to_folder", "explain_to_store",
-           "open_store"]
+__all__ = [
+    "ImageInput",
+    "RelevanceStore",
+    "collect_inputs",
+    "explain_to_folder",
+    "explain_to_store",
+    "open_store",
+]

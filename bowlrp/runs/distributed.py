@@ -54,9 +54,15 @@ class StoreRunSummary(RunCounts):
     workers: int = 0
 
     def as_dict(self) -> dict:
-        return {"status": self.status, "total": self.total, "explained": len(self.explained),
-                "skipped": len(self.skipped), "failed": len(self.failed),
-                "seconds": round(self.seconds, 3), "workers": self.workers}
+        return {
+            "status": self.status,
+            "total": self.total,
+            "explained": len(self.explained),
+            "skipped": len(self.skipped),
+            "failed": len(self.failed),
+            "seconds": round(self.seconds, 3),
+            "workers": self.workers,
+        }
 
 
 @dataclass(frozen=True)
@@ -74,11 +80,15 @@ class ModelFile:
         if model is None:
             if file_hash(self.path) != self.sha256:
                 raise RuntimeError(f"model file {display_path(self.path)} changed during the run")
-            model = load(self.path, trusted=True) if self.trusted else \
-                load(self.path, trusted=list(self.trust) or False)
+            model = (
+                load(self.path, trusted=True)
+                if self.trusted
+                else load(self.path, trusted=list(self.trust) or False)
+            )
             if not hasattr(model, "explain"):
-                raise TypeError(f"{display_path(self.path)} holds a {type(model).__name__}, "
-                                "not a bowlrp Pipeline")
+                raise TypeError(
+                    f"{display_path(self.path)} holds a {type(model).__name__}, not a bowlrp Pipeline"
+                )
             _MODELS.clear()  # one model per worker at a time
             _MODELS[key] = model
         return model
@@ -97,16 +107,22 @@ def _resolve(model_ref):
     return model_ref.load() if isinstance(model_ref, ModelFile) else model_ref
 
 
-def _explain_task(model_ref, items: list[ImageInput], location: str, explain_kwargs: dict,
-                  model_hash: str) -> list[dict]:
+def _explain_task(
+    model_ref, items: list[ImageInput], location: str, explain_kwargs: dict, model_hash: str
+) -> list[dict]:
     """A Dask task: explain ``items`` into the store at ``location``; one status per image."""
     store = RelevanceStore.open(location, "r+")
     model = _resolve(model_ref)
     return [explain_into_store(model, item, store, explain_kwargs, model_hash) for item in items]
 
 
-def start_client(workers: int | None = None, scheduler: str | None = None, *,
-                 memory_limit: str | None = "auto", silence_logs: int | None = None):
+def start_client(
+    workers: int | None = None,
+    scheduler: str | None = None,
+    *,
+    memory_limit: str | None = "auto",
+    silence_logs: int | None = None,
+):
     """A ``distributed.Client`` on a new LocalCluster (``workers`` processes, 1 thread each)
     or connected to ``scheduler``; returns ``(client, cluster_or_None)``."""
     from distributed import Client, LocalCluster
@@ -115,9 +131,14 @@ def start_client(workers: int | None = None, scheduler: str | None = None, *,
         return Client(scheduler), None
     with warnings.catch_warnings():  # the scheduler's HTTP port moves on if 8787 is taken: fine
         warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
-        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                               dashboard_address=None, memory_limit=memory_limit,
-                               silence_logs=silence_logs if silence_logs is not None else logging.ERROR)
+        cluster = LocalCluster(
+            n_workers=int(workers),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            memory_limit=memory_limit,
+            silence_logs=silence_logs if silence_logs is not None else logging.ERROR,
+        )
     return Client(cluster), cluster
 
 
@@ -136,10 +157,22 @@ def as_inputs(images, exclude=None) -> list[ImageInput]:
     return images
 
 
-def run_on_store(todo: Sequence[ImageInput], task: Callable, task_args: tuple, one: Callable, *,
-                 workers: int | None = None, scheduler: str | None = None, client=None,
-                 batch_size: int = 1, retries: int = 3, progress: bool = True, desc: str = "images",
-                 on_status: Callable[[dict], None] | None = None, on_lost=None) -> int:
+def run_on_store(
+    todo: Sequence[ImageInput],
+    task: Callable,
+    task_args: tuple,
+    one: Callable,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client=None,
+    batch_size: int = 1,
+    retries: int = 3,
+    progress: bool = True,
+    desc: str = "images",
+    on_status: Callable[[dict], None] | None = None,
+    on_lost=None,
+) -> int:
     """Run ``todo`` serially (``one(item)``) or as Dask tasks ``task(*task_args[:1], batch,
     *task_args[1:])``; call ``on_status`` with each image's status. Returns the worker count (0: serial).
 
@@ -162,14 +195,17 @@ def run_on_store(todo: Sequence[ImageInput], task: Callable, task_args: tuple, o
         try:
             from distributed import as_completed
 
-            batches = [list(todo[i:i + batch_size]) for i in range(0, len(todo), max(1, batch_size))]
+            batches = [list(todo[i : i + batch_size]) for i in range(0, len(todo), max(1, batch_size))]
             head, *rest = task_args
             if not isinstance(head, ModelFile) and not isinstance(head, (str, bytes)):
                 head = client.scatter(head, broadcast=True, hash=False)
             run_id = uuid.uuid4().hex[:8]
-            futures = {client.submit(task, head, batch, *rest, key=f"bowlrp-{desc}-{run_id}-{i}",
-                                     retries=retries, pure=False): batch
-                       for i, batch in enumerate(batches)}
+            futures = {
+                client.submit(
+                    task, head, batch, *rest, key=f"bowlrp-{desc}-{run_id}-{i}", retries=retries, pure=False
+                ): batch
+                for i, batch in enumerate(batches)
+            }
             n_workers = len(client.scheduler_info().get("workers", {}))
             for future in as_completed(futures):
                 batch = futures.pop(future)
@@ -199,13 +235,29 @@ def run_on_store(todo: Sequence[ImageInput], task: Callable, task_args: tuple, o
         bar.close()
 
 
-def explain_to_store(images, model, store, *, targets=None, rules=None, tile: int | None = None,
-                     stride: int | None = None, workers: int | None = None,
-                     scheduler: str | None = None, client=None, progress: bool = True,
-                     overwrite: bool = False, grid: int = DEFAULT_GRID, trusted: bool = False,
-                     trust: Sequence[str] = (), model_hash: str | None = None, batch_size: int = 1,
-                     retries: int = 3, extra_key: dict | None = None,
-                     report: Callable[[str], None] | None = None) -> StoreRunSummary:
+def explain_to_store(
+    images,
+    model,
+    store,
+    *,
+    targets=None,
+    rules=None,
+    tile: int | None = None,
+    stride: int | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client=None,
+    progress: bool = True,
+    overwrite: bool = False,
+    grid: int = DEFAULT_GRID,
+    trusted: bool = False,
+    trust: Sequence[str] = (),
+    model_hash: str | None = None,
+    batch_size: int = 1,
+    retries: int = 3,
+    extra_key: dict | None = None,
+    report: Callable[[str], None] | None = None,
+) -> StoreRunSummary:
     """Explain ``images`` into the relevance store ``store``, serially or on Dask.
 
     Parameters
@@ -243,8 +295,9 @@ def explain_to_store(images, model, store, *, targets=None, rules=None, tile: in
     StoreMismatch, LockedError, InputError
     """
     started = time.perf_counter()
-    target_list = None if targets is None else (list(targets) if isinstance(targets, (list, tuple))
-                                                else [targets])
+    target_list = (
+        None if targets is None else (list(targets) if isinstance(targets, (list, tuple)) else [targets])
+    )
     local_model = not isinstance(model, (str, os.PathLike))
     digest = model_hash or model_hash_of(model)
     run_key = {**store_run_key(digest, target_list, rules, tile, stride), **(extra_key or {})}
@@ -290,10 +343,20 @@ def explain_to_store(images, model, store, *, targets=None, rules=None, tile: in
 
         try:
             summary.workers = run_on_store(
-                todo, _explain_task, (model_ref, location, explain_kwargs, digest), one,
-                workers=workers, scheduler=scheduler, client=client, batch_size=batch_size,
-                retries=retries, progress=progress, desc="explaining", on_status=on_status,
-                on_lost=on_lost)
+                todo,
+                _explain_task,
+                (model_ref, location, explain_kwargs, digest),
+                one,
+                workers=workers,
+                scheduler=scheduler,
+                client=client,
+                batch_size=batch_size,
+                retries=retries,
+                progress=progress,
+                desc="explaining",
+                on_status=on_status,
+                on_lost=on_lost,
+            )
             summary.status = "failed" if summary.failed else "complete"
         except KeyboardInterrupt:
             summary.status = "interrupted"
@@ -308,9 +371,13 @@ def store_run_key(model_hash: str, targets, rules=None, tile=None, stride=None) 
     """The settings a store's records depend on (compared on resume)."""
     if targets is not None and not isinstance(targets, (list, tuple)):
         targets = [targets]
-    return {"model_sha256": model_hash, "targets": None if targets is None else
-            [str(t) for t in targets], "rules": [repr(r) for r in _rule_list(rules)],
-            "tile": tile, "stride": stride}
+    return {
+        "model_sha256": model_hash,
+        "targets": None if targets is None else [str(t) for t in targets],
+        "rules": [repr(r) for r in _rule_list(rules)],
+        "tile": tile,
+        "stride": stride,
+    }
 
 
 def _rule_list(rules) -> list:
@@ -321,8 +388,9 @@ def _rule_list(rules) -> list:
     return list(rules) if isinstance(rules, (list, tuple)) else [rules]
 
 
-def explain_into_store(model, item: ImageInput, store: RelevanceStore, explain_kwargs: dict | None,
-                       model_hash: str) -> dict:
+def explain_into_store(
+    model, item: ImageInput, store: RelevanceStore, explain_kwargs: dict | None, model_hash: str
+) -> dict:
     """Explain one image and write its record, or record its failure; never raises for the image.
 
     The same function runs in the serial loop and in every Dask task
@@ -342,6 +410,5 @@ def explain_into_store(model, item: ImageInput, store: RelevanceStore, explain_k
     except Exception as exc:  # noqa: BLE001 - a bad image is recorded and the run goes on
         message = failure_message(item, exc)
         store.write_failure(item, message)
-        return {"id": item.id, "status": "failed", "error": message,
-                "seconds": time.perf_counter() - started}
+        return {"id": item.id, "status": "failed", "error": message, "seconds": time.perf_counter() - started}
     return {"id": item.id, "status": "explained", "seconds": time.perf_counter() - started}

@@ -48,7 +48,8 @@ def is_done(out: Path, item: ImageInput, key: dict) -> bool:
     if record is None or record.get("run_key") != key:
         return False
     return all(paths[k].is_file() for k in ("relevance",)) and (
-        key.get("deferred_pictures") or all(paths[k].is_file() for k in ("heatmap", "overlay")))
+        key.get("deferred_pictures") or all(paths[k].is_file() for k in ("heatmap", "overlay"))
+    )
 
 
 @dataclass(kw_only=True)
@@ -58,10 +59,18 @@ class RunSummary(RunCounts):
     out: str
 
     def as_dict(self) -> dict:
-        return {"format": "bowlrp-explain-run", "version": RECORD_VERSION, "status": self.status,
-                "out": self.out, "run_key": self.run_key, "total": self.total,
-                "explained": len(self.explained), "skipped": len(self.skipped),
-                "failed": self.failed, "seconds": round(self.seconds, 3)}
+        return {
+            "format": "bowlrp-explain-run",
+            "version": RECORD_VERSION,
+            "status": self.status,
+            "out": self.out,
+            "run_key": self.run_key,
+            "total": self.total,
+            "explained": len(self.explained),
+            "skipped": len(self.skipped),
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -83,7 +92,8 @@ def _check_folder(out: Path, key: dict, overwrite: bool) -> None:
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise SettingsMismatch(
             f"{display_path(out)} holds results of another run (differs in {', '.join(changed)}); "
-            "choose another output folder, or pass overwrite (--overwrite) to replace them")
+            "choose another output folder, or pass overwrite (--overwrite) to replace them"
+        )
 
 
 def picture_bytes(image, heatmap: np.ndarray, scale: float, colormap: str) -> tuple[bytes, bytes]:
@@ -93,8 +103,7 @@ def picture_bytes(image, heatmap: np.ndarray, scale: float, colormap: str) -> tu
     return pictures.encode_png(heat), pictures.encode_png(pictures.overlay(image, shown, colormap))
 
 
-def write_pictures(paths: dict[str, Path], image, heatmap: np.ndarray, scale: float,
-                   colormap: str) -> None:
+def write_pictures(paths: dict[str, Path], image, heatmap: np.ndarray, scale: float, colormap: str) -> None:
     """The heatmap and overlay PNGs of one image, each written atomically."""
     heat, over = picture_bytes(image, heatmap, scale, colormap)
     atomic_write_bytes(paths["heatmap"], heat)
@@ -132,12 +141,22 @@ def publish(files: dict[Path, bytes]) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
-def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict,
-                      explain_kwargs: dict | None = None, colormap: str = "bwr",
-                      normalize: str = "image", percentile: float | None = 99.5,
-                      overwrite: bool = False, extra: dict | None = None,
-                      progress: bool = True,
-                      report: Callable[[str], None] | None = None, store=None) -> RunSummary:
+def explain_to_folder(
+    model,
+    inputs: Sequence[ImageInput],
+    out,
+    *,
+    run_key: dict,
+    explain_kwargs: dict | None = None,
+    colormap: str = "bwr",
+    normalize: str = "image",
+    percentile: float | None = 99.5,
+    overwrite: bool = False,
+    extra: dict | None = None,
+    progress: bool = True,
+    report: Callable[[str], None] | None = None,
+    store=None,
+) -> RunSummary:
     """Explain ``inputs`` one by one into ``out``; see the module docstring.
 
     Parameters
@@ -168,8 +187,13 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    key = {**run_key, "deferred_pictures": normalize == "global", "normalize": normalize,
-           "percentile": percentile, "colormap": colormap}
+    key = {
+        **run_key,
+        "deferred_pictures": normalize == "global",
+        "normalize": normalize,
+        "percentile": percentile,
+        "colormap": colormap,
+    }
     say = report or (lambda line: None)
     summary = RunSummary(out=str(out), run_key=key, total=len(inputs))
     started = time.perf_counter()
@@ -179,12 +203,10 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
         _check_folder(out, key, overwrite)
         _write_json(out / RUN_FILE, summary.as_dict())
         try:
-            bar = tqdm(inputs, desc="explaining", unit="image", disable=not progress,
-                       file=sys.stderr)
+            bar = tqdm(inputs, desc="explaining", unit="image", disable=not progress, file=sys.stderr)
             for item in bar:
                 paths = output_paths(out, item.id)
-                if not overwrite and is_done(out, item, key) and (store is None or
-                                                                  store.is_done(item.id)):
+                if not overwrite and is_done(out, item, key) and (store is None or store.is_done(item.id)):
                     summary.skipped.append(item.id)
                     say(f"{display_path(item.path)}: done before, skipped")
                     continue
@@ -195,11 +217,16 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
                     scale = pictures.display_scale(e.heatmap, percentile)
                     if normalize == "image":
                         files[paths["heatmap"]], files[paths["overlay"]] = picture_bytes(
-                            image, e.heatmap, scale, colormap)
+                            image, e.heatmap, scale, colormap
+                        )
                     entered = e.score - e.bias_relevance - e.residual
                     record = {
-                        **e.summary(), **(extra or {}), "image": display_path(item.path),
-                        "id": item.id, "run_key": key, "heatmap_max_abs": float(np.abs(e.heatmap).max()),
+                        **e.summary(),
+                        **(extra or {}),
+                        "image": display_path(item.path),
+                        "id": item.id,
+                        "run_key": key,
+                        "heatmap_max_abs": float(np.abs(e.heatmap).max()),
                         "display_scale": scale,
                         "absorbed_fraction": float(e.absorbed / entered) if entered else 0.0,
                     }
@@ -213,14 +240,15 @@ def explain_to_folder(model, inputs: Sequence[ImageInput], out, *, run_key: dict
                     message = failure_message(item, exc)
                     if store is not None:
                         store.write_failure(item, message)
-                    summary.failed.append({"image": display_path(item.path), "id": item.id,
-                                           "error": message})
+                    summary.failed.append({"image": display_path(item.path), "id": item.id, "error": message})
                     say(f"error: {message}")
                     continue
                 summary.explained.append(item.id)
-                say(f"{display_path(item.path)}: target={e.target} score={e.score:+.4f} "
+                say(
+                    f"{display_path(item.path)}: target={e.target} score={e.score:+.4f} "
                     f"bias={e.bias_relevance:+.4f} residual={e.residual:+.2e} -> "
-                    f"{display_path(paths['heatmap'])}")
+                    f"{display_path(paths['heatmap'])}"
+                )
             if normalize == "global":
                 _draw_global(out, inputs, summary, key, percentile, colormap)
             summary.status = "failed" if summary.failed else "complete"

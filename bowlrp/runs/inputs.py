@@ -38,8 +38,9 @@ def _static_prefix(pattern: str) -> Path:
     return Path(*keep) if keep else Path(".")
 
 
-def collect_inputs(specs: Sequence[str], recursive: bool = True,
-                   exclude: str | os.PathLike | None = None) -> list[ImageInput]:
+def collect_inputs(
+    specs: Sequence[str], recursive: bool = True, exclude: str | os.PathLike | None = None
+) -> list[ImageInput]:
     """Image files from file names, directories and glob patterns, with collision-free ids.
 
     A name that exists is taken literally (``scan[1].png`` is a file, not a
@@ -64,11 +65,17 @@ def collect_inputs(specs: Sequence[str], recursive: bool = True,
         p = Path(spec)
         if p.is_dir():
             walker = p.rglob("*") if recursive else p.iterdir()
-            files = sorted(q for q in walker if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
-                           and not any(part.startswith(".") for part in q.relative_to(p).parts))
+            files = sorted(
+                q
+                for q in walker
+                if q.is_file()
+                and q.suffix.lower() in IMAGE_SUFFIXES
+                and not any(part.startswith(".") for part in q.relative_to(p).parts)
+            )
             if not files:
-                raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in directory "
-                                 f"{display_path(p)}")
+                raise InputError(
+                    f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in directory {display_path(p)}"
+                )
             found += [(q, p) for q in files]
         elif p.exists():
             found.append((p, p.parent))

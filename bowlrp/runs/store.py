@@ -98,7 +98,7 @@ def is_local(location) -> bool:
 
 def _local_path(location) -> Path:
     text = str(os.fspath(location))
-    return Path(text[len("file://"):] if text.startswith("file://") else text)
+    return Path(text[len("file://") :] if text.startswith("file://") else text)
 
 
 def _json(value):
@@ -150,8 +150,9 @@ class StoreRecord:
         for i, t in enumerate(self.targets):
             if t == target or str(t) == str(target):
                 return i
-        raise KeyError(f"image {self.id!r} was not explained for target {target!r}; "
-                       f"its targets are {self.targets}")
+        raise KeyError(
+            f"image {self.id!r} was not explained for target {target!r}; its targets are {self.targets}"
+        )
 
     @property
     def target(self):
@@ -200,17 +201,28 @@ class RelevanceStore:
             root = zarr.open_group(_store_arg(location), mode=mode, storage_options=storage_options)
             attrs = dict(root.attrs)
         except (FileNotFoundError, KeyError, ValueError, OSError) as exc:
-            raise StoreError(f"cannot open relevance store {display_path(location)}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
-                             "write one with bowlrp-explain --store") from None
+            raise StoreError(
+                f"cannot open relevance store {display_path(location)}: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+                "write one with bowlrp-explain --store"
+            ) from None
         if attrs.get("format") != FORMAT:
-            raise StoreError(f"{display_path(location)} is not a bowlrp relevance store "
-                             "(no format attribute); write one with bowlrp-explain --store")
+            raise StoreError(
+                f"{display_path(location)} is not a bowlrp relevance store "
+                "(no format attribute); write one with bowlrp-explain --store"
+            )
         return cls(location, root)
 
     @classmethod
-    def create(cls, location, run_key: dict, *, grid: int = DEFAULT_GRID, overwrite: bool = False,
-               storage_options: dict | None = None) -> RelevanceStore:
+    def create(
+        cls,
+        location,
+        run_key: dict,
+        *,
+        grid: int = DEFAULT_GRID,
+        overwrite: bool = False,
+        storage_options: dict | None = None,
+    ) -> RelevanceStore:
         """Open ``location`` for a run with ``run_key``, creating the store if needed.
 
         Raises
@@ -227,10 +239,15 @@ class RelevanceStore:
             path = _local_path(location)
             if path.exists() and not path.is_dir():
                 raise StoreError(f"{display_path(location)} is a file, not a relevance store")
-            if path.is_dir() and any(p.name != ".bowlrp.lock" for p in path.iterdir()) \
-                    and not (path / "zarr.json").is_file():
-                raise StoreError(f"{display_path(location)} is a folder but not a Zarr store; "
-                                 "choose a new store path (e.g. out.zarr)")
+            if (
+                path.is_dir()
+                and any(p.name != ".bowlrp.lock" for p in path.iterdir())
+                and not (path / "zarr.json").is_file()
+            ):
+                raise StoreError(
+                    f"{display_path(location)} is a folder but not a Zarr store; "
+                    "choose a new store path (e.g. out.zarr)"
+                )
         root = zarr.open_group(_store_arg(location), mode="a", storage_options=storage_options)
         attrs = dict(root.attrs)
         key = _json(run_key)
@@ -245,7 +262,8 @@ class RelevanceStore:
                 raise StoreMismatch(
                     f"{display_path(location)} holds results of another run (differs in "
                     f"{', '.join(changed)}); choose another store, or pass overwrite (--overwrite) "
-                    "to replace them")
+                    "to replace them"
+                )
         if overwrite:
             for name in (IMAGES, FAILURES, EVALUATION):
                 if name in root:
@@ -309,14 +327,20 @@ class RelevanceStore:
             raise KeyError(f"no finished record of image {image_id!r} in {display_path(self.location)}")
         a = dict(g.attrs)
         return StoreRecord(
-            id=a["id"], path=a.get("path", ""), targets=list(a["targets"]),
-            heatmaps=np.asarray(g["heatmap"][...]), pooled=np.asarray(g["pooled"][...]),
+            id=a["id"],
+            path=a.get("path", ""),
+            targets=list(a["targets"]),
+            heatmaps=np.asarray(g["heatmap"][...]),
+            pooled=np.asarray(g["pooled"][...]),
             scores=np.asarray(a["scores"], dtype=np.float64),
             bias_relevances=np.asarray(a["bias_relevance"], dtype=np.float64),
             absorbeds=np.asarray(a["absorbed"], dtype=np.float64),
             residuals=np.asarray(a["residual"], dtype=np.float64),
-            model_hash=a.get("model_hash", ""), rules=a.get("rules", {}),
-            settings=a.get("settings", {}), meta=a)
+            model_hash=a.get("model_hash", ""),
+            rules=a.get("rules", {}),
+            settings=a.get("settings", {}),
+            meta=a,
+        )
 
     def pooled_maps(self, target=None) -> tuple[list[str], np.ndarray]:
         """Ids and pooled maps (n, g, g) float64 of every finished image explained for ``target``.
@@ -365,8 +389,15 @@ class RelevanceStore:
         return f"{self.location.rstrip('/')}/{IMAGES}/{id_to_key(image_id)}/heatmap"
 
     # -- writing -------------------------------------------------------------------------------
-    def write(self, item: ImageInput, explanations, *, model_hash: str, extra: dict | None = None,
-              name: str = IMAGES) -> None:
+    def write(
+        self,
+        item: ImageInput,
+        explanations,
+        *,
+        model_hash: str,
+        extra: dict | None = None,
+        name: str = IMAGES,
+    ) -> None:
         """Write one image's explanations (one per target) atomically: arrays first, ``done`` last."""
         heat64 = np.stack([np.asarray(e.heatmap, dtype=np.float64) for e in explanations])
         pooled = pool_maps(list(heat64), self.grid, heat64.shape[1:])
@@ -374,33 +405,42 @@ class RelevanceStore:
         key = id_to_key(item.id)
         g = parent.create_group(key, overwrite=True, attributes={"id": item.id, "done": False})
         T, H, W = heat64.shape
-        g.create_array("heatmap", shape=(T, H, W), dtype="float32", chunks=(1, H, W),
-                       fill_value=0.0)[...] = heat64.astype(np.float32)
-        g.create_array("pooled", shape=pooled.shape, dtype="float64", chunks=pooled.shape,
-                       fill_value=0.0)[...] = pooled
+        g.create_array("heatmap", shape=(T, H, W), dtype="float32", chunks=(1, H, W), fill_value=0.0)[...] = (
+            heat64.astype(np.float32)
+        )
+        g.create_array("pooled", shape=pooled.shape, dtype="float64", chunks=pooled.shape, fill_value=0.0)[
+            ...
+        ] = pooled
         summaries = [e.summary() for e in explanations]
         entered = [e.score - e.bias_relevance - e.residual for e in explanations]
         attrs = {
-            "id": item.id, "path": display_path(item.path), "shape": [int(H), int(W)],
+            "id": item.id,
+            "path": display_path(item.path),
+            "shape": [int(H), int(W)],
             "targets": [_json(s["target"]) for s in summaries],
             "scores": [float(e.score) for e in explanations],
             "bias_relevance": [float(e.bias_relevance) for e in explanations],
             "absorbed": [float(e.absorbed) for e in explanations],
             "residual": [float(e.residual) for e in explanations],
             "heatmap_sum": [float(h.sum()) for h in heat64],
-            "absorbed_fraction": [float(e.absorbed / n) if n else 0.0
-                                  for e, n in zip(explanations, entered)],
-            "rules": _json(summaries[0]["rules"]), "model_hash": model_hash,
-            "settings": self.run_key, "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            **_json(extra or {}), "done": True,
+            "absorbed_fraction": [float(e.absorbed / n) if n else 0.0 for e, n in zip(explanations, entered)],
+            "rules": _json(summaries[0]["rules"]),
+            "model_hash": model_hash,
+            "settings": self.run_key,
+            "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **_json(extra or {}),
+            "done": True,
         }
         g.update_attributes(attrs)  # one metadata write: the record is complete from here on
         self.clear_failure(item.id)
 
     def write_failure(self, item: ImageInput, error: str) -> None:
         parent = self.root.require_group(FAILURES)
-        parent.create_group(id_to_key(item.id), overwrite=True, attributes={
-            "id": item.id, "path": display_path(item.path), "error": error, "done": True})
+        parent.create_group(
+            id_to_key(item.id),
+            overwrite=True,
+            attributes={"id": item.id, "path": display_path(item.path), "error": error, "done": True},
+        )
 
     def clear_failure(self, image_id: str) -> None:
         parent = self._group(FAILURES)
@@ -415,15 +455,20 @@ class RelevanceStore:
     def write_curves(self, item: ImageInput, result: dict) -> None:
         """One image's curves ``{method: (repeats, steps + 1)}`` and numbers, ``done`` last."""
         parent = self.root.require_group(EVALUATION)
-        g = parent.create_group(id_to_key(item.id), overwrite=True,
-                                attributes={"id": item.id, "done": False})
+        g = parent.create_group(id_to_key(item.id), overwrite=True, attributes={"id": item.id, "done": False})
         for method, curve in result["curves"].items():
             c = np.asarray(curve, dtype=np.float64)
-            g.create_array(method, shape=c.shape, dtype="float64", chunks=c.shape,
-                           fill_value=0.0)[...] = c
+            g.create_array(method, shape=c.shape, dtype="float64", chunks=c.shape, fill_value=0.0)[...] = c
         meta = {k: v for k, v in result.items() if k != "curves"}
-        g.update_attributes({**_json(meta), "id": item.id, "path": display_path(item.path),
-                             "methods": sorted(result["curves"]), "done": True})
+        g.update_attributes(
+            {
+                **_json(meta),
+                "id": item.id,
+                "path": display_path(item.path),
+                "methods": sorted(result["curves"]),
+                "done": True,
+            }
+        )
         failures = self._group(EVALUATION_FAILURES)
         if failures is not None and id_to_key(item.id) in failures:
             try:
@@ -433,8 +478,10 @@ class RelevanceStore:
 
     def write_curves_failure(self, item: ImageInput, error: str) -> None:
         self.root.require_group(EVALUATION_FAILURES).create_group(
-            id_to_key(item.id), overwrite=True,
-            attributes={"id": item.id, "path": display_path(item.path), "error": error, "done": True})
+            id_to_key(item.id),
+            overwrite=True,
+            attributes={"id": item.id, "path": display_path(item.path), "error": error, "done": True},
+        )
 
     def curves(self, image_id: str, methods=()) -> dict | None:
         """``{"curves": {method: list of lists}, ...}`` of a finished image having every
@@ -466,8 +513,9 @@ class RelevanceStore:
 EVALUATION_FAILURES = "evaluation_failures"
 
 
-def open_for_evaluation(location, key: dict, *, overwrite: bool = False,
-                        storage_options: dict | None = None) -> RelevanceStore:
+def open_for_evaluation(
+    location, key: dict, *, overwrite: bool = False, storage_options: dict | None = None
+) -> RelevanceStore:
     """Open (or create) a store for per-image perturbation curves made with settings ``key``.
 
     The curves live in the ``evaluation`` group beside any explanations; a
@@ -490,7 +538,8 @@ def open_for_evaluation(location, key: dict, *, overwrite: bool = False,
             changed = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
             raise StoreMismatch(
                 f"{display_path(location)} holds curves of another evaluation (differs in "
-                f"{', '.join(changed)}); choose another store, or pass --overwrite to replace them")
+                f"{', '.join(changed)}); choose another store, or pass --overwrite to replace them"
+            )
         for name in (EVALUATION, EVALUATION_FAILURES):
             if name in root:
                 del root[name]

@@ -12,5 +12,12 @@
 from ..image import pool_maps
 from .spectral import NORMALIZATIONS, SpRAy, eigengap, knn_affinity, laplacian_eigenvalues, rank_classes
 
-__all__ = ["NORMALIZATIONS", "SpRAy", "eigengap", "knn_affinity", "laplacian_eigenvalues", "pool_maps",
-           "rank_classes"]
+__all__ = [
+    "NORMALIZATIONS",
+    "SpRAy",
+    "eigengap",
+    "knn_affinity",
+    "laplacian_eigenvalues",
+    "pool_maps",
+    "rank_classes",
+]

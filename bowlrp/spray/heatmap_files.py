@@ -62,8 +62,10 @@ def _read_shape(npy: Path) -> tuple[int, int]:
     try:
         arr = np.load(npy, mmap_mode="r", allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - any reading problem is reported the same way
-        raise HeatmapFileError(f"cannot read {npy}: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
-                               f"re-create it with bowlrp-explain") from None
+        raise HeatmapFileError(
+            f"cannot read {npy}: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
+            f"re-create it with bowlrp-explain"
+        ) from None
     if arr.ndim != 2 or arr.size == 0:
         raise HeatmapFileError(f"{npy} holds an array of shape {arr.shape}, not a 2-D heatmap")
     return int(arr.shape[0]), int(arr.shape[1])
@@ -81,23 +83,26 @@ def find_heatmaps(root) -> list[HeatmapRecord]:
     root = Path(root)
     if not root.is_dir():
         raise HeatmapFileError(f"heatmap directory not found (or not a directory): {root}")
-    found = sorted(p for p in root.rglob("*" + SUFFIX)
-                   if p.is_file() and not p.name.startswith("."))  # skip temporaries
+    found = sorted(
+        p for p in root.rglob("*" + SUFFIX) if p.is_file() and not p.name.startswith(".")
+    )  # skip temporaries
     if not found:
-        raise HeatmapFileError(f"no *{SUFFIX} files under {root}; write them with "
-                               f"bowlrp-explain --out {root}")
+        raise HeatmapFileError(
+            f"no *{SUFFIX} files under {root}; write them with bowlrp-explain --out {root}"
+        )
     records = []
     for npy in found:
         js = record_path(npy)
         if not js.is_file():
-            raise HeatmapFileError(f"{npy} has no {js.name} beside it; keep the files bowlrp-explain "
-                                   f"writes together")
+            raise HeatmapFileError(
+                f"{npy} has no {js.name} beside it; keep the files bowlrp-explain writes together"
+            )
         try:
             meta = json.loads(js.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise HeatmapFileError(f"cannot read {js}: {exc}") from None
         if not isinstance(meta, dict) or "target" not in meta:
-            raise HeatmapFileError(f"{js} has no \"target\" field; was it written by bowlrp-explain?")
+            raise HeatmapFileError(f'{js} has no "target" field; was it written by bowlrp-explain?')
         stem = npy.relative_to(root).as_posix()[: -len(SUFFIX)]
         records.append(HeatmapRecord(npy, js, stem, str(meta["target"]), meta, _read_shape(npy)))
     return records
@@ -146,8 +151,10 @@ def find_image(record: HeatmapRecord, images_dir) -> Path:
         if p.is_file():
             return p
     hint = record.meta.get("image")
-    raise HeatmapFileError(f"no image for {record.npy} under {images_dir} (JSON image field: {hint!r}, "
-                           f"stem {record.stem!r}); pass the folder the images were explained from")
+    raise HeatmapFileError(
+        f"no image for {record.npy} under {images_dir} (JSON image field: {hint!r}, "
+        f"stem {record.stem!r}); pass the folder the images were explained from"
+    )
 
 
 def attach_images(records: list[HeatmapRecord], images_dir) -> None:

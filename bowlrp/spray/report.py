@@ -53,8 +53,14 @@ class ClassAnalysis:
 def _progress(iterable, desc, total=None, disable=False):
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, file=sys.stderr, leave=False,
-                disable=disable or (total is not None and total < 20))
+    return tqdm(
+        iterable,
+        desc=desc,
+        total=total,
+        file=sys.stderr,
+        leave=False,
+        disable=disable or (total is not None and total < 20),
+    )
 
 
 def pool_records(records: list[HeatmapRecord], grid: int, quiet: bool = False):
@@ -66,8 +72,9 @@ def pool_records(records: list[HeatmapRecord], grid: int, quiet: bool = False):
     return pooled, shape
 
 
-def analyse_heatmaps(groups: dict[str, list[HeatmapRecord]], params: dict | None = None,
-                     quiet: bool = False) -> tuple[list[ClassAnalysis], dict[str, int]]:
+def analyse_heatmaps(
+    groups: dict[str, list[HeatmapRecord]], params: dict | None = None, quiet: bool = False
+) -> tuple[list[ClassAnalysis], dict[str, int]]:
     """Run SpRAy per class.
 
     Parameters
@@ -99,13 +106,15 @@ def analyse_heatmaps(groups: dict[str, list[HeatmapRecord]], params: dict | None
         analyses.append(ClassAnalysis(target, records, sp, pooled))
     if not analyses:
         counts = ", ".join(f"{t!r}: {n}" for t, n in skipped.items())
-        raise HeatmapFileError(f"SpRAy needs at least {MIN_MAPS} heatmaps of one explained class; "
-                               f"found {counts}")
+        raise HeatmapFileError(
+            f"SpRAy needs at least {MIN_MAPS} heatmaps of one explained class; found {counts}"
+        )
     return analyses, skipped
 
 
-def analyse_store(store, params: dict | None = None, targets=None, quiet: bool = False
-                  ) -> tuple[list[ClassAnalysis], dict[str, int]]:
+def analyse_store(
+    store, params: dict | None = None, targets=None, quiet: bool = False
+) -> tuple[list[ClassAnalysis], dict[str, int]]:
     """Run SpRAy per class on the maps of a relevance store (:mod:`bowlrp.runs.store`).
 
     The store's pooled maps are used as they are when ``params["grid"]`` is
@@ -127,7 +136,7 @@ def analyse_store(store, params: dict | None = None, targets=None, quiet: bool =
     grid = params.get("grid") or store.grid
     params["grid"] = grid
     analyses, skipped = [], {}
-    for target in (targets or store.targets()):
+    for target in targets or store.targets():
         ids, pooled = store.pooled_maps(target)
         if len(ids) < MIN_MAPS:
             skipped[str(target)] = len(ids)
@@ -136,20 +145,33 @@ def analyse_store(store, params: dict | None = None, targets=None, quiet: bool =
         for image_id in ids:
             rec = store[image_id]
             i = rec.index(target)
-            records.append(HeatmapRecord(
-                npy=PurePosixPath(store.heatmap_location(image_id)), json=None, stem=image_id,
-                target=str(target), meta={**rec.meta, "image": rec.path}, shape=tuple(rec.heatmaps.shape[1:]),
-                loader=lambda rec=rec, i=i: rec.heatmaps[i]))
+            records.append(
+                HeatmapRecord(
+                    npy=PurePosixPath(store.heatmap_location(image_id)),
+                    json=None,
+                    stem=image_id,
+                    target=str(target),
+                    meta={**rec.meta, "image": rec.path},
+                    shape=tuple(rec.heatmaps.shape[1:]),
+                    loader=lambda rec=rec, i=i: rec.heatmaps[i],
+                )
+            )
         if grid != store.grid:
-            pooled = np.stack([pool_maps([load_map(r)], grid, r.shape)[0]
-                               for r in _progress(records, "pooling heatmaps", len(records), quiet)])
+            pooled = np.stack(
+                [
+                    pool_maps([load_map(r)], grid, r.shape)[0]
+                    for r in _progress(records, "pooling heatmaps", len(records), quiet)
+                ]
+            )
         sp = SpRAy(**params)
         sp.fit_pooled(pooled, common_shape(r.shape for r in records))
         analyses.append(ClassAnalysis(str(target), records, sp, pooled))
     if not analyses:
         counts = ", ".join(f"{t!r}: {n}" for t, n in skipped.items()) or "no finished images"
-        raise HeatmapFileError(f"SpRAy needs at least {MIN_MAPS} heatmaps of one explained class; "
-                               f"found {counts} in {store.location}")
+        raise HeatmapFileError(
+            f"SpRAy needs at least {MIN_MAPS} heatmaps of one explained class; "
+            f"found {counts} in {store.location}"
+        )
     return analyses, skipped
 
 
@@ -177,9 +199,15 @@ def plot_spectrum(path: Path, sp: SpRAy, title: str) -> None:
     k = sp.n_clusters_
     if k < len(ev):
         ax.axvline(k + 0.5, color="#d62728", ls="--", lw=1.5)
-        ax.annotate(f"eigengap after $\\lambda_{{{k}}}$\n(gap {sp.eigengap_:.3f})",
-                    xy=(k + 0.5, (ev[k - 1] + ev[k]) / 2), xytext=(8, 0), textcoords="offset points",
-                    color="#d62728", fontsize=9, va="center")
+        ax.annotate(
+            f"eigengap after $\\lambda_{{{k}}}$\n(gap {sp.eigengap_:.3f})",
+            xy=(k + 0.5, (ev[k - 1] + ev[k]) / 2),
+            xytext=(8, 0),
+            textcoords="offset points",
+            color="#d62728",
+            fontsize=9,
+            va="center",
+        )
     ax.set_xticks(idx)
     ax.set_xlabel("index i")
     ax.set_ylabel(r"eigenvalue $\lambda_i$ of $L_{sym}$")
@@ -205,8 +233,14 @@ def plot_embedding(path: Path, sp: SpRAy, title: str) -> None:
     size = 18 if len(emb) < 500 else 5
     for c in range(sp.n_clusters_):
         pts = emb[sp.labels_ == c]
-        ax.scatter(pts[:, 0], pts[:, 1], s=size, color=colors[c], label=f"cluster {c} ({len(pts)})",
-                   edgecolors="none")
+        ax.scatter(
+            pts[:, 0],
+            pts[:, 1],
+            s=size,
+            color=colors[c],
+            label=f"cluster {c} ({len(pts)})",
+            edgecolors="none",
+        )
     ax.legend(fontsize=8, markerscale=1.5, loc="best", framealpha=0.8)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -226,8 +260,11 @@ def plot_ranking(path: Path, table: list[dict]) -> None:
         vals = [r["eigenvalues"][j] if j < len(r["eigenvalues"]) else np.nan for r in table]
         ax.bar(x + (j - (n_shown - 1) / 2) * width, vals, width, label=f"$\\lambda_{{{j + 1}}}$")
     ax.set_xticks(x)
-    ax.set_xticklabels([str(r["class"]) for r in table], rotation=30 if len(table) > 6 else 0,
-                       ha="right" if len(table) > 6 else "center")
+    ax.set_xticklabels(
+        [str(r["class"]) for r in table],
+        rotation=30 if len(table) > 6 else 0,
+        ha="right" if len(table) > 6 else "center",
+    )
     ax.set_ylabel("eigenvalue")
     ax.set_title(r"smallest eigenvalues per class (ranked by $\lambda_2$)", fontsize=10)
     top = np.nanmax([v for r in table for v in r["eigenvalues"]] + [1e-3])
@@ -258,8 +295,10 @@ def example_picture(record: HeatmapRecord) -> np.ndarray:
     if record.image is not None:
         img = as_float_image(record.image)
         if img.shape[:2] != m.shape:
-            raise HeatmapFileError(f"image {record.image} is {img.shape[1]}x{img.shape[0]} pixels but "
-                                   f"its heatmap {record.npy} is {m.shape[1]}x{m.shape[0]}")
+            raise HeatmapFileError(
+                f"image {record.image} is {img.shape[1]}x{img.shape[0]} pixels but "
+                f"its heatmap {record.npy} is {m.shape[1]}x{m.shape[0]}"
+            )
         pic = (overlay(img, h, "bwr") * 255).round().astype(np.uint8)
     else:
         pic = colorize(h, "bwr")
@@ -295,8 +334,14 @@ def _image_name(r: HeatmapRecord) -> str:
     return str(value) if value else r.stem
 
 
-def write_report(out: Path, analyses: list[ClassAnalysis], skipped: dict[str, int] | None = None,
-                 n_examples: int = 8, source: str = "", quiet: bool = False) -> Path:
+def write_report(
+    out: Path,
+    analyses: list[ClassAnalysis],
+    skipped: dict[str, int] | None = None,
+    n_examples: int = 8,
+    source: str = "",
+    quiet: bool = False,
+) -> Path:
     """Write the page, CSV, JSON and pictures into the directory ``out`` (which must exist).
 
     Returns the path of ``index.html``.
@@ -322,16 +367,16 @@ def write_report(out: Path, analyses: list[ClassAnalysis], skipped: dict[str, in
         title = f"class {a.target}: {len(a.records)} maps"
         plot_spectrum(out / f"spectrum_{i}.png", sp, title)
         if sp.embedding_ is not None:
-            plot_embedding(out / f"tsne_{i}.png", sp, f"t-SNE, coloured by cluster "
-                                                            f"({sp.n_clusters_})")
+            plot_embedding(out / f"tsne_{i}.png", sp, f"t-SNE, coloured by cluster ({sp.n_clusters_})")
         X = normalize_pooled(a.pooled, sp.normalize)
         sizes = np.bincount(sp.labels_, minlength=sp.n_clusters_)
         rows = []
         for c in range(sp.n_clusters_):
             _save_rgb(out / f"cluster_{i}_{c}_mean.png", mean_map_picture(sp.cluster_maps_[c]))
             picks = representative(X, sp.labels_, c, n_examples)
-            _save_rgb(out / f"cluster_{i}_{c}_examples.png",
-                      strip([example_picture(a.records[j]) for j in picks]))
+            _save_rgb(
+                out / f"cluster_{i}_{c}_examples.png", strip([example_picture(a.records[j]) for j in picks])
+            )
             names = ", ".join(html.escape(a.records[j].stem) for j in picks)
             rows.append(f"""<tr><td class="num">{c}</td><td class="num">{sizes[c]}</td>
 <td class="num">{100 * sizes[c] / len(a.records):.1f}&nbsp;%</td>
@@ -339,8 +384,11 @@ def write_report(out: Path, analyses: list[ClassAnalysis], skipped: dict[str, in
 <td><img class="strip" src="cluster_{i}_{c}_examples.png" alt="examples of cluster {c}">
 <div class="names">{names}</div></td></tr>""")
         ev = ", ".join(f"{v:.4f}" for v in sp.eigenvalues_)
-        tsne = (f'<img src="tsne_{i}.png" alt="t-SNE embedding of class {html.escape(a.target)}">'
-                if sp.embedding_ is not None else "<p>(t-SNE embedding not computed)</p>")
+        tsne = (
+            f'<img src="tsne_{i}.png" alt="t-SNE embedding of class {html.escape(a.target)}">'
+            if sp.embedding_ is not None
+            else "<p>(t-SNE embedding not computed)</p>"
+        )
         sections.append(f"""<section id="class-{i}">
 <h2>Class {html.escape(a.target)} <span class="sub">rank {order[a.target]} &middot; {len(a.records)} maps
 &middot; {sp.n_clusters_} cluster{"s" if sp.n_clusters_ != 1 else ""}
@@ -351,11 +399,18 @@ def write_report(out: Path, analyses: list[ClassAnalysis], skipped: dict[str, in
 <table class="clusters"><tr><th>cluster</th><th>maps</th><th>share</th><th>mean relevance
 (pooled {sp.grid}&times;{sp.grid})</th><th>most typical examples (relevance over the image)</th></tr>
 {"".join(rows)}</table></section>""")
-        classes_json.append({"class": a.target, "n_maps": len(a.records),
-                             "eigenvalues": [float(v) for v in sp.eigenvalues_],
-                             "n_clusters": sp.n_clusters_, "eigengap": sp.eigengap_,
-                             "cluster_sizes": [int(s) for s in sizes], "n_neighbors": sp.n_neighbors_,
-                             "shape": list(sp.shape_) if sp.shape_ else None})
+        classes_json.append(
+            {
+                "class": a.target,
+                "n_maps": len(a.records),
+                "eigenvalues": [float(v) for v in sp.eigenvalues_],
+                "n_clusters": sp.n_clusters_,
+                "eigengap": sp.eigengap_,
+                "cluster_sizes": [int(s) for s in sizes],
+                "n_neighbors": sp.n_neighbors_,
+                "shape": list(sp.shape_) if sp.shape_ else None,
+            }
+        )
     ranking_html = ""
     if len(table) > 1:
         plot_ranking(out / "ranking.png", table)
@@ -365,7 +420,9 @@ def write_report(out: Path, analyses: list[ClassAnalysis], skipped: dict[str, in
             f'{html.escape(str(r["class"]))}</a></td><td class="num">{r["n_maps"]}</td>'
             f'<td class="num">{r["lambda_2"]:.4f}</td><td class="num">{r["n_clusters"]}</td>'
             f'<td class="num">{r["eigengap"]:.4f}</td>'
-            f'<td>{", ".join(f"{v:.3f}" for v in r["eigenvalues"])}</td></tr>' for r in table)
+            f"<td>{', '.join(f'{v:.3f}' for v in r['eigenvalues'])}</td></tr>"
+            for r in table
+        )
         ranking_html = f"""<section><h2>Classes ranked by separate strategies</h2>
 <p>A small &lambda;<sub>2</sub> means the class's relevance maps split into nearly disconnected
 groups: look at the first classes first.</p>
@@ -376,9 +433,19 @@ groups: look at the first classes first.</p>
     if skipped:
         items = ", ".join(f"{html.escape(t)} ({n} map{'s' if n != 1 else ''})" for t, n in skipped.items())
         skipped_html = f'<p class="warn">Skipped (fewer than {MIN_MAPS} maps): {items}</p>'
-    (out / "spectrum.json").write_text(json.dumps(
-        {"source": source, "parameters": params, "classes": classes_json, "ranking": table,
-         "skipped": skipped}, indent=2, default=str))
+    (out / "spectrum.json").write_text(
+        json.dumps(
+            {
+                "source": source,
+                "parameters": params,
+                "classes": classes_json,
+                "ranking": table,
+                "skipped": skipped,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     par = ", ".join(f"{k}={v!r}" for k, v in params.items() if k != "embedding")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>SpRAy report</title>

@@ -158,9 +158,18 @@ class SpRAy(ClusterMixin, BaseEstimator):
     n_neighbors_ : int
     """
 
-    def __init__(self, grid: int = 20, normalize: str | None = None, n_neighbors: int | None = None,
-                 n_eigenvalues: int = 10, n_clusters="eigengap", perplexity: float = 7.0,
-                 early_exaggeration: float = 6.0, embedding: bool = True, random_state=None):
+    def __init__(
+        self,
+        grid: int = 20,
+        normalize: str | None = None,
+        n_neighbors: int | None = None,
+        n_eigenvalues: int = 10,
+        n_clusters="eigengap",
+        perplexity: float = 7.0,
+        early_exaggeration: float = 6.0,
+        embedding: bool = True,
+        random_state=None,
+    ):
         self.grid = grid
         self.normalize = normalize
         self.n_neighbors = n_neighbors
@@ -174,8 +183,10 @@ class SpRAy(ClusterMixin, BaseEstimator):
     def _check_params(self) -> None:
         if self.normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
-        if not (isinstance(self.n_clusters, (int, np.integer)) and self.n_clusters >= 1) \
-                and self.n_clusters != "eigengap":
+        if (
+            not (isinstance(self.n_clusters, (int, np.integer)) and self.n_clusters >= 1)
+            and self.n_clusters != "eigengap"
+        ):
             raise ValueError(f"n_clusters must be 'eigengap' or a positive int, got {self.n_clusters!r}")
         if int(self.n_eigenvalues) < 2:
             raise ValueError(f"n_eigenvalues must be at least 2, got {self.n_eigenvalues}")
@@ -212,8 +223,7 @@ class SpRAy(ClusterMixin, BaseEstimator):
         self._check_params()
         pooled = np.asarray(pooled, dtype=np.float64)
         if pooled.ndim != 3 or pooled.shape[1:] != (self.grid, self.grid):
-            raise ValueError(f"pooled maps must have shape (n, {self.grid}, {self.grid}), "
-                             f"got {pooled.shape}")
+            raise ValueError(f"pooled maps must have shape (n, {self.grid}, {self.grid}), got {pooled.shape}")
         if not np.all(np.isfinite(pooled)):
             raise ValueError("pooled maps contain NaN or infinite values")
         n = len(pooled)
@@ -243,17 +253,20 @@ class SpRAy(ClusterMixin, BaseEstimator):
         elif n > _DENSE_EIGEN_MAX:
             labels = _kmeans_on_eigenvectors(W, vectors[:, :n_clusters], n_clusters, rng)
         else:
-            sc = SpectralClustering(n_clusters=n_clusters, affinity="precomputed",
-                                    assign_labels="cluster_qr",
-                                    random_state=rng.randint(2**31 - 1))
+            sc = SpectralClustering(
+                n_clusters=n_clusters,
+                affinity="precomputed",
+                assign_labels="cluster_qr",
+                random_state=rng.randint(2**31 - 1),
+            )
             with warnings.catch_warnings():  # disconnected graphs are what SpRAy looks for
                 warnings.filterwarnings("ignore", message="Graph is not fully connected")
                 labels = sc.fit_predict(W)
         self.labels_ = _relabel_by_size(labels)
         self.n_clusters_ = int(self.labels_.max()) + 1  # fewer than asked if a cluster came out empty
-        self.cluster_maps_ = np.stack([X[self.labels_ == c].mean(axis=0)
-                                       for c in range(self.n_clusters_)]).reshape(
-            self.n_clusters_, self.grid, self.grid)
+        self.cluster_maps_ = np.stack(
+            [X[self.labels_ == c].mean(axis=0) for c in range(self.n_clusters_)]
+        ).reshape(self.n_clusters_, self.grid, self.grid)
         self.embedding_ = self._tsne(X, rng) if self.embedding else None
         return self
 
@@ -266,8 +279,13 @@ class SpRAy(ClusterMixin, BaseEstimator):
             from sklearn.decomposition import PCA
 
             X = PCA(50, random_state=rng.randint(2**31 - 1)).fit_transform(X)
-        tsne = TSNE(2, perplexity=perplexity, early_exaggeration=self.early_exaggeration,
-                    init="pca", random_state=rng.randint(2**31 - 1))
+        tsne = TSNE(
+            2,
+            perplexity=perplexity,
+            early_exaggeration=self.early_exaggeration,
+            init="pca",
+            random_state=rng.randint(2**31 - 1),
+        )
         return tsne.fit_transform(X)
 
     def fit_predict(self, maps, y=None, **kwargs) -> np.ndarray:
@@ -331,10 +349,15 @@ def ranking(fitted: dict, n_shown: int = 5) -> list[dict]:
     rows = []
     for cls, sp in fitted.items():
         ev = sp.eigenvalues_
-        rows.append({"class": cls, "n_maps": len(sp.labels_),
-                     "lambda_2": float(ev[1]) if len(ev) > 1 else 0.0,
-                     "eigenvalues": [float(v) for v in ev[:n_shown]],
-                     "n_clusters": sp.n_clusters_, "eigengap": sp.eigengap_})
+        rows.append(
+            {
+                "class": cls,
+                "n_maps": len(sp.labels_),
+                "lambda_2": float(ev[1]) if len(ev) > 1 else 0.0,
+                "eigenvalues": [float(v) for v in ev[:n_shown]],
+                "n_clusters": sp.n_clusters_,
+                "eigengap": sp.eigengap_,
+            }
+        )
     rows.sort(key=lambda r: (r["lambda_2"], -r["eigengap"]))
     return [{"rank": i, **r} for i, r in enumerate(rows, 1)]
-
