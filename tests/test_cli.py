@@ -2,8 +2,10 @@
 
 import json
 import pickle
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -153,3 +155,52 @@ def test_a_bad_image_is_recorded_and_the_run_goes_on(case, model_file, images, t
     assert (out / "good.json").is_file() and not (out / "bad.json").exists()
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "failed" and [f["id"] for f in run["failed"]] == ["bad"]
+
+
+def _program(name: str) -> str:
+    """The console script installed by ``make install`` (pip install -e .)."""
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    assert found, f"{name} is not installed: run make install"
+    return found
+
+
+def test_every_spelling_of_explain_writes_the_same_bytes(model_file, images, tmp_path):
+    """``bowlrp explain``, ``python -m bowlrp explain``, ``python -m bowlrp.explain`` and
+    ``bowlrp-explain`` are one program: byte-identical outputs."""
+    spellings = {
+        "bowlrp": [_program("bowlrp"), "explain"],
+        "python-m-bowlrp": [sys.executable, "-m", "bowlrp", "explain"],
+        "python-m-bowlrp.explain": [sys.executable, "-m", "bowlrp.explain"],
+        "bowlrp-explain": [_program("bowlrp-explain")],
+    }
+    outputs = {}
+    for name, command in spellings.items():
+        out = tmp_path / name
+        args = ["--image", str(images), "--model", str(model_file), "--out", str(out), "--target", "stripes"]
+        r = subprocess.run([*command, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert r.returncode == 0, (name, r.stderr)
+        files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "run.json")
+        outputs[name] = {p.relative_to(out).as_posix(): p.read_bytes() for p in files}
+    reference = outputs["bowlrp-explain"]
+    assert len(reference) == 12  # three images, four files each
+    for name, files in outputs.items():
+        assert files == reference, name
+
+
+def test_the_bowlrp_command_lists_its_programs():
+    r = subprocess.run(
+        [sys.executable, "-m", "bowlrp", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0
+    for program in ("explain", "train", "evaluate", "spray"):
+        assert f"\n  {program} " in r.stdout
+    r = subprocess.run([_program("bowlrp"), "explian"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == (
+        "bowlrp: error: unknown program 'explian'; did you mean 'explain'? programs are explain, train, "
+        "evaluate, spray (see bowlrp --help)"
+    )
+    r = subprocess.run([_program("bowlrp"), "spray", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "--heatmaps" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "bowlrp"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "programs:" in r.stderr

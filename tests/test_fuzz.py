@@ -140,7 +140,7 @@ def test_fuzz_huge_headers_in_a_subprocess_under_2_gib(n, tmp_path):
         paths.append(tmp_path / f"bomb{k}.img")
         paths[-1].write_bytes(data)
     code = (
-        "import sys, json\nfrom bowlrp._validation import as_float_image\n"
+        "import sys, json\nfrom bowlrp._utils.validation import as_float_image\n"
         "for p in sys.argv[1:]:\n    try:\n        as_float_image(p); r = ['read', '']\n"
         "    except Exception as e:\n        r = [type(e).__name__, str(e)]\n    print(json.dumps(r))\n"
     )

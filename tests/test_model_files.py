@@ -7,6 +7,7 @@ import sys
 import unittest.mock
 import warnings
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -474,3 +475,45 @@ def test_files_from_0_1_0_without_metadata_load_only_when_trusted(tiny, tmp_path
     np.testing.assert_array_equal(
         load(new).decision_function(images[:2]), model.decision_function(images[:2])
     )
+
+
+LEGACY = Path(__file__).parent / "fixtures" / "v0_1_0"
+
+
+def test_model_files_written_by_0_1_0_load_under_the_new_layout():
+    """Files saved by bowlrp 0.1.0 (types named bowlrp.svm.KernelSVC, bowlrp.vocabulary...) load
+    without trust, give the same decision values and explanations, and warn about nothing."""
+    from bowlrp import _moved
+    from bowlrp.classifier import OneClassKernelSVM
+    from bowlrp.encoding import GMMVocabulary
+
+    expected = json.loads((LEGACY / "expected.json").read_text())
+    images = list(np.load(LEGACY / "images.npy", allow_pickle=False))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=_moved.MESSAGE_PATTERN, category=DeprecationWarning)
+        model = load(LEGACY / "two_channels_mkl.skops")
+        detector = load(LEGACY / "one_class.skops")
+        info = model_info(LEGACY / "two_channels_mkl.skops")
+    assert info["bowlrp_version"] == "0.1.0" and info["kind"] == "Pipeline"
+    assert type(model.classifier_) is KernelSVC and type(detector.classifier_) is OneClassKernelSVM
+    assert type(model.encoders_[1].vocabulary_) is GMMVocabulary
+    np.testing.assert_allclose(model.decision_function(images), expected["decision_function"], rtol=1e-12)
+    sums = [float(e.heatmap.sum()) for e in model.explain(images)]
+    np.testing.assert_allclose(sums, expected["heatmap_sums"], rtol=1e-9)
+    np.testing.assert_allclose(
+        detector.decision_function(images), expected["one_class_decision_function"], rtol=1e-9, atol=1e-15
+    )
+    with pytest.warns(UserWarning, match="unpickling"):
+        pickled = load(LEGACY / "two_channels_mkl.pickle", trusted=True)
+    np.testing.assert_allclose(pickled.decision_function(images), expected["decision_function"], rtol=1e-12)
+
+
+def test_a_0_1_0_type_name_is_checked_under_its_new_name(tmp_path):
+    """The old name of an allowed type passes only with the loader the new name allows."""
+    from bowlrp.model_files import _audit
+
+    assert _audit({("ObjectNode", "bowlrp.svm.KernelSVC")}, frozenset(), tmp_path) == ["bowlrp.svm.KernelSVC"]
+    with pytest.raises(ModelFileError, match="bowlrp.svm.KernelSVC"):
+        _audit({("MethodNode", "bowlrp.svm.KernelSVC")}, frozenset(), tmp_path)
+    with pytest.raises(ModelFileError, match="bowlrp.svm_evil.KernelSVC"):
+        _audit({("ObjectNode", "bowlrp.svm_evil.KernelSVC")}, frozenset(), tmp_path)

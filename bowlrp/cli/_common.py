@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from .._utils.validation import display_path
+from ..model_files import load
 
 
 class CLIError(Exception):
@@ -17,8 +18,6 @@ def load_pipeline(path, trusted: bool = False, trust: list[str] | None = None):
     ``trust`` names extra types a skops file may contain; ``trusted`` allows a
     real pickle (it can run code).
     """
-    from ..model_files import load
-
     model = load(path, trusted=True) if trusted else load(path, trusted=list(trust or []) or False)
     if not hasattr(model, "explain"):
         raise CLIError(f"{display_path(path)} holds a {type(model).__name__}, not a bowlrp Pipeline")

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from .._utils.validation import display_path
+from ..evaluation.baselines import compare_extra_available
 from ..evaluation.runner import (
     ALL_METHODS,
     DEFAULT_METHODS,
@@ -135,8 +136,6 @@ def run(args) -> int:
                 "occlusion, lime and shap are region methods; name another method for --method descriptor"
             )
     if any(m in PEER_METHODS for m in methods):
-        from ..evaluation.baselines import compare_extra_available
-
         if not compare_extra_available():
             raise CLIError(
                 'lime, shap-partition and kernel-shap need the [compare] extra: pip install "bowlrp[compare]"'

@@ -30,8 +30,12 @@ import sys
 
 from .._utils.validation import display_path
 from ..image import COLORMAPS, DEFAULT_PERCENTILE
+from ..model_files import file_hash
+from ..rules import parse_rule
+from ..runs.distributed import explain_to_store, store_run_key
 from ..runs.folder import explain_to_folder
 from ..runs.inputs import collect_inputs
+from ..runs.store import RelevanceStore, store_lock
 from ._common import (
     ArgumentParser,
     CLIError,
@@ -138,9 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..model_files import file_hash
-    from ..rules import parse_rule
-
     rules = [parse_rule(r) for r in args.rule] or None
     if args.stride is not None and args.tile is None:
         raise CLIError("--stride needs --tile")
@@ -166,9 +167,6 @@ def run(args) -> int:
     with contextlib.ExitStack() as stack:
         store = None
         if args.store is not None:  # files and a store from one loop (serial)
-            from ..runs.distributed import store_run_key
-            from ..runs.store import RelevanceStore, store_lock
-
             stack.enter_context(store_lock(args.store, "bowlrp-explain"))
             store = RelevanceStore.create(
                 args.store,
@@ -222,8 +220,6 @@ def _reporter(args):
 
 def run_store(args, rules) -> int:
     """``--store``: explain into a Zarr relevance store, serially or on Dask (bowlrp.runs.distributed)."""
-    from ..runs.distributed import explain_to_store
-
     if args.out is not None:
         raise CLIError("--out with --store runs in one process; drop --workers / --scheduler")
     if args.workers is not None and args.scheduler is not None:
@@ -268,8 +264,6 @@ def run_store(args, rules) -> int:
 
 
 def file_hash_of(path) -> str:
-    from ..model_files import file_hash
-
     return file_hash(path)
 
 

@@ -18,6 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..runs import store as relevance_store
+from ..spray.heatmap_files import attach_images, find_heatmaps, group_by_target
+from ..spray.report import analyse_heatmaps, analyse_store, write_report
+from ..spray.spectral import SpRAy
 from ._common import ArgumentParser
 
 
@@ -26,8 +30,6 @@ class CLIError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..spray.spectral import SpRAy
-
     ap = ArgumentParser(
         prog="bowlrp-spray",
         description="Spectral Relevance Analysis (SpRAy): cluster the relevance maps written by "
@@ -126,16 +128,10 @@ def _check_out(out: Path) -> None:
 
 
 def run(args) -> int:
-    from ..spray.heatmap_files import attach_images, find_heatmaps, group_by_target
-    from ..spray.report import analyse_heatmaps, write_report
-
     params = _spray_params(args)
     out = Path(args.out)
     _check_out(out)
     if args.store is not None:
-        from ..runs import store as relevance_store
-        from ..spray.report import analyse_store
-
         st = relevance_store.open(args.store)
         analyses, skipped = analyse_store(st, params, args.target or None, quiet=args.quiet)
         if args.images is not None:

@@ -17,7 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-from ._common import ArgumentParser
+from ..config import resolve_config_path
+from ..datasets.voc import read_dataset
+from ..model_files import save
+from ..training import train
+from ._common import ArgumentParser, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,16 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(text: str) -> Path:
     """A config path from a file name or the name of a config shipped with bowlrp."""
-    from ..config import resolve_config_path
-
     return resolve_config_path(text)
 
 
 def run(args: argparse.Namespace) -> dict:
-    from ..datasets.voc import read_dataset
-    from ..model_files import save
-    from ..training import train
-
     if args.max_images is not None and args.max_images < 2:
         raise ValueError(f"--max-images must be at least 2, got {args.max_images}")
     config = resolve_config(args.config)
@@ -90,8 +88,6 @@ def _train_and_report(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ._common import run_command
-
     return run_command(
         "bowlrp-train",
         _train_and_report,

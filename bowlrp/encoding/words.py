@@ -176,7 +176,6 @@ class _WordEncoder(Encoder):
         return WinnerTakeAll() if self._pooling_exponent()[1] else Epsilon(0.0)
 
     def _descriptor_relevance(self, R, trace, rule, per_dimension):
-
         if per_dimension:
             raise RuleError(
                 f"{type(self).__name__} has no per-descriptor-dimension relevance (SIFTBins "
