@@ -15,6 +15,7 @@ and analysed by :mod:`bowlrp.spray` and :mod:`bowlrp.evaluation`.
 import importlib
 
 from . import _moved, rules
+from ._utils.validation import image_limits, set_image_limits
 from ._version import __version__
 from .classifier import KernelSVC, KernelSVDD, OneClassKernelSVM
 from .config import ConfigError, load_config
@@ -59,6 +60,7 @@ __all__ = [
     "SpRAy",
     "__version__",
     "explain_to_store",
+    "image_limits",
     "load",
     "load_config",
     "model_info",
@@ -67,6 +69,7 @@ __all__ = [
     "read_dataset",
     "rules",
     "save",
+    "set_image_limits",
 ]
 
 _moved.install()

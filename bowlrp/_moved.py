@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.util
+import pickle
 import sys
 import warnings
 
@@ -35,9 +36,8 @@ MOVED_MODULES: dict[str, str] = {
     "bowlrp.io": "bowlrp.model_files",
 }
 
-#: the message of the warning; model-file loading silences exactly these
+#: the message of the warning
 MESSAGE = "{old} moved to {new} in bowlrp 0.2.0; import it from there (the old path goes in 0.3)"
-MESSAGE_PATTERN = r"bowlrp\.[\w.]+ moved to bowlrp\.[\w.]+ in bowlrp 0\.2\.0"
 
 
 def current_type_name(name: str) -> str:
@@ -68,6 +68,28 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def install() -> None:
-    """Put the finder of the old paths on ``sys.meta_path`` (once)."""
+    """Put the finder of the old paths first on ``sys.meta_path`` (once): it answers for the
+    exact old names only, and before the path finder, so a stale ``bowlrp/svm.py`` left by an
+    unclean 0.1 install is never imported."""
     if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
-        sys.meta_path.append(_MovedModules())
+        sys.meta_path.insert(0, _MovedModules())
+
+
+def alias_quietly(type_names) -> None:
+    """Register the old module paths named by ``type_names`` (``module.Class``) without a warning.
+
+    For loading model files written by 0.1: the user's file names the old paths, the user's
+    code does not. Only exact old module names are registered, as the modules at their new
+    paths (``sys.modules`` entries, no warnings filter touched, so safe in threads).
+    """
+    for name in type_names:
+        module = name.rpartition(".")[0]
+        if module in MOVED_MODULES and module not in sys.modules:
+            sys.modules[module] = importlib.import_module(MOVED_MODULES[module])
+
+
+class Unpickler(pickle.Unpickler):
+    """A pickle reader that finds the classes of the old module paths at their new paths."""
+
+    def find_class(self, module, name):
+        return super().find_class(MOVED_MODULES.get(module, module), name)

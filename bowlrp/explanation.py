@@ -160,12 +160,12 @@ def explain_trace(pipeline, trace, target=None, rules=None) -> Explanation:
         R_u = dims.relevance[clf.channel_slices_[u]]
         drule = steps["descriptors"] or encoder.default_rule()
         used_descriptor_rules[ct.name] = drule
-        # step 2
-        if extractor.wants_dimension_relevance(prule, encoder.has_dimension_relevance):
-            if not encoder.has_dimension_relevance:
-                raise RuleError(_no_dimension_relevance(prule, ct, encoder))
+        # step 2 (to each descriptor dimension when the pixel rule reads them: through the PCA)
+        if _wants_dimensions(extractor, prule, ct, encoder):
             R_l, R_projected = encoder.relevance(R_u, ct.encoding, drule, per_dimension=True)
-            R_below = encoder.vocabulary_.relevance(R_projected, ct.descriptors, prule.epsilon)
+            R_below = encoder.vocabulary_.relevance(
+                R_projected, ct.descriptors, getattr(prule, "epsilon", 0.0)
+            )
         else:
             R_l = R_below = encoder.relevance(R_u, ct.encoding, drule)
         # step 3
@@ -186,15 +186,23 @@ def explain_trace(pipeline, trace, target=None, rules=None) -> Explanation:
     )
 
 
-def _no_dimension_relevance(rule, channel_trace, encoder) -> str:
-    """The one-line error for a pixel rule that reads relevance per descriptor dimension."""
+def _wants_dimensions(extractor, rule, channel_trace, encoder) -> bool:
+    """Whether step 3 of this channel reads relevance per descriptor dimension (the extractor
+    says, given what the encoder offers); one-line errors that name the channel."""
+    offered = encoder.has_dimension_relevance
     over = channel_trace.descriptors.channel or "descriptors"
-    name = type(rule).__name__
-    hint = f"; use {name}(per_dimension=False)" if hasattr(rule, "per_dimension") else ""
-    return (
-        f"{name} needs a Fisher-vector channel over SIFT: channel {channel_trace.name!r} is "
-        f"{type(encoder).__name__} over {over}, which has no per-dimension relevance{hint}"
-    )
+    try:
+        wanted = extractor.wants_dimension_relevance(rule, offered)
+    except RuleError as exc:
+        raise RuleError(f"channel {channel_trace.name!r} ({over}): {exc}") from None
+    if wanted and not offered:
+        name = type(rule).__name__ + (" with per_dimension=True" if hasattr(rule, "per_dimension") else "")
+        hint = f"; use {type(rule).__name__}(per_dimension=False)" if hasattr(rule, "per_dimension") else ""
+        raise RuleError(
+            f"{name} needs a Fisher-vector channel over SIFT: channel {channel_trace.name!r} is "
+            f"{type(encoder).__name__} over {over}, which has no per-dimension relevance{hint}"
+        )
+    return wanted
 
 
 def tile_origins(length: int, tile: int, stride: int) -> list[int]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from matplotlib import colormaps
 
 from ._utils.atomic import atomic_write_bytes
 from ._utils.validation import as_float_image
@@ -77,8 +78,6 @@ def normalize_heatmaps(
 
 def colorize(heatmap: np.ndarray, colormap: str = "bwr") -> np.ndarray:
     """RGB uint8 (H, W, 3) of a heatmap already in [-1, 1] (0 maps to the colour map's centre)."""
-    from matplotlib import colormaps
-
     if colormap not in colormaps:
         raise ValueError(f"unknown colormap {colormap!r}; try one of {COLORMAPS}")
     values = (np.clip(heatmap, -1, 1) + 1) / 2

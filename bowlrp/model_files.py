@@ -28,18 +28,18 @@ environment variable ``BOWLRP_MAX_MODEL_BYTES`` (bytes). See ``docs/security.md`
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
-import pickle
 import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._moved import MESSAGE_PATTERN, current_type_name
+import skops.io as sio
+
+from ._moved import Unpickler, alias_quietly, current_type_name
 from ._utils.atomic import atomic_write_bytes
 from ._utils.validation import display_path
 from ._version import __version__
@@ -228,8 +228,6 @@ def save(model, path) -> Path:
     Path
         ``path``.
     """
-    import skops.io as sio
-
     path = Path(os.fsdecode(path))
     config = getattr(model, "config", None)
     payload = {
@@ -448,7 +446,7 @@ def _audit(found: set[tuple[str, str]], trusted_names: frozenset[str], path: Pat
     """Refuse any (loader, type) not allowed; return the type names to hand to skops."""
     unknown, misbuilt = set(), set()
     for loader, name in found:
-        if name in trusted_names:
+        if name in trusted_names or current_type_name(name) in trusted_names:
             continue
         allowed = ALLOWED_TYPES.get(current_type_name(name))  # a 0.1 file names the old module paths
         if allowed is None:
@@ -486,14 +484,6 @@ def _check_version(meta_version, path: Path) -> None:
             f"{display_path(path)} was written by bowlrp {shown_version}; this is bowlrp {__version__}: "
             f"retrain the model or install bowlrp=={shown_version}"
         )
-
-
-@contextlib.contextmanager
-def _old_paths_silenced():
-    """A 0.1 file imports the old module paths: no deprecation warning about the user's file."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=MESSAGE_PATTERN, category=DeprecationWarning)
-        yield
 
 
 # -- reading: public ------------------------------------------------------------------------------
@@ -583,8 +573,6 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
         trusted, a pickle without ``trusted=True``, or a file written by an
         incompatible bowlrp version. Always one line naming the file.
     """
-    import skops.io as sio
-
     path = Path(os.fsdecode(path))
     shown = display_path(path)
     trust_all, trusted_names = _trusted_names(trusted)
@@ -598,8 +586,7 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
                 )
             warnings.warn(f"unpickling {shown}: only do this for files you trust", stacklevel=2)
             try:
-                with _old_paths_silenced():
-                    payload = pickle.load(fh)  # noqa: S301 - explicit trusted=True
+                payload = Unpickler(fh).load()  # noqa: S301 - explicit trusted=True; 0.1 paths mapped
             except Exception as exc:
                 raise ModelFileError(f"{shown} could not be unpickled ({_first_line(exc)})") from None
             if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -623,8 +610,8 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
                 names = _audit(found, trusted_names, path)
         fh.seek(0)
         try:
-            with _old_paths_silenced():
-                payload = sio.load(fh, trusted=names)
+            alias_quietly(names)  # a 0.1 file names the old module paths: no warning for them
+            payload = sio.load(fh, trusted=names)
         except MemoryError:
             raise ModelFileError(f"{shown}: out of memory while loading the model") from None
         except Exception as exc:

@@ -8,11 +8,13 @@ there are several channels).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.metrics import accuracy_score
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
@@ -215,8 +217,6 @@ class Pipeline(ClassifierMixin, BaseEstimator):
                 continue
             matches = [k for k in params if k.endswith("__" + name)]
             if not matches:
-                import difflib
-
                 names = set(params) | {k.rsplit("__", 1)[-1] for k in params}
                 near = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.5)
                 hint = f"; did you mean {near[0]!r}?" if near else ""
@@ -516,8 +516,6 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         return self.classifier_.score_samples(self.transform(images))
 
     def score(self, images, y, sample_weight=None) -> float:
-        from sklearn.metrics import accuracy_score
-
         return float(accuracy_score(y, self.predict(images), sample_weight=sample_weight))
 
     def __sklearn_tags__(self):

@@ -15,6 +15,8 @@ A stage given a rule it does not implement raises :class:`~bowlrp.exceptions.Rul
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -297,9 +299,6 @@ def parse_rule(text: str):
     RuleError
         Unknown rule, wrong arguments; one line.
     """
-    import ast
-    import dataclasses
-
     raw = str(text).strip()
     classes = _rule_classes()
     args: list = []

@@ -18,7 +18,7 @@ from bowlrp.descriptors.geometry import sift_bin_geometry
 from bowlrp.exceptions import RuleError
 from bowlrp.explanation import tile_origins
 from bowlrp.pipeline import Pipeline
-from bowlrp.rules import Decomposition, Epsilon, Flat, SIFTBins, Taylor, WinnerTakeAll
+from bowlrp.rules import Contribution, Decomposition, Epsilon, Flat, SIFTBins, Taylor, WinnerTakeAll
 
 from .conftest import blobs, stripes
 
@@ -234,3 +234,30 @@ def test_fisher_sift_bins_heatmap_conserves_and_is_finer(data):
     fine = p.explain(data[1][:1], rules=[Epsilon(0.0), SIFTBins()])[0]
     assert np.isclose(fine.heatmap.sum(), flat.heatmap.sum(), rtol=1e-9)
     assert not np.allclose(fine.heatmap, flat.heatmap)
+
+
+def test_pixel_rule_errors_name_the_channel(data):
+    """The extractor decides which pixel rules it applies; the errors name the channel."""
+    (train, y), test = data
+    colour = [np.dstack([im, im[::-1], im[:, ::-1]]) for im in train]
+    p = _fit(
+        FisherVector(GMMVocabulary(2, random_state=0)),
+        kernel="linear",
+        extractor=ColorQuantiles(radius=4, step=6),
+        data=(colour, y),
+    )
+    image = np.dstack([test[0], test[0][::-1], test[0][:, ::-1]])
+    with pytest.raises(
+        RuleError, match="channel 'c' .*ColorQuantiles does not implement the pixel rule SIFTBins"
+    ):
+        p.explain([image], rules=SIFTBins())
+    # Contribution on a channel without a gradient model is the flat rule (documented)
+    flat, contribution = p.explain([image])[0], p.explain([image], rules=Contribution())[0]
+    np.testing.assert_array_equal(flat.heatmap, contribution.heatmap)
+    bow = _fit(RankMapping(16, random_state=0), data=(train, y))
+    with pytest.raises(
+        RuleError,
+        match=r"Contribution with per_dimension=True needs a Fisher-vector .*"
+        r"per_dimension=False\)",
+    ):
+        bow.explain(test[:1], rules=Contribution(per_dimension=True))

@@ -113,6 +113,20 @@ def test_bowlrp_modules_are_imported_at_the_top():
     assert local == {}
 
 
+def test_every_import_inside_a_function_says_why():
+    """Third-party imports inside functions are optional extras or slow, rarely needed
+    libraries; each carries its one-line reason as a comment."""
+    silent = []
+    for name, path in _modules().items():
+        lines = path.read_text().splitlines()
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    if isinstance(node, (ast.Import, ast.ImportFrom)) and "#" not in lines[node.lineno - 1]:
+                        silent.append(f"{name}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert silent == []
+
+
 # patterns that put a stage's backward pass outside its folder (issue 23)
 _OUTSIDE_PATTERNS = {
     "descriptors": [

@@ -483,14 +483,13 @@ LEGACY = Path(__file__).parent / "fixtures" / "v0_1_0"
 def test_model_files_written_by_0_1_0_load_under_the_new_layout():
     """Files saved by bowlrp 0.1.0 (types named bowlrp.svm.KernelSVC, bowlrp.vocabulary...) load
     without trust, give the same decision values and explanations, and warn about nothing."""
-    from bowlrp import _moved
     from bowlrp.classifier import OneClassKernelSVM
     from bowlrp.encoding import GMMVocabulary
 
     expected = json.loads((LEGACY / "expected.json").read_text())
     images = list(np.load(LEGACY / "images.npy", allow_pickle=False))
     with warnings.catch_warnings():
-        warnings.filterwarnings("error", message=_moved.MESSAGE_PATTERN, category=DeprecationWarning)
+        warnings.filterwarnings("error", message=r"bowlrp\.\S+ moved to", category=DeprecationWarning)
         model = load(LEGACY / "two_channels_mkl.skops")
         detector = load(LEGACY / "one_class.skops")
         info = model_info(LEGACY / "two_channels_mkl.skops")

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numba
+from threadpoolctl import ThreadpoolController
 
 _controller = None
 
@@ -29,8 +30,6 @@ def _blas_controller():
     """A threadpoolctl controller over the BLAS libraries loaded now (created once)."""
     global _controller
     if _controller is None:
-        from threadpoolctl import ThreadpoolController
-
         _controller = ThreadpoolController().select(user_api="blas")
     return _controller
 

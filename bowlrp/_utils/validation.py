@@ -6,6 +6,7 @@ import os
 import stat
 from collections.abc import Iterable
 
+import cv2
 import numpy as np
 
 from ..exceptions import ImageError
@@ -122,8 +123,6 @@ def read_image(path: str | os.PathLike | bytes, *, max_pixels=_UNSET, max_bytes=
         One line naming the file: missing, empty, too large, not a PNG, JPEG,
         BMP, TIFF, WebP or PNM file, above the pixel limit, or undecodable.
     """
-    import cv2
-
     limits = image_limits()
     max_pixels = limits["max_pixels"] if max_pixels is _UNSET else max_pixels
     max_bytes = limits["max_bytes"] if max_bytes is _UNSET else max_bytes

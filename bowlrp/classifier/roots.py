@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import brentq
 
 from ..exceptions import RuleError
 
@@ -247,7 +248,6 @@ def project_on_hyperplane(
         step *= 2.0
     else:
         return None
-    from scipy.optimize import brentq
 
     lam = brentq(h, lo, hi, xtol=1e-15 * max(1.0, abs(lo), abs(hi)), rtol=1e-12, maxiter=max_iter)
     return domain.project(x - lam * n)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from .._utils.validation import display_path
@@ -58,8 +59,6 @@ def run_command(prog: str, run, args, interrupted: str = "interrupted") -> int:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    import argparse
-
     try:
         value = int(text)
     except ValueError:
@@ -71,8 +70,6 @@ def positive_int(text: str) -> int:
 
 def percentile_arg(text: str) -> float | None:
     """argparse type: a percentile in (0, 100], or 'max' (= 100)."""
-    import argparse
-
     if text.lower() in ("max", "none"):
         return None
     try:
@@ -91,8 +88,6 @@ def _one_line_error(self, message: str):
 
 def ArgumentParser(**kwargs):  # noqa: N802 - a drop-in for argparse.ArgumentParser
     """``argparse.ArgumentParser`` whose usage errors are one line on stderr, exit code 2."""
-    import argparse
-
     parser = argparse.ArgumentParser(**kwargs)
     parser.error = _one_line_error.__get__(parser)
     return parser

@@ -28,6 +28,8 @@ import contextlib
 import os
 import sys
 
+from tqdm.auto import tqdm
+
 from .._utils.validation import display_path
 from ..image import COLORMAPS, DEFAULT_PERCENTILE
 from ..model_files import file_hash
@@ -205,8 +207,6 @@ def _to_folder(args, model, inputs, run_key, target, rules, report, store):
 
 def _reporter(args):
     def report(line: str) -> None:
-        from tqdm.auto import tqdm
-
         if not args.quiet or line.startswith("error:"):
             try:
                 tqdm.write(line, file=sys.stderr if line.startswith("error:") else sys.stdout)

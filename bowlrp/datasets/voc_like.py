@@ -22,6 +22,7 @@ from xml.sax.saxutils import escape
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 CLASSES = ("disc", "square", "triangle", "star")
 _HUES = {"disc": 0, "square": 60, "triangle": 110, "star": 150}  # OpenCV hue (0..179)
@@ -154,8 +155,6 @@ def make_voc_like(
     Every class gets at least one positive image per split (the first images
     are drawn with a forced class each).
     """
-    from tqdm.auto import tqdm
-
     root = Path(root)
     for d in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (root / d).mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ OPENCV_BASE_SIGMA = float(np.sqrt(1.6**2 - 0.5**2))  # SIFT's base blur, no upsa
 def vlfeat_available() -> bool:
     """Whether cyvlfeat (VLFeat) can be imported."""
     try:
-        import cyvlfeat.sift  # noqa: F401
+        import cyvlfeat.sift  # noqa: F401 - optional: the [vlfeat] extra
     except Exception:
         return False
     return True
@@ -361,7 +361,7 @@ class DenseSIFT(ExtractorMixin, TransformerMixin, BaseEstimator):
         return out
 
     def _vlfeat_at(self, channels, b, step, b_max, centers) -> np.ndarray:
-        from cyvlfeat.sift import dsift
+        from cyvlfeat.sift import dsift  # optional: the [vlfeat] extra
 
         first = centers - 1.5 * b  # upper-left bin centres of the wanted frames
         bounds = np.array(
@@ -515,7 +515,7 @@ class DenseSIFT(ExtractorMixin, TransformerMixin, BaseEstimator):
         )
 
     def _vlfeat_scale(self, channels, b, step, b_max, shape) -> Descriptors:
-        from cyvlfeat.sift import dsift
+        from cyvlfeat.sift import dsift  # optional: the [vlfeat] extra
 
         height, width = shape
         off = math.floor(1.5 * (b_max - b))

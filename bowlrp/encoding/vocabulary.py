@@ -278,7 +278,7 @@ class GMMVocabulary(TransformerMixin, _VocabularyMixin, BaseEstimator):
             )
         data = self._fit_projection(data)
         if self.backend == "vlfeat":
-            from cyvlfeat.gmm import gmm
+            from cyvlfeat.gmm import gmm  # optional: the [vlfeat] extra
 
             means, covars, priors, _, _ = gmm(
                 data.astype(np.float64), self.n_components, max_num_iterations=self.max_iter

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 from numba import njit
+from sklearn.base import clone
 
 from ..exceptions import RuleError
 from ..rules import AbsZ, AlphaBeta, Epsilon, WinnerTakeAll, require
@@ -92,7 +93,6 @@ class _WordEncoder(Encoder):
             return KMeansVocabulary(n_words=int(self.vocabulary), random_state=self.random_state)
         if not isinstance(self.vocabulary, KMeansVocabulary):
             raise TypeError("vocabulary must be an int (number of words) or a KMeansVocabulary")
-        from sklearn.base import clone
 
         return clone(self.vocabulary)
 

@@ -39,7 +39,7 @@ BASELINES = ("lime", "shap-partition", "kernel-shap", "occlusion-uniform", "occl
 def compare_extra_available() -> bool:
     """Whether lime, shap and scikit-image (the ``[compare]`` extra) can be imported."""
     try:
-        import lime.lime_image  # noqa: F401
+        import lime.lime_image  # noqa: F401 - optional: the [compare] extra (all three)
         import shap  # noqa: F401
         import skimage.segmentation  # noqa: F401
     except Exception:
@@ -101,7 +101,7 @@ def slic_segments(
     image: np.ndarray, n_segments: int = 50, compactness: float = 10.0, sigma: float = 1.0, seed: int = 0
 ) -> np.ndarray:
     """SLIC superpixels of a [0, 1] image (scikit-image), labels 0..S-1, shape (H, W)."""
-    from skimage.segmentation import slic
+    from skimage.segmentation import slic  # optional: the [compare] extra
 
     grey = image.ndim == 2
     labels = slic(
@@ -144,7 +144,7 @@ def lime_map(
 ) -> BaselineResult:
     """LIME (``lime_image``) on SLIC superpixels; see the module docstring for the settings."""
     _require_extra("lime")
-    from lime import lime_image
+    from lime import lime_image  # optional: the [compare] extra
 
     img = as_float_image(image)
     target = _target(pipeline, img, target)
@@ -182,7 +182,7 @@ def kernel_shap_map(
 ) -> BaselineResult:
     """KernelSHAP over SLIC superpixels, hidden ones filled with their mean."""
     _require_extra("kernel-shap")
-    import shap
+    import shap  # optional: the [compare] extra
 
     img = as_float_image(image)
     target = _target(pipeline, img, target)
@@ -222,7 +222,7 @@ def shap_partition_map(
 ) -> BaselineResult:
     """SHAP's Partition explainer with the ``Image("blur(k, k)")`` masker (pixel hierarchy)."""
     _require_extra("shap-partition")
-    import shap
+    import shap  # optional: the [compare] extra
 
     img = as_float_image(image)
     target = _target(pipeline, img, target)

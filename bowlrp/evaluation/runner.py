@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .._utils.atomic import atomic_write_bytes
 from .._utils.lock import FolderLock
@@ -287,10 +288,10 @@ def write_outputs(
 
     ``record`` is what ``curves.json`` lists under ``"settings"`` (default: ``settings``).
     """
-    import matplotlib
+    import matplotlib  # with pyplot below: the Agg backend first, only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after matplotlib.use: the backend is chosen before pyplot loads
 
     out = Path(out)
     _atomic_json(
@@ -451,8 +452,6 @@ def _evaluate_to_folder(
     report: Callable[[str], None],
 ) -> list[dict]:
     """Serially; with ``out``, each result is kept in ``out/partial`` (atomically) and reused."""
-    from tqdm.auto import tqdm
-
     partial = None if out is None else out / "partial"
     results = []
     images_bar = tqdm(
@@ -537,7 +536,7 @@ def evaluate_images(
 
     Parameters
     ----------
-    images : list of ImageInput, or file / folder / glob names (:func:`bowlrp.runs.folder.collect_inputs`)
+    images : list of ImageInput, or file / folder / glob names (:func:`bowlrp.runs.inputs.collect_inputs`)
     model : fitted Pipeline, or a model file path (loaded with ``trusted`` / ``trust``
         as :func:`bowlrp.model_files.load`)
     methods : sequence of str

@@ -125,7 +125,7 @@ def start_client(
 ):
     """A ``distributed.Client`` on a new LocalCluster (``workers`` processes, 1 thread each)
     or connected to ``scheduler``; returns ``(client, cluster_or_None)``."""
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster  # dask.distributed: ~0.6 s to import, only for clusters
 
     if scheduler:
         return Client(scheduler), None
@@ -193,7 +193,7 @@ def run_on_store(
         if own:
             client, cluster = start_client(workers, scheduler)
         try:
-            from distributed import as_completed
+            from distributed import as_completed  # only with a cluster (see start_client)
 
             batches = [list(todo[i : i + batch_size]) for i in range(0, len(todo), max(1, batch_size))]
             head, *rest = task_args
@@ -262,7 +262,7 @@ def explain_to_store(
 
     Parameters
     ----------
-    images : list of ImageInput, or file / folder / glob names (:func:`bowlrp.runs.folder.collect_inputs`)
+    images : list of ImageInput, or file / folder / glob names (:func:`bowlrp.runs.inputs.collect_inputs`)
     model : model file path (workers load it themselves, with ``trusted`` / ``trust`` as
         :func:`bowlrp.model_files.load`) or a fitted Pipeline (sent to each worker once)
     store : path or fsspec URL of the Zarr store (created; locked for the run when local)

@@ -26,7 +26,7 @@ shape, so every cell holds the summed relevance of the pixels it covers and
 float32 cast of ``heatmap``).
 
 Image ids are the image paths relative to the input folder without their
-extension (:func:`bowlrp.runs.folder.collect_inputs`); :func:`id_to_key` escapes
+extension (:func:`bowlrp.runs.inputs.collect_inputs`); :func:`id_to_key` escapes
 them into flat, reversible Zarr names (no ``/``, never ``.`` or ``..``).
 
 A store is written by one run at a time: a local store holds the lock file
@@ -195,7 +195,7 @@ class RelevanceStore:
     # -- opening -------------------------------------------------------------------------------
     @classmethod
     def open(cls, location, mode: str = "r", storage_options: dict | None = None) -> RelevanceStore:
-        import zarr
+        import zarr  # only for stores: zarr and its codecs load in ~0.5 s
 
         try:
             root = zarr.open_group(_store_arg(location), mode=mode, storage_options=storage_options)
@@ -233,7 +233,7 @@ class RelevanceStore:
         StoreError
             ``location`` exists and is not a relevance store.
         """
-        import zarr
+        import zarr  # only for stores: zarr and its codecs load in ~0.5 s
 
         if is_local(location):
             path = _local_path(location)
@@ -522,7 +522,7 @@ def open_for_evaluation(
     store whose curves were made with other settings is refused
     (:class:`StoreMismatch`) unless ``overwrite`` (which deletes the old curves).
     """
-    import zarr
+    import zarr  # only for stores: zarr and its codecs load in ~0.5 s
 
     root = zarr.open_group(_store_arg(location), mode="a", storage_options=storage_options)
     attrs = dict(root.attrs)

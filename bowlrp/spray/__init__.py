@@ -9,15 +9,19 @@
 ``python -m bowlrp.spray`` is the ``bowlrp spray`` program (:mod:`bowlrp.cli.spray`).
 """
 
-from ..image import pool_maps
-from .spectral import NORMALIZATIONS, SpRAy, eigengap, knn_affinity, laplacian_eigenvalues, rank_classes
+from ..image import common_shape, pool_maps
+from .spectral import (
+    NORMALIZATIONS,
+    SpRAy,
+    eigengap,
+    knn_affinity,
+    laplacian_eigenvalues,
+    normalize_pooled,
+    rank_classes,
+    ranking,
+)
 
 __all__ = [
-    "NORMALIZATIONS",
-    "SpRAy",
-    "eigengap",
-    "knn_affinity",
-    "laplacian_eigenvalues",
-    "pool_maps",
-    "rank_classes",
-]
+    "NORMALIZATIONS", "SpRAy", "common_shape", "eigengap", "knn_affinity", "laplacian_eigenvalues",
+    "normalize_pooled", "pool_maps", "rank_classes", "ranking",
+]  # fmt: skip

@@ -19,10 +19,12 @@ import html
 import json
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
+from matplotlib import colormaps
+from tqdm.auto import tqdm
 
 from .._utils.validation import as_float_image
 from ..image import colorize, overlay, write_png
@@ -51,8 +53,6 @@ class ClassAnalysis:
 
 
 def _progress(iterable, desc, total=None, disable=False):
-    from tqdm.auto import tqdm
-
     return tqdm(
         iterable,
         desc=desc,
@@ -130,8 +130,6 @@ def analyse_store(
     targets : list of str or None
         Classes to analyse (default: every target in the store).
     """
-    from pathlib import PurePosixPath
-
     params = dict(params or {})
     grid = params.get("grid") or store.grid
     params["grid"] = grid
@@ -182,10 +180,10 @@ def ranking_table(analyses: list[ClassAnalysis], n_shown: int = 5) -> list[dict]
 
 # -- pictures ------------------------------------------------------------------
 def _figure(width=4.2, height=3.2):
-    import matplotlib
+    import matplotlib  # with pyplot below: the Agg backend first, only when a figure is drawn
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after matplotlib.use: the backend is chosen before pyplot loads
 
     return plt, plt.subplots(figsize=(width, height), dpi=100)
 
@@ -219,8 +217,6 @@ def plot_spectrum(path: Path, sp: SpRAy, title: str) -> None:
 
 
 def _cluster_colors(k: int):
-    from matplotlib import colormaps
-
     cmap = colormaps["tab10" if k <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(k)]
 

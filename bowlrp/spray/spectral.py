@@ -35,6 +35,10 @@ import scipy.sparse
 import scipy.sparse.csgraph
 import scipy.sparse.linalg
 from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.cluster import KMeans, SpectralClustering
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.neighbors import kneighbors_graph
 from sklearn.utils import check_random_state
 
 from ..image import as_maps, common_shape, pool_maps
@@ -65,8 +69,6 @@ def knn_affinity(X: np.ndarray, n_neighbors: int) -> scipy.sparse.csr_matrix:
     ``A_ij = 1`` iff ``j`` is among the ``k`` nearest neighbours of ``i`` (not ``i``
     itself); ``W = max(A, A^T)``. Sparse (n, n), about ``k n`` to ``2 k n`` entries.
     """
-    from sklearn.neighbors import kneighbors_graph
-
     k = int(min(max(1, n_neighbors), len(X) - 1))
     A = kneighbors_graph(X, k, mode="connectivity", include_self=False)
     return A.maximum(A.T).tocsr()
@@ -218,8 +220,6 @@ class SpRAy(ClusterMixin, BaseEstimator):
         Lets callers stream maps from disk (pool one at a time) instead of
         holding every full-size map in memory.
         """
-        from sklearn.cluster import SpectralClustering
-
         self._check_params()
         pooled = np.asarray(pooled, dtype=np.float64)
         if pooled.ndim != 3 or pooled.shape[1:] != (self.grid, self.grid):
@@ -271,13 +271,9 @@ class SpRAy(ClusterMixin, BaseEstimator):
         return self
 
     def _tsne(self, X: np.ndarray, rng) -> np.ndarray:
-        from sklearn.manifold import TSNE
-
         n = len(X)
         perplexity = float(min(self.perplexity, max(1.0, (n - 1) / 3.0)))
         if n > 50 and X.shape[1] > 50:  # t-SNE's neighbour search on 50 PCA components
-            from sklearn.decomposition import PCA
-
             X = PCA(50, random_state=rng.randint(2**31 - 1)).fit_transform(X)
         tsne = TSNE(
             2,
@@ -301,8 +297,6 @@ def _kmeans_on_eigenvectors(W, vectors: np.ndarray, k: int, rng) -> np.ndarray:
     (``SpectralClustering`` would solve the eigenproblem again by shift-invert
     ARPACK, which is slow on large kNN graphs.)
     """
-    from sklearn.cluster import KMeans
-
     degree = np.asarray(W.sum(axis=1)).ravel()
     emb = vectors / np.sqrt(degree)[:, None]
     emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-300)
