@@ -13,22 +13,31 @@ mode a plain ``open(path, "w")`` would give (``0o666 & ~umask``, i.e. 0644
 under the usual umask 022; :func:`tempfile.mkstemp` alone would leave 0600),
 and is renamed over ``path`` with :func:`os.replace`. If anything fails
 (including Ctrl-C) the temporary file is removed and ``path`` is untouched.
-Temporary names start with ``.`` and end with ``.tmp`` (:func:`is_temporary`)
-so interrupted runs are easy to recognise and clean up.
+Temporary names are ``.<name>.bowlrp-<8 random characters>.tmp`` beside
+``<name>`` (:func:`temporary_prefix`, :func:`is_temporary`): a pattern no other
+program makes, so that a run killed mid-write can remove its own leftovers
+(:func:`leftover_temporaries`, given the files it writes) and nothing else.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write_bytes", "atomic_writer", "file_mode", "is_temporary", "leftover_temporaries"]
+__all__ = [
+    "atomic_write_bytes", "atomic_writer", "file_mode", "is_temporary", "leftover_temporaries",
+    "temporary_prefix",
+]  # fmt: skip
 
 TEMP_SUFFIX = ".tmp"
+TEMP_MARK = ".bowlrp-"
+# .<name>.bowlrp-XXXXXXXX.tmp: tempfile's random part is 8 characters of [a-z0-9_]
+_TEMPORARY = re.compile(r"\.(?P<target>.+)" + re.escape(TEMP_MARK) + r"[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
 
 
 def file_mode() -> int:
@@ -42,10 +51,21 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
+def temporary_prefix(path: str | os.PathLike) -> str:
+    """The ``prefix`` for :func:`tempfile.mkstemp` of a temporary for ``path``
+    (``suffix=TEMP_SUFFIX``): ``.<name>.bowlrp-``."""
+    return f".{Path(os.fsdecode(path)).name}{TEMP_MARK}"
+
+
+def temporary_target(path: str | os.PathLike) -> str | None:
+    """The name of the file a bowlrp temporary was written for, or None for any other name."""
+    match = _TEMPORARY.fullmatch(os.fsdecode(os.path.basename(os.fspath(path))))
+    return match.group("target") if match else None
+
+
 def is_temporary(path: str | os.PathLike) -> bool:
-    """True for a name :func:`atomic_writer` uses for its temporary files."""
-    name = os.fsdecode(os.path.basename(os.fspath(path)))
-    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+    """True for a name :func:`atomic_writer` (or a multi-file publish) gives its temporary files."""
+    return temporary_target(path) is not None
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -99,7 +119,7 @@ def atomic_writer(
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
     path = Path(os.fsdecode(path))
     directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=TEMP_SUFFIX, dir=directory)
     try:
         if mode == "w":
             fh = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline=newline)
@@ -129,6 +149,34 @@ def atomic_write_bytes(
     return Path(os.fsdecode(path))
 
 
-def leftover_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Temporary files that interrupted atomic writes left below ``folder`` (recursive)."""
-    return sorted(p for p in Path(folder).rglob(f".*{TEMP_SUFFIX}") if p.is_file() and is_temporary(p))
+def leftover_temporaries(outputs) -> list[Path]:
+    """bowlrp's temporaries of the files ``outputs`` that an interrupted write left beside them.
+
+    Only names of the pattern :func:`is_temporary` accepts, in the folders of
+    ``outputs``, written for one of ``outputs`` (``.a.json.bowlrp-k3j9_x2q.tmp`` for
+    ``a.json``) count: no other file is ever returned, and nothing is searched
+    recursively or through a symbolic link.
+
+    Parameters
+    ----------
+    outputs : iterable of path
+        The files a run writes (or may write).
+
+    Returns
+    -------
+    list of Path, sorted
+    """
+    wanted: dict[Path, set[str]] = {}
+    for path in outputs:
+        path = Path(os.fsdecode(path))
+        wanted.setdefault(path.parent, set()).add(path.name)
+    found = []
+    for folder, names in wanted.items():
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if temporary_target(entry.name) in names and entry.is_file(follow_symlinks=False):
+                found.append(Path(entry.path))
+    return sorted(found)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._utils.signals import Terminated, terminate_as_interrupt
 from .._utils.validation import display_path
 from ..model_files import load
 
@@ -43,9 +44,17 @@ def resolve_target(model, text):
 
 
 def run_command(prog: str, run, args, interrupted: str = "interrupted") -> int:
-    """Run a command; any error becomes one line on stderr and exit code 2 (--debug: raise)."""
+    """Run a command; any error becomes one line on stderr and exit code 2 (--debug: raise).
+
+    Ctrl-C ends it with exit code 130, SIGTERM with 143; both unwind the program first
+    (locks released, run records marked interrupted, temporaries removed).
+    """
     try:
-        return run(args)
+        with terminate_as_interrupt():
+            return run(args)
+    except Terminated:
+        print(f"{prog}: {interrupted} (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"{prog}: {interrupted}", file=sys.stderr)
         return 130

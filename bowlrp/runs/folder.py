@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -33,8 +32,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import image as pictures
-from .._utils.atomic import TEMP_SUFFIX, atomic_write_bytes, file_mode, leftover_temporaries
+from .._utils.atomic import TEMP_SUFFIX, atomic_write_bytes, file_mode, leftover_temporaries, temporary_prefix
 from .._utils.lock import FolderLock
+from .._utils.signals import deferred_signals
 from .._utils.validation import as_float_image, display_path
 from .folder_layout import RECORD_VERSION, RUN_FILE, output_paths, read_record
 from .inputs import ImageInput
@@ -113,18 +113,19 @@ def write_pictures(paths: dict[str, Path], image, heatmap: np.ndarray, scale: fl
 def publish(files: dict[Path, bytes]) -> None:
     """Write several files as one result: all staged as hidden temporaries, then renamed in order.
 
-    The last file (the record) appears last. Ctrl-C and SIGTERM are held
-    back while the files are staged and renamed (and act right after), so
-    they never leave a temporary or a partial result; an exception while
-    staging removes the temporaries; a kill leaves only hidden ``.tmp``
-    files, which the next run removes.
+    The last file (the record) appears last. Ctrl-C and SIGTERM are held back
+    at the Python level while the files are staged and renamed, whichever thread
+    the kernel delivers them to, and act right after
+    (:func:`bowlrp._utils.signals.deferred_signals`), so they never leave a
+    temporary or a partial result; an exception while staging removes the
+    temporaries; a kill leaves only hidden ``.<name>.bowlrp-*.tmp`` files, which the
+    next run into the folder removes.
     """
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
+    with deferred_signals():
         staged: list[tuple[str, Path]] = []
         try:
             for path, data in files.items():
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+                fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
                 staged.append((tmp, path))
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
@@ -137,8 +138,6 @@ def publish(files: dict[Path, bytes]) -> None:
             raise
         for tmp, path in staged:
             os.replace(tmp, path)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def explain_to_folder(
@@ -198,7 +197,10 @@ def explain_to_folder(
     summary = RunSummary(out=str(out), run_key=key, total=len(inputs))
     started = time.perf_counter()
     with FolderLock(out, "bowlrp-explain"):
-        for stale in leftover_temporaries(out):  # from a run killed mid-write; we hold the lock
+        # temporaries of this run's files that a run killed mid-write left (we hold the lock);
+        # nothing else under `out` is touched
+        ours = [out / RUN_FILE, *(p for item in inputs for p in output_paths(out, item.id).values())]
+        for stale in leftover_temporaries(ours):
             stale.unlink(missing_ok=True)
         _check_folder(out, key, overwrite)
         _write_json(out / RUN_FILE, summary.as_dict())

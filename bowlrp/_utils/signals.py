@@ -1,0 +1,82 @@
+"""Ctrl-C and SIGTERM held back at the Python level while a result is being published.
+
+``pthread_sigmask`` masks the calling thread only: with Numba, BLAS or loky
+threads alive, the kernel delivers SIGINT to one of them, CPython notes it, and
+the main thread raises ``KeyboardInterrupt`` at its next bytecode, in the middle
+of a multi-file rename. :func:`deferred_signals` instead replaces the Python
+handlers of SIGINT and SIGTERM (Python runs every signal handler in the main
+thread, whichever thread the kernel picked) with one that only records the
+signal; when the block ends the previous handlers are restored and the first
+recorded signal is delivered to them: ``KeyboardInterrupt`` for Ctrl-C, the
+program's SIGTERM handler (or the default action) for SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+def _deliver(signum: int, handler) -> None:
+    """Act on a held signal as the handler in force before the block would have."""
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_IGN:
+        return
+    else:  # SIG_DFL, or a handler installed outside Python (None): the default action
+        signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[list[int]]:
+    """Hold SIGINT and SIGTERM until the block ends, then act on the first one received.
+
+    Yields the list of signals received so far (for tests and progress messages).
+    Outside the main thread nothing is changed: Python delivers signals to the
+    main thread only, so a worker thread is never interrupted by one.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def hold(signum, frame):
+        received.append(signum)
+
+    previous = {}
+    try:
+        for signum in HELD:
+            previous[signum] = signal.signal(signum, hold)
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            _deliver(received[0], previous.get(received[0], signal.SIG_DFL))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so a program unwinds (locks, records) as on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(f"terminated by signal {signum}")
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) in the main
+    thread, so ``finally`` blocks run, locks are released and run records say "interrupted";
+    the previous handler is restored afterwards. No effect outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
