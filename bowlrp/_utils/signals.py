@@ -31,6 +31,16 @@ def _deliver(signum: int, handler) -> None:
         signal.raise_signal(signum)
 
 
+def _restore(handlers: list[tuple[int, object]]) -> None:
+    """Put every handler back even if a signal arriving in between raises (nested finally)."""
+    if not handlers:
+        return
+    try:
+        signal.signal(*handlers[0])
+    finally:
+        _restore(handlers[1:])
+
+
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[list[int]]:
     """Hold SIGINT and SIGTERM until the block ends, then act on the first one received.
@@ -53,8 +63,7 @@ def deferred_signals() -> Iterator[list[int]]:
             previous[signum] = signal.signal(signum, hold)
         yield received
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        _restore(list(previous.items()))
         if received:
             _deliver(received[0], previous.get(received[0], signal.SIG_DFL))
 
