@@ -215,6 +215,36 @@ def tile_origins(length: int, tile: int, stride: int) -> list[int]:
     return starts
 
 
+def check_tiling(tile: int | None, stride: int | None) -> None:
+    """Refuse tile settings that would leave pixels unexplained; one-line ValueError.
+
+    Parameters
+    ----------
+    tile : int or None
+        Tile side in pixels (None: no tiling, and then no ``stride`` either).
+    stride : int or None
+        Distance between tile origins (None: ``tile``).
+
+    Raises
+    ------
+    ValueError
+        A non-positive ``tile`` or ``stride``, a ``stride`` without ``tile``, or a
+        ``stride`` larger than ``tile`` (the pixels between two tiles would never
+        be explained: zero relevance, whatever they hold).
+    """
+    if tile is None:
+        if stride is not None:
+            raise ValueError(f"tile stride {stride} given without a tile; name the tile side too")
+        return
+    if tile < 1 or (stride is not None and stride < 1):
+        raise ValueError(f"tile and stride must be positive, got tile {tile} and stride {stride}")
+    if stride is not None and stride > tile:
+        raise ValueError(
+            f"tile stride {stride} is larger than the tile {tile}: the pixels between tiles would never "
+            f"be explained; choose a stride of at most {tile}"
+        )
+
+
 def _explain_tiles(pipeline, crops, target, rules) -> list[Explanation]:
     return [explain_trace(pipeline, pipeline.forward_one(c), target, rules) for c in crops]
 
@@ -227,11 +257,11 @@ def explain_tiled(pipeline, image, tile: int, stride: int, target=None, rules=No
     the sign of the mean). Score, bias, residual and absorbed values are the
     means over tiles; ``extra["tile_scores"]`` holds each tile's origin and score.
     Tiles are processed in parallel chunks when the pipeline has ``n_jobs``.
+    A ``stride`` larger than ``tile`` is refused (:func:`check_tiling`).
     """
+    check_tiling(tile, stride)
     img = as_float_image(image)
     H, W = img.shape[:2]
-    if tile < 1 or stride < 1:
-        raise ValueError("tile and stride must be positive")
     origins = [(r, c) for r in tile_origins(H, tile, stride) for c in tile_origins(W, tile, stride)]
     crops = [img[r : r + tile, c : c + tile] for r, c in origins]
     if target is None:

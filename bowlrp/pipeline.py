@@ -25,7 +25,7 @@ from .classifier.svm import KernelSVC
 from .config import ConfigError, build_stages, load_config
 from .descriptors.geometry import Descriptors
 from .encoding.base import EncodingTrace
-from .explanation import explain_tiled, explain_trace
+from .explanation import check_tiling, explain_tiled, explain_trace
 
 _CACHE_BYTES = 1 << 30  # keep training descriptors in memory below this size
 
@@ -481,18 +481,29 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         tile, stride : int or None
             Explain each image as overlapping ``tile`` x ``tile`` crops every
             ``stride`` pixels, heatmaps averaged per pixel (the polygon experiment).
+            ``stride`` defaults to ``tile`` and may not exceed it (pixels would be
+            left uncovered); both must be positive.
 
         Returns
         -------
         list of Explanation (or of lists, for a list of targets)
+
+        Raises
+        ------
+        ValueError
+            ``stride`` larger than ``tile``, a non-positive one, or ``stride`` without ``tile``.
         """
+        check_tiling(tile, stride)
         check_is_fitted(self, "classifier_")
         images = as_image_list(images)
         many = isinstance(target, (list, tuple))
         targets = list(target) if many else [target]
         if tile is not None:
             out = [
-                [explain_tiled(self, im, int(tile), int(stride or tile), t, rules) for t in targets]
+                [
+                    explain_tiled(self, im, int(tile), int(tile if stride is None else stride), t, rules)
+                    for t in targets
+                ]
                 for im in images
             ]
         else:

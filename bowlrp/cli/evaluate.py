@@ -12,7 +12,9 @@ order and (region only) occlusion. Writes ``curves.json``, ``curves.csv``,
 Per-image results are kept in ``--out/partial`` (written atomically) with the
 model hash and every setting that changes a result; an interrupted run resumes
 where it stopped, and a result made with another model or other settings is
-recomputed, never reused. The output folder is locked while a run writes it.
+recomputed, never reused. The output folder is locked while a run writes it, and
+files below it are never inputs. Each image's noise is seeded from ``--seed`` and
+the image's id, so an image's curves do not depend on the other images given.
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ def run(args) -> int:
             )
     if args.store is None and (args.workers is not None or args.scheduler is not None):
         raise CLIError("--workers and --scheduler need --store OUT.zarr")
-    inputs = collect_inputs(args.images)
+    inputs = collect_inputs(args.images, exclude=args.out)  # never its own curves.png
     model = load_pipeline(args.model, args.trusted, args.trust)
     target = resolve_target(model, args.target)
     if args.store is not None and args.workers is not None and args.scheduler is not None:

@@ -31,6 +31,7 @@ import sys
 from tqdm.auto import tqdm
 
 from .._utils.validation import display_path
+from ..explanation import check_tiling
 from ..image import COLORMAPS, DEFAULT_PERCENTILE
 from ..model_files import file_hash
 from ..rules import parse_rule
@@ -147,6 +148,8 @@ def run(args) -> int:
     rules = [parse_rule(r) for r in args.rule] or None
     if args.stride is not None and args.tile is None:
         raise CLIError("--stride needs --tile")
+    if args.tile is not None:
+        check_tiling(args.tile, args.stride)  # before any image is read: one line, exit code 2
     if args.store is not None and (args.out is None or args.workers or args.scheduler):
         return run_store(args, rules)
     if args.workers is not None or args.scheduler is not None:

@@ -67,7 +67,8 @@ class EvaluationSettings:
     batch : descriptors replaced per step (descriptor method)
     perturbation : "uniform", "blur", "constant" or "flip" (region method)
     samples : model evaluations of lime, shap-partition and kernel-shap per image
-    seed : image ``i`` (position among the inputs) uses the seed ``seed + i``
+    seed : each image's noise is seeded with :func:`image_seed` of this seed and the
+        image's id, so an image gets the same curves whatever else is evaluated with it
     """
 
     method: str = "region"
@@ -104,9 +105,10 @@ class EvaluationRun:
 
 @dataclass(frozen=True)
 class SeededInput(ImageInput):
-    """An image and the seed of its noise (``seed`` + its position among the inputs)."""
+    """An image and the seed of its noise (:func:`image_seed` of the run's seed and its id)."""
 
     seed: int = 0
+    key: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 def check_methods(methods: Sequence[str], method: str = "region") -> list[str]:
@@ -145,6 +147,39 @@ def result_key(settings: EvaluationSettings, model_hash: str, target) -> dict:
         "target": None if target is None else str(target),
         "seed": s.seed,
     }
+
+
+def image_seed(seed: int, image_id: str) -> int:
+    """The seed of one image's noise: from the run's ``seed`` and the image's id, not its position.
+
+    The first four bytes of the SHA-256 of ``"<seed>:<id>"`` (Python's ``hash`` is salted
+    per process), so an image gets the same perturbations whatever else is in the list,
+    in every process; a value in ``[0, 2**32)``, as every seeded generator accepts.
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed (``EvaluationSettings.seed``, any integer).
+    image_id : str
+        The image's id (:class:`bowlrp.runs.inputs.ImageInput`).
+
+    Returns
+    -------
+    int
+    """
+    digest = hashlib.sha256(f"{int(seed)}:{image_id}".encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def image_key(key: dict, image_id: str) -> dict:
+    """The key of one image's result: the run's ``key`` (:func:`result_key`) and the image's seed.
+
+    Stored with each per-image result (``--out/partial`` records and the store's
+    ``evaluation`` group) and compared before a result is reused, so a result
+    made with another seed (or by an older bowlrp, which seeded images by their
+    position in the list) is recomputed.
+    """
+    return {**key, "image_seed": image_seed(key["seed"], image_id)}
 
 
 def evaluate_image(
@@ -364,6 +399,7 @@ def _evaluate_task(
         try:
             result = evaluate_image(model, item.path, methods, settings, target, seed)
             result["seed"] = seed
+            result["key"] = item.key
             store.write_curves(item, result)
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -402,10 +438,16 @@ def evaluate_to_store(
     say = report or (lambda line: None)
     with store_lock(location, "bowlrp-evaluate"):
         store = open_for_evaluation(location, key, overwrite=overwrite)
+        keys = {item.id: image_key(key, item.id) for item in inputs}
+
+        def finished(item) -> dict | None:
+            done = store.curves(item.id, methods)
+            return done if done is not None and done.get("key") == keys[item.id] else None
+
         todo = [
-            SeededInput(item.path, item.id, settings.seed + i)
-            for i, item in enumerate(inputs)
-            if store.curves(item.id, methods) is None
+            SeededInput(item.path, item.id, keys[item.id]["image_seed"], keys[item.id])
+            for item in inputs
+            if finished(item) is None
         ]
         distributed = workers is not None or scheduler is not None
         model_ref = (
@@ -433,7 +475,7 @@ def evaluate_to_store(
             on_status=said,
             on_lost=lambda item, line: store.write_curves_failure(item, line),
         )
-        results = [r for r in (store.curves(item.id, methods) for item in inputs) if r is not None]
+        results = [r for r in (finished(item) for item in inputs) if r is not None]
         if results:
             store.root[EVALUATION_GROUP].update_attributes({"n_images": len(results)})
     return results
@@ -457,7 +499,8 @@ def _evaluate_to_folder(
     images_bar = tqdm(
         inputs, desc="images", unit="image", file=sys.stderr, disable=not progress or len(inputs) < 2
     )
-    for i, item in enumerate(images_bar):
+    for item in images_bar:
+        item_key = image_key(key, item.id)
         record_path = None if partial is None else partial / _partial_name(item.id)
         done = None
         if record_path is not None and record_path.is_file():
@@ -473,7 +516,7 @@ def _evaluate_to_folder(
                 done = None
         if (
             done is not None
-            and done.get("key") == key
+            and done.get("key") == item_key
             and done.get("id") == item.id
             and set(done.get("curves", {})) >= set(methods)
         ):
@@ -487,9 +530,10 @@ def _evaluate_to_folder(
             bar.set_postfix_str(f"{method} ({unit})", refresh=False)
             bar.update(k)
 
-        result = evaluate_image(model, item.path, methods, settings, target, settings.seed + i, step)
+        seed = item_key["image_seed"]
+        result = evaluate_image(model, item.path, methods, settings, target, seed, step)
         bar.close()
-        result.update({"key": key, "id": item.id})
+        result.update({"key": item_key, "id": item.id, "seed": seed})
         if record_path is not None:
             _atomic_json(record_path, result)
         results.append(result)
@@ -548,9 +592,10 @@ def evaluate_images(
         Class explained in every image (None: each image's predicted class).
     out : path or None
         Write ``curves.json``, ``curves.csv``, ``aopc.csv`` and ``curves.png``
-        here. Without ``store``, per-image results are kept in ``out/partial``
-        (atomically; reused on a rerun with the same model and settings) and
-        the folder is locked for the run.
+        here; files below it are never inputs, so a rerun does not evaluate
+        them. Without ``store``, per-image results are kept in ``out/partial``
+        (atomically; reused on a rerun with the same model, settings and
+        image seed, :func:`image_key`) and the folder is locked for the run.
     store : path or fsspec URL or None
         Keep per-image curves in this Zarr relevance store (needed for
         ``workers`` / ``scheduler``); images that fail are recorded there and
@@ -602,9 +647,9 @@ def evaluate_images(
         model = load(model, trusted=True) if trusted else load(model, trusted=list(trust) or False)
     if model_hash is None:
         model_hash = model_hash_of(model if model_file is None else model_file)
-    inputs = as_inputs(images)
-    key = result_key(settings, model_hash, target)
     out = None if out is None else Path(out)
+    inputs = as_inputs(images, exclude=out)
+    key = result_key(settings, model_hash, target)
     if store is not None:
         results = evaluate_to_store(
             inputs,
