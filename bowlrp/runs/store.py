@@ -34,6 +34,16 @@ A store is written by one run at a time: a local store holds the lock file
 URLs cannot be locked that way, so two runs on one remote store must be
 avoided by the user. A run with another model or other settings into a store
 that holds results is refused (:class:`StoreMismatch`) unless ``overwrite``.
+
+A local store holds only its own files and folders (issue 24): a symbolic link
+anywhere inside it, or anything that is neither a regular file nor a folder
+(FIFO, socket, device), is refused with one :class:`StoreError` naming it
+before the store is read or anything in it is created, overwritten or removed
+(:func:`check_store_tree`), so no write follows a link out of the store and no
+reader blocks on a pipe or reads ``/dev/zero``. The store's own path may be a
+link: it is resolved once, when the store is opened, and only the folder it
+names is the store (a link to nothing is refused). Stores behind URLs
+(fsspec) have no links to check; they are trusted as they are.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ import contextlib
 import hashlib
 import os
 import re
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._utils.lock import FolderLock
+from .._utils.lock import LOCK_NAME, FolderLock
 from .._utils.validation import display_path
 from ..exceptions import BowlrpError
 from ..image import pool_maps
@@ -62,6 +73,8 @@ DEFAULT_GRID = 32
 IMAGES, FAILURES, EVALUATION = "images", "failures", "evaluation"
 _KEEP = re.compile(r"[A-Za-z0-9-]")
 _MAX_KEY = 180
+# zarr's LocalStore writes every file as "<name>.<32 hex digits>.partial" and renames it
+_PARTIAL_WRITE = re.compile(r"\.[0-9a-f]{32}\.partial$")
 
 
 class StoreError(BowlrpError, ValueError):
@@ -99,6 +112,165 @@ def is_local(location) -> bool:
 def _local_path(location) -> Path:
     text = str(os.fspath(location))
     return Path(text[len("file://") :] if text.startswith("file://") else text)
+
+
+# -- what a local store may hold: its own files and folders, no links, no special files ---------
+_FOREIGN = "a relevance store holds only its own files and folders: move it away or choose another store"
+
+
+def _kind(mode: int) -> str | None:
+    """What an entry is, for a message; None for a regular file or a folder."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "neither a file nor a folder"
+
+
+def _refuse(path, kind: str) -> StoreError:
+    return StoreError(f"{display_path(path)} is {kind}; {_FOREIGN}")
+
+
+def _unreadable(path, exc: OSError) -> StoreError:
+    return StoreError(f"cannot read {display_path(path)} ({exc.strerror or type(exc).__name__}); {_FOREIGN}")
+
+
+def _lstat_mode(path) -> int | None:
+    """``st_mode`` of ``path`` itself (a link is not followed); None if it does not exist."""
+    try:
+        return os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _resolved_root(location) -> Path:
+    """The folder of a local store, its path's symbolic links resolved once.
+
+    The store's own path may be a link (``out.zarr -> /scratch/run1.zarr``):
+    the folder it names is the store. A link to nothing is refused: following
+    it would create a store wherever it points.
+    """
+    path = _local_path(location)
+    mode = _lstat_mode(path)
+    if mode is not None and stat.S_ISLNK(mode) and not path.exists():
+        raise StoreError(
+            f"{display_path(path)} is a symbolic link to nothing; "
+            "give the store's own path or remove the link"
+        )
+    return Path(os.path.realpath(path))
+
+
+def _check_entry(entry: os.DirEntry) -> str:
+    """``"dir"`` or ``"file"`` for a folder or a regular file; refuses anything else; ``""`` if gone."""
+    if entry.is_symlink():
+        raise _refuse(entry.path, "a symbolic link")
+    if entry.is_dir(follow_symlinks=False):
+        return "dir"
+    if entry.is_file(follow_symlinks=False):
+        return "file"
+    mode = _lstat_mode(entry.path)  # a special file, or an entry removed since it was listed
+    if mode is None:
+        return ""
+    kind = _kind(mode)
+    if kind is not None:
+        raise _refuse(entry.path, kind)
+    return "dir" if stat.S_ISDIR(mode) else "file"
+
+
+def _scan(folder: Path, *, deep: bool = True) -> list[Path]:
+    """Check every entry under ``folder`` (only its own entries if not ``deep``); zarr's temporaries."""
+    partials, todo = [], [folder]
+    while todo:
+        current = todo.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    what = _check_entry(entry)
+                    if what == "dir" and deep:
+                        todo.append(Path(entry.path))
+                    elif what == "file" and _PARTIAL_WRITE.search(entry.name):
+                        partials.append(Path(entry.path))
+        except FileNotFoundError:  # removed by a writer since it was listed
+            continue
+        except OSError as exc:
+            raise _unreadable(current, exc) from None
+    return partials
+
+
+def check_store_tree(path, *, deep: bool = True) -> list[Path]:
+    """Refuse a local store that holds a symbolic link or a special file anywhere in it.
+
+    One ``os.scandir`` walk that never follows a link (the entries' types come
+    from the directory listing, so it costs about one system call per folder);
+    a store's path is given resolved (:func:`_resolved_root`), so ``path``
+    itself must not be a link either. Only for local stores: a URL has no
+    links to check.
+
+    Parameters
+    ----------
+    path : path-like
+        The store folder; a missing folder passes (there is nothing in it).
+    deep : bool
+        False: check only the entries of ``path`` itself (cheap; what a Dask
+        task checks when it opens the store, before every record it writes is
+        checked on its own).
+
+    Returns
+    -------
+    list of Path
+        The regular files named like zarr's temporaries (``*.<32 hex>.partial``).
+
+    Raises
+    ------
+    StoreError
+        One line naming the first link, FIFO, socket or device found.
+    """
+    root = Path(path)
+    return _scan(root, deep=deep) if _check_root_node(root) else []
+
+
+def _check_root_node(path: Path) -> bool:
+    """True if the store folder exists; refuses a file, a link or a special file in its place."""
+    mode = _lstat_mode(path)
+    if mode is None:
+        return False
+    if stat.S_ISREG(mode):
+        raise StoreError(f"{display_path(path)} is a file, not a relevance store")
+    kind = _kind(mode)
+    if kind is not None:
+        raise _refuse(path, kind)
+    return True
+
+
+def _check_folder_is_store(path: Path) -> None:
+    """Refuse a folder that holds anything but is not a Zarr store (no ``zarr.json`` file)."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    if any(n != LOCK_NAME for n in names) and "zarr.json" not in names:
+        raise StoreError(
+            f"{display_path(path)} is a folder but not a Zarr store; choose a new store path (e.g. out.zarr)"
+        )
+
+
+def _holds_only_a_new_store(path: Path) -> bool:
+    """True if a local store folder holds nothing but what opening it creates (a run killed at once)."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return False
+    return all(n in ("zarr.json", LOCK_NAME) or _PARTIAL_WRITE.search(n) for n in names)
 
 
 def _json(value):
@@ -186,17 +358,67 @@ class RelevanceStore:
     ``len(store)``, ``store.ids()``, ``image_id in store``, ``store[image_id]``
     (a :class:`StoreRecord`), ``store.pooled_maps(target)``, ``store.failures()``
     only see finished images (those with the ``done`` marker).
+
+    A local store is checked for links and special files (:func:`check_store_tree`)
+    as a whole when it is opened for reading, created or opened by a run, and
+    record by record before each record is written, replaced, removed or read
+    (a Dask task opening it with ``"r+"`` checks only the store's own entries).
     """
 
     def __init__(self, location, root):
         self.location = str(os.fspath(location))
         self.root = root
+        self._path = _resolved_root(location) if is_local(self.location) else None
+
+    def _guard(self, *parts: str) -> None:
+        """Refuse before touching ``<store>/<parts>``: no link or special file on the way or under it.
+
+        Every folder from the store's own down to the node is checked with
+        ``lstat``; a node that exists is walked (a record: a few folders). A
+        no-op for stores behind URLs.
+        """
+        if self._path is None:
+            return
+        path = self._path
+        for depth in range(len(parts) + 1):
+            if depth:
+                path = path / parts[depth - 1]
+            mode = _lstat_mode(path)
+            if mode is None:
+                return  # created by zarr, below a checked folder
+            kind = _kind(mode)
+            if kind is not None:
+                raise _refuse(path, kind)
+            if depth < len(parts) and not stat.S_ISDIR(mode):
+                raise StoreError(f"{display_path(path)} is a file, not a group of a store; {_FOREIGN}")
+        if stat.S_ISDIR(mode):
+            _scan(path)
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
     def open(cls, location, mode: str = "r", storage_options: dict | None = None) -> RelevanceStore:
+        """Open an existing store: ``"r"`` to read it, ``"r+"`` for a Dask task writing records.
+
+        A local store is checked first: ``"r"`` walks the whole store, ``"r+"``
+        its own entries (each record is checked before it is written).
+        Creating stores is :meth:`create`'s; a mode that could create or
+        clear one (``"a"``, ``"w"``) is refused.
+        """
         import zarr  # only for stores: zarr and its codecs load in ~0.5 s
 
+        if mode not in ("r", "r+"):
+            raise StoreError(
+                f"a relevance store is opened with mode 'r' or 'r+', not {mode!r}; "
+                "RelevanceStore.create makes or replaces one"
+            )
+        path = _resolved_root(location) if is_local(location) else None
+        if path is not None:
+            if not _check_root_node(path):
+                raise StoreError(
+                    f"cannot open relevance store {display_path(location)}: no such folder; "
+                    "write one with bowlrp-explain --store"
+                )
+            check_store_tree(path, deep=False)  # the store's own entries, before zarr reads zarr.json
         try:
             root = zarr.open_group(_store_arg(location), mode=mode, storage_options=storage_options)
             attrs = dict(root.attrs)
@@ -211,6 +433,8 @@ class RelevanceStore:
                 f"{display_path(location)} is not a bowlrp relevance store "
                 "(no format attribute); write one with bowlrp-explain --store"
             )
+        if path is not None and mode == "r":
+            check_store_tree(path)  # a reader reads every record: all of it
         return cls(location, root)
 
     @classmethod
@@ -231,28 +455,17 @@ class RelevanceStore:
             The store holds results of another model or other settings (and
             not ``overwrite``); with ``overwrite`` all results are deleted first.
         StoreError
-            ``location`` exists and is not a relevance store.
+            ``location`` exists and is not a relevance store (a folder or a Zarr
+            store of something else is never written to, let alone overwritten),
+            or a local store holds a link or a special file (:func:`check_store_tree`).
         """
         import zarr  # only for stores: zarr and its codecs load in ~0.5 s
 
-        if is_local(location):
-            path = _local_path(location)
-            if path.exists() and not path.is_dir():
-                raise StoreError(f"{display_path(location)} is a file, not a relevance store")
-            if (
-                path.is_dir()
-                and any(p.name != ".bowlrp.lock" for p in path.iterdir())
-                and not (path / "zarr.json").is_file()
-            ):
-                raise StoreError(
-                    f"{display_path(location)} is a folder but not a Zarr store; "
-                    "choose a new store path (e.g. out.zarr)"
-                )
+        _check_before_opening(location)
         root = zarr.open_group(_store_arg(location), mode="a", storage_options=storage_options)
         attrs = dict(root.attrs)
         key = _json(run_key)
-        if attrs and attrs.get("format") != FORMAT:
-            raise StoreError(f"{display_path(location)} is a Zarr store but not a bowlrp relevance store")
+        _check_is_bowlrp_store(location, root, attrs)
         old = attrs.get("run_key")
         if old is not None and (old != key or attrs.get("grid") != grid):
             if not overwrite:
@@ -264,14 +477,17 @@ class RelevanceStore:
                     f"{', '.join(changed)}); choose another store, or pass overwrite (--overwrite) "
                     "to replace them"
                 )
+        store = cls(location, root)
         if overwrite:
             for name in (IMAGES, FAILURES, EVALUATION):
+                store._guard(name)
                 if name in root:
                     del root[name]
+        store._guard("zarr.json")
         root.update_attributes({"format": FORMAT, "version": VERSION, "grid": int(grid), "run_key": key})
         root.require_group(IMAGES)
         root.require_group(FAILURES)
-        return cls(location, root)
+        return store
 
     # -- reading -------------------------------------------------------------------------------
     @property
@@ -308,8 +524,9 @@ class RelevanceStore:
         return iter(self.ids())
 
     def _done(self, name: str, image_id: str):
-        parent = self._group(name)
         key = id_to_key(image_id)
+        self._guard(name, key)  # before reading the record's metadata, and its arrays after
+        parent = self._group(name)
         if parent is None or key not in parent:
             return None
         try:
@@ -401,8 +618,9 @@ class RelevanceStore:
         """Write one image's explanations (one per target) atomically: arrays first, ``done`` last."""
         heat64 = np.stack([np.asarray(e.heatmap, dtype=np.float64) for e in explanations])
         pooled = pool_maps(list(heat64), self.grid, heat64.shape[1:])
-        parent = self.root.require_group(name)
         key = id_to_key(item.id)
+        self._guard(name, key)
+        parent = self.root.require_group(name)
         g = parent.create_group(key, overwrite=True, attributes={"id": item.id, "done": False})
         T, H, W = heat64.shape
         g.create_array("heatmap", shape=(T, H, W), dtype="float32", chunks=(1, H, W), fill_value=0.0)[...] = (
@@ -435,6 +653,7 @@ class RelevanceStore:
         self.clear_failure(item.id)
 
     def write_failure(self, item: ImageInput, error: str) -> None:
+        self._guard(FAILURES, id_to_key(item.id))
         parent = self.root.require_group(FAILURES)
         parent.create_group(
             id_to_key(item.id),
@@ -443,8 +662,9 @@ class RelevanceStore:
         )
 
     def clear_failure(self, image_id: str) -> None:
-        parent = self._group(FAILURES)
         key = id_to_key(image_id)
+        self._guard(FAILURES, key)
+        parent = self._group(FAILURES)
         if parent is not None and key in parent:
             try:
                 del parent[key]
@@ -454,6 +674,7 @@ class RelevanceStore:
     # -- perturbation curves (bowlrp-evaluate --store) ----------------------------------------
     def write_curves(self, item: ImageInput, result: dict) -> None:
         """One image's curves ``{method: (repeats, steps + 1)}`` and numbers, ``done`` last."""
+        self._guard(EVALUATION, id_to_key(item.id))
         parent = self.root.require_group(EVALUATION)
         g = parent.create_group(id_to_key(item.id), overwrite=True, attributes={"id": item.id, "done": False})
         for method, curve in result["curves"].items():
@@ -469,6 +690,7 @@ class RelevanceStore:
                 "done": True,
             }
         )
+        self._guard(EVALUATION_FAILURES, id_to_key(item.id))
         failures = self._group(EVALUATION_FAILURES)
         if failures is not None and id_to_key(item.id) in failures:
             try:
@@ -477,6 +699,7 @@ class RelevanceStore:
                 pass
 
     def write_curves_failure(self, item: ImageInput, error: str) -> None:
+        self._guard(EVALUATION_FAILURES, id_to_key(item.id))
         self.root.require_group(EVALUATION_FAILURES).create_group(
             id_to_key(item.id),
             overwrite=True,
@@ -507,6 +730,7 @@ class RelevanceStore:
 
     def set_run(self, info: dict) -> None:
         """Record the last run's summary in the store's attributes."""
+        self._guard("zarr.json")
         self.root.update_attributes({"last_run": _json(info)})
 
 
@@ -524,13 +748,16 @@ def open_for_evaluation(
     """
     import zarr  # only for stores: zarr and its codecs load in ~0.5 s
 
+    _check_before_opening(location)
     root = zarr.open_group(_store_arg(location), mode="a", storage_options=storage_options)
     attrs = dict(root.attrs)
-    if attrs and attrs.get("format") != FORMAT:
-        raise StoreError(f"{display_path(location)} is a Zarr store but not a bowlrp relevance store")
-    if not attrs:
+    _check_is_bowlrp_store(location, root, attrs)
+    store = RelevanceStore(location, root)
+    if attrs.get("format") != FORMAT:
+        store._guard("zarr.json")
         root.update_attributes({"format": FORMAT, "version": VERSION, "grid": DEFAULT_GRID})
     key = _json(key)
+    store._guard(EVALUATION)
     group = root.require_group(EVALUATION)
     old = group.attrs.get("key")
     if old is not None and old != key:
@@ -541,37 +768,76 @@ def open_for_evaluation(
                 f"{', '.join(changed)}); choose another store, or pass --overwrite to replace them"
             )
         for name in (EVALUATION, EVALUATION_FAILURES):
+            store._guard(name)
             if name in root:
                 del root[name]
         group = root.require_group(EVALUATION)
     group.update_attributes({"key": key})
+    store._guard(EVALUATION_FAILURES)
     root.require_group(EVALUATION_FAILURES)
-    return RelevanceStore(location, root)
+    return store
+
+
+def _check_before_opening(location) -> None:
+    """Before a run opens (and perhaps creates) a local store: a store folder, holding only its own.
+
+    Refuses a file, a folder with other contents, a link to nothing, and any
+    link or special file inside (:func:`check_store_tree`). Nothing for URLs.
+    """
+    if not is_local(location):
+        return
+    path = _resolved_root(location)
+    if _check_root_node(path):
+        _check_folder_is_store(path)  # before walking it: a folder of something else is not walked
+        check_store_tree(path)
+
+
+def _check_is_bowlrp_store(location, root, attrs: dict) -> None:
+    """Refuse a Zarr store that is not a relevance store: a run never writes into, nor clears, one.
+
+    A store without the format attribute passes only if it holds nothing else
+    (locally: only ``zarr.json``, the lock and zarr's temporaries; behind a URL:
+    no member), as when a run was killed right after creating it.
+    """
+    if attrs.get("format") == FORMAT:
+        return
+    if not attrs:
+        empty = (
+            _holds_only_a_new_store(_resolved_root(location))
+            if is_local(location)
+            else next(iter(root.keys()), None) is None
+        )
+        if empty:
+            return
+    raise StoreError(
+        f"{display_path(location)} is a Zarr store but not a bowlrp relevance store; "
+        "choose another store path (e.g. out.zarr)"
+    )
 
 
 def store_lock(location, program: str):
     """A context manager holding the run lock of the store at ``location``.
 
     Local stores: :class:`bowlrp._utils.lock.FolderLock` on the store folder (created
-    if needed), so a second run is refused with one line naming the pid.
+    if needed), so a second run is refused with one line naming the pid. A file,
+    a folder that is not a Zarr store, or a store holding a link or a special
+    file among its own entries (the lock file included) is refused before the
+    lock is taken; the whole store is checked under the lock.
     Stores behind URLs: no lock (a no-op; see the module docstring).
     """
     if is_local(location):
-        path = _local_path(location)
-        if path.exists() and not path.is_dir():
-            raise StoreError(f"{display_path(location)} is a file, not a relevance store")
+        path = _resolved_root(location)
+        if _check_root_node(path):
+            _check_folder_is_store(path)
+            check_store_tree(path, deep=False)  # its own entries: the lock file is read by FolderLock
         path.mkdir(parents=True, exist_ok=True)
         return _locked_and_swept(path, program)
     return contextlib.nullcontext()
 
 
-# zarr's LocalStore writes every file as "<name>.<32 hex digits>.partial" and renames it
-_PARTIAL_WRITE = re.compile(r"\.[0-9a-f]{32}\.partial$")
-
-
 @contextlib.contextmanager
 def _locked_and_swept(path: Path, program: str):
-    """Hold the run lock; then remove the temporaries of writes a killed run left behind.
+    """Hold the run lock; then check the store and remove the temporaries a killed run left behind.
 
     Under the lock no other run writes, so every ``*.<uuid>.partial`` file is an orphan
     (zarr renames a temporary into place only when its write is complete; a record
@@ -583,19 +849,22 @@ def _locked_and_swept(path: Path, program: str):
 
 
 def sweep_partial_writes(path) -> int:
-    """Delete zarr's leftover temporary files under a local store; returns how many."""
-    removed = 0
-    for dirpath, _, files in os.walk(path):
-        for name in files:
-            if _PARTIAL_WRITE.search(name):
-                Path(dirpath, name).unlink(missing_ok=True)
-                removed += 1
-    return removed
+    """Delete zarr's leftover temporary files under a local store; returns how many.
+
+    Only regular files named ``*.<32 hex digits>.partial`` inside the store are
+    removed, found by the walk of :func:`check_store_tree` (which refuses a
+    store holding a link or a special file before anything is removed).
+    """
+    partials = check_store_tree(path)
+    for file in partials:
+        file.unlink(missing_ok=True)
+    return len(partials)
 
 
 def _store_arg(location):
+    """What zarr opens: a local store's folder resolved once (:func:`_resolved_root`), or the URL."""
     text = str(os.fspath(location))
-    return str(_local_path(text)) if is_local(text) else text
+    return str(_resolved_root(text)) if is_local(text) else text
 
 
 def open(location, storage_options: dict | None = None) -> RelevanceStore:  # noqa: A001
