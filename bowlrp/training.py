@@ -15,19 +15,39 @@ Labels (VOC convention, see :mod:`bowlrp.datasets.voc`):
   per class (multi-label); ``classes_`` are the indices 0..k-1 in the order
   given, the names are recorded in the model's config (``config["dataset"]
   ["trained_classes"]``); images difficult for any chosen class are left out.
+
+Writing the model (:func:`locked_output`, :func:`save_model`): an existing
+file is replaced only with ``overwrite``; a directory, a symbolic link, a
+missing or unwritable folder are refused before any work starts; a lock
+beside the file (``.<name>.lock``, :class:`OutputLock`) keeps a second run
+from writing the same file while the first trains.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from ._utils.lock import FolderLock, LockedError
+from ._utils.validation import display_path
 from .config import load_config
 from .datasets.voc import DatasetError, ImageDataset
+from .exceptions import BowlrpError
+from .model_files import save
 from .pipeline import Pipeline
+
+LOCK_SUFFIX = ".lock"
+
+
+class OutputError(BowlrpError, ValueError):
+    """A model file cannot be written where asked (it exists, is a directory or a link, no folder)."""
 
 
 def negative_label(name: str) -> str:
@@ -155,4 +175,109 @@ def train(
     return pipe, summary
 
 
-__all__ = ["TrainingLabels", "negative_label", "train", "training_labels"]
+def check_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Refuse a model file name that cannot (or must not) be written; cheap, so call it first.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The model file to write.
+    overwrite : bool
+        Allow replacing an existing regular file.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    OutputError
+        ``path`` exists (without ``overwrite``), is a directory, a symbolic link
+        or not a regular file, or its folder is missing or not writable.
+    """
+    path = Path(os.fsdecode(path))
+    shown = display_path(path)
+    if path.is_symlink():
+        raise OutputError(f"{shown} is a symbolic link; give the name of a regular file for the model")
+    if path.is_dir():
+        raise OutputError(f"{shown} is a directory; give a file name for the model")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"{shown} is not a regular file; choose another name for the model")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{shown} already exists; pass --overwrite to replace it, or choose another name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {shown}: folder {display_path(folder)} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {shown}: folder {display_path(folder)} is not writable")
+    return path
+
+
+class OutputLock(FolderLock):
+    """Exclusive lock on one output file for the lifetime of a ``with`` block.
+
+    A :class:`~bowlrp._utils.lock.FolderLock` whose lock file is
+    ``.<name>.lock`` beside the output (owner's host and pid inside; taken
+    over when its process no longer runs, removed on release). A live owner
+    is refused with one line naming the file and the pid.
+    """
+
+    def __init__(self, path: str | os.PathLike, program: str = "bowlrp"):
+        output = Path(os.fsdecode(path))
+        super().__init__(output.parent, program)
+        self.output = output
+        self.path = output.parent / f".{output.name}{LOCK_SUFFIX}"
+
+    def acquire(self) -> OutputLock:
+        shown = display_path(self.output)
+        try:
+            super().acquire()
+        except LockedError:
+            owner = self._owner()
+            by = f"{owner.get('program', 'another run')} (pid {owner.get('pid')} on {owner.get('host')})"
+            raise LockedError(
+                f"{shown} is being written by {by if owner else 'another run'}; "
+                f"wait for it or choose another name (lock file {display_path(self.path)})"
+            ) from None
+        except OSError as exc:
+            raise OutputError(f"cannot write {shown}: {exc.strerror or exc}") from None
+        return self
+
+
+@contextlib.contextmanager
+def locked_output(
+    path: str | os.PathLike, overwrite: bool = False, program: str = "bowlrp"
+) -> Iterator[Path]:
+    """Check ``path`` (:func:`check_output`) and hold its :class:`OutputLock` while the block runs.
+
+    Enter it before reading data or training, write with :func:`save_model`
+    inside it. The check is repeated once the lock is held (a run that held
+    it may just have written the file).
+
+    Yields
+    ------
+    Path
+        ``path``.
+    """
+    path = check_output(path, overwrite)
+    with OutputLock(path, program):
+        yield check_output(path, overwrite)
+
+
+def save_model(model, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write ``model`` to ``path`` atomically (:func:`bowlrp.model_files.save`) after :func:`check_output`."""
+    return save(model, check_output(path, overwrite))
+
+
+__all__ = [
+    "OutputError",
+    "OutputLock",
+    "TrainingLabels",
+    "check_output",
+    "locked_output",
+    "negative_label",
+    "save_model",
+    "train",
+    "training_labels",
+]

@@ -80,12 +80,15 @@ def _raise_terminated(signum, frame):
 def terminate_as_interrupt() -> Iterator[None]:
     """Within the block SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) in the main
     thread, so ``finally`` blocks run, locks are released and run records say "interrupted";
-    the previous handler is restored afterwards. No effect outside the main thread."""
-    if threading.current_thread() is not threading.main_thread():
+    the previous handler is restored afterwards. No effect outside the main thread, nor when
+    SIGTERM is ignored (an inherited ``SIG_IGN`` stays in force)."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    ):
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

@@ -8,20 +8,33 @@ CSV list (``path,label[,label...]``); ``--format`` is detected when omitted.
 Prints a one-line summary (images, descriptors sampled, feature size,
 training accuracy, time) and writes the model atomically (``bowlrp.model_files.save``)
 with its config and the data set's description inside.
+
+Before any data is read, ``--out`` is checked (``bowlrp.training.locked_output``):
+an existing file is replaced only with ``--overwrite``; a directory, a symbolic
+link or a missing or unwritable folder are refused (exit code 2, one line); and
+a lock beside it (``.<name>.lock``, removed at exit) refuses a second run with
+the same ``--out`` while this one trains. SIGTERM stops a run the way Ctrl-C
+does (parallel workers stopped, nothing written; exit code 143, Ctrl-C 130).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
+from .._utils.signals import Terminated, deferred_signals, terminate_as_interrupt
+from .._utils.validation import display_path
 from ..config import resolve_config_path
 from ..datasets.voc import read_dataset
-from ..model_files import save
-from ..training import train
+from ..training import locked_output, save_model, train
 from ._common import ArgumentParser, run_command
+
+#: exit codes of a run stopped by Ctrl-C (SIGINT) and by SIGTERM (128 + the signal's number)
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-images", type=int, default=None, help="train on at most this many images")
     ap.add_argument("--n-jobs", type=int, default=None, help="images processed in parallel")
     ap.add_argument("--out", "-o", required=True, help="model file to write (e.g. voc_horse.pkl)")
+    ap.add_argument("--overwrite", action="store_true", help="replace the --out file if it exists")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     return ap
@@ -64,26 +78,43 @@ def resolve_config(text: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> dict:
+    """Check and lock ``--out``, read the data, train, write the model; the summary.
+
+    ``args.written`` is the model file once it is complete (set with signals
+    deferred, so an interrupt reports truthfully whether the file was written).
+    """
     if args.max_images is not None and args.max_images < 2:
         raise ValueError(f"--max-images must be at least 2, got {args.max_images}")
     config = resolve_config(args.config)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
-    dataset = read_dataset(args.data, args.format, args.split, classes)
-    pipe, summary = train(dataset, config, classes, args.max_images, args.n_jobs, args.quiet)
-    out = save(pipe, args.out)
-    summary["model"] = str(out)
+    overwrite = getattr(args, "overwrite", False)
+    args.written = None
+    with locked_output(args.out, overwrite, "bowlrp-train") as out:  # before any data is read
+        dataset = read_dataset(args.data, args.format, args.split, classes)
+        pipe, summary = train(dataset, config, classes, args.max_images, args.n_jobs, args.quiet)
+        with deferred_signals():  # the model file is replaced whole, and args.written says so
+            args.written = save_model(pipe, out, overwrite)
+    summary["model"] = str(args.written)
     return summary
 
 
 def _train_and_report(args) -> int:
-    s = run(args)
-    print(
-        f"trained {s['mode']} model of {', '.join(s['classes'])} on {s['images']} images: "
-        f"{sum(s['descriptors_sampled'])} descriptors sampled, {s['feature_size']} features, "
-        f"training accuracy {s['training_accuracy']:.3f}, {s['total_s']:.1f} s -> {s['model']}"
-    )
-    if not args.quiet:
-        print(json.dumps(s), file=sys.stderr)
+    try:
+        with terminate_as_interrupt():
+            s = run(args)
+            print(
+                f"trained {s['mode']} model of {', '.join(s['classes'])} on {s['images']} images: "
+                f"{sum(s['descriptors_sampled'])} descriptors sampled, {s['feature_size']} features, "
+                f"training accuracy {s['training_accuracy']:.3f}, {s['total_s']:.1f} s -> {s['model']}"
+            )
+            if not args.quiet:
+                print(json.dumps(s), file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        written = getattr(args, "written", None)
+        what = "after writing " + display_path(written) if written else "(nothing was written)"
+        print(f"bowlrp-train: {'terminated' if terminated else 'interrupted'} {what}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     return 0
 
 
