@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._utils.parallel import bound_n_jobs
 from .._utils.signals import Terminated, terminate_as_interrupt
 from .._utils.validation import display_path
 from ..model_files import load
@@ -23,6 +24,7 @@ def load_pipeline(path, trusted: bool = False, trust: list[str] | None = None):
     model = load(path, trusted=True) if trusted else load(path, trusted=list(trust or []) or False)
     if not hasattr(model, "explain"):
         raise CLIError(f"{display_path(path)} holds a {type(model).__name__}, not a bowlrp Pipeline")
+    bound_n_jobs(model)  # the n_jobs of the machine the model was trained on does not decide here
     return model
 
 

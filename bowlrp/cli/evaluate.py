@@ -32,6 +32,7 @@ from ..evaluation.runner import (
     EvaluationSettings,
     evaluate_images,
 )
+from ..runs.distributed import check_local_workers
 from ..runs.inputs import collect_inputs
 from ._common import ArgumentParser, CLIError, load_pipeline, positive_int, resolve_target, run_command
 
@@ -149,6 +150,8 @@ def run(args) -> int:
     target = resolve_target(model, args.target)
     if args.store is not None and args.workers is not None and args.scheduler is not None:
         raise CLIError("--workers and --scheduler exclude each other")
+    if args.workers is not None:
+        check_local_workers(args.workers)  # before the model is read: one line, exit code 2
     record = {k: v for k, v in vars(args).items() if k not in ("debug",)}
     if args.store is not None:
         record["_n_inputs"] = len(inputs)  # as curves.json has always listed it for store runs

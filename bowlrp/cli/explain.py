@@ -35,7 +35,7 @@ from ..explanation import check_tiling
 from ..image import COLORMAPS, DEFAULT_PERCENTILE
 from ..model_files import file_hash
 from ..rules import parse_rule
-from ..runs.distributed import explain_to_store, store_run_key
+from ..runs.distributed import check_local_workers, explain_to_store, store_run_key
 from ..runs.folder import explain_to_folder
 from ..runs.inputs import collect_inputs
 from ..runs.store import RelevanceStore, store_lock
@@ -227,6 +227,8 @@ def run_store(args, rules) -> int:
         raise CLIError("--out with --store runs in one process; drop --workers / --scheduler")
     if args.workers is not None and args.scheduler is not None:
         raise CLIError("--workers and --scheduler exclude each other")
+    if args.workers is not None:
+        check_local_workers(args.workers)  # before the model is read: one line, exit code 2
     if args.normalize != "image":
         raise CLIError("--normalize global applies to --out pictures, not to a store")
     model = load_pipeline(args.model, args.trusted, args.trust)  # fail early, resolve targets
