@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--n-jobs", type=int, default=None, help="images processed in parallel")
     ap.add_argument("--out", "-o", required=True, help="model file to write (e.g. voc_horse.pkl)")
     ap.add_argument("--overwrite", action="store_true", help="replace the --out file if it exists")
+    ap.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="accept CSV rows and VOC images that lead outside the data set's folder (trusted lists only)",
+    )
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     return ap
@@ -90,7 +95,9 @@ def run(args: argparse.Namespace) -> dict:
     overwrite = getattr(args, "overwrite", False)
     args.written = None
     with locked_output(args.out, overwrite, "bowlrp-train") as out:  # before any data is read
-        dataset = read_dataset(args.data, args.format, args.split, classes)
+        dataset = read_dataset(
+            args.data, args.format, args.split, classes, allow_outside_root=args.allow_outside_root
+        )
         pipe, summary = train(dataset, config, classes, args.max_images, args.n_jobs, args.quiet)
         with deferred_signals():  # the model file is replaced whole, and args.written says so
             args.written = save_model(pipe, out, overwrite)

@@ -10,17 +10,24 @@ an image). Labels follow the VOC convention, one column per class::
                         training and of the average precision for class c
 
 Errors are one line naming the file and what to do (:class:`DatasetError`).
+
+Every image a data set lists must lie under its root (the CSV file's folder, the
+VOC root) once ``..`` and symbolic links are resolved: absolute paths, ``..``
+reaching out and links leading out are refused unless ``allow_outside_root=True``
+(see ``docs/security.md``). VOC image ids must be plain names.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .._utils.validation import IMAGE_SUFFIXES
+from .._utils.validation import IMAGE_SUFFIXES, display_path
 from ..exceptions import BowlrpError
 from .voc_annotations import read_voc_annotation
 
@@ -137,6 +144,14 @@ class ImageDataset:
         }
 
 
+def _resolves_inside(path: Path, root: Path) -> bool:
+    """True when ``path``, with ``..`` and links resolved, is ``root`` (resolved) or under it."""
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError, ValueError):  # a link loop, a NUL byte: not provably inside
+        return False
+
+
 # -- PASCAL VOC ----------------------------------------------------------------
 def _voc_dirs(root: Path) -> tuple[Path, Path, Path]:
     if not root.is_dir():
@@ -151,20 +166,39 @@ def _voc_dirs(root: Path) -> tuple[Path, Path, Path]:
     return jpeg, ann, main
 
 
+#: Characters a VOC image id never holds: it names ``JPEGImages/<id>.jpg``, not a path.
+_NOT_IN_IDS = ("/", "\\", ":", "\0")
+
+
 def _read_split_file(path: Path, with_values: bool) -> dict:
+    shown = display_path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise DatasetError(f"cannot read split file {shown}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        lineno = exc.object[: exc.start].count(b"\n") + 1
+        raise DatasetError(
+            f"{shown}, line {lineno}: not valid UTF-8; a split file lists '<id>' or '<id> 1|-1|0' per line"
+        ) from None
     out: dict = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
+        if parts[0] in (".", "..") or any(c in parts[0] for c in _NOT_IN_IDS):
+            raise DatasetError(
+                f"{shown}, line {n}: image id {parts[0]!r} is not a plain name (no '/', '\\', ':' "
+                "or '..'); VOC ids name files in JPEGImages/ and Annotations/, fix the split file"
+            )
         if with_values:
             if len(parts) != 2 or parts[1] not in ("1", "-1", "0"):
-                raise DatasetError(f"{path}, line {n}: expected '<id> 1|-1|0', got {line.strip()!r}")
+                raise DatasetError(f"{shown}, line {n}: expected '<id> 1|-1|0', got {line.strip()!r}")
             value = int(parts[1])
         else:
             value = 1
         if parts[0] in out and out[parts[0]] != value:
-            raise DatasetError(f"{path}: image {parts[0]} is listed twice with different labels")
+            raise DatasetError(f"{shown}: image {parts[0]} is listed twice with different labels")
         out[parts[0]] = value
     return out
 
@@ -183,7 +217,14 @@ def voc_classes(root, split: str = "trainval") -> tuple[str, ...]:
     return tuple(found)
 
 
-def read_voc(root, split: str = "trainval", classes=None, check_images: bool = True) -> ImageDataset:
+def read_voc(
+    root,
+    split: str = "trainval",
+    classes=None,
+    check_images: bool = True,
+    *,
+    allow_outside_root: bool = False,
+) -> ImageDataset:
     """A PASCAL VOC split: ids, image paths and the class label matrix.
 
     Parameters
@@ -194,7 +235,18 @@ def read_voc(root, split: str = "trainval", classes=None, check_images: bool = T
     classes : list of str or None
         None: every class with a ``<class>_<split>.txt`` file.
     check_images : bool
-        Check that every listed image exists (one ``stat`` per image).
+        Check that every listed image exists and, with ``..`` and symbolic links
+        resolved, lies under ``root`` (one ``stat`` and one ``realpath`` per image).
+    allow_outside_root : bool
+        Accept images whose path resolves outside ``root`` (e.g. ``JPEGImages/`` or
+        its files are links to another disk). Only for data sets you trust.
+
+    Raises
+    ------
+    DatasetError
+        One line naming the file: a missing folder or split file, split files that
+        disagree, an id that is not a plain name (``/``, ``\\``, ``:``, ``..``), an
+        absent image, or an image resolving outside ``root``.
     """
     root = Path(root)
     jpeg, ann, main = _voc_dirs(root)
@@ -220,9 +272,16 @@ def read_voc(root, split: str = "trainval", classes=None, check_images: bool = T
         raise DatasetError(f"split {split!r} of {root} lists no images")
     paths = [jpeg / f"{i}.jpg" for i in ids]
     if check_images:
-        for p in paths:
+        inside = root.resolve()
+        for i, p in zip(ids, paths):
             if not p.is_file():
-                raise DatasetError(f"image listed in {split_file.name} but absent: {p}")
+                raise DatasetError(f"image listed in {split_file.name} but absent: {display_path(p)}")
+            if not allow_outside_root and not _resolves_inside(p, inside):
+                raise DatasetError(
+                    f"{display_path(p)} (id {i!r}) is a link leading outside the data set's root "
+                    f"{display_path(inside)}; copy the image into JPEGImages/, or pass "
+                    "allow_outside_root=True if you trust the data set"
+                )
     matrix = np.array([[labels[c][i] for c in classes] for i in ids], dtype=np.int8).reshape(
         len(ids), len(classes)
     )
@@ -255,47 +314,101 @@ def read_folder(root, classes=None) -> ImageDataset:
 
 
 # -- CSV list -----------------------------------------------------------------------
-def read_csv(path, classes=None) -> ImageDataset:
+def _csv_text(path: Path, shown: str) -> str:
+    """The CSV list's text (UTF-8, an optional byte order mark); one-line errors naming the file."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"cannot read CSV list {shown}: {exc.strerror or exc}") from None
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        lineno = data[: exc.start].count(b"\n") + 1
+        raise DatasetError(
+            f"{shown}, line {lineno}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); a CSV list is "
+            "UTF-8 text with path,label[,label...] rows (save it as UTF-8)"
+        ) from None
+
+
+def read_csv(path, classes=None, *, allow_outside_root: bool = False) -> ImageDataset:
     """``path,label[,label...]`` rows (an optional header starting with ``path``).
 
-    Image paths are relative to the CSV file's folder unless absolute; an image
-    may carry several labels (multi-label). Listing an image twice with
-    different labels is an error.
+    Image paths are relative to the CSV file's folder; an image may carry
+    several labels (multi-label). Listing an image twice with different labels
+    is an error.
+
+    Parameters
+    ----------
+    path : path to the CSV list, UTF-8 text (a byte order mark is allowed)
+    classes : list of str or None
+        None: every label found, sorted.
+    allow_outside_root : bool
+        Accept absolute image paths and paths that, with ``..`` and symbolic
+        links resolved, lie outside the CSV file's folder. By default they are
+        refused, so a list from someone else reads nothing but the files beside
+        it. Only for lists you trust.
+
+    Raises
+    ------
+    DatasetError
+        One line naming the file (and the line): a missing or unreadable file,
+        text that is not UTF-8 or not CSV, a row without label, an image listed
+        twice with different labels, an image path outside the CSV file's folder,
+        an absent image.
     """
     path = Path(path)
+    shown = display_path(path)
     if not path.is_file():
-        raise DatasetError(f"CSV list not found: {path}")
+        raise DatasetError(f"CSV list not found: {shown}")
+    folder = path.parent
+    inside = folder.resolve()
     rows: dict[str, tuple] = {}
-    with open(path, newline="") as fh:
-        for n, row in enumerate(csv.reader(fh), 1):
+    reader = csv.reader(io.StringIO(_csv_text(path, shown), newline=""))
+    try:
+        for n, row in enumerate(reader, 1):
             row = [c.strip() for c in row]
             if not row or not row[0] or row[0].startswith("#"):
                 continue
             if n == 1 and row[0].lower() in ("path", "image", "file", "filename"):
                 continue
+            where = f"{shown}, line {reader.line_num}"
             labels = tuple(sorted({c for c in row[1:] if c}))
             if not labels:
-                raise DatasetError(f"{path}, line {n}: {row[0]!r} has no label (path,label[,label...])")
+                raise DatasetError(f"{where}: {row[0]!r} has no label (path,label[,label...])")
             if row[0] in rows and rows[row[0]] != labels:
                 raise DatasetError(
-                    f"{path}, line {n}: {row[0]!r} is listed again with different "
+                    f"{where}: {row[0]!r} is listed again with different "
                     f"labels ({', '.join(rows[row[0]])} vs {', '.join(labels)})"
                 )
+            if not allow_outside_root and (
+                Path(row[0]).is_absolute() or not _resolves_inside(folder / row[0], inside)
+            ):
+                raise DatasetError(
+                    f"{where}: image path {row[0]!r} leads outside the CSV file's folder "
+                    f"{display_path(inside)} (absolute, '..' or a link); list images under that "
+                    "folder, or pass allow_outside_root=True if you trust the list"
+                )
             rows[row[0]] = labels
+    except csv.Error as exc:
+        raise DatasetError(
+            f"{shown}, line {reader.line_num}: not a CSV list ({exc}); expected path,label[,label...] rows"
+        ) from None
     if not rows:
-        raise DatasetError(f"{path} lists no images")
+        raise DatasetError(f"{shown} lists no images")
     names = tuple(classes) if classes is not None else tuple(sorted({c for v in rows.values() for c in v}))
     index = {c: k for k, c in enumerate(names)}
     paths, matrix = [], -np.ones((len(rows), len(names)), dtype=np.int8)
     for i, (rel, labels) in enumerate(rows.items()):
-        p = Path(rel) if Path(rel).is_absolute() else path.parent / rel
+        p = Path(rel) if Path(rel).is_absolute() else folder / rel
         if not p.is_file():
-            raise DatasetError(f"image listed in {path} but absent: {p}")
+            raise DatasetError(f"image listed in {shown} but absent: {display_path(p)}")
         paths.append(p)
         for c in labels:
             if c in index:
                 matrix[i, index[c]] = 1
-    return ImageDataset(paths, matrix, names, list(rows), path.parent, None, "csv")
+    return ImageDataset(paths, matrix, names, list(rows), folder, None, "csv")
 
 
 # -- any of them --------------------------------------------------------------------
@@ -313,17 +426,28 @@ def detect_format(root) -> str:
     return "folder"
 
 
-def read_dataset(root, format: str | None = None, split: str | None = None, classes=None) -> ImageDataset:
-    """Any of the three layouts; ``format`` None detects it (see :func:`detect_format`)."""
+def read_dataset(
+    root,
+    format: str | None = None,
+    split: str | None = None,
+    classes=None,
+    *,
+    allow_outside_root: bool = False,
+) -> ImageDataset:
+    """Any of the three layouts; ``format`` None detects it (see :func:`detect_format`).
+
+    ``allow_outside_root`` (VOC and CSV): accept images whose path resolves outside
+    the data set's root (see :func:`read_csv`, :func:`read_voc`); off by default.
+    """
     fmt = format or detect_format(root)
     if fmt == "voc":
-        return read_voc(root, split or "trainval", classes)
+        return read_voc(root, split or "trainval", classes, allow_outside_root=allow_outside_root)
     if split is not None:
         raise DatasetError(f"--split applies to VOC data sets only, and {root} is a {fmt} data set")
     if fmt == "folder":
         return read_folder(root, classes)
     if fmt == "csv":
-        return read_csv(root, classes)
+        return read_csv(root, classes, allow_outside_root=allow_outside_root)
     raise DatasetError(f"unknown data set format {fmt!r}; use voc, folder or csv")
 
 

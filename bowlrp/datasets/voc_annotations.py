@@ -5,7 +5,9 @@
 clipped to it with an :class:`AnnotationWarning` naming the file; a box with no
 pixel left inside the image, a bogus declared encoding, a file larger than
 ``MAX_ANNOTATION_BYTES`` or any other decoding problem is an :class:`AnnotationError`
-naming the file. XML is parsed with defusedxml (no entities, no external references).
+naming the file. XML is parsed with defusedxml: a document type declaration
+(``<!DOCTYPE ...>``, with or without entities or an external ``SYSTEM`` reference)
+is refused, as VOC annotations never have one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from xml.etree.ElementTree import ParseError
 
 from defusedxml import ElementTree
-from defusedxml.common import DefusedXmlException
+from defusedxml.common import DefusedXmlException, DTDForbidden
 
 from .._utils.validation import display_path
 from ..exceptions import BowlrpError
@@ -141,10 +143,11 @@ def read_voc_annotation(path) -> VOCAnnotation:
     ------
     AnnotationError
         One line naming the file: missing or oversized file, XML that is not
-        well-formed, uses entities or a DTD, declares an unknown encoding or
-        does not decode; missing fields; numbers that are not finite; boxes
-        with ``xmax < xmin`` or ``ymax < ymin`` or without a pixel inside the
-        image.
+        well-formed, has a document type declaration (``<!DOCTYPE ...>``: any
+        DTD is refused, internal or external, so no entity and no external
+        reference is ever read), declares an unknown encoding or does not
+        decode; missing fields; numbers that are not finite; boxes with
+        ``xmax < xmin`` or ``ymax < ymin`` or without a pixel inside the image.
     """
     shown = display_path(path)
     path = Path(os.fsdecode(path))
@@ -159,7 +162,12 @@ def read_voc_annotation(path) -> VOCAnnotation:
     except OSError as exc:
         raise AnnotationError(f"cannot read annotation file {shown}: {exc.strerror or exc}") from None
     try:
-        root = ElementTree.fromstring(data)
+        root = ElementTree.fromstring(data, forbid_dtd=True)
+    except DTDForbidden:
+        raise AnnotationError(
+            f"{shown} is not a valid VOC annotation: it has a <!DOCTYPE> declaration, "
+            "which VOC annotations never have (remove it)"
+        ) from None
     except (ParseError, DefusedXmlException, LookupError, UnicodeError, ValueError, RecursionError) as exc:
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise AnnotationError(f"{shown} is not a valid VOC annotation ({reason})") from None
