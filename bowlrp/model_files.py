@@ -13,17 +13,26 @@ problem:
 2. the zip directory: number of members, every member's *declared*
    decompressed size, their sum against ``max_bytes`` and against
    :data:`MAX_EXPANSION` times the file size (zip bombs);
-3. the metadata member and, reading every member as a stream that stops at
-   its declared size and at the limit (*actual* sizes), the stored hashes;
+3. the metadata member (its ``format_version`` must be one this bowlrp
+   reads) and, reading every member as a stream that stops at its declared
+   size and at the limit (*actual* sizes), the stored hashes;
 4. the skops object tree (``schema.json``), without importing or calling
    anything: every ``(loader, type)`` pair must be in the exact allowlist
    :data:`ALLOWED_TYPES` or be named in ``trusted``;
-5. only then skops builds the objects, with ``trusted=`` the list of the type
-   names just checked (never ``trusted=True``).
+5. what building the tree will allocate: every array node reads its ``.npy``
+   member into memory and builds an array from it, so each *reference* costs
+   the member's size plus the array's (``shape × itemsize`` from the member's
+   header, which must match the member's size); the sum must stay under the
+   limit and under twice the zip budget (members referenced thousands of times);
+6. only then skops builds the objects, with ``trusted=`` the list of the type
+   names just checked (never ``trusted=True``), and the metadata (kind,
+   classes, config, version) is compared with the object built.
 
 A real pickle file is loaded only with ``trusted=True`` (and a warning).
 Limits can be raised per call (``max_bytes=``) or for the process with the
-environment variable ``BOWLRP_MAX_MODEL_BYTES`` (bytes). See ``docs/security.md``.
+environment variable ``BOWLRP_MAX_MODEL_BYTES`` (bytes); an unreadable value is
+refused, in one line, by the first ``load`` or ``model_info`` that needs the
+default limit (never at import). See ``docs/security.md``.
 """
 
 from __future__ import annotations
@@ -31,12 +40,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import warnings
 import zipfile
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import skops.io as sio
 
 from ._moved import Unpickler, alias_quietly, current_type_name
@@ -125,22 +137,41 @@ META_NAME = "bowlrp.json"
 META_FORMAT_VERSION = 1
 
 
+_ENV_LIMIT = "BOWLRP_MAX_MODEL_BYTES"
+_DEFAULT_MAX_MODEL_BYTES = 4 << 30
+
+
 def _env_bytes(name: str, default: int) -> int:
+    """A positive number of bytes from environment variable ``name`` (``default`` if unset)."""
     text = os.environ.get(name, "").strip()
     if not text:
         return default
+    expected = "expected a positive whole number of bytes such as 8589934592 or 8e9, or unset it"
     try:
         value = int(float(text))
-    except ValueError:
-        raise ModelFileError(f"environment variable {name}={text!r} is not a number of bytes") from None
+    except (ValueError, OverflowError):  # OverflowError: "inf", "1e400"
+        raise ModelFileError(
+            f"environment variable {name}={text[:40]!r} is not readable ({expected})"
+        ) from None
     if value <= 0:
-        raise ModelFileError(f"environment variable {name} must be positive, got {value}")
+        raise ModelFileError(f"environment variable {name}={text[:40]!r} is not positive ({expected})")
     return value
 
 
-#: Default limit on a model file's size and on the sum of its decompressed members (4 GiB).
-MAX_MODEL_BYTES = _env_bytes("BOWLRP_MAX_MODEL_BYTES", 4 << 30)
-#: Decompressed members may total at most this many times the file size (plus 1 MiB).
+def _env_default() -> tuple[int, str | None]:
+    """The default limit and, if ``BOWLRP_MAX_MODEL_BYTES`` is unreadable, why (refused when used)."""
+    try:
+        return _env_bytes(_ENV_LIMIT, _DEFAULT_MAX_MODEL_BYTES), None
+    except ModelFileError as exc:
+        return _DEFAULT_MAX_MODEL_BYTES, str(exc)
+
+
+#: Default limit on a model file's size, on the sum of its decompressed members and on what
+#: loading it allocates (4 GiB, or ``BOWLRP_MAX_MODEL_BYTES``). An unreadable environment value
+#: does not fail the import: the first ``load``/``model_info`` relying on this default refuses.
+MAX_MODEL_BYTES, _ENV_PROBLEM = _env_default()
+#: Decompressed members may total at most this many times the file size (plus 1 MiB), and
+#: loading may allocate at most twice that (every array is read, then built).
 #: bowlrp writes uncompressed members (ratio about 1); a zip bomb has ratios of 1000s.
 MAX_EXPANSION = 20
 #: Limits on the parts read before anything else.
@@ -151,6 +182,20 @@ _CHUNK = 1 << 20
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def _limit(max_bytes: int | None, path: Path) -> int:
+    """``max_bytes`` or the default limit; refuses if the default comes from an unreadable variable."""
+    if max_bytes is not None:
+        return int(max_bytes)
+    if _ENV_PROBLEM is not None:
+        raise ModelFileError(f"cannot check {display_path(path)}: {_ENV_PROBLEM} (or pass max_bytes=)")
+    return MAX_MODEL_BYTES
+
+
+def _canonical(value) -> str:
+    """``value`` as sorted JSON text (what ``save`` records; NaN compares equal to itself)."""
+    return json.dumps(_jsonable(value), sort_keys=True)
+
+
 def _major_minor(version: str) -> tuple[int, int]:
     parts = str(version).split(".")
     return int(parts[0]), int(parts[1])
@@ -285,7 +330,7 @@ def _open_checked(path: Path, max_bytes: int | None):
         raise ModelFileError(f"cannot open model file {shown}: {exc.strerror or exc}") from None
     try:
         size = os.fstat(fh.fileno()).st_size
-        limit = MAX_MODEL_BYTES if max_bytes is None else int(max_bytes)
+        limit = _limit(max_bytes, path)
         if size > limit:
             raise ModelFileError(
                 f"{shown} is {size:,} bytes, above the model file limit of {limit:,}; "
@@ -335,7 +380,7 @@ def _read_member(
 def _check_zip(fh, size: int, path: Path, max_bytes: int | None, verify: bool = True, legacy: bool = False):
     """Zip directory and size limits, metadata, hashes. Returns (zipfile, metadata dict)."""
     shown = display_path(path)
-    limit = MAX_MODEL_BYTES if max_bytes is None else int(max_bytes)
+    limit = _limit(max_bytes, path)
     try:
         zf = zipfile.ZipFile(fh)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
@@ -376,6 +421,13 @@ def _check_zip(fh, size: int, path: Path, max_bytes: int | None, verify: bool = 
             raise ModelFileError(f"{shown}: {META_NAME} is not valid JSON (corrupt file)") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ModelFileError(f"{shown} is not a bowlrp model file (no bowlrp header)")
+        version = meta.get("format_version")
+        if type(version) is not int or version != META_FORMAT_VERSION:
+            raise ModelFileError(
+                f"{shown} uses model file format version {_clean(version, 20)}; this bowlrp "
+                f"{__version__} reads version {META_FORMAT_VERSION} only: install the bowlrp that wrote "
+                f"it (it says {_clean(meta.get('bowlrp_version'), 20)}) or retrain the model"
+            )
         members = meta.get("members")
         if not isinstance(members, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in members.items()
@@ -410,8 +462,17 @@ def _check_zip(fh, size: int, path: Path, max_bytes: int | None, verify: bool = 
     return zf, meta
 
 
-def _schema_types(zf: zipfile.ZipFile, path: Path, limit: int) -> set[tuple[str, str]]:
-    """Every ``(loader, type name)`` in the skops object tree, read as JSON (nothing imported)."""
+def _schema_types(zf: zipfile.ZipFile, path: Path, limit: int) -> tuple[set[tuple[str, str]], Counter[str]]:
+    """Every ``(loader, type name)`` in the skops object tree, read as JSON (nothing imported).
+
+    Returns
+    -------
+    found : set of (str, str)
+        The ``(loader, type name)`` pairs.
+    references : Counter
+        Zip member name -> number of array nodes that read it (each one is read and built
+        separately, shared ``__id__`` or not).
+    """
     shown = display_path(path)
     try:
         info = zf.getinfo("schema.json")
@@ -423,6 +484,7 @@ def _schema_types(zf: zipfile.ZipFile, path: Path, limit: int) -> set[tuple[str,
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ModelFileError(f"{shown}: schema.json is not valid JSON (corrupt file)") from None
     found: set[tuple[str, str]] = set()
+    references: Counter[str] = Counter()
     stack = [schema]
     while stack:
         node = stack.pop()
@@ -432,6 +494,11 @@ def _schema_types(zf: zipfile.ZipFile, path: Path, limit: int) -> set[tuple[str,
                 if not all(isinstance(s, str) for s in (loader, module, cls)):
                     raise ModelFileError(f"{shown}: malformed skops node (corrupt or crafted file)")
                 found.add((loader, f"{module}.{cls}"))
+                if loader == "NdArrayNode" and node.get("type") == "numpy":
+                    member = node.get("file")
+                    if not isinstance(member, str):
+                        raise ModelFileError(f"{shown}: malformed skops array node (corrupt or crafted file)")
+                    references[member] += 1
                 if loader == "MethodNode":
                     content = node.get("content")
                     func = content.get("func") if isinstance(content, dict) else None
@@ -439,7 +506,77 @@ def _schema_types(zf: zipfile.ZipFile, path: Path, limit: int) -> set[tuple[str,
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-    return found
+    return found, references
+
+
+def _npy_nbytes(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) -> int:
+    """Bytes of the array a ``.npy`` member declares (shape x itemsize), from its header only.
+
+    The header must account for the member exactly (header + data = member size), so a
+    small member cannot declare a huge array.
+    """
+    name = _clean(info.filename)
+    try:
+        with zf.open(info) as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f".npy format version {version} (bowlrp writes 1.0 and 2.0)")
+            header = fh.tell()
+    except (ValueError, TypeError, SyntaxError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(
+            f"{shown}: array member {name} has no readable .npy header ({_first_line(exc)}; "
+            "corrupt or crafted file)"
+        ) from None
+    nbytes = math.prod(shape) * dtype.itemsize
+    if header + nbytes != info.file_size:
+        raise ModelFileError(
+            f"{shown}: array member {name} declares shape {_clean(shape, 60)} of {dtype.str} "
+            f"({nbytes:,} bytes) but holds {info.file_size - header:,} (corrupt or crafted file)"
+        )
+    return nbytes
+
+
+def _check_allocation(
+    zf: zipfile.ZipFile, references: Counter[str], size: int, limit: int, path: Path
+) -> int:
+    """Refuse a file whose array nodes would allocate more than the budget; return the estimate.
+
+    skops reads a member into memory for every array node that names it and builds a new
+    array from each read, so loading allocates, per reference, the member's size plus the
+    array's ``shape x itemsize``. The sum may be at most ``limit`` and at most twice the zip
+    budget (``2 * (MAX_EXPANSION * size + 1 MiB)``): a file written by :func:`save`
+    allocates about twice its size.
+    """
+    shown = display_path(path)
+    estimate = 0
+    for name, count in references.items():
+        try:
+            info = zf.getinfo(name)
+        except KeyError:
+            raise ModelFileError(
+                f"{shown}: an array node reads member {_clean(name)}, which is not in the file "
+                "(corrupt or crafted file)"
+            ) from None
+        estimate += count * (info.file_size + _npy_nbytes(zf, info, shown))
+    n = sum(references.values())
+    what = f"about {estimate:,} bytes ({n:,} array reads of {len(references):,} members)"
+    if estimate > limit:
+        raise ModelFileError(
+            f"{shown}: loading it would allocate {what}, above the model file limit of {limit:,}; "
+            "pass max_bytes= or set BOWLRP_MAX_MODEL_BYTES if you expect a model this large"
+        )
+    budget = 2 * (MAX_EXPANSION * size + (1 << 20))
+    if estimate > budget:
+        raise ModelFileError(
+            f"{shown}: loading it would allocate {what} from a {size:,}-byte file, more than "
+            f"{2 * MAX_EXPANSION} times its size (members read many times: crafted file?); raise "
+            "bowlrp.model_files.MAX_EXPANSION only if you trust its source"
+        )
+    return estimate
 
 
 def _audit(found: set[tuple[str, str]], trusted_names: frozenset[str], path: Path) -> list[str]:
@@ -533,9 +670,11 @@ def model_info(
         with zf:
             if verify:
                 trust_all, trusted_names = _trusted_names(trusted)
-                found = _schema_types(zf, path, MAX_MODEL_BYTES if max_bytes is None else int(max_bytes))
+                limit = _limit(max_bytes, path)
+                found, references = _schema_types(zf, path, limit)
                 if not trust_all:
                     _audit(found, trusted_names, path)
+                _check_allocation(zf, references, size, limit, path)
     return {
         "format": meta.get("format"),
         "format_version": meta.get("format_version"),
@@ -595,12 +734,12 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
             return payload["model"]
         if kind != "zip":
             raise ModelFileError(f"{shown} is not a bowlrp model file")
-        limit = MAX_MODEL_BYTES if max_bytes is None else int(max_bytes)
+        limit = _limit(max_bytes, path)
         zf, meta = _check_zip(fh, size, path, max_bytes, legacy=trust_all)
         with zf:
             if meta is not None:
                 _check_version(meta.get("bowlrp_version", "?"), path)
-            found = _schema_types(zf, path, limit)
+            found, references = _schema_types(zf, path, limit)
             if trust_all:
                 warnings.warn(
                     f"trusting every type in {shown}: only do this for files you trust", stacklevel=2
@@ -608,6 +747,7 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
                 names = sorted({name for _, name in found})
             else:
                 names = _audit(found, trusted_names, path)
+            _check_allocation(zf, references, size, limit, path)
         fh.seek(0)
         try:
             alias_quietly(names)  # a 0.1 file names the old module paths: no warning for them
@@ -623,9 +763,36 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
     model = payload["model"]
     if meta is None:
         _check_version(payload.get("bowlrp_version", "?"), path)
-    elif type(model).__name__ != meta.get("kind"):
-        raise ModelFileError(
-            f"{shown}: metadata says {_clean(meta.get('kind'), 40)} but the file holds "
-            f"{type(model).__name__} (corrupt or modified file)"
-        )
+    else:
+        _cross_check(meta, payload, model, path)
     return model
+
+
+def _cross_check(meta: dict, payload: dict, model, path: Path) -> None:
+    """Refuse metadata that does not describe the object built (``model_info`` would report it).
+
+    :func:`save` records kind, config and classes of the model in ``bowlrp.json``, and kind
+    and version both there and in the skops payload: the metadata must agree with the model
+    and with the payload. (The payload's own ``config`` entry is a copy nothing reads.)
+    """
+    shown = display_path(path)
+    kind = type(model).__name__
+    recorded = {
+        "kind": (meta.get("kind"), kind),
+        "payload kind": (meta.get("kind"), payload.get("kind")),
+        "bowlrp_version": (meta.get("bowlrp_version"), payload.get("bowlrp_version")),
+        "classes": (meta.get("classes"), _classes_of(model)),
+        "config": (meta.get("config"), getattr(model, "config", None)),
+    }
+    for field, (said, held) in recorded.items():
+        if _canonical(said) != _canonical(held):
+            where = (
+                "the file holds"
+                if field.startswith("payload") or field == "bowlrp_version"
+                else "the model has"
+            )
+            raise ModelFileError(
+                f"{shown}: metadata says {field.removeprefix('payload ')} {_clean(_canonical(said), 60)} "
+                f"but {where} {_clean(_canonical(held), 60)} (corrupt or modified file; get a fresh copy "
+                "from its source)"
+            )

@@ -17,6 +17,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import numpy as np
 import skops.io as sio
 
 
@@ -184,8 +185,12 @@ def rewrite(
     extra: dict[str, bytes] | None = None,
     fix_hashes: bool = True,
     meta_edit=None,
+    compression: int = zipfile.ZIP_STORED,
 ) -> bytes:
-    """A copy of a valid bowlrp model file with its schema edited and its metadata re-hashed."""
+    """A copy of a valid bowlrp model file with its schema edited and its metadata re-hashed.
+
+    ``compression`` applies to ``schema.json`` and the ``extra`` members (deflate makes small files).
+    """
     from bowlrp.model_files import _manifest_digest
 
     src = zipfile.ZipFile(io.BytesIO(valid))
@@ -199,9 +204,9 @@ def rewrite(
             if info.filename in ("bowlrp.json", "schema.json"):
                 continue
             dst.writestr(info.filename, src.read(info))
-        dst.writestr("schema.json", json.dumps(schema))
+        dst.writestr("schema.json", json.dumps(schema), compress_type=compression)
         for name, data in (extra or {}).items():
-            dst.writestr(name, data)
+            dst.writestr(name, data, compress_type=compression)
     if fix_hashes:
         with zipfile.ZipFile(out) as z:
             meta["members"] = _members(z)
@@ -220,6 +225,55 @@ def inject(valid: bytes, node: dict) -> bytes:
         schema["content"]["config"] = node
 
     return rewrite(valid, edit)
+
+
+def _npy(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, array, allow_pickle=False)
+    return out.getvalue()
+
+
+def _array_reference(member: str, node_id: int) -> dict:
+    """A skops node that reads ``member`` (a .npy file in the zip) into a new array when built."""
+    return {
+        "__class__": "ndarray",
+        "__module__": "numpy",
+        "__loader__": "NdArrayNode",
+        "type": "numpy",
+        "file": member,
+        "__id__": node_id,
+    }
+
+
+def shared_references(valid: bytes, references: int = 3000, member_bytes: int = 300_000) -> bytes:
+    """The valid model with ``references`` array nodes all reading one ``member_bytes`` .npy member.
+
+    Issue 24, finding 6: every reference is read and built separately (about twice the member's
+    size each), so 3,000 references to a 300 KB member of zeros -- a file of about 100 KB with
+    deflate -- made loading take 2 GB; the zip budget only counted the member once.
+    """
+    member = "shared.npy"
+    data = _npy(np.zeros(member_bytes // 8))
+    refs = _list(*[_array_reference(member, 1_000_000 + i) for i in range(references)])
+    return inject_many(valid, refs, extra={member: data})
+
+
+def lying_npy(valid: bytes, shape: tuple[int, ...] = (1 << 37,)) -> bytes:
+    """The valid model with one small .npy member whose header declares ``shape`` float64 (1 TiB)."""
+    header = _npy(np.zeros(0))
+    fake = header.replace(b"(0,)", repr(tuple(shape)).encode())
+    fake = fake[:8] + struct.pack("<H", len(fake) - 10) + fake[10:]
+    member = "liar.npy"
+    return inject_many(valid, _list(_array_reference(member, 2_000_000)), extra={member: fake + bytes(64)})
+
+
+def inject_many(valid: bytes, node: dict, extra: dict[str, bytes]) -> bytes:
+    """Like :func:`inject` with extra members, schema and extras deflated (hashes fixed)."""
+
+    def edit(schema):
+        schema["content"]["config"] = node
+
+    return rewrite(valid, edit, extra=extra, compression=zipfile.ZIP_DEFLATED)
 
 
 def plain_skops(node: dict) -> bytes:
