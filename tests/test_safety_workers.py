@@ -7,6 +7,7 @@ how many processes explaining started (11 on a 2-core machine, 7x slower).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -83,3 +84,30 @@ def test_bound_n_jobs_keeps_what_fits():
     stage = Stage(n_jobs=1, a__n_jobs=None, b__n_jobs=-1, c__n_jobs=99, verbose=True)
     assert bound_n_jobs(stage, 2) == {"b__n_jobs": -1, "c__n_jobs": 99}
     assert stage.params == {"n_jobs": 1, "a__n_jobs": None, "b__n_jobs": 2, "c__n_jobs": 2, "verbose": True}
+
+
+@pytest.mark.parametrize("value", ["many", "inf", "-5"])
+def test_a_bad_image_limit_refuses_the_run_at_once(value, model, png, tmp_path):  # noqa: F811
+    """4269499 failed every image with exit code 1 (and "inf" raised OverflowError)."""
+    image = png(tmp_path / "in" / "a.png")
+    model_path = save(model, tmp_path / "m.pkl")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bowlrp.explain",
+            "-i",
+            str(image),
+            "-m",
+            str(model_path),
+            "-o",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "BOWLRP_MAX_IMAGE_PIXELS": value},
+    )
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "BOWLRP_MAX_IMAGE_PIXELS" in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()

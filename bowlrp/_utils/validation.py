@@ -45,7 +45,7 @@ def _env_limit(name: str, default: int) -> int | None:
         return None
     try:
         value = int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # "many", "inf", "1e400"
         raise ImageError(f"environment variable {name}={text!r} is not a whole number") from None
     if value < 0:
         raise ImageError(f"environment variable {name} must not be negative, got {value}")

@@ -7,7 +7,7 @@ import sys
 
 from .._utils.parallel import bound_n_jobs
 from .._utils.signals import Terminated, terminate_as_interrupt
-from .._utils.validation import display_path
+from .._utils.validation import display_path, image_limits
 from ..model_files import load
 
 
@@ -53,6 +53,7 @@ def run_command(prog: str, run, args, interrupted: str = "interrupted") -> int:
     """
     try:
         with terminate_as_interrupt():
+            image_limits()  # a bad BOWLRP_MAX_IMAGE_* refuses the run at once, not every image
             return run(args)
     except Terminated:
         print(f"{prog}: {interrupted} (SIGTERM)", file=sys.stderr)
