@@ -731,7 +731,7 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
             if not isinstance(payload, dict) or payload.get("format") != FORMAT:
                 return payload
             _check_version(payload.get("bowlrp_version", "?"), path)
-            return payload["model"]
+            return _checked(payload["model"], shown)
         if kind != "zip":
             raise ModelFileError(f"{shown} is not a bowlrp model file")
         limit = _limit(max_bytes, path)
@@ -765,6 +765,15 @@ def load(path, trusted: bool | Sequence[str] = False, *, max_bytes: int | None =
         _check_version(payload.get("bowlrp_version", "?"), path)
     else:
         _cross_check(meta, payload, model, path)
+    return _checked(model, shown)
+
+
+def _checked(model, shown: str):
+    """The loaded model after its stages checked their fitted attributes (dtype, shape, finite,
+    in range, consistent with each other); one line naming the file and the attribute."""
+    check = getattr(model, "check_fitted", None)
+    if check is not None:
+        check(where=shown)
     return model
 
 

@@ -21,10 +21,12 @@ from tqdm.auto import tqdm
 
 from ._utils.parallel import map_images
 from ._utils.validation import as_float_image, as_image_list
-from .classifier.svm import KernelSVC
+from .classifier.svm import KernelChannelsMixin, KernelSVC
 from .config import ConfigError, build_stages, load_config
+from .descriptors.base import ExtractorMixin
 from .descriptors.geometry import Descriptors
-from .encoding.base import EncodingTrace
+from .encoding.base import Encoder, EncodingTrace
+from .exceptions import ModelFileError
 from .explanation import check_tiling, explain_tiled, explain_trace
 
 _CACHE_BYTES = 1 << 30  # keep training descriptors in memory below this size
@@ -390,6 +392,102 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         out.classifier_ = classifier
         out.classes_ = classifier.classes_
         return out
+
+    # -- checks of a loaded model ---------------------------------------------
+    def check_fitted(self, where: str | None = None) -> None:
+        """Refuse a fitted pipeline whose attributes its stages cannot use safely.
+
+        Runs ``check_fitted`` of every stage (extractors, encoders with their
+        vocabularies, the classifier with its kernels: dtypes, shapes, finite values,
+        ranges) and checks that they fit together: one extractor and one encoder per
+        channel name, each extractor's descriptor dimension is what its encoder's
+        vocabulary takes, ``channel_sizes_`` are the encoders' output sizes and the
+        widths of the classifier's channel slices, and ``classes_`` are the
+        classifier's. Cost O(size of the fitted attributes), no forward pass. An
+        unfitted pipeline passes (using it raises ``NotFittedError``).
+
+        Parameters
+        ----------
+        where : str or None
+            Prefix of the message, e.g. the model file's name.
+
+        Raises
+        ------
+        ModelFileError
+            One line naming the stage and attribute, e.g. ``KernelSVC.intercept_ holds NaN``.
+        """
+        try:
+            self._check_fitted()
+        except ModelFileError as exc:
+            if where is None:
+                raise
+            raise ModelFileError(f"{where}: {exc}") from None
+
+    def _check_fitted(self) -> None:
+        state = self.__dict__
+        if "encoders_" not in state and "classifier_" not in state:
+            return
+        names = state.get("channel_names_")
+        if (
+            not isinstance(names, list)
+            or not names
+            or not all(isinstance(n, str) for n in names)
+            or len(set(names)) != len(names)
+        ):
+            raise ModelFileError("Pipeline.channel_names_ must be a non-empty list of distinct names")
+        n = len(names)
+        for attr, base in (("extractors_", ExtractorMixin), ("encoders_", Encoder)):
+            stages = state.get(attr)
+            if not isinstance(stages, list) or len(stages) != n:
+                raise ModelFileError(f"Pipeline.{attr} must be a list of {n} stages (one per channel)")
+            for stage in stages:
+                if not isinstance(stage, base):
+                    raise ModelFileError(
+                        f"Pipeline.{attr} holds a {type(stage).__name__}, not a {base.__name__}"
+                    )
+                stage.check_fitted()
+        for name, extractor, encoder in zip(names, self.extractors_, self.encoders_):
+            if "vocabulary_" not in encoder.__dict__:
+                raise ModelFileError(f"Pipeline.encoders_ has an unfitted encoder for channel {name!r}")
+            if extractor.output_dimension() != encoder.n_descriptor_features_:
+                raise ModelFileError(
+                    f"Pipeline.encoders_ channel {name!r} takes {encoder.n_descriptor_features_}-dimensional "
+                    f"descriptors, its extractor gives {extractor.output_dimension()}"
+                )
+        sizes = state.get("channel_sizes_")
+        expected = [int(enc.n_features_out_) for enc in self.encoders_]
+        if (
+            not isinstance(sizes, list)
+            or [s if isinstance(s, (int, np.integer)) else None for s in sizes] != expected
+        ):
+            raise ModelFileError(f"Pipeline.channel_sizes_ must be the encoders' output sizes {expected}")
+        sampled = state.get("n_descriptors_sampled_")
+        if sampled is not None and (
+            not isinstance(sampled, list)
+            or len(sampled) != n
+            or not all(isinstance(v, (int, np.integer)) and v >= 0 for v in sampled)
+        ):
+            raise ModelFileError(f"Pipeline.n_descriptors_sampled_ must be {n} counts")
+        if "classifier_" not in state:
+            return
+        classifier = state["classifier_"]
+        if not isinstance(classifier, KernelChannelsMixin) or "dual_coef_" not in classifier.__dict__:
+            raise ModelFileError(
+                f"Pipeline.classifier_ must be a fitted classifier, got {type(classifier).__name__}"
+            )
+        classifier.check_fitted()
+        widths = [int(s.stop - s.start) for s in classifier.channel_slices_]
+        if widths != expected:
+            raise ModelFileError(
+                f"Pipeline.classifier_ has channels of {widths} features, the encoders give {expected}"
+            )
+        classes = state.get("classes_")
+        if (
+            not isinstance(classes, np.ndarray)
+            or classes.dtype != classifier.classes_.dtype
+            or not np.array_equal(classes, classifier.classes_)
+        ):
+            raise ModelFileError("Pipeline.classes_ must be the classifier's classes_")
 
     def features(self, images, out=None, dtype=np.float32, chunk: int = 64) -> np.ndarray:
         """Feature vectors of ``images`` streamed into ``out`` (n, sum V_u).

@@ -50,7 +50,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .anomaly_relevance import one_class_relevance, svdd_center_terms, svdd_relevance
-from .kernels import Kernel
+from .kernels import Kernel, fitted_array, fitted_number, prefixed, refuse
 from .svm import KernelChannelsMixin
 
 INLIER, OUTLIER = 1, -1
@@ -141,6 +141,40 @@ class _OneClassKernelMachine(KernelChannelsMixin, OutlierMixin, BaseEstimator):
         self.reference_X_ = X[np.sort(ref)].copy()
         candidates = np.vstack([self.reference_X_, self.support_vectors_])
         self.candidate_decisions_ = self.decision_function(candidates)[:, None]
+
+    # -- checks of a loaded model -------------------------------------------------------
+    def check_fitted(self, where: str | None = None) -> None:
+        """Refuse fitted attributes the score and relevance passes cannot use safely.
+
+        ``classes_`` must be ``[-1, 1]``; the channels, non-negative kernel weights,
+        support vectors, non-negative ``alpha`` (``dual_coef_`` (1, n_sv)), reference
+        points and candidate decisions as for ``KernelSVC``; a finite ``offset_`` and the
+        detector's own scalars. An unfitted model passes. Cost O(size of the attributes).
+
+        Parameters
+        ----------
+        where : str or None
+            Prefix of the message, e.g. the model file's name.
+
+        Raises
+        ------
+        ModelFileError
+            One line naming the attribute.
+        """
+        if "dual_coef_" not in self.__dict__:
+            return
+        with prefixed(where):
+            classes = fitted_array(self, "classes_", kinds="iu", shape=(2,))
+            if classes.tolist() != [OUTLIER, INLIER]:
+                raise refuse(self, "classes_", f"must be [{OUTLIER}, {INLIER}]")
+            self._check_expansion(1)
+            fitted_array(self, "dual_coef_", shape=(1, None), low=0.0)
+            fitted_array(self, "support_", kinds="iu", shape=(self.dual_coef_.shape[1],))
+            fitted_number(self, "offset_")
+            self._check_own()
+
+    def _check_own(self) -> None:
+        pass
 
     # -- common API -----------------------------------------------------------------
     def channel_gram(self, X, channel: int) -> np.ndarray:
@@ -258,6 +292,11 @@ class OneClassKernelSVM(_OneClassKernelMachine):
         self._store_reference(X)
         return self
 
+    def _check_own(self) -> None:
+        intercept = fitted_array(self, "intercept_", shape=(1,))
+        if intercept[0] != -self.offset_:
+            raise refuse(self, "intercept_", "must be -offset_")
+
     def score_samples(self, X) -> np.ndarray:
         """``sum_i alpha_i k(s_i, x)`` (n,): the lower, the more abnormal."""
         check_is_fitted(self, "dual_coef_")
@@ -350,6 +389,23 @@ class KernelSVDD(_OneClassKernelMachine):
         self.center_dimension_terms_ = svdd_center_terms(self)
         self._store_reference(X)
         return self
+
+    def _check_own(self) -> None:
+        radius2 = fitted_number(self, "radius2_")
+        fitted_number(self, "center_norm2_")
+        if self.offset_ != -radius2:
+            raise refuse(self, "offset_", "must be -radius2_")
+        if not isinstance(getattr(self, "constant_self_kernel_", None), (bool, np.bool_)):
+            raise refuse(self, "constant_self_kernel_", "must be a bool")
+        terms = getattr(self, "center_dimension_terms_", None)
+        if not isinstance(terms, list) or len(terms) != len(self.kernels_):
+            raise refuse(self, "center_dimension_terms_", "must be a list with one entry per channel")
+        for u, (kernel, s) in enumerate(zip(self.kernels_, self.channel_slices_)):
+            name = f"center_dimension_terms_[{u}]"
+            if kernel.decomposable:
+                fitted_array(self, name, shape=(int(s.stop - s.start),), value=terms[u])
+            elif terms[u] is not None:
+                raise refuse(self, name, "must be None (the kernel is not sum-decomposable)")
 
     def dimension_relevance(self, x, task: int = 0, sign: float = -1.0, rule=None):
         """Relevance of the feature dimensions of ``x`` (V,) for ``sign * f(x)``: a DimensionRelevance

@@ -21,7 +21,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .kernels import Kernel, Linear, _as_2d, make_kernel
+from .kernels import Kernel, Linear, _as_2d, fitted_array, fitted_number, make_kernel, prefixed, refuse
 from .mkl import fit_binary
 from .relevance import classifier_relevance
 
@@ -39,6 +39,50 @@ class KernelChannelsMixin:
             raise ValueError(f"channel_sizes {sizes} must be positive and sum to the {n_features} features")
         ends = np.cumsum(sizes)
         return [slice(int(e - s), int(e)) for s, e in zip(sizes, ends)]
+
+    def _check_expansion(self, n_tasks: int) -> None:
+        """Check the dual expansion's fitted attributes for ``n_tasks`` tasks (ModelFileError).
+
+        Channels (contiguous slices covering ``n_features_in_``, one fitted kernel each,
+        matching ``channel_sizes`` when set), non-negative kernel weights (n_tasks, U) with
+        a positive sum per task, finite support vectors, dual coefficients (n_tasks, n_sv),
+        reference points and candidate decisions. O(size of the attributes).
+        """
+        n_features = fitted_number(self, "n_features_in_", integer=True, low=1)
+        slices = getattr(self, "channel_slices_", None)
+        if not isinstance(slices, list) or not slices or not all(isinstance(s, slice) for s in slices):
+            raise refuse(self, "channel_slices_", "must be a non-empty list of slices")
+        end = 0
+        for s in slices:
+            ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (s.start, s.stop))
+            if not ok or s.step not in (None, 1) or s.start != end or s.stop <= s.start:
+                raise refuse(self, "channel_slices_", "must be contiguous non-empty slices from 0")
+            end = int(s.stop)
+        if end != n_features:
+            raise refuse(self, "channel_slices_", f"cover {end} features, n_features_in_ is {n_features}")
+        widths = [int(s.stop - s.start) for s in slices]
+        if self.channel_sizes is not None:
+            try:
+                sizes = [int(v) for v in self.channel_sizes]
+            except (TypeError, ValueError):
+                raise refuse(self, "channel_sizes", "must be a list of integers") from None
+            if sizes != widths:
+                raise refuse(self, "channel_slices_", f"have widths {widths}, channel_sizes is {sizes}")
+        kernels = getattr(self, "kernels_", None)
+        if not isinstance(kernels, list) or len(kernels) != len(slices):
+            raise refuse(self, "kernels_", f"must be a list of {len(slices)} kernels (one per channel)")
+        for kernel in kernels:
+            if not isinstance(kernel, Kernel):
+                raise refuse(self, "kernels_", f"holds a {type(kernel).__name__}, not a Kernel")
+            kernel.check_fitted()
+        weights = fitted_array(self, "kernel_weights_", shape=(n_tasks, len(slices)), low=0.0)
+        if np.any(weights.sum(axis=1) <= 0):
+            raise refuse(self, "kernel_weights_", "has a task whose kernel weights are all zero")
+        support = fitted_array(self, "support_vectors_", shape=(None, n_features))
+        n_sv = support.shape[0]
+        fitted_array(self, "dual_coef_", shape=(n_tasks, n_sv))
+        reference = fitted_array(self, "reference_X_", shape=(None, n_features))
+        fitted_array(self, "candidate_decisions_", shape=(len(reference) + n_sv, n_tasks))
 
     def _kernel_list(self, n_channels: int) -> list[Kernel]:
         spec = self.kernel
@@ -128,6 +172,45 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
         return [(y == c).astype(int) for c in self.classes_]
 
     # -- sklearn API -------------------------------------------------------------
+    def check_fitted(self, where: str | None = None) -> None:
+        """Refuse fitted attributes the decision and relevance passes cannot use safely.
+
+        Checks dtypes, shapes and values of every fitted attribute against each other and
+        the parameters: ``classes_`` a 1-D array of distinct str/int labels matching the
+        number of tasks, finite ``intercept_`` and ``dual_coef_``, non-negative
+        ``kernel_weights_``, and the channels (see ``_check_expansion``). An unfitted model
+        passes (using it raises ``NotFittedError``). Cost O(size of the attributes).
+
+        Parameters
+        ----------
+        where : str or None
+            Prefix of the message, e.g. the model file's name.
+
+        Raises
+        ------
+        ModelFileError
+            One line naming the attribute, e.g. ``KernelSVC.intercept_ holds NaN``.
+        """
+        if "dual_coef_" not in self.__dict__:
+            return
+        with prefixed(where):
+            multilabel = getattr(self, "multilabel_", None)
+            if not isinstance(multilabel, (bool, np.bool_)):
+                raise refuse(self, "multilabel_", f"must be a bool, got {type(multilabel).__name__}")
+            classes = fitted_array(self, "classes_", kinds="Uiub", shape=(None,))
+            if len(np.unique(classes)) != len(classes) or len(classes) < (1 if multilabel else 2):
+                raise refuse(self, "classes_", f"must hold distinct labels, got {len(classes)} of them")
+            dual = fitted_array(self, "dual_coef_", shape=(None, None))
+            n_tasks = len(classes) if (multilabel or len(classes) > 2) else 1
+            if dual.shape[0] != n_tasks:
+                raise refuse(self, "dual_coef_", f"has {dual.shape[0]} tasks for {len(classes)} classes")
+            self._check_expansion(n_tasks)
+            fitted_array(self, "intercept_", shape=(n_tasks,))
+            fitted_array(self, "support_", kinds="iu", shape=(dual.shape[1],))
+            for name, kinds in (("mkl_n_iter_", "iu"), ("mkl_converged_", "b")):
+                if name in self.__dict__:
+                    fitted_array(self, name, kinds=kinds, shape=(n_tasks,))
+
     def fit(self, X, y, task_mask=None):
         """Fit one (MKL) SVM per binary task on features ``X`` (n, n_features).
 

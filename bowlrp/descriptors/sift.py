@@ -33,7 +33,7 @@ from numba import njit
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .._utils.validation import as_float_image, as_image_list
-from ..exceptions import ImageError, RuleError
+from ..exceptions import ImageError, ModelFileError, RuleError
 from ..rules import Contribution, SIFTBins
 from ._color import COLOR_MODES, color_channels, to_grey
 from .base import ExtractorMixin
@@ -42,6 +42,9 @@ from .geometry import ROTATED_SQUARE, SQUARE, Descriptors
 from .pixel_rules import sift_bins
 
 BACKENDS = ("auto", "vlfeat", "opencv")
+#: Largest bin size, and smoothing scale ``bin size / magnification``, a loaded model may ask
+#: for (the papers use 4 to 10 pixels; a model file is data from strangers)
+MAX_BIN_SIZE = 1024.0
 OPENCV_BASE_SIGMA = float(np.sqrt(1.6**2 - 0.5**2))  # SIFT's base blur, no upsampling
 
 
@@ -244,6 +247,53 @@ class DenseSIFT(ExtractorMixin, TransformerMixin, BaseEstimator):
         tags.requires_fit = False
         tags.input_tags.two_d_array = False
         return tags
+
+    def check_fitted(self, where: str | None = None) -> None:
+        """Refuse parameters and fitted attributes ``describe`` cannot use safely.
+
+        The parameters as ``fit`` checks them, finite bin sizes and magnification with
+        ``bin size`` and ``bin size / magnification`` at most :data:`MAX_BIN_SIZE`, and
+        ``backend_`` one of the implemented backends (``backend`` itself unless "auto").
+        An unfitted extractor passes (``transform`` fits it). Cost O(number of parameters).
+
+        Parameters
+        ----------
+        where : str or None
+            Prefix of the message, e.g. the model file's name.
+
+        Raises
+        ------
+        ModelFileError
+            One line naming the attribute or parameter.
+        """
+        if "backend_" not in self.__dict__:
+            return
+        name = type(self).__name__
+        prefix = "" if where is None else f"{where}: "
+        try:
+            sizes, _ = self._check_params()
+            magnification = float(self.magnification)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ModelFileError(f"{prefix}{name} parameters are invalid: {exc}") from None
+        if not all(math.isfinite(b) and b <= MAX_BIN_SIZE for b in sizes):
+            raise ModelFileError(f"{prefix}{name}.bin_sizes must be finite and at most {MAX_BIN_SIZE:g}")
+        if not (
+            math.isfinite(magnification) and magnification > 0 and max(sizes) / magnification <= MAX_BIN_SIZE
+        ):
+            raise ModelFileError(
+                f"{prefix}{name}.magnification must be finite and >= max(bin_sizes) / {MAX_BIN_SIZE:g}"
+            )
+        backend = self.__dict__["backend_"]
+        if backend not in ("vlfeat", "opencv") or self.backend not in ("auto", backend):
+            raise ModelFileError(
+                f"{prefix}{name}.backend_ is {backend!r}, not a backend for backend={self.backend!r}"
+            )
+        if backend == "vlfeat" and self.rotate:
+            raise ModelFileError(f"{prefix}{name}.backend_ is 'vlfeat' but rotate=True needs 'opencv'")
+
+    def output_dimension(self) -> int:
+        """Descriptor dimension ``D = 128 * n_channels`` of this colour mode."""
+        return 128 * (1 if self.color in ("grey", "gray") else 3)
 
     # -- work ----------------------------------------------------------------
     def _check_params(self) -> tuple[list[float], list[int]]:

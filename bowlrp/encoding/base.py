@@ -11,7 +11,17 @@ from sklearn.utils.validation import check_is_fitted
 from .._utils.validation import check_1d_finite
 from ..descriptors.geometry import Descriptors
 from ..rules import AbsZ, AlphaBeta, Epsilon
-from .pooling import check_pyramid, normalize, parse_normalization, pyramid_cells
+from .pooling import (
+    MAX_PYRAMID_CELLS,
+    MAX_PYRAMID_SIDE,
+    check_pyramid,
+    fitted_number,
+    normalize,
+    parse_normalization,
+    prefixed,
+    pyramid_cells,
+    refuse,
+)
 
 
 def as_descriptor_list(X) -> list[Descriptors]:
@@ -71,6 +81,8 @@ class Encoder(TransformerMixin, BaseEstimator):
     #: whether ``relevance(..., per_dimension=True)`` gives relevance per descriptor
     #: dimension (Fisher vectors, differentiable in the descriptor; thesis D.1)
     has_dimension_relevance: bool = False
+    #: the class of ``vocabulary_`` (what ``check_fitted`` accepts)
+    _vocabulary_type: type = BaseEstimator
 
     # -- sklearn API -------------------------------------------------------
     def fit(self, X, y=None):
@@ -87,6 +99,100 @@ class Encoder(TransformerMixin, BaseEstimator):
         self.block_size_ = self._block_size()
         self.n_features_out_ = self.n_cells_ * self.block_size_
         return self
+
+    def check_fitted(self, where: str | None = None) -> None:
+        """Refuse fitted attributes the forward and relevance passes cannot use safely.
+
+        The parameters (as ``fit`` checks them, plus a finite positive ``power``); the
+        pyramid ``levels_`` (pairs of integers in 1 .. :data:`MAX_PYRAMID_SIDE`, at most
+        :data:`MAX_PYRAMID_CELLS` cells, equal to ``pyramid``) and ``n_cells_``; the
+        normalisation steps; the vocabulary (its type and its own ``check_fitted``); and
+        the sizes that follow from them: ``n_descriptor_features_`` equals the
+        vocabulary's input dimension, ``block_size_`` the mapping's block and
+        ``n_features_out_ = n_cells_ * block_size_``. An unfitted encoder passes. Cost
+        O(size of the attributes), no forward pass.
+
+        Parameters
+        ----------
+        where : str or None
+            Prefix of the message, e.g. the model file's name.
+
+        Raises
+        ------
+        ModelFileError
+            One line naming the attribute, e.g. ``RankMapping.levels_ has a level of 20000 x 20000``.
+        """
+        if "vocabulary_" not in self.__dict__:
+            return
+        with prefixed(where):
+            try:
+                self._check_params()
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise refuse(self, "parameters", f"are invalid: {str(exc).strip().splitlines()[0]}") from None
+            fitted_number(self, "power", low=0.0, strict=True)
+            n_cells = self._check_levels()
+            try:
+                steps = parse_normalization(self.normalization)
+            except ValueError:
+                raise refuse(
+                    self, "normalization", f"is not a normalisation: {self.normalization!r}"
+                ) from None
+            if tuple(getattr(self, "normalization_steps_", ())) != steps or not isinstance(
+                self.normalization_steps_, tuple
+            ):
+                raise refuse(self, "normalization_steps_", f"must be {steps} (from normalization)")
+            vocabulary = self.vocabulary_
+            if not isinstance(vocabulary, self._vocabulary_type):
+                raise refuse(
+                    self,
+                    "vocabulary_",
+                    f"must be a {self._vocabulary_type.__name__}, got {type(vocabulary).__name__}",
+                )
+            vocabulary.check_fitted()
+            n_in = fitted_number(self, "n_descriptor_features_", integer=True, low=1)
+            if n_in != vocabulary.n_features_in_:
+                raise refuse(
+                    self,
+                    "n_descriptor_features_",
+                    f"is {n_in}, the vocabulary takes {vocabulary.n_features_in_}",
+                )
+            block = fitted_number(self, "block_size_", integer=True, low=1)
+            if block != self._block_size():
+                raise refuse(self, "block_size_", f"is {block}, the vocabulary gives {self._block_size()}")
+            n_out = fitted_number(self, "n_features_out_", integer=True, low=1)
+            if n_out != n_cells * block:
+                raise refuse(self, "n_features_out_", f"is {n_out}, expected {n_cells} cells x {block}")
+
+    def _check_levels(self) -> int:
+        """Check ``levels_`` and ``n_cells_`` (ModelFileError); return the number of cells."""
+        levels = getattr(self, "levels_", None)
+        if not isinstance(levels, (tuple, list)) or not levels or len(levels) > MAX_PYRAMID_CELLS:
+            raise refuse(self, "levels_", "must be a non-empty tuple of (rows, cols) levels")
+        for level in levels:
+            if not (
+                isinstance(level, (tuple, list))
+                and len(level) == 2
+                and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in level)
+            ):
+                raise refuse(self, "levels_", f"holds {level!r}, not a pair of integers")
+            if not all(1 <= v <= MAX_PYRAMID_SIDE for v in level):
+                raise refuse(
+                    self,
+                    "levels_",
+                    f"has a level of {level[0]} x {level[1]}; sides must lie in 1 .. {MAX_PYRAMID_SIDE}",
+                )
+        n_cells = sum(int(r) * int(c) for r, c in levels)
+        if n_cells > MAX_PYRAMID_CELLS:
+            raise refuse(self, "levels_", f"has {n_cells} cells, more than {MAX_PYRAMID_CELLS}")
+        try:
+            expected = check_pyramid(self.pyramid)
+        except ValueError:
+            raise refuse(self, "pyramid", f"is not a pyramid: {self.pyramid!r}") from None
+        if tuple(tuple(int(v) for v in level) for level in levels) != expected:
+            raise refuse(self, "levels_", f"are {levels}, the pyramid parameter gives {expected}")
+        if fitted_number(self, "n_cells_", integer=True) != n_cells:
+            raise refuse(self, "n_cells_", f"is {self.n_cells_}, levels_ have {n_cells} cells")
+        return n_cells
 
     def transform(self, X) -> np.ndarray:
         """Encoded images, shape (n_images, n_features_out_)."""

@@ -440,6 +440,7 @@ class FisherVector(Encoder):
     """
 
     has_dimension_relevance = True
+    _vocabulary_type = GMMVocabulary
 
     def __init__(
         self,

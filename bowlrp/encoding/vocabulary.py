@@ -18,6 +18,10 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from ..descriptors.geometry import Descriptors
+from .pooling import fitted_array, fitted_number, prefixed, refuse
+
+#: Tolerance on the sum of a loaded GMM's priors (they are renormalised to 1 at fit time).
+PRIOR_SUM_TOLERANCE = 1e-6
 
 
 def sample_descriptors(
@@ -78,6 +82,23 @@ class _VocabularyMixin:
         # model holds a contiguous copy, and BLAS rounds differently on the two layouts
         self.pca_.components_ = np.ascontiguousarray(self.pca_.components_)
         return projected
+
+    def _check_projection(self) -> int:
+        """Check ``n_features_in_`` and the PCA (ModelFileError); return the vocabulary's dimension."""
+        n_in = fitted_number(self, "n_features_in_", integer=True, low=1)
+        pca = getattr(self, "pca_", None)
+        if pca is None:
+            if self.pca_components is not None:
+                raise refuse(self, "pca_", f"is None but pca_components is {self.pca_components!r}")
+            return n_in
+        if not isinstance(pca, PCA):
+            raise refuse(self, "pca_", f"must be a PCA or None, got {type(pca).__name__}")
+        if self.pca_components is None:
+            raise refuse(self, "pca_", "is set but pca_components is None")
+        k = fitted_number(self, "pca_components", integer=True, low=1, high=n_in)
+        fitted_array(self, "pca_.mean_", shape=(n_in,), value=getattr(pca, "mean_", None))
+        fitted_array(self, "pca_.components_", shape=(k, n_in), value=getattr(pca, "components_", None))
+        return k
 
     def project(self, data: np.ndarray) -> np.ndarray:
         """Descriptors in vocabulary space (after PCA if any), float64, shape (N, D')."""
@@ -207,6 +228,27 @@ class KMeansVocabulary(ClusterMixin, TransformerMixin, _VocabularyMixin, BaseEst
         self.inertia_ = float(km.inertia_)
         return self
 
+    def check_fitted(self, where: str | None = None) -> None:
+        """Refuse fitted attributes the encoders cannot use safely (one-line ModelFileError).
+
+        ``cluster_centers_`` finite (n_words, D') with ``D'`` the PCA's output or
+        ``n_features_in_``; the PCA's ``mean_`` (D,) and ``components_`` (D', D) finite;
+        the reservoir (m, D) finite; ``labels_`` word indices. An unfitted vocabulary
+        passes. Cost O(size of the attributes); ``where`` prefixes the message.
+        """
+        if "cluster_centers_" not in self.__dict__:
+            return
+        with prefixed(where):
+            dim = self._check_projection()
+            n_words = fitted_number(self, "n_words", integer=True, low=1)
+            fitted_array(self, "cluster_centers_", shape=(n_words, dim))
+            if "reservoir_" in self.__dict__:
+                fitted_array(self, "reservoir_", shape=(None, self.n_features_in_))
+            if "labels_" in self.__dict__:
+                labels = fitted_array(self, "labels_", kinds="iu", shape=(None,), low=0)
+                if labels.size and labels.max() >= n_words:
+                    raise refuse(self, "labels_", f"holds word {labels.max()} of {n_words}")
+
     def transform(self, X) -> np.ndarray:
         """Squared Euclidean distances of (N, D) descriptors to the words, shape (N, V)."""
         data = self.project(self._prepare(X, fitting=False))
@@ -303,6 +345,27 @@ class GMMVocabulary(TransformerMixin, _VocabularyMixin, BaseEstimator):
             self.n_iter_ = gm.n_iter_
         self.weights_ = self.weights_ / self.weights_.sum()
         return self
+
+    def check_fitted(self, where: str | None = None) -> None:
+        """Refuse fitted attributes the Fisher encoder cannot use safely (one-line ModelFileError).
+
+        ``means_`` finite (K, D'), ``covariances_`` finite and > 0 (K, D'), ``weights_``
+        (priors) finite, > 0 and summing to 1 within :data:`PRIOR_SUM_TOLERANCE`, with
+        ``K = n_components`` and ``D'`` the PCA's output or ``n_features_in_``; the PCA as
+        for :class:`KMeansVocabulary`. An unfitted vocabulary passes. Cost O(size of the
+        attributes); ``where`` prefixes the message.
+        """
+        if "means_" not in self.__dict__:
+            return
+        with prefixed(where):
+            dim = self._check_projection()
+            k = fitted_number(self, "n_components", integer=True, low=1)
+            fitted_array(self, "means_", shape=(k, dim))
+            fitted_array(self, "covariances_", shape=(k, dim), low=0.0, strict=True)
+            priors = fitted_array(self, "weights_", shape=(k,), low=0.0, strict=True)
+            total = float(priors.sum())
+            if abs(total - 1.0) > PRIOR_SUM_TOLERANCE:
+                raise refuse(self, "weights_", f"sum to {total!r}, priors must sum to 1")
 
     def transform(self, X) -> np.ndarray:
         """Posterior probabilities of each component, shape (N, K)."""

@@ -88,6 +88,8 @@ def _smallest(products, xx, cc, idx, dist):
 class _WordEncoder(Encoder):
     """Shared parts of hard / rank / soft mappings with p-means pooling."""
 
+    _vocabulary_type = KMeansVocabulary
+
     def _make_vocabulary(self):
         if isinstance(self.vocabulary, (int, np.integer)):
             return KMeansVocabulary(n_words=int(self.vocabulary), random_state=self.random_state)
@@ -282,8 +284,8 @@ class RankMapping(_WordEncoder):
 
     def _check_params(self):
         super()._check_params()
-        if not self.base > 1:
-            raise ValueError(f"base must be > 1, got {self.base}")
+        if not 1 < self.base < math.inf:
+            raise ValueError(f"base must be a finite number > 1, got {self.base}")
         if int(self.n_nearest) < 1:
             raise ValueError(f"n_nearest must be >= 1, got {self.n_nearest}")
 
@@ -331,8 +333,10 @@ class SoftAssignment(_WordEncoder):
 
     def _check_params(self):
         super()._check_params()
-        if not self.beta > 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}")
+        if not 0 < self.beta < math.inf:
+            raise ValueError(f"beta must be a finite number > 0, got {self.beta}")
+        if self.n_nearest is not None and int(self.n_nearest) < 1:
+            raise ValueError(f"n_nearest must be None or >= 1, got {self.n_nearest}")
 
     def _codes(self, data):
         V = self.vocabulary_.cluster_centers_.shape[0]
