@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bowlrp.cli.spray import main
-from bowlrp.spray.heatmap_files import find_heatmaps, find_image, group_by_target
+from bowlrp.spray.heatmap_files import HeatmapFileError, find_heatmaps, find_image, group_by_target
 
 
 def write_explained(
@@ -131,7 +131,10 @@ def test_finding_images_by_absolute_path(tmp_path):
     write_explained(heat, imgs, n_corner=1, n_centre=0, image_field="absolute")
     rec = find_heatmaps(heat)[0]
     assert rec.stem == "a/horse_00" and rec.target == "horse" and rec.shape == (32, 32)
-    assert find_image(rec, tmp_path / "elsewhere") == (imgs / "a" / "horse_00.png").resolve()
+    assert find_image(rec, imgs) == (imgs / "a" / "horse_00.png").resolve()
+    # a record's "image" field is untrusted: a file outside the images folder is never read
+    with pytest.raises(HeatmapFileError, match="lies outside it and was not read"):
+        find_image(rec, tmp_path / "elsewhere")
     assert list(group_by_target(find_heatmaps(heat))) == ["horse"]
 
 
@@ -146,7 +149,18 @@ def _assert_fails(capsys, args, match, out):
         assert not list(out.parent.glob(f".{out.name}.tmp-*"))
 
 
-def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, capsys):
+def _assert_skips(capsys, args, match, out):
+    """One bad record is skipped with one line naming it; the report of the rest is written (exit 1)."""
+    report = Path(str(args[args.index("--out") + 1]))
+    code, _, err = run_cli(args, capsys)
+    assert code == 1, err
+    assert re.search(match, err), err
+    assert (report / "index.html").is_file(), err
+    skipped = json.loads((report / "spectrum.json").read_text())["skipped_records"]
+    assert skipped and any(re.search(match, " ".join(map(str, s.values()))) for s in skipped), skipped
+
+
+def test_bad_input_fails_in_one_line_and_a_bad_record_is_skipped(tmp_path, capsys):
     out = tmp_path / "report"
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -160,43 +174,76 @@ def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, capsys):
     orphan = tmp_path / "orphan"
     write_explained(orphan, None, image_field="none")
     (orphan / "a" / "horse_03.json").unlink()
-    _assert_fails(
-        capsys, ["--heatmaps", orphan, "--out", out], "horse_03_relevance.npy has no horse_03.json", out
+    _assert_skips(
+        capsys,
+        ["--heatmaps", orphan, "--out", tmp_path / "reports" / "orphan"],
+        "horse_03_relevance.npy has no horse_03.json",
+        out,
     )
 
     notarget = tmp_path / "notarget"
     write_explained(notarget, None, image_field="none")
     (notarget / "a" / "horse_02.json").write_text("{}")
-    _assert_fails(capsys, ["--heatmaps", notarget, "--out", out], 'horse_02.json has no "target"', out)
+    _assert_skips(
+        capsys,
+        ["--heatmaps", notarget, "--out", tmp_path / "reports" / "notarget"],
+        'horse_02.json has no "target"',
+        out,
+    )
 
     broken = tmp_path / "broken"
     write_explained(broken, None, image_field="none")
     (broken / "a" / "horse_01_relevance.npy").write_bytes(b"not a numpy file")
-    _assert_fails(capsys, ["--heatmaps", broken, "--out", out], "cannot read .*horse_01_relevance.npy", out)
+    _assert_skips(
+        capsys,
+        ["--heatmaps", broken, "--out", tmp_path / "reports" / "broken"],
+        "cannot read .*horse_01_relevance.npy",
+        out,
+    )
 
     wrongdim = tmp_path / "wrongdim"
     write_explained(wrongdim, None, image_field="none")
     np.save(wrongdim / "a" / "horse_01_relevance.npy", np.zeros((3, 4, 5)))
-    _assert_fails(
-        capsys, ["--heatmaps", wrongdim, "--out", out], r"shape \(3, 4, 5\), not a 2-D heatmap", out
+    _assert_skips(
+        capsys,
+        ["--heatmaps", wrongdim, "--out", tmp_path / "reports" / "wrongdim"],
+        r"shape \(3, 4, 5\), not a 2-D heatmap",
+        out,
     )
 
     nan = tmp_path / "nan"
     write_explained(nan, None, image_field="none")
     np.save(nan / "a" / "horse_04_relevance.npy", np.full((32, 32), np.nan))
-    _assert_fails(capsys, ["--heatmaps", nan, "--out", out], "horse_04_relevance.npy contains NaN", out)
+    _assert_skips(
+        capsys,
+        ["--heatmaps", nan, "--out", tmp_path / "reports" / "nan"],
+        "horse_04_relevance.npy contains NaN",
+        out,
+    )
 
     good, imgs = tmp_path / "good", tmp_path / "imgs"
     write_explained(good, imgs, image_field="none")
     (imgs / "a" / "horse_05.png").unlink()
-    _assert_fails(
-        capsys, ["--heatmaps", good, "--images", imgs, "--out", out], "no image for .*horse_05", out
+    _assert_skips(
+        capsys,
+        ["--heatmaps", good, "--images", imgs, "--out", tmp_path / "reports" / "good"],
+        "no image for .*horse_05",
+        out,
     )
 
     cv2.imwrite(str(imgs / "a" / "horse_05.png"), np.zeros((20, 20), np.uint8))
-    _assert_fails(
+    _assert_skips(
         capsys,
-        ["--heatmaps", good, "--images", imgs, "--out", out, "--examples", "16"],
+        [
+            "--heatmaps",
+            good,
+            "--images",
+            imgs,
+            "--out",
+            tmp_path / "reports" / "small-image",
+            "--examples",
+            "16",
+        ],
         "is 20x20 pixels but its heatmap .* is 32x32",
         out,
     )

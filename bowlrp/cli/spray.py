@@ -8,6 +8,12 @@ Reads every ``*_relevance.npy`` under ``--heatmaps`` (recursively) with the
 class and writes ``index.html``, ``clusters.csv``, ``spectrum.json`` and the
 pictures into ``--out``. The report appears complete or not at all: it is
 built in a hidden temporary directory beside ``--out`` and renamed into place.
+
+A bad record (unreadable or corrupt files, missing arrays, a name that is not
+UTF-8, an image outside ``--images``) is skipped with one line on stderr and
+listed in the report; the others are analysed. Exit code 0: every record was
+used; 1: the report was written but some records were skipped (as
+``bowlrp-explain`` does when some images fail); 2: nothing could be analysed.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .._utils.validation import display_path
 from ..runs import store as relevance_store
-from ..spray.heatmap_files import attach_images, find_heatmaps, group_by_target
+from ..spray.heatmap_files import SkippedRecord, attach_images, find_heatmaps, group_by_target
 from ..spray.report import analyse_heatmaps, analyse_store, write_report
 from ..spray.spectral import SpRAy
 from ._common import ArgumentParser
@@ -131,27 +138,45 @@ def run(args) -> int:
     params = _spray_params(args)
     out = Path(args.out)
     _check_out(out)
+    problems: list[SkippedRecord] = []
+
+    def on_skip(record: SkippedRecord) -> None:
+        if record in problems:  # a store record of several classes is looked at once per class
+            return
+        problems.append(record)
+        print(f"bowlrp-spray: {record.line()}", file=sys.stderr)
+
     if args.store is not None:
         st = relevance_store.open(args.store)
-        analyses, skipped = analyse_store(st, params, args.target or None, quiet=args.quiet)
-        if args.images is not None:
-            attach_images([r for a in analyses for r in a.records], args.images)
+        analyses, skipped = analyse_store(
+            st, params, args.target or None, quiet=args.quiet, on_skip=on_skip, images=args.images
+        )
     else:
         if args.target:
             raise CLIError("--target selects classes of a --store; --heatmaps analyses every class")
         params["grid"] = params["grid"] or 20
-        records = find_heatmaps(args.heatmaps)
+        records = find_heatmaps(args.heatmaps, on_skip)
         if args.images is not None:
-            attach_images(records, args.images)
+            records = attach_images(records, args.images, on_skip)
         groups = group_by_target(records)
-        analyses, skipped = analyse_heatmaps(groups, params, quiet=args.quiet)
+        analyses, skipped = analyse_heatmaps(groups, params, quiet=args.quiet, on_skip=on_skip)
     for target, n in skipped.items():
-        print(f"bowlrp-spray: skipping class {target!r}: {n} map(s), need at least 3", file=sys.stderr)
+        print(
+            f"bowlrp-spray: skipping class {display_path(target)!r}: {n} map(s), need at least 3",
+            file=sys.stderr,
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         write_report(
-            tmp, analyses, skipped, args.examples, source=str(args.heatmaps or args.store), quiet=args.quiet
+            tmp,
+            analyses,
+            skipped,
+            args.examples,
+            source=display_path(args.heatmaps or args.store),
+            quiet=args.quiet,
+            skipped_records=list(problems),
+            on_skip=on_skip,
         )
         _check_out(out)
         if out.exists():
@@ -166,7 +191,14 @@ def run(args) -> int:
             f"class {a.target}: {len(a.records)} maps, {a.spray.n_clusters_} clusters ({sizes}), "
             f"eigengap {a.spray.eigengap_:.4f}"
         )
-    print(f"report: {out / 'index.html'}")
+    print(f"report: {display_path(out / 'index.html')}")
+    if problems:
+        print(
+            f"bowlrp-spray: {len(problems)} record(s) skipped or drawn without their image "
+            "(listed in the report); exit code 1",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -181,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"bowlrp-spray: error: {message}", file=sys.stderr)
+        print(f"bowlrp-spray: error: {display_path(message)}", file=sys.stderr)
         return 2
 
 

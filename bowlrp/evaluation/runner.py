@@ -96,11 +96,15 @@ class EvaluationRun:
         (repeats, steps + 1) list}, ...}`` of every finished image.
     n_inputs : int
         Number of input images (``len(results) < n_inputs``: some failed).
+    failed : list of dict
+        ``{"image", "id", "error"}`` of every image that failed in this run
+        (folder mode; a store lists its failures itself).
     """
 
     summary: dict
     results: list[dict] = field(default_factory=list)
     n_inputs: int = 0
+    failed: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -316,12 +320,46 @@ def _atomic_json(path: Path, data) -> None:
     atomic_write_bytes(path, json.dumps(data, default=str).encode("utf-8"))
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula (OWASP)
+
+
+def csv_cell(value):
+    """A CSV cell no spreadsheet runs as a formula (OWASP "CSV injection").
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+    gets a leading ``'``; numbers, and text that reads as a number, are kept.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    object
+        ``value``, or ``"'" + value`` for text a spreadsheet would evaluate.
+    """
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
 def write_outputs(
-    out: Path, summary: dict, settings: EvaluationSettings, record: Mapping | None = None
+    out: Path,
+    summary: dict,
+    settings: EvaluationSettings,
+    record: Mapping | None = None,
+    failed: Sequence[Mapping] = (),
 ) -> None:
     """Write ``curves.json``, ``curves.csv``, ``aopc.csv`` and ``curves.png`` into ``out`` (atomically).
 
-    ``record`` is what ``curves.json`` lists under ``"settings"`` (default: ``settings``).
+    ``record`` is what ``curves.json`` lists under ``"settings"`` (default:
+    ``settings``); ``failed`` (``{"image", "id", "error"}`` per image that
+    failed) under ``"failed"``. Text cells of the CSVs are quoted against
+    formula injection (:func:`csv_cell`).
     """
     import matplotlib  # with pyplot below: the Agg backend first, only when a figure is drawn
 
@@ -331,7 +369,11 @@ def write_outputs(
     out = Path(out)
     _atomic_json(
         out / "curves.json",
-        {"settings": dict(asdict(settings) if record is None else record), "methods": summary},
+        {
+            "settings": dict(asdict(settings) if record is None else record),
+            "methods": summary,
+            "failed": [dict(f) for f in failed],
+        },
     )
     for name, rows in (
         (
@@ -351,7 +393,7 @@ def write_outputs(
             if name == "curves.csv"
             else ["method", "aopc", "stderr", "n_images"]
         )
-        w.writerows(rows)
+        w.writerows([csv_cell(v) for v in row] for row in rows)
         atomic_write_bytes(out / name, text.getvalue().encode("utf-8"))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for m, d in sorted(summary.items(), key=lambda kv: -kv[1]["aopc"]):
@@ -492,10 +534,14 @@ def _evaluate_to_folder(
     *,
     progress: bool,
     report: Callable[[str], None],
-) -> list[dict]:
-    """Serially; with ``out``, each result is kept in ``out/partial`` (atomically) and reused."""
+) -> tuple[list[dict], list[dict]]:
+    """Serially; with ``out``, each result is kept in ``out/partial`` (atomically) and reused.
+
+    An image that fails is reported in one line (``report("error: ...")``) and
+    the run goes on; returns the results and ``{"image", "id", "error"}`` per failure.
+    """
     partial = None if out is None else out / "partial"
-    results = []
+    results, failed = [], []
     images_bar = tqdm(
         inputs, desc="images", unit="image", file=sys.stderr, disable=not progress or len(inputs) < 2
     )
@@ -531,13 +577,20 @@ def _evaluate_to_folder(
             bar.update(k)
 
         seed = item_key["image_seed"]
-        result = evaluate_image(model, item.path, methods, settings, target, seed, step)
-        bar.close()
+        try:
+            result = evaluate_image(model, item.path, methods, settings, target, seed, step)
+        except Exception as exc:  # noqa: BLE001 - recorded, the run goes on (Ctrl-C and SIGTERM stop it)
+            message = failure_message(item, exc)
+            report(f"error: {message}")
+            failed.append({"image": display_path(item.path), "id": display_path(item.id), "error": message})
+            continue
+        finally:
+            bar.close()
         result.update({"key": item_key, "id": item.id, "seed": seed})
         if record_path is not None:
             _atomic_json(record_path, result)
         results.append(result)
-    return results
+    return results, failed
 
 
 def evaluate_images(
@@ -630,7 +683,9 @@ def evaluate_images(
     ------
     ValueError
         Unknown methods, ``workers`` or ``scheduler`` without ``store``, or
-        (with ``store``) no image evaluated at all.
+        (with ``store`` or ``out``) no image evaluated at all. Otherwise an
+        image that fails is reported through ``report`` and the run goes on
+        (``EvaluationRun.failed``; listed under ``"failed"`` in ``curves.json``).
     """
     settings = EvaluationSettings() if settings is None else settings
     methods = check_methods(methods, settings.method)
@@ -676,16 +731,21 @@ def evaluate_images(
             write_outputs(out, summary, settings, record)
         return EvaluationRun(summary, results, len(inputs))
     if out is None:
-        results = _evaluate_to_folder(
+        results, failed = _evaluate_to_folder(
             inputs, model, None, methods, settings, target, key, progress=progress, report=say
         )
-        return EvaluationRun(summarise_with_costs(results, methods), results, len(inputs))
+        return EvaluationRun(summarise_with_costs(results, methods), results, len(inputs), failed)
 
     (out / "partial").mkdir(parents=True, exist_ok=True)
     with FolderLock(out, "bowlrp-evaluate"):
-        results = _evaluate_to_folder(
+        results, failed = _evaluate_to_folder(
             inputs, model, out, methods, settings, target, key, progress=progress, report=say
         )
+        if not results and failed:
+            raise ValueError(
+                f"no image could be evaluated ({len(failed)} failed, see the errors above); "
+                "check the images and the model"
+            )
         summary = summarise_with_costs(results, methods)
-        write_outputs(out, summary, settings, record)
-    return EvaluationRun(summary, results, len(inputs))
+        write_outputs(out, summary, settings, record, failed)
+    return EvaluationRun(summary, results, len(inputs), failed)

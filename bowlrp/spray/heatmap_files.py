@@ -4,18 +4,25 @@
 beside ``<stem>.json`` (with the explained ``"target"`` and the ``"image"``
 path); the files may sit in subdirectories of ``DIR`` (outputs mirror the
 input tree) next to other JSON files (a run summary), which are ignored.
+
+A bad record (an unreadable or corrupt file, a name that is not UTF-8, an
+image outside the images folder) is skipped and reported through ``on_skip``
+when one is given, so one broken file never costs the analysis of the rest.
+A record's ``"image"`` field is untrusted: only files inside the images
+folder the user names are ever read.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .._utils.validation import IMAGE_SUFFIXES
+from .._utils.validation import IMAGE_SUFFIXES, display_path
 from ..exceptions import BowlrpError
 from ..runs.folder_layout import RELEVANCE_SUFFIX as SUFFIX
 from ..runs.folder_layout import record_path
@@ -23,6 +30,53 @@ from ..runs.folder_layout import record_path
 
 class HeatmapFileError(BowlrpError, ValueError):
     """A heatmap file or its companion is missing, unreadable or inconsistent."""
+
+
+@dataclass(frozen=True)
+class SkippedRecord:
+    """A record left out of the analysis (or drawn without its image), and why.
+
+    Attributes
+    ----------
+    record : str
+        The record as one printable line (its file, or its id in a store).
+    reason : str
+        What is wrong with it, one printable line.
+    stage : str
+        ``"record"`` (left out of the analysis) or ``"picture"`` (analysed, but
+        its example is drawn without its image).
+    """
+
+    record: str
+    reason: str
+    stage: str = "record"
+
+    def line(self) -> str:
+        """One line for people: the record, and why it was skipped."""
+        what = "skipped" if self.stage == "record" else "drawn without its image"
+        return f"{what} {self.record}: {self.reason}"
+
+
+OnSkip = Callable[[SkippedRecord], None]
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (no lone surrogates from undecodable bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def skip_or_raise(on_skip: OnSkip | None, record: object, exc: Exception, stage: str = "record") -> None:
+    """Report ``exc`` about ``record`` through ``on_skip``; without ``on_skip``, raise it."""
+    if on_skip is None:
+        raise exc
+    name, message = display_path(record), display_path(str(exc).splitlines()[0] if str(exc) else repr(exc))
+    if message.startswith(name + ": "):  # the reason names the record already
+        message = message[len(name) + 2 :]
+    on_skip(SkippedRecord(name, message, stage))
 
 
 @dataclass
@@ -56,6 +110,7 @@ class HeatmapRecord:
     shape: tuple[int, int]
     image: Path | None = None
     loader: Callable[[], np.ndarray] | None = field(default=None, repr=False)  # maps kept elsewhere
+    pooled: np.ndarray | None = field(default=None, repr=False)  # a store's pooled map, if any
 
 
 def _read_shape(npy: Path) -> tuple[int, int]:
@@ -71,14 +126,47 @@ def _read_shape(npy: Path) -> tuple[int, int]:
     return int(arr.shape[0]), int(arr.shape[1])
 
 
-def find_heatmaps(root) -> list[HeatmapRecord]:
+def _read_record(root: Path, npy: Path) -> HeatmapRecord:
+    rel = npy.relative_to(root).as_posix()
+    if not is_utf8(rel):
+        raise HeatmapFileError(
+            f"{display_path(npy)}: the name is not valid UTF-8; rename it and its .json beside it"
+        )
+    js = record_path(npy)
+    if not js.is_file():
+        raise HeatmapFileError(
+            f"{npy} has no {js.name} beside it; keep the files bowlrp-explain writes together"
+        )
+    try:
+        meta = json.loads(js.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise HeatmapFileError(f"cannot read {js}: {exc}; re-create it with bowlrp-explain") from None
+    if not isinstance(meta, dict) or "target" not in meta:
+        raise HeatmapFileError(f'{js} has no "target" field; was it written by bowlrp-explain?')
+    target = str(meta["target"])
+    image = meta.get("image")
+    if not is_utf8(target) or (isinstance(image, str) and not is_utf8(image)):
+        raise HeatmapFileError(f"{js} holds text that is not valid UTF-8; re-create it with bowlrp-explain")
+    return HeatmapRecord(npy, js, rel[: -len(SUFFIX)], target, meta, _read_shape(npy))
+
+
+def find_heatmaps(root, on_skip: OnSkip | None = None) -> list[HeatmapRecord]:
     """All ``*_relevance.npy`` under ``root`` (recursively, sorted) with their JSON.
+
+    Parameters
+    ----------
+    root : path
+        The folder ``bowlrp-explain --out`` wrote.
+    on_skip : callable or None
+        Called with a :class:`SkippedRecord` for each bad record, which is left
+        out (None: the first bad record raises).
 
     Raises
     ------
     HeatmapFileError
-        ``root`` is not a directory, holds no heatmaps, a heatmap has no JSON
-        beside it, or a JSON is unreadable or has no ``"target"``.
+        ``root`` is not a directory or holds no (readable) heatmaps; without
+        ``on_skip`` also when a heatmap has no JSON beside it, a file is
+        unreadable, a JSON has no ``"target"`` or a name is not UTF-8.
     """
     root = Path(root)
     if not root.is_dir():
@@ -92,19 +180,15 @@ def find_heatmaps(root) -> list[HeatmapRecord]:
         )
     records = []
     for npy in found:
-        js = record_path(npy)
-        if not js.is_file():
-            raise HeatmapFileError(
-                f"{npy} has no {js.name} beside it; keep the files bowlrp-explain writes together"
-            )
         try:
-            meta = json.loads(js.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HeatmapFileError(f"cannot read {js}: {exc}") from None
-        if not isinstance(meta, dict) or "target" not in meta:
-            raise HeatmapFileError(f'{js} has no "target" field; was it written by bowlrp-explain?')
-        stem = npy.relative_to(root).as_posix()[: -len(SUFFIX)]
-        records.append(HeatmapRecord(npy, js, stem, str(meta["target"]), meta, _read_shape(npy)))
+            records.append(_read_record(root, npy))
+        except HeatmapFileError as exc:
+            skip_or_raise(on_skip, npy, exc)
+    if not records:
+        raise HeatmapFileError(
+            f"none of the {len(found)} heatmap(s) under {root} could be read (see above); "
+            "re-create them with bowlrp-explain"
+        )
     return records
 
 
@@ -117,50 +201,99 @@ def group_by_target(records: list[HeatmapRecord]) -> dict[str, list[HeatmapRecor
 
 
 def load_map(record: HeatmapRecord) -> np.ndarray:
-    """The heatmap (H, W) float64; a clear error if it is not finite."""
-    m = record.loader() if record.loader is not None else np.load(record.npy, allow_pickle=False)
-    m = np.asarray(m).astype(np.float64, copy=False)
+    """The heatmap (H, W) float64; a clear error if it is unreadable, of another shape or not finite."""
+    try:
+        m = record.loader() if record.loader is not None else np.load(record.npy, allow_pickle=False)
+        m = np.asarray(m).astype(np.float64, copy=False)
+    except HeatmapFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reading problem is reported the same way
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise HeatmapFileError(
+            f"cannot read {record.npy}: {message}; re-create it with bowlrp-explain"
+        ) from None
+    if m.shape != tuple(record.shape):
+        raise HeatmapFileError(f"{record.npy} holds an array of shape {m.shape}, not {tuple(record.shape)}")
     if not np.all(np.isfinite(m)):
         raise HeatmapFileError(f"{record.npy} contains NaN or infinite values")
     return m
 
 
-def _candidates(record: HeatmapRecord, images_dir: Path) -> list[Path]:
-    out = []
+def _inside(path: Path, folder: Path) -> Path | None:
+    """``path`` with links resolved when it lies inside ``folder`` (resolved), else None."""
+    real = Path(os.path.realpath(path))
+    return real if real == folder or folder in real.parents else None
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _candidates(record: HeatmapRecord, images_dir: Path) -> tuple[list[Path], list[Path]]:
+    """Where the JSON's ``"image"`` field points, and where the stem points, under ``images_dir``."""
+    named = []
     field_value = record.meta.get("image")
     if isinstance(field_value, str) and field_value:
         p = Path(field_value)
-        if p.is_absolute():
-            out.append(p)
-        else:
-            out += [images_dir / p, Path.cwd() / p]
-    out += [images_dir / (record.stem + s) for s in IMAGE_SUFFIXES]
-    out += [images_dir / (record.stem + s.upper()) for s in IMAGE_SUFFIXES]
-    return out
+        named = [p] if p.is_absolute() else [images_dir / p, Path.cwd() / p]
+    by_stem = [images_dir / (record.stem + s) for s in IMAGE_SUFFIXES]
+    by_stem += [images_dir / (record.stem + s.upper()) for s in IMAGE_SUFFIXES]
+    return named, by_stem
 
 
 def find_image(record: HeatmapRecord, images_dir) -> Path:
-    """The image a heatmap belongs to.
+    """The image a heatmap belongs to, always a file inside ``images_dir``.
 
     Tried in order: the JSON's ``"image"`` path (absolute; or relative to
     ``images_dir``, then to the working directory), then the heatmap's stem
     relative to the heatmap root under ``images_dir`` with any image suffix.
+    A candidate outside ``images_dir`` (after resolving links) is never read,
+    nor even looked at; the ``"image"`` field is untrusted.
+
+    Raises
+    ------
+    HeatmapFileError
+        The ``"image"`` field names a file that is not an image (by its suffix),
+        or no candidate is an image file inside ``images_dir``.
     """
     images_dir = Path(images_dir)
-    for p in _candidates(record, images_dir):
-        if p.is_file():
-            return p
+    root = Path(os.path.realpath(images_dir))
     hint = record.meta.get("image")
+    if isinstance(hint, str) and hint and not _is_image_name(Path(hint)):
+        raise HeatmapFileError(
+            f"{record.json or record.npy} names {hint!r} as its image, which is not an image file "
+            f"({', '.join(IMAGE_SUFFIXES)}); re-create the record with bowlrp-explain"
+        )
+    named, by_stem = _candidates(record, images_dir)
+    inside = [real for real in (_inside(p, root) for p in named + by_stem) if real is not None]
+    outside = bool(named) and all(_inside(p, root) is None for p in named)
+    for real in inside:
+        if real.is_file():
+            return real
+    where = " (the named image lies outside it and was not read)" if outside else ""
     raise HeatmapFileError(
-        f"no image for {record.npy} under {images_dir} (JSON image field: {hint!r}, "
+        f"no image for {record.npy} under {images_dir}{where} (JSON image field: {hint!r}, "
         f"stem {record.stem!r}); pass the folder the images were explained from"
     )
 
 
-def attach_images(records: list[HeatmapRecord], images_dir) -> None:
-    """Set ``record.image`` for every record (raises on the first that has none)."""
+def attach_images(
+    records: list[HeatmapRecord], images_dir, on_skip: OnSkip | None = None
+) -> list[HeatmapRecord]:
+    """Set ``record.image`` for every record; returns the records that have one.
+
+    Without ``on_skip``, raises on the first record that has none (see
+    :func:`find_image`); with it, such records are reported and left out.
+    """
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise HeatmapFileError(f"image directory not found (or not a directory): {images_dir}")
+    kept = []
     for r in records:
-        r.image = find_image(r, images_dir)
+        try:
+            r.image = find_image(r, images_dir)
+        except HeatmapFileError as exc:
+            skip_or_raise(on_skip, r.json or r.npy, exc)
+            continue
+        kept.append(r)
+    return kept

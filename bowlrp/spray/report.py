@@ -6,10 +6,16 @@
 
 - ``index.html``: one self-contained page (no network; pictures beside it);
 - ``clusters.csv``: image, heatmap, class, cluster, t-SNE x/y per map;
-- ``spectrum.json``: parameters, per-class eigenvalues, eigengap, cluster sizes, ranking;
+- ``spectrum.json``: parameters, per-class eigenvalues, eigengap, cluster sizes, ranking,
+  and the records that were skipped;
 - ``spectrum_<i>.png``, ``tsne_<i>.png``, ``cluster_<i>_<c>_mean.png``,
   ``cluster_<i>_<c>_examples.png`` per class ``i`` and cluster ``c``,
   ``ranking.png`` when there are several classes.
+
+Given ``on_skip``, a bad record (unreadable file, missing arrays, NaN values,
+an image that cannot be read) is left out, or drawn without its image, and
+reported; the analysis goes on with the others. Text cells of the CSV that a
+spreadsheet would run as a formula are quoted (:func:`csv_cell`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import csv
 import html
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 import cv2
@@ -26,13 +32,48 @@ import numpy as np
 from matplotlib import colormaps
 from tqdm.auto import tqdm
 
-from .._utils.validation import as_float_image
+from .._utils.validation import as_float_image, display_path
 from ..image import colorize, overlay, write_png
-from .heatmap_files import HeatmapFileError, HeatmapRecord, load_map
+from .heatmap_files import (
+    HeatmapFileError,
+    HeatmapRecord,
+    OnSkip,
+    SkippedRecord,
+    attach_images,
+    is_utf8,
+    load_map,
+    skip_or_raise,
+)
 from .spectral import SpRAy, common_shape, normalize_pooled, pool_maps, ranking
 
 MIN_MAPS = 3
 TILE = 96  # pixel height of an example in the strips
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula (OWASP)
+
+
+def csv_cell(value):
+    """A CSV cell no spreadsheet runs as a formula (OWASP "CSV injection").
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+    gets a leading ``'``; numbers, and text that reads as a number (``-1``),
+    are kept as they are.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    object
+        ``value``, or ``"'" + value`` for text a spreadsheet would evaluate.
+    """
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
 
 
 @dataclass
@@ -63,17 +104,43 @@ def _progress(iterable, desc, total=None, disable=False):
     )
 
 
-def pool_records(records: list[HeatmapRecord], grid: int, quiet: bool = False):
-    """Pooled maps (n, grid, grid) read one at a time, and the common shape."""
+def pool_records(
+    records: list[HeatmapRecord], grid: int, quiet: bool = False, on_skip: OnSkip | None = None
+) -> tuple[np.ndarray, tuple[int, int], list[HeatmapRecord]]:
+    """Pooled maps (n, grid, grid) read one at a time, the common shape, and the records read.
+
+    Without ``on_skip`` the first unreadable map raises; with it, the record
+    is reported and left out (the pooled maps follow the returned records).
+    """
     shape = common_shape(r.shape for r in records)
     pooled = np.empty((len(records), grid, grid))
-    for i, r in enumerate(_progress(records, "reading heatmaps", len(records), quiet)):
-        pooled[i] = pool_maps([load_map(r)], grid, shape)[0]
-    return pooled, shape
+    kept = []
+    for r in _progress(records, "reading heatmaps", len(records), quiet):
+        try:
+            pooled[len(kept)] = pool_maps([load_map(r)], grid, shape)[0]
+        except HeatmapFileError as exc:
+            skip_or_raise(on_skip, r.npy, exc)
+            continue
+        kept.append(r)
+    if len(kept) < len(records) and kept:
+        shape = common_shape(r.shape for r in kept)
+        if shape != common_shape(r.shape for r in records):  # the most common shape changed: pool again
+            pooled[: len(kept)] = np.stack([pool_maps([load_map(r)], grid, shape)[0] for r in kept])
+    return pooled[: len(kept)], shape, kept
+
+
+def _no_class_error(skipped: dict[str, int], where: str = "") -> HeatmapFileError:
+    counts = ", ".join(f"{t!r}: {n}" for t, n in skipped.items()) or "no readable maps"
+    return HeatmapFileError(
+        f"SpRAy needs at least {MIN_MAPS} heatmaps of one explained class; found {counts}{where}"
+    )
 
 
 def analyse_heatmaps(
-    groups: dict[str, list[HeatmapRecord]], params: dict | None = None, quiet: bool = False
+    groups: dict[str, list[HeatmapRecord]],
+    params: dict | None = None,
+    quiet: bool = False,
+    on_skip: OnSkip | None = None,
 ) -> tuple[list[ClassAnalysis], dict[str, int]]:
     """Run SpRAy per class.
 
@@ -83,6 +150,9 @@ def analyse_heatmaps(
     params : SpRAy parameters
     quiet : bool
         No progress bars.
+    on_skip : callable or None
+        Called with a :class:`~bowlrp.spray.heatmap_files.SkippedRecord` per
+        map that cannot be read, which is left out (None: it raises).
 
     Returns
     -------
@@ -101,19 +171,93 @@ def analyse_heatmaps(
             skipped[target] = len(records)
             continue
         sp = SpRAy(**params)
-        pooled, shape = pool_records(records, sp.grid, quiet)
+        pooled, shape, records = pool_records(records, sp.grid, quiet, on_skip)
+        if len(records) < MIN_MAPS:
+            skipped[target] = len(records)
+            continue
         sp.fit_pooled(pooled, shape)
         analyses.append(ClassAnalysis(target, records, sp, pooled))
     if not analyses:
-        counts = ", ".join(f"{t!r}: {n}" for t, n in skipped.items())
-        raise HeatmapFileError(
-            f"SpRAy needs at least {MIN_MAPS} heatmaps of one explained class; found {counts}"
-        )
+        raise _no_class_error(skipped)
     return analyses, skipped
 
 
+def store_records(store, targets=None, on_skip: OnSkip | None = None) -> dict[str, list[HeatmapRecord]]:
+    """The finished records of a relevance store per target, each read once to check it.
+
+    A record whose arrays or attributes are missing or inconsistent is reported
+    through ``on_skip`` and left out (None: it raises).
+
+    Parameters
+    ----------
+    store : RelevanceStore (``bowlrp.runs.store.open``)
+    targets : list of str or None
+        Classes to keep (default: every target in the store, in order of first appearance).
+    on_skip : callable or None
+
+    Returns
+    -------
+    dict target -> records (each with its ``pooled`` map on the store's grid)
+    """
+    try:
+        ids = store.ids()
+    except Exception as exc:  # noqa: BLE001 - the store's own index is unreadable: nothing to go on
+        raise HeatmapFileError(
+            f"cannot list the records of {display_path(store.location)}: {exc}; "
+            "write the store again with bowlrp-explain --store"
+        ) from None
+    wanted = None if targets is None else [str(t) for t in targets]
+    groups: dict[str, list[HeatmapRecord]] = {t: [] for t in wanted or []}
+    for image_id in ids:
+        name = store.heatmap_location(image_id).rsplit("/", 1)[0]
+        try:
+            rec = store[image_id]
+            names = [str(t) for t in rec.targets]
+            heat, pooled = rec.heatmaps, rec.pooled
+            if heat.ndim != 3 or pooled.ndim != 3 or len(names) != len(heat) or len(names) != len(pooled):
+                raise HeatmapFileError(
+                    f"{name}: {len(names)} target(s) but heatmaps of shape {heat.shape} and pooled maps of "
+                    f"shape {pooled.shape}; explain the image again"
+                )
+            if pooled.shape[1:] != (store.grid, store.grid):
+                raise HeatmapFileError(
+                    f"{name}: pooled maps of shape {pooled.shape[1:]}, not the store's grid"
+                )
+            if not all(is_utf8(t) for t in [image_id, str(rec.path), *names]):
+                raise HeatmapFileError(
+                    f"{name}: its id, path or targets are not valid UTF-8; explain it again"
+                )
+        except Exception as exc:  # noqa: BLE001 - a corrupt record is reported and left out
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if not isinstance(exc, HeatmapFileError):
+                message = f"{name}: unreadable record ({type(exc).__name__}: {message}); explain it again"
+            skip_or_raise(on_skip, image_id, HeatmapFileError(message))
+            continue
+        for i, target in enumerate(names):
+            if wanted is not None and target not in wanted:
+                continue
+            groups.setdefault(target, []).append(
+                HeatmapRecord(
+                    npy=PurePosixPath(store.heatmap_location(image_id)),
+                    json=None,
+                    stem=image_id,
+                    target=target,
+                    meta={**rec.meta, "image": rec.path},
+                    shape=tuple(heat.shape[1:]),
+                    loader=lambda heat=heat, i=i: heat[i],
+                    pooled=np.asarray(pooled[i], dtype=np.float64),
+                )
+            )
+    return groups
+
+
 def analyse_store(
-    store, params: dict | None = None, targets=None, quiet: bool = False
+    store,
+    params: dict | None = None,
+    targets=None,
+    quiet: bool = False,
+    on_skip: OnSkip | None = None,
+    images=None,
 ) -> tuple[list[ClassAnalysis], dict[str, int]]:
     """Run SpRAy per class on the maps of a relevance store (:mod:`bowlrp.runs.store`).
 
@@ -129,47 +273,43 @@ def analyse_store(
     params : SpRAy parameters
     targets : list of str or None
         Classes to analyse (default: every target in the store).
+    quiet : bool
+        No progress bars.
+    on_skip : callable or None
+        Called with a :class:`~bowlrp.spray.heatmap_files.SkippedRecord` per
+        corrupt record (or record without an image under ``images``), which is
+        left out (None: it raises).
+    images : path or None
+        Folder of the explained images: each record's image is looked up
+        there (:func:`~bowlrp.spray.heatmap_files.attach_images`) before the analysis.
     """
     params = dict(params or {})
     grid = params.get("grid") or store.grid
     params["grid"] = grid
     analyses, skipped = [], {}
-    for target in targets or store.targets():
-        ids, pooled = store.pooled_maps(target)
-        if len(ids) < MIN_MAPS:
-            skipped[str(target)] = len(ids)
-            continue
-        records = []
-        for image_id in ids:
-            rec = store[image_id]
-            i = rec.index(target)
-            records.append(
-                HeatmapRecord(
-                    npy=PurePosixPath(store.heatmap_location(image_id)),
-                    json=None,
-                    stem=image_id,
-                    target=str(target),
-                    meta={**rec.meta, "image": rec.path},
-                    shape=tuple(rec.heatmaps.shape[1:]),
-                    loader=lambda rec=rec, i=i: rec.heatmaps[i],
-                )
-            )
+    for target, records in store_records(store, targets, on_skip).items():
+        if images is not None:
+            records = attach_images(records, images, on_skip)
         if grid != store.grid:
-            pooled = np.stack(
-                [
-                    pool_maps([load_map(r)], grid, r.shape)[0]
-                    for r in _progress(records, "pooling heatmaps", len(records), quiet)
-                ]
-            )
+            pooled, kept = [], []
+            for r in _progress(records, "pooling heatmaps", len(records), quiet):
+                try:
+                    pooled.append(pool_maps([load_map(r)], grid, r.shape)[0])
+                except HeatmapFileError as exc:
+                    skip_or_raise(on_skip, r.stem, exc)
+                    continue
+                kept.append(r)
+            records = kept
+        else:
+            pooled = [r.pooled for r in records]
+        if len(records) < MIN_MAPS:
+            skipped[target] = len(records)
+            continue
         sp = SpRAy(**params)
-        sp.fit_pooled(pooled, common_shape(r.shape for r in records))
-        analyses.append(ClassAnalysis(str(target), records, sp, pooled))
+        sp.fit_pooled(np.stack(pooled), common_shape(r.shape for r in records))
+        analyses.append(ClassAnalysis(target, records, sp, np.stack(pooled)))
     if not analyses:
-        counts = ", ".join(f"{t!r}: {n}" for t, n in skipped.items()) or "no finished images"
-        raise HeatmapFileError(
-            f"SpRAy needs at least {MIN_MAPS} heatmaps of one explained class; "
-            f"found {counts} in {store.location}"
-        )
+        raise _no_class_error(skipped, f" in {display_path(store.location)}")
     return analyses, skipped
 
 
@@ -302,6 +442,21 @@ def example_picture(record: HeatmapRecord) -> np.ndarray:
     return cv2.resize(pic, (width, TILE), interpolation=cv2.INTER_AREA)
 
 
+def _example_or_heatmap(record: HeatmapRecord, on_skip: OnSkip | None) -> np.ndarray:
+    """:func:`example_picture`; with ``on_skip``, a picture that fails is reported and drawn
+    from the heatmap alone (or as a grey tile when the heatmap cannot be read either)."""
+    try:
+        return example_picture(record)
+    except Exception as exc:  # noqa: BLE001 - one bad picture never costs the report
+        if on_skip is None or isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        skip_or_raise(on_skip, record.image or record.npy, exc, stage="picture")
+    try:
+        return example_picture(HeatmapRecord(**{**vars(record), "image": None}))
+    except Exception:  # noqa: BLE001 - already reported above
+        return np.full((TILE, TILE, 3), 200, np.uint8)
+
+
 def representative(X: np.ndarray, labels: np.ndarray, cluster: int, k: int) -> np.ndarray:
     """Indices of the ``k`` members of ``cluster`` nearest its mean (most typical first)."""
     members = np.flatnonzero(labels == cluster)
@@ -330,6 +485,22 @@ def _image_name(r: HeatmapRecord) -> str:
     return str(value) if value else r.stem
 
 
+def _skipped_html(records: list[SkippedRecord]) -> str:
+    if not records:
+        return ""
+    items = "".join(
+        f"<li><code>{html.escape(s.record)}</code>: {html.escape(s.reason)}"
+        f"{' (drawn without its image)' if s.stage == 'picture' else ''}</li>"
+        for s in records
+    )
+    n_left_out = sum(s.stage == "record" for s in records)
+    return (
+        f'<details class="warn" open><summary>{n_left_out} record(s) left out, '
+        f"{len(records) - n_left_out} example(s) drawn without their image</summary>"
+        f"<ul>{items}</ul></details>"
+    )
+
+
 def write_report(
     out: Path,
     analyses: list[ClassAnalysis],
@@ -337,25 +508,59 @@ def write_report(
     n_examples: int = 8,
     source: str = "",
     quiet: bool = False,
+    skipped_records: list[SkippedRecord] | None = None,
+    on_skip: OnSkip | None = None,
 ) -> Path:
     """Write the page, CSV, JSON and pictures into the directory ``out`` (which must exist).
 
-    Returns the path of ``index.html``.
+    Parameters
+    ----------
+    out : path
+    analyses : list of ClassAnalysis
+    skipped : dict target -> number of maps
+        Classes left out for having too few maps.
+    n_examples : int
+        Examples per cluster in the strips.
+    source : str
+        Where the heatmaps came from (shown on the page).
+    quiet : bool
+        No progress bars.
+    skipped_records : list of SkippedRecord or None
+        Records left out before the analysis, listed in ``spectrum.json`` and
+        on the page; examples drawn without their image are added to it.
+    on_skip : callable or None
+        Called for each example whose image cannot be drawn (it is drawn
+        from its heatmap alone); None: such an example raises.
+
+    Returns
+    -------
+    Path
+        The path of ``index.html``.
     """
     out = Path(out)
     skipped = dict(skipped or {})
+    problems = list(skipped_records or [])
+
+    def picture_problem(s: SkippedRecord) -> None:
+        problems.append(s)
+        if on_skip is not None:
+            on_skip(s)
+
     table = ranking_table(analyses)
     order = {r["class"]: r["rank"] for r in table}
     ordered = sorted(analyses, key=lambda a: order[a.target])
     params = ordered[0].spray.get_params()
-    with open(out / "clusters.csv", "w", newline="") as fh:
+    with open(out / "clusters.csv", "w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
         w = csv.writer(fh)
         w.writerow(["image", "heatmap", "class", "cluster", "tsne_x", "tsne_y"])
         for a in ordered:
             emb = a.spray.embedding_
             for j, r in enumerate(a.records):
                 x, y = (f"{emb[j, 0]:.6g}", f"{emb[j, 1]:.6g}") if emb is not None else ("", "")
-                w.writerow([_image_name(r), r.npy.as_posix(), a.target, int(a.spray.labels_[j]), x, y])
+                w.writerow(
+                    [csv_cell(_image_name(r)), csv_cell(r.npy.as_posix()), csv_cell(a.target)]
+                    + [int(a.spray.labels_[j]), x, y]
+                )
     sections = []
     classes_json = []
     for i, a in enumerate(_progress(ordered, "writing report", len(ordered), quiet)):
@@ -371,7 +576,8 @@ def write_report(
             _save_rgb(out / f"cluster_{i}_{c}_mean.png", mean_map_picture(sp.cluster_maps_[c]))
             picks = representative(X, sp.labels_, c, n_examples)
             _save_rgb(
-                out / f"cluster_{i}_{c}_examples.png", strip([example_picture(a.records[j]) for j in picks])
+                out / f"cluster_{i}_{c}_examples.png",
+                strip([_example_or_heatmap(a.records[j], on_skip and picture_problem) for j in picks]),
             )
             names = ", ".join(html.escape(a.records[j].stem) for j in picks)
             rows.append(f"""<tr><td class="num">{c}</td><td class="num">{sizes[c]}</td>
@@ -437,6 +643,7 @@ groups: look at the first classes first.</p>
                 "classes": classes_json,
                 "ranking": table,
                 "skipped": skipped,
+                "skipped_records": [asdict(p) for p in problems],
             },
             indent=2,
             default=str,
@@ -466,8 +673,8 @@ img.strip {{ height: {TILE}px; max-width: 100%; object-fit: contain; object-posi
 Files: <a href="clusters.csv">clusters.csv</a> (cluster and t-SNE position of every map),
 <a href="spectrum.json">spectrum.json</a> (eigenvalues, eigengaps, ranking).
 Colours: red = evidence for the class, blue = against, white = none.</p>
-{skipped_html}{ranking_html}{"".join(sections)}
+{skipped_html}{_skipped_html(problems)}{ranking_html}{"".join(sections)}
 </body></html>
 """
-    (out / "index.html").write_text(page, encoding="utf-8")
+    (out / "index.html").write_text(page, encoding="utf-8", errors="backslashreplace")
     return out / "index.html"
