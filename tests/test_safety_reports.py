@@ -16,9 +16,9 @@ import pytest
 
 import bowlrp.spray.report
 from bowlrp import DenseSIFT, KernelSVC, Pipeline, RankMapping, save
+from bowlrp._utils.csv_cells import csv_cell as evaluation_csv_cell
 from bowlrp.cli.spray import main
 from bowlrp.evaluation.runner import EvaluationSettings, evaluate_images, write_outputs
-from bowlrp.evaluation.runner import csv_cell as evaluation_csv_cell
 from bowlrp.model_files import load
 from bowlrp.runs.inputs import ImageInput
 from bowlrp.runs.store import RelevanceStore, id_to_key

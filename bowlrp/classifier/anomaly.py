@@ -49,8 +49,9 @@ from sklearn.svm import OneClassSVM
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._utils.fitted import fitted_array, fitted_number, prefixed, refuse
 from .anomaly_relevance import one_class_relevance, svdd_center_terms, svdd_relevance
-from .kernels import Kernel, fitted_array, fitted_number, prefixed, refuse
+from .kernels import Kernel
 from .svm import KernelChannelsMixin
 
 INLIER, OUTLIER = 1, -1

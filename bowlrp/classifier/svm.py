@@ -21,7 +21,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .kernels import Kernel, Linear, _as_2d, fitted_array, fitted_number, make_kernel, prefixed, refuse
+from .._utils.fitted import fitted_array, fitted_number, prefixed, refuse
+from .kernels import Kernel, Linear, _as_2d, make_kernel
 from .mkl import fit_binary
 from .relevance import classifier_relevance
 

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .._utils.fitted import fitted_number, prefixed, refuse
 from .._utils.validation import check_1d_finite
 from ..descriptors.geometry import Descriptors
 from ..rules import AbsZ, AlphaBeta, Epsilon
@@ -15,12 +16,9 @@ from .pooling import (
     MAX_PYRAMID_CELLS,
     MAX_PYRAMID_SIDE,
     check_pyramid,
-    fitted_number,
     normalize,
     parse_normalization,
-    prefixed,
     pyramid_cells,
-    refuse,
 )
 
 

@@ -17,8 +17,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
+from .._utils.fitted import fitted_array, fitted_number, prefixed, refuse
 from ..descriptors.geometry import Descriptors
-from .pooling import fitted_array, fitted_number, prefixed, refuse
 
 #: Tolerance on the sum of a loaded GMM's priors (they are renormalised to 1 at fit time).
 PRIOR_SUM_TOLERANCE = 1e-6

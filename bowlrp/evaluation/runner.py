@@ -24,6 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._utils.atomic import atomic_write_bytes
+from .._utils.csv_cells import csv_cell
 from .._utils.lock import FolderLock
 from .._utils.validation import as_float_image, display_path
 from ..explanation import explain_trace
@@ -318,33 +319,6 @@ def summarise_with_costs(results: list[dict], methods) -> dict:
 
 def _atomic_json(path: Path, data) -> None:
     atomic_write_bytes(path, json.dumps(data, default=str).encode("utf-8"))
-
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula (OWASP)
-
-
-def csv_cell(value):
-    """A CSV cell no spreadsheet runs as a formula (OWASP "CSV injection").
-
-    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
-    gets a leading ``'``; numbers, and text that reads as a number, are kept.
-
-    Parameters
-    ----------
-    value : object
-
-    Returns
-    -------
-    object
-        ``value``, or ``"'" + value`` for text a spreadsheet would evaluate.
-    """
-    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
-        return value
-    try:
-        float(value)
-    except ValueError:
-        return "'" + value
-    return value
 
 
 def write_outputs(

@@ -32,6 +32,7 @@ import numpy as np
 from matplotlib import colormaps
 from tqdm.auto import tqdm
 
+from .._utils.csv_cells import csv_cell
 from .._utils.validation import as_float_image, display_path
 from ..image import colorize, overlay, write_png
 from .heatmap_files import (
@@ -48,32 +49,6 @@ from .spectral import SpRAy, common_shape, normalize_pooled, pool_maps, ranking
 
 MIN_MAPS = 3
 TILE = 96  # pixel height of an example in the strips
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula (OWASP)
-
-
-def csv_cell(value):
-    """A CSV cell no spreadsheet runs as a formula (OWASP "CSV injection").
-
-    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
-    gets a leading ``'``; numbers, and text that reads as a number (``-1``),
-    are kept as they are.
-
-    Parameters
-    ----------
-    value : object
-
-    Returns
-    -------
-    object
-        ``value``, or ``"'" + value`` for text a spreadsheet would evaluate.
-    """
-    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
-        return value
-    try:
-        float(value)
-    except ValueError:
-        return "'" + value
-    return value
 
 
 @dataclass
