@@ -110,6 +110,22 @@ def write_pictures(paths: dict[str, Path], image, heatmap: np.ndarray, scale: fl
     atomic_write_bytes(paths["overlay"], over)
 
 
+FLAT_WARNING = (
+    "the image is flat (a single value in every channel, no gradients): every flat image gets the "
+    "same score, and its heatmap says nothing about its content"
+)
+
+
+def is_flat(image: np.ndarray) -> bool:
+    """True for an image with one value in every channel (all grey, black or white): no
+    descriptor sees a gradient, so the model scores every such image the same."""
+    image = np.asarray(image)
+    return bool(
+        image.size == 0
+        or np.all(image.reshape(-1, *image.shape[2:]) == image.reshape(-1, *image.shape[2:])[0])
+    )
+
+
 def publish(files: dict[Path, bytes]) -> None:
     """Write several files as one result: all staged as hidden temporaries, then renamed in order.
 
@@ -222,6 +238,7 @@ def explain_to_folder(
                             image, e.heatmap, scale, colormap
                         )
                     entered = e.score - e.bias_relevance - e.residual
+                    flat = is_flat(image)
                     record = {
                         **e.summary(),
                         **(extra or {}),
@@ -231,7 +248,11 @@ def explain_to_folder(
                         "heatmap_max_abs": float(np.abs(e.heatmap).max()),
                         "display_scale": scale,
                         "absorbed_fraction": float(e.absorbed / entered) if entered else 0.0,
+                        "flat_image": flat,
                     }
+                    if flat:
+                        record["warning"] = FLAT_WARNING
+                        say(f"{display_path(item.path)}: {FLAT_WARNING}")
                     files[paths["json"]] = json.dumps(record, indent=2, default=str).encode("utf-8")
                     publish(files)  # the four files appear together, the record last
                     if store is not None:
