@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..exceptions import RuleError
+from .._utils.fitted import prefixed, refuse
+from ..exceptions import ModelFileError, RuleError
 from ..rules import PIXEL_RULES, Contribution, Flat, require
 from .geometry import Descriptors
 from .pixel_rules import flat
@@ -27,6 +28,50 @@ class ExtractorMixin:
 
     #: pixel rules this extractor implements besides ``Flat``
     pixel_rules: tuple[type, ...] = ()
+    #: the fitted attribute whose presence marks a fitted extractor
+    _fitted_marker = "n_features_out_"
+
+    def check_fitted(self, where: str | None = None) -> None:
+        """Refuse parameters and fitted attributes ``describe`` cannot use safely.
+
+        The parameters as ``fit`` checks them (``_check_params``), the extractor's own
+        bounds (``_check_fitted_parameters``) and, where it is stored,
+        ``n_features_out_`` equal to :meth:`output_dimension`. An unfitted extractor
+        passes. Cost O(number of parameters).
+
+        Parameters
+        ----------
+        where : str or None
+            Prefix of the message, e.g. the model file's name.
+
+        Raises
+        ------
+        ModelFileError
+            One line naming the attribute or parameter.
+        """
+        if self._fitted_marker not in self.__dict__:
+            return
+        with prefixed(where):
+            try:
+                checked = self._check_params()
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise ModelFileError(f"{type(self).__name__} parameters are invalid: {exc}") from None
+            self._check_fitted_parameters(checked)
+            if "n_features_out_" in self.__dict__:
+                n_out = self.__dict__["n_features_out_"]
+                if (
+                    not isinstance(n_out, (int, np.integer))
+                    or isinstance(n_out, bool)
+                    or (n_out != self.output_dimension())
+                ):
+                    raise refuse(
+                        self,
+                        "n_features_out_",
+                        f"is {n_out!r}, the parameters give {self.output_dimension()}",
+                    )
+
+    def _check_fitted_parameters(self, checked) -> None:
+        """The extractor's own bounds on its parameters (``checked``: what ``_check_params`` returned)."""
 
     def forward(self, X) -> tuple[list[Descriptors], list[Descriptors]]:
         """Describe images; returns ``(descriptors, traces)``, one of each per image.

@@ -19,8 +19,9 @@ from joblib import Parallel, delayed
 from numba import njit
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from .._utils.fitted import refuse
 from .._utils.validation import as_float_image, as_image_list
-from ..exceptions import ImageError, ModelFileError
+from ..exceptions import ImageError
 from ._color import COLOR_MODES, color_channels
 from .base import ExtractorMixin
 from .geometry import DISC, Descriptors
@@ -120,44 +121,13 @@ class ColorQuantiles(ExtractorMixin, TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         return tags
 
-    def check_fitted(self, where: str | None = None) -> None:
-        """Refuse parameters and fitted attributes ``describe`` cannot use safely.
-
-        The parameters as ``fit`` checks them, finite quantile levels, a radius of at
-        most :data:`MAX_RADIUS`, and ``n_features_out_`` equal to the dimension they give.
-        An unfitted extractor passes. Cost O(number of parameters).
-
-        Parameters
-        ----------
-        where : str or None
-            Prefix of the message, e.g. the model file's name.
-
-        Raises
-        ------
-        ModelFileError
-            One line naming the attribute or parameter.
-        """
-        if "n_features_out_" not in self.__dict__:
-            return
-        name = type(self).__name__
-        prefix = "" if where is None else f"{where}: "
-        try:
-            q = self._check_params()
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise ModelFileError(f"{prefix}{name} parameters are invalid: {exc}") from None
-        if not np.all(np.isfinite(q)):
-            raise ModelFileError(f"{prefix}{name}.quantiles holds NaN or infinite levels")
+    def _check_fitted_parameters(self, checked) -> None:
+        """Finite quantile levels (``checked``, from ``_check_params``) and a radius of at most
+        :data:`MAX_RADIUS`; ``n_features_out_`` is checked by the mixin."""
+        if not np.all(np.isfinite(checked)):
+            raise refuse(self, "quantiles", "holds NaN or infinite levels")
         if not float(self.radius) <= MAX_RADIUS:
-            raise ModelFileError(f"{prefix}{name}.radius is {self.radius!r}, at most {MAX_RADIUS:g}")
-        n_out = self.__dict__["n_features_out_"]
-        if (
-            not isinstance(n_out, (int, np.integer))
-            or isinstance(n_out, bool)
-            or n_out != self.output_dimension()
-        ):
-            raise ModelFileError(
-                f"{prefix}{name}.n_features_out_ is {n_out!r}, the parameters give {self.output_dimension()}"
-            )
+            raise refuse(self, "radius", f"is {self.radius!r}, at most {MAX_RADIUS:g}")
 
     def output_dimension(self) -> int:
         """Descriptor dimension: 2 half-discs x quantile levels x colour channels."""

@@ -32,13 +32,14 @@ from joblib import Parallel, delayed
 from numba import njit
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from .._utils.fitted import refuse
 from .._utils.validation import as_float_image, as_image_list
 from ..exceptions import ImageError, ModelFileError, RuleError
 from ..rules import Contribution, SIFTBins
 from ._color import COLOR_MODES, color_channels, to_grey
 from .base import ExtractorMixin
 from .contribution import contribution
-from .geometry import ROTATED_SQUARE, SQUARE, Descriptors
+from .geometry import ROTATED_SQUARE, SIFT_DIMENSIONS, SQUARE, Descriptors
 from .pixel_rules import sift_bins
 
 BACKENDS = ("auto", "vlfeat", "opencv")
@@ -248,52 +249,33 @@ class DenseSIFT(ExtractorMixin, TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         return tags
 
-    def check_fitted(self, where: str | None = None) -> None:
-        """Refuse parameters and fitted attributes ``describe`` cannot use safely.
+    #: ``transform`` fits a SIFT extractor itself; ``backend_`` marks a fitted one
+    _fitted_marker = "backend_"
 
-        The parameters as ``fit`` checks them, finite bin sizes and magnification with
-        ``bin size`` and ``bin size / magnification`` at most :data:`MAX_BIN_SIZE`, and
-        ``backend_`` one of the implemented backends (``backend`` itself unless "auto").
-        An unfitted extractor passes (``transform`` fits it). Cost O(number of parameters).
-
-        Parameters
-        ----------
-        where : str or None
-            Prefix of the message, e.g. the model file's name.
-
-        Raises
-        ------
-        ModelFileError
-            One line naming the attribute or parameter.
-        """
-        if "backend_" not in self.__dict__:
-            return
-        name = type(self).__name__
-        prefix = "" if where is None else f"{where}: "
+    def _check_fitted_parameters(self, checked) -> None:
+        """Finite bin sizes and magnification with ``bin size`` and ``bin size / magnification``
+        at most :data:`MAX_BIN_SIZE`, and ``backend_`` one of the implemented backends
+        (``backend`` itself unless "auto")."""
+        sizes, _ = checked
         try:
-            sizes, _ = self._check_params()
             magnification = float(self.magnification)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise ModelFileError(f"{prefix}{name} parameters are invalid: {exc}") from None
+            raise ModelFileError(f"{type(self).__name__} parameters are invalid: {exc}") from None
         if not all(math.isfinite(b) and b <= MAX_BIN_SIZE for b in sizes):
-            raise ModelFileError(f"{prefix}{name}.bin_sizes must be finite and at most {MAX_BIN_SIZE:g}")
+            raise refuse(self, "bin_sizes", f"must be finite and at most {MAX_BIN_SIZE:g}")
         if not (
             math.isfinite(magnification) and magnification > 0 and max(sizes) / magnification <= MAX_BIN_SIZE
         ):
-            raise ModelFileError(
-                f"{prefix}{name}.magnification must be finite and >= max(bin_sizes) / {MAX_BIN_SIZE:g}"
-            )
+            raise refuse(self, "magnification", f"must be finite and >= max(bin_sizes) / {MAX_BIN_SIZE:g}")
         backend = self.__dict__["backend_"]
         if backend not in ("vlfeat", "opencv") or self.backend not in ("auto", backend):
-            raise ModelFileError(
-                f"{prefix}{name}.backend_ is {backend!r}, not a backend for backend={self.backend!r}"
-            )
+            raise refuse(self, "backend_", f"is {backend!r}, not a backend for backend={self.backend!r}")
         if backend == "vlfeat" and self.rotate:
-            raise ModelFileError(f"{prefix}{name}.backend_ is 'vlfeat' but rotate=True needs 'opencv'")
+            raise refuse(self, "backend_", "is 'vlfeat' but rotate=True needs 'opencv'")
 
     def output_dimension(self) -> int:
         """Descriptor dimension ``D = 128 * n_channels`` of this colour mode."""
-        return 128 * (1 if self.color in ("grey", "gray") else 3)
+        return SIFT_DIMENSIONS * (1 if self.color in ("grey", "gray") else 3)
 
     # -- work ----------------------------------------------------------------
     def _check_params(self) -> tuple[list[float], list[int]]:
