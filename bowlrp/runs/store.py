@@ -43,13 +43,21 @@ before the store is read or anything in it is created, overwritten or removed
 reader blocks on a pipe or reads ``/dev/zero``. The store's own path may be a
 link: it is resolved once, when the store is opened, and only the folder it
 names is the store (a link to nothing is refused). Stores behind URLs
-(fsspec) have no links to check; they are trusted as they are.
+(fsspec) have no links to check.
+
+Reading costs what a record is, not what its metadata declares (issue 24):
+a record holds at most ``BOWLRP_MAX_IMAGE_PIXELS`` heatmap values, the grid is
+at most :data:`MAX_GRID`, and every array is checked against what :meth:`write`
+makes — shape, type, chunks, ``bytes`` + ``zstd`` codecs, each chunk's size and
+the raw size its zstd frame declares — before it is read
+(:mod:`bowlrp.runs.store_arrays`), for local stores and URLs alike.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import re
 import stat
@@ -61,11 +69,12 @@ from pathlib import Path
 import numpy as np
 
 from .._utils.lock import LOCK_NAME, FolderLock
-from .._utils.validation import display_path
+from .._utils.validation import display_path, image_limits
 from ..exceptions import BowlrpError
 from ..image import pool_maps
 from .inputs import ImageInput
 from .step import SettingsMismatch
+from .store_arrays import StoreArrayError, checked_array, read_checked
 
 FORMAT = "bowlrp-relevance-store"
 VERSION = 1
@@ -75,6 +84,10 @@ _KEEP = re.compile(r"[A-Za-z0-9-]")
 _MAX_KEY = 180
 # zarr's LocalStore writes every file as "<name>.<32 hex digits>.partial" and renames it
 _PARTIAL_WRITE = re.compile(r"\.[0-9a-f]{32}\.partial$")
+#: largest pooling grid a store may declare (pooled maps are (targets, grid, grid) float64)
+MAX_GRID = 1024
+#: largest number of values in one record's evaluation curve (repeats x (steps + 1))
+MAX_CURVE_VALUES = 1 << 22
 
 
 class StoreError(BowlrpError, ValueError):
@@ -492,7 +505,14 @@ class RelevanceStore:
     # -- reading -------------------------------------------------------------------------------
     @property
     def grid(self) -> int:
-        return int(self.root.attrs.get("grid", DEFAULT_GRID))
+        """The pooling grid side the store declares, checked to lie in [1, :data:`MAX_GRID`]."""
+        grid = self.root.attrs.get("grid", DEFAULT_GRID)
+        if not isinstance(grid, int) or isinstance(grid, bool) or not 1 <= grid <= MAX_GRID:
+            raise StoreError(
+                f"{display_path(self.location)} declares a pooling grid of {grid!r}, not a whole number "
+                f"in [1, {MAX_GRID}]; write the store again with bowlrp-explain --store"
+            )
+        return grid
 
     @property
     def run_key(self) -> dict:
@@ -538,17 +558,86 @@ class RelevanceStore:
     def __contains__(self, image_id) -> bool:
         return isinstance(image_id, str) and bool(image_id) and self._done(IMAGES, image_id) is not None
 
-    def __getitem__(self, image_id: str) -> StoreRecord:
+    def _where(self, name: str, key: str, array: str = "") -> str:
+        return display_path(f"{self.location.rstrip('/')}/{name}/{key}" + (f"/{array}" if array else ""))
+
+    def _record_shape(self, g, key: str) -> tuple[dict, int, int, int]:
+        """A finished record's attributes and its heatmaps' shape ``(T, H, W)``, checked against the budget.
+
+        ``T`` is the number of targets, ``(H, W)`` the ``shape`` attribute; the
+        record may hold at most ``BOWLRP_MAX_IMAGE_PIXELS`` heatmap values in
+        all (the image limit, :func:`bowlrp.image_limits`): a store a stranger
+        made cannot make a reader allocate more than an image bowlrp would read.
+        """
+        a = dict(g.attrs)
+        where = self._where(IMAGES, key)
+        targets, shape = a.get("targets"), a.get("shape")
+        if not isinstance(targets, list) or not targets:
+            raise StoreError(f"{where}: no list of targets in its attributes; explain the image again")
+        if shape is None and "heatmap" in g:  # a record written before the shape attribute
+            shape = list(g["heatmap"].shape[1:])
+        if (
+            not isinstance(shape, list)
+            or len(shape) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+        ):
+            raise StoreError(
+                f"{where}: its shape attribute {shape!r} is not [height, width]; explain it again"
+            )
+        T, (H, W) = len(targets), shape
+        limit = image_limits()["max_pixels"]
+        if limit is not None and T * H * W > limit:
+            raise StoreError(
+                f"{where}: {T} heatmap(s) of {H} x {W} = {T * H * W:,} values, more than the limit of "
+                f"{limit:,} (BOWLRP_MAX_IMAGE_PIXELS); raise it if you trust the store"
+            )
+        return a, T, H, W
+
+    def record(self, image_id: str, *, heatmaps: bool = True) -> StoreRecord:
+        """The finished record of ``image_id``, every array checked before it is read.
+
+        Parameters
+        ----------
+        image_id : str
+        heatmaps : bool
+            False: leave the (T, H, W) heatmaps unread (``heatmaps`` is then an
+            empty (T, 0, 0) array; read one with :meth:`heatmap`); their
+            metadata is still checked.
+
+        Raises
+        ------
+        KeyError
+            No finished record of the image.
+        StoreError
+            The record's attributes or arrays are not what bowlrp writes
+            (:mod:`bowlrp.runs.store_arrays`), or exceed the budget.
+        """
         g = self._done(IMAGES, image_id)
         if g is None:
             raise KeyError(f"no finished record of image {image_id!r} in {display_path(self.location)}")
-        a = dict(g.attrs)
+        key = id_to_key(image_id)
+        a, T, H, W = self._record_shape(g, key)
+        try:
+            heat = checked_array(
+                g, "heatmap", (T, H, W), "float32", self._where(IMAGES, key, "heatmap"), chunks=(1, H, W)
+            )
+            pooled = checked_array(
+                g, "pooled", (T, self.grid, self.grid), "float64", self._where(IMAGES, key, "pooled")
+            )
+            heat_values = (
+                read_checked(heat, (slice(None),), self._where(IMAGES, key, "heatmap"))
+                if heatmaps
+                else np.zeros((T, 0, 0), dtype=np.float32)
+            )
+            pooled_values = read_checked(pooled, (slice(None),), self._where(IMAGES, key, "pooled"))
+        except StoreArrayError as exc:
+            raise StoreError(str(exc)) from None
         return StoreRecord(
             id=a["id"],
             path=a.get("path", ""),
             targets=list(a["targets"]),
-            heatmaps=np.asarray(g["heatmap"][...]),
-            pooled=np.asarray(g["pooled"][...]),
+            heatmaps=heat_values,
+            pooled=pooled_values,
             scores=np.asarray(a["scores"], dtype=np.float64),
             bias_relevances=np.asarray(a["bias_relevance"], dtype=np.float64),
             absorbeds=np.asarray(a["absorbed"], dtype=np.float64),
@@ -559,6 +648,26 @@ class RelevanceStore:
             meta=a,
         )
 
+    def __getitem__(self, image_id: str) -> StoreRecord:
+        return self.record(image_id)
+
+    def heatmap(self, image_id: str, index: int = 0) -> np.ndarray:
+        """(H, W) float32 heatmap of the ``index``-th target of ``image_id``; only that map is read."""
+        g = self._done(IMAGES, image_id)
+        if g is None:
+            raise KeyError(f"no finished record of image {image_id!r} in {display_path(self.location)}")
+        key = id_to_key(image_id)
+        _, T, H, W = self._record_shape(g, key)
+        if not 0 <= index < T:
+            raise IndexError(f"image {image_id!r} has {T} target(s), not {index + 1}")
+        where = self._where(IMAGES, key, "heatmap")
+        try:
+            return read_checked(
+                checked_array(g, "heatmap", (T, H, W), "float32", where, chunks=(1, H, W)), (index,), where
+            )
+        except StoreArrayError as exc:
+            raise StoreError(str(exc)) from None
+
     def pooled_maps(self, target=None) -> tuple[list[str], np.ndarray]:
         """Ids and pooled maps (n, g, g) float64 of every finished image explained for ``target``.
 
@@ -566,7 +675,7 @@ class RelevanceStore:
         the run named none).
         """
         ids, maps = [], []
-        for _, g in self._done_groups():
+        for key, g in self._done_groups():
             targets = [str(t) for t in g.attrs["targets"]]
             if target is None:
                 i = 0
@@ -574,8 +683,14 @@ class RelevanceStore:
                 i = targets.index(str(target))
             else:
                 continue
+            _, T, _, _ = self._record_shape(g, key)
+            where = self._where(IMAGES, key, "pooled")
+            try:
+                array = checked_array(g, "pooled", (T, self.grid, self.grid), "float64", where)
+                maps.append(read_checked(array, (i,), where))
+            except StoreArrayError as exc:
+                raise StoreError(str(exc)) from None
             ids.append(str(g.attrs["id"]))
-            maps.append(np.asarray(g["pooled"][i]))
         return ids, (np.stack(maps) if maps else np.zeros((0, self.grid, self.grid)))
 
     def targets(self) -> list[str]:
@@ -713,7 +828,22 @@ class RelevanceStore:
         if g is None or not set(methods) <= set(g.attrs.get("methods", [])):
             return None
         out = dict(g.attrs)
-        out["curves"] = {m: np.asarray(g[m][...]).tolist() for m in g.attrs["methods"]}
+        key = id_to_key(image_id)
+        curves = {}
+        for method in g.attrs["methods"]:
+            where = self._where(EVALUATION, key, str(method))
+            shape = tuple(g[method].shape) if str(method) in g else ()
+            if len(shape) != 2 or math.prod(shape) > MAX_CURVE_VALUES:
+                raise StoreError(
+                    f"{where}: declared shape {shape}, not (repeats, steps + 1) of at most "
+                    f"{MAX_CURVE_VALUES:,} values; evaluate the image again"
+                )
+            try:
+                array = checked_array(g, str(method), shape, "float64", where)
+                curves[method] = read_checked(array, (slice(None),), where).tolist()
+            except StoreArrayError as exc:
+                raise StoreError(str(exc)) from None
+        out["curves"] = curves
         return out
 
     def curve_failures(self) -> list[dict]:

@@ -186,18 +186,14 @@ def store_records(store, targets=None, on_skip: OnSkip | None = None) -> dict[st
     for image_id in ids:
         name = store.heatmap_location(image_id).rsplit("/", 1)[0]
         try:
-            rec = store[image_id]
+            # the heatmaps' shapes and codecs are checked, their values read one map at a time when
+            # needed: thousands of records never sit in memory together
+            rec = store.record(image_id, heatmaps=False)
             names = [str(t) for t in rec.targets]
-            heat, pooled = rec.heatmaps, rec.pooled
-            if heat.ndim != 3 or pooled.ndim != 3 or len(names) != len(heat) or len(names) != len(pooled):
-                raise HeatmapFileError(
-                    f"{name}: {len(names)} target(s) but heatmaps of shape {heat.shape} and pooled maps of "
-                    f"shape {pooled.shape}; explain the image again"
-                )
-            if pooled.shape[1:] != (store.grid, store.grid):
-                raise HeatmapFileError(
-                    f"{name}: pooled maps of shape {pooled.shape[1:]}, not the store's grid"
-                )
+            pooled = rec.pooled
+            shape = (int(rec.meta["shape"][0]), int(rec.meta["shape"][1])) if "shape" in rec.meta else None
+            if shape is None:
+                shape = store.heatmap(image_id, 0).shape
             if not all(is_utf8(t) for t in [image_id, str(rec.path), *names]):
                 raise HeatmapFileError(
                     f"{name}: its id, path or targets are not valid UTF-8; explain it again"
@@ -218,8 +214,8 @@ def store_records(store, targets=None, on_skip: OnSkip | None = None) -> dict[st
                     stem=image_id,
                     target=target,
                     meta={**rec.meta, "image": rec.path},
-                    shape=tuple(heat.shape[1:]),
-                    loader=lambda heat=heat, i=i: heat[i],
+                    shape=shape,
+                    loader=lambda image_id=image_id, i=i: store.heatmap(image_id, i),
                     pooled=np.asarray(pooled[i], dtype=np.float64),
                 )
             )
