@@ -15,8 +15,10 @@ Configs shipped with bowlrp (``bowlrp/configs/*.yaml``) are found by name from
 any directory: ``load_config("polygons_hik")``. Every problem — unknown key
 (with the nearest valid one), wrong type, value out of range, YAML that is too
 large, too deep or has too many aliases — is a :class:`ConfigError` with one
-line naming the file and the key. Nothing here builds a pipeline; see
-:meth:`bowlrp.Pipeline.from_config`.
+line naming the file and the key. Overrides (an ``overrides:`` mapping in the
+file, or keywords of :meth:`bowlrp.Pipeline.from_config`) go through the same
+checks when the config is read (:func:`resolve_overrides`). Nothing here fits
+anything; see :meth:`bowlrp.Pipeline.from_config`.
 """
 
 from __future__ import annotations
@@ -77,6 +79,12 @@ TOP_KEYS = (
     "training",
 )
 CHANNEL_KEYS = ("name", "extractor", "encoder", "kernel")
+# The parameters of bowlrp.Pipeline itself (its get_params(deep=False)); the nested ones are
+# "classifier__<param>", "<channel>__extractor__<param>" and "<channel>__encoder__<param>"
+PIPELINE_PARAMS = ("channels", "classifier", "n_jobs", "verbose", "random_state", "config")
+EXTRACTORS = ("DenseSIFT", "ColorQuantiles")
+ENCODERS = ("HardAssignment", "RankMapping", "SoftAssignment", "FisherVector")
+VOCABULARIES = ("KMeansVocabulary", "GMMVocabulary")
 
 
 class ConfigError(BowlrpError, ValueError):
@@ -124,6 +132,22 @@ def number(lo=None, hi=None, none=False, strict_lo=False, extra=()) -> Check:
         return None
 
     return check
+
+
+def seed(v):
+    """A random_state: null or what every seeded generator (numpy's RandomState) accepts."""
+    return integer(0, 2**32 - 1, none=True)(v)
+
+
+def class_weights(v):
+    if v is None or v == "balanced":
+        return None
+    if not isinstance(v, dict):
+        return f"must be null, 'balanced' or a mapping, got {v!r}"
+    for label, w in v.items():
+        if not _is_num(w) or not 0 < w < float("inf"):
+            return f"must map classes to finite numbers > 0, got {w!r} for class {label!r}"
+    return None
 
 
 def choice(*options) -> Check:
@@ -201,18 +225,18 @@ _ENCODER = {
     "pyramid": pyramid,
     "normalization": normalization,
     "power": number(0, strict_lo=True),
-    "random_state": integer(0, none=True),
+    "random_state": seed,
 }
 _VOCAB = {
     "pca_components": integer(1, none=True),
     "max_descriptors": integer(1, none=True),
-    "random_state": integer(0, none=True),
+    "random_state": seed,
     "verbose": boolean,
 }
 _WIDTH = {
     "sigma": number(0, strict_lo=True, extra=("auto",)),
     "max_samples": integer(2),
-    "random_state": integer(0, none=True),
+    "random_state": seed,
 }
 
 SCHEMA: dict[str, dict[str, Check]] = {
@@ -262,18 +286,16 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "mkl_max_iter": integer(1),
         "mkl_tol": number(0, strict_lo=True),
         "n_reference": integer(1),
-        "random_state": integer(0, none=True),
-        "class_weight": lambda v: (
-            None
-            if v is None or v == "balanced" or isinstance(v, dict)
-            else f"must be null, 'balanced' or a mapping, got {v!r}"
-        ),
+        "random_state": seed,
+        "class_weight": class_weights,
         "kernel": lambda v: None,
         "channel_sizes": lambda v: None,
     },
     "ExponentialChi2": dict(_WIDTH),
     "RBF": dict(_WIDTH),
 }
+# the top level of a config: the Pipeline's own parameters
+TOP_CHECKS: dict[str, Check] = {"random_state": seed, "n_jobs": integer(none=True), "verbose": boolean}
 
 
 # -- reading --------------------------------------------------------------------
@@ -321,8 +343,30 @@ def _check_yaml_shape(text: str, where: str) -> None:
         raise ConfigError(f"{where} is not valid YAML: {problem}") from None
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, first: int, second: int):
+        super().__init__(f"duplicate key {key!r} (lines {first} and {second}); a key may appear once")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue  # "<<" merges may be overridden; unhashable keys fail in the constructor
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], line)
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> object:
-    """Parse a YAML file with limits on size, aliases and depth."""
+    """Parse a YAML file with limits on size, aliases and depth; a key written twice is refused."""
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -337,27 +381,40 @@ def read_yaml(path: Path) -> object:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     _check_yaml_shape(text, f"config {path}")
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(f"config {path}: {exc}") from None
     except (yaml.YAMLError, RecursionError, ValueError) as exc:
         problem = " ".join(str(exc).split()) or type(exc).__name__
         raise ConfigError(f"config {path} is not valid YAML: {problem}") from None
 
 
-def load_config(config) -> dict:
+def load_config(config, overrides: dict | None = None) -> dict:
     """Read and validate a config: a path, a shipped name or a dict (deep-copied).
+
+    Parameters
+    ----------
+    config : str, Path or dict
+    overrides : dict, optional
+        More overrides, added to the config's ``overrides`` mapping (over the
+        file's own) before it is validated: every override is checked like the
+        value it replaces (:func:`resolve_overrides`).
 
     Returns
     -------
     dict
-        The validated config; ``name`` defaults to the file's stem and
-        ``source`` records where it came from.
+        The validated config; ``name`` defaults to the file's stem.
 
     Raises
     ------
     ConfigError
     """
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ConfigError(f"overrides must be a mapping of parameter: value, not {type(overrides).__name__}")
     if isinstance(config, dict):
         data, where = copy.deepcopy(config), "config"
+        if isinstance(data.get("name"), str):
+            where = f"config {data['name']!r}"
     elif not isinstance(config, (str, os.PathLike)):
         raise ConfigError(
             f"a config is a file name, a shipped config's name or a dict, not {type(config).__name__}"
@@ -367,6 +424,9 @@ def load_config(config) -> dict:
         data, where = read_yaml(path), f"config {path}"
         if isinstance(data, dict):
             data.setdefault("name", path.stem)
+    if overrides and isinstance(data, dict):
+        earlier = data.get("overrides")
+        data["overrides"] = {**earlier, **overrides} if isinstance(earlier, dict) else earlier or overrides
     validate_config(data, where)
     return data
 
@@ -387,7 +447,7 @@ def validate_config(data, where: str = "config") -> None:
     if "name" in data and not isinstance(data["name"], str):
         raise ConfigError(f"{where}: 'name' must be a string")
     for key in ("random_state", "n_jobs"):
-        problem = integer(0 if key == "random_state" else None, none=True)(data.get(key))
+        problem = TOP_CHECKS[key](data.get(key))
         if problem:
             raise ConfigError(f"{where}: '{key}' {problem}")
     channels = data.get("channels")
@@ -408,13 +468,8 @@ def validate_config(data, where: str = "config") -> None:
         if not isinstance(name, str) or not name or "__" in name:
             raise ConfigError(f"{where}: {at}.name must be a non-empty string without '__'")
         names.append(name)
-        _check_spec(ch["extractor"], f"{at}.extractor", where, ("DenseSIFT", "ColorQuantiles"))
-        _check_spec(
-            ch["encoder"],
-            f"{at}.encoder",
-            where,
-            ("HardAssignment", "RankMapping", "SoftAssignment", "FisherVector"),
-        )
+        _check_spec(ch["extractor"], f"{at}.extractor", where, EXTRACTORS)
+        _check_spec(ch["encoder"], f"{at}.encoder", where, ENCODERS)
         kernel = ch.get("kernel", "hik")
         if isinstance(kernel, str):
             if kernel.lower() not in KERNEL_NAMES:
@@ -437,6 +492,8 @@ def validate_config(data, where: str = "config") -> None:
     overrides = data.get("overrides")
     if overrides is not None and not isinstance(overrides, dict):
         raise ConfigError(f"{where}: 'overrides' must be a mapping of parameter: value")
+    if overrides:
+        resolve_overrides(data, where)
 
 
 def _check_spec(spec, at: str, where: str, allowed: tuple[str, ...]) -> None:
@@ -457,19 +514,121 @@ def _check_spec(spec, at: str, where: str, allowed: tuple[str, ...]) -> None:
 
 def _check_params(cls: str, params: dict, at: str, where: str, skip=()) -> None:
     valid = REGISTRY[cls]().get_params(deep=False)
-    rules = SCHEMA.get(cls, {})
     for key, value in params.items():
-        if key in skip:
-            raise ConfigError(f"{where}: {at}.{key} is set by the pipeline, not the config")
-        if key not in valid:
+        if key not in valid and key not in skip:
             raise _unknown(key, valid, where, at)
-        if key == "vocabulary" and isinstance(value, dict):
-            _check_spec(value, f"{at}.vocabulary", where, ("KMeansVocabulary", "GMMVocabulary"))
-            continue
-        check = rules.get(key)
-        problem = check(value) if check else None
-        if problem:
-            raise ConfigError(f"{where}: {at}.{key} {problem}")
+        _check_value(cls, key, value, f"{at}.{key}", where, skip)
+
+
+def _check_value(cls: str, key: str, value, at: str, where: str, skip=()) -> None:
+    """One parameter ``key`` of class ``cls`` (named ``at`` in the message) against the schema."""
+    if key in skip:
+        raise ConfigError(f"{where}: {at} is set by the pipeline, not the config")
+    if key == "vocabulary" and isinstance(value, dict):
+        _check_spec(value, at, where, VOCABULARIES)
+        return
+    check = SCHEMA.get(cls, {}).get(key)
+    problem = check(value) if check else None
+    if problem:
+        raise ConfigError(f"{where}: {at} {problem}")
+    if type(value).__name__ in REGISTRY and isinstance(value, REGISTRY[type(value).__name__]):
+        _check_params(type(value).__name__, value.get_params(deep=False), at, where)  # e.g. a vocabulary
+
+
+def _check_stage(value, at: str, where: str, allowed: tuple[str, ...]) -> None:
+    """A whole stage: ``{ClassName: {parameters}}``, a class name or an instance of an allowed class."""
+    name = type(value).__name__
+    if name in allowed and isinstance(value, REGISTRY[name]):
+        _check_params(name, value.get_params(deep=False), at, where)
+    else:
+        _check_spec(value, at, where, allowed)
+
+
+# -- overrides ------------------------------------------------------------------
+def _parameter_owners(cfg: dict) -> dict[str, tuple]:
+    """Every name of ``Pipeline.get_params(deep=True)`` for this config -> (kind, owner, parameter).
+
+    kind is "top" (the pipeline's own parameter; owner is its check), "stage"
+    (a channel's extractor or encoder; owner is the allowed classes), "param"
+    (owner is the instance whose parameter it is) or "fixed" (set by the
+    pipeline or by the config's structure, never by an override).
+    """
+    channels, classifier = build_stages(cfg)
+    out: dict[str, tuple] = {
+        k: ("top", TOP_CHECKS[k], k) if k in TOP_CHECKS else ("fixed", None, k) for k in PIPELINE_PARAMS
+    }
+
+    def nested(prefix, est):
+        deep = est.get_params(deep=True)
+        for key in deep:
+            head, _, param = key.rpartition("__")
+            owner = deep[head] if head else est
+            fixed = isinstance(owner, KernelSVC) and param in ("kernel", "channel_sizes")
+            out[f"{prefix}__{key}"] = ("fixed" if fixed else "param", owner, param)
+
+    nested("classifier", classifier)
+    for name, extractor, encoder in channels:
+        for part, est, allowed in (("extractor", extractor, EXTRACTORS), ("encoder", encoder, ENCODERS)):
+            out[f"{name}__{part}"] = ("stage", allowed, part)
+            nested(f"{name}__{part}", est)
+    return out
+
+
+def resolve_overrides(cfg: dict, where: str = "config") -> dict:
+    """The config's ``overrides``, checked against the schema, as :meth:`Pipeline.set_params` arguments.
+
+    A name is a parameter of ``Pipeline.get_params(deep=True)`` with ``__`` or
+    ``.`` as separator (``classifier__C``, ``sift-scale2.encoder.vocabulary.n_words``)
+    or a bare last part that sets every parameter of that name (``n_words``).
+    Each value goes through the check of the parameter it replaces, as if it
+    were written in the file, and is built like the file's values
+    (``{KMeansVocabulary: {n_words: 64}}`` becomes an instance).
+
+    Raises
+    ------
+    ConfigError
+        An unknown name (the valid ones listed), a parameter that the pipeline
+        sets itself, or a value the schema refuses; one line naming the config
+        and the override.
+    """
+    changes = cfg.get("overrides") or {}
+    if not changes:
+        return {}
+    owners = _parameter_owners(cfg)
+    out = {}
+    for key, value in changes.items():
+        name = str(key).replace(".", "__")
+        targets = [name] if name in owners else [k for k in owners if k.endswith("__" + name)]
+        if not targets:
+            settable = [k for k, (kind, _, _) in owners.items() if kind != "fixed"]
+            short = sorted({k.rsplit("__", 1)[-1] for k in settable})
+            near = difflib.get_close_matches(name, sorted(set(settable) | set(short)), n=1, cutoff=0.5)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            channels = [k.split("__")[0] for k, (kind, _, _) in owners.items() if kind == "stage"]
+            raise ConfigError(
+                f"{where}: override {key!r} names no parameter of the pipeline{hint}; valid names: "
+                f"{short}, each alone setting every parameter of that name, or one parameter named "
+                f"as by get_params() ('classifier__C', '<channel>__encoder__vocabulary__n_words' "
+                f"with channels {sorted(set(channels))})"
+            )
+        for target in targets:
+            kind, owner, param = owners[target]
+            at = f"override {key!r}" + ("" if target == key else f" ({target})")
+            if kind == "fixed":
+                raise ConfigError(
+                    f"{where}: {at} is set by the pipeline and the config's channels, not by an "
+                    f"override; override single parameters (e.g. 'classifier__C', 'n_words')"
+                )
+            if kind == "top":
+                problem = owner(value)
+                if problem:
+                    raise ConfigError(f"{where}: {at} {problem}")
+            elif kind == "stage":
+                _check_stage(value, at, where, owner)
+            else:
+                _check_value(type(owner).__name__, param, value, at, where)
+            out[target] = build(value)
+    return out
 
 
 # -- building -------------------------------------------------------------------

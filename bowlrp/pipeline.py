@@ -8,7 +8,6 @@ there are several channels).
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from functools import partial
 
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 from ._utils.parallel import map_images
 from ._utils.validation import as_float_image, as_image_list
 from .classifier.svm import KernelChannelsMixin, KernelSVC
-from .config import ConfigError, build_stages, load_config
+from .config import build_stages, load_config, resolve_overrides
 from .descriptors.base import ExtractorMixin
 from .descriptors.geometry import Descriptors
 from .encoding.base import Encoder, EncodingTrace
@@ -184,17 +183,21 @@ class Pipeline(ClassifierMixin, BaseEstimator):
             or ``.`` as separator, e.g. ``{"sift-scale2.encoder.vocabulary.n_words": 32,
             "classifier__C": 10}``. A bare name that is not a parameter of the
             pipeline itself (``n_words=32``) sets every nested parameter of that
-            name. Recorded in ``config["overrides"]``.
+            name. Recorded in ``config["overrides"]`` (after the file's own
+            ``overrides:``, which they replace name by name).
         **kwargs
             More overrides (for names that are valid Python identifiers).
 
         Raises
         ------
         ConfigError
-            Invalid config or an override that names no parameter.
+            Invalid config, an override that names no parameter, or an override
+            value the config's schema refuses: overrides are checked with the
+            file when it is read (:func:`bowlrp.config.resolve_overrides`), before
+            anything is built or fitted.
         """
-        cfg = load_config(config)
-        changes = {**(cfg.get("overrides") or {}), **(overrides or {}), **kwargs}
+        changes = {**overrides, **kwargs} if isinstance(overrides, dict) and kwargs else overrides or kwargs
+        cfg = load_config(config, changes)  # refuses overrides that are not a mapping
         channels, classifier = build_stages(cfg)
         pipe = cls(
             channels=channels,
@@ -203,28 +206,10 @@ class Pipeline(ClassifierMixin, BaseEstimator):
             random_state=cfg.get("random_state"),
             config=cfg,
         )
-        if changes:
-            pipe.set_params(**pipe._resolve_overrides(changes, cfg.get("name", "config")))
-            cfg["overrides"] = changes
+        resolved = resolve_overrides(cfg)
+        if resolved:
+            pipe.set_params(**resolved)
         return pipe
-
-    def _resolve_overrides(self, changes: dict, where: str) -> dict:
-        """Map override names (``.`` or ``__``, bare suffixes) to :meth:`get_params` keys."""
-        params = self.get_params(deep=True)
-        out = {}
-        for key, value in changes.items():
-            name = str(key).replace(".", "__")
-            if name in params:
-                out[name] = value
-                continue
-            matches = [k for k in params if k.endswith("__" + name)]
-            if not matches:
-                names = set(params) | {k.rsplit("__", 1)[-1] for k in params}
-                near = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.5)
-                hint = f"; did you mean {near[0]!r}?" if near else ""
-                raise ConfigError(f"{where}: override {key!r} names no parameter of the pipeline{hint}")
-            out.update({m: value for m in matches})
-        return out
 
     # -- nested parameters (scikit-learn's ``__`` convention) ------------------
     def get_params(self, deep: bool = True) -> dict:
