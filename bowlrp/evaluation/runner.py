@@ -321,6 +321,46 @@ def _atomic_json(path: Path, data) -> None:
     atomic_write_bytes(path, json.dumps(data, default=str).encode("utf-8"))
 
 
+SUMMARY_FILES = ("curves.json", "curves.csv", "aopc.csv", "curves.png")
+
+
+def check_summary_files_are_ours(out: Path) -> None:
+    """Refuse an output folder whose summary file names hold files bowlrp did not write.
+
+    The summary files (:data:`SUMMARY_FILES`) are bowlrp's to replace only when
+    ``curves.json`` is an evaluation record (``"settings"`` and ``"methods"``);
+    a link or a folder in their place is refused too. Checked before any image
+    is evaluated.
+
+    Raises
+    ------
+    FileExistsError
+        One line naming the file.
+    """
+    record = out / "curves.json"
+    ours = None
+    for name in SUMMARY_FILES:
+        path = out / name
+        if not os.path.lexists(path):
+            continue
+        if path.is_symlink() or not path.is_file():
+            raise FileExistsError(
+                f"{display_path(path)} is not a regular file, where bowlrp-evaluate writes its summary; "
+                "move it away or choose another --out"
+            )
+        if ours is None:
+            try:
+                data = json.loads(record.read_bytes()) if record.is_file() else None
+            except (OSError, ValueError):
+                data = None
+            ours = isinstance(data, dict) and {"settings", "methods"} <= set(data)
+        if not ours:
+            raise FileExistsError(
+                f"{display_path(path)} exists and was not written by bowlrp-evaluate (no evaluation record "
+                "curves.json beside it); move it away or choose another --out"
+            )
+
+
 def write_outputs(
     out: Path,
     summary: dict,
@@ -680,6 +720,8 @@ def evaluate_images(
     if model_hash is None:
         model_hash = model_hash_of(model if model_file is None else model_file)
     out = None if out is None else Path(out)
+    if out is not None:
+        check_summary_files_are_ours(out)  # before any work: a user's curves.png is never replaced
     inputs = as_inputs(images, exclude=out)
     key = result_key(settings, model_hash, target)
     if store is not None:

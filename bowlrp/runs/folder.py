@@ -36,7 +36,15 @@ from .._utils.atomic import TEMP_SUFFIX, atomic_write_bytes, file_mode, leftover
 from .._utils.lock import FolderLock
 from .._utils.signals import deferred_signals
 from .._utils.validation import as_float_image, display_path
-from .folder_layout import RECORD_VERSION, RUN_FILE, output_paths, read_record
+from .folder_layout import (
+    RECORD_VERSION,
+    RUN_FILE,
+    check_outputs_are_ours,
+    is_complete,
+    is_own_record,
+    output_paths,
+    read_record,
+)
 from .inputs import ImageInput
 from .step import RunCounts, SettingsMismatch, explain_image, failure_message
 
@@ -45,7 +53,7 @@ def is_done(out: Path, item: ImageInput, key: dict) -> bool:
     """True when ``item``'s outputs are complete and were made with ``key`` (model + settings)."""
     paths = output_paths(out, item.id)
     record = read_record(paths["json"])
-    if record is None or record.get("run_key") != key:
+    if not is_own_record(record, item.id) or record.get("run_key") != key or not is_complete(record):
         return False
     return all(paths[k].is_file() for k in ("relevance",)) and (
         key.get("deferred_pictures") or all(paths[k].is_file() for k in ("heatmap", "overlay"))
@@ -126,10 +134,13 @@ def is_flat(image: np.ndarray) -> bool:
     )
 
 
-def publish(files: dict[Path, bytes]) -> None:
+def publish(files: dict[Path, bytes], claim: tuple[Path, bytes] | None = None) -> None:
     """Write several files as one result: all staged as hidden temporaries, then renamed in order.
 
-    The last file (the record) appears last. Ctrl-C and SIGTERM are held back
+    ``claim`` (the record's path and a claim record, ``"complete": false``) is
+    renamed into place before everything else: from then on the files belong to
+    bowlrp (:func:`bowlrp.runs.folder_layout.check_outputs_are_ours`). The last
+    file (the record) appears last. Ctrl-C and SIGTERM are held back
     at the Python level while the files are staged and renamed, whichever thread
     the kernel delivers them to, and act right after
     (:func:`bowlrp._utils.signals.deferred_signals`), so they never leave a
@@ -139,8 +150,9 @@ def publish(files: dict[Path, bytes]) -> None:
     """
     with deferred_signals():
         staged: list[tuple[str, Path]] = []
+        items = ([claim] if claim is not None else []) + list(files.items())
         try:
-            for path, data in files.items():
+            for path, data in items:
                 fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
                 staged.append((tmp, path))
                 with os.fdopen(fd, "wb") as fh:
@@ -229,6 +241,7 @@ def explain_to_folder(
                     say(f"{display_path(item.path)}: done before, skipped")
                     continue
                 try:
+                    check_outputs_are_ours(paths, item.id)  # a user's photo.json is never replaced
                     paths["json"].parent.mkdir(parents=True, exist_ok=True)
                     image, (e,) = explain_image(model, item, explain_kwargs)
                     files = {paths["relevance"]: _npy_bytes(e.heatmap)}
@@ -249,12 +262,20 @@ def explain_to_folder(
                         "display_scale": scale,
                         "absorbed_fraction": float(e.absorbed / entered) if entered else 0.0,
                         "flat_image": flat,
+                        "complete": True,
                     }
                     if flat:
                         record["warning"] = FLAT_WARNING
                         say(f"{display_path(item.path)}: {FLAT_WARNING}")
                     files[paths["json"]] = json.dumps(record, indent=2, default=str).encode("utf-8")
-                    publish(files)  # the four files appear together, the record last
+                    claim = {
+                        "id": item.id,
+                        "image": display_path(item.path),
+                        "run_key": key,
+                        "complete": False,
+                    }
+                    # the claim first, then the three files, the record last
+                    publish(files, claim=(paths["json"], json.dumps(claim).encode("utf-8")))
                     if store is not None:
                         store.write(item, [e], model_hash=str(key.get("model_sha256", "")))
                 except (KeyboardInterrupt, SystemExit):

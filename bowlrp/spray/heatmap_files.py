@@ -141,6 +141,10 @@ def _read_record(root: Path, npy: Path) -> HeatmapRecord:
         meta = json.loads(js.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise HeatmapFileError(f"cannot read {js}: {exc}; re-create it with bowlrp-explain") from None
+    if isinstance(meta, dict) and meta.get("complete", True) is not True:
+        raise HeatmapFileError(
+            f"{js} is the claim of a run stopped while writing this image; run bowlrp-explain again"
+        )
     if not isinstance(meta, dict) or "target" not in meta:
         raise HeatmapFileError(f'{js} has no "target" field; was it written by bowlrp-explain?')
     target = str(meta["target"])
