@@ -218,8 +218,8 @@ class OutputLock(FolderLock):
     """Exclusive lock on one output file for the lifetime of a ``with`` block.
 
     A :class:`~bowlrp._utils.lock.FolderLock` whose lock file is
-    ``.<name>.lock`` beside the output (owner's host and pid inside; taken
-    over when its process no longer runs, removed on release). A live owner
+    ``.<name>.lock`` beside the output (owner's host and pid inside; free
+    again when its process ends, however it ends; removed on release). A live owner
     is refused with one line naming the file and the pid.
     """
 
@@ -233,8 +233,10 @@ class OutputLock(FolderLock):
         shown = display_path(self.output)
         try:
             super().acquire()
-        except LockedError:
-            owner = self._owner()
+        except LockedError as exc:
+            owner = exc.owner
+            if owner is None:  # the lock file is a link or not a file: that message says so
+                raise
             by = f"{owner.get('program', 'another run')} (pid {owner.get('pid')} on {owner.get('host')})"
             raise LockedError(
                 f"{shown} is being written by {by if owner else 'another run'}; "
