@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib import colormaps
 
 from ._utils.atomic import atomic_write_bytes
-from ._utils.validation import as_float_image
+from ._utils.validation import as_float_image, opencv_message
 
 COLORMAPS = ("bwr", "seismic", "jet", "coolwarm", "RdBu_r", "gray")
 #: Default display clipping: the 99.5th percentile of |R| maps to full colour.
@@ -279,6 +279,11 @@ def pool_maps(maps, grid: int = 20, shape: tuple[int, int] | None = None) -> np.
         if m.shape != (H, W):
             # INTER_AREA averages blocks when shrinking; bilinear when enlarging
             shrink = m.shape[0] >= H and m.shape[1] >= W
-            m = cv2.resize(m, (W, H), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            try:
+                m = cv2.resize(m, (W, H), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            except cv2.error as exc:  # one line, not OpenCV's "(-215:Assertion failed) ..."
+                raise ValueError(
+                    f"map {i} of shape {m.shape} cannot be resized to {H} x {W} ({opencv_message(exc)})"
+                ) from None
         out[i] = pr @ m @ pc.T
     return out

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import stat
+import sys
+import tempfile
+import threading
 from collections.abc import Iterable
 
 import cv2
@@ -25,6 +30,144 @@ DEFAULT_MAX_IMAGE_BYTES = 512 << 20
 
 _limits: dict[str, int | None] = {}
 _UNSET = object()
+
+
+def _quiet_opencv_logging() -> None:
+    """OpenCV's own log lines (``[ WARN:0@...] global grfmt_png.cpp ... PNG input buffer is
+    incomplete``) go to fd 2 from C++, past every Python error message: keep only errors,
+    unless the user chose a level with ``OPENCV_LOG_LEVEL``."""
+    if os.environ.get("OPENCV_LOG_LEVEL"):
+        return
+    try:
+        logging = cv2.utils.logging
+        if logging.getLogLevel() > logging.LOG_LEVEL_ERROR:
+            logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    except (AttributeError, cv2.error):  # pragma: no cover - an OpenCV build without utils.logging
+        pass
+
+
+_quiet_opencv_logging()
+
+
+def opencv_message(exc: BaseException) -> str:
+    """A ``cv2.error`` as a short line: ``resize: !ssize.empty()`` instead of
+    ``OpenCV(5.0.0) /io/opencv/modules/.../resize.cpp:4152: error: (-215:Assertion failed)
+    !ssize.empty() in function 'resize'``."""
+    text = " ".join(str(exc).split())
+    err = getattr(exc, "err", None)
+    func = getattr(exc, "func", None)
+    if isinstance(err, str) and err.strip():
+        text = " ".join(err.split())
+        if isinstance(func, str) and func.strip():
+            text = f"{func.strip()}: {text}"
+    else:
+        # "OpenCV(x) file:line: error: (-215:Assertion failed) what in function 'f'"
+        head, sep, rest = text.partition(" error: ")
+        if sep:
+            text = rest
+        if text.startswith("(") and ")" in text:
+            text = text[text.index(")") + 1 :].strip()
+        body, sep, func_text = text.rpartition(" in function ")
+        if sep:
+            text = f"{func_text.strip(chr(39))}: {body}"
+    return text or "OpenCV error"
+
+
+class _NativeStderr:
+    """Capture what native code (libpng, libjpeg, libtiff, OpenCV's C++ logging) writes to fd 2.
+
+    ``libpng error: bad adaptive filter value`` and ``libpng warning: iCCP: ...`` are printed
+    by the decoders themselves with ``fprintf(stderr, ...)``, which no OpenCV setting reaches;
+    around a decode, fd 2 points at a private temporary file and its text is returned instead.
+    One decode at a time per process (fd 2 is process-wide), which costs nothing next to the
+    explanation of the image.
+
+    Only inside bowlrp's commands (:func:`capturing_native_stderr`, entered by
+    ``bowlrp.cli._common.run_command``): a library call never moves the fd 2 of
+    a user's process (a notebook, a program with its own threads).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._file = None
+        self._pid = None
+        self.enabled = False
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._file = None
+        self._pid = None
+
+    @contextlib.contextmanager
+    def capture(self, out: list[str]):
+        if not self.enabled:
+            yield
+            return
+        with self._lock:
+            try:
+                if self._file is None or self._pid != os.getpid():
+                    self._file = tempfile.TemporaryFile()
+                    self._pid = os.getpid()
+                self._file.seek(0)
+                self._file.truncate()
+                for stream in (sys.stderr, sys.__stderr__):
+                    with contextlib.suppress(Exception):
+                        stream.flush()  # Python's own pending text goes out before fd 2 moves
+                saved = os.dup(2)
+            except (OSError, ValueError):  # no fd 2 (closed, embedded interpreter): decode as is
+                yield
+                return
+            try:
+                os.dup2(self._file.fileno(), 2)
+                try:
+                    yield
+                finally:
+                    for stream in (sys.stderr, sys.__stderr__):
+                        with contextlib.suppress(Exception):
+                            stream.flush()
+                    os.dup2(saved, 2)
+            finally:
+                os.close(saved)
+            with contextlib.suppress(OSError):
+                self._file.seek(0)
+                out.append(self._file.read(4096).decode("utf-8", "replace"))
+
+
+_native_stderr = _NativeStderr()
+
+
+@contextlib.contextmanager
+def capturing_native_stderr():
+    """Within the block, what image decoders print to fd 2 becomes part of bowlrp's one-line
+    error instead of leaking to the terminal (see :class:`_NativeStderr`); for commands only."""
+    previous, _native_stderr.enabled = _native_stderr.enabled, True
+    try:
+        yield
+    finally:
+        _native_stderr.enabled = previous
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_native_stderr._after_fork)
+
+
+def _native_detail(captured: list[str]) -> str:
+    """The decoder's own complaint as one short clause (``libpng error: ...``), or ''."""
+    lines = [" ".join(line.split()) for text in captured for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return ""
+    detail = lines[0]
+    if detail.startswith("[") and "]" in detail:  # "[ WARN:0@3.7] global grfmt_png.cpp:793 f what"
+        detail = detail[detail.index("]") + 1 :].strip()
+        parts = detail.split(" ", 3)
+        if len(parts) == 4 and parts[0] == "global":
+            detail = parts[3]
+    # "libpng error: bad adaptive filter value" -> "libpng: bad adaptive filter value": the
+    # line is already bowlrp's error, and "error:" inside it would read as a second one
+    detail = re.sub(r"\s*\b(?:error|warning)\s*:\s*", ": ", detail).strip(": ")
+    detail = display_path(re.sub(r"OpenCV\([^)]*\)\s*", "", detail))
+    return detail[:160] + ("..." if len(detail) > 160 else "")
 
 
 def display_path(path) -> str:
@@ -160,8 +303,10 @@ def read_image(path: str | os.PathLike | bytes, *, max_pixels=_UNSET, max_bytes=
             f"{header.pixels:,} pixels, above the limit of {max_pixels:,} (decompression bomb?); "
             "raise it with BOWLRP_MAX_IMAGE_PIXELS or bowlrp.set_image_limits if you trust the file"
         )
+    captured: list[str] = []
     try:
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        with _native_stderr.capture(captured):
+            image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         if "memory" in str(exc).lower():
             raise ImageError(
@@ -172,9 +317,12 @@ def read_image(path: str | os.PathLike | bytes, *, max_pixels=_UNSET, max_bytes=
         raise ImageError(f"{shown}: out of memory decoding {header.width} x {header.height} pixels") from None
     del data
     if image is None or image.size == 0:
+        detail = _native_detail(captured)
         raise ImageError(
             f"{shown}: the {header.format} data cannot be decoded (corrupt, truncated "
-            "or an unsupported variant of the format)"
+            "or an unsupported variant of the format"
+            + (f": {detail}" if detail else "")
+            + "); export or download the file again"
         )
     if max_pixels is not None and image.shape[0] * image.shape[1] > max_pixels:
         raise ImageError(

@@ -29,7 +29,7 @@ from ..runs import store as relevance_store
 from ..spray.heatmap_files import SkippedRecord, attach_images, find_heatmaps, group_by_target
 from ..spray.report import analyse_heatmaps, analyse_store, write_report
 from ..spray.spectral import SpRAy
-from ._common import ArgumentParser
+from ._common import ArgumentParser, run_command
 
 
 class CLIError(Exception):
@@ -204,17 +204,7 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("bowlrp-spray: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # one line for people; --debug for the traceback
-        if args.debug:
-            raise
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"bowlrp-spray: error: {display_path(message)}", file=sys.stderr)
-        return 2
+    return run_command("bowlrp-spray", run, args)
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ def start_client(
     from distributed import Client, LocalCluster  # dask.distributed: ~0.6 s to import, only for clusters
 
     if scheduler:
-        return Client(scheduler), None
+        return connect_scheduler(scheduler, Client), None
     with warnings.catch_warnings():  # the scheduler's HTTP port moves on if 8787 is taken: fine
         warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
         cluster = LocalCluster(
@@ -147,6 +147,92 @@ def start_client(
             silence_logs=silence_logs if silence_logs is not None else logging.ERROR,
         )
     return Client(cluster), cluster
+
+
+class SchedulerError(ConnectionError):
+    """The ``--scheduler`` address is unreachable or is not a Dask scheduler (one line)."""
+
+
+#: Seconds a scheduler has to answer: to accept the connection and to send its handshake.
+SCHEDULER_TIMEOUT = 10.0
+#: A Dask handshake frame is a few kB; a first message claiming more is not from Dask.
+_MAX_HANDSHAKE_BYTES = 1 << 26
+
+
+def _probe_tcp(address: str, host: str, port: int, timeout: float) -> None:
+    """Refuse a TCP address that does not greet like a Dask scheduler (raw socket, bounded time).
+
+    A scheduler writes its handshake frame as soon as a connection is accepted, starting
+    with the frame lengths' total as a little-endian uint64. An HTTP server sends nothing
+    until asked, and its reply (``HTTP/1.0 400 ...``) read as that length is 3.07 EiB,
+    which Dask then tries to allocate; here it is a one-line error instead.
+    """
+    import socket
+    import struct
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            head = b""
+            while len(head) < 8:
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except TimeoutError:
+        raise SchedulerError(
+            f"{address} is not a Dask scheduler: it accepted the connection but sent no Dask "
+            f"handshake within {timeout:g} s (an HTTP server? the dashboard port?); give the "
+            "scheduler's own address, usually tcp://host:8786"
+        ) from None
+    except OSError as exc:
+        raise SchedulerError(f"cannot reach the Dask scheduler at {address}: {exc.strerror or exc}") from None
+    if len(head) < 8:
+        raise SchedulerError(
+            f"{address} is not a Dask scheduler: it closed the connection without a Dask handshake"
+        )
+    (length,) = struct.unpack("<Q", head)
+    if not 0 < length <= _MAX_HANDSHAKE_BYTES:
+        shown = head.decode("ascii", "replace")
+        hint = " (an HTTP server?)" if head.startswith(b"HTTP/") else ""
+        raise SchedulerError(
+            f"{address} is not a Dask scheduler: it answered {shown!r}...{hint}; give the "
+            "scheduler's own address, usually tcp://host:8786"
+        )
+
+
+def connect_scheduler(address: str, client_class=None, timeout: float | None = None):
+    """A ``distributed.Client`` connected to the scheduler at ``address``, in bounded time.
+
+    Raises
+    ------
+    SchedulerError
+        One line naming the address: nothing listens there, it is not a Dask scheduler
+        (e.g. an HTTP server), or it did not answer within ``timeout`` seconds.
+    """
+    if client_class is None:
+        from distributed import Client as client_class
+    timeout = SCHEDULER_TIMEOUT if timeout is None else float(timeout)
+    shown = display_path(address)
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location) if scheme == "tcp" else (None, None)
+    except (ValueError, TypeError) as exc:
+        raise SchedulerError(f"not a Dask scheduler address: {shown} ({str(exc).splitlines()[0]})") from None
+    if scheme == "tcp" and port:
+        _probe_tcp(shown, host, int(port), timeout)
+    try:
+        return client_class(address, timeout=timeout)
+    except (MemoryError, OSError, TimeoutError, ValueError, AssertionError, KeyError, TypeError) as exc:
+        # Dask reading a foreign reply: "Unable to allocate 3.07 EiB", a failed assert, ...
+        detail = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, MemoryError) or not isinstance(exc, (OSError, TimeoutError)):
+            raise SchedulerError(
+                f"{shown} is not a Dask scheduler (its reply is not Dask's protocol: {detail[:120]})"
+            ) from None
+        raise SchedulerError(f"cannot connect to the Dask scheduler at {shown}: {detail[:160]}") from None
 
 
 def check_local_workers(workers) -> int:
@@ -208,18 +294,19 @@ def run_on_store(
     scheduler allows).
     """
     say = on_status or (lambda status: None)
-    bar = tqdm(total=len(todo), desc=desc, unit="image", disable=not progress, file=sys.stderr)
+    serial = client is None and scheduler is None and not workers
+    own = client is None and not serial
+    cluster = None
+    if own:  # before the bar: a scheduler that cannot be reached is one line, not a line after a bar
+        client, cluster = start_client(workers, scheduler)
     try:
-        if client is None and scheduler is None and not workers:
-            for item in todo:
-                say(one(item))
-                bar.update(1)
-            return 0
-        own = client is None
-        cluster = None
-        if own:
-            client, cluster = start_client(workers, scheduler)
+        bar = tqdm(total=len(todo), desc=desc, unit="image", disable=not progress, file=sys.stderr)
         try:
+            if serial:
+                for item in todo:
+                    say(one(item))
+                    bar.update(1)
+                return 0
             from distributed import as_completed  # only with a cluster (see start_client)
 
             batches = [list(todo[i : i + batch_size]) for i in range(0, len(todo), max(1, batch_size))]
@@ -254,12 +341,12 @@ def run_on_store(
                 future.release()
             return n_workers
         finally:
-            if own:
-                client.close()
-                if cluster is not None:
-                    cluster.close()
+            bar.close()
     finally:
-        bar.close()
+        if own:
+            client.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def explain_to_store(

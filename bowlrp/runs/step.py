@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .._utils.validation import as_float_image, display_path
+import cv2
+
+from .._utils.validation import as_float_image, display_path, opencv_message
 from ..exceptions import BowlrpError
 from .inputs import ImageInput
 
@@ -57,8 +59,11 @@ def explain_image(model, item: ImageInput, explain_kwargs: dict | None = None):
 
 
 def failure_message(item: ImageInput, exc: BaseException) -> str:
-    """One line naming the image and what went wrong."""
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    """One line naming the image and what went wrong (OpenCV's errors made short)."""
+    if isinstance(exc, cv2.error):
+        message = f"OpenCV could not process the image ({opencv_message(exc)})"
+    else:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if not message.startswith(str(item.path)) and str(item.path) not in message:
         message = f"{display_path(item.path)}: {message}"
     return message
