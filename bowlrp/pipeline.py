@@ -402,7 +402,17 @@ class Pipeline(ClassifierMixin, BaseEstimator):
             One line naming the stage and attribute, e.g. ``KernelSVC.intercept_ holds NaN``.
         """
         try:
-            self._check_fitted()
+            try:
+                self._check_fitted()
+            except ModelFileError:
+                raise
+            except (TypeError, ValueError, AttributeError, IndexError, KeyError, OverflowError) as exc:
+                # a check that met a value of a type it did not expect (an int where a tuple
+                # belongs, a string for an array): the file is malformed all the same
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise ModelFileError(
+                    f"a fitted attribute has a malformed value ({type(exc).__name__}: {first[:160]})"
+                ) from None
         except ModelFileError as exc:
             if where is None:
                 raise

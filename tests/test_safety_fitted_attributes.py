@@ -146,6 +146,10 @@ def _nan_pca_mean(m):
     vocab.pca_ = None
 
 
+def _negative_support_vectors(m):  # found by tests/test_fuzz_edges.py (seed 2)
+    m.classifier_.support_vectors_[0, 0] = -1.2
+
+
 CORRUPTIONS = [
     ("bow", _nan_intercept, "KernelSVC.intercept_ holds NaN"),
     ("bow", _inf_centres, "KMeansVocabulary.cluster_centers_ holds infinite values"),
@@ -163,6 +167,7 @@ CORRUPTIONS = [
     ("svdd", _nan_radius, "KernelSVDD.radius2_ holds NaN"),
     ("bow", _float_levels, "HardAssignment.levels_ holds (1.5, 1), not a pair of integers"),
     ("bow", _nan_pca_mean, "KMeansVocabulary.pca_ is None but pca_components is 2"),
+    ("bow", _negative_support_vectors, "KernelSVC.support_vectors_ holds -1.2 in a channel of the histogram intersection"),
 ]
 
 

@@ -208,6 +208,8 @@ class Kernel(BaseEstimator):
 
     decomposable = False
     differentiable = False
+    #: the kernel is defined on histograms only (its features must be >= 0)
+    needs_non_negative = False
     name = "kernel"
 
     def fit(self, X, y=None):
@@ -278,6 +280,8 @@ class Linear(Kernel):
 class _ElementwiseKernel(Kernel):
     """Sum-decomposable kernels of non-negative features computed by the Numba loops."""
 
+    needs_non_negative = True
+
     decomposable = True
     _op = _MIN
 
@@ -308,6 +312,8 @@ class AdditiveChi2(_ElementwiseKernel):
 
 class Hellinger(Kernel):
     """``k(x, y) = sum_d sqrt(x_d y_d)`` for non-negative features."""
+
+    needs_non_negative = True
 
     decomposable = True
     name = "hellinger"
@@ -370,6 +376,8 @@ class ExponentialChi2(_WidthKernel):
         ``auto``: ``1 / mean chi2 distance`` over pairs of training samples
         (at most ``max_samples`` of them), the customary default.
     """
+
+    needs_non_negative = True
 
     name = "exponential chi2"
 

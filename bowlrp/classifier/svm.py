@@ -80,6 +80,14 @@ class KernelChannelsMixin:
         if np.any(weights.sum(axis=1) <= 0):
             raise refuse(self, "kernel_weights_", "has a task whose kernel weights are all zero")
         support = fitted_array(self, "support_vectors_", shape=(None, n_features))
+        for kernel, s in zip(kernels, slices):
+            if kernel.needs_non_negative and support[:, s].size and support[:, s].min() < 0:
+                raise refuse(
+                    self,
+                    "support_vectors_",
+                    f"holds {support[:, s].min():.3g} in a channel of the {kernel.name} kernel, "
+                    "which needs non-negative features",
+                )
         n_sv = support.shape[0]
         fitted_array(self, "dual_coef_", shape=(n_tasks, n_sv))
         reference = fitted_array(self, "reference_X_", shape=(None, n_features))
