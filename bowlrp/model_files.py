@@ -260,6 +260,43 @@ def _trusted_names(trusted) -> tuple[bool, frozenset[str]]:
 
 
 # -- writing ------------------------------------------------------------------------------------
+#: At most this many class labels are listed in a model file's metadata (``save`` refuses more).
+MAX_LISTED_CLASSES = 1 << 20
+
+
+def _check_savable(model, path: Path) -> None:
+    """Refuse, before serializing anything, a model ``load`` would refuse or ``save`` cannot list.
+
+    ``check_fitted`` (bowlrp's estimators) is O(size of the fitted attributes); the
+    ``classes_`` bound covers other objects, whose labels the metadata lists one by one.
+    """
+    where = f"not saving {display_path(path)}"
+    check = getattr(model, "check_fitted", None)
+    if callable(check):
+        check(where=where)
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return
+    owner = type(model).__name__
+    if isinstance(classes, np.ndarray):
+        if classes.size and classes.dtype.itemsize == 0:
+            raise ModelFileError(
+                f"{where}: {owner}.classes_ has dtype {classes.dtype.str!r} (zero bytes per label), "
+                "not class labels"
+            )
+        count = classes.size
+    else:
+        try:
+            count = len(classes)
+        except TypeError:  # a scalar: listed as it is
+            return
+    if count > MAX_LISTED_CLASSES:
+        raise ModelFileError(
+            f"{where}: {owner}.classes_ holds {count:,} labels, more than the {MAX_LISTED_CLASSES:,} "
+            "a model file lists"
+        )
+
+
 def save(model, path) -> Path:
     """Write ``model`` (fitted Pipeline or estimator) to ``path`` atomically, skops format.
 
@@ -268,12 +305,25 @@ def save(model, path) -> Path:
     (``members``) and of that list (``payload_sha256``). It is created with mode
     ``0o666 & ~umask`` (see :mod:`bowlrp._utils.atomic`).
 
+    Before anything is serialized, the model's ``check_fitted`` (if it has one)
+    checks its fitted attributes as :func:`load` will, and ``classes_`` must be
+    listable in the metadata (at most :data:`MAX_LISTED_CLASSES` labels, none of
+    zero bytes): a model ``load`` would refuse, or whose crafted arrays cost
+    nothing in memory but take forever to write (``np.empty(10**15, "V0")``), is
+    refused in one line and no file (or temporary file) is created.
+
     Returns
     -------
     Path
         ``path``.
+
+    Raises
+    ------
+    ModelFileError
+        ``"not saving <path>: <Class>.<attribute> ..."``, naming the attribute.
     """
     path = Path(os.fsdecode(path))
+    _check_savable(model, path)
     config = getattr(model, "config", None)
     payload = {
         "format": FORMAT,

@@ -167,7 +167,7 @@ CORRUPTIONS = [
     ("svdd", _nan_radius, "KernelSVDD.radius2_ holds NaN"),
     ("bow", _float_levels, "HardAssignment.levels_ holds (1.5, 1), not a pair of integers"),
     ("bow", _nan_pca_mean, "KMeansVocabulary.pca_ is None but pca_components is 2"),
-    ("bow", _negative_support_vectors, "KernelSVC.support_vectors_ holds -1.2 in a channel of the histogram intersection"),
+    ("bow", _negative_support_vectors, "KernelSVC.support_vectors_ holds -1.2 in a channel of the histogram"),
 ]
 
 

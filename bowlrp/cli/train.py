@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--allow-outside-root",
         action="store_true",
-        help="accept CSV rows and VOC images that lead outside the data set's folder (trusted lists only)",
+        help="accept CSV rows, VOC images and linked class folders or images that lead outside "
+        "the data set's folder (trusted data only)",
     )
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -12,16 +12,21 @@ an image). Labels follow the VOC convention, one column per class::
 Errors are one line naming the file and what to do (:class:`DatasetError`).
 
 Every image a data set lists must lie under its root (the CSV file's folder, the
-VOC root) once ``..`` and symbolic links are resolved: absolute paths, ``..``
-reaching out and links leading out are refused unless ``allow_outside_root=True``
-(see ``docs/security.md``). VOC image ids must be plain names.
+VOC root, the folder of class folders) once ``..`` and symbolic links are
+resolved: absolute paths, ``..`` reaching out and links leading out are refused
+unless ``allow_outside_root=True`` (see ``docs/security.md``). VOC image ids must
+be plain names; a class folder's images must be regular files (never a FIFO or a
+device, which are refused without being opened).
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import io
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -289,22 +294,132 @@ def read_voc(
 
 
 # -- one folder per class ----------------------------------------------------------
-def read_folder(root, classes=None) -> ImageDataset:
-    """``root/<class>/*.jpg``: one class per image, the folder's name."""
+#: What a class folder's entry with an image suffix is when it is not a file (``st_mode`` tests).
+_NOT_FILES = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _folder_entries(folder: Path) -> list[os.DirEntry]:
+    """The entries of ``folder`` sorted by name (no ``.``/``..``); a one-line error if unreadable."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        raise DatasetError(f"cannot list {display_path(folder)}: {exc.strerror or exc}") from None
+
+
+def _entry_stat(entry: os.DirEntry, path: Path) -> os.stat_result:
+    """``stat`` of an entry, following links (one bounded system call: nothing is opened).
+
+    A link loop (the kernel stops after a few dozen links) or a link to nothing is refused
+    in one line naming the entry.
+    """
+    try:
+        return entry.stat()
+    except OSError as exc:
+        shown = display_path(path)
+        if exc.errno == errno.ELOOP:
+            raise DatasetError(
+                f"{shown} is a link loop (it leads back to itself); remove it from the data set"
+            ) from None
+        if entry.is_symlink() and exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise DatasetError(
+                f"{shown} is a link whose target does not exist; remove it or restore its target"
+            ) from None
+        raise DatasetError(f"cannot read {shown}: {exc.strerror or exc}") from None
+
+
+def _entry_real(entry: os.DirEntry, path: Path, real_parent: Path) -> Path:
+    """The entry's path with links resolved: ``real_parent / name`` unless the entry is a link."""
+    if not entry.is_symlink():
+        return real_parent / entry.name
+    try:
+        return Path(os.path.realpath(path))
+    except (OSError, ValueError) as exc:  # stat succeeded, so no loop; a race at most
+        raise DatasetError(f"cannot resolve {display_path(path)}: {exc}") from None
+
+
+def read_folder(root, classes=None, *, allow_outside_root: bool = False) -> ImageDataset:
+    """``root/<class>/*.jpg``: one class per image, the folder's name.
+
+    Class folders are the sub-folders of ``root`` whose names do not start with
+    ``.``; their images are the entries with an image suffix (``.png``, ``.jpg``,
+    ...), sorted by name. Only these two levels are listed, nothing deeper, so a
+    link leading back into the data set is never walked round and round. Other
+    entries are ignored and nothing is opened: images are read when a pipeline
+    describes them.
+
+    Parameters
+    ----------
+    root : path to the folder holding one sub-folder per class
+    classes : list of str or None
+        Classes that must have a folder (the data set's classes are all the folders).
+    allow_outside_root : bool
+        Accept class folders and images that are symbolic links leading outside
+        ``root`` (e.g. to another disk). By default they are refused, so a folder
+        from someone else reads nothing but the files inside it (links to ``/etc``,
+        to the home folder...). Only for data sets you trust.
+
+    Raises
+    ------
+    DatasetError
+        One line naming the entry: a missing root, a class in ``classes`` with no
+        folder, a class folder or image whose real path lies outside ``root``, a
+        link loop or a link to nothing (class folder or image), an image name that
+        is not a regular file (a FIFO, device, socket or folder named ``x.png``,
+        refused without being opened; checked even with ``allow_outside_root``),
+        no images at all.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"data set root not found: {root}")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    names = tuple(p.name for p in folders)
+    inside = root.resolve()
+    trust = "pass allow_outside_root=True if you trust the data set"
+    folders: list[tuple[Path, Path]] = []  # (class folder as listed, its real path)
+    for entry in _folder_entries(root):
+        if entry.name.startswith("."):
+            continue
+        folder = root / entry.name
+        if not stat.S_ISDIR(_entry_stat(entry, folder).st_mode):
+            continue  # files beside the class folders: not part of the data set, not opened
+        real = _entry_real(entry, folder, inside)
+        if not allow_outside_root and not real.is_relative_to(inside):
+            raise DatasetError(
+                f"class folder {display_path(folder)} is a link leading outside the data set's root "
+                f"{display_path(inside)}; copy the folder into the root, or {trust}"
+            )
+        folders.append((folder, real))
+    names = tuple(folder.name for folder, _ in folders)
     if classes is not None:
         missing = [c for c in classes if c not in names]
         if missing:
             raise DatasetError(f"no folder {root / missing[0]} for class {missing[0]!r}")
     paths, cls = [], []
-    for k, folder in enumerate(folders):
-        images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        paths += images
-        cls += [k] * len(images)
+    for k, (folder, real_folder) in enumerate(folders):
+        for entry in _folder_entries(folder):
+            path = folder / entry.name
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            mode = _entry_stat(entry, path).st_mode
+            real = _entry_real(entry, path, real_folder)
+            if not allow_outside_root and not real.is_relative_to(inside):
+                raise DatasetError(
+                    f"{display_path(path)} is a link leading outside the data set's root "
+                    f"{display_path(inside)}; copy the image into {display_path(folder)}, or {trust}"
+                )
+            if not stat.S_ISREG(mode):
+                what = next((text for test, text in _NOT_FILES if test(mode)), "not a regular file")
+                raise DatasetError(
+                    f"{display_path(path)} is {what}, not an image file; a class folder holds image "
+                    "files only (remove or rename it)"
+                )
+            paths.append(path)
+            cls.append(k)
     if len(names) < 1 or not paths:
         raise DatasetError(f"{root} has no class folders with images (expected root/<class>/*.jpg)")
     labels = -np.ones((len(paths), len(names)), dtype=np.int8)
@@ -436,8 +551,9 @@ def read_dataset(
 ) -> ImageDataset:
     """Any of the three layouts; ``format`` None detects it (see :func:`detect_format`).
 
-    ``allow_outside_root`` (VOC and CSV): accept images whose path resolves outside
-    the data set's root (see :func:`read_csv`, :func:`read_voc`); off by default.
+    ``allow_outside_root``: accept images (and class folders) whose path resolves
+    outside the data set's root (see :func:`read_csv`, :func:`read_voc`,
+    :func:`read_folder`); off by default.
     """
     fmt = format or detect_format(root)
     if fmt == "voc":
@@ -445,7 +561,7 @@ def read_dataset(
     if split is not None:
         raise DatasetError(f"--split applies to VOC data sets only, and {root} is a {fmt} data set")
     if fmt == "folder":
-        return read_folder(root, classes)
+        return read_folder(root, classes, allow_outside_root=allow_outside_root)
     if fmt == "csv":
         return read_csv(root, classes, allow_outside_root=allow_outside_root)
     raise DatasetError(f"unknown data set format {fmt!r}; use voc, folder or csv")
