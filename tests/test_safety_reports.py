@@ -167,7 +167,9 @@ def test_a_store_record_without_its_arrays_is_skipped(tmp_path, capsys):
     out = tmp_path / "report"
     code, stdout, err = spray(["--store", location, "--out", out], capsys)
     assert code == 1, err
-    assert "error" not in err and "im2" in err and "unreadable record" in err, err
+    assert (
+        "error" not in err and "im2" in err and "images/im2/pooled: missing; explain the image again" in err
+    ), err
     assert "class stripes: 5 maps" in stdout
     spec, rows, _ = report_of(out)
     assert [r["record"] for r in spec["skipped_records"]] == ["im2"] and len(rows) == 6

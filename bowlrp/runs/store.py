@@ -74,7 +74,7 @@ from ..exceptions import BowlrpError
 from ..image import pool_maps
 from .inputs import ImageInput
 from .step import SettingsMismatch
-from .store_arrays import StoreArrayError, checked_array, read_checked
+from .store_arrays import StoreArrayError, check_chunks, checked_array, read_checked
 
 FORMAT = "bowlrp-relevance-store"
 VERSION = 1
@@ -624,11 +624,11 @@ class RelevanceStore:
             pooled = checked_array(
                 g, "pooled", (T, self.grid, self.grid), "float64", self._where(IMAGES, key, "pooled")
             )
-            heat_values = (
-                read_checked(heat, (slice(None),), self._where(IMAGES, key, "heatmap"))
-                if heatmaps
-                else np.zeros((T, 0, 0), dtype=np.float32)
-            )
+            if heatmaps:
+                heat_values = read_checked(heat, (slice(None),), self._where(IMAGES, key, "heatmap"))
+            else:  # the chunks are checked all the same (a few bytes each), their values left unread
+                check_chunks(heat, [(t, 0, 0) for t in range(T)], self._where(IMAGES, key, "heatmap"))
+                heat_values = np.zeros((T, 0, 0), dtype=np.float32)
             pooled_values = read_checked(pooled, (slice(None),), self._where(IMAGES, key, "pooled"))
         except StoreArrayError as exc:
             raise StoreError(str(exc)) from None

@@ -213,6 +213,8 @@ def load_map(record: HeatmapRecord) -> np.ndarray:
         raise
     except Exception as exc:  # noqa: BLE001 - any reading problem is reported the same way
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, BowlrpError):  # a store's own error names the array and what to do
+            raise HeatmapFileError(message) from None
         raise HeatmapFileError(
             f"cannot read {record.npy}: {message}; re-create it with bowlrp-explain"
         ) from None

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from .._utils.csv_cells import csv_cell
 from .._utils.validation import as_float_image, display_path
+from ..exceptions import BowlrpError
 from ..image import colorize, overlay, write_png
 from .heatmap_files import (
     HeatmapFileError,
@@ -200,7 +201,7 @@ def store_records(store, targets=None, on_skip: OnSkip | None = None) -> dict[st
                 )
         except Exception as exc:  # noqa: BLE001 - a corrupt record is reported and left out
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if not isinstance(exc, HeatmapFileError):
+            if not isinstance(exc, (HeatmapFileError, BowlrpError)):  # bowlrp's own name the record
                 message = f"{name}: unreadable record ({type(exc).__name__}: {message}); explain it again"
             skip_or_raise(on_skip, image_id, HeatmapFileError(message))
             continue
