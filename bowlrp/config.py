@@ -563,7 +563,8 @@ def _parameter_owners(cfg: dict) -> dict[str, tuple]:
         for key in deep:
             head, _, param = key.rpartition("__")
             owner = deep[head] if head else est
-            fixed = isinstance(owner, KernelSVC) and param in ("kernel", "channel_sizes")
+            # the classifier's kernels come from the config's spec, its channel sizes from the pipeline
+            fixed = owner is classifier and param in ("kernel", "channel_sizes")
             out[f"{prefix}__{key}"] = ("fixed" if fixed else "param", owner, param)
 
     nested("classifier", classifier)

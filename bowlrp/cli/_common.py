@@ -7,6 +7,9 @@ import contextlib
 import sys
 import threading
 
+import cv2
+from tqdm.std import tqdm
+
 from .._utils.parallel import bound_n_jobs
 from .._utils.signals import Terminated, terminate_as_interrupt
 from .._utils.validation import capturing_native_stderr, display_path, image_limits, opencv_message
@@ -48,10 +51,6 @@ def resolve_target(model, text):
 
 
 def _tqdm_class():
-    try:
-        from tqdm.std import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return None
     return tqdm
 
 
@@ -164,13 +163,8 @@ def stderr_lines():
 
 def error_line(exc: BaseException) -> str:
     """The one line an error is reported as (OpenCV's ``(-215:Assertion failed)`` made short)."""
-    try:
-        import cv2
-
-        if isinstance(exc, cv2.error):
-            return f"OpenCV could not process the data ({display_path(opencv_message(exc))})"
-    except ImportError:  # pragma: no cover - cv2 is a dependency
-        pass
+    if isinstance(exc, cv2.error):
+        return f"OpenCV could not process the data ({display_path(opencv_message(exc))})"
     message = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
     return display_path(message)
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import struct
 import sys
 import time
 import uuid
@@ -167,9 +169,6 @@ def _probe_tcp(address: str, host: str, port: int, timeout: float) -> None:
     until asked, and its reply (``HTTP/1.0 400 ...``) read as that length is 3.07 EiB,
     which Dask then tries to allocate; here it is a one-line error instead.
     """
-    import socket
-    import struct
-
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
@@ -211,11 +210,11 @@ def connect_scheduler(address: str, client_class=None, timeout: float | None = N
         (e.g. an HTTP server), or it did not answer within ``timeout`` seconds.
     """
     if client_class is None:
-        from distributed import Client as client_class
+        from distributed import Client as client_class  # dask.distributed: ~0.6 s, only for clusters
     timeout = SCHEDULER_TIMEOUT if timeout is None else float(timeout)
     shown = display_path(address)
     try:
-        from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.addressing import parse_address, parse_host_port  # as above
 
         scheme, location = parse_address(address)
         host, port = parse_host_port(location) if scheme == "tcp" else (None, None)

@@ -171,9 +171,9 @@ def check_chunks(array, chunk_coords, where: str) -> None:
         A chunk larger than its raw size plus :data:`CHUNK_SLACK`, or a zstd
         chunk whose frame does not declare exactly its raw size.
     """
-    from zarr.abc.store import RangeByteRequest
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.sync import sync
+    from zarr.abc.store import RangeByteRequest  # only for stores: zarr loads in ~0.5 s
+    from zarr.core.buffer import default_buffer_prototype  # as above
+    from zarr.core.sync import sync  # as above
 
     md = array.metadata
     raw = math.prod(md.chunk_grid.chunk_shape) * np.dtype(array.dtype).itemsize
