@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import plotting
 from ._utils.parallel import map_images
 from ._utils.validation import as_float_image
 from .classifier.relevance import DimensionRelevance, classifier_relevance
 from .classifier.relevance import default_rule as default_classifier_rule
 from .descriptors.geometry import Descriptors
 from .exceptions import RuleError
+from .image import DEFAULT_PERCENTILE
 from .rules import CLASSIFIER_RULES, DESCRIPTOR_RULES, PIXEL_RULES, Flat, require
 
 
@@ -46,6 +48,12 @@ class Explanation:
     rules : dict
     root_distance : float or None
         Distance in feature space to the Taylor root.
+    extra : dict
+        More numbers (tiled explanations: ``tile``, ``stride``, ``tile_scores``,
+        ``tile_relevance_sum``, ``scene_score``).
+    target_name : str or None
+        The class's name (``str(target)``, or the data set's class name of a
+        multi-label model trained by ``bowlrp-train``, whose labels are indices).
     """
 
     score: float
@@ -58,6 +66,7 @@ class Explanation:
     rules: dict
     root_distance: float | None = None
     extra: dict = field(default_factory=dict)
+    target_name: str | None = None
 
     @property
     def descriptor_relevance(self) -> dict[str, tuple[Descriptors, np.ndarray]]:
@@ -68,6 +77,34 @@ class Explanation:
     def dimension_relevance(self) -> dict[str, np.ndarray]:
         """Per channel: relevance of the BoW / FV dimensions (V_u,)."""
         return {c.name: c.dimension_relevance for c in self.channels}
+
+    def plot(
+        self,
+        ax=None,
+        kind: str = "heatmap",
+        image=None,
+        colormap: str = "bwr",
+        clip: float | str | None = DEFAULT_PERCENTILE,
+        title: bool | str = True,
+        colorbar: bool = True,
+    ):
+        """Draw the raw relevance with matplotlib, scaled as the CLI's PNGs; returns the Axes.
+
+        ``kind``: ``"heatmap"``, ``"overlay"`` (needs ``image``) or ``"triplet"``
+        (heatmap | heatmap on the image's edges | image where relevance is positive;
+        needs ``image``). ``clip``: the percentile of ``|R|`` drawn at full colour
+        (``"max"``: no clipping). ``colormap``: ``"bwr"``, ``"seismic"``,
+        ``"coldnhot"`` (black at zero, fire for positive), ``"fire"``, ... See
+        :func:`bowlrp.plotting.plot_explanation`.
+        """
+        return plotting.plot_explanation(self, ax, kind, image, colormap, clip, title, colorbar)
+
+    def _repr_png_(self) -> bytes:
+        """The heatmap as PNG bytes: how Jupyter shows an explanation."""
+        return plotting.explanation_png(self)
+
+    def __repr__(self) -> str:
+        return plotting.explanation_repr(self)
 
     def conservation(self) -> dict[str, float]:
         """Sums at each layer (they should agree up to bias, absorbed and residual)."""
@@ -87,13 +124,20 @@ class Explanation:
         """JSON-friendly numbers (no arrays)."""
         return {
             "target": _jsonable(self.target),
+            "target_name": self.target_name if self.target_name is not None else str(_jsonable(self.target)),
             "score": self.score,
             "bias_relevance": self.bias_relevance,
             "residual": self.residual,
             "absorbed": self.absorbed,
             "root_distance": self.root_distance,
             "heatmap_sum": float(self.heatmap.sum()),
-            "rules": {k: repr(v) for k, v in self.rules.items()},
+            "rules": _rules_text(self.rules),
+            "adds_up": (
+                "tile_relevance_sum + bias_relevance + absorbed + residual = score (means over tiles; "
+                "heatmap_sum is the sum of the per-pixel mean of overlapping tiles)"
+                if "tile_relevance_sum" in self.extra
+                else "heatmap_sum + bias_relevance + absorbed + residual = score"
+            ),
             **{k: _jsonable(v) for k, v in self.extra.items()},
         }
 
@@ -104,11 +148,95 @@ def _jsonable(value):
     return value
 
 
+def _rules_text(rules: dict) -> dict:
+    """``{"classifier": "Decomposition()", "descriptors": {"sift": "Epsilon(...)"}, ...}``:
+    each rule's repr, per channel where a step has one rule per channel."""
+    out = {}
+    for step, rule in rules.items():
+        if isinstance(rule, dict):
+            out[step] = {str(name): repr(r) for name, r in rule.items()}
+        else:
+            out[step] = repr(rule)
+    return out
+
+
+# -- targets: a class label, its name or its index ------------------------------------------
+
+
+def class_names(classifier, config=None) -> list[str]:
+    """The display name of each of ``classifier.classes_``, in order.
+
+    A multi-label model trained by ``bowlrp-train`` has the labels ``0..k-1`` and the
+    class names in ``config["dataset"]["trained_classes"]``; every other model's names
+    are its labels as text.
+    """
+    classes = [_jsonable(c) for c in getattr(classifier, "classes_", [])]
+    dataset = config.get("dataset") if isinstance(config, dict) else None
+    trained = dataset.get("trained_classes") if isinstance(dataset, dict) else None
+    if (
+        getattr(classifier, "multilabel_", False)
+        and isinstance(trained, list)
+        and len(trained) == len(classes)
+        and all(isinstance(n, str) for n in trained)
+    ):
+        return list(trained)
+    return [str(c) for c in classes]
+
+
+def resolve_target(classifier, target, config=None):
+    """The label of ``classifier.classes_`` that ``target`` names, as a plain Python value.
+
+    Tried in this order: the label itself (``"cat"``, ``1`` for labels ``[0, 1]``), its
+    name (:func:`class_names`; labels as text, so ``"1"`` names the label ``1``), its
+    index into ``classes_`` (an ``int``, or a string of digits). Labels win over
+    indices: for labels ``[1, 2]`` the target ``1`` is the label ``1``.
+
+    Parameters
+    ----------
+    classifier : fitted classifier with ``classes_`` (none: ``target`` is returned as it is)
+    target : label, name, index or None
+        None stays None (the predicted class, decided per image).
+    config : dict or None
+        The pipeline's config (class names of multi-label models).
+
+    Raises
+    ------
+    ValueError
+        One line listing the class names and the index range.
+    """
+    if target is None or getattr(classifier, "classes_", None) is None:
+        return target
+    labels = [_jsonable(c) for c in classifier.classes_]
+    value = _jsonable(target)
+    if not isinstance(value, (bool, np.ndarray, list, tuple, dict)):
+        for label in labels:
+            if (
+                type(label) is not bool
+                and label == value
+                and (isinstance(value, str) == isinstance(label, str))
+            ):
+                return label
+    names = class_names(classifier, config)
+    if isinstance(value, str) and value in names:
+        return labels[names.index(value)]
+    index = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        index = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        index = int(value)
+    if index is not None and 0 <= index < len(labels):
+        return labels[index]
+    raise ValueError(
+        f"unknown target {value!r}; classes are {names} (a name, or an index 0..{len(labels) - 1})"
+    )
+
+
 def resolve_rules(rules) -> dict:
     """Normalise the ``rules`` argument to ``{"classifier", "descriptors", "pixels"}``.
 
     Accepts None, one rule object (placed at the step it belongs to), a list of
-    them, or a dict with those keys.
+    them (at most one per step: two rules for one step raise ``RuleError``), or a
+    dict with those keys.
     """
     out = {"classifier": None, "descriptors": None, "pixels": Flat()}
     if rules is None:
@@ -120,16 +248,27 @@ def resolve_rules(rules) -> dict:
         out.update(rules)
         return out
     items = rules if isinstance(rules, (list, tuple)) else [rules]
+    given: dict[str, object] = {}
     for rule in items:
         if isinstance(rule, CLASSIFIER_RULES):
-            out["classifier"] = rule
+            step = "classifier"
         elif isinstance(rule, DESCRIPTOR_RULES):
-            out["descriptors"] = rule
+            step = "descriptors"
         elif isinstance(rule, PIXEL_RULES):
-            out["pixels"] = rule
+            step = "pixels"
         else:
             raise RuleError(f"{rule!r} is not a bowlrp rule")
+        if step in given:
+            raise RuleError(
+                f"two rules for the {step} step: {given[step]!r} and {rule!r}; give one rule per step "
+                "(compare rules with one explain call each)"
+            )
+        given[step] = out[step] = rule
     return out
+
+
+#: Relative size below which a relevance sum's difference is rounding, not absorption.
+_ROUNDING = 1e-12
 
 
 def explain_trace(pipeline, trace, target=None, rules=None) -> Explanation:
@@ -173,9 +312,16 @@ def explain_trace(pipeline, trace, target=None, rules=None) -> Explanation:
         absorbed += float(R_u.sum() - hm.sum())
         heatmap += hm
         channels.append(ChannelRelevance(ct.name, ct.descriptors, R_l, R_u, hm))
+    # what no rule absorbed but rounding left behind (1e-16 of the relevance) is not absorbed
+    if abs(absorbed) <= _ROUNDING * float(np.abs(dims.relevance).sum()):
+        absorbed = 0.0
+    label = _jsonable(clf.target_label(task, sign))
+    names = class_names(clf, getattr(pipeline, "config", None))
+    labels = [_jsonable(c) for c in getattr(clf, "classes_", [])]
     return Explanation(
         score=dims.score,
-        target=clf.target_label(task, sign),
+        target=label,
+        target_name=names[labels.index(label)] if label in labels else str(label),
         heatmap=heatmap,
         channels=channels,
         bias_relevance=dims.bias,
@@ -249,28 +395,53 @@ def _explain_tiles(pipeline, crops, target, rules) -> list[Explanation]:
     return [explain_trace(pipeline, pipeline.forward_one(c), target, rules) for c in crops]
 
 
+def tile_weights(height: int, width: int, floor: float = 0.05) -> np.ndarray:
+    """Per-pixel weight of a tile's relevance where tiles overlap, shape (height, width).
+
+    ``w(i, j) = v_H(i) v_W(j)`` with ``v_n(i) = floor + sin^2(pi (i + 1/2) / n)``: high in
+    the tile's middle, low at its border, where no descriptor of the tile is centred
+    and its relevance is thin. Averaging overlapping tiles with these weights hides
+    the tile borders (plain averaging shows them as seams); a pixel covered by one
+    tile keeps that tile's value.
+    """
+
+    def profile(n: int) -> np.ndarray:
+        return floor + np.sin(np.pi * (np.arange(n) + 0.5) / n) ** 2
+
+    return np.outer(profile(height), profile(width))
+
+
 def explain_tiled(pipeline, image, tile: int, stride: int, target=None, rules=None) -> Explanation:
     """Explain an image as a grid of overlapping tiles; heatmaps averaged per pixel.
 
     Every tile is explained for the same target: the one given, or else the
-    class with the highest mean decision value over the tiles (binary models:
-    the sign of the mean). Score, bias, residual and absorbed values are the
-    means over tiles; ``extra["tile_scores"]`` holds each tile's origin and score.
-    Tiles are processed in parallel chunks when the pipeline has ``n_jobs``.
-    A ``stride`` larger than ``tile`` is refused (:func:`check_tiling`).
+    class the model predicts for the whole image (one more forward pass). The
+    heatmap is the weighted per-pixel mean of the tiles' heatmaps
+    (:func:`tile_weights`: a tile counts less near its border).
+
+    What adds up: ``score``, ``bias_relevance``, ``residual`` and ``absorbed`` are
+    means over the tiles, and ``extra["tile_relevance_sum"]`` (the mean over tiles
+    of each tile's heatmap sum) satisfies ``tile_relevance_sum + bias_relevance +
+    absorbed + residual == score``. The heatmap's own sum does not: where tiles
+    overlap a pixel is their mean, not their sum, so ``heatmap.sum()`` is
+    ``extra["heatmap_sum"]`` of a picture, not a decomposition of ``score``.
+    ``extra`` also holds ``scene_score`` (``f`` of the whole image for the target),
+    ``tile``, ``stride`` and ``tile_scores`` (each tile's origin and score).
+    Tiles are processed in parallel chunks when the pipeline has ``n_jobs``. A
+    ``stride`` larger than ``tile`` is refused (:func:`check_tiling`).
     """
     check_tiling(tile, stride)
     img = as_float_image(image)
     H, W = img.shape[:2]
     origins = [(r, c) for r in tile_origins(H, tile, stride) for c in tile_origins(W, tile, stride)]
     crops = [img[r : r + tile, c : c + tile] for r, c in origins]
+    clf = pipeline.classifier_
+    scene = pipeline.forward_one(img).features
+    task, sign = clf.task_and_sign(scene, target)
     if target is None:
-        clf = pipeline.classifier_
-        F = np.asarray(pipeline.decision_function(crops)).mean(axis=0)
-        if np.ndim(F) == 0:
-            target = clf.classes_[1] if F > 0 else clf.classes_[0]
-        else:
-            target = clf.classes_[int(np.argmax(F))]
+        target = clf.target_label(task, sign)
+    decision = np.asarray(clf.decision_function(scene.reshape(1, -1)), dtype=np.float64).reshape(-1)
+    scene_score = float(sign * decision[task])
     n_jobs = pipeline.n_jobs if pipeline.n_jobs not in (None, 0) else 1
     n_chunks = 1 if n_jobs == 1 else min(len(crops), 4 * (n_jobs if n_jobs > 0 else 2))
     chunks = [list(part) for part in np.array_split(np.arange(len(crops)), n_chunks)]
@@ -286,13 +457,16 @@ def explain_tiled(pipeline, image, tile: int, stride: int, target=None, rules=No
     cover = np.zeros((H, W))
     for (r, c), e in zip(origins, parts):
         h, w = e.heatmap.shape
-        total[r : r + h, c : c + w] += e.heatmap
-        cover[r : r + h, c : c + w] += 1
+        weight = tile_weights(h, w)  # (an image side shorter than the tile: one crop that long)
+        total[r : r + h, c : c + w] += weight * e.heatmap
+        cover[r : r + h, c : c + w] += weight
+    heatmap = total / np.where(cover > 0, cover, 1)
     first = parts[0]
     return Explanation(
         score=float(np.mean([e.score for e in parts])),
         target=first.target,
-        heatmap=total / np.maximum(cover, 1),
+        target_name=first.target_name,
+        heatmap=heatmap,
         channels=[],
         bias_relevance=float(np.mean([e.bias_relevance for e in parts])),
         residual=float(np.mean([e.residual for e in parts])),
@@ -301,6 +475,8 @@ def explain_tiled(pipeline, image, tile: int, stride: int, target=None, rules=No
         extra={
             "tile": tile,
             "stride": stride,
+            "scene_score": scene_score,
+            "tile_relevance_sum": float(np.mean([e.heatmap.sum() for e in parts])),
             "tile_scores": [(r, c, e.score) for (r, c), e in zip(origins, parts)],
         },
     )

@@ -2,11 +2,23 @@
 docs/math.md §3) and as grids (sum-pooling onto ``grid x grid`` cells, the input of SpRAy
 and of a relevance store's pooled maps).
 
-Heatmaps are normalised by ``max_p |R_p|`` (of one image, or of a set of
-images with ``normalize="global"`` so magnitudes stay comparable) to
-[-1, 1] and coloured with zero at the centre of the colour map: ``bwr``
-(default, diverging), ``seismic``, or the papers' ``jet`` (blue negative,
-green about zero, red positive).
+Heatmaps are scaled for display by :func:`display_scale` (a percentile of
+``|R_p|``, of one image or of a set of images with ``normalize="global"`` so
+magnitudes stay comparable) to [-1, 1] and coloured with zero at the centre of
+the colour map: ``bwr`` (default, diverging), ``seismic``, the papers' ``jet``
+(blue negative, green about zero, red positive), or the LRP papers'
+black-fire-red ``coldnhot`` (zero black, positive red to yellow, negative blue
+to cyan; zennit's name) and its positive half ``fire``.
+
+:func:`overlay`, :func:`triplet` and :func:`heatmap_picture` take **raw**
+relevance and scale it themselves (``clip``: the ``--clip`` percentile of the
+CLI, ``None`` or ``"max"``: divide by ``max |R|``); pass ``scale=`` to use a scale
+computed elsewhere (``scale=1.0`` for a map already in [-1, 1]).
+:func:`colorize`, :func:`heatmap_on_edges` and :func:`mask_positive` take maps
+already in display units.
+
+matplotlib is imported only when a matplotlib colour map is drawn, so importing
+this module stays cheap.
 """
 
 from __future__ import annotations
@@ -17,14 +29,66 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from matplotlib import colormaps
 
 from ._utils.atomic import atomic_write_bytes
 from ._utils.validation import as_float_image, opencv_message
 
-COLORMAPS = ("bwr", "seismic", "jet", "coolwarm", "RdBu_r", "gray")
+#: Colour maps of matplotlib offered for heatmaps (signed: zero at the centre).
+MATPLOTLIB_COLORMAPS = ("bwr", "seismic", "jet", "coolwarm", "RdBu_r", "gray")
+#: bowlrp's own colour maps, as anchor colours (RGB in [0, 1]) spaced evenly along the map.
+#: ``coldnhot``: the LRP papers' black-fire-red for signed relevance (zennit's ``coldnhot``):
+#: -1 cyan, blue, 0 black, red, yellow +1. ``fire``: its positive half, black-red-yellow-white
+#: (negative relevance is drawn black). ``wred``: white to red, positive only.
+OWN_COLORMAPS: dict[str, tuple[tuple[tuple[float, float, float], ...], bool]] = {
+    "coldnhot": (((0, 1, 1), (0, 0, 1), (0, 0, 0), (1, 0, 0), (1, 1, 0)), True),
+    "fire": (((0, 0, 0), (1, 0, 0), (1, 1, 0), (1, 1, 1)), False),
+    "wred": (((1, 1, 1), (1, 0, 0)), False),
+}
+COLORMAPS = (*MATPLOTLIB_COLORMAPS, *OWN_COLORMAPS)
 #: Default display clipping: the 99.5th percentile of |R| maps to full colour.
 DEFAULT_PERCENTILE = 99.5
+_LUT_SIZE = 256  # entries of a colour map's table, as matplotlib's
+
+
+def is_signed(colormap: str) -> bool:
+    """Whether ``colormap`` shows [-1, 1] with zero at its centre (False: [0, 1], zero at its start)."""
+    return colormap not in OWN_COLORMAPS or OWN_COLORMAPS[colormap][1]
+
+
+def _own_table(colormap: str) -> np.ndarray:
+    """(256, 3) float RGB table of one of :data:`OWN_COLORMAPS`, linear between its anchors."""
+    anchors = np.asarray(OWN_COLORMAPS[colormap][0], dtype=np.float64)
+    at = np.linspace(0, 1, len(anchors))
+    x = np.linspace(0, 1, _LUT_SIZE)
+    return np.stack([np.interp(x, at, anchors[:, c]) for c in range(3)], axis=1)
+
+
+def colormap_table(colormap: str) -> np.ndarray:
+    """The colour map as a (256, 3) float RGB table in [0, 1] (for a matplotlib colour bar).
+
+    Raises
+    ------
+    ValueError
+        For a name that is neither one of :data:`COLORMAPS` nor a matplotlib colour map.
+    """
+    if colormap in OWN_COLORMAPS:
+        return _own_table(colormap)
+    return _matplotlib_colormap(colormap)(np.arange(_LUT_SIZE))[:, :3]
+
+
+def _matplotlib_colormap(colormap: str):
+    from matplotlib import colormaps  # heavy (~0.3 s): only when a matplotlib colour map is drawn
+
+    if colormap not in colormaps:
+        raise ValueError(f"unknown colormap {colormap!r}; try one of {', '.join(COLORMAPS)}")
+    return colormaps[colormap]
+
+
+def check_colormap(colormap: str) -> str:
+    """``colormap`` if it can be drawn, else a ValueError naming the offered colour maps."""
+    if colormap not in OWN_COLORMAPS:
+        _matplotlib_colormap(colormap)
+    return colormap
 
 
 def display_scale(heatmaps, percentile: float | None = DEFAULT_PERCENTILE) -> float:
@@ -77,11 +141,72 @@ def normalize_heatmaps(
 
 
 def colorize(heatmap: np.ndarray, colormap: str = "bwr") -> np.ndarray:
-    """RGB uint8 (H, W, 3) of a heatmap already in [-1, 1] (0 maps to the colour map's centre)."""
-    if colormap not in colormaps:
-        raise ValueError(f"unknown colormap {colormap!r}; try one of {COLORMAPS}")
+    """RGB uint8 (H, W, 3) of a heatmap already in display units [-1, 1].
+
+    Signed colour maps put 0 at their centre; the positive-only ones of
+    :data:`OWN_COLORMAPS` (``fire``, ``wred``) put 0 at their start and draw
+    negative values like 0. For raw relevance use :func:`heatmap_picture`.
+
+    Parameters
+    ----------
+    heatmap : ndarray (H, W)
+    colormap : str
+        One of :data:`COLORMAPS` or any matplotlib colour map name.
+    """
+    if colormap in OWN_COLORMAPS:
+        lo = -1.0 if is_signed(colormap) else 0.0
+        values = (np.clip(heatmap, lo, 1) - lo) / (1 - lo)
+        index = np.minimum((values * _LUT_SIZE).astype(np.intp), _LUT_SIZE - 1)
+        return (_own_table(colormap)[index] * 255).round().astype(np.uint8)
     values = (np.clip(heatmap, -1, 1) + 1) / 2
-    return (colormaps[colormap](values)[..., :3] * 255).round().astype(np.uint8)
+    return (_matplotlib_colormap(colormap)(values)[..., :3] * 255).round().astype(np.uint8)
+
+
+def display_values(
+    heatmap: np.ndarray, clip: float | str | None = DEFAULT_PERCENTILE, scale: float | None = None
+):
+    """Raw relevance in display units: ``(clip(R / s, -1, 1), s)``.
+
+    Parameters
+    ----------
+    heatmap : ndarray (H, W)
+        Raw relevance (any magnitude).
+    clip : float in (0, 100], ``"max"`` or None
+        The percentile of ``|R|`` drawn at full colour (the CLI's ``--clip``);
+        None or ``"max"``: ``max |R|`` (nothing clipped).
+    scale : float or None
+        ``s`` itself (e.g. one :func:`display_scale` shared by several maps;
+        ``1.0`` for a map already in [-1, 1]); None: computed from ``heatmap``.
+
+    Returns
+    -------
+    (ndarray (H, W) float64 in [-1, 1], float)
+        The display map (all zeros when ``s <= 0``) and ``s``.
+    """
+    h = np.asarray(heatmap, dtype=np.float64)
+    if h.ndim != 2:
+        raise ValueError(f"a heatmap must be 2-D (H, W), got shape {h.shape}")
+    if scale is None:
+        scale = display_scale(h, None if clip == "max" else clip)
+    scale = float(scale)
+    if not scale > 0:
+        return np.zeros_like(h), 0.0
+    return np.clip(h / scale, -1, 1), scale
+
+
+def heatmap_picture(
+    heatmap: np.ndarray,
+    colormap: str = "bwr",
+    clip: float | str | None = DEFAULT_PERCENTILE,
+    scale: float | None = None,
+) -> np.ndarray:
+    """RGB float (H, W, 3) in [0, 1] of raw relevance, scaled as the CLI's heatmap PNGs.
+
+    ``clip`` and ``scale`` as in :func:`display_values`; add a ticked colour bar with
+    ``with_colorbar(picture, colormap, scale)``.
+    """
+    values, _ = display_values(heatmap, clip, scale)
+    return colorize(values, colormap) / 255.0
 
 
 def _rgb(image) -> np.ndarray:
@@ -91,12 +216,46 @@ def _rgb(image) -> np.ndarray:
     return img
 
 
-def overlay(image, heatmap: np.ndarray, colormap: str = "bwr", alpha: float = 0.6) -> np.ndarray:
-    """Heatmap blended over the image, weighted by ``|R|`` so zero relevance shows the image."""
+def overlay(
+    image,
+    heatmap: np.ndarray,
+    colormap: str = "bwr",
+    alpha: float = 0.6,
+    clip: float | str | None = DEFAULT_PERCENTILE,
+    scale: float | None = None,
+) -> np.ndarray:
+    """Raw relevance blended over the image, weighted by ``|R| / s`` so zero relevance shows the image.
+
+    Parameters
+    ----------
+    image : ndarray (H, W) or (H, W, 3), or a path
+    heatmap : ndarray (H, W)
+        Raw relevance; scaled by ``s`` from ``clip`` / ``scale`` as in :func:`display_values`
+        (the CLI's display scale). A map already in [-1, 1] is drawn as it is with
+        ``scale=1.0``.
+    colormap : str
+    alpha : float
+        Opacity of the colour where ``|R| >= s``.
+    clip, scale : see :func:`display_values`
+
+    Returns
+    -------
+    ndarray (H, W, 3) float in [0, 1]
+    """
     img = _rgb(image)
-    color = colorize(heatmap, colormap) / 255.0
-    weight = alpha * np.clip(np.abs(heatmap), 0, 1)[..., None]
+    values, _ = display_values(heatmap, clip, scale)
+    _check_same_size(img, values)
+    color = colorize(values, colormap) / 255.0
+    weight = alpha * np.abs(values)[..., None]
     return ((1 - weight) * img + weight * color).clip(0, 1)
+
+
+def _check_same_size(img: np.ndarray, heatmap: np.ndarray) -> None:
+    if img.shape[:2] != heatmap.shape:
+        raise ValueError(
+            f"the image is {img.shape[1]}x{img.shape[0]} pixels but the heatmap is "
+            f"{heatmap.shape[1]}x{heatmap.shape[0]}"
+        )
 
 
 def edges(image) -> np.ndarray:
@@ -122,8 +281,9 @@ def mask_positive(image, heatmap: np.ndarray, threshold: float = 0.0) -> np.ndar
 
 
 def colorbar(height: int, colormap: str = "bwr", width: int = 16) -> np.ndarray:
-    """A vertical colour bar from +1 (top) to -1 (bottom), RGB float in [0, 1]."""
-    values = np.linspace(1, -1, height)[:, None].repeat(width, axis=1)
+    """A vertical colour bar from +1 (top) to -1 (bottom; 0 for a positive-only map), RGB float."""
+    bottom = -1.0 if is_signed(colormap) else 0.0
+    values = np.linspace(1, bottom, height)[:, None].repeat(width, axis=1)
     return colorize(values, colormap) / 255.0
 
 
@@ -148,12 +308,14 @@ def with_colorbar(picture: np.ndarray, colormap: str = "bwr", scale: float | Non
     bar = colorbar(bar_h, colormap)
     font, size, thick = cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1
     top = 1.0 if scale is None or scale <= 0 else float(scale)
-    labels = [(_tick_label(top * v), v) for v in (1.0, 0.5, 0.0, -0.5, -1.0)]
+    ticks = (1.0, 0.5, 0.0, -0.5, -1.0) if is_signed(colormap) else (1.0, 0.75, 0.5, 0.25, 0.0)
+    bottom = ticks[-1]
+    labels = [(_tick_label(top * v), v) for v in ticks]
     label_w = max(cv2.getTextSize(t, font, size, thick)[0][0] for t, _ in labels) + 10
     panel = np.full((bar_h + 2 * pad_y, 4 + bar.shape[1] + label_w, 3), 255, np.uint8)
     panel[pad_y : pad_y + bar_h, 4 : 4 + bar.shape[1]] = (bar * 255).round().astype(np.uint8)
     for text, v in labels:
-        y = pad_y + int(round((1 - v) / 2 * (bar_h - 1)))
+        y = pad_y + int(round((1 - v) / (1 - bottom) * (bar_h - 1)))
         x0 = 4 + bar.shape[1]
         panel[y, x0 : x0 + 4] = 0
         cv2.putText(panel, text, (x0 + 6, y + 4), font, size, (0, 0, 0), thick, cv2.LINE_AA)
@@ -198,11 +360,59 @@ def save_png(path, picture: np.ndarray) -> Path:
     return write_png(path, picture)
 
 
-def triplet(image, heatmap: np.ndarray, colormap: str = "bwr") -> np.ndarray:
-    """The papers' figure row: heatmap | heatmap on edges | image masked by positive relevance."""
-    h = colorize(heatmap, colormap) / 255.0
+def triplet(
+    image,
+    heatmap: np.ndarray,
+    colormap: str = "bwr",
+    clip: float | str | None = DEFAULT_PERCENTILE,
+    scale: float | None = None,
+) -> np.ndarray:
+    """The papers' figure row: heatmap | heatmap on edges | image masked by positive relevance.
+
+    Parameters
+    ----------
+    image : ndarray (H, W) or (H, W, 3), or a path
+    heatmap : ndarray (H, W)
+        Raw relevance, scaled as in :func:`display_values` (``scale=1.0`` for a map
+        already in [-1, 1]).
+    colormap : str
+    clip, scale : see :func:`display_values`
+
+    Returns
+    -------
+    ndarray (H, 3 W + 8, 3) float in [0, 1]
+        The three panels with 4-pixel white gaps.
+    """
+    values, _ = display_values(heatmap, clip, scale)
+    _check_same_size(_rgb(image), values)
+    h = colorize(values, colormap) / 255.0
     gap = np.ones((h.shape[0], 4, 3))
-    return np.hstack([h, gap, heatmap_on_edges(image, heatmap, colormap), gap, mask_positive(image, heatmap)])
+    return np.hstack([h, gap, heatmap_on_edges(image, values, colormap), gap, mask_positive(image, values)])
+
+
+def label_panel(picture: np.ndarray, text: str, height: int = 14) -> np.ndarray:
+    """The picture with ``text`` written on a white strip above it (a panel title).
+
+    Parameters
+    ----------
+    picture : ndarray (H, W, 3) float in [0, 1]
+    text : str
+        ASCII (OpenCV's font); cut to the picture's width.
+    height : int
+        Height of the strip in pixels.
+
+    Returns
+    -------
+    ndarray (H + height, W, 3) float in [0, 1]
+    """
+    pic = np.asarray(picture, dtype=np.float64)
+    strip = np.full((height, pic.shape[1], 3), 255, np.uint8)
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.33
+    text = text.encode("ascii", "replace").decode()
+    while text and cv2.getTextSize(text, font, size, 1)[0][0] > pic.shape[1] - 2:
+        text = text[:-1]
+    cv2.putText(strip, text, (1, height - 4), font, size, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([strip / 255.0, pic])
 
 
 # -- heatmaps as grids (SpRAy's input; the pooled maps a relevance store keeps) ----------

@@ -26,7 +26,7 @@ from .descriptors.base import ExtractorMixin
 from .descriptors.geometry import Descriptors
 from .encoding.base import Encoder, EncodingTrace
 from .exceptions import ModelFileError
-from .explanation import check_tiling, explain_tiled, explain_trace
+from .explanation import check_tiling, class_names, explain_tiled, explain_trace, resolve_target
 
 _CACHE_BYTES = 1 << 30  # keep training descriptors in memory below this size
 
@@ -564,10 +564,12 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         images : image, path or list of them
-        target : class label, list of labels, or None
-            None explains the predicted class of each image. A list explains
-            each label with one forward pass per image and returns, per image,
-            a list of explanations.
+        target : class label, name, index, list of them, or None
+            None explains the predicted class of each image (of the whole image,
+            for tiles too). A label, its name or its index into ``classes_``
+            (:meth:`resolve_target`; ``target=1`` is ``classes_[1]`` when no label
+            equals 1). A list explains each with one forward pass per image and
+            returns, per image, a list of explanations.
         rules : rule, list of rules, or dict {"classifier", "descriptors", "pixels"}
             Defaults: exact ``Decomposition`` (``Taylor`` for differentiable
             kernels), ``Epsilon(0)`` (``WinnerTakeAll`` for max pooling), ``Flat``.
@@ -584,13 +586,14 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            ``stride`` larger than ``tile``, a non-positive one, or ``stride`` without ``tile``.
+            ``stride`` larger than ``tile``, a non-positive one, or ``stride`` without
+            ``tile``; a target that names no class (before any image is read).
         """
         check_tiling(tile, stride)
         check_is_fitted(self, "classifier_")
-        images = as_image_list(images)
         many = isinstance(target, (list, tuple))
-        targets = list(target) if many else [target]
+        targets = [self.resolve_target(t) for t in (target if many else [target])]
+        images = as_image_list(images)
         if tile is not None:
             out = [
                 [
@@ -607,6 +610,21 @@ class Pipeline(ClassifierMixin, BaseEstimator):
 
             out = map_images(one, images, self.n_jobs, "explaining", self.verbose)
         return out if many else [o[0] for o in out]
+
+    @property
+    def class_names_(self) -> list[str]:
+        """The name of each of ``classes_`` (a multi-label model trained by ``bowlrp-train``:
+        the data set's class names; otherwise the labels as text)."""
+        check_is_fitted(self, "classifier_")
+        return class_names(self.classifier_, self.config)
+
+    def resolve_target(self, target):
+        """The class label ``target`` names: the label, its name or its index (None stays None).
+
+        Labels win over indices. Raises a one-line ``ValueError`` listing the class names.
+        """
+        check_is_fitted(self, "classifier_")
+        return resolve_target(self.classifier_, target, self.config)
 
     def decision_function(self, images) -> np.ndarray:
         """SVM decision values ``f(x)`` (n,) or (n, n_classes)."""

@@ -36,7 +36,9 @@ def main() -> None:
     shown = np.clip(explanation.heatmap / scale, -1, 1)
     heat = pictures.with_colorbar(pictures.colorize(shown) / 255.0, scale=scale)
     (out / "heatmap.png").write_bytes(pictures.encode_png(heat))
-    (out / "overlay.png").write_bytes(pictures.encode_png(pictures.overlay(image, shown)))
+    (out / "overlay.png").write_bytes(
+        pictures.encode_png(pictures.overlay(image, explanation.heatmap, scale=scale))
+    )
     np.save(out / "relevance.npy", explanation.heatmap)
     print(
         f"score {explanation.score:+.4f}, bias {explanation.bias_relevance:+.4f}, "

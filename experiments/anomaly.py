@@ -102,13 +102,20 @@ def summarise_localisation(rows: list[dict]) -> dict:
     return out
 
 
-def figure(parts, heatmaps) -> np.ndarray:
-    """Rows of image | heatmap (jet, zero = green, per-image scale) | defect mask."""
+def figure(parts, heatmaps, scores=None) -> np.ndarray:
+    """Rows of image | heatmap (jet, zero = green, per-image scale) | defect mask, each titled
+    (the defect's kind; the anomaly score of the heatmap's explanation when ``scores`` is given)."""
     rows = []
-    for part, h in zip(parts, heatmaps):
-        img = np.repeat(part.image[:, :, None], 3, axis=2)
-        heat = pictures.colorize(pictures.normalize_heatmaps([h])[0], "jet") / 255.0
-        mask = np.repeat(part.mask[:, :, None].astype(np.float64), 3, axis=2)
+    scores = [None] * len(parts) if scores is None else scores
+    for part, h, score in zip(parts, heatmaps, scores):
+        title = "anomaly" if score is None else f"anomaly: f(x) = {score:+.3g}"
+        img = pictures.label_panel(np.repeat(part.image[:, :, None], 3, axis=2), part.kind)
+        heat = pictures.label_panel(
+            pictures.colorize(pictures.normalize_heatmaps([h])[0], "jet") / 255.0, title
+        )
+        mask = pictures.label_panel(
+            np.repeat(part.mask[:, :, None].astype(np.float64), 3, axis=2), "defect mask"
+        )
         gap = np.ones((img.shape[0], 4, 3))
         rows.append(np.hstack([img, gap, heat, gap, mask]))
     sep = np.ones((4, rows[0].shape[1], 3))
@@ -230,7 +237,14 @@ def run(
     )
 
     shown = [i for k in KINDS for i in [j for j, p in enumerate(anomalous) if p.kind == k][:n_figure]]
-    pictures.save_png(out / "figure.png", figure([anomalous[i] for i in shown], [heatmaps[i] for i in shown]))
+    pictures.save_png(
+        out / "figure.png",
+        figure(
+            [anomalous[i] for i in shown],
+            [heatmaps[i] for i in shown],
+            [float(explanations[i].score) for i in shown],
+        ),
+    )
     metrics = {
         "settings": {
             "n_train": n_train,

@@ -448,6 +448,7 @@ def run(
     Ft = first.features(Xt)  # the held-out crops, encoded once for both models
     timings["seconds"]["encode_heldout"] = time.perf_counter() - t0
     heatmaps, curves_all, faith_tiles = {}, {}, {}
+    scene_scores = {}  # model -> f(x) of each test scene (mean over its tiles), shown on the figures
     for name in models:
         pipe = pipes[name]
         pipe.set_params(verbose=False)
@@ -462,10 +463,11 @@ def run(
         model_path = save(pipe, out / f"polygons_{name}.pkl")
         timings["model_bytes"][name] = model_path.stat().st_size
         t0 = time.perf_counter()
-        maps = [
-            pipe.explain([s.image], target=1, tile=TILE, stride=STRIDE)[0].heatmap
-            for s in tqdm(test_scenes, desc=f"[{name}] explaining test scenes", disable=not verbose)
-        ]
+        maps, scene_scores[name] = [], []
+        for s in tqdm(test_scenes, desc=f"[{name}] explaining test scenes", disable=not verbose):
+            e = pipe.explain([s.image], target=1, tile=TILE, stride=STRIDE)[0]
+            maps.append(e.heatmap)
+            scene_scores[name].append(float(e.score))
         timings["seconds"][f"explain_test_scenes_{name}"] = time.perf_counter() - t0
         heatmaps[name] = maps
         dilate = descriptor_half_side(pipe)
@@ -544,14 +546,18 @@ def run(
     rows = []
     for i, scene in enumerate(test_scenes[:n_figure]):
         norm = pictures.normalize_heatmaps([heatmaps[m][i] for m in models])
-        gap = np.ones((scene.image.shape[0], 6, 3))
-        parts = [np.repeat(scene.image[:, :, None], 3, axis=2)]
+        gap = np.ones((scene.image.shape[0] + 14, 6, 3))  # 14: the panels' title strips
+        parts = [pictures.label_panel(np.repeat(scene.image[:, :, None], 3, axis=2), f"test scene {i}")]
         for m, h in zip(models, norm):
-            parts += [gap, pictures.colorize(h, "jet") / 255.0]
+            title = f"{m}, polygon: mean tile f(x) = {scene_scores[m][i]:+.3g}"
+            parts += [gap, pictures.label_panel(pictures.colorize(h, "jet") / 255.0, title)]
+            triplet = pictures.triplet(scene.image, h, scale=1.0)  # h is already in [-1, 1]
             pictures.save_png(
-                out / f"scene{i}_{m}_triplet.png", pictures.with_colorbar(pictures.triplet(scene.image, h))
+                out / f"scene{i}_{m}_triplet.png",
+                pictures.with_colorbar(pictures.label_panel(triplet, title)),
             )
-            pictures.save_png(out / f"scene{i}_{m}_overlay.png", pictures.overlay(scene.image, h))
+            overlay = pictures.overlay(scene.image, h, scale=1.0)
+            pictures.save_png(out / f"scene{i}_{m}_overlay.png", pictures.label_panel(overlay, title))
         rows.append(np.hstack(parts))
     if rows:
         figure = np.vstack([np.vstack([r, np.ones((6, r.shape[1], 3))]) for r in rows])[:-6]

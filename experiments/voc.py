@@ -154,9 +154,13 @@ def _figures(pipe, test, scores, classes, out: Path, n_top: int, quiet: bool) ->
         for i in top:
             e = explain_trace(pipe, pipe.forward_one(test.paths[i]), int(k))
             heat = pictures.normalize_heatmaps([e.heatmap])[0]
-            img = pictures._rgb(test.paths[i])
+            img = pictures.label_panel(pictures._rgb(test.paths[i]), Path(test.paths[i]).name)
             gap = np.ones((img.shape[0], 4, 3))
-            row = np.hstack([img, gap, pictures.overlay(img, heat), gap, pictures.colorize(heat) / 255.0])
+            title = f"{c}: f(x) = {e.score:+.3g}"
+            over = pictures.label_panel(pictures.overlay(img[14:], heat, scale=1.0), title)
+            row = np.hstack(
+                [img, gap, over, gap, pictures.label_panel(pictures.colorize(heat) / 255.0, title)]
+            )
             rows.append(row)
         width = max(r.shape[1] for r in rows)
         rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=1) for r in rows]

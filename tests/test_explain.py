@@ -179,15 +179,26 @@ def test_tiles_are_averaged_per_pixel(data):
     assert e.heatmap.shape == image.shape
     assert tile_origins(96, 64, 32) == [0, 32]
     assert tile_origins(192, 64, 32) == [0, 32, 64, 96, 128]
-    # reassemble by hand
+    assert e.target == p.predict([image])[0]  # the whole image's predicted class
+    # reassemble by hand: a weighted per-pixel mean, each tile weighted sin^2 (+ 0.05) per axis
+    v = 0.05 + np.sin(np.pi * (np.arange(64) + 0.5) / 64) ** 2
+    weight = v[:, None] * v[None, :]
     total = np.zeros(image.shape)
     count = np.zeros(image.shape)
+    tiles = []
     for r in tile_origins(96, 64, 32):
         for c in tile_origins(192, 64, 32):
-            h = p.explain([image[r : r + 64, c : c + 64]], target=e.target)[0].heatmap
-            total[r : r + 64, c : c + 64] += h
-            count[r : r + 64, c : c + 64] += 1
+            t = p.explain([image[r : r + 64, c : c + 64]], target=e.target)[0]
+            tiles.append(t)
+            total[r : r + 64, c : c + 64] += weight * t.heatmap
+            count[r : r + 64, c : c + 64] += weight
     np.testing.assert_allclose(e.heatmap, total / count, atol=1e-12)
+    # what adds up: the means over tiles
+    assert np.isclose(e.score, np.mean([t.score for t in tiles]), rtol=1e-12)
+    assert np.isclose(e.extra["tile_relevance_sum"], np.mean([t.heatmap.sum() for t in tiles]), rtol=1e-12)
+    assert np.isclose(e.extra["tile_relevance_sum"] + e.bias_relevance + e.absorbed + e.residual, e.score)
+    assert np.isclose(e.extra["scene_score"], p.decision_function([image])[0] * (1 if e.target == 1 else -1))
+    assert e.summary()["adds_up"].startswith("tile_relevance_sum + bias_relevance")
 
 
 def test_two_channels_add_up(data):

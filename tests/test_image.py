@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,84 @@ def test_colorbar_has_ticks_in_relevance_units_and_gray_is_a_colormap():
     from bowlrp import DenseSIFT
 
     assert DenseSIFT(color="gray", backend="opencv").fit().describe(np.zeros((40, 40))).n_features == 128
+
+
+def _raw_map(shape=(40, 50), seed=0):
+    """A relevance map of the magnitude a BoW explanation gives (|R| ~ 1e-5): blob + noise."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    blob = np.exp(-((rows - shape[0] / 3) ** 2 + (cols - shape[1] / 3) ** 2) / 60)
+    return 2e-5 * (blob + 0.1 * rng.normal(size=shape))
+
+
+def test_overlay_of_raw_relevance_shows_it():
+    """Issue 25, item 2: a raw map (|R| ~ 1e-5) used to leave the photo unchanged (max diff 1e-5)."""
+    img = np.full((40, 50), 0.5)
+    raw = _raw_map()
+    over = pictures.overlay(img, raw)
+    assert np.abs(over - 0.5).max() > 0.3  # the hot spot is coloured
+    assert over[13, 16, 0] > over[13, 16, 2] + 0.3  # positive relevance in red
+    # the CLI's display: clip(R / display_scale(R), -1, 1), so a shared scale gives the same picture
+    s = pictures.display_scale(raw)
+    np.testing.assert_allclose(pictures.overlay(img, raw, scale=s), over)
+    np.testing.assert_allclose(pictures.overlay(img, np.clip(raw / s, -1, 1), scale=1.0), over)
+
+
+def test_triplet_and_heatmap_picture_of_raw_relevance_are_not_blank():
+    img = np.random.default_rng(1).random((40, 50))
+    raw = _raw_map()
+    trip = pictures.triplet(img, raw)
+    panel = trip[:, :50]
+    assert panel.shape == (40, 50, 3) and trip.shape == (40, 3 * 50 + 8, 3)
+    assert panel.std(axis=(0, 1)).max() > 0.1  # a picture, not one flat colour
+    assert np.abs(panel - 1).max() > 0.5  # not white (bwr's zero) everywhere
+    heat = pictures.heatmap_picture(raw)
+    np.testing.assert_allclose(heat, panel)
+    # --clip semantics: "max" / None divide by max |R|, a percentile saturates more pixels
+    full = (pictures.heatmap_picture(raw, clip=99.5) == [1, 0, 0]).all(axis=2).sum()
+    assert full > (pictures.heatmap_picture(raw, clip="max") == [1, 0, 0]).all(axis=2).sum()
+    np.testing.assert_allclose(
+        pictures.heatmap_picture(raw, clip=None), pictures.heatmap_picture(raw, clip="max")
+    )
+    assert np.all(pictures.heatmap_picture(np.zeros((4, 4))) > 0.99)  # all-zero map: bwr's white
+    with pytest.raises(ValueError, match="is 50x40 pixels but the heatmap is 5x4"):
+        pictures.overlay(img, np.ones((4, 5)))
+
+
+def test_black_fire_red_and_fire_colour_maps():
+    coldnhot = pictures.colorize(np.array([[-1.0, -0.5, 0.0, 0.5, 1.0]]), "coldnhot")[0]
+    assert coldnhot[0].tolist() == [0, 255, 255] and coldnhot[1].tolist()[2] > 200  # cyan, blue
+    assert coldnhot[2].max() < 5 and coldnhot[4].tolist() == [255, 255, 0]  # black zero, yellow top
+    assert coldnhot[3][0] > 200 and coldnhot[3][1] < 20  # red
+    fire = pictures.colorize(np.array([[-1.0, 0.0, 1.0]]), "fire")[0]
+    assert fire[0].tolist() == fire[1].tolist() == [0, 0, 0] and fire[2].tolist() == [255, 255, 255]
+    for name in ("bwr", "seismic", "coldnhot", "fire"):
+        assert name in pictures.COLORMAPS
+        assert pictures.colormap_table(name).shape == (256, 3)
+    bar = pictures.with_colorbar(pictures.heatmap_picture(_raw_map(), "fire"), "fire", scale=1e-5)
+    assert bar.shape[0] >= 40
+    with pytest.raises(ValueError, match="coldnhot") as info:
+        pictures.heatmap_picture(_raw_map(), "firey")
+    assert "bwr" in str(info.value) and "seismic" in str(info.value)
+
+
+def test_label_panel_writes_a_title_strip():
+    pic = np.full((30, 80, 3), 0.5)
+    labelled = pictures.label_panel(pic, "cat: f(x) = +0.65")
+    assert labelled.shape == (44, 80, 3)
+    assert (labelled[:14] < 0.5).any() and np.array_equal(labelled[14:], pic)
+
+
+def test_importing_image_does_not_import_matplotlib():
+    """``bowlrp.image`` (without the package's __init__, which others make lazy) loads no matplotlib."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, types; pkg = types.ModuleType('bowlrp'); "
+        "pkg.__path__ = [os.path.join(sys.argv[1], 'bowlrp')]; sys.modules['bowlrp'] = pkg; "
+        "import bowlrp.image; print('matplotlib' in sys.modules)"
+    )
+    root = str(Path(pictures.__file__).parents[1])
+    out = subprocess.run([sys.executable, "-c", code, root], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

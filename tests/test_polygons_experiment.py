@@ -190,3 +190,40 @@ def test_tile_results_are_cached_by_key_and_resumed(experiment, tmp_path):
     path.write_text("{broken")
     experiment.cached_tile(path, "k2", compute)
     assert len(calls) == 3
+
+
+# -- the committed snapshot and a fresh run (experiments/snapshot_check.py) -------------------
+
+
+@pytest.fixture(scope="module")
+def snapshot_check():
+    return _load("snapshot_check", "experiments/snapshot_check.py")
+
+
+def test_snapshot_check_says_which_fields_must_match(snapshot_check):
+    snapshot = json.loads((ROOT / "experiments" / "polygons_metrics.json").read_text())
+    assert snapshot_check.differences(snapshot, snapshot) == []
+    fresh = json.loads(json.dumps(snapshot))
+    hik = fresh["models"]["hik"]
+    hik["accuracy"]["value"] *= 1 + 1e-9  # the last bits of another BLAS: allowed
+    hik["localisation"]["positive_share_on_polygons"] += 1e-12
+    assert snapshot_check.differences(snapshot, fresh) == []
+    hik["n_support_vectors"] += 1  # a decision: exact
+    hik["accuracy"]["value"] += 1 / 1014  # one tile more: a result
+    fresh["settings"]["seed"] = 1
+    del fresh["models"]["chi2"]["taylor"]
+    found = snapshot_check.differences(snapshot, fresh)
+    assert len(found) == 4
+    assert any(f.startswith("models.hik.n_support_vectors:") and "exactly" in f for f in found)
+    assert any(f.startswith("models.hik.accuracy.value:") and "tolerance" in f for f in found)
+    assert any(f.startswith("settings.seed:") for f in found)
+    assert any(f.startswith("models.chi2.taylor: missing") for f in found)
+
+
+@pytest.mark.slow
+def test_a_fresh_full_run_reproduces_the_snapshot(experiment, snapshot_check, tmp_path):
+    """`make polygons-experiment` at HEAD against experiments/polygons_metrics.json (≈ 9 min on 2 cores)."""
+    experiment.main(["--out", str(tmp_path / "polygons")])
+    snapshot = json.loads((ROOT / "experiments" / "polygons_metrics.json").read_text())
+    fresh = json.loads((tmp_path / "polygons" / "metrics.json").read_text())
+    assert snapshot_check.differences(snapshot, fresh) == []

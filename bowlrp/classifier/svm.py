@@ -469,7 +469,7 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
                 return 0, 1.0
             if target == self.classes_[0]:
                 return 0, -1.0
-            raise ValueError(f"unknown target {target!r}; classes are {list(self.classes_)}")
+            raise ValueError(f"unknown target {target!r}; classes are {self.classes_.tolist()}")
         return self.task_index(target), 1.0
 
     def target_label(self, task: int, sign: float):
@@ -493,7 +493,7 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
             return 0
         matches = np.flatnonzero(self.classes_ == target)
         if matches.size == 0:
-            raise ValueError(f"unknown target {target!r}; classes are {list(self.classes_)}")
+            raise ValueError(f"unknown target {target!r}; classes are {self.classes_.tolist()}")
         return int(matches[0])
 
     def __sklearn_tags__(self):

@@ -407,7 +407,7 @@ def example_picture(record: HeatmapRecord) -> np.ndarray:
                 f"image {record.image} is {img.shape[1]}x{img.shape[0]} pixels but "
                 f"its heatmap {record.npy} is {m.shape[1]}x{m.shape[0]}"
             )
-        pic = (overlay(img, h, "bwr") * 255).round().astype(np.uint8)
+        pic = (overlay(img, h, "bwr", scale=1.0) * 255).round().astype(np.uint8)
     else:
         pic = colorize(h, "bwr")
     width = max(1, round(pic.shape[1] * TILE / pic.shape[0]))

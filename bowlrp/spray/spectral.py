@@ -323,6 +323,9 @@ def rank_classes(maps_by_class: dict, n_shown: int = 5, **params) -> list[dict]:
     Parameters
     ----------
     maps_by_class : dict class -> maps (array or list of 2-D arrays)
+        Each class's maps: the images of that class (e.g. predicted as it),
+        explained for it. A binary model's two targets on the same images give
+        negated maps, the same SpRAy and a warning.
     n_shown : int
         Eigenvalues reported per class.
     **params : SpRAy parameters
@@ -333,9 +336,38 @@ def rank_classes(maps_by_class: dict, n_shown: int = 5, **params) -> list[dict]:
     ``class``, ``n_maps``, ``lambda_2``, ``eigenvalues`` (the ``n_shown``
     smallest), ``n_clusters`` (eigengap position), ``eigengap``.
     """
+    _warn_negated_classes(maps_by_class)
     params = {**params, "embedding": False}
     fitted = {cls: SpRAy(**params).fit(maps) for cls, maps in maps_by_class.items()}
     return ranking(fitted, n_shown)
+
+
+def _warn_negated_classes(maps_by_class: dict) -> None:
+    """Warn when one class's maps are another's negated: a binary model's two targets.
+
+    A binary SVM has one decision function; explaining ``classes_[0]`` negates the
+    relevance of ``classes_[1]`` on the same images, and SpRAy (which sees only the
+    pattern, whatever its sign after normalisation) answers the same for both.
+    """
+    classes = list(maps_by_class)
+    as_lists = {c: as_maps(maps_by_class[c]) for c in classes}
+    for i, a in enumerate(classes):
+        for b in classes[i + 1 :]:
+            ma, mb = as_lists[a], as_lists[b]
+            if len(ma) == len(mb) and all(
+                x.shape == z.shape and np.allclose(x, -z, rtol=1e-9, atol=0) for x, z in zip(ma, mb)
+            ):
+                warnings.warn(
+                    f"the maps of class {_plain(b)!r} are those of {_plain(a)!r} negated (the two targets of "
+                    "a binary model on the same images): their SpRAy is the same; give each class the maps "
+                    "of its own images",
+                    UserWarning,
+                    stacklevel=3,
+                )
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def ranking(fitted: dict, n_shown: int = 5) -> list[dict]:
