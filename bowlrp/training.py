@@ -26,10 +26,10 @@ from writing the same file while the first trains.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,9 +92,15 @@ def _subsample(labels: TrainingLabels, max_images: int | None, seed) -> Training
     return TrainingLabels(labels.rows[keep], labels.y[keep], labels.classes, labels.mode)
 
 
-def _log(message: str, quiet: bool) -> None:
-    if not quiet:
-        print(f"[bowlrp-train] {message}", file=sys.stderr, flush=True)
+_logger = logging.getLogger(__name__)
+
+
+def _log(message: str, report: Callable[[str], None] | None) -> None:
+    """A stage message: to ``report`` when given, else to the ``bowlrp.training`` logger (INFO)."""
+    if report is not None:
+        report(message)
+    else:
+        _logger.info(message)
 
 
 def train(
@@ -103,7 +109,9 @@ def train(
     classes=None,
     max_images: int | None = None,
     n_jobs: int | None = None,
-    quiet: bool = False,
+    quiet: bool = True,
+    *,
+    report: Callable[[str], None] | None = None,
 ):
     """Fit a :class:`~bowlrp.pipeline.Pipeline` from ``config`` on ``dataset``.
 
@@ -119,8 +127,12 @@ def train(
         config's ``random_state``).
     n_jobs : int or None
         Images processed in parallel.
-    quiet : bool
-        No progress bars or stage messages.
+    quiet : bool, default True
+        No progress bars (``bowlrp-train`` draws them unless ``--quiet``).
+    report : callable or None
+        Called with a one-line message as each stage starts (``bowlrp-train`` prints
+        them); None: the messages go to the ``bowlrp.training`` logger at INFO level,
+        so a call from Python prints nothing unless logging is set up to show them.
 
     Returns
     -------
@@ -143,16 +155,16 @@ def train(
     t0 = time.perf_counter()
     _log(
         f"{len(images)} images, classes {', '.join(labels.classes)} ({labels.mode}); fitting vocabularies",
-        quiet,
+        report,
     )
     pipe.fit_vocabularies(images)
     times["vocabularies_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    _log(f"encoding {len(images)} images into {sum(pipe.channel_sizes_)} float32 features", quiet)
+    _log(f"encoding {len(images)} images into {sum(pipe.channel_sizes_)} float32 features", report)
     X = pipe.features(images)
     times["features_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    _log("fitting the SVM", quiet)
+    _log("fitting the SVM", report)
     pipe.fit_classifier(X, labels.y)
     times["classifier_s"] = time.perf_counter() - t2
     if all(type(k).__name__ == "Linear" for k in pipe.classifier_.kernels_):

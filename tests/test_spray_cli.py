@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from bowlrp.cli.spray import main
+from bowlrp.runs.inputs import ImageInput
+from bowlrp.runs.store import RelevanceStore, store_lock
 from bowlrp.spray.heatmap_files import HeatmapFileError, find_heatmaps, find_image, group_by_target
 
 
@@ -259,3 +261,74 @@ def test_bad_input_fails_in_one_line_and_a_bad_record_is_skipped(tmp_path, capsy
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(Exception, match="no \\*_relevance.npy"):
         main(["--heatmaps", str(tmp_path), "--out", str(tmp_path / "r"), "--debug"])
+
+
+# -- bowlrp-spray --store draws its examples over the images the store records (issue 25, item 11)
+
+
+class _Explained:
+    """The little of an explanation a relevance store records."""
+
+    def __init__(self, heatmap: np.ndarray):
+        self.heatmap = heatmap
+        self.score, self.bias_relevance, self.residual, self.absorbed = float(heatmap.sum()), 0.0, 0.0, 0.0
+
+    def summary(self) -> dict:
+        return {"target": "horse", "rules": {}}
+
+
+def _recorded_store(tmp_path: Path, n: int = 8) -> tuple[Path, Path]:
+    """A store of ``n`` records whose images (16 x 16 PNGs in ``photos/``) exist; two map patterns."""
+    photos, store = tmp_path / "photos", tmp_path / "maps.zarr"
+    photos.mkdir()
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:16, :16]
+    with store_lock(store, "test"):
+        st = RelevanceStore.create(store, {"m": 1})
+        for i in range(n):
+            path = photos / f"p{i}.png"
+            cv2.imwrite(str(path), rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+            cy, cx = (12, 3) if i % 2 else (8, 8)
+            heat = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 6.0) + rng.normal(0, 0.02, (16, 16))
+            st.write(ImageInput(path.resolve(), f"p{i}"), [_Explained(heat)], model_hash="h")
+    return store, photos
+
+
+def _example_strips(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.glob("cluster_*_examples.png"))}
+
+
+def main_with_stderr(args, capsys):
+    """Like run_cli, without --quiet (the line about missing images is shown)."""
+    code = main([*map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_store_report_draws_over_the_recorded_images(tmp_path, capsys):
+    store, photos = _recorded_store(tmp_path)
+    code, _, err = run_cli(["--store", store, "--out", tmp_path / "recorded", "--clusters", "2"], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(
+        ["--store", store, "--out", tmp_path / "named", "--clusters", "2", "--images", photos], capsys
+    )
+    assert code == 0, err
+    recorded, named = _example_strips(tmp_path / "recorded"), _example_strips(tmp_path / "named")
+    assert recorded and recorded == named  # the recorded images, as --images would find them
+
+    for p in photos.iterdir():  # images gone: bare heatmaps, and one line says why
+        p.unlink()
+    code, _, err = main_with_stderr(["--store", store, "--out", tmp_path / "bare", "--clusters", "2"], capsys)
+    assert code == 0, err
+    assert _example_strips(tmp_path / "bare") != recorded
+    assert "8 of the 8 images the store records are missing or unreadable" in err
+
+
+def test_store_report_never_opens_a_recorded_special_file(tmp_path, capsys):
+    store, photos = _recorded_store(tmp_path)
+    (photos / "p0.png").unlink()
+    os.mkfifo(photos / "p0.png")  # opening it would wait for a writer forever
+    (photos / "p1.png").unlink()
+    (photos / "p1.png").symlink_to("/etc/hostname")  # not an image's name once resolved
+    code, _, err = run_cli(["--store", store, "--out", tmp_path / "r", "--clusters", "2"], capsys)
+    assert code == 0, err

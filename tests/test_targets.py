@@ -12,6 +12,8 @@ from sklearn.preprocessing import StandardScaler
 
 import bowlrp
 from bowlrp import DenseSIFT, KernelSVC, Pipeline, RankMapping
+from bowlrp.cli._common import CLIError
+from bowlrp.cli._common import resolve_target as cli_target
 from bowlrp.exceptions import ModelFileError, RuleError
 from bowlrp.rules import AlphaBeta, Epsilon
 from bowlrp.spray import rank_classes
@@ -76,6 +78,10 @@ def test_multilabel_models_take_their_class_names(stripes_blobs):
     e = model.explain(test[:1], target="person")[0]  # 4269499: unknown target 'person'
     assert e.target == 1 and e.target_name == "person"
     assert e.summary()["target_name"] == "person"
+    # the command line's --target follows the same rule
+    assert cli_target(model, "person") == 1 and cli_target(model, "0") == 0
+    with pytest.raises(CLIError, match=r"unknown target 'cat'; classes are \['horse', 'person'\]"):
+        cli_target(model, "cat")
 
 
 def test_two_rules_for_one_step_are_refused(named):

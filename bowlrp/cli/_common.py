@@ -1,8 +1,11 @@
-"""What the command-line programs share: one-line errors, model loading, targets."""
+"""What the command-line programs share once they run: one-line errors, model loading, targets.
+
+The parser's pieces (:func:`ArgumentParser`, argument types, :class:`CLIError`) live in
+:mod:`bowlrp.cli._args`, which imports nothing heavy; they are re-exported here.
+"""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import threading
@@ -14,10 +17,20 @@ from .._utils.parallel import bound_n_jobs
 from .._utils.signals import Terminated, terminate_as_interrupt
 from .._utils.validation import capturing_native_stderr, display_path, image_limits, opencv_message
 from ..model_files import load
+from ._args import ArgumentParser, CLIError, percentile_arg, positive_int
 
-
-class CLIError(Exception):
-    """An error reported as one line with exit code 2."""
+__all__ = [
+    "ArgumentParser",
+    "CLIError",
+    "LineStartStderr",
+    "error_line",
+    "load_pipeline",
+    "percentile_arg",
+    "positive_int",
+    "resolve_target",
+    "run_command",
+    "stderr_lines",
+]
 
 
 def load_pipeline(path, trusted: bool = False, trust: list[str] | None = None):
@@ -34,20 +47,14 @@ def load_pipeline(path, trusted: bool = False, trust: list[str] | None = None):
 
 
 def resolve_target(model, text):
-    """A class label from a name or index given on the command line."""
+    """A class label from a name or index given on the command line (the library's rule:
+    :meth:`bowlrp.Pipeline.resolve_target`, so ``--target 1`` and ``target=1`` agree)."""
     if text is None:
         return None
-    classes = list(model.classes_)
-    for c in classes:
-        if str(c) == text:
-            return c
     try:
-        index = int(text)
-    except ValueError:
-        raise CLIError(f"unknown target {text!r}; classes are {[str(c) for c in classes]}") from None
-    if not 0 <= index < len(classes):
-        raise CLIError(f"target index {index} out of range; the model has {len(classes)} classes")
-    return classes[index]
+        return model.resolve_target(text)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _tqdm_class():
@@ -193,39 +200,3 @@ def run_command(prog: str, run, args, interrupted: str = "interrupted") -> int:
                 raise
             print(f"{prog}: error: {error_line(exc)}", file=sys.stderr)
             return 2
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def percentile_arg(text: str) -> float | None:
-    """argparse type: a percentile in (0, 100], or 'max' (= 100)."""
-    if text.lower() in ("max", "none"):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 100] or 'max', got {text!r}") from None
-    if not 0 < value <= 100:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 100] or 'max', got {text!r}")
-    return None if value == 100 else value
-
-
-def _one_line_error(self, message: str):
-    """argparse's error as one line (no usage block): ``prog: error: message (see --help)``."""
-    self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def ArgumentParser(**kwargs):  # noqa: N802 - a drop-in for argparse.ArgumentParser
-    """``argparse.ArgumentParser`` whose usage errors are one line on stderr, exit code 2."""
-    parser = argparse.ArgumentParser(**kwargs)
-    parser.error = _one_line_error.__get__(parser)
-    return parser

@@ -27,30 +27,52 @@ import argparse
 import contextlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from tqdm.auto import tqdm
-
-from .._utils.validation import display_path
-from ..explanation import check_tiling
-from ..image import COLORMAPS, DEFAULT_PERCENTILE
-from ..model_files import file_hash
-from ..rules import parse_rule
-from ..runs.distributed import check_local_workers, explain_to_store, store_run_key
-from ..runs.folder import explain_to_folder
-from ..runs.inputs import collect_inputs
-from ..runs.store import RelevanceStore, store_lock
-from ._common import (
+from ._args import (
+    COLORMAPS,
+    DEFAULT_PERCENTILE,
     ArgumentParser,
     CLIError,
-    load_pipeline,
+    import_work,
     percentile_arg,
     positive_int,
-    resolve_target,
-    run_command,
+    work_attribute,
 )
+
+if TYPE_CHECKING:  # imported by import_work once the arguments are parsed (fast --help)
+    from tqdm.auto import tqdm
+
+    from .._utils.validation import display_path
+    from ..explanation import check_tiling
+    from ..model_files import file_hash
+    from ..rules import parse_rule
+    from ..runs.distributed import check_local_workers, explain_to_store, store_run_key
+    from ..runs.folder import check_run_folder, explain_to_folder
+    from ..runs.inputs import collect_inputs
+    from ..runs.store import RelevanceStore, store_lock
+    from ._common import load_pipeline, resolve_target, run_command
+
+#: what a run uses, imported after the arguments are parsed: module -> names
+WORK = {
+    "tqdm.auto": ("tqdm",),
+    "bowlrp._utils.validation": ("display_path",),
+    "bowlrp.explanation": ("check_tiling",),
+    "bowlrp.model_files": ("file_hash",),
+    "bowlrp.rules": ("parse_rule",),
+    "bowlrp.runs.distributed": ("check_local_workers", "explain_to_store", "store_run_key"),
+    "bowlrp.runs.folder": ("check_run_folder", "explain_to_folder"),
+    "bowlrp.runs.inputs": ("collect_inputs",),
+    "bowlrp.runs.store": ("RelevanceStore", "store_lock"),
+    "bowlrp.cli._common": ("load_pipeline", "resolve_target", "run_command"),
+}
 
 # re-exported for older imports
 __all__ = ["CLIError", "build_parser", "load_pipeline", "main", "resolve_target", "run_command"]
+
+
+def __getattr__(name: str):
+    return work_attribute(globals(), WORK, name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    import_work(globals(), WORK)  # when run() is called without main()
     rules = [parse_rule(r) for r in args.rule] or None
     if args.stride is not None and args.tile is None:
         raise CLIError("--stride needs --tile")
@@ -157,13 +180,20 @@ def run(args) -> int:
     if len(args.target) > 1:
         raise CLIError("several --target need --store OUT.zarr (folder output holds one map per image)")
     args.out = "." if args.out is None else args.out
-    inputs = collect_inputs(args.image, exclude=args.out)
+    inputs = _collect(args, args.image, args.out)
+    known = {  # what the run key holds before the model is read: a refused run answers at once
+        "model_sha256": file_hash(args.model),
+        "rules": [repr(r) for r in rules or []],
+        "tile": args.tile,
+        "stride": args.stride,
+    }
+    check_run_folder(args.out, known, args.overwrite)
     model = load_pipeline(args.model, args.trusted, args.trust)
     target = resolve_target(model, args.target[0] if args.target else None)
     run_key = {
-        "model_sha256": file_hash(args.model),
+        "model_sha256": known["model_sha256"],
         "target": None if target is None else str(target),
-        "rules": [repr(r) for r in rules or []],
+        "rules": known["rules"],
         "tile": args.tile,
         "stride": args.stride,
     }
@@ -188,6 +218,19 @@ def run(args) -> int:
         )
         return 1
     return 0
+
+
+def _collect(args, specs, out):
+    """The inputs; one line on stderr when pictures of an earlier run below ``out`` are left out."""
+    skipped = []
+    inputs = collect_inputs(specs, exclude=out, on_skip=skipped.append)
+    if skipped and not args.quiet:
+        print(
+            f"bowlrp-explain: left out {len(skipped)} picture(s) that bowlrp wrote into "
+            f"{display_path(out)} (e.g. {display_path(skipped[0])}); name them to explain them",
+            file=sys.stderr,
+        )
+    return inputs
 
 
 def _to_folder(args, model, inputs, run_key, target, rules, report, store):
@@ -273,7 +316,10 @@ def file_hash_of(path) -> str:
 
 
 def main(argv=None) -> int:
-    return run_command("bowlrp-explain", run, build_parser().parse_args(argv))
+    """Run ``bowlrp-explain``; the arguments are parsed before the work is imported."""
+    args = build_parser().parse_args(argv)
+    import_work(globals(), WORK)
+    return run_command("bowlrp-explain", run, args)
 
 
 if __name__ == "__main__":

@@ -23,17 +23,43 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .._utils.validation import display_path
-from ..runs import store as relevance_store
-from ..spray.heatmap_files import SkippedRecord, attach_images, find_heatmaps, group_by_target
-from ..spray.report import analyse_heatmaps, analyse_store, write_report
-from ..spray.spectral import SpRAy
-from ._common import ArgumentParser, run_command
+from ._args import SPRAY_NORMALIZE, ArgumentParser, CLIError, import_work, work_attribute
+
+if TYPE_CHECKING:  # imported by import_work once the arguments are parsed (fast --help)
+    from .._utils.validation import display_path
+    from ..runs import open_store
+    from ..spray.heatmap_files import (
+        SkippedRecord,
+        attach_images,
+        attach_recorded_images,
+        find_heatmaps,
+        group_by_target,
+    )
+    from ..spray.report import analyse_heatmaps, analyse_store, write_report
+    from ._common import run_command
+
+#: what a run uses, imported after the arguments are parsed: module -> names
+WORK = {
+    "bowlrp._utils.validation": ("display_path",),
+    "bowlrp.runs": ("open_store",),
+    "bowlrp.spray.heatmap_files": (
+        "SkippedRecord",
+        "attach_images",
+        "attach_recorded_images",
+        "find_heatmaps",
+        "group_by_target",
+    ),
+    "bowlrp.spray.report": ("analyse_heatmaps", "analyse_store", "write_report"),
+    "bowlrp.cli._common": ("run_command",),
+}
+
+__all__ = ["CLIError", "build_parser", "main", "run"]
 
 
-class CLIError(Exception):
-    """An error reported as one line with exit code 2."""
+def __getattr__(name: str):
+    return work_attribute(globals(), WORK, name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--images",
         metavar="DIR",
         default=None,
-        help="directory of the explained images (overlays in the example strips)",
+        help="directory of the explained images (overlays in the example strips); with --store "
+        "the images the store records are used when it is not given",
     )
     ap.add_argument(
         "--out",
@@ -77,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="pooling grid side (default 20; with --store: the store's grid)",
     )
-    default_norm = str(SpRAy().normalize).lower()
+    default_norm = SPRAY_NORMALIZE
     ap.add_argument(
         "--normalize",
         choices=["l1", "l2", "none"],
@@ -134,7 +161,20 @@ def _check_out(out: Path) -> None:
         raise CLIError(f"--out {out} exists and is not an empty directory; choose a new one")
 
 
+def _draw_over_recorded_images(analyses, quiet: bool) -> None:
+    """Examples over the images the store records; one line when some cannot be read."""
+    records = [r for a in analyses for r in a.records if r.image is None]
+    found = attach_recorded_images(records)
+    if found < len(records) and not quiet:
+        print(
+            f"bowlrp-spray: {len(records) - found} of the {len(records)} images the store records "
+            "are missing or unreadable; their examples are bare heatmaps (--images DIR names their folder)",
+            file=sys.stderr,
+        )
+
+
 def run(args) -> int:
+    import_work(globals(), WORK)  # when run() is called without main()
     params = _spray_params(args)
     out = Path(args.out)
     _check_out(out)
@@ -147,10 +187,12 @@ def run(args) -> int:
         print(f"bowlrp-spray: {record.line()}", file=sys.stderr)
 
     if args.store is not None:
-        st = relevance_store.open(args.store)
+        st = open_store(args.store)
         analyses, skipped = analyse_store(
             st, params, args.target or None, quiet=args.quiet, on_skip=on_skip, images=args.images
         )
+        if args.images is None:
+            _draw_over_recorded_images(analyses, args.quiet)
     else:
         if args.target:
             raise CLIError("--target selects classes of a --store; --heatmaps analyses every class")
@@ -203,7 +245,9 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``bowlrp-spray``; the arguments are parsed before the work is imported."""
     args = build_parser().parse_args(argv)
+    import_work(globals(), WORK)
     return run_command("bowlrp-spray", run, args)
 
 

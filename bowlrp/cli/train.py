@@ -24,13 +24,32 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .._utils.signals import Terminated, deferred_signals, terminate_as_interrupt
-from .._utils.validation import display_path
-from ..config import resolve_config_path
-from ..datasets.voc import read_dataset
-from ..training import locked_output, save_model, train
-from ._common import ArgumentParser, run_command
+from ._args import ArgumentParser, import_work, work_attribute
+
+if TYPE_CHECKING:  # imported by import_work once the arguments are parsed (fast --help)
+    from .._utils.signals import Terminated, deferred_signals, terminate_as_interrupt
+    from .._utils.validation import display_path
+    from ..config import resolve_config_path
+    from ..datasets.voc import read_dataset
+    from ..training import locked_output, save_model, train
+    from ._common import run_command
+
+#: what a run uses, imported after the arguments are parsed: module -> names
+WORK = {
+    "bowlrp._utils.signals": ("Terminated", "deferred_signals", "terminate_as_interrupt"),
+    "bowlrp._utils.validation": ("display_path",),
+    "bowlrp.config": ("resolve_config_path",),
+    "bowlrp.datasets.voc": ("read_dataset",),
+    "bowlrp.training": ("locked_output", "save_model", "train"),
+    "bowlrp.cli._common": ("run_command",),
+}
+
+
+def __getattr__(name: str):
+    return work_attribute(globals(), WORK, name)
+
 
 #: exit codes of a run stopped by Ctrl-C (SIGINT) and by SIGTERM (128 + the signal's number)
 EXIT_INTERRUPTED = 130
@@ -89,6 +108,7 @@ def run(args: argparse.Namespace) -> dict:
     ``args.written`` is the model file once it is complete (set with signals
     deferred, so an interrupt reports truthfully whether the file was written).
     """
+    import_work(globals(), WORK)  # when run() is called without main()
     if args.max_images is not None and args.max_images < 2:
         raise ValueError(f"--max-images must be at least 2, got {args.max_images}")
     config = resolve_config(args.config)
@@ -99,11 +119,20 @@ def run(args: argparse.Namespace) -> dict:
         dataset = read_dataset(
             args.data, args.format, args.split, classes, allow_outside_root=args.allow_outside_root
         )
-        pipe, summary = train(dataset, config, classes, args.max_images, args.n_jobs, args.quiet)
+        pipe, summary = train(
+            dataset, config, classes, args.max_images, args.n_jobs, args.quiet, report=_stage_printer(args)
+        )
         with deferred_signals():  # the model file is replaced whole, and args.written says so
             args.written = save_model(pipe, out, overwrite)
     summary["model"] = str(args.written)
     return summary
+
+
+def _stage_printer(args):
+    """Prints each training stage's message on stderr (nothing with --quiet)."""
+    if args.quiet:
+        return lambda message: None
+    return lambda message: print(f"[bowlrp-train] {message}", file=sys.stderr, flush=True)
 
 
 def _train_and_report(args) -> int:
@@ -127,12 +156,10 @@ def _train_and_report(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(
-        "bowlrp-train",
-        _train_and_report,
-        build_parser().parse_args(argv),
-        "interrupted (nothing was written)",
-    )
+    """Run ``bowlrp-train``; the arguments are parsed before the work is imported."""
+    args = build_parser().parse_args(argv)
+    import_work(globals(), WORK)
+    return run_command("bowlrp-train", _train_and_report, args, "interrupted (nothing was written)")
 
 
 if __name__ == "__main__":

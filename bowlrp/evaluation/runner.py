@@ -31,7 +31,8 @@ from ..explanation import explain_trace
 from ..model_files import load
 from ..rules import parse_rule
 from ..runs.distributed import ModelFile, as_inputs, model_hash_of, run_on_store
-from ..runs.inputs import ImageInput
+from ..runs.folder_layout import is_written_picture
+from ..runs.inputs import ImageInput, collect_inputs
 from ..runs.step import failure_message
 from ..runs.store import RelevanceStore, StoreError, open_for_evaluation, store_lock
 from .baselines import compare_extra_available, explain_baseline
@@ -100,12 +101,92 @@ class EvaluationRun:
     failed : list of dict
         ``{"image", "id", "error"}`` of every image that failed in this run
         (folder mode; a store lists its failures itself).
+    notes : list of str
+        Remarks on the results, such as methods whose curves are identical
+        (:func:`identical_curves_notes`); listed under ``"notes"`` in ``curves.json``.
     """
 
     summary: dict
     results: list[dict] = field(default_factory=list)
     n_inputs: int = 0
     failed: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+#: LRP rules that coincide when every contribution to a neuron has the same sign, as the
+#: pooled values of a Bag-of-Words mapping (counts, ranks, soft assignments) are non-negative
+SAME_SIGN_RULES = ("lrp-eps0", "lrp-ab21", "lrp-absz")
+
+
+def passes_per_image(
+    methods: Sequence[str], settings: EvaluationSettings, shape: tuple[int, int] | None = None
+) -> int:
+    """Model evaluations (perturbation steps, occlusion blocks) of one image, at most.
+
+    Every method's curve costs ``steps`` passes per repeat (``steps`` capped by the
+    number of ``block`` x ``block`` regions when ``shape`` is known); occlusion costs
+    one pass per region more. The peers' own evaluations (``samples``) are not counted.
+
+    Parameters
+    ----------
+    methods : sequence of str
+    settings : EvaluationSettings
+    shape : (height, width) or None
+        The image's size (None: steps are not capped, occlusion is not counted).
+
+    Returns
+    -------
+    int
+    """
+    s = settings
+    blocks = None
+    if shape is not None and s.method == "region":
+        blocks = int(np.ceil(shape[0] / s.block) * np.ceil(shape[1] / s.block))
+    steps = s.steps if blocks is None else min(s.steps, blocks)
+    curves = [m for m in methods if s.method == "region" or (m != "occlusion" and m not in PEER_METHODS)]
+    occlusion = blocks if blocks is not None and "occlusion" in curves else 0
+    return len(curves) * steps * s.repeats + occlusion
+
+
+def cost_line(n_images: int, methods: Sequence[str], settings: EvaluationSettings) -> str:
+    """What a run will cost, in one line: images x methods x steps x repeats = passes."""
+    s = settings
+    curves = [m for m in methods if s.method == "region" or (m != "occlusion" and m not in PEER_METHODS)]
+    total = n_images * passes_per_image(curves, s)
+    extra = " (+ one per region for occlusion)" if s.method == "region" and "occlusion" in curves else ""
+    return (
+        f"{n_images} image(s) x {len(curves)} method(s) x {s.steps} steps x {s.repeats} repeats = "
+        f"up to {total:,} model evaluations{extra}; --steps, --repeats and --methods make it cheaper"
+    )
+
+
+def identical_curves_notes(results: list[dict], methods: Sequence[str]) -> list[str]:
+    """One note per group of methods whose curves are identical on every image.
+
+    For a Bag-of-Words model, :data:`SAME_SIGN_RULES` give the same heatmap ordering
+    (all pooled values are non-negative, so the rules differ in nothing they touch);
+    the note says so, so equal rows of the AOPC table are not taken for a bug.
+    """
+    groups: list[list[str]] = []
+    for m in methods:
+        if not results or any(m not in r.get("curves", {}) for r in results):
+            continue
+        for g in groups:
+            if all(np.array_equal(r["curves"][g[0]], r["curves"][m]) for r in results):
+                g.append(m)
+                break
+        else:
+            groups.append([m])
+    notes = []
+    for g in (g for g in groups if len(g) > 1):
+        why = (
+            "these rules differ only in how they treat negative contributions, and every pooled "
+            "feature value of a Bag-of-Words model is non-negative, so they coincide"
+            if set(g) <= set(SAME_SIGN_RULES)
+            else "their heatmaps order the perturbed regions the same way"
+        )
+        notes.append(f"{', '.join(g)} gave identical curves: {why}")
+    return notes
 
 
 @dataclass(frozen=True)
@@ -195,16 +276,21 @@ def evaluate_image(
     target,
     seed: int,
     progress: Callable[[str, int, str], None] | None = None,
+    plan: Callable[[int], None] | None = None,
 ) -> dict:
     """Curves ``(repeats, steps + 1)`` of every method for one image.
 
-    ``progress(method, k, unit)`` is called as work is done (k steps or blocks).
+    ``progress(method, k, unit)`` is called as work is done (k steps or blocks);
+    ``plan(n)`` once the image is read, with the model evaluations it will take
+    (:func:`passes_per_image`), the total of the ``k``.
     Returns ``{"image", "target", "score", "curves": {method: list of lists},
     "costs": {peer: {"evaluations", "seconds"}}}``.
     """
 
     s = settings
     image = as_float_image(path)
+    if plan is not None:
+        plan(passes_per_image([m for m in methods if m not in PEER_METHODS], s, image.shape[:2]))
     trace = model.forward_one(image)
     base = explain_trace(model, trace, target)
     explanations = {
@@ -367,13 +453,14 @@ def write_outputs(
     settings: EvaluationSettings,
     record: Mapping | None = None,
     failed: Sequence[Mapping] = (),
+    notes: Sequence[str] = (),
 ) -> None:
     """Write ``curves.json``, ``curves.csv``, ``aopc.csv`` and ``curves.png`` into ``out`` (atomically).
 
     ``record`` is what ``curves.json`` lists under ``"settings"`` (default:
     ``settings``); ``failed`` (``{"image", "id", "error"}`` per image that
-    failed) under ``"failed"``. Text cells of the CSVs are quoted against
-    formula injection (:func:`csv_cell`).
+    failed) under ``"failed"``; ``notes`` (:func:`identical_curves_notes`) under
+    ``"notes"``. Text cells of the CSVs are quoted against formula injection (:func:`csv_cell`).
     """
     import matplotlib  # with pyplot below: the Agg backend first, only when a figure is drawn
 
@@ -387,6 +474,7 @@ def write_outputs(
             "settings": dict(asdict(settings) if record is None else record),
             "methods": summary,
             "failed": [dict(f) for f in failed],
+            "notes": list(notes),
         },
     )
     for name, rows in (
@@ -586,16 +674,20 @@ def _evaluate_to_folder(
             results.append(done)
             continue
         bar = tqdm(
-            total=None, desc=f"{item.id}", unit="step", file=sys.stderr, leave=False, disable=not progress
+            total=None, desc=f"{item.id}", unit="pass", file=sys.stderr, leave=False, disable=not progress
         )
 
         def step(method, k, unit, bar=bar):
-            bar.set_postfix_str(f"{method} ({unit})", refresh=False)
+            bar.set_postfix_str(method, refresh=False)
             bar.update(k)
+
+        def plan(n, bar=bar):
+            bar.total = n
+            bar.refresh()
 
         seed = item_key["image_seed"]
         try:
-            result = evaluate_image(model, item.path, methods, settings, target, seed, step)
+            result = evaluate_image(model, item.path, methods, settings, target, seed, step, plan)
         except Exception as exc:  # noqa: BLE001 - recorded, the run goes on (Ctrl-C and SIGTERM stop it)
             message = failure_message(item, exc)
             report(f"error: {message}")
@@ -608,6 +700,25 @@ def _evaluate_to_folder(
             _atomic_json(record_path, result)
         results.append(result)
     return results, failed
+
+
+def is_evaluation_output(path: Path) -> bool:
+    """True for a picture bowlrp wrote: ``curves.png`` beside its ``curves.json``, or an
+    explanation's heatmap or overlay (:func:`bowlrp.runs.folder_layout.is_written_picture`)."""
+    path = Path(path)
+    if path.name == "curves.png":
+        return (path.parent / "curves.json").is_file()
+    return is_written_picture(path)
+
+
+def _named_inputs(images, out: Path | None):
+    """Inputs from names (bowlrp's own pictures below ``out`` left out), or ``images`` as given."""
+    if isinstance(images, (str, os.PathLike)):
+        images = [images]
+    images = list(images)
+    if images and not all(isinstance(i, ImageInput) for i in images):
+        images = collect_inputs([str(i) for i in images], exclude=out, written=is_evaluation_output)
+    return images
 
 
 def evaluate_images(
@@ -662,7 +773,8 @@ def evaluate_images(
         Class explained in every image (None: each image's predicted class).
     out : path or None
         Write ``curves.json``, ``curves.csv``, ``aopc.csv`` and ``curves.png``
-        here; files below it are never inputs, so a rerun does not evaluate
+        here; the pictures bowlrp wrote below it are never inputs found by a
+        folder or pattern (:func:`is_evaluation_output`), so a rerun does not evaluate
         them. Without ``store``, per-image results are kept in ``out/partial``
         (atomically; reused on a rerun with the same model, settings and
         image seed, :func:`image_key`) and the folder is locked for the run.
@@ -722,7 +834,7 @@ def evaluate_images(
     out = None if out is None else Path(out)
     if out is not None:
         check_summary_files_are_ours(out)  # before any work: a user's curves.png is never replaced
-    inputs = as_inputs(images, exclude=out)
+    inputs = as_inputs(_named_inputs(images, out))
     key = result_key(settings, model_hash, target)
     if store is not None:
         results = evaluate_to_store(
@@ -745,15 +857,17 @@ def evaluate_images(
         if not results:
             raise ValueError("no image could be evaluated (see the errors above)")
         summary = summarise_with_costs(results, methods)
+        notes = _noted(results, methods, say)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            write_outputs(out, summary, settings, record)
-        return EvaluationRun(summary, results, len(inputs))
+            write_outputs(out, summary, settings, record, notes=notes)
+        return EvaluationRun(summary, results, len(inputs), notes=notes)
     if out is None:
         results, failed = _evaluate_to_folder(
             inputs, model, None, methods, settings, target, key, progress=progress, report=say
         )
-        return EvaluationRun(summarise_with_costs(results, methods), results, len(inputs), failed)
+        notes = _noted(results, methods, say)
+        return EvaluationRun(summarise_with_costs(results, methods), results, len(inputs), failed, notes)
 
     (out / "partial").mkdir(parents=True, exist_ok=True)
     with FolderLock(out, "bowlrp-evaluate"):
@@ -766,5 +880,14 @@ def evaluate_images(
                 "check the images and the model"
             )
         summary = summarise_with_costs(results, methods)
-        write_outputs(out, summary, settings, record, failed)
-    return EvaluationRun(summary, results, len(inputs), failed)
+        notes = _noted(results, methods, say)
+        write_outputs(out, summary, settings, record, failed, notes)
+    return EvaluationRun(summary, results, len(inputs), failed, notes)
+
+
+def _noted(results: list[dict], methods, say: Callable[[str], None]) -> list[str]:
+    """:func:`identical_curves_notes`, each also said once through ``say`` (``note: ...``)."""
+    notes = identical_curves_notes(results, methods)
+    for note in notes:
+        say(f"note: {note}")
+    return notes

@@ -104,11 +104,30 @@ def _check_folder(out: Path, key: dict, overwrite: bool) -> None:
         )
 
 
+def check_run_folder(out, key: dict, overwrite: bool = False) -> None:
+    """Refuse at once an output folder that holds another run's results (before a model is read).
+
+    Only the entries of ``key`` are compared (the settings known before the model is
+    loaded, such as ``model_sha256``, ``rules``, ``tile``); :func:`explain_to_folder`
+    compares the whole key again.
+
+    Raises
+    ------
+    SettingsMismatch
+        ``out/run.json`` records other values for an entry of ``key`` and not ``overwrite``.
+    """
+    previous = read_record(Path(out) / RUN_FILE)
+    if previous is None or overwrite or not isinstance(previous.get("run_key"), dict):
+        return
+    _check_folder(Path(out), {**previous["run_key"], **key}, overwrite)
+
+
 def picture_bytes(image, heatmap: np.ndarray, scale: float, colormap: str) -> tuple[bytes, bytes]:
     """PNG bytes of the heatmap (with a ticked colour bar) and of the overlay of one image."""
     shown = np.clip(heatmap / scale, -1, 1) if scale > 0 else np.zeros_like(heatmap)
     heat = pictures.with_colorbar(pictures.colorize(shown, colormap) / 255.0, colormap, scale)
-    return pictures.encode_png(heat), pictures.encode_png(pictures.overlay(image, shown, colormap))
+    over = pictures.overlay(image, heatmap, colormap, scale=scale)
+    return pictures.encode_png(heat), pictures.encode_png(over)
 
 
 def write_pictures(paths: dict[str, Path], image, heatmap: np.ndarray, scale: float, colormap: str) -> None:

@@ -114,6 +114,27 @@ def check_outputs_are_ours(paths: dict[str, Path], image_id: str) -> None:
             )
 
 
+def is_written_picture(path: Path) -> bool:
+    """True for a heatmap or overlay PNG that bowlrp wrote: ``<id>_heatmap.png`` or
+    ``<id>_overlay.png`` with a bowlrp record (or claim) ``<id>.json`` beside it.
+
+    Used to keep a run from explaining the pictures of an earlier run in its output
+    folder; a user's ``beach_overlay.png`` with no record beside it is a photo.
+    """
+    path = Path(path)
+    for suffix in (HEATMAP_SUFFIX, OVERLAY_SUFFIX):
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            record_file = path.with_name(path.name[: -len(suffix)] + RECORD_SUFFIX)
+            try:
+                if not stat.S_ISREG(os.lstat(record_file).st_mode):  # a FIFO is never opened
+                    return False
+            except OSError:
+                return False
+            record = read_record(record_file)
+            return isinstance(record, dict) and isinstance(record.get("run_key"), dict)
+    return False
+
+
 def record_path(relevance_path: Path) -> Path:
     """The record (``<id>.json``) beside a relevance map (``<id>_relevance.npy``)."""
     return relevance_path.with_name(relevance_path.name[: -len(RELEVANCE_SUFFIX)] + RECORD_SUFFIX)

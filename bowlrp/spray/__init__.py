@@ -9,19 +9,51 @@
 ``python -m bowlrp.spray`` is the ``bowlrp spray`` program (:mod:`bowlrp.cli.spray`).
 """
 
-from ..image import common_shape, pool_maps
-from .spectral import (
-    NORMALIZATIONS,
-    SpRAy,
-    eigengap,
-    knn_affinity,
-    laplacian_eigenvalues,
-    normalize_pooled,
-    rank_classes,
-    ranking,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported on first use (__getattr__ below): `python -m bowlrp.spray --help` stays light
+    from ..image import common_shape, pool_maps
+    from .spectral import (
+        NORMALIZATIONS,
+        SpRAy,
+        eigengap,
+        knn_affinity,
+        laplacian_eigenvalues,
+        normalize_pooled,
+        rank_classes,
+        ranking,
+    )
+
+#: public name -> the module that defines it (relative to this package)
+_PUBLIC: dict[str, str] = {
+    "common_shape": "..image",
+    "pool_maps": "..image",
+    **{
+        name: ".spectral"
+        for name in (
+            "NORMALIZATIONS", "SpRAy", "eigengap", "knn_affinity", "laplacian_eigenvalues",
+            "normalize_pooled", "rank_classes", "ranking",
+        )
+    },
+}  # fmt: skip
 
 __all__ = [
     "NORMALIZATIONS", "SpRAy", "common_shape", "eigengap", "knn_affinity", "laplacian_eigenvalues",
     "normalize_pooled", "pool_maps", "rank_classes", "ranking",
 ]  # fmt: skip
+
+
+def __getattr__(name: str):
+    """A public name, imported from its module on first access (then cached here)."""
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -9,13 +9,18 @@ A bad record (an unreadable or corrupt file, a name that is not UTF-8, an
 image outside the images folder) is skipped and reported through ``on_skip``
 when one is given, so one broken file never costs the analysis of the rest.
 A record's ``"image"`` field is untrusted: only files inside the images
-folder the user names are ever read.
+folder the user names are ever read. The one exception is a relevance store
+analysed without an images folder (``bowlrp-spray --store`` without ``--images``,
+:func:`attach_recorded_images`): its records' absolute paths are used when they
+name a regular image file (by suffix) that exists and can be opened; the image
+is then read with the same bounds as every image (``as_float_image``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,3 +308,38 @@ def attach_images(
             continue
         kept.append(r)
     return kept
+
+
+def recorded_image(record: HeatmapRecord) -> Path | None:
+    """The image a store record names, when it can be drawn: an absolute path (links
+    resolved) to a regular file with an image suffix that can be opened; else None.
+
+    A special file (a FIFO, a device), a folder, a missing or unreadable file, a
+    relative path or a name that is not an image's is never opened for drawing.
+    """
+    value = record.meta.get("image")
+    if not isinstance(value, str) or not value:
+        return None
+    path = Path(value)
+    if not path.is_absolute() or not _is_image_name(path):
+        return None
+    real = Path(os.path.realpath(path))
+    try:
+        if not stat.S_ISREG(os.stat(real).st_mode):
+            return None
+        with open(real, "rb"):  # readable by this user
+            pass
+    except (OSError, ValueError):
+        return None
+    return real if _is_image_name(real) else None
+
+
+def attach_recorded_images(records: list[HeatmapRecord]) -> int:
+    """Set ``record.image`` to the image each record names (:func:`recorded_image`) where it
+    has none yet and that image can be drawn; returns how many records got one."""
+    found = 0
+    for r in records:
+        if r.image is None and (image := recorded_image(r)) is not None:
+            r.image = image
+            found += 1
+    return found
