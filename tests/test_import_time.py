@@ -33,6 +33,7 @@ PROGRAMS = {
     "python -m bowlrp.evaluate": (None, "bowlrp.evaluate"),
     "python -m bowlrp.train": (None, "bowlrp.train"),
     "python -m bowlrp": (None, "bowlrp"),
+    "python -m bowlrp.spray": (None, "bowlrp.spray"),
 }
 
 
