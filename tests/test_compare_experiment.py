@@ -52,6 +52,7 @@ def _run(out: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # ~70 s idle (LIME and SHAP on two tiles); the default run keeps the fast tests below
 def test_tiny_run_writes_table_figure_and_resumes(tmp_path, compare):
     first = _run(tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]

@@ -46,7 +46,6 @@ if TYPE_CHECKING:  # imported by import_work once the arguments are parsed (fast
     from ..evaluation.runner import (
         EvaluationSettings,
         check_summary_files_are_ours,
-        cost_line,
         evaluate_images,
         is_evaluation_output,
     )
@@ -61,7 +60,6 @@ WORK = {
     "bowlrp.evaluation.runner": (
         "EvaluationSettings",
         "check_summary_files_are_ours",
-        "cost_line",
         "evaluate_images",
         "is_evaluation_output",
     ),
@@ -236,8 +234,6 @@ def run(args) -> int:
     if args.store is not None:
         record["_n_inputs"] = len(inputs)  # as curves.json has always listed it for store runs
     out = Path(args.out)
-    if not args.quiet:  # once every check has passed: what the run will cost
-        print(f"bowlrp-evaluate: {cost_line(len(inputs), methods, settings)}", file=sys.stderr)
     evaluation = evaluate_images(
         inputs,
         model,
@@ -255,6 +251,7 @@ def run(args) -> int:
         record=record,
         progress=not args.quiet,
         report=lambda line: print(f"bowlrp-evaluate: {line}", file=sys.stderr),
+        announce_cost=not args.quiet,  # once the run starts (a refused run says only why)
     )
     _print_table(args, out, evaluation.results, evaluation.summary)
     if len(evaluation.results) < evaluation.n_inputs:  # some images failed: listed, the rest evaluated

@@ -740,6 +740,7 @@ def evaluate_images(
     record: Mapping | None = None,
     progress: bool = True,
     report: Callable[[str], None] | None = None,
+    announce_cost: bool = False,
 ) -> EvaluationRun:
     r"""Perturbation curves of every image and method, and their AOPC (``bowlrp-evaluate``).
 
@@ -800,6 +801,9 @@ def evaluate_images(
         tqdm progress bars on stderr.
     report : callable or None
         Called with one line per warning or failed image.
+    announce_cost : bool
+        Report :func:`cost_line` once the run starts (after the output folder's lock
+        is taken: a refused run says only why).
 
     Returns
     -------
@@ -836,7 +840,13 @@ def evaluate_images(
         check_summary_files_are_ours(out)  # before any work: a user's curves.png is never replaced
     inputs = as_inputs(_named_inputs(images, out))
     key = result_key(settings, model_hash, target)
+
+    def start() -> None:
+        if announce_cost:
+            say(cost_line(len(inputs), methods, settings))
+
     if store is not None:
+        start()
         results = evaluate_to_store(
             inputs,
             model,
@@ -863,6 +873,7 @@ def evaluate_images(
             write_outputs(out, summary, settings, record, notes=notes)
         return EvaluationRun(summary, results, len(inputs), notes=notes)
     if out is None:
+        start()
         results, failed = _evaluate_to_folder(
             inputs, model, None, methods, settings, target, key, progress=progress, report=say
         )
@@ -871,6 +882,7 @@ def evaluate_images(
 
     (out / "partial").mkdir(parents=True, exist_ok=True)
     with FolderLock(out, "bowlrp-evaluate"):
+        start()
         results, failed = _evaluate_to_folder(
             inputs, model, out, methods, settings, target, key, progress=progress, report=say
         )
