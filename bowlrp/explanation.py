@@ -8,7 +8,7 @@ import numpy as np
 
 from . import plotting
 from ._utils.parallel import map_images
-from ._utils.validation import as_float_image
+from ._utils.validation import as_float_image, plain_value
 from .classifier.relevance import DimensionRelevance, classifier_relevance
 from .classifier.relevance import default_rule as default_classifier_rule
 from .descriptors.geometry import Descriptors
@@ -123,8 +123,8 @@ class Explanation:
     def summary(self) -> dict:
         """JSON-friendly numbers (no arrays)."""
         return {
-            "target": _jsonable(self.target),
-            "target_name": self.target_name if self.target_name is not None else str(_jsonable(self.target)),
+            "target": plain_value(self.target),
+            "target_name": str(plain_value(self.target)) if self.target_name is None else self.target_name,
             "score": self.score,
             "bias_relevance": self.bias_relevance,
             "residual": self.residual,
@@ -138,14 +138,8 @@ class Explanation:
                 if "tile_relevance_sum" in self.extra
                 else "heatmap_sum + bias_relevance + absorbed + residual = score"
             ),
-            **{k: _jsonable(v) for k, v in self.extra.items()},
+            **{k: plain_value(v) for k, v in self.extra.items()},
         }
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _rules_text(rules: dict) -> dict:
@@ -170,7 +164,7 @@ def class_names(classifier, config=None) -> list[str]:
     class names in ``config["dataset"]["trained_classes"]``; every other model's names
     are its labels as text.
     """
-    classes = [_jsonable(c) for c in getattr(classifier, "classes_", [])]
+    classes = [plain_value(c) for c in getattr(classifier, "classes_", [])]
     dataset = config.get("dataset") if isinstance(config, dict) else None
     trained = dataset.get("trained_classes") if isinstance(dataset, dict) else None
     if (
@@ -206,8 +200,8 @@ def resolve_target(classifier, target, config=None):
     """
     if target is None or getattr(classifier, "classes_", None) is None:
         return target
-    labels = [_jsonable(c) for c in classifier.classes_]
-    value = _jsonable(target)
+    labels = [plain_value(c) for c in classifier.classes_]
+    value = plain_value(target)
     if not isinstance(value, (bool, np.ndarray, list, tuple, dict)):
         for label in labels:
             if (
@@ -315,9 +309,9 @@ def explain_trace(pipeline, trace, target=None, rules=None) -> Explanation:
     # what no rule absorbed but rounding left behind (1e-16 of the relevance) is not absorbed
     if abs(absorbed) <= _ROUNDING * float(np.abs(dims.relevance).sum()):
         absorbed = 0.0
-    label = _jsonable(clf.target_label(task, sign))
+    label = plain_value(clf.target_label(task, sign))
     names = class_names(clf, getattr(pipeline, "config", None))
-    labels = [_jsonable(c) for c in getattr(clf, "classes_", [])]
+    labels = [plain_value(c) for c in getattr(clf, "classes_", [])]
     return Explanation(
         score=dims.score,
         target=label,

@@ -16,22 +16,17 @@ import io
 import numpy as np
 
 from . import image as pictures
+from ._utils.validation import plain_value
 
 KINDS = ("heatmap", "overlay", "triplet")
 _TRIPLET_PANELS = "heatmap | heatmap on edges | positive relevance"
 
 
-def _plain(value):
-    """``np.str_('cat')`` -> ``'cat'``, ``np.int64(1)`` -> ``1``; anything else unchanged."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def explanation_title(explanation) -> str:
     """``"cat: f(x) = +0.649"``: the target and its score, a panel's title."""
     name = getattr(explanation, "target_name", None)
-    return (
-        f"{name if name is not None else _plain(explanation.target)}: f(x) = {float(explanation.score):+.3g}"
-    )
+    shown = plain_value(explanation.target) if name is None else name
+    return f"{shown}: f(x) = {float(explanation.score):+.3g}"
 
 
 def explanation_picture(
@@ -111,6 +106,11 @@ def draw_explanation(
     return ax
 
 
+def _figure_size(kind: str) -> tuple[float, float]:
+    """Inches of a figure holding one explanation picture of ``kind`` and its colour bar."""
+    return (9.0 if kind == "triplet" else 4.2, 3.6)
+
+
 def plot_explanation(
     explanation,
     ax=None,
@@ -153,8 +153,7 @@ def plot_explanation(
     if ax is None:
         import matplotlib.pyplot as plt  # heavy: only when plotting
 
-        width = 9.0 if kind == "triplet" else 4.2
-        _, ax = plt.subplots(figsize=(width, 3.6), layout="constrained")
+        _, ax = plt.subplots(figsize=_figure_size(kind), layout="constrained")
     return draw_explanation(ax, explanation, kind, image, colormap, clip, title, colorbar)
 
 
@@ -179,7 +178,7 @@ def explanation_png(
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # heavy: only when plotting
     from matplotlib.figure import Figure  # heavy: only when plotting
 
-    fig = Figure(figsize=(9.0 if kind == "triplet" else 4.2, 3.6), layout="constrained")
+    fig = Figure(figsize=_figure_size(kind), layout="constrained")
     FigureCanvasAgg(fig)
     draw_explanation(fig.add_subplot(), explanation, kind, image, colormap, clip)
     buffer = io.BytesIO()
@@ -208,7 +207,7 @@ def explanation_repr(explanation) -> str:
     """
     heatmap = np.asarray(explanation.heatmap)
     parts = [
-        f"target={_plain(explanation.target)!r}",
+        f"target={plain_value(explanation.target)!r}",
         f"score={_number(explanation.score)}",
         f"heatmap={tuple(int(n) for n in heatmap.shape)}",
         f"sum={_number(heatmap.sum())}",

@@ -170,6 +170,12 @@ def _native_detail(captured: list[str]) -> str:
     return detail[:160] + ("..." if len(detail) > 160 else "")
 
 
+def plain_value(value):
+    """A NumPy scalar as the Python value it holds (``np.str_('cat')`` -> ``'cat'``,
+    ``np.int64(1)`` -> ``1``) for JSON and messages; anything else unchanged."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def display_path(path) -> str:
     """A path as one printable line: undecodable bytes as ``\\xNN``, control characters escaped."""
     try:

@@ -41,6 +41,7 @@ from sklearn.manifold import TSNE
 from sklearn.neighbors import kneighbors_graph
 from sklearn.utils import check_random_state
 
+from .._utils.validation import plain_value
 from ..image import as_maps, common_shape, pool_maps
 
 NORMALIZATIONS = ("l1", "l2", None)
@@ -358,16 +359,12 @@ def _warn_negated_classes(maps_by_class: dict) -> None:
                 x.shape == z.shape and np.allclose(x, -z, rtol=1e-9, atol=0) for x, z in zip(ma, mb)
             ):
                 warnings.warn(
-                    f"the maps of class {_plain(b)!r} are those of {_plain(a)!r} negated (the two targets of "
-                    "a binary model on the same images): their SpRAy is the same; give each class the maps "
-                    "of its own images",
+                    f"the maps of class {plain_value(b)!r} are those of {plain_value(a)!r} negated (the two "
+                    "targets of a binary model on the same images): their SpRAy is the same; give each class "
+                    "the maps of its own images",
                     UserWarning,
                     stacklevel=3,
                 )
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def ranking(fitted: dict, n_shown: int = 5) -> list[dict]:
