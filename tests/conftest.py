@@ -1,4 +1,5 @@
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -11,6 +12,14 @@ from bowlrp.descriptors import vlfeat_available
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+# A suite started with SIGINT ignored (nohup, some CI runners, `cmd &` in a
+# non-interactive shell) would pass that on: Ctrl-C tests in this process and the
+# programs they start would never see the signal. Tests of interrupts need the
+# default: Python's KeyboardInterrupt here, SIG_DFL in children (a handler is reset
+# on exec, an ignored signal is not).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 needs_vlfeat = pytest.mark.skipif(not vlfeat_available(), reason="cyvlfeat not installed ([vlfeat] extra)")
 
