@@ -617,21 +617,16 @@ class RelevanceStore:
             raise KeyError(f"no finished record of image {image_id!r} in {display_path(self.location)}")
         key = id_to_key(image_id)
         a, T, H, W = self._record_shape(g, key)
-        try:
-            heat = checked_array(
-                g, "heatmap", (T, H, W), "float32", self._where(IMAGES, key, "heatmap"), chunks=(1, H, W)
-            )
-            pooled = checked_array(
-                g, "pooled", (T, self.grid, self.grid), "float64", self._where(IMAGES, key, "pooled")
-            )
-            if heatmaps:
-                heat_values = read_checked(heat, (slice(None),), self._where(IMAGES, key, "heatmap"))
-            else:  # the chunks are checked all the same (a few bytes each), their values left unread
-                check_chunks(heat, [(t, 0, 0) for t in range(T)], self._where(IMAGES, key, "heatmap"))
-                heat_values = np.zeros((T, 0, 0), dtype=np.float32)
-            pooled_values = read_checked(pooled, (slice(None),), self._where(IMAGES, key, "pooled"))
-        except StoreArrayError as exc:
-            raise StoreError(str(exc)) from None
+        heat_where = self._where(IMAGES, key, "heatmap")
+        if heatmaps:
+            heat_values = _read(g, "heatmap", (T, H, W), "float32", heat_where, chunks=(1, H, W))
+        else:  # the chunks are checked all the same (a few bytes each), their values left unread
+            with _as_store_error():
+                heat = checked_array(g, "heatmap", (T, H, W), "float32", heat_where, chunks=(1, H, W))
+                check_chunks(heat, [(t, 0, 0) for t in range(T)], heat_where)
+            heat_values = np.zeros((T, 0, 0), dtype=np.float32)
+        pooled_where = self._where(IMAGES, key, "pooled")
+        pooled_values = _read(g, "pooled", (T, self.grid, self.grid), "float64", pooled_where)
         return StoreRecord(
             id=a["id"],
             path=a.get("path", ""),
@@ -661,12 +656,7 @@ class RelevanceStore:
         if not 0 <= index < T:
             raise IndexError(f"image {image_id!r} has {T} target(s), not {index + 1}")
         where = self._where(IMAGES, key, "heatmap")
-        try:
-            return read_checked(
-                checked_array(g, "heatmap", (T, H, W), "float32", where, chunks=(1, H, W)), (index,), where
-            )
-        except StoreArrayError as exc:
-            raise StoreError(str(exc)) from None
+        return _read(g, "heatmap", (T, H, W), "float32", where, chunks=(1, H, W), index=(index,))
 
     def pooled_maps(self, target=None) -> tuple[list[str], np.ndarray]:
         """Ids and pooled maps (n, g, g) float64 of every finished image explained for ``target``.
@@ -685,11 +675,7 @@ class RelevanceStore:
                 continue
             _, T, _, _ = self._record_shape(g, key)
             where = self._where(IMAGES, key, "pooled")
-            try:
-                array = checked_array(g, "pooled", (T, self.grid, self.grid), "float64", where)
-                maps.append(read_checked(array, (i,), where))
-            except StoreArrayError as exc:
-                raise StoreError(str(exc)) from None
+            maps.append(_read(g, "pooled", (T, self.grid, self.grid), "float64", where, index=(i,)))
             ids.append(str(g.attrs["id"]))
         return ids, (np.stack(maps) if maps else np.zeros((0, self.grid, self.grid)))
 
@@ -838,11 +824,7 @@ class RelevanceStore:
                     f"{where}: declared shape {shape}, not (repeats, steps + 1) of at most "
                     f"{MAX_CURVE_VALUES:,} values; evaluate the image again"
                 )
-            try:
-                array = checked_array(g, str(method), shape, "float64", where)
-                curves[method] = read_checked(array, (slice(None),), where).tolist()
-            except StoreArrayError as exc:
-                raise StoreError(str(exc)) from None
+            curves[method] = _read(g, str(method), shape, "float64", where).tolist()
         out["curves"] = curves
         return out
 
@@ -906,6 +888,28 @@ def open_for_evaluation(
     store._guard(EVALUATION_FAILURES)
     root.require_group(EVALUATION_FAILURES)
     return store
+
+
+@contextlib.contextmanager
+def _as_store_error():
+    """A record's array that is not what bowlrp writes is the store's error, said in one line."""
+    try:
+        yield
+    except StoreArrayError as exc:
+        raise StoreError(str(exc)) from None
+
+
+def _read(group, name: str, shape: tuple, dtype: str, where: str, *, chunks=None, index=(slice(None),)):
+    """Check the array ``group[name]`` (:func:`checked_array`: shape, dtype, chunks, codecs)
+    and read ``array[index]`` with its chunks checked first (:func:`read_checked`).
+
+    Raises
+    ------
+    StoreError
+        Naming ``where`` and what is wrong.
+    """
+    with _as_store_error():
+        return read_checked(checked_array(group, name, shape, dtype, where, chunks=chunks), index, where)
 
 
 def _check_before_opening(location) -> None:
