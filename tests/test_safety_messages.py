@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import socket
 import struct
 import subprocess
 import sys
@@ -163,3 +164,30 @@ def test_a_scheduler_address_of_an_http_server_is_one_line_exit_2(model_file, tm
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("bowlrp-explain: error: ") and "EiB" not in lines[0]
     assert http_address in lines[0] and "not a Dask scheduler" in lines[0]
+    assert not (tmp_path / "s.zarr").exists()  # the scheduler is checked before the store is made
+
+
+def test_an_unreachable_scheduler_leaves_no_evaluation_store(model_file, tmp_path):  # noqa: F811
+    image = tmp_path / "a.png"
+    image.write_bytes(_png(_good(np.random.default_rng(2))))
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    r = _run(
+        "bowlrp.evaluate",
+        "--image",
+        image,
+        "--model",
+        model_file,
+        "--store",
+        tmp_path / "e.zarr",
+        "--scheduler",
+        f"tcp://127.0.0.1:{port}",
+        "--quiet",  # no cost line: the error is all it says
+        timeout=60,
+    )
+
+    assert r.returncode == 2, r.stderr
+    assert "Dask scheduler" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    assert not (tmp_path / "e.zarr").exists()

@@ -30,7 +30,7 @@ from .._utils.validation import as_float_image, display_path
 from ..explanation import explain_trace
 from ..model_files import load
 from ..rules import parse_rule
-from ..runs.distributed import ModelFile, as_inputs, model_hash_of, run_on_store
+from ..runs.distributed import ModelFile, as_inputs, dask_client, model_hash_of, run_on_store
 from ..runs.folder_layout import is_written_picture
 from ..runs.inputs import ImageInput, collect_inputs
 from ..runs.step import failure_message
@@ -580,7 +580,10 @@ def evaluate_to_store(
     if workers is not None and scheduler is not None:
         raise ValueError("workers and scheduler exclude each other")
     say = report or (lambda line: None)
-    with store_lock(location, "bowlrp-evaluate"):
+    with (
+        dask_client(workers, scheduler) as client,  # before the store: an unreachable scheduler leaves none
+        store_lock(location, "bowlrp-evaluate"),
+    ):
         store = open_for_evaluation(location, key, overwrite=overwrite)
         keys = {item.id: image_key(key, item.id) for item in inputs}
 
@@ -617,6 +620,7 @@ def evaluate_to_store(
             one,
             workers=workers,
             scheduler=scheduler,
+            client=client,
             progress=progress,
             desc="evaluating",
             on_status=said,

@@ -24,6 +24,7 @@ must reach the model file and the store, e.g. on shared storage), or
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -149,6 +150,27 @@ def start_client(
             silence_logs=silence_logs if silence_logs is not None else logging.ERROR,
         )
     return Client(cluster), cluster
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None, client=None):
+    """The client a run uses, started (and closed after) only when the run owns it.
+
+    Yields ``client`` as given, None for a serial run (no ``workers``, no
+    ``scheduler``), or a client of :func:`start_client`, closed with its local
+    cluster on leaving. A run enters this *before* it creates its output, so a
+    scheduler that cannot be reached is a one-line error that leaves nothing behind.
+    """
+    if client is not None or (scheduler is None and not workers):
+        yield client
+        return
+    own, cluster = start_client(workers, scheduler)
+    try:
+        yield own
+    finally:
+        own.close()
+        if cluster is not None:
+            cluster.close()
 
 
 class SchedulerError(ConnectionError):
@@ -419,7 +441,10 @@ def explain_to_store(
     explain_kwargs = {"target": target_list, "rules": rules, "tile": tile, "stride": stride}
     say = report or (lambda line: None)
     summary = StoreRunSummary(store=location, run_key=run_key, total=len(inputs))
-    with store_lock(location, "bowlrp-explain"):
+    with (
+        dask_client(workers, scheduler, client) as client,  # before the store: see dask_client
+        store_lock(location, "bowlrp-explain"),
+    ):
         st = RelevanceStore.create(location, run_key, grid=grid, overwrite=overwrite)
         todo = []
         for item in inputs:
