@@ -2,7 +2,8 @@
 
 Classifier -> dimensions (docs/math.md §2, step 1):
     :class:`Decomposition` (exact, sum-decomposable kernels) and
-    :class:`Taylor` (first-order expansion at a searched root).
+    :class:`Taylor` (first-order expansion at a searched root) and
+    :class:`Neuralized` (the kernel SVM as a network of detection units and pooling).
 Dimensions -> descriptors (step 2):
     :class:`Epsilon`, :class:`AlphaBeta`, :class:`AbsZ` (sign-blind baseline),
     :class:`WinnerTakeAll` (max pooling).
@@ -119,6 +120,45 @@ def integrated_gradient(nodes: float = 16, root: str = "segment", n_candidates: 
     return Taylor(root=root, nodes=int(nodes), n_candidates=int(n_candidates))
 
 
+NEURALIZED_VARIANTS = ("midpoint", "gi", "hybrid")
+
+
+@dataclass(frozen=True)
+class Neuralized:
+    """The exponential-kernel SVM as a neural network (docs/neuralized.md; Bley et al. 2025).
+
+    ``f = f+ - f-`` (terms of positive and negative dual coefficient; the intercept
+    joins the side of its sign) is explained through ``g = log f+ - log f-``, whose sign
+    is ``f``'s: detection units ``h_mn`` between units of opposite sign, exact
+    log-sum-exp min / max pooling. The relevance of ``g`` is scaled to ``f`` by the
+    logarithmic mean ``(f+ - f-) / (log f+ - log f-) > 0``; what the rule leaves
+    unexplained (unit biases, pooling entropies) is the bias relevance.
+
+    Parameters
+    ----------
+    variant : {"midpoint", "gi", "hybrid"}
+        ``midpoint``: each detection unit split per dimension (for RBF its first-order
+        term at the midpoint of its two support vectors); ``gi``: gradient x input of
+        ``g``; ``hybrid``: ``(1 - eta) gi + eta midpoint``.
+    eta : float
+        Share of the midpoint rule in ``hybrid`` (0.1, the value the authors' code recommends).
+    bias : {"separate", "spread"}
+        Keep the unexplained part as bias relevance, or add it uniformly to the dimensions.
+    """
+
+    variant: str = "midpoint"
+    eta: float = 0.1
+    bias: str = "separate"
+
+    def __post_init__(self):
+        if self.variant not in NEURALIZED_VARIANTS:
+            raise RuleError(f"variant must be one of {NEURALIZED_VARIANTS}, got {self.variant!r}")
+        if not (np.isfinite(self.eta) and 0.0 <= self.eta <= 1.0):
+            raise RuleError(f"eta must be a number in [0, 1], got {self.eta}")
+        if self.bias not in BIAS_MODES:
+            raise RuleError(f"bias must be one of {BIAS_MODES}, got {self.bias!r}")
+
+
 @dataclass(frozen=True)
 class Epsilon:
     """``R_{l<-d} = z_ld / (z_d + eps sign(z_d)) R_d`` (eps = 0: the plain z-rule).
@@ -231,7 +271,7 @@ class Contribution:
             raise RuleError(f"epsilon must be a finite number >= 0, got {self.epsilon}")
 
 
-CLASSIFIER_RULES = (Decomposition, Taylor)
+CLASSIFIER_RULES = (Decomposition, Taylor, Neuralized)
 DESCRIPTOR_RULES = (Epsilon, AlphaBeta, AbsZ, WinnerTakeAll)
 PIXEL_RULES = (Flat, SIFTBins, Contribution)
 
@@ -249,6 +289,8 @@ _RULE_NAMES = {
     "decomposition": "Decomposition",
     "taylor": "Taylor",
     "contribution": "Contribution",
+    "neuralized": "Neuralized",
+    "neuralised": "Neuralized",
 }
 
 
@@ -290,6 +332,7 @@ def parse_rule(text: str):
     ``alphabeta=2``: beta = alpha - 1), ``absz``, ``wta``, ``flat``,
     ``siftbins``, ``decomposition=spread``, ``taylor=50,1e-5``, ``integrated``
     (``integrated=N``: the path-integrated gradient with N nodes), ``contribution``,
+    ``neuralized`` (``neuralized-gi``, ``neuralized=hybrid,0.2``),
     ``name=field:value,...``, and the Python spelling of the README,
     ``Epsilon(1.0)``, ``Decomposition(bias="spread")``, ``AlphaBeta(2, 1)``
     (read as literals; nothing is evaluated).
@@ -341,7 +384,7 @@ def parse_rule(text: str):
     if cls_name is None:
         raise RuleError(
             f"unknown rule {text!r}; try epsilon=1, alphabeta=2,1, absz, wta, flat, "
-            "siftbins, contribution, decomposition, taylor, integrated"
+            "siftbins, contribution, decomposition, taylor, integrated, neuralized"
         )
     cls = classes[cls_name]
     fields = [f for f in dataclasses.fields(cls) if f.init]

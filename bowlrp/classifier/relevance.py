@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..exceptions import RuleError
-from ..rules import Decomposition, Taylor, integrated_gradient, require
+from ..rules import Decomposition, Neuralized, Taylor, integrated_gradient, require
+from .neuralized import neuralized
 from .roots import boundary_root, infer_domain, segment_roots
 
 
@@ -221,15 +222,43 @@ def taylor(clf, x: np.ndarray, task: int, sign: float, rule: Taylor) -> Dimensio
     )
 
 
+def neuralized_relevance(clf, x: np.ndarray, task: int, sign: float, rule: Neuralized) -> DimensionRelevance:
+    """The neuralised SVM's relevance (docs/neuralized.md), on the scale of ``g = sign f_task``.
+
+    The relevance of ``log f+ - log f-`` is multiplied by the logarithmic mean
+    ``L = (f+ - f-) / (log f+ - log f-) > 0``, so ``sum R + bias = g(x)``: ``bias`` is
+    ``L`` times what the rule leaves unexplained (unit biases, pooling entropies),
+    ``residual`` only rounding. ``root_info`` holds the neuralised value and ``L``.
+    """
+    score = float(_explained_function(clf, task, sign)(x[None, :])[0])
+    out = neuralized(clf, x, task, sign, rule)
+    R = out.scale * out.relevance
+    bias = out.scale * out.unexplained
+    residual = score - float(R.sum()) - bias
+    if rule.bias == "spread":
+        R = R + bias / R.size
+        bias = 0.0
+    info = {
+        "neuralized_value": out.value,
+        "scale": out.scale,
+        "log_positive": out.log_positive,
+        "log_negative": out.log_negative,
+        "units": [out.n_positive, out.n_negative],
+    }
+    return DimensionRelevance(score=score, relevance=R, bias=bias, residual=residual, root_info=info)
+
+
 def classifier_relevance(clf, x, task: int = 0, sign: float = 1.0, rule=None) -> DimensionRelevance:
     """Relevance of the feature dimensions of ``x`` (V,) for task ``task`` of a KernelSVC."""
     if hasattr(clf, "dimension_relevance"):  # models with their own step 1 (bowlrp.classifier.anomaly)
         return clf.dimension_relevance(x, task, sign, rule)
     rule = default_rule(clf) if rule is None else rule
-    require(rule, (Decomposition, Taylor), "KernelSVC")
+    require(rule, (Decomposition, Taylor, Neuralized), "KernelSVC")
     x = np.asarray(x, dtype=np.float64).ravel()
     if isinstance(rule, Decomposition):
         return decompose(clf, x, task, sign, rule)
+    if isinstance(rule, Neuralized):
+        return neuralized_relevance(clf, x, task, sign, rule)
     bad = [k.name for k in clf.kernels_ if not (k.differentiable or k.decomposable)]
     if bad:  # pragma: no cover - every shipped kernel is one or the other
         raise RuleError(f"Taylor needs differentiable kernels; {', '.join(bad)} is not")

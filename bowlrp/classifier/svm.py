@@ -438,7 +438,7 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
             against the model when given).
         trace : ndarray (n_features,)
             The sample's features (a row of the trace of :meth:`forward`).
-        rule : Decomposition, Taylor or None
+        rule : Decomposition, Taylor, Neuralized or None
             None: ``Decomposition()`` if every kernel is sum-decomposable, else ``Taylor()``.
         target : class label or None
             None: the predicted class.

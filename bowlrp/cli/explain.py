@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bowlrp-explain",
         description="Explain the predictions of a bowlrp model pixel by pixel (LRP).",
         epilog="Rules (as in the README): epsilon=E, epsilon=E,relative, alphabeta=A,B, absz, wta, "
-        "contribution, integrated, integrated=N, "
+        "contribution, integrated, integrated=N, neuralized, neuralized-gi, neuralized=hybrid,ETA, "
         "flat, siftbins, decomposition, decomposition=spread, taylor; or Python style "
         "'Epsilon(1.0)'. Example: --rule epsilon=0.1,relative --rule siftbins",
     )
