@@ -204,6 +204,18 @@ def test_a_callable_explainer_returning_wrong_maps_is_refused(small_model):
 # ------------------------------------------------------------------ generated data
 
 
+@pytest.mark.parametrize("method", ["lrp", "occlusion"])
+def test_targets_one_per_image_equal_one_call_per_image(small_model, method):
+    model, images = small_model
+    per_image = [0, 1]
+    got = explain_maps(model, images, method, targets=per_image)
+    for image, target, heatmap in zip(images, per_image, got):
+        np.testing.assert_array_equal(heatmap, explain_maps(model, [image], method, target=target)[0])
+    assert not np.allclose(got[0], explain_maps(model, images[:1], method, target=1)[0])
+    with pytest.raises(ValueError, match="not both"):
+        explain_maps(model, images, method, target=1, targets=per_image)
+
+
 def test_stamp_relevance_mass_of_lrp_is_far_above_a_random_maps():
     train = generate(0, 30, 0.5, signal=0.8)
     test = [s for s in generate(1000, 20, 1.0, signal=0.8) if s.has_artefact]

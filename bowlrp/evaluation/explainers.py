@@ -74,6 +74,8 @@ def explain_maps(
     seed: int = 0,
     block: int = 9,
     samples: int = 1000,
+    *,
+    targets: Sequence | None = None,
 ) -> list[np.ndarray]:
     """Heatmaps (H, W) float64 of ``images`` by ``explainer`` (a name or a callable).
 
@@ -85,6 +87,9 @@ def explain_maps(
         See the module docstring.
     target : class label or None
         None explains each image's predicted class.
+    targets : sequence of class labels, one per image, or None
+        Explain image ``i`` for ``targets[i]`` (e.g. the original model's prediction,
+        kept while the model is randomised); excludes ``target``.
     seed : int
         Seeds the random maps, occlusion's noise and the peers' sampling (the same
         seed for every image, so an explainer is a fixed function of the image).
@@ -103,8 +108,13 @@ def explain_maps(
         An unknown method name, or a callable that returned maps of the wrong number or shape.
     """
     imgs = [as_float_image(im) for im in images]
+    if targets is not None:
+        if target is not None:
+            raise ValueError("give target (one for all images) or targets (one per image), not both")
+        if len(targets) != len(imgs):
+            raise ValueError(f"{len(imgs)} images but {len(targets)} targets")
     if callable(explainer):
-        targets = resolve_targets(pipeline, imgs, target)
+        targets = resolve_targets(pipeline, imgs, target) if targets is None else list(targets)
         maps = [np.asarray(m, dtype=np.float64) for m in explainer(pipeline, imgs, targets)]
         if len(maps) != len(imgs) or any(m.shape != im.shape[:2] for m, im in zip(maps, imgs)):
             raise ValueError(
@@ -116,13 +126,22 @@ def explain_maps(
         raise ValueError(f"unknown explainer {explainer!r}; use one of {list(METHOD_NAMES)} or a callable")
     if explainer == "random":
         return [random_map(im, seed) for im in imgs]
+    per_image = [target] * len(imgs) if targets is None else list(targets)
     if explainer == "lrp" or explainer in LRP_METHODS:
         rules = None if explainer == "lrp" else parse_rule(LRP_METHODS[explainer])
-        return [np.asarray(e.heatmap, dtype=np.float64) for e in pipeline.explain(imgs, target, rules)]
+        if targets is None:  # one call: the pipeline explains the batch
+            return [np.asarray(e.heatmap, dtype=np.float64) for e in pipeline.explain(imgs, target, rules)]
+        return [
+            np.asarray(pipeline.explain([im], t, rules)[0].heatmap, dtype=np.float64)
+            for im, t in zip(imgs, per_image)
+        ]
     if explainer.startswith("occlusion"):
         how = "uniform" if explainer == "occlusion" else explainer.split("-", 1)[1]
-        return [occlusion_map(pipeline, im, block, how, seed, target) for im in imgs]
-    return [explain_baseline(explainer, pipeline, im, target, samples, block, seed).heatmap for im in imgs]
+        return [occlusion_map(pipeline, im, block, how, seed, t) for im, t in zip(imgs, per_image)]
+    return [
+        explain_baseline(explainer, pipeline, im, t, samples, block, seed).heatmap
+        for im, t in zip(imgs, per_image)
+    ]
 
 
 def maps_or_explain(pipeline, images, explainer: Explainer, target, maps, seed: int = 0) -> list[np.ndarray]:

@@ -75,12 +75,12 @@ from .._utils.atomic import atomic_write_bytes
 from .._utils.validation import as_float_image, as_image_list
 from ..image import colorize, normalize_heatmaps
 from ..rules import parse_rule
-from .perturbation import occlusion_map
+from .explainers import METHOD_NAMES, explain_maps
 from .runner import LRP_METHODS
 from .similarity import SIMILARITY_NAMES, Measure, scikit_image_available, similarity_function
 
 #: Explainers known by name (besides a callable ``explainer(model, images, targets)``).
-NAMED_EXPLAINERS = ("lrp", *LRP_METHODS, "occlusion", "random")
+NAMED_EXPLAINERS = METHOD_NAMES  # the names every metric of the suite understands
 MODES = ("cascading", "independent")
 #: Default threshold on the mean similarity below which a layer breaks the explanation.
 DEFAULT_THRESHOLD = 0.5
@@ -293,29 +293,24 @@ class _LRPExplainer:
         return [e.heatmap for e in self.explanations(model, images, targets)]
 
 
-def _occlusion_explainer(seed: int) -> ExplainFunction:
-    def explain(model, images, targets):
-        return [occlusion_map(model, im, 9, "uniform", seed, t) for im, t in zip(images, targets)]
-
-    return explain
-
-
-def _random_explainer(seed: int) -> ExplainFunction:
-    """Uniform noise in [-1, 1] seeded per image position: independent of the model."""
+def _named_explainer(name: str, seed: int) -> ExplainFunction:
+    """A method of :func:`~bowlrp.evaluation.explainers.explain_maps`, one target per image."""
 
     def explain(model, images, targets):
-        return [np.random.default_rng([seed, i]).uniform(-1, 1, im.shape[:2]) for i, im in enumerate(images)]
+        return explain_maps(model, images, name, seed=seed, targets=targets)
 
+    explain.__name__ = name
     return explain
 
 
 def resolve_explainer(explainer, random_state: int | None = 0) -> tuple[str, ExplainFunction]:
     """``(name, explain(model, images, targets) -> list of (H, W) maps)`` for a name or a callable.
 
-    Names: ``"lrp"`` (the model's default rules), the LRP variants of
+    Names: those of :func:`~bowlrp.evaluation.explainers.explain_maps`
+    (:data:`NAMED_EXPLAINERS`): ``"lrp"`` (the model's default rules), the LRP variants of
     ``bowlrp-evaluate`` (``"lrp-eps1"``, ``"lrp-ab21"``, ...), ``"occlusion"``
-    (9 x 9 blocks, uniform noise) and ``"random"`` (seeded noise, independent of
-    the model). A callable follows Quantus's ``explain_func`` convention: it gets
+    (9 x 9 blocks, uniform noise), the peers and ``"random"`` (seeded noise,
+    independent of the model). A callable follows Quantus's ``explain_func`` convention: it gets
     the model, the list of float images and one target label per image.
     """
     seed = 0 if random_state is None else int(random_state)
@@ -325,10 +320,8 @@ def resolve_explainer(explainer, random_state: int | None = 0) -> tuple[str, Exp
         return "lrp", _LRPExplainer(None)
     if explainer in LRP_METHODS:
         return explainer, _LRPExplainer(parse_rule(LRP_METHODS[explainer]))
-    if explainer == "occlusion":
-        return "occlusion", _occlusion_explainer(seed)
-    if explainer == "random":
-        return "random", _random_explainer(seed)
+    if explainer in NAMED_EXPLAINERS:  # occlusion, random, the peers: as every metric explains
+        return explainer, _named_explainer(explainer, seed)
     raise ValueError(
         f"unknown explainer {explainer!r}; give a callable or one of {', '.join(NAMED_EXPLAINERS)}"
     )
