@@ -26,6 +26,40 @@ from ..encoding.pooling import LinearScore
 
 
 @njit(cache=True)
+def touched(bounds: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Indices of the descriptors whose influence box contains a pixel of ``mask``.
+
+    Parameters
+    ----------
+    bounds : ndarray (4, N)
+        ``lo_y, hi_y, lo_x, hi_x`` of each descriptor (inclusive, in pixels, may be
+        fractional or outside the image), as :attr:`ChannelState.bounds`.
+    mask : ndarray (H, W) bool
+
+    Returns
+    -------
+    ndarray (k,) int64, ascending
+
+    Notes
+    -----
+    Pixel ``(r, c)`` is inside the box when ``lo_y <= r <= hi_y`` and ``lo_x <= c <= hi_x``
+    (the test of ``IncrementalImage.affected``), i.e. rows ``ceil(lo_y) .. floor(hi_y)``.
+    The count of mask pixels in that range comes from the summed-area table ``S``:
+    ``S[r1, c1] - S[r0, c1] - S[r1, c0] + S[r0, c0]`` (end-exclusive ``r1, c1``).
+    """
+    H, W = mask.shape
+    S = np.zeros((H + 1, W + 1), dtype=np.int64)
+    S[1:, 1:] = mask.astype(np.int64).cumsum(0).cumsum(1)
+    lo_y, hi_y, lo_x, hi_x = bounds
+    r0 = np.clip(np.ceil(lo_y), 0, H).astype(np.int64)
+    r1 = np.clip(np.floor(hi_y) + 1, 0, H).astype(np.int64)
+    c0 = np.clip(np.ceil(lo_x), 0, W).astype(np.int64)
+    c1 = np.clip(np.floor(hi_x) + 1, 0, W).astype(np.int64)
+    r1, c1 = np.maximum(r1, r0), np.maximum(c1, c0)
+    count = S[r1, c1] - S[r0, c1] - S[r1, c0] + S[r0, c0]
+    return np.flatnonzero(count > 0).astype(np.int64)
+
+
 def _meeting(lo_y, hi_y, lo_x, hi_x, top, bottom, left, right):
     """Indices ``l`` whose box ``[lo_y, hi_y] x [lo_x, hi_x]`` meets ``[top, bottom] x [left, right]``."""
     hit = np.empty(lo_y.shape[0], dtype=np.int64)
@@ -224,9 +258,50 @@ class IncrementalImage:
     def _set_block(self, r0, r1, c0, c1, values, commit):
         old = self.image[r0:r1, c0:c1].copy()
         self.image[r0:r1, c0:c1] = values
+
+        def restore():
+            self.image[r0:r1, c0:c1] = old
+
+        return self._recompute(lambda ch: self.affected(ch, r0, r1, c0, c1), restore, commit)
+
+    def set_pixels(self, mask: np.ndarray, values: np.ndarray, commit: bool = True) -> float:
+        """Replace the pixels of ``mask`` by ``values``; return the new score ``f(x)``.
+
+        Only the descriptors whose influence box contains a changed pixel are
+        recomputed (:func:`touched`), so scattered changes (pixel flipping, ROAD,
+        a superpixel of IROF) cost what they touch, not their bounding box.
+
+        Parameters
+        ----------
+        mask : ndarray (H, W) bool
+            The pixels to change.
+        values : ndarray
+            The new values: ``(k,)`` / ``(k, C)`` for the ``k`` mask pixels in row-major
+            order, or a whole image ``(H, W[, C])`` whose mask pixels are taken.
+        commit : bool
+            False leaves the state as it was (one evaluation of a perturbed image).
+        """
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != self.image.shape[:2]:
+            raise ValueError(f"mask of shape {mask.shape} for an image of shape {self.image.shape[:2]}")
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape[:2] == self.image.shape[:2] and values.ndim == self.image.ndim:
+            values = values[mask]
+        with single_threaded():
+            old = self.image[mask].copy()
+            self.image[mask] = values
+
+            def restore():
+                self.image[mask] = old
+
+            return self._recompute(lambda ch: touched(ch.bounds, mask), restore, commit)
+
+    def _recompute(self, rows_of, restore, commit: bool) -> float:
+        """Recompute the descriptors ``rows_of(channel)`` of the changed image, score it, and
+        commit the new statistics (``commit``) or put the old pixels back (``restore()``)."""
         updates = []
         for ch in self.channels:
-            rows = self.affected(ch, r0, r1, c0, c1)
+            rows = rows_of(ch)
             if rows.size == 0:
                 updates.append((rows, None, None, (ch.pooled, ch.support)))
                 continue
@@ -242,7 +317,7 @@ class IncrementalImage:
             self._commit_scores(pending)
             self.score = score
         else:
-            self.image[r0:r1, c0:c1] = old
+            restore()
         return score
 
     def set_descriptors(self, channel: int, rows, data: np.ndarray, commit: bool = True) -> float:
