@@ -8,6 +8,16 @@ the peak traced memory of both. Then, on a small image, the deliberately naive
 relevance pass that builds the dense N x V matrix of z_ld, against ours.
 
     python benchmarks/bench_relevance.py [--repeats 3]
+
+``--contribution`` (issue 27) measures instead the better pixel rules against the
+forward pass on a 180x240 scene: ``Contribution()`` on the polygons HIK model
+(rotated OpenCV SIFT, b = 6 and 9, 64 words) and ``Contribution(per_dimension=True)``
+on the Fisher-vector model of ``bench_pixel_rules.py`` (SIFT 4-10 step 3, PCA 32,
+GMM 16, linear), ``Flat()`` beside them. Process CPU time, in ``--repeats`` rounds of
+paired calls (decision_function, then each explain): the median of the per-round
+ratios, their range, and the ratio of the best times.
+
+    python benchmarks/bench_relevance.py --contribution [--repeats 7]
 """
 
 from __future__ import annotations
@@ -22,10 +32,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _scenes import scene  # noqa: E402
+from bench_pixel_rules import polygons_hik  # noqa: E402
 
+import bowlrp  # noqa: E402
 from bowlrp import DenseSIFT, FisherVector, GMMVocabulary, KMeansVocabulary, RankMapping  # noqa: E402
 from bowlrp.classifier.svm import KernelSVC  # noqa: E402
+from bowlrp.explanation import explain_trace  # noqa: E402
 from bowlrp.pipeline import Pipeline  # noqa: E402
+from bowlrp.rules import Contribution, Flat  # noqa: E402
 
 
 def best_of(fn, repeats):
@@ -105,10 +119,66 @@ def naive_fisher_relevance(encoder, trace, R):
     return Z @ coef + uniform, Z.nbytes
 
 
+def contribution_cases(repeats):
+    """Issue 27: explain / decision_function with the better pixel rules, paired rounds."""
+    size = {"height": 180, "width": 240}
+    train = [scene(s, kind=s % 2, **size) for s in range(4)]
+    y = np.arange(4) % 2
+    image = scene(100, kind=0, **size)
+    fisher = Pipeline(
+        [
+            (
+                "fv",
+                DenseSIFT(bin_sizes=[4, 6, 8, 10], steps=3),
+                FisherVector(
+                    GMMVocabulary(16, pca_components=32, max_descriptors=10000, max_iter=20, random_state=0)
+                ),
+            )
+        ],
+        KernelSVC("linear"),
+        random_state=0,
+    )
+    cases = {
+        "polygons-hik (rotated)": (polygons_hik(), {"flat": Flat(), "contribution": Contribution()}),
+        "fisher-linear": (
+            fisher,
+            {"flat": Flat(), "contribution-perdimension": Contribution(per_dimension=True)},
+        ),
+    }
+    print(f"180x240 scene, bowlrp from {Path(bowlrp.__file__).parent}; {repeats} paired rounds, process CPU")
+    for name, (pipe, rules) in cases.items():
+        pipe.fit(train, y)
+        for rule in rules.values():  # warm-up (Numba compilation)
+            explain_trace(pipe, pipe.forward_one(image), None, rule)
+        times = {"decision_function": [], **{r: [] for r in rules}}
+        for _ in range(repeats):
+            c = time.process_time()
+            pipe.decision_function([image])
+            times["decision_function"].append(time.process_time() - c)
+            for rname, rule in rules.items():
+                c = time.process_time()
+                explain_trace(pipe, pipe.forward_one(image), None, rule)
+                times[rname].append(time.process_time() - c)
+        fwd = np.array(times["decision_function"])
+        n = len(pipe.forward_one(image).channels[0].descriptors)
+        print(f"  {name}: N={n} (first channel), decision_function best {fwd.min() * 1000:.0f} ms")
+        for rname in rules:
+            t = np.array(times[rname])
+            ratios = t / fwd
+            print(
+                f"    {rname:26s} best {t.min() * 1000:6.0f} ms  ratio of bests {t.min() / fwd.min():.2f}  "
+                f"median paired ratio {np.median(ratios):.2f} (range {ratios.min():.2f}-{ratios.max():.2f})"
+            )
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--contribution", action="store_true", help="the issue-27 pixel-rule cases only")
     args = ap.parse_args(argv)
+    if args.contribution:
+        contribution_cases(args.repeats)
+        return
     train = [scene(s, kind=s % 2) for s in range(8)]
     y = np.arange(8) % 2
     image = scene(100, kind=0)

@@ -9,7 +9,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bowlrp import DenseSIFT, Descriptors
-from bowlrp.descriptors.contribution import VLFEAT_WINDOW, _blur_adjoint, blur_matrix, contribution
+from bowlrp.descriptors import contribution_separable as separable
+from bowlrp.descriptors.contribution import (
+    _OPENCV,
+    _VLFEAT_EXACT,
+    _VLFEAT_FAST,
+    VLFEAT_WINDOW,
+    _blur_adjoint,
+    _project,
+    _vlfeat_window_means,
+    blur_matrix,
+    contribution,
+)
+from bowlrp.descriptors.contribution_rotated import project_rotated_scalar
 from bowlrp.exceptions import RuleError
 from bowlrp.rules import Contribution, parse_rule
 
@@ -457,3 +469,68 @@ def test_fast_paths_equal_per_pixel_kernel(backend, weighting):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
         total = R.sum() if per_dim is None else P.sum()
         assert abs(got.sum() - total) <= 1e-9 * np.abs(R if per_dim is None else P).sum()
+
+
+# -- fast paths of issue 27 against the reference kernels -------------------------------------
+
+
+@pytest.mark.parametrize("weighting", [0, 1, 2])
+def test_rotated_scalar_fast_path_equals_per_pixel_kernel(weighting):
+    """``project_rotated_scalar`` (separable window, summed bilinear weights, rotated square
+    only) against the per-pixel reference ``_project`` (K = 1), OpenCV backend: axis-aligned
+    and arbitrary rotations, descriptors cut by the border, one on a flat patch (zero mass:
+    the window fallback), one beyond the image (no sampled pixel), totals and scatter."""
+    rng = np.random.default_rng(27)
+    H, W = 41, 53
+    mag = rng.exponential(size=(H, W))
+    mag[:, :16] = 0.0  # flat: descriptors centred there have no mass
+    n = 24
+    centers = np.column_stack([rng.integers(-3, H + 3, n), rng.integers(-3, W + 3, n)]).astype(float)
+    centers[0] = (20.0, -6.0)  # every sampled pixel on the flat patch (reach <= 15 * sqrt 2)
+    centers[1] = (-30.0, 20.0)  # samples nothing
+    rotations = rng.uniform(-np.pi, np.pi, n)
+    rotations[2:8] = [0.0, np.pi / 2, np.pi, -np.pi / 2, np.pi / 4, 3.0 * np.pi / 4]
+    values = rng.normal(size=(n, 1))
+    ang = np.zeros((H, W))
+    for b in (4.0, 6.0):
+        want_z = _project(
+            values, centers, rotations, b, _OPENCV, weighting, 2.0, mag, ang, np.zeros((H, W)), True
+        )
+        got_z = project_rotated_scalar(values, centers, rotations, b, weighting, mag, np.zeros((H, W)), True)
+        np.testing.assert_allclose(got_z, want_z, rtol=1e-9, atol=1e-12 * np.abs(want_z).max())
+        want, got = np.zeros((H, W)), np.zeros((H, W))
+        want_left = _project(values, centers, rotations, b, _OPENCV, weighting, 2.0, mag, ang, want, False)
+        got_left = project_rotated_scalar(values, centers, rotations, b, weighting, mag, got, False)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+        np.testing.assert_allclose(got_left, want_left, rtol=1e-9, atol=1e-15)
+        assert got_left[1, 0] == values[1, 0]  # nothing sampled: handed back
+        if weighting != 1:
+            assert want_z[0, 0] == 0.0  # the flat descriptor took the window fallback
+        # conservation in float64: what is scattered plus what is handed back
+        assert abs(got.sum() + got_left.sum() - values.sum()) <= 1e-12 * np.abs(values).sum()
+
+
+@pytest.mark.parametrize("backend", [_OPENCV, _VLFEAT_EXACT, _VLFEAT_FAST])
+@pytest.mark.parametrize("use_window", [True, False])
+def test_sparse_separable_kernels_equal_dense_tables(backend, use_window):
+    """The per-dimension separable kernels over the (at most 2) bins a pixel reaches per axis
+    against the dense-table kernels ``_totals`` / ``_scatter`` (themselves tested against the
+    NumPy transcriptions above), on a grid of non-integer centres cut by the border."""
+    rng = np.random.default_rng(270)
+    H, W, b = 37, 45, 5.0
+    F = rng.exponential(size=(H, W, 8)) * (rng.random((H, W, 8)) > 0.3)
+    ys, xs = np.meshgrid(np.arange(-2.5, H + 3, 4.0), np.arange(-1.0, W + 2, 3.5), indexing="ij")
+    centers = np.column_stack([ys.ravel(), xs.ravel()])
+    wm = _vlfeat_window_means(b, VLFEAT_WINDOW)
+    grid = separable._grid(centers)
+    args = (b, backend, use_window, VLFEAT_WINDOW, wm, 4)
+    want_z = separable._totals(F, *grid, *args)
+    got_z = separable._totals_sparse(F, *grid, *args)
+    np.testing.assert_allclose(got_z, want_z, rtol=1e-9, atol=1e-12 * np.abs(want_z).max())
+    coef = rng.normal(size=(len(centers), 4, 4, 8)) * (rng.random((len(centers), 1, 1, 1)) > 0.2)
+    want, got = np.zeros((H, W)), np.zeros((H, W))
+    separable._scatter(coef, F, *grid, *args, want)
+    separable._scatter_sparse(coef, F, *grid, *args, got)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+    # the scatter is the adjoint of the totals: sum_p out_p = sum_lk coef_lk Z_lk
+    assert abs(got.sum() - (coef * got_z).sum()) <= 1e-9 * np.abs(coef * got_z).sum()

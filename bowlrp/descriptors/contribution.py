@@ -17,6 +17,7 @@ from numba import njit
 
 from .._utils.validation import as_float_image
 from ..exceptions import RuleError
+from .contribution_rotated import project_rotated_scalar
 from .contribution_separable import project_unrotated
 from .geometry import SIFT_ORIENTATIONS, SIFT_SPATIAL_BINS, Descriptors
 
@@ -475,7 +476,9 @@ def project(values, centers, rotations, b, backend, weighting, window, mag, ang,
     The fast path (``bowlrp.descriptors.contribution_separable``) computes the same weights factorised
     along rows and columns, ``O(5b)`` instead of ``O((5b)^2)`` work per descriptor;
     rotated descriptors (OpenCV, ``rotate=True``) take the per-pixel kernels, per
-    descriptor :func:`_project_scalar` (each pixel's mass once), per dimension
+    descriptor :func:`.contribution_rotated.project_rotated_scalar` (each pixel's mass
+    from a separable window and the bins' summed bilinear weights, over the rotated
+    square only; :func:`_project_scalar` for other backends), per dimension
     :func:`_project_cached` (each pixel's weights once). ``fast=False``:
     :func:`_project` for all (the reference).
     """
@@ -484,6 +487,8 @@ def project(values, centers, rotations, b, backend, weighting, window, mag, ang,
         return project_unrotated(
             values, centers, b, backend, weighting, window, win_means, mag, ang, out, totals_only
         )
+    if fast and values.shape[1] == 1 and backend == _OPENCV:
+        return project_rotated_scalar(values, centers, rotations, b, weighting, mag, out, totals_only)
     if fast and values.shape[1] == 1:
         return _project_scalar(
             values, centers, rotations, b, backend, weighting, window, mag, out, totals_only

@@ -157,6 +157,113 @@ def _scatter(coef, F, ys, y_of, xs, x_of, b, backend, use_window, window, win_me
 
 
 @njit(cache=True)
+def _sparse_bins(table):
+    """The (at most 2) bins of nonzero weight of every table entry: a tent of half-width
+    ``b`` reaches two neighbouring bins. Returns ``count`` (n_x, L), ``bins`` and
+    ``weights`` (n_x, L, 2)."""
+    nx, L, nb = table.shape
+    count = np.zeros((nx, L), dtype=np.int64)
+    bins = np.zeros((nx, L, 2), dtype=np.int64)
+    weights = np.zeros((nx, L, 2))
+    for q in range(nx):
+        for p in range(L):
+            k = 0
+            for i in range(nb):
+                if table[q, p, i] != 0.0 and k < 2:
+                    bins[q, p, k] = i
+                    weights[q, p, k] = table[q, p, i]
+                    k += 1
+            count[q, p] = k
+    return count, bins, weights
+
+
+@njit(cache=True)
+def _totals_sparse(F, ys, y_of, xs, x_of, b, backend, use_window, window, win_means, nb):
+    """:func:`_totals` over the (at most 2) bins each pixel reaches along each axis.
+
+    The same sums as :func:`_totals` (the skipped terms are exact zeros), with the
+    orientation axis ``t`` innermost and contiguous.
+    """
+    H, W, T = F.shape
+    xlo, xtab = _axis_tables(xs, W, b, backend, use_window, window, win_means, nb)
+    ylo, ytab = _axis_tables(ys, H, b, backend, use_window, window, win_means, nb)
+    xn, xb, xw = _sparse_bins(xtab)
+    yn, yb, yw = _sparse_bins(ytab)
+    L = xtab.shape[1]
+    G = np.zeros((xs.size, H, nb, T))
+    for q in range(xs.size):
+        m = min(L, W - xlo[q])
+        for r in range(H):
+            for cc in range(m):
+                c = xlo[q] + cc
+                for s in range(xn[q, cc]):
+                    j = xb[q, cc, s]
+                    w = xw[q, cc, s]
+                    for t in range(T):
+                        G[q, r, j, t] += w * F[r, c, t]
+    n = y_of.size
+    Z = np.zeros((n, nb, nb, T))
+    for l in range(n):
+        qy, q = y_of[l], x_of[l]
+        for rr in range(min(L, H - ylo[qy])):
+            r = ylo[qy] + rr
+            for s in range(yn[qy, rr]):
+                i = yb[qy, rr, s]
+                a = yw[qy, rr, s]
+                for j in range(nb):
+                    for t in range(T):
+                        Z[l, i, j, t] += a * G[q, r, j, t]
+    return Z
+
+
+@njit(cache=True)
+def _scatter_sparse(coef, F, ys, y_of, xs, x_of, b, backend, use_window, window, win_means, nb, out):
+    """:func:`_scatter` over the (at most 2) bins each pixel reaches along each axis."""
+    H, W, T = F.shape
+    xlo, xtab = _axis_tables(xs, W, b, backend, use_window, window, win_means, nb)
+    ylo, ytab = _axis_tables(ys, H, b, backend, use_window, window, win_means, nb)
+    xn, xb, xw = _sparse_bins(xtab)
+    yn, yb, yw = _sparse_bins(ytab)
+    L = xtab.shape[1]
+    n = y_of.size
+    U = np.zeros((xs.size, H, nb, T))
+    used = np.zeros(xs.size, dtype=np.bool_)
+    for l in range(n):
+        nonzero = False
+        for i in range(nb):
+            for j in range(nb):
+                for t in range(T):
+                    if coef[l, i, j, t] != 0.0:
+                        nonzero = True
+        if not nonzero:
+            continue
+        qy, q = y_of[l], x_of[l]
+        used[q] = True
+        for rr in range(min(L, H - ylo[qy])):
+            r = ylo[qy] + rr
+            for s in range(yn[qy, rr]):
+                i = yb[qy, rr, s]
+                a = yw[qy, rr, s]
+                for j in range(nb):
+                    for t in range(T):
+                        U[q, r, j, t] += a * coef[l, i, j, t]
+    for q in range(xs.size):
+        if not used[q]:
+            continue
+        m = min(L, W - xlo[q])
+        for r in range(H):
+            for cc in range(m):
+                c = xlo[q] + cc
+                acc = 0.0
+                for s in range(xn[q, cc]):
+                    j = xb[q, cc, s]
+                    w = xw[q, cc, s]
+                    for t in range(T):
+                        acc += F[r, c, t] * (w * U[q, r, j, t])
+                out[r, c] += acc
+
+
+@njit(cache=True)
 def _totals1(F, ys, y_of, xs, x_of, b, backend, use_window, window, win_means):
     """:func:`_totals` per descriptor (one bin, one orientation): ``Z_l`` (n,)."""
     H, W = F.shape
@@ -277,7 +384,7 @@ def project_unrotated(
         sub = np.ascontiguousarray(centers[rows])
         if per_dim:
             # the 8 orientations of a spatial bin share its window weight: one field, not 8
-            Zw = _totals(Fw / _NT, *_grid(sub), float(b), backend, True, window, win_means, nb)
+            Zw = _totals_sparse(Fw / _NT, *_grid(sub), float(b), backend, True, window, win_means, nb)
             Zw = np.repeat(Zw, _NT, axis=3).reshape(rows.size, -1)
         else:
             Zw = _run_totals(Fw, sub, b, backend, True, window, win_means, nb)
@@ -285,7 +392,7 @@ def project_unrotated(
         coef = np.divide(values[rows], Zw, out=np.zeros_like(Zw), where=live)
         if per_dim:
             coef = coef.reshape(rows.size, nb, nb, _NT).sum(axis=3, keepdims=True)
-            _scatter(
+            _scatter_sparse(
                 np.ascontiguousarray(coef),
                 Fw / _NT,
                 *_grid(sub),
@@ -323,7 +430,7 @@ def _run_totals(F, centers, b, backend, use_window, window, win_means, nb):
             win_means,
         )
         return Z.reshape(n, 1)
-    Z = _totals(F, *_grid(centers), float(b), backend, use_window, window, win_means, nb)
+    Z = _totals_sparse(F, *_grid(centers), float(b), backend, use_window, window, win_means, nb)
     return Z.reshape(n, -1)
 
 
@@ -343,7 +450,7 @@ def _run_scatter(coef, F, centers, b, backend, use_window, window, win_means, nb
             out,
         )
     else:
-        _scatter(
+        _scatter_sparse(
             np.ascontiguousarray(coef).reshape(n, nb, nb, -1),
             F,
             *_grid(centers),
