@@ -34,9 +34,11 @@ from pathlib import Path
 import yaml
 
 from .classifier import kernels as _kernels
+from .classifier.anomaly import KernelSVDD, OneClassKernelSVM
 from .classifier.svm import KernelSVC
 from .descriptors import ColorQuantiles, DenseSIFT
 from .encoding import FisherVector, HardAssignment, RankMapping, SoftAssignment
+from .encoding.local_pooling import TailFisherVector
 from .encoding.vocabulary import GMMVocabulary, KMeansVocabulary
 from .exceptions import BowlrpError
 
@@ -51,7 +53,10 @@ REGISTRY = {
         RankMapping,
         SoftAssignment,
         FisherVector,
+        TailFisherVector,
         KernelSVC,
+        KernelSVDD,
+        OneClassKernelSVM,
         _kernels.Linear,
         _kernels.HistogramIntersection,
         _kernels.AdditiveChi2,
@@ -83,7 +88,9 @@ CHANNEL_KEYS = ("name", "extractor", "encoder", "kernel")
 # "classifier__<param>", "<channel>__extractor__<param>" and "<channel>__encoder__<param>"
 PIPELINE_PARAMS = ("channels", "classifier", "n_jobs", "verbose", "random_state", "config")
 EXTRACTORS = ("DenseSIFT", "ColorQuantiles")
-ENCODERS = ("HardAssignment", "RankMapping", "SoftAssignment", "FisherVector")
+ENCODERS = ("HardAssignment", "RankMapping", "SoftAssignment", "FisherVector", "TailFisherVector")
+#: ``classifier: {KernelSVDD: {...}}`` names the classifier's class (default KernelSVC)
+CLASSIFIERS = ("KernelSVC", "KernelSVDD", "OneClassKernelSVM")
 VOCABULARIES = ("KMeansVocabulary", "GMMVocabulary")
 
 
@@ -268,7 +275,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
     "GMMVocabulary": {
         "n_components": integer(1),
         "covariance_floor": number(0, strict_lo=True),
-        "backend": choice("sklearn", "vlfeat"),
+        "backend": choice("sklearn", "streamed", "vlfeat"),
         "max_iter": integer(1),
         **_VOCAB,
     },
@@ -279,6 +286,28 @@ SCHEMA: dict[str, dict[str, Check]] = {
         **_ENCODER,
         "posterior_threshold": number(0),
         "parts": numbers_list(None, lambda _: choice("pi", "mu", "sigma")),
+    },
+    "TailFisherVector": {
+        **_ENCODER,
+        "posterior_threshold": number(0),
+        "parts": numbers_list(None, lambda _: choice("pi", "mu", "sigma")),
+        "tail": number(0, 1, strict_lo=True),
+    },
+    **{
+        name: {
+            "nu": number(0, 1, strict_lo=True),
+            "tol": number(0, strict_lo=True),
+            "n_reference": integer(1),
+            "random_state": seed,
+            "fpr": number(0, 1, strict_lo=True, none=True),
+            "contamination": number(0, 0.5, strict_lo=True, none=True),
+            "calibration_size": number(0, 1, strict_lo=True),
+            "kernel_weights": lambda v: None,
+            "kernel": lambda v: None,
+            "channel_sizes": lambda v: None,
+            **({"C": number(0, strict_lo=True, none=True)} if name == "KernelSVDD" else {}),
+        }
+        for name in ("KernelSVDD", "OneClassKernelSVM")
     },
     "KernelSVC": {
         "C": number(0, strict_lo=True),
@@ -483,12 +512,13 @@ def validate_config(data, where: str = "config") -> None:
             )
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: channel names must be unique, got {names}")
-    clf = data.get("classifier") or {}
-    if isinstance(clf, dict) and list(clf) == ["KernelSVC"]:
-        clf = clf["KernelSVC"] or {}
+    clf_class, clf = classifier_spec(data.get("classifier"))
     if not isinstance(clf, dict):
-        raise ConfigError(f"{where}: 'classifier' must be a mapping of KernelSVC parameters")
-    _check_params("KernelSVC", clf, "classifier", where, skip=("kernel", "channel_sizes"))
+        raise ConfigError(
+            f"{where}: 'classifier' must be a mapping of KernelSVC parameters or "
+            f"{{ClassName: {{parameters}}}} with a class from {list(CLASSIFIERS)}"
+        )
+    _check_params(clf_class, clf, "classifier", where, skip=("kernel", "channel_sizes"))
     overrides = data.get("overrides")
     if overrides is not None and not isinstance(overrides, dict):
         raise ConfigError(f"{where}: 'overrides' must be a mapping of parameter: value")
@@ -655,8 +685,16 @@ def build_stages(cfg: dict) -> tuple[list[tuple], KernelSVC]:
     for i, ch in enumerate(cfg["channels"]):
         channels.append((ch.get("name", f"channel{i}"), build(ch["extractor"]), build(ch["encoder"])))
         kernels.append(build(ch.get("kernel", "hik")))
-    clf_params = dict(cfg.get("classifier") or {})
-    if list(clf_params) == ["KernelSVC"]:
-        clf_params = dict(clf_params["KernelSVC"] or {})
-    classifier = KernelSVC(kernel=kernels, **{k: build(v) for k, v in clf_params.items()})
+    clf_class, clf_params = classifier_spec(cfg.get("classifier"))
+    classifier = REGISTRY[clf_class](kernel=kernels, **{k: build(v) for k, v in dict(clf_params).items()})
     return channels, classifier
+
+
+def classifier_spec(spec) -> tuple[str, object]:
+    """``(class name, parameters)`` of a config's ``classifier``: a mapping of KernelSVC
+    parameters, or ``{ClassName: {parameters}}`` with a class from :data:`CLASSIFIERS`."""
+    spec = spec or {}
+    if isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in CLASSIFIERS:
+        ((name, params),) = spec.items()
+        return name, params or {}
+    return "KernelSVC", spec

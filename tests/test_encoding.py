@@ -117,3 +117,73 @@ def test_encoders_reject_bad_input():
         RankMapping(8, normalization="l3").fit([d])
     with pytest.raises(ValueError, match="pooling"):
         RankMapping(8, pooling=-1).fit([d])
+
+
+# Mixed-precision posteriors (issue 29): float32 log-likelihoods, float64 where it counts.
+MIXED_RTOL = 1e-9  # bowlrp.encoding.gmm.POSTERIOR_RTOL, certified per row
+
+
+def _gmm_and_data(seed=11, n=3000, dim=12, k=32):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 2.0, (k, dim))
+    data = centres[rng.integers(0, k, n)] + rng.normal(0, 0.7, (n, dim))
+    v = GMMVocabulary(k, max_iter=30, random_state=0).fit(data[: n // 2])
+    return v, data[n // 2 :]
+
+
+@pytest.mark.parametrize("threshold", [1e-6, 1e-3])
+def test_mixed_precision_posteriors_equal_float64(threshold):
+    from bowlrp.encoding.fisher import sparse_posteriors
+
+    v, data = _gmm_and_data()
+    args = (data, v.means_, v.covariances_, v.weights_, threshold)
+    ref = sparse_posteriors(*args, precision="float64").toarray()
+    mixed = sparse_posteriors(*args, precision="mixed").toarray()
+    both = (ref > 0) & (mixed > 0)
+    np.testing.assert_allclose(mixed[both], ref[both], rtol=MIXED_RTOL)
+    only = (ref > 0) != (mixed > 0)  # kept by one only: within the tolerance of the threshold
+    assert np.all(np.abs(np.maximum(ref, mixed)[only] - threshold) <= MIXED_RTOL * threshold)
+    assert both.sum() > len(data)  # several components per descriptor
+    with pytest.raises(ValueError, match="precision"):
+        sparse_posteriors(*args, precision="float16")
+
+
+def test_mixed_precision_keeps_fisher_features_and_conservation(monkeypatch):
+    """Fisher vectors from float32 log-likelihoods equal the float64 ones to the tolerance;
+    relevance (which reuses the forward pass's posteriors) conserves exactly."""
+    import bowlrp.encoding.fisher as fisher
+    from bowlrp.rules import AlphaBeta, Epsilon
+
+    rng = np.random.default_rng(12)
+    sets = [random_descriptors(rng, n=250, dim=10) for _ in range(3)]
+    enc = FisherVector(GMMVocabulary(16, pca_components=8, random_state=0), pyramid=PYRAMIDS[1]).fit(sets)
+    monkeypatch.setattr(fisher, "POSTERIOR_PRECISION", "mixed")
+    X = np.stack([enc.encode_one(d)[0] for d in sets])
+    monkeypatch.setattr(fisher, "POSTERIOR_PRECISION", "float64")
+    X64 = np.stack([enc.encode_one(d)[0] for d in sets])
+    monkeypatch.setattr(fisher, "POSTERIOR_PRECISION", "mixed")
+    np.testing.assert_allclose(X, X64, rtol=1e-7, atol=1e-9 * np.abs(X64).max())
+    for d in sets:
+        _, trace = enc.encode_one(d)
+        R = rng.normal(size=enc.n_features_out_)
+        for rule in (Epsilon(0.0), AlphaBeta(2.0, 1.0)):
+            found = enc.relevance(R, trace, rule)
+            assert abs(found.sum() - R.sum()) <= 1e-9 * np.abs(R).sum()
+
+
+def test_saved_model_decides_the_same_with_mixed_precision(monkeypatch):
+    """A model file written by bowlrp 0.1.0 (with a GMM / Fisher channel): decision values
+    with float32 log-likelihoods equal those with float64 ones to 1e-9 relative."""
+    from pathlib import Path
+
+    import bowlrp.encoding.fisher as fisher
+    from bowlrp import load
+
+    legacy = Path(__file__).parent / "fixtures" / "v0_1_0"
+    model = load(legacy / "two_channels_mkl.skops")
+    assert any(isinstance(e, FisherVector) for e in model.encoders_)
+    images = list(np.load(legacy / "images.npy", allow_pickle=False))
+    monkeypatch.setattr(fisher, "POSTERIOR_PRECISION", "mixed")
+    mixed = model.decision_function(images)
+    monkeypatch.setattr(fisher, "POSTERIOR_PRECISION", "float64")
+    np.testing.assert_allclose(mixed, model.decision_function(images), rtol=1e-9)

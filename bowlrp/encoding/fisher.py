@@ -29,26 +29,39 @@ from sklearn.base import clone
 
 from ..rules import AbsZ, AlphaBeta, Epsilon, require
 from .base import Encoder, coefficients_from_rule
+from .gmm import POSTERIOR_RTOL, log_likelihood_terms, mixed_posteriors, square_features
 from .vocabulary import GMMVocabulary
 
 FISHER_PARTS = ("pi", "mu", "sigma")
 _CHUNK = 16384
+#: Log-likelihood arithmetic of :meth:`FisherVector.compute_codes` (see :func:`sparse_posteriors`).
+#: "float64": the mixed path was not faster per image on the 2-core machine (BENCHMARKS.md, issue 29).
+POSTERIOR_PRECISION = "float64"
 
 
-def sparse_posteriors(data, means, variances, weights, threshold) -> sp.csr_matrix:
+def sparse_posteriors(
+    data, means, variances, weights, threshold, precision: str = "float64"
+) -> sp.csr_matrix:
     """GMM posteriors with entries below ``threshold`` dropped (not renormalised), CSR (N, K).
 
     Per chunk of descriptors one GEMM gives the log-likelihoods,
     ``log pi_k + log N(l) = const_k + [l^2, l] @ [-1/(2 sigma^2); mu / sigma^2]``,
     and a parallel Numba pass turns them into thresholded sparse rows.
+
+    ``precision="mixed"`` computes the GEMM in float32, recomputes in float64
+    every entry that can reach ``threshold`` (and enough of the next ones), and takes the
+    rest of the softmax denominator from float32
+    (:func:`~bowlrp.encoding.gmm.mixed_posteriors`): every kept posterior is within
+    ``POSTERIOR_RTOL`` (1e-9) relative of the float64 one, certified per row by the
+    float32 error bound. ``precision="float64"`` (default) is one float64 GEMM (the reference).
+    The two agree on which entries are kept except for posteriors within that
+    tolerance of ``threshold``. ``threshold <= 0`` (every entry kept) always uses float64.
     """
-    inv = 1.0 / variances
-    weights_matrix = np.vstack([-0.5 * inv.T, (means * inv).T])  # (2D, K)
-    const = (
-        np.log(weights)
-        - 0.5 * (means.shape[1] * np.log(2 * np.pi) + np.log(variances).sum(axis=1))
-        - 0.5 * np.einsum("kd,kd->k", means * means, inv)
-    )
+    if precision not in ("mixed", "float64"):
+        raise ValueError(f"precision must be 'mixed' or 'float64', got {precision!r}")
+    mixed = precision == "mixed" and threshold > 0
+    weights_matrix, const = log_likelihood_terms(means, variances, weights)  # (2D, K), (K,)
+    weights32 = weights_matrix.astype(np.float32) if mixed else None
     indptr = [np.zeros(1, dtype=np.int64)]
     indices, values = [], []
     offset = 0
@@ -56,11 +69,14 @@ def sparse_posteriors(data, means, variances, weights, threshold) -> sp.csr_matr
     features = np.empty((min(_CHUNK, data.shape[0]), 2 * D))  # [l^2, l], reused per chunk
     for start in range(0, data.shape[0], _CHUNK):
         chunk = data[start : start + _CHUNK]
-        rows = features[: len(chunk)]
-        np.multiply(chunk, chunk, out=rows[:, :D])
-        rows[:, D:] = chunk
-        loglik = rows @ weights_matrix
-        counts, cols, vals = _softmax_rows_to_sparse(loglik, const, threshold)
+        rows = square_features(chunk, features)
+        if mixed:
+            ptr, cols, vals = mixed_posteriors(
+                rows, weights_matrix, const, threshold, rtol=POSTERIOR_RTOL, W32=weights32
+            )
+            counts = np.diff(ptr)
+        else:
+            counts, cols, vals = _softmax_rows_to_sparse(rows @ weights_matrix, const, threshold)
         indptr.append(offset + np.cumsum(counts))
         offset += int(counts.sum())
         indices.append(cols)
@@ -491,7 +507,9 @@ class FisherVector(Encoder):
         """Projected descriptors (N, D') and sparse posteriors (CSR (N, K)) of raw descriptors."""
         v = self.vocabulary_
         projected = v.project(data)
-        gamma = sparse_posteriors(projected, v.means_, v.covariances_, v.weights_, self.posterior_threshold)
+        gamma = sparse_posteriors(
+            projected, v.means_, v.covariances_, v.weights_, self.posterior_threshold, POSTERIOR_PRECISION
+        )
         return {"data": projected, "posteriors": gamma}
 
     def pooled_sums(self, codes: dict, cell_ids: np.ndarray, counts: np.ndarray) -> np.ndarray:

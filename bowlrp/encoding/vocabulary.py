@@ -8,10 +8,13 @@ image; an even share of ``max_descriptors`` is drawn from each) or a plain
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
@@ -19,6 +22,11 @@ from tqdm.auto import tqdm
 
 from .._utils.fitted import fitted_array, fitted_number, prefixed, refuse
 from ..descriptors.geometry import Descriptors
+from .gmm import kmeans_plusplus_start, streamed_em
+
+#: ``backend="sklearn"`` streams the EM (float32 chunks) above this many descriptor x component
+#: pairs; below, scikit-learn's ``GaussianMixture`` holds ~6 (N, K) float64 arrays (<= 1.6 GB).
+STREAM_ABOVE = 2**25
 
 #: Tolerance on the sum of a loaded GMM's priors (they are renormalised to 1 at fit time).
 PRIOR_SUM_TOLERANCE = 1e-6
@@ -275,9 +283,13 @@ class GMMVocabulary(TransformerMixin, _VocabularyMixin, BaseEstimator):
     max_descriptors : int or None
     covariance_floor : float
         Added to every variance (scikit-learn's ``reg_covar``).
-    backend : {"sklearn", "vlfeat"}
-        scikit-learn's ``GaussianMixture`` (default, seeded) or VLFeat's EM
-        (needs the [vlfeat] extra; VLFeat's ``gmm`` takes no seed).
+    backend : {"sklearn", "streamed", "vlfeat"}
+        ``"sklearn"`` (default, seeded): scikit-learn's EM from its k-means++ start;
+        ``GaussianMixture`` itself when ``N * K <= STREAM_ABOVE``, else the same
+        algorithm streamed over float32 chunks (:func:`~bowlrp.encoding.gmm.streamed_em`,
+        float64 sums; never an (N, K) array: 1M x 80 descriptors, K = 256 fit in
+        < 2 GB instead of ~13 GB). ``"streamed"``: always streamed. ``"vlfeat"``:
+        VLFeat's EM (needs the [vlfeat] extra; VLFeat's ``gmm`` takes no seed).
     max_iter : int
     random_state, verbose
 
@@ -311,14 +323,17 @@ class GMMVocabulary(TransformerMixin, _VocabularyMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         """Fit the mixture on a list of Descriptors or an (N, D) array."""
-        if self.backend not in ("sklearn", "vlfeat"):
-            raise ValueError(f"backend must be 'sklearn' or 'vlfeat', got {self.backend!r}")
+        if self.backend not in ("sklearn", "streamed", "vlfeat"):
+            raise ValueError(f"backend must be 'sklearn', 'streamed' or 'vlfeat', got {self.backend!r}")
         data = self._prepare(X, fitting=True)
         if len(data) < self.n_components:
             raise ValueError(
                 f"n_components={self.n_components} exceeds n_samples={len(data)} (descriptors available)"
             )
         data = self._fit_projection(data)
+        streamed = self.backend == "streamed" or (
+            self.backend == "sklearn" and len(data) * self.n_components > STREAM_ABOVE
+        )
         if self.backend == "vlfeat":
             from cyvlfeat.gmm import gmm  # optional: the [vlfeat] extra
 
@@ -329,6 +344,20 @@ class GMMVocabulary(TransformerMixin, _VocabularyMixin, BaseEstimator):
             self.covariances_ = np.asarray(covars, dtype=np.float64) + self.covariance_floor
             self.weights_ = np.asarray(priors, dtype=np.float64)
             self.n_iter_ = self.max_iter
+        elif streamed:
+            data = data.astype(np.float32)  # the float64 projection is released here
+            start = kmeans_plusplus_start(data, self.n_components, self.covariance_floor, self.random_state)
+            fit = streamed_em(
+                data, *start, reg_covar=self.covariance_floor, max_iter=self.max_iter, verbose=self.verbose
+            )
+            if not fit.converged:
+                warnings.warn(
+                    f"GMM EM did not converge in {self.max_iter} iterations; raise max_iter",
+                    ConvergenceWarning,
+                    stacklevel=2,
+                )
+            self.means_, self.covariances_, self.weights_ = fit.means, fit.covariances, fit.weights
+            self.n_iter_ = fit.n_iter
         else:
             gm = GaussianMixture(
                 n_components=self.n_components,

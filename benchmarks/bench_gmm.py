@@ -1,0 +1,209 @@
+"""GMM vocabulary (issue 29): peak memory and time per EM iteration, streamed vs scikit-learn.
+
+Data: ``N`` float32 descriptors in 80 dimensions drawn from a random 256-component
+diagonal mixture (PCA'd SIFT stand-in). Each measurement runs in its own process
+(peak resident memory from ``resource.getrusage``, data generation included):
+
+* streamed EM (``bowlrp.encoding.gmm``) at ``--n`` (default 1M): k-means++ start,
+  then ``--iters`` EM iterations timed one by one;
+* at ``--compare-n`` (default 250k), both scikit-learn's
+  ``GaussianMixture(covariance_type="diag")`` and the streamed EM from the same
+  start: time per iteration = (fit with ``1 + iters`` iterations - fit with 1) / iters,
+  so the start and scikit-learn's final E-step cancel; the ratio is from this run.
+
+    python benchmarks/bench_gmm.py [--n 1000000] [--compare-n 250000] [--iters 3]
+
+``--posteriors``: instead, on the 480x360 scene of ``_scenes.py`` with the Fisher
+pipeline of ``bench_relevance.py`` (SIFT 4/6/8/10 step 3, PCA 80, GMM 256, pyramid
+1x1 + 2x2 + 3x1, linear SVM), one thread: the posteriors (``sparse_posteriors``) with
+float64 and with mixed-precision log-likelihoods, then ``decision_function`` and
+``explain`` with each (best of ``--repeats``; CPU seconds beside wall seconds).
+
+    python benchmarks/bench_gmm.py --posteriors [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from bowlrp.encoding import fisher
+from bowlrp.encoding.fisher import sparse_posteriors
+from bowlrp.encoding.gmm import kmeans_plusplus_start, streamed_em
+
+D, K = 80, 256
+
+
+def make_data(n: int, seed: int = 0) -> np.ndarray:
+    """(n, 80) float32 from a random diagonal mixture, written in blocks (no float64 copy)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 1.0, (K, D))
+    scales = rng.uniform(0.2, 0.6, (K, D))
+    out = np.empty((n, D), dtype=np.float32)
+    for start in range(0, n, 65536):
+        m = min(65536, n - start)
+        k = rng.integers(0, K, m)
+        out[start : start + m] = centres[k] + rng.standard_normal((m, D)) * scales[k]
+    return out
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def cheap_start(data: np.ndarray):
+    """Means from random rows, unit variances, uniform priors (the same for both)."""
+    rng = np.random.default_rng(1)
+    means = data[rng.choice(len(data), K, replace=False)].astype(np.float64)
+    return means, np.ones((K, D)), np.full(K, 1.0 / K)
+
+
+def child(kind: str, n: int, iters: int) -> dict:
+    data = make_data(n)
+    out = {"kind": kind, "n": n}
+    if kind == "streamed-full":
+        streamed_em(data[: 4 * K], *cheap_start(data[: 4 * K]), max_iter=1)  # warm-up (Numba)
+        t = time.perf_counter()
+        start = kmeans_plusplus_start(data, K, 1e-6, random_state=0)
+        out["init_s"] = time.perf_counter() - t
+        times = []
+        for _ in range(iters):
+            t = time.perf_counter()
+            fit = streamed_em(data, *start, max_iter=1)
+            times.append(time.perf_counter() - t)
+            start = (fit.means, fit.covariances, fit.weights)
+        out["iter_s"] = times
+    else:
+        means, variances, weights = cheap_start(data)
+
+        def run(max_iter):
+            t = time.perf_counter()
+            if kind == "sklearn":
+                from sklearn.mixture import GaussianMixture  # only the scikit-learn child needs it
+
+                GaussianMixture(
+                    K,
+                    covariance_type="diag",
+                    reg_covar=1e-6,
+                    max_iter=max_iter,
+                    tol=0.0,
+                    init_params="random_from_data",
+                    means_init=means,
+                    weights_init=weights,
+                    precisions_init=1.0 / variances,
+                    random_state=0,
+                ).fit(data.astype(np.float64))
+            else:
+                streamed_em(data, means, variances, weights, max_iter=max_iter, tol=0.0)
+            return time.perf_counter() - t
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run(1)  # warm-up (Numba compilation, page faults)
+            one = run(1)
+            many = run(1 + iters)
+        out["iter_s"] = [(many - one) / iters]
+    out["peak_mb"] = peak_mb()
+    return out
+
+
+def posteriors_bench(repeats: int) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import numba  # one thread for the Numba kernels as well
+    from _scenes import scene  # the benchmark scenes
+    from bench_relevance import pipelines  # the Fisher pipeline measured there
+    from threadpoolctl import threadpool_limits  # BLAS at one thread
+
+    numba.set_num_threads(1)
+    pipe = pipelines()["fisher-linear"]
+    with threadpool_limits(1):
+        pipe.fit([scene(s, kind=s % 2) for s in range(8)], np.arange(8) % 2)
+        image = scene(100, kind=0)
+        encoder = pipe.encoders_[0]
+        vocab = encoder.vocabulary_
+        data = vocab.project(pipe.forward_one(image).channels[0].descriptors.data)
+        gmm = (vocab.means_, vocab.covariances_, vocab.weights_, encoder.posterior_threshold)
+        print(f"480x360 scene, N = {len(data):,} descriptors, K = {len(vocab.weights_)}; one thread")
+        rows = {}
+        for precision in ("float64", "mixed", "float64", "mixed"):
+            fisher.POSTERIOR_PRECISION = precision
+            pipe.explain([image])  # warm-up (Numba compilation)
+            post = best_of(lambda p=precision: sparse_posteriors(data, *gmm, precision=p), repeats)
+            fwd = best_of(lambda: pipe.decision_function([image]), repeats)
+            exp = best_of(lambda: pipe.explain([image]), repeats)
+            old = rows.get(precision)
+            rows[precision] = [min(a, b) for a, b in zip(old, post + fwd + exp)] if old else post + fwd + exp
+        for precision, (pw, pc, fw, fc, ew, ec) in rows.items():
+            print(
+                f"  {precision:8s} posteriors {pw * 1e3:6.0f} ms wall / {pc * 1e3:6.0f} ms CPU; "
+                f"decision_function {fw * 1e3:6.0f} / {fc * 1e3:6.0f} ms; "
+                f"explain {ew * 1e3:6.0f} / {ec * 1e3:6.0f} ms; "
+                f"explain / decision_function {ew / fw:.2f} (CPU {ec / fc:.2f}); "
+                f"{1 / ec:.2f} images/s per core"
+            )
+        (a, b) = rows["mixed"], rows["float64"]
+        print(
+            f"  mixed / float64 (CPU): posteriors {a[1] / b[1]:.2f}, decision_function {a[3] / b[3]:.2f}, "
+            f"explain {a[5] / b[5]:.2f}"
+        )
+
+
+def best_of(fn, repeats: int) -> list[float]:
+    """[best wall seconds, best CPU seconds] of ``repeats`` calls."""
+    wall, cpu = np.inf, np.inf
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        wall = min(wall, time.perf_counter() - w)
+        cpu = min(cpu, time.process_time() - c)
+    return [wall, cpu]
+
+
+def spawn(kind: str, n: int, iters: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, "--n", str(n), "--iters", str(iters)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--compare-n", type=int, default=250_000)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--posteriors", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    if args.posteriors:
+        posteriors_bench(args.repeats)
+        return
+    if args.child:
+        print(json.dumps(child(args.child, args.n, args.iters)))
+        return
+    print(f"D = {D}, K = {K}; peak = max resident memory of the measuring process")
+    full = spawn("streamed-full", args.n, args.iters)
+    its = ", ".join(f"{t:.1f}" for t in full["iter_s"])
+    print(
+        f"streamed, N = {args.n:,}: k-means++ start {full['init_s']:.1f} s, EM iterations {its} s, "
+        f"peak {full['peak_mb']:,.0f} MB"
+    )
+    sk = spawn("sklearn", args.compare_n, args.iters)
+    ours = spawn("streamed", args.compare_n, args.iters)
+    ratio = ours["iter_s"][0] / sk["iter_s"][0]
+    print(
+        f"N = {args.compare_n:,}, per EM iteration: scikit-learn {sk['iter_s'][0]:.2f} s "
+        f"(peak {sk['peak_mb']:,.0f} MB), streamed {ours['iter_s'][0]:.2f} s "
+        f"(peak {ours['peak_mb']:,.0f} MB); ratio streamed / scikit-learn {ratio:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,498 @@
+"""Diagonal Gaussian mixtures: mixed-precision log-likelihoods and EM streamed over chunks.
+
+Log-likelihoods (docs/math.md §1). For a diagonal GMM with priors ``pi_k``, means
+``mu_k`` and variances ``sigma_k^2``,
+
+    log pi_k + log N(l; mu_k, sigma_k^2) = c_k + [l^2, l] . w_k,
+    w_k = [-1 / (2 sigma_k^2), mu_k / sigma_k^2]                      (2D,)
+    c_k = log pi_k - (D log 2 pi + sum_d log sigma_kd^2 + sum_d mu_kd^2 / sigma_kd^2) / 2,
+
+one (N, 2D) x (2D, K) product. :func:`candidate_log_likelihoods` computes it in
+float32 and recomputes in float64 every entry that can matter: with the float32
+rounding error of entry (l, k) bounded by
+
+    |fl32(f_l . w_k) - f_l . w_k| <= b_l = gamma_{2D+3} sum_i |f_li| max_k |w_ki|,
+    gamma_n = n u / (1 - n u),  u = 2^-24,
+
+(any summation order, the rounding of both inputs to float32 included), an entry
+whose float64 value lies within ``margin`` of its row's float64 maximum has a
+float32 value within ``margin + 2 b_l`` of the row's float32 maximum. Those
+entries are recomputed in float64; all others are more than ``margin`` below the
+maximum, i.e. their posterior is below ``exp(-margin)``. :func:`mixed_posteriors`
+(thresholded posteriors for Fisher vectors) recomputes fewer entries: those that can
+reach the threshold and enough of the next ones for a certified relative error
+``POSTERIOR_RTOL``; the rest of the softmax denominator comes from float32.
+
+EM (:func:`streamed_em`) is scikit-learn's ``GaussianMixture(covariance_type="diag")``
+algorithm (same initialisation, updates, lower bound and stopping rule), with the
+data kept in float32 and visited in fixed chunks: per chunk, the E-step above with
+``margin = 45`` (dropped responsibilities are < exp(-45) ~ 3e-20 of their row) and
+the sufficient statistics ``N_k = sum_l r_lk``, ``S_k = sum_l r_lk l``,
+``Q_k = sum_l r_lk l^2`` in float64; no (N, K) array is ever held (the k-means++
+start takes a float64 copy of the data, as scikit-learn's does). The sums are
+reduced in a fixed order (chunks in sequence, fixed partitions within a chunk), so
+the fit does not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+from sklearn.cluster import kmeans_plusplus
+from sklearn.utils import check_random_state
+from tqdm.auto import tqdm
+
+#: Unit roundoff of float32.
+FLOAT32_UNIT = 2.0**-24
+#: E-step margin (nats): responsibilities below exp(-EM_MARGIN) of a row's largest are dropped.
+EM_MARGIN = 45.0
+#: Descriptors per chunk of the streamed EM (fixed, so fits are reproducible).
+EM_CHUNK = 32768
+_PARTIALS = 8
+#: Relative error of :func:`mixed_posteriors` against float64 posteriors (certified per row).
+POSTERIOR_RTOL = 1e-9  # fixed partition of a chunk for the threaded sums
+
+
+def log_likelihood_terms(means, variances, weights) -> tuple[np.ndarray, np.ndarray]:
+    """The GEMM form of the weighted log-likelihoods.
+
+    Parameters
+    ----------
+    means, variances : ndarray (K, D)
+    weights : ndarray (K,)
+
+    Returns
+    -------
+    W : ndarray (2D, K) float64, ``[-1 / (2 sigma^2); mu / sigma^2]``
+    const : ndarray (K,) float64, ``c_k``
+    """
+    inv = 1.0 / variances
+    W = np.vstack([-0.5 * inv.T, (means * inv).T])
+    const = (
+        np.log(weights)
+        - 0.5 * (means.shape[1] * np.log(2 * np.pi) + np.log(variances).sum(axis=1))
+        - 0.5 * np.einsum("kd,kd->k", means * means, inv)
+    )
+    return W, const
+
+
+def square_features(data: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``[l^2, l]`` per row, float64, shape (N, 2D) (written into ``out`` if given)."""
+    n, D = data.shape
+    out = np.empty((n, 2 * D)) if out is None else out[:n]
+    np.multiply(data, data, out=out[:, :D])
+    out[:, D:] = data
+    return out
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _dot(x, w):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i] * w[i]
+    return s
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _dot2(x, a, b):
+    sa = 0.0
+    sb = 0.0
+    for i in range(x.shape[0]):
+        sa += x[i] * a[i]
+        sb += x[i] * b[i]
+    return sa, sb
+
+
+@njit(cache=True, parallel=True)
+def _refine(loglik32, features, weights_t, const, bound, margin, out):
+    """``out[l, k] = f_l . w_k`` in float64 for the candidates, ``-inf`` elsewhere.
+
+    Candidates: ``v32_lk >= max_j v32_lj - margin - 2 b_l`` with ``v32 = fl32(f . w) + c``;
+    a row with a non-finite float32 value is recomputed whole. Returns the candidates per row.
+    """
+    n, K = loglik32.shape
+    counts = np.zeros(n, dtype=np.int64)
+    for l in prange(n):
+        row = loglik32[l]
+        o = out[l]
+        top = -np.inf
+        finite = True
+        for k in range(K):
+            v = np.float64(row[k]) + const[k]
+            o[k] = v
+            if not np.isfinite(v):
+                finite = False
+            elif v > top:
+                top = v
+        keep = top - margin - 2.0 * bound[l] if finite else -np.inf
+        x = features[l]
+        c = 0
+        for k in range(K):
+            if o[k] >= keep or not finite:
+                o[k] = _dot(x, weights_t[k])
+                c += 1
+            else:
+                o[k] = -np.inf
+        counts[l] = c
+    return counts
+
+
+def candidate_log_likelihoods(
+    features: np.ndarray,
+    W: np.ndarray,
+    const: np.ndarray,
+    margin: float,
+    out: np.ndarray | None = None,
+    W32: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``f_l . w_k`` (without ``c_k``) in float64 where it can matter, ``-inf`` elsewhere.
+
+    Parameters
+    ----------
+    features : ndarray (N, 2D) float64, ``[l^2, l]``
+    W : ndarray (2D, K) float64; const : ndarray (K,)
+    margin : float
+        Every entry whose exact ``v_lk = c_k + f_l . w_k`` lies within ``margin`` of
+        ``max_j v_lj`` is returned in float64 (see the module docstring for the bound).
+    out : ndarray (>= N, K) float64, optional
+    W32 : ndarray (2D, K) float32, optional (``W`` rounded; saves a conversion per call)
+
+    Returns
+    -------
+    values : ndarray (N, K) float64
+    counts : ndarray (N,) int64, float64 entries per row
+    """
+    n, P = features.shape
+    K = W.shape[1]
+    out = np.empty((n, K)) if out is None else out[:n]
+    W32 = W.astype(np.float32) if W32 is None else W32
+    with np.errstate(over="ignore"):  # a row that overflows float32 is recomputed whole
+        loglik32 = features.astype(np.float32) @ W32
+    bound = float32_bound(features, W)
+    counts = _refine(loglik32, features, np.ascontiguousarray(W.T), const, bound, float(margin), out)
+    return out, counts
+
+
+_ROW_BLOCKS = 64  # fixed row blocks of the posterior kernel (one scratch buffer each)
+
+
+@njit(cache=True, parallel=True)
+def _mixed_rows(loglik32, features, weights_t, const, wmax, gamma, floor, rtol, threshold, exact, cols, vals):
+    """Tiered softmax of each row (see :func:`mixed_posteriors`); kept entries go to the
+    row's slots ``cols[l, :c]``, ``vals[l, :c]``. Returns ``c`` per row, or -1 for a row
+    whose float32 values are not all finite or that keeps more than ``cols.shape[1]``
+    entries (those are done again with ``exact=True`` and ``K`` slots)."""
+    n, K = loglik32.shape
+    cap = cols.shape[1]
+    counts = np.zeros(n, dtype=np.int64)
+    size = (n + _ROW_BLOCKS - 1) // _ROW_BLOCKS
+    for blk in prange(_ROW_BLOCKS):
+        v = np.empty(K)
+        near = np.empty(K, dtype=np.int64)
+        ex = np.empty(K)
+        is_ex = np.zeros(K, dtype=np.bool_)
+        pick = np.empty(K, dtype=np.int64)
+        for l in range(blk * size, min(n, (blk + 1) * size)):
+            row = loglik32[l]
+            x = features[l]
+            b = 0.0
+            for i in range(x.shape[0]):
+                b += abs(x[i]) * wmax[i]
+            b *= gamma
+            top = -np.inf
+            finite = True
+            for k in range(K):
+                t = np.float64(row[k]) + const[k]
+                v[k] = t
+                if not np.isfinite(t):
+                    finite = False
+                elif t > top:
+                    top = t
+            if not finite and not exact:
+                counts[l] = -1
+                continue
+            m = 0
+            for k in range(K):
+                if exact or v[k] >= top - EM_MARGIN - 2.0 * b:
+                    near[m] = k
+                    m += 1
+            lim = -np.inf
+            if not exact:
+                lim = top - max(floor, np.log(max(m * b, 1e-300) / rtol)) - 2.0 * b
+            r = 0
+            for q in range(m):
+                is_ex[q] = v[near[q]] >= lim
+                if is_ex[q]:
+                    pick[r] = q
+                    r += 1
+            T = -np.inf
+            for j in range(0, r, 2):  # two float64 dot products per pass over the row
+                qa = pick[j]
+                qb = pick[j + 1] if j + 1 < r else qa
+                sa, sb = _dot2(x, weights_t[near[qa]], weights_t[near[qb]])
+                ex[qa] = sa + const[near[qa]]
+                ex[qb] = sb + const[near[qb]]
+                T = max(T, ex[qa], ex[qb])
+            total = 0.0
+            for q in range(m):
+                d = (ex[q] if is_ex[q] else v[near[q]]) - T
+                e = np.exp(d) if d >= -EM_MARGIN else 0.0
+                total += e
+                ex[q] = e if is_ex[q] else 0.0
+            c = 0
+            for q in range(m):
+                g = ex[q] / total
+                if is_ex[q] and g >= threshold and g > 0.0:
+                    if c < cap:
+                        cols[l, c] = near[q]
+                        vals[l, c] = g
+                    c += 1
+            counts[l] = c if c <= cap else -1
+    return counts
+
+
+@njit(cache=True)
+def _slots_to_csr(counts, cols, vals):
+    """CSR ``indptr``, ``indices``, ``data`` from per-row slots."""
+    n = counts.shape[0]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    for l in range(n):
+        indptr[l + 1] = indptr[l] + counts[l]
+    indices = np.empty(indptr[n], dtype=np.int32)
+    data = np.empty(indptr[n])
+    for l in range(n):
+        j = indptr[l]
+        for q in range(counts[l]):
+            indices[j + q] = cols[l, q]
+            data[j + q] = vals[l, q]
+    return indptr, indices, data
+
+
+def float32_bound(features: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``b_l = gamma_{2D+3} sum_i |f_li| max_k |w_ki|``: bound on the float32 GEMM's error, (N,)."""
+    P = features.shape[1]
+    return _gamma(P) * (np.abs(features) @ np.abs(W).max(axis=1))
+
+
+def _gamma(P: int) -> float:
+    return (P + 3) * FLOAT32_UNIT / (1.0 - (P + 3) * FLOAT32_UNIT)
+
+
+def mixed_posteriors(
+    features: np.ndarray,
+    W: np.ndarray,
+    const: np.ndarray,
+    threshold: float,
+    rtol: float = POSTERIOR_RTOL,
+    W32: np.ndarray | None = None,
+    slots: int = 64,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thresholded posteriors from a float32 GEMM, certified to ``rtol`` of the float64 ones.
+
+    With the float32 maximum ``t_l`` and error bound ``b_l`` of a row, the entries with
+    ``v32 >= t_l - m_l - 2 b_l`` (tier A, ``m_l = max(-log threshold, log(n_l b_l / rtol))``,
+    ``n_l`` the entries within ``45 + 2 b_l``) are recomputed in float64; they contain
+    every posterior ``>= threshold``. The others enter only the softmax denominator,
+    from float32: each is ``< exp(-m_l - b_l)`` of the row's maximum with relative error
+    ``< e^{b_l} - 1``, so the denominator (``>= 1``) and thus every kept posterior is
+    off by at most ``n_l b_l e^{-m_l} <= rtol`` relative (plus float64 rounding).
+    Rows with a non-finite float32 value, or keeping more than ``slots`` entries, are
+    recomputed entirely in float64.
+
+    Parameters
+    ----------
+    features : ndarray (N, 2D) float64, ``[l^2, l]``
+    W : ndarray (2D, K); const : ndarray (K,)  (:func:`log_likelihood_terms`)
+    threshold : float in (0, 1)
+    rtol : float
+    W32 : ndarray (2D, K) float32, optional
+    slots : int
+        Kept entries per row held before compaction.
+
+    Returns
+    -------
+    indptr (N + 1,), indices (nnz,) int32, data (nnz,) float64 : CSR rows, ascending columns
+    """
+    W32 = W.astype(np.float32) if W32 is None else W32
+    n, P = features.shape
+    K = W.shape[1]
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite rows are recomputed whole
+        loglik32 = features.astype(np.float32) @ W32
+    args = (np.ascontiguousarray(W.T), const, np.abs(W).max(axis=1), _gamma(P), -float(np.log(threshold)))
+    cols = np.empty((n, min(slots, K)), dtype=np.int32)
+    vals = np.empty((n, min(slots, K)))
+    counts = _mixed_rows(loglik32, features, *args, float(rtol), float(threshold), False, cols, vals)
+    redo = np.flatnonzero(counts < 0)
+    if len(redo):
+        c2 = np.empty((len(redo), K), dtype=np.int32)
+        v2 = np.empty((len(redo), K))
+        sub = _mixed_rows(loglik32[redo], features[redo], *args, float(rtol), float(threshold), True, c2, v2)
+        if sub.max() > cols.shape[1]:
+            cols = np.concatenate([cols, np.zeros((n, K - cols.shape[1]), dtype=np.int32)], axis=1)
+            vals = np.concatenate([vals, np.zeros((n, K - vals.shape[1]))], axis=1)
+        cols[redo, : c2.shape[1]] = c2[:, : cols.shape[1]]
+        vals[redo, : v2.shape[1]] = v2[:, : vals.shape[1]]
+        counts[redo] = sub
+    return _slots_to_csr(counts, cols, vals)
+
+
+@njit(cache=True, parallel=True)
+def _em_sums(values, const, data, n_partials):
+    """Per fixed partition of the rows: ``sum log sum_k exp(v)``, ``N_k``, ``S_k``, ``Q_k``.
+
+    ``values`` holds ``f . w`` for the candidates and ``-inf`` elsewhere; ``v = values + c``,
+    ``r_lk = exp(v_lk - logsumexp_k v_lk)``.
+    """
+    n, K = values.shape
+    D = data.shape[1]
+    log_norm = np.zeros(n_partials)
+    nk = np.zeros((n_partials, K))
+    s1 = np.zeros((n_partials, K, D))
+    s2 = np.zeros((n_partials, K, D))
+    size = (n + n_partials - 1) // n_partials
+    for part in prange(n_partials):
+        x64 = np.empty(D)
+        for l in range(part * size, min(n, (part + 1) * size)):
+            row = values[l]
+            top = -np.inf
+            for k in range(K):
+                if row[k] > -np.inf:
+                    row[k] += const[k]
+                    if row[k] > top:
+                        top = row[k]
+            total = 0.0
+            for k in range(K):
+                if row[k] > -np.inf:
+                    total += np.exp(row[k] - top)
+            lse = top + np.log(total)
+            log_norm[part] += lse
+            for i in range(D):
+                x64[i] = data[l, i]
+            for k in range(K):
+                if row[k] > -np.inf:
+                    r = np.exp(row[k] - lse)
+                    nk[part, k] += r
+                    a = s1[part, k]
+                    b = s2[part, k]
+                    for i in range(D):
+                        a[i] += r * x64[i]
+                        b[i] += r * x64[i] * x64[i]
+    return log_norm, nk, s1, s2
+
+
+@dataclass
+class MixtureFit:
+    """Result of :func:`streamed_em`: parameters after the last M-step."""
+
+    means: np.ndarray  # (K, D)
+    covariances: np.ndarray  # (K, D)
+    weights: np.ndarray  # (K,)
+    n_iter: int
+    converged: bool
+    lower_bound: float  # mean log-likelihood per descriptor at the last E-step
+
+
+def kmeans_plusplus_start(data: np.ndarray, n_components: int, reg_covar: float, random_state=None):
+    """scikit-learn's ``init_params="k-means++"`` start, without its (N, K) one-hot matrix.
+
+    Seeds ``x_k`` from :func:`sklearn.cluster.kmeans_plusplus` (float64 copy of the data,
+    as ``GaussianMixture`` sees it); with one-hot responsibilities and
+    ``n_k = 1 + 10 eps``: ``mu_k = x_k / n_k``, ``sigma_k^2 = x_k^2 / n_k - mu_k^2 + reg``,
+    ``pi_k = n_k / N`` (not renormalised, as scikit-learn).
+
+    Returns
+    -------
+    means, covariances : ndarray (K, D); weights : ndarray (K,)
+    """
+    rng = check_random_state(random_state)
+    _, indices = kmeans_plusplus(np.asarray(data, dtype=np.float64), n_components, random_state=rng)
+    seeds = np.asarray(data[indices], dtype=np.float64)
+    nk = 1.0 + 10 * np.finfo(np.float64).eps
+    means = seeds / nk
+    covariances = seeds * seeds / nk - means**2 + reg_covar
+    weights = np.full(n_components, nk / len(data))
+    return means, covariances, weights
+
+
+def streamed_em(
+    data: np.ndarray,
+    means: np.ndarray,
+    covariances: np.ndarray,
+    weights: np.ndarray,
+    reg_covar: float = 1e-6,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    chunk_size: int = EM_CHUNK,
+    verbose: bool = False,
+) -> MixtureFit:
+    """EM for a diagonal GMM over chunks of ``data`` (scikit-learn's updates, one init).
+
+    Per iteration: E-step ``r_lk = pi_k N(l; mu_k, sigma_k^2) / sum_j pi_j N(l; mu_j, sigma_j^2)``
+    (float32 GEMM, candidates in float64), then
+    ``n_k = sum_l r_lk + 10 eps``, ``mu_k = S_k / n_k``, ``sigma_k^2 = Q_k / n_k - mu_k^2 + reg``,
+    ``pi_k = n_k / sum_j n_j``. Stops when the mean log-likelihood of the E-step changes
+    by less than ``tol``.
+
+    Parameters
+    ----------
+    data : ndarray (N, D), float32 (float64 is converted, one copy)
+    means, covariances : ndarray (K, D); weights : ndarray (K,)
+        Start (e.g. :func:`kmeans_plusplus_start`).
+    reg_covar, max_iter, tol : as scikit-learn's ``GaussianMixture``
+    chunk_size : int
+        Rows per chunk; peak extra memory ~ ``chunk_size * (K + 4 D) * 8`` bytes.
+
+    Returns
+    -------
+    MixtureFit
+    """
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    n, D = data.shape
+    means = np.asarray(means, dtype=np.float64)
+    covariances = np.asarray(covariances, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    K = len(weights)
+    chunk_size = max(1, min(int(chunk_size), n))
+    features = np.empty((chunk_size, 2 * D))
+    values = np.empty((chunk_size, K))
+    lower_bound = -np.inf
+    converged = False
+    n_done = 0
+    bar = tqdm(range(1, max_iter + 1), desc="GMM EM", disable=not verbose, leave=False)
+    for iteration in bar:
+        n_done = iteration
+        if np.any(covariances <= 0.0) or not np.all(np.isfinite(covariances)):
+            raise ValueError("GMM EM: a component collapsed (variance <= 0); raise covariance_floor")
+        # scikit-learn's E-step reads sigma^2 through its precision Cholesky factor
+        precision = (1.0 / np.sqrt(covariances)) ** 2
+        W, const = log_likelihood_terms(means, 1.0 / precision, weights)
+        W32 = W.astype(np.float32)
+        log_norm = 0.0
+        nk = np.zeros(K)
+        s1 = np.zeros((K, D))
+        s2 = np.zeros((K, D))
+        for start in range(0, n, chunk_size):
+            chunk = data[start : start + chunk_size].astype(np.float64)
+            f = square_features(chunk, features)
+            vals, _ = candidate_log_likelihoods(f, W, const, EM_MARGIN, out=values, W32=W32)
+            parts = _PARTIALS if len(chunk) >= 4 * _PARTIALS else 1
+            ln, a, b, c = _em_sums(vals, const, chunk, parts)
+            for p in range(parts):  # fixed order: reproducible for any number of threads
+                log_norm += ln[p]
+                nk += a[p]
+                s1 += b[p]
+                s2 += c[p]
+        previous, lower_bound = lower_bound, log_norm / n
+        nk = nk + 10 * np.finfo(np.float64).eps
+        means = s1 / nk[:, None]
+        covariances = s2 / nk[:, None] - means**2 + reg_covar
+        weights = nk / n
+        weights = weights / weights.sum()
+        bar.set_postfix(lower_bound=f"{lower_bound:.4f}")
+        if abs(lower_bound - previous) < tol:
+            converged = True
+            break
+    bar.close()
+    return MixtureFit(means, covariances, weights, n_done, converged, float(lower_bound))

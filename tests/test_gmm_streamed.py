@@ -1,0 +1,201 @@
+"""Streamed diagonal-GMM EM and mixed-precision log-likelihoods (issue 29), against
+scikit-learn's ``GaussianMixture`` and plain-NumPy references."""
+
+import warnings
+
+import numba
+import numpy as np
+import pytest
+from sklearn.mixture import GaussianMixture
+
+from bowlrp import GMMVocabulary, load, save
+from bowlrp.encoding import vocabulary
+from bowlrp.encoding.gmm import (
+    candidate_log_likelihoods,
+    float32_bound,
+    kmeans_plusplus_start,
+    log_likelihood_terms,
+    mixed_posteriors,
+    square_features,
+    streamed_em,
+)
+
+# Equality to scikit-learn from the same start: relative, on every fitted parameter. Both run
+# scikit-learn's updates in float64 on the same (float32-representable) data; they differ by
+# summation order and by responsibilities below exp(-45) (dropped here), measured ~1e-13.
+EM_RTOL = 1e-9
+
+
+def mixture_data(n=3000, dim=6, k=8, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 3.0, (k, dim))
+    scales = rng.uniform(0.3, 1.5, (k, dim))
+    z = rng.integers(0, k, n)
+    return (centres[z] + rng.standard_normal((n, dim)) * scales[z]).astype(np.float32)
+
+
+def assert_same_fit(fit, gm):
+    assert fit.n_iter == gm.n_iter_ and fit.converged == gm.converged_
+    np.testing.assert_allclose(fit.means, gm.means_, rtol=EM_RTOL, atol=EM_RTOL * np.abs(gm.means_).max())
+    np.testing.assert_allclose(fit.covariances, gm.covariances_, rtol=EM_RTOL)
+    np.testing.assert_allclose(fit.weights, gm.weights_, rtol=EM_RTOL)
+    assert fit.lower_bound == pytest.approx(gm.lower_bound_, rel=EM_RTOL)
+
+
+def test_streamed_em_equals_sklearn_from_its_kmeans_plusplus_start():
+    X = mixture_data()
+    start = kmeans_plusplus_start(X, 8, 1e-6, random_state=0)
+    fit = streamed_em(X, *start, max_iter=100, chunk_size=700)  # ragged last chunk
+    gm = GaussianMixture(
+        8, covariance_type="diag", reg_covar=1e-6, random_state=0, init_params="k-means++"
+    ).fit(X.astype(np.float64))
+    assert_same_fit(fit, gm)
+
+
+def test_streamed_em_equals_sklearn_from_a_given_start():
+    X = mixture_data(n=2000, dim=5, k=6, seed=1)
+    rng = np.random.default_rng(2)
+    means = X[rng.choice(len(X), 6, replace=False)].astype(np.float64)
+    variances = rng.uniform(0.5, 2.0, (6, 5))
+    weights = rng.dirichlet(np.ones(6))
+    fit = streamed_em(X, means, variances, weights, max_iter=7, tol=0.0, chunk_size=512)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # not converged in 7 iterations, on purpose
+        gm = GaussianMixture(
+            6,
+            covariance_type="diag",
+            reg_covar=1e-6,
+            max_iter=7,
+            tol=0.0,
+            means_init=means,
+            weights_init=weights,
+            precisions_init=1.0 / variances,
+        ).fit(X.astype(np.float64))
+    assert_same_fit(fit, gm)
+
+
+def numpy_em_step(X, means, variances, weights, reg=1e-6):
+    """One EM iteration in plain NumPy (dense responsibilities, every entry)."""
+    log_p = (
+        np.log(weights)
+        - 0.5 * np.log(2 * np.pi * variances).sum(1)
+        - 0.5 * (((X[:, None, :] - means[None]) ** 2) / variances[None]).sum(2)
+    )
+    top = log_p.max(1, keepdims=True)
+    lse = top[:, 0] + np.log(np.exp(log_p - top).sum(1))
+    r = np.exp(log_p - lse[:, None])
+    nk = r.sum(0) + 10 * np.finfo(float).eps
+    mu = r.T @ X / nk[:, None]
+    var = r.T @ (X * X) / nk[:, None] - mu**2 + reg
+    return mu, var, nk / nk.sum(), lse.mean()
+
+
+def test_one_streamed_iteration_equals_plain_numpy():
+    X = mixture_data(n=900, dim=4, k=5, seed=3)
+    X64 = X.astype(np.float64)
+    means, variances, weights = X64[:5].copy(), np.ones((5, 4)), np.full(5, 0.2)
+    fit = streamed_em(X, means, variances, weights, max_iter=1, chunk_size=256)
+    mu, var, w, bound = numpy_em_step(X64, means, variances, weights)
+    np.testing.assert_allclose(fit.means, mu, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fit.covariances, var, rtol=1e-9)
+    np.testing.assert_allclose(fit.weights, w, rtol=1e-9)
+    assert fit.lower_bound == pytest.approx(bound, rel=1e-9)
+
+
+def test_streamed_em_is_reproducible_across_thread_counts():
+    X = mixture_data(n=4000, dim=6, k=8, seed=4)
+    start = kmeans_plusplus_start(X, 8, 1e-6, random_state=0)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        a = streamed_em(X, *start, max_iter=5, chunk_size=1000)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        b = streamed_em(X, *start, max_iter=5, chunk_size=1000)
+    finally:
+        numba.set_num_threads(before)
+    for x, y in ((a.means, b.means), (a.covariances, b.covariances), (a.weights, b.weights)):
+        np.testing.assert_array_equal(x, y)
+
+
+def hard_case(seed=5, n=400, dim=10, k=24):
+    """Offsets far from the means (big log-likelihoods, float32 cancellation), spread variances."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(20.0, 3.0, (k, dim))
+    variances = rng.uniform(0.05, 4.0, (k, dim))
+    weights = rng.dirichlet(np.ones(k))
+    data = means[rng.integers(0, k, n)] + rng.normal(0, 1.5, (n, dim))
+    return data, means, variances, weights
+
+
+def test_float32_error_bound_holds():
+    data, means, variances, weights = hard_case()
+    W, _ = log_likelihood_terms(means, variances, weights)
+    f = square_features(data)
+    error = np.abs((f.astype(np.float32) @ W.astype(np.float32)).astype(np.float64) - f @ W)
+    assert error.max() > 0  # the case does round
+    assert np.all(error <= float32_bound(f, W)[:, None])
+
+
+def test_candidates_hold_every_near_maximal_entry_in_float64():
+    data, means, variances, weights = hard_case(seed=6)
+    W, const = log_likelihood_terms(means, variances, weights)
+    f = square_features(data)
+    values, counts = candidate_log_likelihoods(f, W, const, 10.0)
+    exact = f @ W
+    near = exact + const >= (exact + const).max(1, keepdims=True) - 10.0
+    assert np.all(np.isfinite(values[near]))  # every entry within the margin is a candidate
+    found = np.isfinite(values)
+    np.testing.assert_allclose(values[found], exact[found], rtol=1e-12, atol=1e-9)
+    assert np.array_equal(counts, found.sum(1)) and counts.mean() < W.shape[1]
+
+
+def numpy_thresholded_posteriors(data, means, variances, weights, threshold):
+    log_p = (
+        np.log(weights)
+        - 0.5 * np.log(2 * np.pi * variances).sum(1)
+        - 0.5 * (((data[:, None, :] - means[None]) ** 2) / variances[None]).sum(2)
+    )
+    p = np.exp(log_p - log_p.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    return np.where(p >= threshold, p, 0.0)
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_mixed_posteriors_equal_plain_numpy(seed):
+    data, means, variances, weights = hard_case(seed=seed)
+    data[3] = 1e22  # float32 overflows ([l^2] = 1e44): this row is recomputed in float64
+    W, const = log_likelihood_terms(means, variances, weights)
+    indptr, indices, values = mixed_posteriors(square_features(data), W, const, 1e-6, slots=4)
+    dense = np.zeros((len(data), len(weights)))
+    dense[np.repeat(np.arange(len(data)), np.diff(indptr)), indices] = values
+    ref = numpy_thresholded_posteriors(data, means, variances, weights, 1e-6)
+    np.testing.assert_allclose(dense, ref, rtol=1e-9, atol=0)  # ref is exact in the dense sense
+    assert (np.diff(indptr) > 4).any()  # some rows overflowed their slots
+
+
+def test_gmm_vocabulary_streams_large_fits_with_the_same_attributes(monkeypatch, tmp_path):
+    X = mixture_data(n=2500, dim=6, k=8, seed=9)
+    streamed = GMMVocabulary(8, pca_components=4, backend="streamed", random_state=0).fit(X)
+    monkeypatch.setattr(vocabulary, "STREAM_ABOVE", 100)  # "sklearn" streams above 100 pairs
+    auto = GMMVocabulary(8, pca_components=4, random_state=0).fit(X)
+    for name in ("means_", "covariances_", "weights_", "n_iter_"):
+        np.testing.assert_array_equal(getattr(auto, name), getattr(streamed, name))
+    auto.check_fitted()
+    assert auto.means_.dtype == auto.covariances_.dtype == auto.weights_.dtype == np.float64
+    back = load(save(auto, tmp_path / "gmm.skops"))
+    np.testing.assert_array_equal(back.transform(X[:50]), auto.transform(X[:50]))
+    # the same fit as scikit-learn's GaussianMixture on the float32-rounded projection
+    proj = auto.project(X).astype(np.float32).astype(np.float64)
+    gm = GaussianMixture(
+        8, covariance_type="diag", reg_covar=1e-6, random_state=0, init_params="k-means++"
+    ).fit(proj)
+    np.testing.assert_allclose(auto.means_, gm.means_, rtol=1e-9, atol=1e-9)
+    assert auto.n_iter_ == gm.n_iter_
+
+
+def test_streamed_em_refuses_a_collapsed_component():
+    X = mixture_data(n=300, dim=3, k=3, seed=10)
+    means, variances, weights = X[:3].astype(np.float64), np.ones((3, 3)), np.full(3, 1 / 3)
+    variances[1, 2] = -1.0
+    with pytest.raises(ValueError, match="collapsed"):
+        streamed_em(X, means, variances, weights, max_iter=2)
