@@ -93,6 +93,7 @@ ALLOWED_TYPES: dict[str, frozenset[str]] = {
     "bowlrp.encoding.words.RankMapping": _OBJECT,
     "bowlrp.encoding.words.SoftAssignment": _OBJECT,
     "bowlrp.encoding.fisher.FisherVector": _OBJECT,
+    "bowlrp.encoding.local_pooling.TailFisherVector": _OBJECT,
     "bowlrp.classifier.kernels.Linear": _OBJECT,
     "bowlrp.classifier.kernels.HistogramIntersection": _OBJECT,
     "bowlrp.classifier.kernels.AdditiveChi2": _OBJECT,

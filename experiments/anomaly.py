@@ -1,6 +1,22 @@
-"""Visual inspection: detect and localise planted defects with an explained SVDD.
+"""Anomaly detection on kinds it was not tuned for, and the explained inspection experiment.
 
-    python experiments/anomaly.py --out experiments/results/anomaly
+    python experiments/anomaly.py --out experiments/results/anomaly            # the kinds table
+    python experiments/anomaly.py --out DIR --seeds 0 --select                 # the config choice
+    python experiments/anomaly.py --out DIR --inspection-details               # the SVDD inspection run
+
+**Kinds** (the default, ``make anomaly-experiment``): the shipped ``anomaly`` config
+(``Pipeline.from_config("anomaly")``, chosen with ``--select`` on the kinds other than
+``bowlrp.datasets.anomalies.HELD_OUT``) is fitted, per data seed, on normal images only
+(inspection parts; natural-looking backgrounds) and scored on every generated kind and
+size (``bowlrp.datasets.anomalies``): detection AUC, the false-positive rate of its
+calibrated ``predict`` on the normal test images, and localisation: relevance mass
+accuracy (``bowlrp.evaluation.localisation``, positive relevance) on the defect masks
+against the masks' area share. Per seed one JSON in ``DIR/seeds/`` (an existing one is
+reused, so two processes may share the seeds); then ``metrics.json``, ``table.md`` (mean
+and standard error over seeds) and ``kinds.png`` (image | heatmap | mask per kind and size).
+
+**Inspection details** (``--inspection-details``): the earlier experiment below.
+
 
 Generates normal knurled parts and parts with a scratch, a spot or a missing
 piece (``bowlrp.datasets.inspection``), fits dense SIFT -> Fisher vector ->
@@ -38,11 +54,15 @@ sys.path.insert(0, str(ROOT))
 
 from bowlrp import image as pictures  # noqa: E402
 from bowlrp.classifier.anomaly import KernelSVDD, OneClassKernelSVM  # noqa: E402
+from bowlrp.datasets.anomalies import HELD_OUT, NATURAL_KINDS, SIZES, Sample  # noqa: E402
+from bowlrp.datasets.anomalies import generate as generate_kind  # noqa: E402
 from bowlrp.datasets.inspection import KINDS, generate, normal_patches  # noqa: E402
-from bowlrp.descriptors import DenseSIFT  # noqa: E402
-from bowlrp.encoding import FisherVector  # noqa: E402
-from bowlrp.encoding.vocabulary import GMMVocabulary  # noqa: E402
+from bowlrp.descriptors import ColorQuantiles, DenseSIFT  # noqa: E402
+from bowlrp.encoding import FisherVector, RankMapping  # noqa: E402
+from bowlrp.encoding.local_pooling import TailFisherVector  # noqa: E402
+from bowlrp.encoding.vocabulary import GMMVocabulary, KMeansVocabulary  # noqa: E402
 from bowlrp.evaluation import region_perturbation  # noqa: E402
+from bowlrp.evaluation.localisation import relevance_mass_accuracy  # noqa: E402
 from bowlrp.pipeline import Pipeline  # noqa: E402
 
 BIN = 4  # SIFT bin size: descriptors cover 4 x 4 bins = 16 pixels
@@ -281,15 +301,271 @@ def run(
     return metrics
 
 
+# -- kinds: the shipped detector on anomalies it was not tuned for ----------------------------
+CASES = [("inspection", "mixed")] + [(k, z) for k in NATURAL_KINDS for z in SIZES]
+
+
+def candidates(seed: int) -> dict:
+    """The detectors ``--select`` compares (the shipped config is one of them, by name)."""
+
+    def sift():
+        return DenseSIFT(bin_sizes=[BIN], steps=3, backend="opencv")
+
+    def gmm():
+        return GMMVocabulary(8, pca_components=24, max_descriptors=20000, random_state=seed)
+
+    def words(pooling):
+        return RankMapping(KMeansVocabulary(64, random_state=seed), pooling=pooling)
+
+    def one(encoder, kernel):
+        return Pipeline([("sift", sift(), encoder)], KernelSVDD(kernel, nu=0.1), random_state=seed)
+
+    return {
+        "fisher-mean": lambda: one(FisherVector(gmm()), "linear"),
+        "bow-max": lambda: one(words("max"), "hik"),
+        "bow-p8": lambda: one(words(8.0), "hik"),
+        "fisher-tail5-l2": lambda: one(TailFisherVector(gmm(), tail=0.05), "linear"),
+        "fisher-tail5": lambda: one(TailFisherVector(gmm(), tail=0.05, normalization="power"), "linear"),
+        "fisher-tail2": lambda: one(TailFisherVector(gmm(), tail=0.02, normalization="power"), "linear"),
+        "fisher-tail5+quantiles-tail5": lambda: Pipeline(
+            [
+                ("sift", sift(), TailFisherVector(gmm(), tail=0.05, normalization="power")),
+                (
+                    "quantiles",
+                    ColorQuantiles(radius=4, step=3, quantiles=[0.1, 0.3, 0.5, 0.7, 0.9], color="grey"),
+                    TailFisherVector(
+                        GMMVocabulary(8, max_descriptors=20000, random_state=seed),
+                        tail=0.05,
+                        normalization="power",
+                    ),
+                ),
+            ],
+            KernelSVDD(["linear", "linear"], nu=0.1),
+            random_state=seed,
+        ),
+        "anomaly": lambda: Pipeline.from_config("anomaly"),
+    }
+
+
+def _domain(kind: str) -> str:
+    return "inspection" if kind == "inspection" else "natural"
+
+
+def select(out_dir, names=None, seed: int = 0, n_train: int = 50, n_test: int = 20) -> dict:
+    """AUC of each candidate on every kind but the held-out one (one data seed): ``selection.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cases = [(k, z) for k, z in CASES if k != HELD_OUT]
+    found = {}
+    for name, make in candidates(seed).items():
+        if names and name not in names:
+            continue
+        t0 = time.perf_counter()
+        fitted, aucs = {}, {}
+        for kind, size in cases:
+            if _domain(kind) not in fitted:
+                train = generate_kind(kind, seed, n_train)
+                fitted[_domain(kind)] = make().fit([p.image for p in train])
+            test = generate_kind(kind, seed + 1000, n_test, n_test, size if kind != "inspection" else "small")
+            score = -fitted[_domain(kind)].decision_function([p.image for p in test])
+            aucs[f"{kind}/{size}"] = float(roc_auc_score([p.anomalous for p in test], score))
+        found[name] = {"auc": aucs, "mean": float(np.mean(list(aucs.values()))), "min": min(aucs.values())}
+        log(
+            f"{name}: mean AUC {found[name]['mean']:.3f}, min {found[name]['min']:.3f} "
+            f"({time.perf_counter() - t0:.0f} s)"
+        )
+    _write_json(out / "selection.json", {"held_out": HELD_OUT, "seed": seed, "candidates": found})
+    return found
+
+
+def run_seed(seed: int, n_train: int, n_test: int, n_explain: int) -> dict:
+    """One data seed: fit the shipped config per domain, score and explain every case."""
+    t0 = time.perf_counter()
+    fitted = {}
+    rows = []
+    examples = {}
+    for kind, size in CASES:
+        dom = _domain(kind)
+        if dom not in fitted:
+            train = generate_kind(kind, seed, n_train)
+            fitted[dom] = Pipeline.from_config("anomaly").fit([p.image for p in train])
+        pipe = fitted[dom]
+        test = generate_kind(kind, seed + 1000, n_test, n_test, size if kind != "inspection" else "small")
+        images = [p.image for p in test]
+        y = np.array([p.anomalous for p in test])
+        score = -pipe.decision_function(images)
+        flagged = pipe.predict(images) == -1
+        anomalous = [p for p in test if p.anomalous][:n_explain]
+        explanations = pipe.explain([p.image for p in anomalous])
+        maps = [e.heatmap for e in explanations]
+        masks = [p.mask for p in anomalous]
+        rma = relevance_mass_accuracy(maps, masks).values
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * BIN + 1, 4 * BIN + 1))
+        dilated = [cv2.dilate(m.astype(np.uint8), k) > 0 for m in masks]
+        rma_dilated = relevance_mass_accuracy(maps, dilated).values
+        area = np.array([m.mean() for m in masks])
+        area_dilated = np.array([m.mean() for m in dilated])
+        conservation = max(
+            abs(e.heatmap.sum() + e.bias_relevance + e.absorbed + e.residual - e.score) for e in explanations
+        )
+        rows.append(
+            {
+                "kind": kind,
+                "size": size,
+                "auc": float(roc_auc_score(y, score)),
+                "fpr_normal": float(flagged[~y].mean()),
+                "tpr_anomalous": float(flagged[y].mean()),
+                "relevance_share": float(np.nanmean(rma)),
+                "area_share": float(area.mean()),
+                "ratio": float(np.nanmean(rma / area)),
+                "relevance_share_dilated": float(np.nanmean(rma_dilated)),
+                "area_share_dilated": float(area_dilated.mean()),
+                "ratio_dilated": float(np.nanmean(rma_dilated / area_dilated)),
+                "max_conservation_error": float(conservation),
+                "n_explained": len(anomalous),
+            }
+        )
+        examples[f"{kind}/{size}"] = (anomalous[0], maps[0], float(explanations[0].score))
+        r = rows[-1]
+        log(
+            f"seed {seed} {kind}/{size}: AUC {r['auc']:.3f}, relevance on defect {r['relevance_share']:.3f} "
+            f"(area {r['area_share']:.4f}, {r['ratio']:.1f}x), normal flagged {r['fpr_normal']:.2f}"
+        )
+    return {"seed": seed, "rows": rows, "seconds": time.perf_counter() - t0}, examples
+
+
+def _panel_size(sample, side: int = 160) -> Sample:
+    """The sample at ``side x side`` pixels (inspection parts are 96 x 96), for one figure."""
+    if sample.image.shape == (side, side):
+        return sample
+    image = cv2.resize(sample.image, (side, side), interpolation=cv2.INTER_LINEAR)
+    mask = cv2.resize(sample.mask.astype(np.uint8), (side, side), interpolation=cv2.INTER_NEAREST) > 0
+    return Sample(image, mask, sample.kind, sample.size)
+
+
+def _stat(values) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "se": float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0}
+
+
+def summarise_kinds(per_seed: list[dict]) -> list[dict]:
+    """Mean and standard error over seeds of every number, per (kind, size)."""
+    out = []
+    for kind, size in CASES:
+        rows = [r for s in per_seed for r in s["rows"] if r["kind"] == kind and r["size"] == size]
+        keys = [k for k in rows[0] if k not in ("kind", "size", "n_explained", "max_conservation_error")]
+        entry = {"kind": kind, "size": size, "held_out": kind == HELD_OUT, "n_seeds": len(rows)}
+        entry.update({k: _stat([r[k] for r in rows]) for k in keys})
+        entry["max_conservation_error"] = max(r["max_conservation_error"] for r in rows)
+        out.append(entry)
+    return out
+
+
+def kinds_table(summary: list[dict]) -> str:
+    """Markdown: kind, size, AUC, relevance share on the defect, area share, ratio, FPR (mean ± SE)."""
+    lines = [
+        "| kind | size | AUC | positive relevance on the defect | defect area | ratio "
+        "| normal flagged (fpr 0.1) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in summary:
+        name = f"**{e['kind']}** (held out)" if e["held_out"] else e["kind"]
+
+        def f(key, digits=3, pct=False, e=e):
+            m, s = e[key]["mean"], e[key]["se"]
+            return f"{100 * m:.1f} ± {100 * s:.1f} %" if pct else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+        lines.append(
+            f"| {name} | {e['size']} | {f('auc')} | {f('relevance_share', pct=True)} | "
+            f"{100 * e['area_share']['mean']:.1f} % | {f('ratio', 1)}× | {f('fpr_normal', 2)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_kinds(out_dir, seeds=(0, 1, 2), n_train: int = 50, n_test: int = 20, n_explain: int = 6) -> dict:
+    """The kinds benchmark of the shipped config (see the module docstring)."""
+    out = Path(out_dir)
+    (out / "seeds").mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    per_seed, shown = [], None
+    for seed in seeds:
+        path = out / "seeds" / f"seed{seed}.json"
+        if path.exists():
+            per_seed.append(json.loads(path.read_text()))
+            log(f"seed {seed}: reusing {path}")
+            continue
+        result, examples = run_seed(seed, n_train, n_test, n_explain)
+        _write_json(path, result)
+        per_seed.append(result)
+        shown = shown or examples
+    summary = summarise_kinds(per_seed)
+    table = kinds_table(summary)
+    fd, tmp = tempfile.mkstemp(prefix="table.md.", dir=out)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(table)
+    os.replace(tmp, out / "table.md")
+    if shown is not None:  # examples of the first seed computed here (a run reusing every seed keeps its PNG)
+        labels = list(shown)
+        pictures.save_png(
+            out / "kinds.png",
+            figure(
+                [_panel_size(shown[k][0]) for k in labels],
+                [cv2.resize(shown[k][1], (160, 160), interpolation=cv2.INTER_NEAREST) for k in labels],
+                [shown[k][2] for k in labels],
+            ),
+        )
+    metrics = {
+        "settings": {
+            "config": "anomaly (Pipeline.from_config)",
+            "held_out": HELD_OUT,
+            "seeds": list(seeds),
+            "n_train": n_train,
+            "n_test_normal": n_test,
+            "n_test_anomalous": n_test,
+            "n_explained_per_case": n_explain,
+            "dilation_px": 2 * BIN,
+            "relevance_share": "relevance mass accuracy (positive relevance), bowlrp.evaluation.localisation",
+        },
+        "summary": summary,
+        "seconds_per_seed": [s["seconds"] for s in per_seed],
+        "seconds_total": time.perf_counter() - t0,
+    }
+    _write_json(out / "metrics.json", metrics)
+    print(table, flush=True)
+    log(f"done in {metrics['seconds_total']:.0f} s; wrote {out / 'metrics.json'}, table.md, kinds.png")
+    return metrics
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="experiments/results/anomaly")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-train", type=int, default=80)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--n-train", type=int, default=50)
+    ap.add_argument("--n-test", type=int, default=20, help="normal and anomalous test images per case")
+    ap.add_argument("--n-explain", type=int, default=6, help="anomalous images explained per case")
+    ap.add_argument(
+        "--select",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="compare candidate detectors on the non-held-out kinds (all, or those named)",
+    )
+    ap.add_argument("--inspection-details", action="store_true", help="the SVDD inspection experiment")
     ap.add_argument("--nu", type=float, default=0.1)
     ap.add_argument("--n-jobs", type=int, default=None)
     args = ap.parse_args(argv)
-    run(args.out, n_train=args.n_train, nu=args.nu, seed=args.seed, n_jobs=args.n_jobs)
+    if args.inspection_details:
+        run(
+            args.out,
+            n_train=80 if args.n_train == 50 else args.n_train,
+            nu=args.nu,
+            seed=args.seeds[0],
+            n_jobs=args.n_jobs,
+        )
+    elif args.select is not None:
+        select(args.out, args.select, args.seeds[0], args.n_train, args.n_test)
+    else:
+        run_kinds(args.out, tuple(args.seeds), args.n_train, args.n_test, args.n_explain)
     return 0
 
 

@@ -13,6 +13,12 @@ support vectors ``s_i`` with one kernel per feature channel,
   ``a(x) = k(x, x) - 2 sum_i alpha_i k(s_i, x) + sum_ij alpha_i alpha_j k(s_i, s_j)``
   (A.10, A.11), ``f(x) > 0`` for inliers.
 
+Calibration: ``fpr=`` holds a share ``calibration_size`` of the normal samples out of
+the fit and sets the threshold ``offset_`` to the ``fpr`` quantile of their scores, so
+that ``predict`` flags about ``fpr`` of new normal samples; ``contamination=`` uses that
+quantile of the training scores (scikit-learn's meaning). Only the threshold moves
+(``radius2_ = -offset_`` for SVDD), so the decompositions stay exact.
+
 scikit-learn conventions for outlier detectors hold: ``predict`` gives ``+1``
 (inlier) or ``-1`` (outlier), ``score_samples`` is high for normal samples and
 ``decision_function = score_samples - offset_``. For explanations the two
@@ -84,6 +90,9 @@ class _OneClassKernelMachine(KernelChannelsMixin, OutlierMixin, BaseEstimator):
         tol: float = 1e-6,
         n_reference: int = 200,
         random_state=None,
+        fpr: float | None = None,
+        contamination: float | None = None,
+        calibration_size: float = 0.25,
     ):
         self.kernel = kernel
         self.nu = nu
@@ -92,6 +101,9 @@ class _OneClassKernelMachine(KernelChannelsMixin, OutlierMixin, BaseEstimator):
         self.tol = tol
         self.n_reference = n_reference
         self.random_state = random_state
+        self.fpr = fpr
+        self.contamination = contamination
+        self.calibration_size = calibration_size
 
     # -- fitting helpers -----------------------------------------------------------
     def _weights(self, n_channels: int) -> np.ndarray:
@@ -110,6 +122,47 @@ class _OneClassKernelMachine(KernelChannelsMixin, OutlierMixin, BaseEstimator):
         if not 0.0 < nu <= 1.0:
             raise ValueError(f"nu must be in (0, 1], got {self.nu}")
         return nu
+
+    # -- calibration of the threshold ------------------------------------------------
+    def _calibration_split(self, X) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(X_fit, X_cal)``: with ``fpr``, a random ``calibration_size`` share is held out.
+
+        Without ``fpr`` all of ``X`` is fitted and ``X_cal`` is None. The split is drawn
+        with ``random_state``; both parts keep their original order.
+        """
+        if self.fpr is not None and self.contamination is not None:
+            raise ValueError("give fpr (held-out calibration) or contamination (training scores), not both")
+        for name, value, high in (("fpr", self.fpr, 1.0), ("contamination", self.contamination, 0.5)):
+            if value is not None and not (
+                isinstance(value, (int, float, np.number)) and 0.0 < float(value) < high
+            ):
+                raise ValueError(f"{name} must be a number in (0, {high:g}) or None, got {value!r}")
+        if self.fpr is None:
+            return X, None
+        share = self.calibration_size
+        if not (isinstance(share, (int, float, np.number)) and 0.0 < float(share) < 1.0):
+            raise ValueError(f"calibration_size must be a number in (0, 1), got {share!r}")
+        n = len(X)
+        n_cal = int(round(float(share) * n))
+        if n_cal < 1 or n - n_cal < 2:
+            raise ValueError(
+                f"calibration_size={share} of {n} samples leaves {n_cal} for calibration and "
+                f"{n - n_cal} for fitting; need at least 1 and 2: give more normal samples"
+            )
+        perm = check_random_state(self.random_state).permutation(n)
+        return X[np.sort(perm[n_cal:])], X[np.sort(perm[:n_cal])]
+
+    def _calibrated_offset(self, X_fit: np.ndarray, X_cal: np.ndarray | None) -> float | None:
+        """The threshold on ``score_samples``: its ``fpr`` quantile on ``X_cal``, or its
+        ``contamination`` quantile on ``X_fit``; None keeps the solver's own threshold."""
+        if X_cal is not None:
+            scores, level = self.score_samples(X_cal), float(self.fpr)
+        elif self.contamination is not None:
+            scores, level = self.score_samples(X_fit), float(self.contamination)
+        else:
+            return None
+        self.n_calibration_ = int(len(scores))
+        return float(np.quantile(scores, level))
 
     def _train_gram(self, X) -> np.ndarray:
         self.channel_slices_ = self._channel_slices(X.shape[1])
@@ -266,7 +319,18 @@ class OneClassKernelSVM(_OneClassKernelMachine):
     n_reference : int
         Training samples kept for the Taylor root search.
     random_state : int or None
-        Draws the reference set.
+        Draws the reference set and the calibration split.
+    fpr : float in (0, 1) or None
+        Target false-positive rate: a random share ``calibration_size`` of the normal
+        samples is held out of the fit, and the threshold ``offset_`` is set to the
+        ``fpr`` quantile of their ``score_samples``, so that about ``fpr`` of new normal
+        samples are flagged (``predict = -1``). None: the solver's threshold (``nu``).
+    contamination : float in (0, 0.5) or None
+        scikit-learn's meaning: the share of the *training* samples flagged (threshold at
+        the ``contamination`` quantile of their scores; nothing held out). Training
+        scores are optimistic, so new normal samples are flagged more often; prefer ``fpr``.
+    calibration_size : float in (0, 1)
+        Share of the samples held out for ``fpr`` (default 0.25).
 
     Attributes
     ----------
@@ -279,17 +343,24 @@ class OneClassKernelSVM(_OneClassKernelMachine):
         ``rho``; ``decision_function = score_samples - offset_``.
     kernel_weights_ : ndarray (1, n_channels)
     kernels_, channel_slices_ : lists
+    n_calibration_ : int
+        Samples the threshold was calibrated on (only with ``fpr`` or ``contamination``).
     """
 
     def fit(self, X, y=None):
         """Fit on the feature vectors ``X`` (n, n_features) of normal samples; ``y`` is ignored."""
         X = validate_data(self, X, dtype=np.float64)
+        X, X_cal = self._calibration_split(X)
         nu = self._check_nu(len(X))
         K = self._train_gram(X)
         alpha, rho = self._solve_one_class(K, nu)
         self._store_support(X, alpha)
         self.intercept_ = np.array([-rho])
         self.offset_ = rho
+        offset = self._calibrated_offset(X, X_cal)
+        if offset is not None:  # f(x) = sum_i alpha_i k(s_i, x) - rho with the calibrated rho
+            self.offset_ = offset
+            self.intercept_ = np.array([-offset])
         self._store_reference(X)
         return self
 
@@ -316,6 +387,8 @@ class KernelSVDD(_OneClassKernelMachine):
     ----------
     kernel, channel_sizes, kernel_weights, tol, n_reference, random_state
         As for :class:`OneClassKernelSVM`.
+    fpr, contamination, calibration_size
+        As for :class:`OneClassKernelSVM`; a calibrated threshold sets ``radius2_ = -offset_``.
     nu : float in (0, 1]
         Fraction of training outliers allowed; ``C = 1 / (nu n)``. Ignored when ``C`` is given.
     C : float or None
@@ -348,6 +421,9 @@ class KernelSVDD(_OneClassKernelMachine):
         tol: float = 1e-6,
         n_reference: int = 200,
         random_state=None,
+        fpr: float | None = None,
+        contamination: float | None = None,
+        calibration_size: float = 0.25,
     ):
         super().__init__(
             kernel=kernel,
@@ -357,6 +433,9 @@ class KernelSVDD(_OneClassKernelMachine):
             tol=tol,
             n_reference=n_reference,
             random_state=random_state,
+            fpr=fpr,
+            contamination=contamination,
+            calibration_size=calibration_size,
         )
         self.C = C
 
@@ -371,6 +450,7 @@ class KernelSVDD(_OneClassKernelMachine):
     def fit(self, X, y=None):
         """Fit on the feature vectors ``X`` (n, n_features) of normal samples; ``y`` is ignored."""
         X = validate_data(self, X, dtype=np.float64)
+        X, X_cal = self._calibration_split(X)
         n = len(X)
         nu = self._effective_nu(n)
         K = self._train_gram(X)
@@ -388,6 +468,10 @@ class KernelSVDD(_OneClassKernelMachine):
         self.radius2_ = float(-2.0 * rho / scale - d @ alpha + self.center_norm2_)
         self.offset_ = -self.radius2_
         self.center_dimension_terms_ = svdd_center_terms(self)
+        offset = self._calibrated_offset(X, X_cal)
+        if offset is not None:  # the calibrated sphere: r^2 = -offset
+            self.radius2_ = -offset
+            self.offset_ = offset
         self._store_reference(X)
         return self
 
