@@ -6,7 +6,7 @@ PYTHON="${PYTHON:-python3}"
 cd "$(dirname "$0")/.."
 
 echo "[install] core package, test tools and peer explainers (pip, wheels only)"
-"$PYTHON" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,compare]"
+"$PYTHON" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,compare,spray]"
 echo "[install] ViRelAy and Quantus for the interop tests (their own pins would downgrade pillow / add a second cv2)"
 "$PYTHON" -m pip install -q --disable-pip-version-check -c constraints.txt h5py gunicorn flask-cors cachetools
 "$PYTHON" -m pip install -q --disable-pip-version-check -c constraints.txt --no-deps virelay==0.6.1 quantus==0.6.0

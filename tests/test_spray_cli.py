@@ -332,3 +332,32 @@ def test_store_report_never_opens_a_recorded_special_file(tmp_path, capsys):
     (photos / "p1.png").symlink_to("/etc/hostname")  # not an image's name once resolved
     code, _, err = run_cli(["--store", store, "--out", tmp_path / "r", "--clusters", "2"], capsys)
     assert code == 0, err
+
+
+def test_clusterings_embeddings_and_a_shared_cache_from_the_command_line(tmp_path, capsys):
+    heat, cache = tmp_path / "heat", tmp_path / "cache"
+    write_explained(heat, None, n_corner=6, n_centre=6, image_field="none")
+    first = ["--heatmaps", heat, "--clusterings", "kmeans", "--k-range", "2", "3", "--embeddings", "spectral"]
+    code, _, err = run_cli([*first, "--out", tmp_path / "r1", "--cache", cache], capsys)
+    assert code == 0, err
+    spec = json.loads((tmp_path / "r1" / "spectrum.json").read_text())
+    assert set(spec["classes"][0]["clusterings"]) == {"kmeans-k2", "kmeans-k3"}
+    entries = sorted(p.name for p in cache.iterdir())
+    assert any(name.startswith("eigen") for name in entries), entries
+
+    # another clustering family: the same eigendecomposition entry serves it (its reuse is counted
+    # in tests/test_spray_analyses.py)
+    again = ["--heatmaps", heat, "--clusterings", "spectral", "--k-range", "2", "2", "--embeddings", "none"]
+    code, _, err = run_cli([*again, "--out", tmp_path / "r2", "--cache", cache], capsys)
+    assert code == 0, err
+    assert not [p for p in cache.iterdir() if p.name.startswith("eigen") and p.name not in entries]
+    spec = json.loads((tmp_path / "r2" / "spectrum.json").read_text())
+    assert set(spec["classes"][0]["clusterings"]) == {"spectral-k2"}
+
+    for bad, says in [
+        (["--clusterings", "kmeans,optics"], "unknown optics"),
+        (["--k-range", "3", "2"], "--k-range"),
+        (["--cache", tmp_path / "r3" / "c"], "--cache inside --out"),
+    ]:
+        code, _, err = run_cli(["--heatmaps", heat, "--out", tmp_path / "r3", *bad], capsys)
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err

@@ -2,12 +2,17 @@
 
     bowlrp-spray --heatmaps heatmaps/ --images photos/ --out report/
     python -m bowlrp.spray --heatmaps heatmaps/ --out report/ --clusters 3
+    bowlrp-spray --heatmaps heatmaps/ --out report/ --export-virelay project/ --model m.skops
+    virelay project/project.yaml        # ViRelAy (pip install 'bowlrp[virelay]')
 
 Reads every ``*_relevance.npy`` under ``--heatmaps`` (recursively) with the
 ``.json`` beside it, groups the maps by the explained target, runs SpRAy per
 class and writes ``index.html``, ``clusters.csv``, ``spectrum.json`` and the
 pictures into ``--out``. The report appears complete or not at all: it is
 built in a hidden temporary directory beside ``--out`` and renamed into place.
+``--export-virelay DIR`` also writes the analyses as a ViRelAy project
+(:mod:`bowlrp.spray.virelay`), labelled with the class names of ``--model``
+when it is given; ``DIR`` must be new, empty, or an earlier export (replaced).
 
 A bad record (unreadable or corrupt files, missing arrays, a name that is not
 UTF-8, an image outside ``--images``) is skipped with one line on stderr and
@@ -22,6 +27,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +36,7 @@ from ._args import SPRAY_NORMALIZE, ArgumentParser, CLIError, import_work, work_
 if TYPE_CHECKING:  # imported by import_work once the arguments are parsed (fast --help)
     from .._utils.validation import display_path
     from ..runs import open_store
+    from ..spray.analyses import CLUSTERINGS, EMBEDDINGS
     from ..spray.heatmap_files import (
         SkippedRecord,
         attach_images,
@@ -38,12 +45,14 @@ if TYPE_CHECKING:  # imported by import_work once the arguments are parsed (fast
         group_by_target,
     )
     from ..spray.report import analyse_heatmaps, analyse_store, write_report
-    from ._common import run_command
+    from ..spray.virelay import check_destination, export_virelay, require_h5py
+    from ._common import load_pipeline, run_command
 
 #: what a run uses, imported after the arguments are parsed: module -> names
 WORK = {
     "bowlrp._utils.validation": ("display_path",),
     "bowlrp.runs": ("open_store",),
+    "bowlrp.spray.analyses": ("CLUSTERINGS", "EMBEDDINGS"),
     "bowlrp.spray.heatmap_files": (
         "SkippedRecord",
         "attach_images",
@@ -52,7 +61,8 @@ WORK = {
         "group_by_target",
     ),
     "bowlrp.spray.report": ("analyse_heatmaps", "analyse_store", "write_report"),
-    "bowlrp.cli._common": ("run_command",),
+    "bowlrp.spray.virelay": ("check_destination", "export_virelay", "require_h5py"),
+    "bowlrp.cli._common": ("load_pipeline", "run_command"),
 }
 
 __all__ = ["CLIError", "build_parser", "main", "run"]
@@ -118,8 +128,71 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--early-exaggeration", type=float, default=6.0, help="t-SNE early exaggeration (default 6)"
     )
+    ap.add_argument(
+        "--clusterings",
+        default="spectral,kmeans,agglomerative,hdbscan",
+        help="clustering families per class, comma-separated: spectral, kmeans, agglomerative, "
+        "hdbscan, dbscan; 'none': only the eigengap's (default %(default)s)",
+    )
+    ap.add_argument(
+        "--k-range",
+        nargs=2,
+        type=int,
+        default=[2, 10],
+        metavar=("LOW", "HIGH"),
+        help="k of the spectral, kmeans and agglomerative clusterings (default 2 10)",
+    )
+    ap.add_argument(
+        "--embeddings",
+        default="spectral,tsne",
+        help="embeddings per class, comma-separated: spectral, tsne, umap (umap needs "
+        "bowlrp[spray]); 'none': no embedding (default %(default)s)",
+    )
+    ap.add_argument(
+        "--tsne",
+        choices=["auto", "sklearn", "opentsne"],
+        default="auto",
+        help="t-SNE implementation (default auto: openTSNE from 2,000 maps when installed)",
+    )
+    ap.add_argument(
+        "--min-cluster-size",
+        type=int,
+        default=None,
+        help="HDBSCAN's smallest cluster (default max(5, n/100))",
+    )
+    ap.add_argument(
+        "--dbscan-eps", type=float, default=None, help="DBSCAN radius (default: median k-NN distance)"
+    )
+    ap.add_argument(
+        "--cache",
+        metavar="DIR",
+        default=None,
+        help="stage cache (HDF5 files keyed by the maps' hash and the parameters, never pickles); a "
+        "rerun with other clustering parameters reuses the eigenvectors. Keep it outside --out",
+    )
     ap.add_argument("--examples", type=int, default=8, help="example images per cluster (default 8)")
     ap.add_argument("--random-state", type=int, default=0, help="seed (default 0)")
+    ap.add_argument(
+        "--export-virelay",
+        metavar="DIR",
+        default=None,
+        help="also write the analyses as a ViRelAy project into DIR (new, empty, or an earlier "
+        "export, which is replaced); open it with: virelay DIR/project.yaml",
+    )
+    ap.add_argument(
+        "--model",
+        "-m",
+        metavar="FILE",
+        default=None,
+        help="with --export-virelay: the explained model (bowlrp.save), whose classes and class "
+        "names label the project (default: the analysed classes)",
+    )
+    ap.add_argument(
+        "--max-side",
+        type=int,
+        default=256,
+        help="with --export-virelay: larger images and maps are scaled down to this side (default 256)",
+    )
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     return ap
@@ -144,7 +217,27 @@ def _spray_params(args) -> dict:
         raise CLIError(f"--neighbors must be positive, got {args.neighbors}")
     if args.perplexity <= 0 or args.early_exaggeration <= 0:
         raise CLIError("--perplexity and --early-exaggeration must be positive")
+    clusterings = _names(args.clusterings, CLUSTERINGS, "--clusterings")
+    embeddings = _names(args.embeddings, EMBEDDINGS, "--embeddings")
+    low, high = args.k_range
+    if not 2 <= low <= high:
+        raise CLIError(f"--k-range needs 2 <= LOW <= HIGH, got {low} {high}")
+    if args.min_cluster_size is not None and args.min_cluster_size < 2:
+        raise CLIError(f"--min-cluster-size must be at least 2, got {args.min_cluster_size}")
+    if args.dbscan_eps is not None and not args.dbscan_eps > 0:
+        raise CLIError(f"--dbscan-eps must be positive, got {args.dbscan_eps}")
+    if args.cache is not None and Path(args.out).resolve() in Path(args.cache).resolve().parents:
+        raise CLIError(
+            "--cache inside --out: the report folder is made new each run; keep the cache beside it"
+        )
     return {
+        "clusterings": clusterings,
+        "k_range": (low, high),
+        "embeddings": embeddings,
+        "tsne_backend": args.tsne,
+        "min_cluster_size": args.min_cluster_size,
+        "dbscan_eps": args.dbscan_eps,
+        "cache": args.cache,
         "grid": args.grid,
         "normalize": None if args.normalize == "none" else args.normalize,
         "n_neighbors": args.neighbors,
@@ -156,9 +249,42 @@ def _spray_params(args) -> dict:
     }
 
 
+def _names(text: str, allowed: tuple, flag: str) -> tuple:
+    """A comma-separated list of names from ``allowed`` ('none': empty), or a one-line error."""
+    if text.strip().lower() == "none":
+        return ()
+    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        raise CLIError(
+            f"{flag}: unknown {', '.join(unknown) or 'empty list'}; choose from {', '.join(allowed)} or none"
+        )
+    return names
+
+
 def _check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CLIError(f"--out {out} exists and is not an empty directory; choose a new one")
+
+
+def _check_virelay(args, out: Path):
+    """The model whose classes label the ViRelAy project (or None); the destination checked first."""
+    if args.export_virelay is None:
+        if args.model is not None:
+            raise CLIError("--model labels a ViRelAy project: give --export-virelay DIR with it")
+        return None
+    if args.max_side < 1:
+        raise CLIError(f"--max-side must be positive, got {args.max_side}")
+    if Path(args.export_virelay).resolve() == out.resolve():
+        raise CLIError("--export-virelay and --out name the same directory; give the project its own")
+    check_destination(args.export_virelay)
+    require_h5py()
+    return None if args.model is None else load_pipeline(args.model)
+
+
+def _last_part(path) -> str:
+    """What ViRelAy's page shows of a path: its last part."""
+    return display_path(Path(path).name or path)
 
 
 def _draw_over_recorded_images(analyses, quiet: bool) -> None:
@@ -178,6 +304,7 @@ def run(args) -> int:
     params = _spray_params(args)
     out = Path(args.out)
     _check_out(out)
+    model = _check_virelay(args, out)
     problems: list[SkippedRecord] = []
 
     def on_skip(record: SkippedRecord) -> None:
@@ -234,6 +361,28 @@ def run(args) -> int:
             f"eigengap {a.spray.eigengap_:.4f}"
         )
     print(f"report: {display_path(out / 'index.html')}")
+    if args.export_virelay is not None:
+        source = _last_part(args.heatmaps or args.store)
+        with warnings.catch_warnings(record=True) as caught:  # one line each, as the program's own
+            warnings.simplefilter("always", UserWarning)
+            project = export_virelay(
+                analyses,
+                args.export_virelay,
+                labels=None if model is None else list(model.classes_),
+                class_names=None if model is None else model.class_names_,
+                project_name=f"bowlrp SpRAy: {source}",
+                model_name=_last_part(args.model) if args.model else "bowlrp model",
+                dataset_name=_last_part(args.images) if args.images else source,
+                max_side=args.max_side,
+                quiet=args.quiet,
+                on_skip=on_skip,
+            )
+        for w in caught:
+            print(f"bowlrp-spray: {w.message}", file=sys.stderr)
+        print(
+            f"ViRelAy project: {display_path(project.project)} ({project.n_samples} maps; "
+            f"open it with: virelay {display_path(project.project)})"
+        )
     if problems:
         print(
             f"bowlrp-spray: {len(problems)} record(s) skipped or drawn without their image "

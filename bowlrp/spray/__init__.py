@@ -4,7 +4,9 @@
   graph -> Laplacian spectrum -> clusters, eigengap, embedding) and :func:`rank_classes`;
 - :mod:`~bowlrp.spray.heatmap_files`: reading the maps of an explanation folder;
 - :mod:`~bowlrp.spray.report`: SpRAy per class over a folder or a relevance store, and
-  the browsable report (HTML, CSV, JSON, PNGs).
+  the browsable report (HTML, CSV, JSON, PNGs);
+- :mod:`~bowlrp.spray.virelay`: :func:`export_virelay`, the analyses as a project of
+  ViRelAy, the SpRAy authors' viewer (``virelay DIR/project.yaml``).
 
 ``python -m bowlrp.spray`` is the ``bowlrp spray`` program (:mod:`bowlrp.cli.spray`).
 """
@@ -16,6 +18,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported on first use (__getattr__ below): `python -m bowlrp.spray --help` stays light
     from ..image import common_shape, pool_maps
+    from .analyses import CLUSTERINGS, EMBEDDINGS, spectral_embedding
+    from .cache import CacheWarning, StageCache
     from .spectral import (
         NORMALIZATIONS,
         SpRAy,
@@ -26,6 +30,7 @@ if TYPE_CHECKING:  # imported on first use (__getattr__ below): `python -m bowlr
         rank_classes,
         ranking,
     )
+    from .virelay import VirelayExport, VirelayExportError, export_virelay
 
 #: public name -> the module that defines it (relative to this package)
 _PUBLIC: dict[str, str] = {
@@ -38,11 +43,16 @@ _PUBLIC: dict[str, str] = {
             "normalize_pooled", "rank_classes", "ranking",
         )
     },
+    **{name: ".analyses" for name in ("CLUSTERINGS", "EMBEDDINGS", "spectral_embedding")},
+    **{name: ".cache" for name in ("CacheWarning", "StageCache")},
+    **{name: ".virelay" for name in ("VirelayExport", "VirelayExportError", "export_virelay")},
 }  # fmt: skip
 
 __all__ = [
-    "NORMALIZATIONS", "SpRAy", "common_shape", "eigengap", "knn_affinity", "laplacian_eigenvalues",
-    "normalize_pooled", "pool_maps", "rank_classes", "ranking",
+    "CLUSTERINGS", "EMBEDDINGS", "CacheWarning", "StageCache", "spectral_embedding",
+    "NORMALIZATIONS", "SpRAy", "VirelayExport", "VirelayExportError", "common_shape", "eigengap",
+    "export_virelay", "knn_affinity", "laplacian_eigenvalues", "normalize_pooled", "pool_maps",
+    "rank_classes", "ranking",
 ]  # fmt: skip
 
 

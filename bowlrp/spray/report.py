@@ -445,6 +445,78 @@ def strip(pictures: list[np.ndarray], gap: int = 4) -> np.ndarray:
     return np.hstack(parts[:-1])
 
 
+def _num(value: float) -> str:
+    return "n/a" if not np.isfinite(value) else f"{value:.3f}"
+
+
+def _plain_float(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+MAX_CLUSTERS_SHOWN = 12  # a clustering with more clusters shows its largest ones (and says so)
+
+
+def _cluster_rows(out: Path, prefix: str, labels, X, a: ClassAnalysis, grid: int, n_examples: int, picture):
+    """Table rows (HTML) of one clustering: size, share, mean pooled map, most typical examples.
+
+    Writes ``<prefix>_<c>_mean.png`` and ``<prefix>_<c>_examples.png`` per cluster
+    ``c`` shown (the ``MAX_CLUSTERS_SHOWN`` largest; noise, label -1, as one line).
+    """
+    labels = np.asarray(labels)
+    k = int(labels.max()) + 1 if (labels >= 0).any() else 0
+    sizes = np.bincount(labels[labels >= 0], minlength=k)
+    n = len(labels)
+    rows = []
+    for c in range(min(k, MAX_CLUSTERS_SHOWN)):
+        mean = X[labels == c].mean(axis=0).reshape(grid, grid)
+        _save_rgb(out / f"{prefix}_{c}_mean.png", mean_map_picture(mean))
+        picks = representative(X, labels, c, n_examples)
+        _save_rgb(out / f"{prefix}_{c}_examples.png", strip([picture(j) for j in picks]))
+        names = ", ".join(html.escape(a.records[j].stem) for j in picks)
+        rows.append(f"""<tr><td class="num">{c}</td><td class="num">{sizes[c]}</td>
+<td class="num">{100 * sizes[c] / n:.1f}&nbsp;%</td>
+<td><img class="mean" src="{prefix}_{c}_mean.png" alt="mean pooled relevance of cluster {c}"></td>
+<td><img class="strip" src="{prefix}_{c}_examples.png" alt="examples of cluster {c}">
+<div class="names">{names}</div></td></tr>""")
+    if k > MAX_CLUSTERS_SHOWN:
+        rest = int(sizes[MAX_CLUSTERS_SHOWN:].sum())
+        rows.append(
+            f'<tr><td colspan="5">{k - MAX_CLUSTERS_SHOWN} smaller clusters ({rest} maps) not drawn</td></tr>'
+        )
+    noise = int((labels < 0).sum())
+    if noise:
+        rows.append(
+            f'<tr><td class="num">noise</td><td class="num">{noise}</td>'
+            f'<td class="num">{100 * noise / n:.1f}&nbsp;%</td><td colspan="2">maps in no cluster</td></tr>'
+        )
+    return rows
+
+
+def _selector_html(i: int, panels: list[tuple[str, str, list[str]]], n_maps: int, grid: int) -> str:
+    """A drop-down between clusterings and one table per clustering (the first shown; others hidden)."""
+    options = "".join(
+        f'<option value="{j}">{html.escape(name)} &mdash; {html.escape(about)}</option>'
+        for j, (name, about, _) in enumerate(panels)
+    )
+    head = (
+        f"<tr><th>cluster</th><th>maps</th><th>share</th><th>mean relevance (pooled {grid}&times;{grid})"
+        "</th><th>most typical examples (relevance over the image)</th></tr>"
+    )
+    tables = "".join(
+        f'<div class="panel" data-panel="{j}"{" hidden" if j else ""}>'
+        f'<p class="about">{html.escape(name)}: {html.escape(about)}</p>'
+        f'<table class="clusters">{head}{"".join(rows)}</table></div>'
+        for j, (name, about, rows) in enumerate(panels)
+    )
+    chooser = (
+        f'<p class="choose"><label for="clustering-{i}">Clustering ({len(panels)}): </label>'
+        f'<select id="clustering-{i}" onchange="showClustering(this)">{options}</select></p>'
+        if len(panels) > 1
+        else ""
+    )
+    return chooser + tables
+
+
 # -- files ---------------------------------------------------------------------
 def _save_rgb(path: Path, rgb: np.ndarray) -> None:
     write_png(path, rgb)
@@ -533,6 +605,17 @@ def write_report(
                     [csv_cell(_image_name(r)), csv_cell(r.npy.as_posix()), csv_cell(a.target)]
                     + [int(a.spray.labels_[j]), x, y]
                 )
+    with open(out / "clusterings.csv", "w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image", "heatmap", "class", "clustering", "k", "cluster"])
+        for a in ordered:
+            for name, labels in getattr(a.spray, "clusterings_", {}).items():
+                k = a.spray.clustering_k_[name]
+                for j, r in enumerate(a.records):
+                    w.writerow(
+                        [csv_cell(_image_name(r)), csv_cell(r.npy.as_posix()), csv_cell(a.target), name, k]
+                        + [int(labels[j])]
+                    )
     sections = []
     classes_json = []
     for i, a in enumerate(_progress(ordered, "writing report", len(ordered), quiet)):
@@ -543,20 +626,33 @@ def write_report(
             plot_embedding(out / f"tsne_{i}.png", sp, f"t-SNE, coloured by cluster ({sp.n_clusters_})")
         X = normalize_pooled(a.pooled, sp.normalize)
         sizes = np.bincount(sp.labels_, minlength=sp.n_clusters_)
-        rows = []
-        for c in range(sp.n_clusters_):
-            _save_rgb(out / f"cluster_{i}_{c}_mean.png", mean_map_picture(sp.cluster_maps_[c]))
-            picks = representative(X, sp.labels_, c, n_examples)
-            _save_rgb(
-                out / f"cluster_{i}_{c}_examples.png",
-                strip([_example_or_heatmap(a.records[j], on_skip and picture_problem) for j in picks]),
+        pictures: dict[int, np.ndarray] = {}  # one picture per map, shared by every clustering
+
+        def picture(j: int, a=a, pictures=pictures) -> np.ndarray:
+            if j not in pictures:
+                pictures[j] = _example_or_heatmap(a.records[j], on_skip and picture_problem)
+            return pictures[j]
+
+        rows = _cluster_rows(out, f"cluster_{i}", sp.labels_, X, a, sp.grid, n_examples, picture)
+        panels = [
+            (
+                f"eigengap: spectral-k{sp.n_clusters_} (labels_)",
+                f"{sp.n_clusters_} clusters, eigengap {sp.eigengap_:.4f}",
+                rows,
             )
-            names = ", ".join(html.escape(a.records[j].stem) for j in picks)
-            rows.append(f"""<tr><td class="num">{c}</td><td class="num">{sizes[c]}</td>
-<td class="num">{100 * sizes[c] / len(a.records):.1f}&nbsp;%</td>
-<td><img class="mean" src="cluster_{i}_{c}_mean.png" alt="mean pooled relevance of cluster {c}"></td>
-<td><img class="strip" src="cluster_{i}_{c}_examples.png" alt="examples of cluster {c}">
-<div class="names">{names}</div></td></tr>""")
+        ]
+        others = getattr(sp, "clusterings_", {})
+        for j, (name, labels) in enumerate(others.items()):
+            k = sp.clustering_k_[name]
+            score, gap = sp.clustering_scores_[name], sp.clustering_eigengaps_[name]
+            noise = int((labels < 0).sum())
+            about = (
+                f"{k} cluster{'s' if k != 1 else ''}, silhouette {_num(score)}, "
+                f"eigengap at {k}: {_num(gap)}" + (f", {noise} maps noise" if noise else "")
+            )
+            panel_rows = _cluster_rows(out, f"clustering_{i}_{j}", labels, X, a, sp.grid, n_examples, picture)
+            panels.append((name, about, panel_rows))
+        selector = _selector_html(i, panels, len(a.records), sp.grid)
         ev = ", ".join(f"{v:.4f}" for v in sp.eigenvalues_)
         tsne = (
             f'<img src="tsne_{i}.png" alt="t-SNE embedding of class {html.escape(a.target)}">'
@@ -570,9 +666,7 @@ def write_report(
 <div class="figs"><img src="spectrum_{i}.png" alt="eigenvalue spectrum of class {html.escape(a.target)}">
 {tsne}</div>
 <p class="ev">Smallest eigenvalues: {ev}</p>
-<table class="clusters"><tr><th>cluster</th><th>maps</th><th>share</th><th>mean relevance
-(pooled {sp.grid}&times;{sp.grid})</th><th>most typical examples (relevance over the image)</th></tr>
-{"".join(rows)}</table></section>""")
+{selector}</section>""")
         classes_json.append(
             {
                 "class": a.target,
@@ -583,6 +677,16 @@ def write_report(
                 "cluster_sizes": [int(s) for s in sizes],
                 "n_neighbors": sp.n_neighbors_,
                 "shape": list(sp.shape_) if sp.shape_ else None,
+                "clusterings": {
+                    name: {
+                        "k": sp.clustering_k_[name],
+                        "silhouette": _plain_float(sp.clustering_scores_[name]),
+                        "eigengap": _plain_float(sp.clustering_eigengaps_[name]),
+                        "cluster_sizes": [int(v) for v in np.bincount(labels[labels >= 0])],
+                        "noise": int((labels < 0).sum()),
+                    }
+                    for name, labels in getattr(sp, "clusterings_", {}).items()
+                },
             }
         )
     ranking_html = ""
@@ -639,13 +743,24 @@ img.strip {{ height: {TILE}px; max-width: 100%; object-fit: contain; object-posi
 .names {{ font-size: 0.75em; color: #777; max-width: 1100px; }}
 .ev, .meta {{ font-size: 0.85em; color: #555; }}
 .warn {{ color: #a15c00; }}
-</style></head><body>
+.choose {{ margin: 0.8em 0 0.3em; font-size: 0.95em; }}
+.choose select {{ font-size: 0.95em; padding: 2px 4px; }}
+.panel[hidden] {{ display: none; }}
+.about {{ color: #555; font-size: 0.85em; margin-left: 0.6em; }}
+</style>
+<script>
+function showClustering(sel) {{
+  const box = sel.closest("section");
+  box.querySelectorAll(".panel").forEach(p => {{ p.hidden = p.dataset.panel !== sel.value; }});
+}}
+</script></head><body>
 <h1>Spectral Relevance Analysis</h1>
 <p class="meta">Heatmaps: {html.escape(source)} &middot; parameters: {html.escape(par)}<br>
 Files: <a href="clusters.csv">clusters.csv</a> (cluster and t-SNE position of every map),
-<a href="spectrum.json">spectrum.json</a> (eigenvalues, eigengaps, ranking).
+<a href="spectrum.json">spectrum.json</a> (eigenvalues, eigengaps, ranking, every clustering's
+numbers), <a href="clusterings.csv">clusterings.csv</a> (every clustering of every map).
 Colours: red = evidence for the class, blue = against, white = none.</p>
-{skipped_html}{_skipped_html(problems)}{ranking_html}{"".join(sections)}
+{ranking_html}{skipped_html}{_skipped_html(problems)}{"".join(sections)}
 </body></html>
 """
     (out / "index.html").write_text(page, encoding="utf-8", errors="backslashreplace")

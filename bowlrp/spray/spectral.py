@@ -35,14 +35,28 @@ import scipy.sparse
 import scipy.sparse.csgraph
 import scipy.sparse.linalg
 from sklearn.base import BaseEstimator, ClusterMixin
-from sklearn.cluster import KMeans, SpectralClustering
-from sklearn.decomposition import PCA
-from sklearn.manifold import TSNE
 from sklearn.neighbors import kneighbors_graph
 from sklearn.utils import check_random_state
 
 from .._utils.validation import plain_value
 from ..image import as_maps, common_shape, pool_maps
+from .analyses import (
+    CLUSTERINGS,
+    EMBEDDINGS,
+    cluster_family,
+    clustering_eigengap,
+    clustering_names,
+    have_umap,
+    reduced,
+    relabel_by_size,
+    resolve_tsne_backend,
+    silhouette,
+    spectral_assignment,
+    spectral_embedding,
+    tsne_embedding,
+    umap_embedding,
+)
+from .cache import StageCache, array_digest, stage_key
 
 NORMALIZATIONS = ("l1", "l2", None)
 _DENSE_EIGEN_MAX = 1500  # below this many maps a dense eigensolver is faster and exact
@@ -130,16 +144,40 @@ class SpRAy(ClusterMixin, BaseEstimator):
     n_neighbors : int or None
         k of the kNN affinity graph; None: ``ceil(ln n)``.
     n_eigenvalues : int, default 10
-        How many of the smallest Laplacian eigenvalues to compute.
+        How many of the smallest Laplacian eigenvalues to report
+        (``eigenvalues_``); enough for ``k_range`` are computed.
     n_clusters : "eigengap" or int
-        Number of clusters: from the largest eigengap, or fixed.
+        Number of clusters of ``labels_``: from the largest eigengap, or fixed.
     perplexity : float, default 7
         t-SNE perplexity (clipped to ``(n - 1) / 3`` for small sets).
     early_exaggeration : float, default 6
     embedding : bool, default True
-        Compute the t-SNE embedding (the slowest step on large sets).
+        Compute the costly embeddings named in ``embeddings`` (t-SNE, UMAP);
+        False skips them (``rank_classes`` does). The spectral embedding is always kept.
     random_state : int, RandomState or None
-        Seeds spectral clustering's k-means and t-SNE.
+        Seeds the clusterings and the embeddings.
+    clusterings : tuple of str, default ("spectral", "kmeans", "agglomerative", "hdbscan")
+        Families of ``clusterings_`` (:mod:`bowlrp.spray.analyses`): ``"spectral"``,
+        ``"kmeans"``, ``"agglomerative"`` (one clustering per ``k`` in ``k_range``),
+        ``"hdbscan"``, ``"dbscan"``. ``()``: only ``labels_``.
+    k_range : (int, int), default (2, 10)
+        Smallest and largest ``k`` (inclusive) of the k-families (capped at ``n - 1``).
+    embeddings : tuple of str, default ("spectral", "tsne")
+        Embeddings of ``embeddings_``: ``"spectral"``, ``"tsne"``, ``"umap"``
+        (needs ``umap-learn``: ``pip install 'bowlrp[spray]'``).
+    tsne_backend : {"auto", "sklearn", "opentsne"}, default "auto"
+        ``"auto"``: openTSNE (FFT) from 2,000 maps on when installed, else
+        scikit-learn's Barnes-Hut (small sets: the coordinates of earlier versions).
+    min_cluster_size : int or None
+        HDBSCAN's smallest cluster; None: ``max(5, ceil(n / 100))``.
+    dbscan_eps : float or None
+        DBSCAN's radius on the unit-length spectral embedding; None: the median
+        distance of a map to its ``n_neighbors_``-th neighbour there.
+    cache : path or None
+        Directory of the stage cache (:mod:`bowlrp.spray.cache`): pooling,
+        affinity, eigendecomposition, clusterings and embeddings are stored as
+        HDF5 files keyed by a hash of the input maps and the stage's
+        parameters, and read back by later fits. None: no cache.
 
     Attributes
     ----------
@@ -153,9 +191,30 @@ class SpRAy(ClusterMixin, BaseEstimator):
     eigengap_ : float
         ``lambda_{k+1} - lambda_k`` at ``k = n_clusters_`` (0 when undefined).
     embedding_ : ndarray (n, 2) or None
-        t-SNE coordinates.
+        t-SNE coordinates (``embeddings_["tsne"]``).
     cluster_maps_ : ndarray (n_clusters_, grid, grid)
-        Mean pooled, normalised map per cluster.
+        Mean pooled, normalised map per cluster of ``labels_``.
+    clusterings_ : dict str -> ndarray (n,) int
+        Every clustering asked for, by name (``"spectral-k3"``, ``"kmeans-k4"``,
+        ``"agglomerative-k2"``, ``"hdbscan"``, ``"dbscan"``), numbered by
+        decreasing cluster size, -1 for noise (HDBSCAN, DBSCAN).
+        ``clusterings_[f"spectral-k{n_clusters_}"]`` equals ``labels_``.
+    clustering_k_ : dict str -> int
+        Clusters of each clustering (noise not counted).
+    clustering_scores_ : dict str -> float
+        Silhouette of each clustering on the pooled maps (their first 50
+        principal components; NaN with fewer than two clusters).
+    clustering_eigengaps_ : dict str -> float
+        ``lambda_{K+1} - lambda_K`` at each clustering's ``K`` (NaN when not computed).
+    embeddings_ : dict str -> ndarray (n, d)
+        ``"spectral"``: ``D^-1/2 U`` (n, m) for the ``m`` computed eigenvectors;
+        ``"tsne"``, ``"umap"``: (n, 2).
+    spectral_eigenvalues_ : ndarray (m,)
+        The eigenvalues of the columns of ``embeddings_["spectral"]``.
+    tsne_backend_ : str or None
+        ``"sklearn"`` or ``"opentsne"`` (None without t-SNE).
+    cache_info_ : dict
+        ``{"hits": {stage: count}, "misses": {stage: count}}`` of this fit.
     shape_ : (H, W)
         The shape all maps were resized to.
     n_neighbors_ : int
@@ -172,6 +231,13 @@ class SpRAy(ClusterMixin, BaseEstimator):
         early_exaggeration: float = 6.0,
         embedding: bool = True,
         random_state=None,
+        clusterings: tuple[str, ...] = ("spectral", "kmeans", "agglomerative", "hdbscan"),
+        k_range: tuple[int, int] = (2, 10),
+        embeddings: tuple[str, ...] = ("spectral", "tsne"),
+        tsne_backend: str = "auto",
+        min_cluster_size: int | None = None,
+        dbscan_eps: float | None = None,
+        cache=None,
     ):
         self.grid = grid
         self.normalize = normalize
@@ -182,6 +248,13 @@ class SpRAy(ClusterMixin, BaseEstimator):
         self.early_exaggeration = early_exaggeration
         self.embedding = embedding
         self.random_state = random_state
+        self.clusterings = clusterings
+        self.k_range = k_range
+        self.embeddings = embeddings
+        self.tsne_backend = tsne_backend
+        self.min_cluster_size = min_cluster_size
+        self.dbscan_eps = dbscan_eps
+        self.cache = cache
 
     def _check_params(self) -> None:
         if self.normalize not in NORMALIZATIONS:
@@ -193,6 +266,31 @@ class SpRAy(ClusterMixin, BaseEstimator):
             raise ValueError(f"n_clusters must be 'eigengap' or a positive int, got {self.n_clusters!r}")
         if int(self.n_eigenvalues) < 2:
             raise ValueError(f"n_eigenvalues must be at least 2, got {self.n_eigenvalues}")
+        unknown = [c for c in self.clusterings if c not in CLUSTERINGS]
+        if isinstance(self.clusterings, str) or unknown:
+            raise ValueError(f"clusterings must be a tuple of {CLUSTERINGS}, got {self.clusterings!r}")
+        unknown = [e for e in self.embeddings if e not in EMBEDDINGS]
+        if isinstance(self.embeddings, str) or unknown:
+            raise ValueError(f"embeddings must be a tuple of {EMBEDDINGS}, got {self.embeddings!r}")
+        lo_hi = tuple(self.k_range) if np.ndim(self.k_range) == 1 else ()
+        if (
+            len(lo_hi) != 2
+            or not all(isinstance(k, (int, np.integer)) for k in lo_hi)
+            or not 1 <= lo_hi[0] <= lo_hi[1]
+        ):
+            raise ValueError(f"k_range must be two ints 1 <= low <= high, got {self.k_range!r}")
+        if self.tsne_backend not in ("auto", "sklearn", "opentsne"):
+            raise ValueError(
+                f"tsne_backend must be 'auto', 'sklearn' or 'opentsne', got {self.tsne_backend!r}"
+            )
+        if self.embedding and "umap" in self.embeddings and not have_umap():
+            raise ValueError(
+                "the UMAP embedding needs umap-learn: pip install 'bowlrp[spray]' (or leave out umap)"
+            )
+        if self.min_cluster_size is not None and int(self.min_cluster_size) < 2:
+            raise ValueError(f"min_cluster_size must be at least 2, got {self.min_cluster_size}")
+        if self.dbscan_eps is not None and not float(self.dbscan_eps) > 0:
+            raise ValueError(f"dbscan_eps must be positive, got {self.dbscan_eps}")
 
     def features(self, maps) -> np.ndarray:
         """Pooled and normalised maps, (n, grid * grid): what the graph is built on."""
@@ -213,7 +311,15 @@ class SpRAy(ClusterMixin, BaseEstimator):
         if len(maps) < 3:
             raise ValueError(f"SpRAy needs at least 3 relevance maps, got {len(maps)}")
         shape = common_shape(m.shape for m in maps)
-        return self.fit_pooled(pool_maps(maps, self.grid, shape), shape)
+        cache = StageCache(self.cache)
+        key = stage_key(array_digest(*maps), "pooling", {"grid": int(self.grid), "shape": list(shape)})
+        hit = cache.get("pooling", key)
+        if hit is not None and hit.get("pooled", np.empty(0)).shape == (len(maps), self.grid, self.grid):
+            pooled = hit["pooled"]
+        else:
+            pooled = pool_maps(maps, self.grid, shape)
+            cache.put("pooling", key, {"grid": int(self.grid), "shape": list(shape)}, {"pooled": pooled})
+        return self._fit_pooled(pooled, shape, cache)
 
     def fit_pooled(self, pooled, shape: tuple[int, int] | None = None):
         """Cluster maps already pooled with :func:`pool_maps` (n, grid, grid).
@@ -222,6 +328,9 @@ class SpRAy(ClusterMixin, BaseEstimator):
         holding every full-size map in memory.
         """
         self._check_params()
+        return self._fit_pooled(pooled, shape, StageCache(self.cache))
+
+    def _fit_pooled(self, pooled, shape, cache: StageCache):
         pooled = np.asarray(pooled, dtype=np.float64)
         if pooled.ndim != 3 or pooled.shape[1:] != (self.grid, self.grid):
             raise ValueError(f"pooled maps must have shape (n, {self.grid}, {self.grid}), got {pooled.shape}")
@@ -235,11 +344,18 @@ class SpRAy(ClusterMixin, BaseEstimator):
         X = normalize_pooled(pooled, self.normalize)
         k = self.n_neighbors if self.n_neighbors is not None else math.ceil(math.log(n))
         self.n_neighbors_ = int(min(max(1, k), n - 1))
-        W = knn_affinity(X, self.n_neighbors_)
+        input_key = array_digest(pooled)
+        graph = {"normalize": self.normalize, "n_neighbors": self.n_neighbors_}
+        affinity_key = stage_key(input_key, "affinity", graph)
+        W = _cached_affinity(cache, affinity_key, graph, X, self.n_neighbors_)
+
         n_values = int(min(self.n_eigenvalues, n))
         fixed = 0 if self.n_clusters == "eigengap" else int(self.n_clusters)
-        values, vectors = laplacian_eigenvalues(W, min(max(n_values, fixed), n))
-        values = values[:n_values]
+        families = tuple(dict.fromkeys(self.clusterings))
+        k_max = int(self.k_range[1]) if {"spectral", "kmeans", "agglomerative"} & set(families) else 0
+        m = int(min(max(n_values, fixed, k_max + 1), n))
+        all_values, vectors = _cached_eigen(cache, stage_key(affinity_key, "eigen", {}), W, m)
+        values = all_values[:n_values]
         self.eigenvalues_ = values
         gap_k, gap = eigengap(values)
         if self.n_clusters == "eigengap":
@@ -249,68 +365,147 @@ class SpRAy(ClusterMixin, BaseEstimator):
             gaps = np.diff(values)
             gap = float(gaps[n_clusters - 1]) if n_clusters - 1 < len(gaps) else 0.0
         self.n_clusters_, self.eigengap_ = int(n_clusters), float(gap)
-        if n_clusters == 1:
-            labels = np.zeros(n, dtype=np.int64)
-        elif n > _DENSE_EIGEN_MAX:
-            labels = _kmeans_on_eigenvectors(W, vectors[:, :n_clusters], n_clusters, rng)
+        E = spectral_embedding(W, vectors)
+        # seeds drawn in the order of earlier versions (labels, then t-SNE), then the new analyses
+        seed_labels = rng.randint(2**31 - 1) if n_clusters > 1 else 0
+        run_tsne = bool(self.embedding) and "tsne" in self.embeddings
+        pca_seed = rng.randint(2**31 - 1) if run_tsne and n > 50 and X.shape[1] > 50 else 0
+        tsne_seed = rng.randint(2**31 - 1) if run_tsne else 0
+        seed_more = rng.randint(2**31 - 1)
+        eigen_key = stage_key(affinity_key, "eigen", {"m": m})
+
+        self._cluster_all(cache, eigen_key, E, X, all_values, families, seed_labels, seed_more, n)
+        name = f"spectral-k{n_clusters}"
+        if name in self.clusterings_:
+            labels = self.clusterings_[name]
         else:
-            sc = SpectralClustering(
-                n_clusters=n_clusters,
-                affinity="precomputed",
-                assign_labels="cluster_qr",
-                random_state=rng.randint(2**31 - 1),
-            )
-            with warnings.catch_warnings():  # disconnected graphs are what SpRAy looks for
-                warnings.filterwarnings("ignore", message="Graph is not fully connected")
-                labels = sc.fit_predict(W)
-        self.labels_ = _relabel_by_size(labels)
+            labels = relabel_by_size(spectral_assignment(E, n_clusters, seed_labels, _DENSE_EIGEN_MAX))
+        self.labels_ = labels
         self.n_clusters_ = int(self.labels_.max()) + 1  # fewer than asked if a cluster came out empty
         self.cluster_maps_ = np.stack(
             [X[self.labels_ == c].mean(axis=0) for c in range(self.n_clusters_)]
         ).reshape(self.n_clusters_, self.grid, self.grid)
-        self.embedding_ = self._tsne(X, rng) if self.embedding else None
+
+        self.embeddings_ = {"spectral": E} if "spectral" in self.embeddings else {}
+        self.spectral_eigenvalues_ = all_values
+        self.embedding_, self.tsne_backend_ = None, None
+        if run_tsne:
+            backend = resolve_tsne_backend(self.tsne_backend, n)
+            params = {
+                "normalize": self.normalize, "perplexity": float(self.perplexity),
+                "early_exaggeration": float(self.early_exaggeration), "seeds": [pca_seed, tsne_seed],
+                "backend": backend,
+            }  # fmt: skip
+            key = stage_key(input_key, "tsne", params)
+            hit = cache.get("tsne", key)
+            if hit is not None and hit.get("embedding", np.empty(0)).shape == (n, 2):
+                emb = hit["embedding"]
+            else:
+                emb, _ = tsne_embedding(
+                    X, self.perplexity, self.early_exaggeration, (pca_seed, tsne_seed), backend
+                )
+                cache.put("tsne", key, params, {"embedding": emb})
+            self.embedding_, self.tsne_backend_ = emb, backend
+            self.embeddings_["tsne"] = emb
+        if self.embedding and "umap" in self.embeddings:
+            params = {
+                "normalize": self.normalize,
+                "n_neighbors": max(self.n_neighbors_, 15),
+                "seed": seed_more,
+            }
+            key = stage_key(input_key, "umap", params)
+            hit = cache.get("umap", key)
+            if hit is not None and hit.get("embedding", np.empty(0)).shape == (n, 2):
+                emb = hit["embedding"]
+            else:
+                emb = umap_embedding(X, params["n_neighbors"], seed_more)
+                cache.put("umap", key, params, {"embedding": emb})
+            self.embeddings_["umap"] = emb
+        self.cache_info_ = {"hits": dict(cache.hits), "misses": dict(cache.misses)}
         return self
 
-    def _tsne(self, X: np.ndarray, rng) -> np.ndarray:
-        n = len(X)
-        perplexity = float(min(self.perplexity, max(1.0, (n - 1) / 3.0)))
-        if n > 50 and X.shape[1] > 50:  # t-SNE's neighbour search on 50 PCA components
-            X = PCA(50, random_state=rng.randint(2**31 - 1)).fit_transform(X)
-        tsne = TSNE(
-            2,
-            perplexity=perplexity,
-            early_exaggeration=self.early_exaggeration,
-            init="pca",
-            random_state=rng.randint(2**31 - 1),
-        )
-        return tsne.fit_transform(X)
+    def _cluster_all(self, cache, eigen_key, E, X, all_values, families, seed_labels, seed_more, n) -> None:
+        """``clusterings_`` and their numbers, one cache entry per family."""
+        n_dims = max(2, eigengap(all_values[: int(min(self.n_eigenvalues, n))])[0])
+        names = clustering_names(families, self.k_range, n)
+        F = reduced(X, seed_more) if families else X  # the silhouettes' space
+        self.clusterings_, self.clustering_k_ = {}, {}
+        self.clustering_scores_, self.clustering_eigengaps_ = {}, {}
+        for family in families:
+            ks = [k for _, fam, k in names if fam == family and k is not None]
+            if family in ("spectral", "kmeans", "agglomerative") and not ks:
+                continue
+            seed = seed_labels if family == "spectral" else seed_more
+            params = {
+                "family": family, "ks": ks, "seed": int(seed), "min_samples": self.n_neighbors_,
+                "min_cluster_size": self.min_cluster_size, "eps": self.dbscan_eps,
+                "qr_assignment": n <= _DENSE_EIGEN_MAX, "n_dims": n_dims,
+            }  # fmt: skip
+            key = stage_key(eigen_key, "clustering", params)
+            hit = cache.get("clustering", key)
+            found = None
+            if hit is not None and all(v.shape == (n,) for v in hit.values()):
+                found = {(None if name == "labels" else int(name[1:])): v for name, v in hit.items()}
+            if found is None:
+                found = cluster_family(
+                    family,
+                    E,
+                    X,
+                    ks,
+                    int(seed),
+                    self.n_neighbors_,
+                    self.min_cluster_size,
+                    self.dbscan_eps,
+                    dense_max=_DENSE_EIGEN_MAX,
+                    n_dims=n_dims,
+                )
+                found = {k: relabel_by_size(v) for k, v in found.items()}
+                cache.put(
+                    "clustering",
+                    key,
+                    params,
+                    {("labels" if k is None else f"k{k}"): v for k, v in found.items()},
+                )
+            for k, labels in sorted(found.items(), key=lambda kv: -1 if kv[0] is None else kv[0]):
+                name = family if k is None else f"{family}-k{k}"
+                labels = np.asarray(labels, dtype=np.int64)
+                self.clusterings_[name] = labels
+                self.clustering_k_[name] = int(labels.max()) + 1 if (labels >= 0).any() else 0
+                self.clustering_scores_[name] = silhouette(F, labels)
+                self.clustering_eigengaps_[name] = clustering_eigengap(all_values, labels)
 
     def fit_predict(self, maps, y=None, **kwargs) -> np.ndarray:
         """``fit(maps).labels_``."""
         return self.fit(maps).labels_
 
 
-def _kmeans_on_eigenvectors(W, vectors: np.ndarray, k: int, rng) -> np.ndarray:
-    """Spectral clustering's last step for large graphs, on eigenvectors already computed.
+def _cached_affinity(
+    cache: StageCache, key: str, params: dict, X: np.ndarray, k: int
+) -> scipy.sparse.csr_matrix:
+    """:func:`knn_affinity` of ``X``, read from / written to the stage cache."""
+    n = len(X)
+    hit = cache.get("affinity", key)
+    if hit is not None and set(hit) >= {"data", "indices", "indptr"} and len(hit["indptr"]) == n + 1:
+        try:
+            return scipy.sparse.csr_matrix((hit["data"], hit["indices"], hit["indptr"]), shape=(n, n))
+        except ValueError:  # inconsistent arrays: computed again below
+            pass
+    W = knn_affinity(X, k)
+    cache.put("affinity", key, params, {"data": W.data, "indices": W.indices, "indptr": W.indptr})
+    return W
 
-    As scikit-learn's ``spectral_embedding`` + k-means (Ng, Jordan and Weiss):
-    rows of ``D^-1/2 U`` normalised to unit length, then ``KMeans(k)``.
-    (``SpectralClustering`` would solve the eigenproblem again by shift-invert
-    ARPACK, which is slow on large kNN graphs.)
-    """
-    degree = np.asarray(W.sum(axis=1)).ravel()
-    emb = vectors / np.sqrt(degree)[:, None]
-    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-300)
-    return KMeans(k, n_init=10, random_state=rng.randint(2**31 - 1)).fit_predict(emb)
 
-
-def _relabel_by_size(labels: np.ndarray) -> np.ndarray:
-    """Renumber clusters 0, 1, ... by decreasing size (ties: first occurrence)."""
-    labels = np.asarray(labels)
-    values, first, counts = np.unique(labels, return_index=True, return_counts=True)
-    order = sorted(range(len(values)), key=lambda i: (-counts[i], first[i]))
-    mapping = {values[i]: new for new, i in enumerate(order)}
-    return np.array([mapping[v] for v in labels], dtype=np.int64)
+def _cached_eigen(cache: StageCache, key: str, W, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`laplacian_eigenvalues` ``(W, m)``; a cached solve of at least ``m`` pairs is reused."""
+    n = W.shape[0]
+    hit = cache.get("eigen", key)
+    if hit is not None and {"values", "vectors"} <= set(hit):
+        values, vectors = hit["values"], hit["vectors"]
+        if values.ndim == 1 and vectors.shape == (n, len(values)) and len(values) >= m:
+            return values[:m], vectors[:, :m]
+    values, vectors = laplacian_eigenvalues(W, m)
+    cache.put("eigen", key, {"m": m}, {"values": values, "vectors": vectors})
+    return values, vectors
 
 
 def rank_classes(maps_by_class: dict, n_shown: int = 5, **params) -> list[dict]:
