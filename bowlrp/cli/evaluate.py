@@ -20,6 +20,18 @@ other images given.
 Cost: every method draws --repeats curves of --steps model evaluations per image
 (occlusion one more per region); the run prints its total before it starts, and
 --steps 20 --repeats 3 gives a quick first look.
+
+The evaluation suite (docs/evaluation.md) instead runs every family of checks on
+the same images and writes suite.json, suite.csv, figures and a self-contained
+report.html into --out:
+
+    python -m bowlrp.evaluate --model M.pkl --images 'test/*.png' --suite all \
+        --methods lrp,occlusion,random --masks shortcut --out suite/
+
+--suite takes faithfulness, sanity, localisation, complexity, robustness or all
+(repeatable); --masks says where each image's ground truth is for localisation
+(files: <stem>_mask.png; polygons: a saved polygons scene; shortcut: the stamp's
+box from the *_labels.csv beside the images; voc:DIR: DIR/<stem>.xml boxes).
 """
 
 from __future__ import annotations
@@ -43,15 +55,22 @@ from ._args import (
 if TYPE_CHECKING:  # imported by import_work once the arguments are parsed (fast --help)
     from .._utils.validation import display_path
     from ..evaluation.baselines import compare_extra_available
+    from ..evaluation.explainers import METHOD_NAMES
     from ..evaluation.runner import (
         EvaluationSettings,
         check_summary_files_are_ours,
         evaluate_images,
         is_evaluation_output,
     )
+    from ..evaluation.suite import SuiteSettings, evaluate_suite, is_mask_file, read_masks
+    from ..evaluation.suite_report import check_suite_files_are_ours, write_suite_report
     from ..runs.distributed import check_local_workers
     from ..runs.inputs import collect_inputs
     from ._common import load_pipeline, resolve_target, run_command
+
+#: the suite's families (:data:`bowlrp.evaluation.suite.FAMILIES`; equal, tested) and default methods
+SUITE_FAMILIES = ("faithfulness", "sanity", "localisation", "complexity", "robustness")
+SUITE_METHODS = ("lrp", "occlusion", "random")
 
 #: what a run uses, imported after the arguments are parsed: module -> names
 WORK = {
@@ -63,6 +82,9 @@ WORK = {
         "evaluate_images",
         "is_evaluation_output",
     ),
+    "bowlrp.evaluation.explainers": ("METHOD_NAMES",),
+    "bowlrp.evaluation.suite": ("SuiteSettings", "evaluate_suite", "is_mask_file", "read_masks"),
+    "bowlrp.evaluation.suite_report": ("check_suite_files_are_ours", "write_suite_report"),
     "bowlrp.runs.distributed": ("check_local_workers",),
     "bowlrp.runs.inputs": ("collect_inputs",),
     "bowlrp.cli._common": ("load_pipeline", "resolve_target", "run_command"),
@@ -98,9 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--methods",
-        default=",".join(DEFAULT_METHODS),
+        default=None,
         help=f"comma-separated subset of {','.join(ALL_METHODS + PEER_METHODS)}; each costs "
-        "steps x repeats model evaluations per image",
+        f"steps x repeats model evaluations per image (default: {','.join(DEFAULT_METHODS)}; "
+        f"with --suite: {','.join(SUITE_METHODS)}, and lrp, occlusion-blur are allowed too)",
     )
     ap.add_argument(
         "--samples",
@@ -173,6 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --store: replace curves made with another model or other settings",
     )
     ap.add_argument(
+        "--suite",
+        action="append",
+        choices=[*SUITE_FAMILIES, "all"],
+        default=None,
+        help="run the evaluation suite's families of checks instead (repeatable) and write suite.json, "
+        "suite.csv, figures and report.html into --out",
+    )
+    ap.add_argument(
+        "--masks",
+        default=None,
+        metavar="SOURCE",
+        help="with --suite: each image's ground truth for localisation: files, polygons, shortcut or "
+        "voc:ANNOTATIONS_DIR",
+    )
+    ap.add_argument(
         "--trust",
         action="append",
         default=[],
@@ -202,6 +240,12 @@ def settings_from_args(args) -> EvaluationSettings:
 
 def run(args) -> int:
     import_work(globals(), WORK)  # when run() is called without main()
+    if args.suite:
+        return run_suite(args)
+    if args.masks is not None:
+        raise CLIError("--masks is an input of --suite; add --suite localisation (or all)")
+    if args.methods is None:
+        args.methods = ",".join(DEFAULT_METHODS)
     methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
     if not methods:
         raise CLIError(f"--methods names no method; choose from {','.join(ALL_METHODS)}")
@@ -230,7 +274,7 @@ def run(args) -> int:
     check_summary_files_are_ours(Path(args.out))  # a refused run answers before the model is read
     model = load_pipeline(args.model, args.trusted, args.trust)
     target = resolve_target(model, args.target)
-    record = {k: v for k, v in vars(args).items() if k not in ("debug",)}
+    record = {k: v for k, v in vars(args).items() if k not in ("debug", "suite", "masks")}
     if args.store is not None:
         record["_n_inputs"] = len(inputs)  # as curves.json has always listed it for store runs
     out = Path(args.out)
@@ -256,6 +300,66 @@ def run(args) -> int:
     _print_table(args, out, evaluation.results, evaluation.summary)
     if len(evaluation.results) < evaluation.n_inputs:  # some images failed: listed, the rest evaluated
         return 1
+    return 0
+
+
+def run_suite(args) -> int:
+    """``--suite``: every family asked for, on the same images, one report (bowlrp.evaluation.suite)."""
+    families = list(dict.fromkeys(args.suite))
+    text = args.methods if args.methods is not None else ",".join(SUITE_METHODS)
+    methods = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    unknown = [m for m in methods if m not in METHOD_NAMES]
+    if unknown or not methods:
+        raise CLIError(f"unknown method(s) {unknown} for --suite; choose from {list(METHOD_NAMES)}")
+    if any(m in PEER_METHODS for m in methods) and not compare_extra_available():
+        raise CLIError(
+            'lime, shap-partition and kernel-shap need the [compare] extra: pip install "bowlrp[compare]"'
+        )
+    if args.store is not None or args.workers is not None or args.scheduler is not None:
+        raise CLIError("--suite runs in this process: leave out --store, --workers and --scheduler")
+    out = Path(args.out)
+    inputs = collect_inputs(args.images, exclude=args.out, written=is_evaluation_output)
+    inputs = [i for i in inputs if not is_mask_file(i.path)]  # ground truth, not images
+    if not inputs:
+        raise CLIError("no images left once the *_mask.png ground-truth files are set aside")
+    check_suite_files_are_ours(out, methods)  # a refused run answers before the model is read
+    model = load_pipeline(args.model, args.trusted, args.trust)
+    target = resolve_target(model, args.target)
+    paths = [i.path for i in inputs]
+    masks = None
+    if args.masks is not None:
+        try:
+            masks = read_masks(paths, args.masks, None if target is None else str(target))
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    say = (
+        (lambda line: None)
+        if args.quiet
+        else (lambda line: print(f"bowlrp-evaluate: {line}", file=sys.stderr))
+    )
+    result = evaluate_suite(
+        model,
+        paths,
+        methods=methods,
+        families=families,
+        masks=masks,
+        target=target,
+        settings=SuiteSettings(block=args.block, seed=args.seed),
+        progress=not args.quiet,
+        report=say,
+    )
+    result.record = {
+        "model": str(args.model),
+        "images": [str(p) for p in paths],
+        "target": None if target is None else str(target),
+        "masks": args.masks,
+    }
+    write_suite_report(result, out)
+    for metric in result.metrics:
+        print(result.sentence(metric))
+    for line in result.verdicts().values():
+        print(line)
+    print(f"wrote {display_path(out / 'report.html')}, suite.json, suite.csv and figures")
     return 0
 
 

@@ -46,8 +46,16 @@ from .robustness import robustness
 from .runner import EvaluationRun, EvaluationSettings, evaluate_images
 from .scattered import set_pixels
 from .similarity import SIMILARITY_NAMES, hog_similarity, similarity_function, spearman, spearman_signed, ssim
+from .suite import FAMILIES, SuiteResult, SuiteSettings, evaluate_suite, read_masks
+from .suite_report import write_suite_report
 
 __all__ = [
+    "FAMILIES",
+    "SuiteResult",
+    "SuiteSettings",
+    "evaluate_suite",
+    "read_masks",
+    "write_suite_report",
     "COMPLEXITY_METRICS",
     "LOCALISATION_METRICS",
     "METHOD_NAMES",

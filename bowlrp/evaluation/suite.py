@@ -1,0 +1,660 @@
+"""The evaluation suite: every family of checks, every explainer, the same images, paired statistics.
+
+    result = evaluate_suite(model, images, methods=("lrp", "occlusion", "random"),
+                            families=("faithfulness", "sanity", "localisation"), masks=masks)
+    result.sentence("road_morf")   # which method wins, by how many paired standard errors
+    result.to_dict()               # what suite.json holds (bowlrp.evaluation.suite_report)
+
+Each method's maps are explained once per image and shared by the metrics that
+take maps (faithfulness, localisation, complexity); the sanity check and the
+robustness metrics explain again (randomised models, perturbed images). The
+families and their metrics (docs/evaluation.md):
+
+* ``faithfulness``: ROAD MoRF and LeRF and the area between
+  (:func:`~bowlrp.evaluation.road.road`), pixel flipping MoRF, IROF,
+  faithfulness correlation, region-perturbation AOPC MoRF and LeRF and the area
+  between (:mod:`bowlrp.evaluation.faithfulness`);
+* ``sanity``: the cascading model-randomisation check
+  (:func:`~bowlrp.evaluation.randomisation.randomisation_check`); its metric is
+  the similarity of the fully randomised model's map to the original
+  (``randomisation_similarity``, lower is better), its verdict the check's own;
+  with ``train_images`` and ``train_labels``, the data-randomisation check too;
+* ``localisation`` (needs ``masks``): relevance mass and rank accuracy, pointing
+  game, AUC, context ratio (:mod:`bowlrp.evaluation.localisation`);
+* ``complexity``: sparseness and complexity (:mod:`bowlrp.evaluation.complexity`);
+* ``robustness``: max-sensitivity and local Lipschitz estimate
+  (:mod:`bowlrp.evaluation.robustness`).
+
+**Paired comparison.** All methods are scored on the same images, so two methods
+are compared by the mean and standard error of their per-image differences
+(:meth:`MetricResult.paired_difference`), which removes the images' own spread.
+The *winner* of a metric is the method with the best mean in the metric's
+direction; its lead over the runner-up is stated in paired standard errors,
+``z = |mean(d)| / se(d)``; ``z >= 2`` is called a clear lead.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .._utils.validation import as_float_image, display_path, read_image
+from ..datasets.polygons import load_scene
+from ..datasets.voc_annotations import read_voc_annotation
+from .complexity import COMPLEXITY_METRICS
+from .explainers import Explainer, explain_maps, explainer_name, resolve_targets
+from .faithfulness import area_between, faithfulness_correlation, irof, pixel_flipping, region_morf_lerf
+from .localisation import LOCALISATION_METRICS, as_masks
+from .randomisation import (
+    NAMED_EXPLAINERS,
+    RandomisationResult,
+    data_randomisation_check,
+    randomisation_check,
+)
+from .results import MetricResult
+from .road import road
+from .robustness import robustness
+
+#: the families of checks, in the order the report lists them
+FAMILIES = ("faithfulness", "sanity", "localisation", "complexity", "robustness")
+SCHEMA = "bowlrp.evaluation-suite/1"
+#: a lead of at least this many paired standard errors is called clear
+CLEAR_LEAD = 2.0
+
+#: every metric of the suite: name -> (family, words for the report)
+METRIC_WORDS = {
+    "road_morf": ("faithfulness", "ROAD, most relevant first (area under the score curve)"),
+    "road_lerf": ("faithfulness", "ROAD, least relevant first"),
+    "road_area_between": ("faithfulness", "ROAD, area between LeRF and MoRF"),
+    "pixel_flipping_morf": ("faithfulness", "pixel flipping, most relevant first"),
+    "irof": ("faithfulness", "IROF (superpixels removed, area over the curve)"),
+    "faithfulness_correlation": ("faithfulness", "faithfulness correlation"),
+    "aopc_morf": ("faithfulness", "region perturbation AOPC, most relevant first"),
+    "aopc_lerf": ("faithfulness", "region perturbation AOPC, least relevant first"),
+    "aopc_area_between": ("faithfulness", "region perturbation, AOPC MoRF minus LeRF"),
+    "randomisation_similarity": (
+        "sanity",
+        "similarity (Spearman of |R|) of the fully randomised model's map to the original",
+    ),
+    "data_randomisation_similarity": (
+        "sanity",
+        "similarity of the label-permuted model's map to the original",
+    ),
+    "relevance_mass_accuracy": ("localisation", "relevance mass accuracy (positive relevance in the mask)"),
+    "relevance_rank_accuracy": ("localisation", "relevance rank accuracy"),
+    "pointing_game": ("localisation", "pointing game"),
+    "localisation_auc": ("localisation", "ROC AUC of the map for the mask"),
+    "context_ratio": ("localisation", "context ratio (relevance outside / inside the mask)"),
+    "sparseness": ("complexity", "sparseness (Gini index of |R|)"),
+    "complexity": ("complexity", "complexity (entropy of |R|)"),
+    "max_sensitivity": ("robustness", "max-sensitivity under small noise"),
+    "local_lipschitz": ("robustness", "local Lipschitz estimate"),
+}
+
+
+@dataclass(frozen=True)
+class SuiteSettings:
+    """Every setting of the suite that changes a number (recorded in ``suite.json``).
+
+    Attributes
+    ----------
+    road_fractions : fractions of pixels ROAD removes (:func:`~bowlrp.evaluation.road.road`)
+    flip_steps : pixel-flipping steps over all pixels
+    irof_segments : SLIC's ``n_segments`` for IROF
+    correlation_runs, correlation_subset : faithfulness correlation's subsets and their size
+        (the size is capped at a quarter of the smallest image's pixels)
+    block, region_steps : region perturbation's block side and steps (also occlusion's block)
+    robustness_samples, robustness_radius : perturbed copies per image and their noise half-width
+    randomisation_mode : "cascading" or "independent"
+    similarity : the randomisation check's measure
+    seed : seeds every draw
+    """
+
+    road_fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    flip_steps: int = 20
+    irof_segments: int = 30
+    correlation_runs: int = 30
+    correlation_subset: int = 224
+    block: int = 9
+    region_steps: int = 20
+    robustness_samples: int = 5
+    robustness_radius: float = 0.02
+    randomisation_mode: str = "cascading"
+    similarity: str = "spearman"
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["road_fractions"] = list(self.road_fractions)
+        return d
+
+
+@dataclass
+class SuiteResult:
+    """Every score of every method on the same images.
+
+    Attributes
+    ----------
+    methods : list of str
+    families : list of str
+        The families evaluated (localisation is left out without masks).
+    metrics : dict of str -> dict of str -> MetricResult
+        Metric name -> method -> result (values per image, direction, parameters).
+    randomisation : dict of str -> RandomisationResult
+        Method -> the model-randomisation check (``sanity``); ``data_randomisation`` likewise.
+    settings : SuiteSettings
+    n_images : int
+    seconds : dict of str -> float
+        Wall time per family (and ``"explain"`` for the shared maps); ``"<family> (cpu)"``
+        the process's CPU time in it (a measure that a loaded machine does not inflate).
+    notes : list of str
+        What was left out and why.
+    """
+
+    methods: list[str]
+    families: list[str]
+    metrics: dict[str, dict[str, MetricResult]]
+    randomisation: dict[str, RandomisationResult] = field(default_factory=dict)
+    data_randomisation: dict[str, RandomisationResult] = field(default_factory=dict)
+    settings: SuiteSettings = field(default_factory=SuiteSettings)
+    n_images: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    record: dict = field(default_factory=dict)
+
+    def family(self, metric: str) -> str:
+        return METRIC_WORDS[metric][0]
+
+    def higher_is_better(self, metric: str) -> bool:
+        return next(iter(self.metrics[metric].values())).higher_is_better
+
+    def ranking(self, metric: str) -> list[str]:
+        """Methods from best to worst by mean (NaN means last)."""
+        sign = 1.0 if self.higher_is_better(metric) else -1.0
+        results = self.metrics[metric]
+
+        def key(m):
+            v = results[m].mean
+            return (not np.isfinite(v), -sign * v if np.isfinite(v) else 0.0)
+
+        return sorted(results, key=key)
+
+    def paired(self, metric: str) -> dict[tuple[str, str], tuple[float, float, int]]:
+        """``(a, b) -> (mean, se, n)`` of ``a - b`` per image, for every ordered pair of methods."""
+        results = self.metrics[metric]
+        return {(a, b): results[a].paired_difference(results[b]) for a in results for b in results if a != b}
+
+    def lead(self, metric: str) -> dict | None:
+        """The winner, the runner-up and the winner's paired lead (None with fewer than two methods).
+
+        Returns
+        -------
+        dict
+            ``winner``, ``runner_up``, ``difference`` (winner minus runner-up, in the
+            metric's units), ``stderr``, ``n``, ``z`` (``|difference| / stderr``, inf when
+            the standard error is 0 and the difference is not).
+        """
+        order = self.ranking(metric)
+        if len(order) < 2:
+            return None
+        a, b = order[0], order[1]
+        d, se, n = self.metrics[metric][a].paired_difference(self.metrics[metric][b])
+        if not np.isfinite(d):
+            z = float("nan")
+        elif se > 0:
+            z = abs(d) / se
+        else:
+            z = float("inf") if d != 0 else 0.0
+        return {"winner": a, "runner_up": b, "difference": d, "stderr": se, "n": n, "z": z}
+
+    def sentence(self, metric: str) -> str:
+        """One sentence: which method wins the metric and by how many paired standard errors."""
+        words = METRIC_WORDS[metric][1]
+        direction = "higher" if self.higher_is_better(metric) else "lower"
+        head = f"{words} ({direction} is better)"
+        lead = self.lead(metric)
+        if lead is None:
+            r = next(iter(self.metrics[metric].values()))
+            return (
+                f"{head}: {r.method} scores {r.mean:.3g} ± {r.sem:.2g} (n = {r.n}); nothing to compare with."
+            )
+        if lead["n"] < 2 or not np.isfinite(lead["z"]) and not np.isinf(lead["z"]):
+            return (
+                f"{head}: {lead['winner']} has the best mean, but too few images "
+                f"(n = {lead['n']}) score both it and {lead['runner_up']} to compare them."
+            )
+        means = self.metrics[metric]
+        if lead["difference"] == 0:
+            every = "on every image" if lead["stderr"] == 0 else "on average"
+            return (
+                f"{head}: {lead['winner']} and {lead['runner_up']} tie {every} "
+                f"({means[lead['winner']].mean:.3g}; paired difference 0 ± {lead['stderr']:.2g}, "
+                f"n = {lead['n']})."
+            )
+        z = lead["z"]
+        size = "clearly" if z >= CLEAR_LEAD else "not clearly"
+        return (
+            f"{head}: {lead['winner']} wins ({means[lead['winner']].mean:.3g} vs "
+            f"{means[lead['runner_up']].mean:.3g}), {size} ahead of {lead['runner_up']}: paired "
+            f"difference {lead['difference']:+.3g} ± {lead['stderr']:.2g}, "
+            f"{z:.1f} paired standard errors (n = {lead['n']})."
+        )
+
+    def verdicts(self) -> dict[str, str]:
+        """The randomisation checks' verdicts in words, per method (and per check)."""
+        out = {m: r.verdict() for m, r in self.randomisation.items()}
+        out.update({f"{m} (data)": r.verdict() for m, r in self.data_randomisation.items()})
+        return out
+
+    def to_dict(self) -> dict:
+        """What ``suite.json`` holds: settings, every score, paired differences, sentences, verdicts."""
+        metrics = {}
+        for name, results in self.metrics.items():
+            lead = self.lead(name)
+            metrics[name] = {
+                "family": self.family(name),
+                "description": METRIC_WORDS[name][1],
+                "higher_is_better": self.higher_is_better(name),
+                "ranking": self.ranking(name),
+                "lead": lead,
+                "sentence": self.sentence(name),
+                "methods": {m: r.to_dict() for m, r in results.items()},
+                "paired_differences": {
+                    f"{a} - {b}": {"mean": d, "stderr": se, "n": n}
+                    for (a, b), (d, se, n) in self.paired(name).items()
+                },
+            }
+        return {
+            "schema": SCHEMA,
+            "settings": self.settings.to_dict(),
+            "record": dict(self.record),
+            "methods": list(self.methods),
+            "families": list(self.families),
+            "n_images": self.n_images,
+            "seconds": dict(self.seconds),
+            "notes": list(self.notes),
+            "metrics": metrics,
+            "randomisation": {m: r.to_dict() for m, r in self.randomisation.items()},
+            "data_randomisation": {m: r.to_dict() for m, r in self.data_randomisation.items()},
+        }
+
+
+def _sanity_explainer(method: Explainer, settings: SuiteSettings):
+    """What the randomisation check gets: a name it knows, else a callable over :func:`explain_maps`."""
+    if callable(method) or method in NAMED_EXPLAINERS:
+        return method
+
+    def explain(model, images, targets):
+        return [explain_maps(model, [im], method, t, settings.seed)[0] for im, t in zip(images, targets)]
+
+    explain.__name__ = method
+    return explain
+
+
+def _check_families(families) -> list[str]:
+    families = [families] if isinstance(families, str) else list(families)
+    if "all" in families:
+        families = list(FAMILIES)
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        raise ValueError(f"unknown families {unknown}; choose from {list(FAMILIES)} or 'all'")
+    return [f for f in FAMILIES if f in families]
+
+
+def evaluate_suite(
+    model,
+    images,
+    methods: Sequence[Explainer] = ("lrp", "occlusion", "random"),
+    families: Sequence[str] | str = FAMILIES,
+    masks=None,
+    target=None,
+    settings: SuiteSettings | None = None,
+    train_images=None,
+    train_labels=None,
+    random_state: int | None = None,
+    progress: bool = True,
+    report: Callable[[str], None] | None = None,
+) -> SuiteResult:
+    """Evaluate several explainers on the same images with every family of checks.
+
+    Parameters
+    ----------
+    model : fitted Pipeline
+    images : list of images (arrays (H, W) / (H, W, 3) or paths), n of them
+    methods : sequence of method names or callables
+        Names of :data:`~bowlrp.evaluation.explainers.METHOD_NAMES`, or
+        ``explainer(model, images, targets) -> list of (H, W) maps``.
+    families : sequence of str or "all"
+        Any of :data:`FAMILIES`.
+    masks : list of n (H, W) boolean masks or lists of boxes ``(row0, row1, col0, col1)``, or None
+        The ground truth of ``localisation`` (left out, with a note, when None).
+    target : class label or None
+        None explains each image's predicted class.
+    settings : SuiteSettings or None
+    train_images, train_labels : the model's training data, or None
+        With them the sanity family adds the data-randomisation check (one refit).
+    random_state : int or None
+        Overrides ``settings.seed`` when given.
+    progress : bool
+        tqdm bars.
+    report : callable or None
+        Called with one line as each family starts and ends.
+
+    Returns
+    -------
+    SuiteResult
+
+    Notes
+    -----
+    Cost per image and method, in model evaluations ``E`` (an LRP map costs about
+    one; occlusion about ``(H / block) * (W / block)``): the shared map ``E``;
+    faithfulness ``2 len(road_fractions) + flip_steps + S_irof + correlation_runs
+    + 2 region_steps``; sanity ``layers + 1`` maps; robustness ``samples + 1`` maps;
+    localisation and complexity none.
+    """
+    settings = settings or SuiteSettings()
+    if random_state is not None:
+        settings = SuiteSettings(**{**asdict(settings), "seed": int(random_state)})
+    seed = settings.seed
+    families = _check_families(families)
+    methods = list(methods)
+    if not methods:
+        raise ValueError("no methods to evaluate")
+    names = [explainer_name(m) for m in methods]
+    if len(set(names)) != len(names):
+        raise ValueError(f"methods must have distinct names, got {names}")
+    imgs = [as_float_image(im) for im in images]
+    if not imgs:
+        raise ValueError("no images to evaluate")
+    say = report or (lambda line: None)
+    notes: list[str] = []
+    if "localisation" in families and masks is None:
+        families.remove("localisation")
+        notes.append("localisation left out: no masks or boxes given")
+    if masks is not None:
+        masks = as_masks(masks, [im.shape[:2] for im in imgs])
+    targets = resolve_targets(model, imgs, target)
+    seconds: dict[str, float] = {}
+    metrics: dict[str, dict[str, MetricResult]] = {}
+
+    def add(result: MetricResult, method: str) -> None:
+        if result.method != method:
+            result = MetricResult(
+                result.name, result.values, result.higher_is_better, result.params, method, result.curves
+            )
+        metrics.setdefault(result.name, {})[method] = result
+
+    maps: dict[str, list[np.ndarray]] = {}
+    if any(f in families for f in ("faithfulness", "localisation", "complexity")):
+        t0, c0 = time.perf_counter(), time.process_time()
+        for m, name in zip(methods, names):
+            bar = tqdm(imgs, desc=f"explain {name}", disable=not progress, leave=False)
+            maps[name] = [explain_maps(model, [im], m, t, seed)[0] for im, t in zip(bar, targets)]
+        seconds["explain"] = time.perf_counter() - t0
+        seconds["explain (cpu)"] = time.process_time() - c0
+
+    for family in families:
+        t0, c0 = time.perf_counter(), time.process_time()
+        say(f"{family}: {len(methods)} method(s) on {len(imgs)} image(s)")
+        if family == "faithfulness":
+            _faithfulness(model, imgs, targets, maps, names, settings, add, progress)
+        elif family == "localisation":
+            for name in names:
+                for fn in LOCALISATION_METRICS.values():
+                    add(fn(maps[name], masks, method=name), name)
+        elif family == "complexity":
+            for name in names:
+                for fn in COMPLEXITY_METRICS.values():
+                    add(fn(maps[name], method=name), name)
+        elif family == "robustness":
+            for m, name in zip(methods, names):
+                bar = tqdm(total=len(imgs), desc=f"robustness {name}", disable=not progress, leave=False)
+                # one image at a time so each is explained for its own target
+                found = [
+                    robustness(
+                        model,
+                        [im],
+                        m,
+                        t,
+                        samples=settings.robustness_samples,
+                        radius=settings.robustness_radius,
+                        seed=seed,
+                        progress=bar.update,
+                    )
+                    for im, t in zip(imgs, targets)
+                ]
+                bar.close()
+                for key in ("max_sensitivity", "local_lipschitz"):
+                    parts = [f[key] for f in found]
+                    add(
+                        MetricResult(
+                            key,
+                            np.concatenate([p.values for p in parts]),
+                            parts[0].higher_is_better,
+                            parts[0].params,
+                            name,
+                            np.concatenate([p.curves for p in parts]),
+                        ),
+                        name,
+                    )
+        elif family == "sanity":
+            randomisation, data = _sanity(
+                model, imgs, targets, methods, names, settings, train_images, train_labels, progress
+            )
+            for name, r in randomisation.items():
+                add(_last_layer(r, "randomisation_similarity"), name)
+            for name, r in data.items():
+                add(_last_layer(r, "data_randomisation_similarity"), name)
+            if train_images is None:
+                notes.append("data randomisation left out: no training images and labels given")
+        seconds[family] = time.perf_counter() - t0
+        seconds[f"{family} (cpu)"] = time.process_time() - c0
+        say(f"{family}: done in {seconds[family]:.1f} s ({seconds[f'{family} (cpu)']:.1f} s of CPU)")
+    result = SuiteResult(
+        methods=names,
+        families=families,
+        metrics=metrics,
+        settings=settings,
+        n_images=len(imgs),
+        seconds=seconds,
+        notes=notes,
+    )
+    if "sanity" in families:
+        result.randomisation, result.data_randomisation = randomisation, data
+    return result
+
+
+def _last_layer(r: RandomisationResult, name: str) -> MetricResult:
+    """The similarity of the last randomised model's maps to the originals, per image (lower is better)."""
+    params = {"check": r.check, "layers": list(r.layers), "similarity": r.similarity_name, "passed": r.passed}
+    return MetricResult(name, r.similarity[-1], False, params, r.explainer)
+
+
+def _sanity(model, imgs, targets, methods, names, settings, train_images, train_labels, progress):
+    explainers = [_sanity_explainer(m, settings) for m in methods]
+    common = dict(
+        target=targets,
+        similarity=settings.similarity,
+        random_state=settings.seed,
+        verbose=progress,
+        measures=(settings.similarity,),
+    )
+    found = randomisation_check(model, imgs, explainers, mode=settings.randomisation_mode, **common)
+    randomisation = dict(zip(names, found))
+    data = {}
+    if train_images is not None and train_labels is not None:
+        found = data_randomisation_check(model, train_images, train_labels, imgs, explainers, **common)
+        data = dict(zip(names, found))
+    return randomisation, data
+
+
+def _faithfulness(model, imgs, targets, maps, names, settings, add, progress) -> None:
+    seed = settings.seed
+    smallest = min(im.shape[0] * im.shape[1] for im in imgs)
+    subset = max(1, min(settings.correlation_subset, smallest // 4))
+    for name in names:
+        per_image = len(settings.road_fractions) * 2 + settings.flip_steps + settings.correlation_runs
+        bar = tqdm(
+            total=len(imgs) * per_image, desc=f"faithfulness {name}", disable=not progress, leave=False
+        )
+        found: dict[str, list[MetricResult]] = {}
+        for im, t, heat in zip(imgs, targets, maps[name]):
+            one = []
+            for order in ("morf", "lerf"):
+                one.append(
+                    road(
+                        model,
+                        [im],
+                        target=t,
+                        maps=[heat],
+                        order=order,
+                        fractions=settings.road_fractions,
+                        seed=seed,
+                        progress=bar.update,
+                    )
+                )
+            one.append(
+                pixel_flipping(
+                    model,
+                    [im],
+                    target=t,
+                    maps=[heat],
+                    steps=settings.flip_steps,
+                    seed=seed,
+                    progress=bar.update,
+                )
+            )
+            one.append(irof(model, [im], target=t, maps=[heat], n_segments=settings.irof_segments, seed=seed))
+            one.append(
+                faithfulness_correlation(
+                    model,
+                    [im],
+                    target=t,
+                    maps=[heat],
+                    runs=settings.correlation_runs,
+                    subset_size=subset,
+                    seed=seed,
+                    progress=bar.update,
+                )
+            )
+            one.extend(
+                region_morf_lerf(
+                    model,
+                    [im],
+                    target=t,
+                    maps=[heat],
+                    block=settings.block,
+                    steps=settings.region_steps,
+                    seed=seed,
+                ).values()
+            )
+            for r in one:
+                found.setdefault(r.name, []).append(r)
+        bar.close()
+        joined = {k: _join(v, name) for k, v in found.items()}
+        joined["road_area_between"] = area_between(joined["road_morf"], joined["road_lerf"])
+        for r in joined.values():
+            add(r, name)
+
+
+def _join(parts: list[MetricResult], method: str) -> MetricResult:
+    """One result over all images from per-image results (curves NaN-padded to one width)."""
+    curves = None
+    if all(p.curves is not None for p in parts):
+        rows = [np.asarray(p.curves, dtype=np.float64) for p in parts]
+        if all(r.shape[1:] == rows[0].shape[1:] for r in rows):
+            curves = np.concatenate(rows)
+        elif all(r.ndim == 2 for r in rows):
+            width = max(r.shape[1] for r in rows)
+            curves = np.full((sum(len(r) for r in rows), width), np.nan)
+            k = 0
+            for r in rows:
+                curves[k : k + len(r), : r.shape[1]] = r
+                k += len(r)
+    p0 = parts[0]
+    params = {k: v for k, v in p0.params.items() if k != "accuracy"}
+    if "accuracy" in p0.params:  # ROAD's share of images still positive, over all images
+        params["accuracy"] = np.nanmean([p.params["accuracy"] for p in parts], axis=0).tolist()
+    values = np.concatenate([p.values for p in parts])
+    return MetricResult(p0.name, values, p0.higher_is_better, params, method, curves)
+
+
+#: where ``bowlrp-evaluate --suite --masks`` finds the ground truth of each image ``<stem>.png``
+MASK_SOURCES = {
+    "files": "<stem>_mask.png beside the image (non-zero pixels are the object)",
+    "polygons": "a polygons scene (save_scenes): <stem>_mask.png and <stem>.json, the polygons' pixels",
+    "shortcut": "the shortcut data (save_samples): the stamp's box from <prefix>_labels.csv beside the image",
+    "voc:DIR": "PASCAL VOC boxes from DIR/<stem>.xml (of the target class if given, else every object)",
+}
+
+
+def is_mask_file(path) -> bool:
+    """True for a ground-truth mask file of :data:`MASK_SOURCES` (``*_mask.png``), never an input image."""
+    return Path(path).name.endswith("_mask.png")
+
+
+def read_masks(paths, source: str, target_name: str | None = None) -> list[np.ndarray | list]:
+    """The ground truth of each image file from a data set: masks or lists of boxes (:func:`as_masks`).
+
+    Parameters
+    ----------
+    paths : sequence of image paths
+    source : a key of :data:`MASK_SOURCES` (``"voc:DIR"`` with the annotations' folder)
+    target_name : str or None
+        VOC: keep the boxes of this class only.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file that is missing or unreadable and what to give instead.
+    """
+    paths = [Path(p) for p in paths]
+    out: list = []
+    if source == "shortcut":
+        tables: dict[Path, dict] = {}
+        for p in paths:
+            if p.parent not in tables:
+                rows = {}
+                for table in sorted(p.parent.glob("*_labels.csv")):
+                    with open(table, newline="") as fh:
+                        for row in csv.DictReader(fh):
+                            rows[row["file"]] = json.loads(row["box"])
+                tables[p.parent] = rows
+            box = tables[p.parent].get(p.name)
+            if box is None:
+                raise ValueError(
+                    f"{display_path(p)} is not listed in a *_labels.csv beside it (save_samples writes one); "
+                    "give --masks files or another source"
+                )
+            r0, c0, r1, c1 = (int(v) for v in box)
+            out.append([(r0, r1, c0, c1)])
+        return out
+    if source.startswith("voc:"):
+        folder = Path(source[4:])
+        for p in paths:
+            xml = folder / f"{p.stem}.xml"
+            if not xml.is_file():
+                raise ValueError(f"no VOC annotation {display_path(xml)} for {display_path(p)}")
+            out.append(read_voc_annotation(xml).boxes(target_name))
+        return out
+    if source not in ("files", "polygons"):
+        raise ValueError(f"unknown mask source {source!r}; use one of {list(MASK_SOURCES)}")
+    for p in paths:
+        mask_path = p.with_name(f"{p.stem}_mask.png")
+        if not mask_path.is_file():
+            raise ValueError(f"no mask {display_path(mask_path)} for {display_path(p)}")
+        if source == "files":
+            out.append(
+                np.asarray(read_image(mask_path)).reshape(read_image(mask_path).shape[:2] + (-1,)).any(-1)
+            )
+        else:
+            scene = load_scene(p)
+            out.append(np.isin(scene.mask, sorted(scene.polygon_ids())))
+    return out
