@@ -6,16 +6,21 @@ export PYTHON
 install:
 	@bash scripts/install.sh
 
+# pytest-xdist processes (a test file stays in one process: its module fixtures are made once);
+# TEST_WORKERS=0 runs everything in this process
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
 # the default run (CI): the lint checks, then everything but the tests marked slow
 test: install lint
-	$(PYTHON) -m pytest -q -m "not slow"
+	$(PYTHON) -m pytest -q -m "not slow" $(XDIST) --durations=15
 
 # everything, the slow end-to-end and full fuzz suites included
 test-all: install
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q $(XDIST)
 
 test-fast:
-	$(PYTHON) -m pytest -q -m "not slow"
+	$(PYTHON) -m pytest -q -m "not slow" $(XDIST)
 
 bench: install
 	$(PYTHON) benchmarks/bench_encoding.py
