@@ -50,3 +50,19 @@ def test_gmm_vlfeat_backend_fits():
     X = np.random.default_rng(0).normal(size=(2000, 4))
     v = GMMVocabulary(n_components=4, backend="vlfeat").fit(X)
     assert v.means_.shape == (4, 4) and np.isclose(v.weights_.sum(), 1)
+
+
+def test_randomise_projection_gives_an_orthonormal_frame_of_the_same_shape_and_keeps_the_mean():
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(300, 12))
+    vocabulary = GMMVocabulary(3, pca_components=5, random_state=0).fit(data)
+    mean, before = vocabulary.pca_.mean_.copy(), vocabulary.pca_.components_.copy()
+    assert vocabulary.has_projection and vocabulary.randomise_projection(np.random.default_rng(1))
+    after = vocabulary.pca_.components_
+    assert after.shape == before.shape and after.flags.c_contiguous
+    np.testing.assert_allclose(after @ after.T, np.eye(5), atol=1e-12)  # orthonormal rows
+    assert np.abs(after - before).max() > 0.1
+    np.testing.assert_array_equal(vocabulary.pca_.mean_, mean)
+    vocabulary.check_fitted()
+    plain = GMMVocabulary(3, random_state=0).fit(data)
+    assert not plain.has_projection and not plain.randomise_projection(np.random.default_rng(1))

@@ -91,6 +91,28 @@ class _VocabularyMixin:
         self.pca_.components_ = np.ascontiguousarray(self.pca_.components_)
         return projected
 
+    @property
+    def has_projection(self) -> bool:
+        """Whether descriptors are projected by a fitted PCA before the words / Gaussians."""
+        return getattr(self, "pca_", None) is not None
+
+    def randomise_projection(self, rng: np.random.Generator) -> bool:
+        """Replace the PCA's components by a Haar-random orthonormal frame of the same shape.
+
+        For the model-randomisation check (:mod:`bowlrp.evaluation.randomisation`), on a
+        *copy* of a fitted vocabulary: the PCA's mean is kept, so the projection stays a
+        valid one of the same shape, ``Q^T`` with ``Q`` (D, k) from the QR decomposition
+        of a standard normal matrix, columns signed so that ``diag(R) > 0``.
+        Returns False (nothing changed) when the vocabulary has no PCA.
+        """
+        if not self.has_projection:
+            return False
+        k, dim = self.pca_.components_.shape
+        q, r = np.linalg.qr(rng.standard_normal((dim, k)))
+        q *= np.where(np.diag(r) < 0, -1.0, 1.0)[None, :]
+        self.pca_.components_ = np.ascontiguousarray(q.T)
+        return True
+
     def _check_projection(self) -> int:
         """Check ``n_features_in_`` and the PCA (ModelFileError); return the vocabulary's dimension."""
         n_in = fitted_number(self, "n_features_in_", integer=True, low=1)

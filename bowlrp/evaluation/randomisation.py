@@ -178,20 +178,9 @@ def _randomise_vocabularies(model, rng: np.random.Generator) -> None:
             )
 
 
-def _projection(vocabulary):
-    """The vocabulary's fitted PCA, or None (the attribute the vocabulary's ``project`` reads)."""
-    return getattr(vocabulary, "pca_", None)
-
-
 def _randomise_pca(model, rng: np.random.Generator) -> None:
     for encoder in model.encoders_:
-        pca = _projection(encoder.vocabulary_)
-        if pca is None:
-            continue
-        k, dim = pca.components_.shape
-        q, r = np.linalg.qr(rng.standard_normal((dim, k)))
-        q *= np.where(np.diag(r) < 0, -1.0, 1.0)[None, :]
-        pca.components_ = np.ascontiguousarray(q.T)
+        encoder.vocabulary_.randomise_projection(rng)  # the vocabulary owns its PCA
 
 
 @dataclass(frozen=True)
@@ -228,7 +217,7 @@ def model_layers(model) -> list[Layer]:
     if clf.kernel_weights_.shape[1] > 1 and clf.mkl_norm != "uniform":
         layers.append(Layer(MKL_LAYER, _randomise_mkl))
     layers.append(Layer(VOCABULARY_LAYER, _randomise_vocabularies))
-    if any(_projection(enc.vocabulary_) is not None for enc in model.encoders_):
+    if any(enc.vocabulary_.has_projection for enc in model.encoders_):
         layers.append(Layer(PCA_LAYER, _randomise_pca))
     return layers
 
