@@ -55,6 +55,17 @@ def random_descriptors(rng, n=300, dim=8, shape=(50, 60), shapes=(0,)):
     )
 
 
+def small_hik_model(rng):
+    """A small fitted stripes-vs-blobs model (8 + 8 images of 40 x 40 drawn from ``rng``):
+    dense SIFT (OpenCV, 4 px bins, step 3, unrotated), 8 hard-assigned words, HIK SVM."""
+    from bowlrp import DenseSIFT, HardAssignment, KernelSVC, Pipeline
+
+    train = [stripes(rng, 40) for _ in range(8)] + [blobs(rng, 40) for _ in range(8)]
+    sift = DenseSIFT(bin_sizes=[4], steps=3, backend="opencv", rotate=False)
+    model = Pipeline([("s", sift, HardAssignment(8, random_state=0))], KernelSVC("hik"), random_state=0)
+    return model.fit(train, [1] * 8 + [0] * 8)
+
+
 @pytest.fixture(scope="session")
 def stripes_blobs():
     rng = np.random.default_rng(0)

@@ -27,7 +27,7 @@ from bowlrp.evaluation import (
 from bowlrp.evaluation.explainers import resolve_targets
 from bowlrp.pipeline import Pipeline
 
-from .conftest import blobs, stripes
+from .conftest import blobs, small_hik_model, stripes
 
 
 def _maps_and_masks(seed=0, n=6, shape=(12, 15)):
@@ -144,18 +144,7 @@ def test_metric_result_statistics_and_paired_differences():
 @pytest.fixture(scope="module")
 def small_model():
     rng = np.random.default_rng(0)
-    train = [stripes(rng, 40) for _ in range(8)] + [blobs(rng, 40) for _ in range(8)]
-    model = Pipeline(
-        [
-            (
-                "s",
-                DenseSIFT(bin_sizes=[4], steps=3, backend="opencv", rotate=False),
-                HardAssignment(8, random_state=0),
-            )
-        ],
-        KernelSVC("hik"),
-        random_state=0,
-    ).fit(train, [1] * 8 + [0] * 8)
+    model = small_hik_model(rng)
     return model, [stripes(rng, 40), blobs(rng, 40)]
 
 

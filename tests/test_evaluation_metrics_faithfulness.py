@@ -5,8 +5,6 @@ forward passes; the imputation against a dense solve of its equations."""
 import numpy as np
 import pytest
 
-from bowlrp import DenseSIFT, HardAssignment
-from bowlrp.classifier.svm import KernelSVC
 from bowlrp.evaluation import (
     IncrementalImage,
     area_between,
@@ -23,26 +21,14 @@ from bowlrp.evaluation.baselines import slic_segments
 from bowlrp.evaluation.faithfulness import baseline_values
 from bowlrp.evaluation.road import NEIGHBOURS, linear_imputation, noisy_linear_imputation
 from bowlrp.evaluation.scattered import evaluate_pixels, touched, touched_share
-from bowlrp.pipeline import Pipeline
 
-from .conftest import blobs, stripes
+from .conftest import blobs, small_hik_model, stripes
 
 
 @pytest.fixture(scope="module")
 def setup():
     rng = np.random.default_rng(0)
-    train = [stripes(rng, 40) for _ in range(8)] + [blobs(rng, 40) for _ in range(8)]
-    model = Pipeline(
-        [
-            (
-                "s",
-                DenseSIFT(bin_sizes=[4], steps=3, backend="opencv", rotate=False),
-                HardAssignment(8, random_state=0),
-            )
-        ],
-        KernelSVC("hik"),
-        random_state=0,
-    ).fit(train, [1] * 8 + [0] * 8)
+    model = small_hik_model(rng)
     images = [blobs(rng, 40), stripes(rng, 40)]
     return model, images, explain_maps(model, images, "lrp")
 
