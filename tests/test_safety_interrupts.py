@@ -22,7 +22,7 @@ import pytest
 
 from bowlrp import save
 from bowlrp._utils.atomic import is_temporary, leftover_temporaries, temporary_prefix
-from bowlrp._utils.signals import Terminated, deferred_signals, terminate_as_interrupt
+from bowlrp._utils.signals import Terminated, deferred_signals, interrupt_behind, terminate_as_interrupt
 from bowlrp.runs import folder
 from bowlrp.runs.folder import publish
 from tests.test_batch import _run, model, png  # noqa: F401 - fixtures
@@ -143,3 +143,47 @@ def test_sigterm_unwinds_a_run_like_ctrl_c(model, png, tmp_path):  # noqa: F811
     assert err.decode().strip().splitlines() == ["bowlrp-explain: interrupted (SIGTERM)"]
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     assert not list(out.glob(".*")), list(out.glob(".*"))  # no lock, no temporary
+
+
+def _failing_clean_up(interrupt: BaseException):
+    """Raise ``interrupt``, then fail while handling it, as joblib's pool did after a SIGTERM
+    landed while it started a thread (CI at ecb74ab: exit 2, "cannot join thread before it is
+    started", instead of 143)."""
+    try:
+        raise interrupt
+    except KeyboardInterrupt:
+        raise RuntimeError("cannot join thread before it is started")  # noqa: B904 - as joblib does
+
+
+def test_an_error_raised_while_a_signal_unwinds_is_reported_as_that_signal(capsys, monkeypatch):
+    from argparse import Namespace
+
+    from bowlrp.cli import train
+    from bowlrp.cli._common import run_command
+
+    for interrupt, code, line in (
+        (Terminated("t"), 143, "x: stopped (SIGTERM)"),
+        (KeyboardInterrupt(), 130, "x: stopped"),
+    ):
+        assert interrupt_behind(_error_after(interrupt)) is interrupt
+        assert (
+            run_command("x", lambda args, i=interrupt: _failing_clean_up(i), Namespace(), "stopped") == code
+        )
+        assert capsys.readouterr().err.strip().splitlines() == [line]
+    # bowlrp-train says whether its model was written, also in this case
+    train.import_work(vars(train), train.WORK)
+    monkeypatch.setattr(train, "run", lambda args: _failing_clean_up(Terminated("t")))
+    assert train._train_and_report(Namespace(quiet=True)) == 143
+    assert capsys.readouterr().err.strip() == "bowlrp-train: terminated (nothing was written)"
+    # an error with no signal behind it stays an error (one line, exit 2)
+    assert interrupt_behind(RuntimeError("plain")) is None
+    assert run_command("x", lambda args: (_ for _ in ()).throw(RuntimeError("plain")), Namespace()) == 2
+    assert capsys.readouterr().err.strip() == "x: error: plain"
+
+
+def _error_after(interrupt: BaseException) -> BaseException:
+    try:
+        _failing_clean_up(interrupt)
+    except RuntimeError as exc:
+        return exc
+    raise AssertionError("the clean-up did not fail")

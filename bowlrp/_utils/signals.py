@@ -72,6 +72,24 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so a program unwinds (locks, records) as on Ctrl-C."""
 
 
+def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM an error was raised while handling, if any.
+
+    A signal can land inside a library's start-up code (for example while joblib's
+    worker pool starts a thread); its clean-up then fails in turn ("cannot join
+    thread before it is started") and that second error hides the interrupt.
+    Follows ``__context__`` and ``__cause__`` (each exception once).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _raise_terminated(signum, frame):
     raise Terminated(f"terminated by signal {signum}")
 

@@ -14,7 +14,7 @@ import cv2
 from tqdm.std import tqdm
 
 from .._utils.parallel import bound_n_jobs
-from .._utils.signals import Terminated, terminate_as_interrupt
+from .._utils.signals import Terminated, interrupt_behind, terminate_as_interrupt
 from .._utils.validation import capturing_native_stderr, display_path, image_limits, opencv_message
 from ..model_files import load
 from ._args import ArgumentParser, CLIError, percentile_arg, positive_int
@@ -196,6 +196,11 @@ def run_command(prog: str, run, args, interrupted: str = "interrupted") -> int:
             print(f"{prog}: {interrupted}", file=sys.stderr)
             return 130
         except Exception as exc:  # one line for people; --debug for the traceback
+            interrupt = interrupt_behind(exc)  # an error in the clean-up after a signal
+            if interrupt is not None:
+                terminated = isinstance(interrupt, Terminated)
+                print(f"{prog}: {interrupted}{' (SIGTERM)' if terminated else ''}", file=sys.stderr)
+                return 143 if terminated else 130
             if getattr(args, "debug", False):
                 raise
             print(f"{prog}: error: {error_line(exc)}", file=sys.stderr)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from ._args import ArgumentParser, import_work, work_attribute
 
 if TYPE_CHECKING:  # imported by import_work once the arguments are parsed (fast --help)
-    from .._utils.signals import Terminated, deferred_signals, terminate_as_interrupt
+    from .._utils.signals import Terminated, deferred_signals, interrupt_behind, terminate_as_interrupt
     from .._utils.validation import display_path
     from ..config import resolve_config_path
     from ..datasets.voc import read_dataset
@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # imported by import_work once the arguments are parsed (fast
 
 #: what a run uses, imported after the arguments are parsed: module -> names
 WORK = {
-    "bowlrp._utils.signals": ("Terminated", "deferred_signals", "terminate_as_interrupt"),
+    "bowlrp._utils.signals": ("Terminated", "deferred_signals", "interrupt_behind", "terminate_as_interrupt"),
     "bowlrp._utils.validation": ("display_path",),
     "bowlrp.config": ("resolve_config_path",),
     "bowlrp.datasets.voc": ("read_dataset",),
@@ -147,12 +147,22 @@ def _train_and_report(args) -> int:
             if not args.quiet:
                 print(json.dumps(s), file=sys.stderr)
     except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
-        written = getattr(args, "written", None)
-        what = "after writing " + display_path(written) if written else "(nothing was written)"
-        print(f"bowlrp-train: {'terminated' if terminated else 'interrupted'} {what}", file=sys.stderr)
-        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        return _report_interrupt(args, exc)
+    except Exception as exc:
+        interrupt = interrupt_behind(exc)  # joblib's clean-up can fail after a signal lands in it
+        if interrupt is None:
+            raise
+        return _report_interrupt(args, interrupt)
     return 0
+
+
+def _report_interrupt(args, exc: KeyboardInterrupt) -> int:
+    """One line saying whether the model was written; exit code 130 (Ctrl-C) or 143 (SIGTERM)."""
+    terminated = isinstance(exc, Terminated)
+    written = getattr(args, "written", None)
+    what = "after writing " + display_path(written) if written else "(nothing was written)"
+    print(f"bowlrp-train: {'terminated' if terminated else 'interrupted'} {what}", file=sys.stderr)
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 def main(argv: list[str] | None = None) -> int:
