@@ -8,47 +8,73 @@ Trains one multi-label model (one linear or kernel SVM per class, a class's
 "difficult" images left out of that class only, as the devkit does) on
 ``trainval`` for every class, reports the VOC 2007 11-point AP per class and
 the mAP on ``test`` (next to Chatfield et al. 2011's 61.7 for the Fisher
-configuration), explains the test images that show each class (one forward
-pass per image serves all of its classes), writes per-class context ratios
-(mean positive relevance per pixel outside / inside the class's boxes), the
-top-scored test images per class with their heatmaps, and one binary model
-per class (``voc_horse.pkl`` ...). Output in ``--out``::
+configuration), explains the test images that show each class, writes
+per-class context ratios (mean positive relevance per pixel outside / inside
+the class's boxes), the top-scored test images per class with their
+heatmaps, and one binary model per class (``voc_horse.pkl`` ...).
 
-    metrics.json  ap.csv  context.csv  context_images.csv  figures/<class>.png
+Each test image is described once: one forward pass (a trace) gives its
+scores for every class and the explanations of the classes it is explained
+for (docs/voc_experiment.md). Which those are depends on the ranking of all
+test images (``--max-explain`` keeps the best-scored positives of a class,
+``--n-top`` the best-scored images of the figures), so the pass keeps, per
+class, the best images seen so far and explains an image for a class when it
+enters that running top: every image of the final selection is explained in
+its own pass, and a few that later fall out of it cost a relevance pass
+each, never a second forward pass. Output in ``--out``::
+
+    metrics.json  timings.json  ap.csv  context.csv  context_images.csv  figures/<class>.png
     models/voc_<class>.pkl  models/voc_all.pkl  cache/ (resumable state)
 
-Resumes after an interruption: the vocabulary, the model and every image's
+``timings.json`` lists every invocation (a resumed run appends one): seconds
+and peak resident memory (``ru_maxrss`` of this process and of its finished
+child processes) after each stage.
+
+Resumes after an interruption: the vocabulary, the model, the training
 features (float32 rows of a memory-mapped ``.npy``, progress recorded after
-each flushed chunk) and explanation results (one JSON per image) are cached
-on disk and written atomically.
+each flushed chunk) and every test image's result (its scores, explanations
+and the heatmaps the figures need: ``cache/<run>/test/``) are cached on disk
+and written atomically; a rerun skips finished images.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
+import contextlib
 import csv
+import functools
 import hashlib
 import io as _io
 import json
 import os
+import resource
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from joblib import effective_n_jobs
+from numpy.lib.format import open_memmap
+from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bowlrp import image as pictures  # noqa: E402
+from bowlrp._utils.atomic import atomic_writer, leftover_temporaries  # noqa: E402
+from bowlrp._utils.parallel import map_images, usable_cores  # noqa: E402
 from bowlrp.config import load_config  # noqa: E402
 from bowlrp.datasets.voc import DatasetError, read_voc  # noqa: E402
 from bowlrp.evaluation.context import context_ratio  # noqa: E402
 from bowlrp.evaluation.voc_ap import mean_average_precision  # noqa: E402
 from bowlrp.exceptions import BowlrpError  # noqa: E402
+from bowlrp.explanation import explain_trace  # noqa: E402
 from bowlrp.model_files import load, save  # noqa: E402
-from bowlrp.pipeline import Pipeline  # noqa: E402
+from bowlrp.pipeline import ImageTrace, Pipeline  # noqa: E402
 from bowlrp.training import negative_label  # noqa: E402
 
 DOWNLOAD_HINT = (
@@ -56,6 +82,8 @@ DOWNLOAD_HINT = (
 )
 #: Published mAP of the configurations (VOC 2007 test), for comparison in the output.
 REFERENCE_MAP = {"voc_fisher": (0.617, "Chatfield et al. 2011, improved Fisher vectors, VOC 2007 test")}
+#: What a failed explanation of one image may raise (recorded, the run goes on).
+_EXPLAIN_ERRORS = (BowlrpError, ValueError, OSError)
 
 
 def log(message: str, quiet: bool = False) -> None:
@@ -64,11 +92,17 @@ def log(message: str, quiet: bool = False) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (bowlrp's temporaries, the umask's mode)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
+    with atomic_writer(path, "w") as fh:
         fh.write(text)
-    os.replace(tmp, path)
+
+
+def atomic_write_npy(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` as ``.npy``, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(path, "wb") as fh:
+        np.save(fh, array)
 
 
 def write_csv(path: Path, header: list, rows: list) -> None:
@@ -88,9 +122,6 @@ def features_on_disk(
     and the number of finished rows recorded (``<path>.done``, atomically), so
     a killed run recomputes at most one chunk.
     """
-    from numpy.lib.format import open_memmap
-    from tqdm.auto import tqdm
-
     n, d = len(images), int(sum(pipe.channel_sizes_))
     done_file = path.with_suffix(".done")
     done = int(done_file.read_text()) if done_file.is_file() and path.is_file() else 0
@@ -125,38 +156,390 @@ def _vocabulary(pipe: Pipeline, images: list, path: Path, quiet: bool) -> Pipeli
     return pipe
 
 
-def explain_image(pipe: Pipeline, path, targets: list[int], classes: tuple, annotation) -> dict:
-    """One forward pass, one explanation per target: scores and context ratios."""
-    from bowlrp.explanation import explain_trace
+# -- timings -------------------------------------------------------------------------------
 
-    trace = pipe.forward_one(path)
-    out = {}
-    for t in targets:
-        e = explain_trace(pipe, trace, int(t))
-        boxes = annotation.boxes(classes[t])
-        out[classes[t]] = {
-            "score": float(e.score),
-            "context_ratio": context_ratio(e.heatmap, boxes) if boxes else None,
+
+def peak_memory_mb() -> dict[str, float]:
+    """Peak resident set size so far (``ru_maxrss``, KiB on Linux) in MiB: of this process,
+    and of the largest of its finished, waited-for child processes (joblib workers count
+    once they have exited)."""
+    return {
+        "self": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "children": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+    }
+
+
+class StageTimer:
+    """Seconds and peak memory of each stage of one invocation, appended to ``timings.json``.
+
+    The file holds ``{"runs": [...]}``, one record per invocation (a resumed run
+    appends its own, so the first, uncached run's numbers stay); the record is
+    rewritten atomically after every stage, so a killed run leaves what it measured.
+    """
+
+    def __init__(self, path: Path, header: dict):
+        self.path = path
+        self.start = time.perf_counter()
+        self.record = {**header, "stages": {}, "complete": False}
+        self.earlier = []
+        if path.is_file():
+            with contextlib.suppress(ValueError, OSError):
+                runs = json.loads(path.read_text()).get("runs")
+                self.earlier = runs if isinstance(runs, list) else []
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[dict]:
+        """Time the ``with`` block as stage ``name``; facts put into the yielded dict are
+        recorded beside its seconds (e.g. whether it came from the cache)."""
+        facts: dict = {}
+        t = time.perf_counter()
+        yield facts
+        self.record["stages"][name] = {
+            "seconds": round(time.perf_counter() - t, 3),
+            "peak_rss_mib": peak_memory_mb(),
+            **facts,
         }
-    return out
+        self.write()
+
+    def seconds(self) -> dict[str, float]:
+        """``{"<stage>_s": seconds}`` (metrics.json's ``timings_s``)."""
+        out = {f"{k}_s": v["seconds"] for k, v in self.record["stages"].items()}
+        out["total_s"] = round(time.perf_counter() - self.start, 3)
+        return out
+
+    def write(self, complete: bool = False) -> None:
+        self.record["total_s"] = round(time.perf_counter() - self.start, 3)
+        self.record["peak_rss_mib"] = peak_memory_mb()
+        self.record["complete"] = complete
+        atomic_write_text(self.path, json.dumps({"runs": [*self.earlier, self.record]}, indent=2))
 
 
-def _figures(pipe, test, scores, classes, out: Path, n_top: int, quiet: bool) -> None:
-    from bowlrp import image as pictures
-    from bowlrp.explanation import explain_trace
+# -- the test pass: each test image described once --------------------------------------------
 
+
+class RunningTop:
+    """Per class, the ``n`` best images seen so far in the final ranking's order.
+
+    The order is the one ``np.argsort(-scores, kind="stable")`` gives: higher score
+    first, lower image index first among equal scores. An image that belongs to the
+    top ``n`` of all images belongs to the top ``n`` of any subset that holds it, so
+    an image that enters no running top when it is scored can never be selected:
+    explaining every image that enters one explains the whole final selection.
+
+    Parameters
+    ----------
+    n_classes : int
+    n : int or None
+        Size of each top; None keeps everything (every image is admitted).
+    """
+
+    def __init__(self, n_classes: int, n: int | None):
+        self.n = n
+        self.kept: list[list[tuple[float, int]]] = [[] for _ in range(n_classes)]
+
+    def admits(self, k: int, score: float, i: int) -> bool:
+        """Whether image ``i`` with ``score`` for class ``k`` would enter the class's top."""
+        if self.n is None:
+            return True
+        if self.n <= 0:
+            return False
+        kept = self.kept[k]
+        return len(kept) < self.n or (-score, i) < kept[-1]
+
+    def add(self, k: int, score: float, i: int) -> int | None:
+        """Record image ``i``'s score for class ``k``; return the image that leaves the top."""
+        if self.n is None:
+            return None
+        kept = self.kept[k]
+        bisect.insort(kept, (-score, i))
+        return kept.pop()[1] if len(kept) > self.n else None
+
+
+def trace_scores(pipe: Pipeline, trace: ImageTrace) -> np.ndarray:
+    """``f_k(x)`` for every class from one image's trace, shape (n_classes,).
+
+    The feature vector is rounded to float32 first, as the feature rows the scores
+    were computed from before (``features_on_disk``), so the scores, and the AP,
+    are those of ``classifier_.decision_function`` on the float32 features.
+    """
+    x = trace.features.astype(np.float32)[None, :]
+    return np.asarray(pipe.classifier_.decision_function(x), dtype=np.float64).reshape(-1)
+
+
+@dataclass
+class ImageItem:
+    """What the test pass needs of one test image (sent to a worker)."""
+
+    index: int
+    path: str
+    labels: np.ndarray  # (n_classes,) of 1 / 0 / -1
+    annotation: object  # bowlrp.datasets.voc_annotations.Annotation
+
+
+@dataclass
+class ImageResult:
+    """One test image's pass: scores, explanations, heatmaps for the figures, seconds."""
+
+    scores: np.ndarray  # (n_classes,)
+    explained: dict  # class -> {"score", "context_ratio"} or {"score"} or {"error"}
+    heatmaps: dict = field(default_factory=dict)  # class index -> (H, W) float64
+    seconds: dict = field(default_factory=dict)
+    peak_rss_mib: float = 0.0  # of the process that described the image (a worker with n_jobs)
+
+    def record(self) -> dict:
+        """The JSON record of the cache (heatmaps are stored beside it)."""
+        return {
+            "scores": [float(s) for s in self.scores],
+            "explained": self.explained,
+            "heatmaps": sorted(int(k) for k in self.heatmaps),
+        }
+
+
+def explain_for(pipe: Pipeline, trace: ImageTrace, k: int, c: str, annotation, context: bool):
+    """Explain class ``k`` (named ``c``) of one traced image.
+
+    Returns ``(entry, heatmap)``: ``entry`` is ``{"score"}`` (plus ``"context_ratio"``
+    when ``context``: None if the image has no box of the class) or ``{"error"}``;
+    ``heatmap`` is the (H, W) relevance map, or None after an error.
+    """
+    try:
+        e = explain_trace(pipe, trace, int(k))
+        entry = {"score": float(e.score)}
+        if context:
+            boxes = annotation.boxes(c)
+            entry["context_ratio"] = context_ratio(e.heatmap, boxes) if boxes else None
+    except _EXPLAIN_ERRORS as exc:  # recorded; the run goes on
+        return {"error": str(exc)}, None
+    return entry, e.heatmap
+
+
+def describe_once(
+    pipe: Pipeline, item: ImageItem, classes: tuple, context_top: RunningTop, figure_top: RunningTop
+) -> ImageResult:
+    """One forward pass of a test image: its scores for every class and the explanations
+    of the classes it may be selected for (it enters ``context_top`` as a positive, or
+    ``figure_top``); the heatmaps of the latter are kept for the figures."""
+    t0 = time.perf_counter()
+    trace = pipe.forward_one(item.path)
+    t1 = time.perf_counter()
+    scores = trace_scores(pipe, trace)
+    t2 = time.perf_counter()
+    explained, heatmaps = {}, {}
+    for k, c in enumerate(classes):
+        s, i = float(scores[k]), item.index
+        for_context = bool(item.labels[k] == 1) and context_top.admits(k, s, i)
+        for_figure = figure_top.admits(k, s, i)
+        if for_context or for_figure:
+            explained[c], heat = explain_for(pipe, trace, k, c, item.annotation, for_context)
+            if for_figure and heat is not None:
+                heatmaps[k] = heat
+    t3 = time.perf_counter()
+    seconds = {"forward": t1 - t0, "scores": t2 - t1, "explain": t3 - t2}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return ImageResult(scores, explained, heatmaps, seconds, peak)
+
+
+@dataclass
+class SinglePass:
+    """The test pass's results: ``scores`` (n_images, n_classes) and a record per image."""
+
+    scores: np.ndarray
+    records: dict[int, dict]
+    folder: Path
+    ids: list
+    seconds: dict
+    described: int  # images described by this invocation (the others came from the cache)
+    described_again: int = 0  # images described a second time (a selection the cache lacks)
+    peak_rss_mib: float = 0.0  # largest ru_maxrss of the processes that described images
+
+    def heatmap_path(self, i: int, k: int) -> Path:
+        return self.folder / f"{self.ids[i]}.heatmap-{k}.npy"
+
+    def record_path(self, i: int) -> Path:
+        return self.folder / f"{self.ids[i]}.json"
+
+
+def _read_record(path: Path, n_classes: int) -> dict:
+    """A cached per-image record, checked: one-line error naming the file if it is not one."""
+    try:
+        record = json.loads(path.read_text())
+        ok = (
+            isinstance(record, dict)
+            and isinstance(record.get("scores"), list)
+            and len(record["scores"]) == n_classes
+            and isinstance(record.get("explained"), dict)
+        )
+    except (ValueError, OSError):
+        ok = False
+    if not ok:
+        raise DatasetError(f"{path} is not a test-image record of this run ({n_classes} scores); delete it")
+    return record
+
+
+def describe_test_images(
+    pipe: Pipeline,
+    test,
+    classes: tuple,
+    folder: Path,
+    max_explain: int | None = None,
+    n_top: int = 4,
+    n_jobs: int | None = None,
+    quiet: bool = False,
+) -> SinglePass:
+    """Describe each test image once: its scores and the explanations the outputs need.
+
+    Parameters
+    ----------
+    pipe : fitted multi-label Pipeline
+    test : ImageDataset (``paths``, ``ids``, ``labels`` (n, n_classes), ``annotation(i)``)
+    classes : class names, the columns of ``pipe``'s decisions
+    folder : Path
+        Per-image records ``<id>.json`` (scores, explanations) and the heatmaps the
+        figures may need (``<id>.heatmap-<k>.npy``), each written atomically. Images
+        with a record are not described again (resume); temporaries of these files
+        that a killed run left are removed.
+    max_explain : int or None
+        The context ratios of class k use the ``max_explain`` best-scored positives
+        (None: all positives); ``n_top``: the figures show the best-scored images.
+    n_jobs : int or None
+        Images are described in parallel in chunks of ``4 * n_jobs`` (the running tops
+        are those of the images before the chunk: a superset of what is needed).
+
+    Returns
+    -------
+    SinglePass
+        ``scores[i, k] = f_k(x_i)`` (float32 features, as ``trace_scores``).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    n, n_classes = len(test), len(classes)
+    context_top, figure_top = RunningTop(n_classes, max_explain), RunningTop(n_classes, n_top)
+    result = SinglePass(np.full((n, n_classes), np.nan), {}, folder, list(test.ids), {}, described=0)
+    seconds = {"forward": 0.0, "scores": 0.0, "explain": 0.0, "write": 0.0}
+
+    def admit(i: int) -> None:  # put image i into the running tops; drop heatmaps that left
+        for k in range(n_classes):
+            s = float(result.scores[i, k])
+            if test.labels[i, k] == 1:
+                context_top.add(k, s, i)
+            dropped = figure_top.add(k, s, i)
+            if dropped is not None:
+                result.heatmap_path(dropped, k).unlink(missing_ok=True)
+
+    ours = [result.record_path(i) for i in range(n)]
+    ours += [result.heatmap_path(i, k) for i in range(n) for k in range(n_classes)]
+    for stale in leftover_temporaries(ours):  # of writes a killed run left (this run's names only)
+        stale.unlink(missing_ok=True)
+    for i in range(n):
+        if result.record_path(i).is_file():
+            result.records[i] = _read_record(result.record_path(i), n_classes)
+            result.scores[i] = result.records[i]["scores"]
+    for i in sorted(result.records):
+        admit(i)
+    todo = [i for i in range(n) if i not in result.records]
+    if len(result.records):
+        log(f"test pass: {len(result.records)} of {n} images from the cache", quiet)
+    chunk = 1 if n_jobs in (None, 1) else 4 * effective_n_jobs(n_jobs)
+    with tqdm(total=n, initial=n - len(todo), desc="test images", disable=quiet or n < 2, leave=False) as bar:
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            items = [ImageItem(i, test.paths[i], test.labels[i], test.annotation(i)) for i in part]
+            work = functools.partial(
+                describe_once, pipe, classes=classes, context_top=context_top, figure_top=figure_top
+            )
+            for i, res in zip(part, map_images(work, items, n_jobs, "test images", False)):
+                t = time.perf_counter()
+                for k, heat in res.heatmaps.items():
+                    atomic_write_npy(result.heatmap_path(i, k), heat)
+                record = res.record()
+                atomic_write_text(result.record_path(i), json.dumps(record))
+                result.records[i] = record
+                result.scores[i] = res.scores
+                admit(i)
+                for key, value in res.seconds.items():
+                    seconds[key] += value
+                seconds["write"] += time.perf_counter() - t
+                result.described += 1
+                result.peak_rss_mib = max(result.peak_rss_mib, round(res.peak_rss_mib, 1))
+                bar.update(1)
+    result.seconds = {k: round(v, 3) for k, v in seconds.items()}
+    return result
+
+
+def _describe_again(pipe, test, classes, tp: SinglePass, i: int, wanted: list[int], context: bool) -> None:
+    """Explain classes ``wanted`` of image ``i`` that its record lacks (the selection grew
+    since the record was made: another ``--max-explain`` or ``--n-top``), with a second
+    forward pass; the record and heatmaps are updated."""
+    trace = pipe.forward_one(test.paths[i])
+    record = tp.records[i]
+    for k in wanted:
+        c = classes[k]
+        entry, heat = explain_for(pipe, trace, k, c, test.annotation(i), context)
+        record["explained"][c] = {**record["explained"].get(c, {}), **entry}
+        if heat is not None:
+            atomic_write_npy(tp.heatmap_path(i, k), heat)
+            record["heatmaps"] = sorted({*record.get("heatmaps", []), k})
+    atomic_write_text(tp.record_path(i), json.dumps(record))
+    tp.described_again += 1
+
+
+def context_selection(
+    scores: np.ndarray, labels: np.ndarray, max_explain: int | None
+) -> dict[int, list[int]]:
+    """Image -> the classes it is explained for: per class, the ``max_explain`` best-scored
+    positive test images (all positives for None), ties by image order."""
+    wanted: dict[int, list[int]] = {}
+    for k in range(scores.shape[1]):
+        positives = np.flatnonzero(labels[:, k] == 1)
+        positives = positives[np.argsort(-scores[positives, k], kind="stable")][:max_explain]
+        for i in positives:
+            wanted.setdefault(int(i), []).append(k)
+    return {i: sorted(ks) for i, ks in wanted.items()}
+
+
+def context_results(pipe, test, classes, tp: SinglePass, max_explain: int | None, quiet: bool) -> dict:
+    """Per selected image ``{class: {"score", "context_ratio"}}`` or ``{"error"}`` (the first
+    failed class, in class order), from the test pass's records."""
+    results = {}
+    for i, ks in sorted(context_selection(tp.scores, test.labels, max_explain).items()):
+        explained = tp.records[i]["explained"]
+        missing = [k for k in ks if "context_ratio" not in explained.get(classes[k], {})]
+        missing = [k for k in missing if "error" not in explained.get(classes[k], {})]
+        if missing:
+            log(
+                f"{test.ids[i]}: explained again for {[classes[k] for k in missing]} (not in its record)",
+                quiet,
+            )
+            _describe_again(pipe, test, classes, tp, i, missing, context=True)
+        res = {}
+        for k in ks:
+            entry = explained[classes[k]]
+            if "error" in entry:
+                res = {"error": entry["error"]}
+                break
+            res[classes[k]] = {"score": entry["score"], "context_ratio": entry["context_ratio"]}
+        results[i] = res
+    return results
+
+
+def _figures(pipe, test, tp: SinglePass, classes, out: Path, n_top: int, quiet: bool) -> None:
     for k, c in enumerate(classes):
         path = out / "figures" / f"{c}.png"
         if path.is_file():
             continue
-        top = np.argsort(-scores[:, k], kind="stable")[:n_top]
+        top = np.argsort(-tp.scores[:, k], kind="stable")[:n_top]
         rows = []
         for i in top:
-            e = explain_trace(pipe, pipe.forward_one(test.paths[i]), int(k))
-            heat = pictures.normalize_heatmaps([e.heatmap])[0]
+            entry = tp.records[i]["explained"].get(c, {})
+            if not tp.heatmap_path(i, k).is_file() or "score" not in entry:
+                log(f"{test.ids[i]}: explained again for {c} (no heatmap in the cache)", quiet)
+                _describe_again(pipe, test, classes, tp, int(i), [k], context=False)
+                entry = tp.records[i]["explained"][c]
+                if "error" in entry:
+                    raise DatasetError(f"{test.paths[i]}: cannot explain {c}: {entry['error']}")
+            heat = pictures.normalize_heatmaps([np.load(tp.heatmap_path(i, k))])[0]
             img = pictures.label_panel(pictures._rgb(test.paths[i]), Path(test.paths[i]).name)
             gap = np.ones((img.shape[0], 4, 3))
-            title = f"{c}: f(x) = {e.score:+.3g}"
+            title = f"{c}: f(x) = {entry['score']:+.3g}"
             over = pictures.label_panel(pictures.overlay(img[14:], heat, scale=1.0), title)
             row = np.hstack(
                 [img, gap, over, gap, pictures.label_panel(pictures.colorize(heat) / 255.0, title)]
@@ -196,7 +579,6 @@ def run(
     n_top : int
         Test images per class in ``figures/<class>.png`` (highest scores).
     """
-    t_start = time.perf_counter()
     if voc_root is None or str(voc_root) == "":
         raise DatasetError(DOWNLOAD_HINT)
     out = Path(out)
@@ -216,124 +598,130 @@ def run(
         f"cache {cache}",
         quiet,
     )
-    timings = {}
+    timer = StageTimer(
+        out / "timings.json",
+        {
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+            "config": name,
+            "n_trainval": len(train),
+            "n_test": len(test),
+            "n_classes": len(classes),
+            "n_jobs": n_jobs,
+            "usable_cores": usable_cores(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
 
-    t = time.perf_counter()
-    pipe = Pipeline.from_config(cfg, n_jobs=n_jobs, verbose=not quiet)
-    pipe = _vocabulary(pipe, list(train.paths), cache / "vocabulary.pkl", quiet)
-    pipe.set_params(n_jobs=n_jobs, verbose=not quiet)
-    timings["vocabulary_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    X = features_on_disk(pipe, list(train.paths), cache / "features_trainval.npy", quiet=quiet)
-    timings["train_features_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    model_path = out / "models" / "voc_all.pkl"
-    fitted = cache / "model.pkl"
-    if fitted.is_file():
-        pipe = load(fitted)
+    with timer.stage("vocabulary") as facts:
+        facts["cached"] = (cache / "vocabulary.pkl").is_file()
+        pipe = Pipeline.from_config(cfg, n_jobs=n_jobs, verbose=not quiet)
+        pipe = _vocabulary(pipe, list(train.paths), cache / "vocabulary.pkl", quiet)
         pipe.set_params(n_jobs=n_jobs, verbose=not quiet)
-    else:
-        log("fitting one SVM per class (difficult images left out of their class)", quiet)
-        Y = (train.labels == 1).astype(int)
-        pipe.fit_classifier(X, Y, task_mask=train.labels != 0)
-        if all(type(k).__name__ == "Linear" for k in pipe.classifier_.kernels_):
-            pipe.classifier_.compress_linear()
-        pipe.set_params(config={**cfg, "dataset": {**train.describe(), "trained_classes": list(classes)}})
-        save(pipe, fitted)
-    save(pipe, model_path)
-    for k, c in enumerate(classes):
-        per_class = pipe.with_classifier(pipe.classifier_.binary_task(k, c, negative_label(c)))
-        save(per_class, out / "models" / f"voc_{c}.pkl")
-    timings["classifier_s"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    Xt = features_on_disk(pipe, list(test.paths), cache / f"features_{test_split}.npy", quiet=quiet)
-    scores = np.asarray(pipe.classifier_.decision_function(Xt)).reshape(len(test), len(classes))
-    ap = mean_average_precision(scores, test.labels, classes)
-    timings["test_features_s"] = time.perf_counter() - t
-    write_csv(
-        out / "ap.csv",
-        ["class", "ap", "n_positive", "n_difficult"],
-        [
+    with timer.stage("train_features") as facts:
+        done = cache / "features_trainval.done"
+        facts["cached_rows"] = int(done.read_text()) if done.is_file() else 0
+        X = features_on_disk(pipe, list(train.paths), cache / "features_trainval.npy", quiet=quiet)
+
+    with timer.stage("classifier") as facts:
+        model_path = out / "models" / "voc_all.pkl"
+        fitted = cache / "model.pkl"
+        facts["cached"] = fitted.is_file()
+        if fitted.is_file():
+            pipe = load(fitted)
+            pipe.set_params(n_jobs=n_jobs, verbose=not quiet)
+            trained = (pipe.config or {}).get("dataset", {}).get("trained_classes")
+            if trained is not None and list(trained) != list(classes):
+                raise DatasetError(
+                    f"{fitted} was trained for the classes {trained}, not {list(classes)}: "
+                    "choose another --out or delete it"
+                )
+        else:
+            log("fitting one SVM per class (difficult images left out of their class)", quiet)
+            Y = (train.labels == 1).astype(int)
+            pipe.fit_classifier(X, Y, task_mask=train.labels != 0)
+            if all(type(k).__name__ == "Linear" for k in pipe.classifier_.kernels_):
+                pipe.classifier_.compress_linear()
+            pipe.set_params(config={**cfg, "dataset": {**train.describe(), "trained_classes": list(classes)}})
+            save(pipe, fitted)
+        save(pipe, model_path)
+        for k, c in enumerate(classes):
+            per_class = pipe.with_classifier(pipe.classifier_.binary_task(k, c, negative_label(c)))
+            save(per_class, out / "models" / f"voc_{c}.pkl")
+
+    with timer.stage("test_pass") as facts:  # describe, score and explain each test image once
+        tp = describe_test_images(
+            pipe, test, classes, cache / f"test_{test_split}", max_explain, n_top, n_jobs, quiet
+        )
+        facts.update(
+            described=tp.described,
+            from_cache=len(test) - tp.described,
+            split_s=tp.seconds,
+            describing_process_peak_rss_mib=tp.peak_rss_mib,
+        )
+    scores = tp.scores
+
+    with timer.stage("ap_and_context") as facts:
+        ap = mean_average_precision(scores, test.labels, classes)
+        write_csv(
+            out / "ap.csv",
+            ["class", "ap", "n_positive", "n_difficult"],
             [
-                c,
-                f"{ap['ap'][c]:.4f}",
-                int((test.labels[:, k] == 1).sum()),
-                int((test.labels[:, k] == 0).sum()),
-            ]
-            for k, c in enumerate(classes)
-        ],
-    )
-    log(f"mAP {ap['map']:.4f} on {test_split}", quiet)
-
-    t = time.perf_counter()
-    from tqdm.auto import tqdm
-
-    wanted: dict[int, list[int]] = {}
-    for k in range(len(classes)):
-        positives = np.flatnonzero(test.labels[:, k] == 1)
-        positives = positives[np.argsort(-scores[positives, k], kind="stable")][:max_explain]
-        for i in positives:
-            wanted.setdefault(int(i), []).append(k)
-    explained = cache / "explain"
-    explained.mkdir(exist_ok=True)
-    results: dict[int, dict] = {}
-    for i in tqdm(sorted(wanted), desc="explaining", disable=quiet, leave=False):
-        path = explained / f"{test.ids[i]}.json"
-        if path.is_file():
-            results[i] = json.loads(path.read_text())
-            continue
-        try:
-            results[i] = explain_image(pipe, test.paths[i], wanted[i], classes, test.annotation(i))
-        except (BowlrpError, ValueError, OSError) as exc:  # record the failure and go on
-            results[i] = {"error": str(exc)}
-        atomic_write_text(path, json.dumps(results[i]))
-    rows, per_class = [], {}
-    for i, res in sorted(results.items()):
-        for c, r in res.items():
-            if c == "error":
-                continue
-            rows.append(
                 [
-                    test.ids[i],
                     c,
-                    f"{r['score']:.6f}",
-                    "" if r["context_ratio"] is None else f"{r['context_ratio']:.6f}",
+                    f"{ap['ap'][c]:.4f}",
+                    int((test.labels[:, k] == 1).sum()),
+                    int((test.labels[:, k] == 0).sum()),
                 ]
-            )
-            if r["context_ratio"] is not None and np.isfinite(r["context_ratio"]):
-                per_class.setdefault(c, []).append(r["context_ratio"])
-    write_csv(out / "context_images.csv", ["image", "class", "score", "context_ratio"], rows)
-    context = {
-        c: {
-            "n_images": len(per_class.get(c, [])),
-            "mean": float(np.mean(per_class[c])) if per_class.get(c) else None,
-            "median": float(np.median(per_class[c])) if per_class.get(c) else None,
+                for k, c in enumerate(classes)
+            ],
+        )
+        log(f"mAP {ap['map']:.4f} on {test_split}", quiet)
+        results = context_results(pipe, test, classes, tp, max_explain, quiet)
+        rows, per_class = [], {}
+        for i, res in sorted(results.items()):
+            for c, r in res.items():
+                if c == "error":
+                    continue
+                rows.append(
+                    [
+                        test.ids[i],
+                        c,
+                        f"{r['score']:.6f}",
+                        "" if r["context_ratio"] is None else f"{r['context_ratio']:.6f}",
+                    ]
+                )
+                if r["context_ratio"] is not None and np.isfinite(r["context_ratio"]):
+                    per_class.setdefault(c, []).append(r["context_ratio"])
+        write_csv(out / "context_images.csv", ["image", "class", "score", "context_ratio"], rows)
+        context = {
+            c: {
+                "n_images": len(per_class.get(c, [])),
+                "mean": float(np.mean(per_class[c])) if per_class.get(c) else None,
+                "median": float(np.median(per_class[c])) if per_class.get(c) else None,
+            }
+            for c in classes
         }
-        for c in classes
-    }
-    write_csv(
-        out / "context.csv",
-        ["class", "n_images", "mean_context_ratio", "median_context_ratio"],
-        [
+        write_csv(
+            out / "context.csv",
+            ["class", "n_images", "mean_context_ratio", "median_context_ratio"],
             [
-                c,
-                v["n_images"],
-                "" if v["mean"] is None else f"{v['mean']:.4f}",
-                "" if v["median"] is None else f"{v['median']:.4f}",
-            ]
-            for c, v in context.items()
-        ],
-    )
-    failures = {test.ids[i]: r["error"] for i, r in results.items() if "error" in r}
-    timings["explain_s"] = time.perf_counter() - t
+                [
+                    c,
+                    v["n_images"],
+                    "" if v["mean"] is None else f"{v['mean']:.4f}",
+                    "" if v["median"] is None else f"{v['median']:.4f}",
+                ]
+                for c, v in context.items()
+            ],
+        )
+        failures = {test.ids[i]: r["error"] for i, r in results.items() if "error" in r}
+        facts["described_again"] = tp.described_again
 
-    t = time.perf_counter()
-    _figures(pipe, test, scores, classes, out, n_top, quiet)
-    timings["figures_s"] = time.perf_counter() - t
-    timings["total_s"] = time.perf_counter() - t_start
+    with timer.stage("figures") as facts:
+        before = tp.described_again
+        _figures(pipe, test, tp, classes, out, n_top, quiet)
+        facts["described_again"] = tp.described_again - before
 
     reference = REFERENCE_MAP.get(name)
     metrics = {
@@ -350,10 +738,11 @@ def run(
         "explained_images": len(results),
         "explain_failures": failures,
         "feature_size": int(X.shape[1]),
-        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "timings_s": {k: round(v, 1) for k, v in timer.seconds().items()},
         "models": sorted(str(p) for p in (out / "models").glob("*.pkl")),
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    timer.write(complete=True)
     if reference is not None:
         log(f"mAP {ap['map']:.3f} versus {reference[0]:.3f} ({reference[1]})", quiet)
     return metrics
