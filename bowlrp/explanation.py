@@ -294,7 +294,7 @@ def explain_trace(pipeline, trace, target=None, rules=None) -> Explanation:
         drule = steps["descriptors"] or encoder.default_rule()
         used_descriptor_rules[ct.name] = drule
         # step 2 (to each descriptor dimension when the pixel rule reads them: through the PCA)
-        if _wants_dimensions(extractor, prule, ct, encoder):
+        if _wants_dimensions(extractor, prule, ct, encoder, drule):
             R_l, R_projected = encoder.relevance(R_u, ct.encoding, drule, per_dimension=True)
             R_below = encoder.vocabulary_.relevance(
                 R_projected, ct.descriptors, getattr(prule, "epsilon", 0.0)
@@ -326,10 +326,11 @@ def explain_trace(pipeline, trace, target=None, rules=None) -> Explanation:
     )
 
 
-def _wants_dimensions(extractor, rule, channel_trace, encoder) -> bool:
+def _wants_dimensions(extractor, rule, channel_trace, encoder, descriptor_rule=None) -> bool:
     """Whether step 3 of this channel reads relevance per descriptor dimension (the extractor
-    says, given what the encoder offers); one-line errors that name the channel."""
-    offered = encoder.has_dimension_relevance
+    says, given what the encoder offers under the descriptor rule: word mappings with
+    ``Neon``); one-line errors that name the channel."""
+    offered = bool(encoder.offers_dimension_relevance(descriptor_rule))
     over = channel_trace.descriptors.channel or "descriptors"
     try:
         wanted = extractor.wants_dimension_relevance(rule, offered)
@@ -341,6 +342,7 @@ def _wants_dimensions(extractor, rule, channel_trace, encoder) -> bool:
         raise RuleError(
             f"{name} needs a Fisher-vector channel over SIFT: channel {channel_trace.name!r} is "
             f"{type(encoder).__name__} over {over}, which has no per-dimension relevance{hint}"
+            + " or give the descriptor rule Neon()"
         )
     return wanted
 

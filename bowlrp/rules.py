@@ -6,7 +6,8 @@ Classifier -> dimensions (docs/math.md §2, step 1):
     :class:`Neuralized` (the kernel SVM as a network of detection units and pooling).
 Dimensions -> descriptors (step 2):
     :class:`Epsilon`, :class:`AlphaBeta`, :class:`AbsZ` (sign-blind baseline),
-    :class:`WinnerTakeAll` (max pooling).
+    :class:`WinnerTakeAll` (max pooling); :class:`Neon` wraps one of them for word
+    mappings and goes on inside each descriptor, to its dimensions (docs/neon.md).
 Descriptors -> pixels (step 3):
     :class:`Flat`, :class:`SIFTBins` (thesis D.1: per spatial bin) and
     :class:`Contribution` (by each pixel's share of the descriptor's mass).
@@ -218,6 +219,56 @@ class WinnerTakeAll:
 
 
 @dataclass(frozen=True)
+class Neon:
+    """NEON inside the descriptor, for word mappings (docs/neon.md; Kauffmann et al., TNNLS 2022).
+
+    Step 2 as ``rule`` gives it (per descriptor and word ``R_lk``), then on to the
+    descriptor's dimensions through the neuralised assignment of descriptor ``x`` to
+    word ``k``: detection units ``h_kj(x) = ||x - c_j||^2 - ||x - c_k||^2 = w_kj.x + b_kj``
+    for the competitors ``j``, soft-min pooled with stiffness ``beta`` to ``f_k(x)``,
+    and the midpoint rule ``R_i = sum_j p_j (x_i - m_kj,i) w_kj,i / h_kj R_lk``
+    (``m_kj = (c_k + c_j) / 2``, ``p_j`` the soft-min weights), which conserves
+    ``sum_i R_i = R_lk`` per descriptor and word. Read by pixel rules that take
+    relevance per descriptor dimension (``Contribution(per_dimension=True)``,
+    ``SIFTBins``); with other pixel rules the descriptors get ``rule``'s relevance.
+
+    Parameters
+    ----------
+    beta : float or None
+        Stiffness of the soft-min over competitors. None: a soft assignment's own
+        ``beta`` (then ``sigmoid(beta f_k) = m_k`` exactly); for hard and rank
+        mappings ``1 / E[f_k(x)]`` over the vocabulary's stored training descriptors.
+    rule : Epsilon, AlphaBeta, AbsZ, WinnerTakeAll or None
+        The step-2 rule for pooled dimensions to descriptors and words (None: the
+        encoder's default). In text, ``neon=rule:absz``.
+    """
+
+    beta: float | None = None
+    rule: object = None
+
+    def __post_init__(self):
+        beta = self.beta
+        if isinstance(beta, str):
+            beta = None if beta.strip().lower() in ("", "auto", "none") else beta
+        if beta is not None:
+            try:
+                beta = float(beta)
+            except (TypeError, ValueError):
+                raise RuleError(f"Neon beta must be a number > 0 or None, got {self.beta!r}") from None
+            if not (np.isfinite(beta) and beta > 0):
+                raise RuleError(f"Neon beta must be a finite number > 0 or None, got {self.beta!r}")
+        object.__setattr__(self, "beta", beta)
+        rule = self.rule
+        if isinstance(rule, str):
+            rule = parse_rule(rule)
+        if rule is not None and not isinstance(rule, (Epsilon, AlphaBeta, AbsZ, WinnerTakeAll)):
+            raise RuleError(
+                f"Neon's rule is a step-2 rule (Epsilon, AlphaBeta, AbsZ, WinnerTakeAll), got {rule!r}"
+            )
+        object.__setattr__(self, "rule", rule)
+
+
+@dataclass(frozen=True)
 class Flat:
     """``R_p = sum_{l: p in area(l)} R_l / |area(l)|``."""
 
@@ -272,7 +323,7 @@ class Contribution:
 
 
 CLASSIFIER_RULES = (Decomposition, Taylor, Neuralized)
-DESCRIPTOR_RULES = (Epsilon, AlphaBeta, AbsZ, WinnerTakeAll)
+DESCRIPTOR_RULES = (Epsilon, AlphaBeta, AbsZ, WinnerTakeAll, Neon)
 PIXEL_RULES = (Flat, SIFTBins, Contribution)
 
 
@@ -291,6 +342,7 @@ _RULE_NAMES = {
     "contribution": "Contribution",
     "neuralized": "Neuralized",
     "neuralised": "Neuralized",
+    "neon": "Neon",
 }
 
 
@@ -332,7 +384,8 @@ def parse_rule(text: str):
     ``alphabeta=2``: beta = alpha - 1), ``absz``, ``wta``, ``flat``,
     ``siftbins``, ``decomposition=spread``, ``taylor=50,1e-5``, ``integrated``
     (``integrated=N``: the path-integrated gradient with N nodes), ``contribution``,
-    ``neuralized`` (``neuralized-gi``, ``neuralized=hybrid,0.2``),
+    ``neuralized`` (``neuralized-gi``, ``neuralized=hybrid,0.2``), ``neon`` (``neon=0.5``:
+    beta; ``neon=rule:absz``),
     ``name=field:value,...``, and the Python spelling of the README,
     ``Epsilon(1.0)``, ``Decomposition(bias="spread")``, ``AlphaBeta(2, 1)``
     (read as literals; nothing is evaluated).
@@ -384,7 +437,7 @@ def parse_rule(text: str):
     if cls_name is None:
         raise RuleError(
             f"unknown rule {text!r}; try epsilon=1, alphabeta=2,1, absz, wta, flat, "
-            "siftbins, contribution, decomposition, taylor, integrated, neuralized"
+            "siftbins, contribution, decomposition, taylor, integrated, neuralized, neon"
         )
     cls = classes[cls_name]
     fields = [f for f in dataclasses.fields(cls) if f.init]

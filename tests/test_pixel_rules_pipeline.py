@@ -42,7 +42,7 @@ def models(stripes_blobs):
         (name, rule)
         for name in ("rank", "fisher")
         for rule in PROJECTIONS
-        # words encoders have no per-dimension form (test_words_encoder_has_no_per_dimension_form)
+        # words encoders: no per-dimension form without Neon (test_words_encoder_has_no_per_dimension_form)
         if not (name == "rank" and rule.per_dimension)
     ],
     ids=repr,

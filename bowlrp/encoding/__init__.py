@@ -3,6 +3,8 @@
 - :mod:`~bowlrp.encoding.vocabulary`: k-means and GMM vocabularies (with an optional
   PCA, whose backward pass the vocabulary owns);
 - :mod:`~bowlrp.encoding.words`: hard, rank and soft assignment to visual words;
+- :mod:`~bowlrp.encoding.neon`: NEON, the relevance of a word assignment on the
+  descriptor's dimensions (the ``Neon`` rule);
 - :mod:`~bowlrp.encoding.fisher`: Fisher vectors;
 - :mod:`~bowlrp.encoding.pooling`: p-means / max pooling per pyramid cell and the
   normalisations; :mod:`~bowlrp.encoding.base`: what every encoder shares, with

@@ -82,6 +82,11 @@ class Encoder(TransformerMixin, BaseEstimator):
     #: the class of ``vocabulary_`` (what ``check_fitted`` accepts)
     _vocabulary_type: type = BaseEstimator
 
+    def offers_dimension_relevance(self, rule) -> bool:
+        """Whether ``relevance(..., rule, per_dimension=True)`` is available under the
+        descriptor rule ``rule`` (word mappings: only under ``Neon``)."""
+        return self.has_dimension_relevance
+
     # -- sklearn API -------------------------------------------------------
     def fit(self, X, y=None):
         """Fit the vocabulary on a list of Descriptors (one per image)."""

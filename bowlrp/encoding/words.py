@@ -3,24 +3,32 @@
 Each descriptor's mapping is kept as a short sparse code, ``indices (N, s)``
 and ``weights (N, s)`` with ``m_d(l) = weights[l, j]`` for ``d = indices[l, j]``
 (``s = 1`` hard, ``s = n`` rank, ``s = V`` soft), from which the relevance pass
-recomputes ``z_ld = m_d(l)^p / N_c`` without an N x V matrix.
+recomputes ``z_ld = m_d(l)^p / N_c`` without an N x V matrix. With the rule
+:class:`~bowlrp.rules.Neon` the relevance of each descriptor's words goes on to the
+descriptor's dimensions (:mod:`~bowlrp.encoding.neon`, docs/neon.md).
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 from numba import njit
 from sklearn.base import clone
 
 from ..exceptions import RuleError
-from ..rules import AbsZ, AlphaBeta, Epsilon, WinnerTakeAll, require
+from ..rules import AbsZ, AlphaBeta, Epsilon, Neon, WinnerTakeAll, require
 from .base import Encoder, coefficients_from_rule
+from .neon import nearest_margin_beta, neon_relevance
 from .pooling import pool_words
 from .vocabulary import KMeansVocabulary
 
 _CHUNK = 8192
+
+#: the default NEON stiffness of each fitted vocabulary (``_WordEncoder.neon_beta``), keyed
+#: weakly by the vocabulary and checked against the arrays it was computed from
+_NEON_BETA: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def nearest_words(data: np.ndarray, centers: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,6 +97,9 @@ class _WordEncoder(Encoder):
     """Shared parts of hard / rank / soft mappings with p-means pooling."""
 
     _vocabulary_type = KMeansVocabulary
+    #: NEON competitors of the word in slot t: the words ranked after it (hard, rank)
+    #: or the other words of the code (soft assignment)
+    _neon_after: bool = True
 
     def _make_vocabulary(self):
         if isinstance(self.vocabulary, (int, np.integer)):
@@ -116,9 +127,13 @@ class _WordEncoder(Encoder):
         raise NotImplementedError
 
     def compute_codes(self, data: np.ndarray) -> dict:
-        """Sparse word codes of raw descriptors (N, D): ``indices`` and ``weights`` (N, s)."""
+        """Sparse word codes of raw descriptors (N, D): ``indices`` and ``weights`` (N, s).
+
+        ``data`` keeps a reference to the raw descriptors (no copy), which the NEON
+        relevance pass projects again.
+        """
         indices, weights = self._codes(self.vocabulary_.project(data))
-        return {"indices": indices, "weights": weights}
+        return {"indices": indices, "weights": weights, "data": data}
 
     def pooled_sums(self, codes: dict, cell_ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """Pooled statistics of the given descriptors (cells divide by the image's ``N_c``)."""
@@ -177,33 +192,91 @@ class _WordEncoder(Encoder):
     def default_rule(self):
         return WinnerTakeAll() if self._pooling_exponent()[1] else Epsilon(0.0)
 
+    def offers_dimension_relevance(self, rule) -> bool:
+        """Whether ``relevance(..., rule, per_dimension=True)`` works: with :class:`Neon` only."""
+        return isinstance(rule, Neon)
+
     def _descriptor_relevance(self, R, trace, rule, per_dimension):
-        if per_dimension:
+        neon = rule if isinstance(rule, Neon) else None
+        if per_dimension and neon is None:
             raise RuleError(
-                f"{type(self).__name__} has no per-descriptor-dimension relevance (SIFTBins "
-                "needs a Fisher-vector channel); use Flat"
+                f"{type(self).__name__} has relevance per descriptor dimension only with the "
+                "descriptor rule Neon() (SIFTBins needs a Fisher-vector channel otherwise); use Flat"
             )
+        if neon is not None:
+            rule = self.default_rule() if neon.rule is None else neon.rule
         codes = trace.codes
+        n, s = codes["indices"].shape
+        slots = np.zeros((n, s) if per_dimension else (0, 0))
         p, use_max = self._pooling_exponent()
         if use_max:
             require(rule, (WinnerTakeAll,), f"{type(self).__name__} with max pooling")
-            return _winner_take_all(
-                codes["indices"], codes["weights"], trace.cell_ids, trace.pooled, self.block_size_, R
+            out, uniform = _winner_take_all(
+                codes["indices"], codes["weights"], trace.cell_ids, trace.pooled, self.block_size_, R, slots
             )
-        require(rule, (Epsilon, AlphaBeta, AbsZ), f"{type(self).__name__} with p-means pooling")
-        z = trace.pooled
-        # word mappings are non-negative: z+_d = z_d and z-_d = 0
-        a, b, uniform = coefficients_from_rule(R, z, z > 0, z, np.zeros_like(z), rule)
-        return _word_relevance(
+        else:
+            require(rule, (Epsilon, AlphaBeta, AbsZ), f"{type(self).__name__} with p-means pooling")
+            z = trace.pooled
+            # word mappings are non-negative: z+_d = z_d and z-_d = 0
+            a, b, uniform = coefficients_from_rule(R, z, z > 0, z, np.zeros_like(z), rule)
+            out = _word_relevance(
+                codes["indices"],
+                codes["weights"],
+                trace.cell_ids,
+                trace.cell_counts,
+                self.block_size_,
+                p,
+                a,
+                b,
+                uniform,
+                slots,
+            )
+        if not per_dimension:
+            return out
+        return out, self._neon(codes, slots, np.full(n, uniform / n), neon)
+
+    def neon_beta(self, rule: Neon, data: np.ndarray | None = None) -> float:
+        """The soft-min stiffness NEON uses: ``rule.beta``, else the mapping's default.
+
+        Hard and rank mappings: ``1 / E[f(x)]`` over the vocabulary's stored training
+        descriptors (``reservoir_``; ``data``, in vocabulary space, when it holds none).
+        """
+        if rule.beta is not None:
+            return float(rule.beta)
+        vocabulary = self.vocabulary_
+        reservoir = getattr(vocabulary, "reservoir_", None)
+        if reservoir is None or len(reservoir) == 0:
+            if data is None or len(data) == 0 or len(vocabulary.cluster_centers_) < 2:
+                return 1.0
+            return nearest_margin_beta(data, vocabulary.cluster_centers_)
+        # once per fitted vocabulary: the arrays it was computed from are the key
+        pca = getattr(vocabulary, "pca_", None)
+        key = (vocabulary.cluster_centers_, reservoir, None if pca is None else pca.components_)
+        cached = _NEON_BETA.get(vocabulary)
+        if cached is not None and all(a is b for a, b in zip(cached[0], key)):
+            return cached[1]
+        beta = 1.0
+        if len(vocabulary.cluster_centers_) >= 2:
+            beta = nearest_margin_beta(vocabulary.project(reservoir), vocabulary.cluster_centers_)
+        _NEON_BETA[vocabulary] = (key, beta)
+        return beta
+
+    def _neon(self, codes: dict, slots: np.ndarray, uniform: np.ndarray, rule: Neon) -> np.ndarray:
+        """NEON relevance (N, D') in vocabulary space from the relevance of each code slot."""
+        if "data" not in codes:
+            raise RuleError(
+                f"{type(self).__name__}: this trace keeps no descriptors (made before NEON); "
+                "encode the image again"
+            )
+        x = self.vocabulary_.project(codes["data"])
+        return neon_relevance(
+            x,
+            self.vocabulary_.cluster_centers_,
             codes["indices"],
-            codes["weights"],
-            trace.cell_ids,
-            trace.cell_counts,
-            self.block_size_,
-            p,
-            a,
-            b,
+            slots,
             uniform,
+            self._neon_after,
+            self.neon_beta(rule, x),
         )
 
 
@@ -331,6 +404,12 @@ class SoftAssignment(_WordEncoder):
         self.power = power
         self.random_state = random_state
 
+    _neon_after = False
+
+    def neon_beta(self, rule: Neon, data: np.ndarray | None = None) -> float:
+        """``rule.beta``, else this assignment's ``beta``: then ``m_k = sigmoid(beta f_k(x))``."""
+        return float(self.beta) if rule.beta is None else float(rule.beta)
+
     def _check_params(self):
         super()._check_params()
         if not 0 < self.beta < math.inf:
@@ -349,9 +428,13 @@ class SoftAssignment(_WordEncoder):
 
 
 @njit(cache=True)
-def _word_relevance(indices, weights, cell_ids, cell_counts, n_words, p, a, b, uniform):
-    """R_l = sum_{lev, j} z_lj (a or b)[cell*V + idx] + uniform / N."""
+def _word_relevance(indices, weights, cell_ids, cell_counts, n_words, p, a, b, uniform, slots):
+    """R_l = sum_{lev, j} z_lj (a or b)[cell*V + idx] + uniform / N.
+
+    ``slots`` (N, s), or (0, 0) to skip: each code slot's part ``sum_lev z_lj (a or b)[...]``.
+    """
     n, s = indices.shape
+    keep = slots.shape[0] > 0
     out = np.full(n, uniform / n)
     for l in range(n):
         acc = 0.0
@@ -365,15 +448,23 @@ def _word_relevance(indices, weights, cell_ids, cell_counts, n_words, p, a, b, u
                     continue
                 z = (m if p == 1.0 else m**p) * inv
                 d = base + indices[l, j]
-                acc += z * (a[d] if z > 0 else b[d])
+                part = z * (a[d] if z > 0 else b[d])
+                acc += part
+                if keep:
+                    slots[l, j] += part
         out[l] += acc
     return out
 
 
 @njit(cache=True)
-def _winner_take_all(indices, weights, cell_ids, pooled, n_words, R):
-    """Max pooling: R_d split among the descriptors attaining max_l m_d(l) (> 0)."""
+def _winner_take_all(indices, weights, cell_ids, pooled, n_words, R, slots):
+    """Max pooling: R_d split among the descriptors attaining max_l m_d(l) (> 0).
+
+    Returns (R_l (N,), the relevance of the unreached dimensions, spread as ``/ N`` in R_l);
+    ``slots`` (N, s), or (0, 0) to skip, gets each code slot's part.
+    """
     n, s = indices.shape
+    keep = slots.shape[0] > 0
     ties = np.zeros(pooled.shape[0])
     for l in range(n):
         for lev in range(cell_ids.shape[1]):
@@ -394,4 +485,6 @@ def _winner_take_all(indices, weights, cell_ids, pooled, n_words, R):
                 d = base + indices[l, j]
                 if weights[l, j] > 0 and weights[l, j] == pooled[d]:
                     out[l] += R[d] / ties[d]
-    return out
+                    if keep:
+                        slots[l, j] += R[d] / ties[d]
+    return out, uniform
