@@ -71,7 +71,7 @@ def _as_seed(random_state):
     return int(check_random_state(random_state).randint(0, 2**31 - 1))
 
 
-def _seeded(estimator, random_state):
+def seeded(estimator, random_state):
     """Give every nested ``random_state`` left at None the pipeline's seed (in place)."""
     seed = _as_seed(random_state)
     if seed is None:
@@ -337,7 +337,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
                 f"describing ({name})",
                 self.verbose,
             )
-            self.encoders_.append(_seeded(clone(encoder), self.random_state).fit(sample))
+            self.encoders_.append(seeded(clone(encoder), self.random_state).fit(sample))
             self.n_descriptors_sampled_.append(sum(len(d) for d in sample))
             cached.append(full)
             del sample
@@ -351,7 +351,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "encoders_")
         classifier = self.classifier if self.classifier is not None else KernelSVC()
-        self.classifier_ = _seeded(clone(classifier), self.random_state)
+        self.classifier_ = seeded(clone(classifier), self.random_state)
         self.classifier_.set_params(channel_sizes=self.channel_sizes_)
         self.classifier_.fit(features, y, **fit_params)
         self.classes_ = self.classifier_.classes_

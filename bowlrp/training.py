@@ -5,6 +5,12 @@ streaming (:meth:`Pipeline.fit_vocabularies`), feature vectors stored as
 float32 (:meth:`Pipeline.features`), the SVM on them with Gram matrices built
 in float64 blocks (:meth:`Pipeline.fit_classifier`).
 
+Where the three stages run is the ``stages`` argument of :func:`train`:
+:class:`SerialStages` (this process; ``n_jobs`` images at a time with joblib) or
+:class:`bowlrp.runs.train_dask.DaskStages` (tasks on a Dask cluster, features in a
+resumable Zarr store, Gram matrices in tiles); :func:`train` itself is the same
+code for both, and both give the same model.
+
 Labels (VOC convention, see :mod:`bowlrp.datasets.voc`):
 
 - one class ``c``: a binary model whose positive class is ``c`` and whose
@@ -103,6 +109,34 @@ def _log(message: str, report: Callable[[str], None] | None) -> None:
         _logger.info(message)
 
 
+class SerialStages:
+    """Where :func:`train` runs its three stages: in this process, images in parallel with joblib.
+
+    The no-Dask spelling (``n_jobs`` of the pipeline, ``bowlrp-train --n-jobs``). A
+    distributed run passes another object with the same four methods
+    (:class:`bowlrp.runs.train_dask.DaskStages`), so :func:`train` is the one code path
+    of serial, local-cluster and remote-cluster training; only where each stage's work
+    runs differs.
+    """
+
+    @contextlib.contextmanager
+    def running(self, report: Callable[[str], None] | None = None) -> Iterator[SerialStages]:
+        """The run's resources (none here); a distributed run starts or joins its cluster."""
+        yield self
+
+    def fit_vocabularies(self, pipe: Pipeline, images: list) -> None:
+        """:meth:`Pipeline.fit_vocabularies`: descriptors sampled per image, the vocabularies fitted."""
+        pipe.fit_vocabularies(images)
+
+    def features(self, pipe: Pipeline, images: list) -> np.ndarray:
+        """:meth:`Pipeline.features`: (n, sum V_u) float32 feature vectors."""
+        return pipe.features(images)
+
+    def fit_classifier(self, pipe: Pipeline, X: np.ndarray, y: np.ndarray) -> None:
+        """:meth:`Pipeline.fit_classifier` on the features ``X`` (n, sum V_u) and labels ``y`` (n,)."""
+        pipe.fit_classifier(X, y)
+
+
 def train(
     dataset: ImageDataset,
     config,
@@ -112,6 +146,7 @@ def train(
     quiet: bool = True,
     *,
     report: Callable[[str], None] | None = None,
+    stages=None,
 ):
     """Fit a :class:`~bowlrp.pipeline.Pipeline` from ``config`` on ``dataset``.
 
@@ -126,13 +161,18 @@ def train(
         Train on a random subset of at most this many images (seeded by the
         config's ``random_state``).
     n_jobs : int or None
-        Images processed in parallel.
+        Images processed in parallel (joblib; the serial stages).
     quiet : bool, default True
         No progress bars (``bowlrp-train`` draws them unless ``--quiet``).
     report : callable or None
         Called with a one-line message as each stage starts (``bowlrp-train`` prints
         them); None: the messages go to the ``bowlrp.training`` logger at INFO level,
         so a call from Python prints nothing unless logging is set up to show them.
+    stages : SerialStages, DaskStages or None
+        Where the three stages run (vocabularies, features, classifier). None:
+        :class:`SerialStages` (this process, ``n_jobs``). A
+        :class:`bowlrp.runs.train_dask.DaskStages` runs them on a Dask cluster and
+        gives the same model.
 
     Returns
     -------
@@ -151,22 +191,25 @@ def train(
         )
     pipe = Pipeline.from_config(cfg, n_jobs=n_jobs, verbose=not quiet)
     images = [dataset.paths[i] for i in labels.rows]
+    stages = SerialStages() if stages is None else stages
     times = {}
-    t0 = time.perf_counter()
-    _log(
-        f"{len(images)} images, classes {', '.join(labels.classes)} ({labels.mode}); fitting vocabularies",
-        report,
-    )
-    pipe.fit_vocabularies(images)
-    times["vocabularies_s"] = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    _log(f"encoding {len(images)} images into {sum(pipe.channel_sizes_)} float32 features", report)
-    X = pipe.features(images)
-    times["features_s"] = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    _log("fitting the SVM", report)
-    pipe.fit_classifier(X, labels.y)
-    times["classifier_s"] = time.perf_counter() - t2
+    with stages.running(report):
+        t0 = time.perf_counter()
+        _log(
+            f"{len(images)} images, classes {', '.join(labels.classes)} ({labels.mode}); "
+            "fitting vocabularies",
+            report,
+        )
+        stages.fit_vocabularies(pipe, images)
+        times["vocabularies_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        _log(f"encoding {len(images)} images into {sum(pipe.channel_sizes_)} float32 features", report)
+        X = stages.features(pipe, images)
+        times["features_s"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        _log("fitting the SVM", report)
+        stages.fit_classifier(pipe, X, labels.y)
+        times["classifier_s"] = time.perf_counter() - t2
     if all(type(k).__name__ == "Linear" for k in pipe.classifier_.kernels_):
         pipe.classifier_.compress_linear()
     accuracy = float(pipe.classifier_.score(X, labels.y))
@@ -287,6 +330,7 @@ def save_model(model, path: str | os.PathLike, overwrite: bool = False) -> Path:
 __all__ = [
     "OutputError",
     "OutputLock",
+    "SerialStages",
     "TrainingLabels",
     "check_output",
     "locked_output",

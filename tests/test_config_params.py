@@ -42,7 +42,7 @@ def test_shipped_configs_load_from_any_directory(tmp_path):
 def test_every_shipped_config_seeds_its_vocabularies(name):
     p = Pipeline.from_config(name)
     assert p.random_state == 0
-    seeded = bowlrp.pipeline._seeded(clone(p.channels[0][2]), p.random_state)
+    seeded = bowlrp.pipeline.seeded(clone(p.channels[0][2]), p.random_state)
     states = {k: v for k, v in seeded.get_params(deep=True).items() if k.endswith("random_state")}
     assert states and all(v == 0 for v in states.values()), states
 

@@ -165,10 +165,7 @@ class _OneClassKernelMachine(KernelChannelsMixin, OutlierMixin, BaseEstimator):
         return float(np.quantile(scores, level))
 
     def _train_gram(self, X) -> np.ndarray:
-        self.channel_slices_ = self._channel_slices(X.shape[1])
-        self.kernels_ = [
-            k.fit(X[:, s]) for k, s in zip(self._kernel_list(len(self.channel_slices_)), self.channel_slices_)
-        ]
+        self.fit_kernels(X)
         self.kernel_weights_ = self._weights(len(self.kernels_))[None, :]
         return sum(
             b * k.gram(X[:, s])

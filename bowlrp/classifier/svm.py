@@ -32,6 +32,16 @@ _FLOAT_TYPES = (np.float64, np.float32)
 class KernelChannelsMixin:
     """Feature channels (``channel_sizes``) and one kernel per channel (``kernel``)."""
 
+    def fit_kernels(self, X):
+        """Fit the channels' kernels (their widths) on ``X`` (n, n_features): sets
+        ``channel_slices_`` and ``kernels_`` (the first step of ``fit``); returns self."""
+        X = np.asarray(X)
+        self.channel_slices_ = self._channel_slices(X.shape[1])
+        self.kernels_ = [
+            k.fit(X[:, s]) for k, s in zip(self._kernel_list(len(self.channel_slices_)), self.channel_slices_)
+        ]
+        return self
+
     def _channel_slices(self, n_features: int) -> list[slice]:
         if self.channel_sizes is None:
             return [slice(0, n_features)]
@@ -226,31 +236,56 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
         ``task_mask`` (n, n_tasks) bool, optional: the rows each task trains on
         (e.g. PASCAL VOC leaves a class's "difficult" images out of that class
         only). The Gram matrices are computed once for all rows and tasks.
+        Equal to :meth:`fit_kernels` then :meth:`fit_from_grams` with the Gram
+        matrices of the fitted kernels (a cluster computes them in tiles:
+        :mod:`bowlrp.runs.train_dask`).
         """
         # float32 features (large data sets) stay float32: Gram matrices are built in
         # float64 blocks (kernels.blocked_inner), never from a float64 copy of X.
+        X, y = self._validated(X, y)
+        self.fit_kernels(X)
+        grams = [k.gram(X[:, s]) for k, s in zip(self.kernels_, self.channel_slices_)]
+        return self._fit_from_grams(X, y, grams, task_mask)
+
+    def _validated(self, X, y):
         X, y = validate_data(self, X, y, dtype=_FLOAT_TYPES, multi_output=True)
         if y.ndim == 2 and y.shape[1] == 1:
             warnings.warn(
                 "A column-vector y was passed when a 1d array was expected",
                 DataConversionWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             y = y.ravel()
         if isinstance(self.mkl_norm, str) and self.mkl_norm != "uniform":
             raise ValueError(f"mkl_norm must be 'uniform' or a number >= 1, got {self.mkl_norm!r}")
+        return X, y
+
+    def fit_from_grams(self, X, y, grams: list[np.ndarray], task_mask=None) -> KernelSVC:
+        """The second half of :meth:`fit`: libsvm per task on given training Gram matrices.
+
+        Parameters
+        ----------
+        X : ndarray (n, n_features) float32 or float64
+            The training features (support vectors and reference rows are kept).
+        y : ndarray (n,) labels, or (n, n_tasks) multi-label indicators
+        grams : list of ndarray (n, n) float64, one per channel
+            ``K_u[i, j] = k_u(x_i^(u), x_j^(u))`` with the kernels :meth:`fit_kernels` fitted.
+        task_mask : ndarray (n, n_tasks) bool or None
+            The rows each task trains on.
+        """
+        check_is_fitted(self, ("kernels_", "channel_slices_"))
+        X, y = self._validated(X, y)
+        return self._fit_from_grams(X, y, grams, task_mask)
+
+    def _fit_from_grams(self, X, y, grams, task_mask):
         tasks = self._tasks(y)
-        self.channel_slices_ = self._channel_slices(X.shape[1])
-        self.kernels_ = [
-            k.fit(X[:, s]) for k, s in zip(self._kernel_list(len(self.channel_slices_)), self.channel_slices_)
-        ]
-        grams = [k.gram(X[:, s]) for k, s in zip(self.kernels_, self.channel_slices_)]
+        n = X.shape[0]
+        if len(grams) != len(self.channel_slices_) or any(np.shape(G) != (n, n) for G in grams):
+            raise ValueError(f"need {len(self.channel_slices_)} Gram matrices of shape {(n, n)}")
         if task_mask is not None:
             task_mask = np.asarray(task_mask, dtype=bool)
-            if task_mask.shape != (X.shape[0], len(tasks)):
-                raise ValueError(
-                    f"task_mask must have shape {(X.shape[0], len(tasks))}, got {task_mask.shape}"
-                )
+            if task_mask.shape != (n, len(tasks)):
+                raise ValueError(f"task_mask must have shape {(n, len(tasks))}, got {task_mask.shape}")
         solutions = []
         for t, y01 in enumerate(tasks):
             rows = slice(None) if task_mask is None else np.flatnonzero(task_mask[:, t])
@@ -267,7 +302,7 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
                 class_weight=self._task_class_weight(t),
             )
             if task_mask is not None:
-                full = np.zeros(X.shape[0])
+                full = np.zeros(n)
                 full[rows] = solution.dual
                 solution.dual = full
             solutions.append(solution)
@@ -281,7 +316,7 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
         self.mkl_n_iter_ = np.array([s.n_iter for s in solutions])
         self.mkl_converged_ = np.array([s.converged for s in solutions])
         rng = check_random_state(self.random_state)
-        ref = rng.choice(len(X), min(len(X), int(self.n_reference)), replace=False)
+        ref = rng.choice(n, min(n, int(self.n_reference)), replace=False)
         self.reference_X_ = X[np.sort(ref)].copy()
         # Decisions of the candidates (training rows) from the training Gram matrices:
         # no second pass over the features (at VOC scale that pass costs as much as the Gram).

@@ -15,6 +15,19 @@ link or a missing or unwritable folder are refused (exit code 2, one line); and
 a lock beside it (``.<name>.lock``, removed at exit) refuses a second run with
 the same ``--out`` while this one trains. SIGTERM stops a run the way Ctrl-C
 does (parallel workers stopped, nothing written; exit code 143, Ctrl-C 130).
+
+On Dask (``bowlrp.runs.train_dask``)::
+
+    bowlrp-train --config voc_fisher --data VOCdevkit/VOC2007 --classes horse --out voc_horse.pkl --workers 2
+    bowlrp-train ... --out /shared/voc_horse.pkl --scheduler tcp://host:8786 --store /shared/horse.zarr
+
+``--workers N`` starts a local cluster of N processes, ``--scheduler`` joins a
+running one (its workers must reach the images and the store). Images are
+described and encoded as tasks that write their features into a training
+store, ``<out>.features.zarr`` beside ``--out`` or ``--store DIR``: a run that is
+stopped or killed keeps it, and the next run with the same config and data
+resumes from it; a successful run removes it (``--keep-store`` keeps it). The
+model is the one ``--n-jobs`` (the no-Dask spelling: joblib on this machine) trains.
 """
 
 from __future__ import annotations
@@ -26,13 +39,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._args import ArgumentParser, import_work, work_attribute
+from ._args import ArgumentParser, CLIError, import_work, positive_int, work_attribute
 
 if TYPE_CHECKING:  # imported by import_work once the arguments are parsed (fast --help)
     from .._utils.signals import Terminated, deferred_signals, interrupt_behind, terminate_as_interrupt
     from .._utils.validation import display_path
     from ..config import resolve_config_path
     from ..datasets.voc import read_dataset
+    from ..runs.distributed import check_local_workers
+    from ..runs.train_dask import ROWS_PER_BLOCK, DaskStages, default_store
     from ..training import locked_output, save_model, train
     from ._common import run_command
 
@@ -42,6 +57,8 @@ WORK = {
     "bowlrp._utils.validation": ("display_path",),
     "bowlrp.config": ("resolve_config_path",),
     "bowlrp.datasets.voc": ("read_dataset",),
+    "bowlrp.runs.distributed": ("check_local_workers",),
+    "bowlrp.runs.train_dask": ("ROWS_PER_BLOCK", "DaskStages", "default_store"),
     "bowlrp.training": ("locked_output", "save_model", "train"),
     "bowlrp.cli._common": ("run_command",),
 }
@@ -83,7 +100,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated classes (default: all); one class gives a binary model",
     )
     ap.add_argument("--max-images", type=int, default=None, help="train on at most this many images")
-    ap.add_argument("--n-jobs", type=int, default=None, help="images processed in parallel")
+    ap.add_argument(
+        "--n-jobs", type=int, default=None, help="images processed in parallel on this machine (joblib)"
+    )
+    ap.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="train on a local Dask cluster of N processes (features in a store, see --store)",
+    )
+    ap.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="train on a running Dask scheduler (tcp://host:8786); its workers must reach "
+        "the images and the store",
+    )
+    ap.add_argument(
+        "--store",
+        default=None,
+        metavar="DIR",
+        help="with --workers/--scheduler: the training store of the features "
+        "(default: <out>.features.zarr beside --out); a rerun resumes from it",
+    )
+    ap.add_argument(
+        "--images-per-task",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="with --workers/--scheduler: images each encoding task describes and writes (default 4)",
+    )
+    ap.add_argument(
+        "--keep-store",
+        action="store_true",
+        help="with --workers/--scheduler: keep the training store after a successful run",
+    )
     ap.add_argument("--out", "-o", required=True, help="model file to write (e.g. voc_horse.pkl)")
     ap.add_argument("--overwrite", action="store_true", help="replace the --out file if it exists")
     ap.add_argument(
@@ -114,18 +166,51 @@ def run(args: argparse.Namespace) -> dict:
     config = resolve_config(args.config)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     overwrite = getattr(args, "overwrite", False)
+    stages = _stages(args)
     args.written = None
     with locked_output(args.out, overwrite, "bowlrp-train") as out:  # before any data is read
         dataset = read_dataset(
             args.data, args.format, args.split, classes, allow_outside_root=args.allow_outside_root
         )
         pipe, summary = train(
-            dataset, config, classes, args.max_images, args.n_jobs, args.quiet, report=_stage_printer(args)
+            dataset,
+            config,
+            classes,
+            args.max_images,
+            args.n_jobs,
+            args.quiet,
+            report=_stage_printer(args),
+            stages=stages,
         )
         with deferred_signals():  # the model file is replaced whole, and args.written says so
             args.written = save_model(pipe, out, overwrite)
     summary["model"] = str(args.written)
     return summary
+
+
+def _stages(args):
+    """None (train here, ``--n-jobs``) or the Dask stages of ``--workers`` / ``--scheduler``."""
+    workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
+    store, keep = getattr(args, "store", None), getattr(args, "keep_store", False)
+    per_task = getattr(args, "images_per_task", None)
+    if workers is None and scheduler is None:
+        if store is not None or keep or per_task is not None:
+            raise CLIError("--store, --keep-store and --images-per-task go with --workers or --scheduler")
+        return None
+    if workers is not None and scheduler is not None:
+        raise CLIError("--workers and --scheduler exclude each other")
+    if args.n_jobs is not None:
+        raise CLIError("--n-jobs is the no-Dask spelling; drop it with --workers / --scheduler")
+    if workers is not None:
+        check_local_workers(workers)  # before any data is read: one line, exit code 2
+    return DaskStages(
+        workers=workers,
+        scheduler=scheduler,
+        store=store if store is not None else default_store(args.out),
+        keep_store=keep,
+        rows_per_block=per_task or ROWS_PER_BLOCK,
+        progress=not args.quiet,
+    ).check()
 
 
 def _stage_printer(args):
