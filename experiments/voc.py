@@ -3,6 +3,7 @@
     make voc-experiment VOC_ROOT=data/voc/VOCdevkit/VOC2007                 # Fisher vectors
     make voc-experiment VOC_ROOT=... CONFIG=voc2009_bow TEST_SPLIT=val
     python experiments/voc.py --voc-root ROOT --config voc_fisher --out DIR
+    python experiments/voc.py --voc-root ROOT --workers 2 ...               # train on Dask
 
 Trains one multi-label model (one linear or kernel SVM per class, a class's
 "difficult" images left out of that class only, as the devkit does) on
@@ -75,6 +76,7 @@ from bowlrp.exceptions import BowlrpError  # noqa: E402
 from bowlrp.explanation import explain_trace  # noqa: E402
 from bowlrp.model_files import load, save  # noqa: E402
 from bowlrp.pipeline import ImageTrace, Pipeline  # noqa: E402
+from bowlrp.runs.train_dask import DaskStages  # noqa: E402
 from bowlrp.training import negative_label  # noqa: E402
 
 DOWNLOAD_HINT = (
@@ -146,12 +148,15 @@ def _fingerprint(cfg: dict, train_ids: list, test_ids: list) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _vocabulary(pipe: Pipeline, images: list, path: Path, quiet: bool) -> Pipeline:
+def _vocabulary(pipe: Pipeline, images: list, path: Path, quiet: bool, stages=None) -> Pipeline:
     if path.is_file():
         log(f"vocabulary from cache {path}", quiet)
         return load(path)
     log(f"fitting the vocabulary on {len(images)} images (descriptors sampled per image)", quiet)
-    pipe.fit_vocabularies(images)
+    if stages is None:
+        pipe.fit_vocabularies(images)
+    else:  # describing and sampling as Dask tasks, the same seeds
+        stages.fit_vocabularies(pipe, images)
     save(pipe, path)
     return pipe
 
@@ -551,6 +556,65 @@ def _figures(pipe, test, tp: SinglePass, classes, out: Path, n_top: int, quiet: 
         log(f"figure {path}", quiet)
 
 
+def pipe_config(cfg: dict, n_jobs, quiet: bool) -> Pipeline:
+    """The untrained pipeline of the config."""
+    return Pipeline.from_config(cfg, n_jobs=n_jobs, verbose=not quiet)
+
+
+def _train_stages(pipe: Pipeline, train, cache: Path, timer, quiet: bool, stages=None):
+    """The vocabulary and the training features (cached in ``cache``); (pipe, X)."""
+    n_jobs = pipe.n_jobs
+    with timer.stage("vocabulary") as facts:
+        facts["cached"] = (cache / "vocabulary.pkl").is_file()
+        pipe = _vocabulary(pipe, list(train.paths), cache / "vocabulary.pkl", quiet, stages)
+        pipe.set_params(n_jobs=n_jobs, verbose=not quiet)
+
+    with timer.stage("train_features") as facts:
+        if stages is None:
+            done = cache / "features_trainval.done"
+            facts["cached_rows"] = int(done.read_text()) if done.is_file() else 0
+            X = features_on_disk(pipe, list(train.paths), cache / "features_trainval.npy", quiet=quiet)
+        else:
+            facts["dask_store"] = str(stages.store)
+            X = stages.features(pipe, list(train.paths))
+    return pipe, X
+
+
+def _classifier_stage(
+    pipe, X, train, classes, cfg, cache: Path, out: Path, timer, n_jobs, quiet, stages=None
+):
+    """One SVM per class (cached), the multi-class and per-class model files; the fitted pipe."""
+    with timer.stage("classifier") as facts:
+        model_path = out / "models" / "voc_all.pkl"
+        fitted = cache / "model.pkl"
+        facts["cached"] = fitted.is_file()
+        if fitted.is_file():
+            pipe = load(fitted)
+            pipe.set_params(n_jobs=n_jobs, verbose=not quiet)
+            trained = (pipe.config or {}).get("dataset", {}).get("trained_classes")
+            if trained is not None and list(trained) != list(classes):
+                raise DatasetError(
+                    f"{fitted} was trained for the classes {trained}, not {list(classes)}: "
+                    "choose another --out or delete it"
+                )
+        else:
+            log("fitting one SVM per class (difficult images left out of their class)", quiet)
+            Y = (train.labels == 1).astype(int)
+            if stages is None:
+                pipe.fit_classifier(X, Y, task_mask=train.labels != 0)
+            else:  # Gram matrices in tiles as Dask tasks, libsvm here
+                stages.fit_classifier(pipe, X, Y, task_mask=train.labels != 0)
+            if all(type(k).__name__ == "Linear" for k in pipe.classifier_.kernels_):
+                pipe.classifier_.compress_linear()
+            pipe.set_params(config={**cfg, "dataset": {**train.describe(), "trained_classes": list(classes)}})
+            save(pipe, fitted)
+        save(pipe, model_path)
+        for k, c in enumerate(classes):
+            per_class = pipe.with_classifier(pipe.classifier_.binary_task(k, c, negative_label(c)))
+            save(per_class, out / "models" / f"voc_{c}.pkl")
+    return pipe
+
+
 def run(
     voc_root,
     config,
@@ -563,6 +627,9 @@ def run(
     n_top: int = 4,
     n_jobs: int | None = None,
     quiet: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    store=None,
 ) -> dict:
     """The whole experiment; returns the metrics written to ``out/metrics.json``.
 
@@ -578,7 +645,17 @@ def run(
         Explain at most this many positive test images per class (None: all).
     n_top : int
         Test images per class in ``figures/<class>.png`` (highest scores).
+    n_jobs : int or None
+        Processes for the per-image work (joblib); the no-Dask spelling.
+    workers, scheduler : int or str, optional
+        Train on Dask instead (:class:`bowlrp.runs.train_dask.DaskStages`): a
+        ``LocalCluster`` of ``workers`` processes, or the scheduler at this address.
+        The training features then live in a Zarr store (``store``, default
+        ``cache/features_trainval.zarr``; with ``scheduler`` on storage the workers reach),
+        kept for resuming. The test pass stays on this machine (``n_jobs``).
     """
+    if n_jobs is not None and (workers is not None or scheduler is not None):
+        raise ValueError("give --n-jobs or --workers / --scheduler, not both")
     if voc_root is None or str(voc_root) == "":
         raise DatasetError(DOWNLOAD_HINT)
     out = Path(out)
@@ -607,47 +684,22 @@ def run(
             "n_test": len(test),
             "n_classes": len(classes),
             "n_jobs": n_jobs,
+            "dask_workers": workers,
+            "dask_scheduler": scheduler,
             "usable_cores": usable_cores(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     )
 
-    with timer.stage("vocabulary") as facts:
-        facts["cached"] = (cache / "vocabulary.pkl").is_file()
-        pipe = Pipeline.from_config(cfg, n_jobs=n_jobs, verbose=not quiet)
-        pipe = _vocabulary(pipe, list(train.paths), cache / "vocabulary.pkl", quiet)
-        pipe.set_params(n_jobs=n_jobs, verbose=not quiet)
-
-    with timer.stage("train_features") as facts:
-        done = cache / "features_trainval.done"
-        facts["cached_rows"] = int(done.read_text()) if done.is_file() else 0
-        X = features_on_disk(pipe, list(train.paths), cache / "features_trainval.npy", quiet=quiet)
-
-    with timer.stage("classifier") as facts:
-        model_path = out / "models" / "voc_all.pkl"
-        fitted = cache / "model.pkl"
-        facts["cached"] = fitted.is_file()
-        if fitted.is_file():
-            pipe = load(fitted)
-            pipe.set_params(n_jobs=n_jobs, verbose=not quiet)
-            trained = (pipe.config or {}).get("dataset", {}).get("trained_classes")
-            if trained is not None and list(trained) != list(classes):
-                raise DatasetError(
-                    f"{fitted} was trained for the classes {trained}, not {list(classes)}: "
-                    "choose another --out or delete it"
-                )
-        else:
-            log("fitting one SVM per class (difficult images left out of their class)", quiet)
-            Y = (train.labels == 1).astype(int)
-            pipe.fit_classifier(X, Y, task_mask=train.labels != 0)
-            if all(type(k).__name__ == "Linear" for k in pipe.classifier_.kernels_):
-                pipe.classifier_.compress_linear()
-            pipe.set_params(config={**cfg, "dataset": {**train.describe(), "trained_classes": list(classes)}})
-            save(pipe, fitted)
-        save(pipe, model_path)
-        for k, c in enumerate(classes):
-            per_class = pipe.with_classifier(pipe.classifier_.binary_task(k, c, negative_label(c)))
-            save(per_class, out / "models" / f"voc_{c}.pkl")
+    stages = None
+    if workers is not None or scheduler is not None:
+        location = store if store is not None else cache / "features_trainval.zarr"
+        stages = DaskStages(
+            workers=workers, scheduler=scheduler, store=location, keep_store=True, progress=not quiet
+        ).check()
+    with stages.running(lambda m: log(m, quiet)) if stages else contextlib.nullcontext():
+        pipe, X = _train_stages(pipe_config(cfg, n_jobs, quiet), train, cache, timer, quiet, stages)
+        pipe = _classifier_stage(pipe, X, train, classes, cfg, cache, out, timer, n_jobs, quiet, stages)
 
     with timer.stage("test_pass") as facts:  # describe, score and explain each test image once
         tp = describe_test_images(
@@ -763,7 +815,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-test", type=int, default=None)
     ap.add_argument("--max-explain", type=int, default=None, help="positive test images per class")
     ap.add_argument("--n-top", type=int, default=4)
-    ap.add_argument("--n-jobs", type=int, default=None)
+    ap.add_argument("--n-jobs", type=int, default=None, help="processes (joblib), without Dask")
+    ap.add_argument("--workers", type=int, default=None, help="train on a local Dask cluster of N processes")
+    ap.add_argument("--scheduler", default=None, help="train on the Dask scheduler at this address")
+    ap.add_argument(
+        "--store", default=None, help="Zarr store of the training features on Dask (default: in the cache)"
+    )
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--debug", action="store_true")
     return ap
@@ -785,6 +842,9 @@ def main(argv: list[str] | None = None) -> int:
             args.n_top,
             args.n_jobs,
             args.quiet,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            store=args.store,
         )
     except (BowlrpError, ValueError, OSError) as exc:
         if args.debug:

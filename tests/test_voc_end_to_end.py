@@ -298,6 +298,18 @@ def test_parallel_pass_equals_serial(experiment, tmp_path):
     assert a == b and parallel.described_again == 0 and parallel.peak_rss_mib > 0
 
 
+@pytest.mark.slow  # a LocalCluster of 2 processes: about two minutes
+def test_training_on_dask_gives_the_serial_experiment(experiment, voc_root, tmp_path):
+    out = tmp_path / "dask"
+    voc.run(voc_root, SMALL, out, n_top=2, max_explain=2, quiet=True, workers=2)
+    for name in ("ap.csv", "context.csv", "context_images.csv"):
+        assert (out / name).read_bytes() == (experiment["out"] / name).read_bytes(), name
+    (cache,) = (out / "cache").iterdir()
+    assert (cache / "features_trainval.zarr").is_dir() and not (cache / "features_trainval.npy").exists()
+    with pytest.raises(ValueError, match="not both"):
+        voc.run(voc_root, SMALL, tmp_path / "x", quiet=True, workers=2, n_jobs=2)
+
+
 def test_timings_json_records_every_stage_and_appends_resumed_runs(experiment, voc_root):
     out = experiment["out"]
     first = json.loads((out / "timings.json").read_text())["runs"]
