@@ -111,6 +111,54 @@ def test_knn_graph_and_laplacian_spectrum_match_reference(k):
     assert np.all(np.diff(values) >= -1e-12)
 
 
+def knn_reference(X, k):
+    """Rows of the k nearest neighbours of every point (itself left out), by a full distance table."""
+    d = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    return [sorted([j for j in np.argsort(d[i], kind="stable") if j != i][:k]) for i in range(len(X))]
+
+
+@pytest.mark.parametrize("dims", [3, 40])  # a k-d tree and brute force in scikit-learn
+def test_knn_graph_in_row_blocks_matches_reference_and_one_block(monkeypatch, dims):
+    X = np.random.default_rng(11).normal(size=(300, dims))
+    X[7] = X[8] = X[9]  # exact duplicates: ties scikit-learn breaks by its own order
+    one_block = knn_affinity(X, 4)
+    monkeypatch.setattr(spray, "KNN_BLOCK", 64)  # 5 blocks, the last one short
+    blocks = knn_affinity(X, 4)
+    assert (blocks != one_block).nnz == 0 and np.array_equal(blocks.indices, one_block.indices)
+    assert blocks.has_sorted_indices
+    rows = spray.knn_rows(X, 4, 0, 300)
+    d = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    exact = 0
+    for i, ref in enumerate(knn_reference(X, 4)):
+        np.testing.assert_allclose(np.sort(d[i, rows[i]]), np.sort(d[i, ref]), atol=1e-12)
+        if not {7, 8, 9} & {i, *ref}:  # no tie among the duplicates: the same neighbours
+            assert sorted(rows[i]) == ref, i
+            exact += 1
+    assert exact > 250
+    A = np.zeros((300, 300))
+    A[np.repeat(np.arange(300), 4), rows.ravel()] = 1
+    np.testing.assert_array_equal(blocks.toarray(), np.maximum(A, A.T))
+
+
+def test_stage_seconds_and_traced_memory_of_a_fit():
+    import tracemalloc  # reason: only this test traces memory
+
+    maps, _ = blob_maps(np.random.default_rng(6), [(8, 8), (30, 30)], 10)
+    params = {"random_state": 0, "clusterings": ("spectral", "hdbscan"), "embeddings": ("spectral",)}
+    sp = SpRAy(**params).fit(maps)
+    assert list(sp.stage_seconds_) == ["pooling", "affinity", "eigen", "scores", "spectral", "hdbscan"]
+    assert all(s["cpu"] >= 0 and s["wall"] >= 0 for s in sp.stage_seconds_.values())
+    assert sp.stage_memory_ == {}  # not traced
+    tracemalloc.start()
+    try:
+        traced = SpRAy(**params).fit(maps)
+    finally:
+        tracemalloc.stop()
+    assert set(traced.stage_memory_) == set(sp.stage_seconds_)
+    assert traced.stage_memory_["pooling"] >= 20 * 20 * 20 * 8  # the pooled maps themselves, float64
+    np.testing.assert_array_equal(traced.labels_, sp.labels_)
+
+
 def test_sparse_eigensolver_agrees_with_dense(monkeypatch):
     rng = np.random.default_rng(3)
     X = np.vstack([rng.normal(0, 1, (150, 6)), rng.normal(6, 1, (150, 6))])

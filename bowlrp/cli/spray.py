@@ -4,6 +4,7 @@
     python -m bowlrp.spray --heatmaps heatmaps/ --out report/ --clusters 3
     bowlrp-spray --heatmaps heatmaps/ --out report/ --export-virelay project/ --model m.skops
     virelay project/project.yaml        # ViRelAy (pip install 'bowlrp[virelay]')
+    bowlrp-spray --store out.zarr --out report/ --workers 2     # on a local Dask cluster
 
 Reads every ``*_relevance.npy`` under ``--heatmaps`` (recursively) with the
 ``.json`` beside it, groups the maps by the explained target, runs SpRAy per
@@ -19,6 +20,11 @@ UTF-8, an image outside ``--images``) is skipped with one line on stderr and
 listed in the report; the others are analysed. Exit code 0: every record was
 used; 1: the report was written but some records were skipped (as
 ``bowlrp-explain`` does when some images fail); 2: nothing could be analysed.
+
+``--workers N`` (a local Dask cluster) or ``--scheduler ADDRESS`` reads and
+pools the maps on the workers in blocks, builds the k-NN graph in row blocks
+and runs the clusterings and t-SNE as tasks; the eigenvectors are solved in
+this process (:mod:`bowlrp.spray.distributed`). The result is the same.
 """
 
 from __future__ import annotations
@@ -31,11 +37,12 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._args import SPRAY_NORMALIZE, ArgumentParser, CLIError, import_work, work_attribute
+from ._args import SPRAY_NORMALIZE, ArgumentParser, CLIError, import_work, positive_int, work_attribute
 
 if TYPE_CHECKING:  # imported by import_work once the arguments are parsed (fast --help)
     from .._utils.validation import display_path
     from ..runs import open_store
+    from ..runs.distributed import check_local_workers, dask_client
     from ..spray.analyses import CLUSTERINGS, EMBEDDINGS
     from ..spray.heatmap_files import (
         SkippedRecord,
@@ -52,6 +59,7 @@ if TYPE_CHECKING:  # imported by import_work once the arguments are parsed (fast
 WORK = {
     "bowlrp._utils.validation": ("display_path",),
     "bowlrp.runs": ("open_store",),
+    "bowlrp.runs.distributed": ("check_local_workers", "dask_client"),
     "bowlrp.spray.analyses": ("CLUSTERINGS", "EMBEDDINGS"),
     "bowlrp.spray.heatmap_files": (
         "SkippedRecord",
@@ -193,6 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=256,
         help="with --export-virelay: larger images and maps are scaled down to this side (default 256)",
     )
+    ap.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="read and pool the maps, build the k-NN graph (in row blocks), the clusterings and t-SNE "
+        "on a local Dask cluster of N processes; the eigenvectors are solved here",
+    )
+    ap.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="the same on a running Dask scheduler (tcp://host:8786); its workers must reach the "
+        "heatmaps or the store by the same path",
+    )
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     return ap
@@ -305,6 +328,18 @@ def run(args) -> int:
     out = Path(args.out)
     _check_out(out)
     model = _check_virelay(args, out)
+    if args.workers is not None and args.scheduler is not None:
+        raise CLIError("--workers and --scheduler exclude each other")
+    if args.workers is not None:
+        try:
+            check_local_workers(args.workers)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    with dask_client(args.workers, args.scheduler) as client:
+        return _run(args, params, out, model, client)
+
+
+def _run(args, params: dict, out: Path, model, client) -> int:
     problems: list[SkippedRecord] = []
 
     def on_skip(record: SkippedRecord) -> None:
@@ -316,7 +351,7 @@ def run(args) -> int:
     if args.store is not None:
         st = open_store(args.store)
         analyses, skipped = analyse_store(
-            st, params, args.target or None, quiet=args.quiet, on_skip=on_skip, images=args.images
+            st, params, args.target or None, args.quiet, on_skip, args.images, client=client
         )
         if args.images is None:
             _draw_over_recorded_images(analyses, args.quiet)
@@ -328,7 +363,7 @@ def run(args) -> int:
         if args.images is not None:
             records = attach_images(records, args.images, on_skip)
         groups = group_by_target(records)
-        analyses, skipped = analyse_heatmaps(groups, params, quiet=args.quiet, on_skip=on_skip)
+        analyses, skipped = analyse_heatmaps(groups, params, args.quiet, on_skip, client=client)
     for target, n in skipped.items():
         print(
             f"bowlrp-spray: skipping class {display_path(target)!r}: {n} map(s), need at least 3",

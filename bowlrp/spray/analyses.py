@@ -57,6 +57,7 @@ __all__ = [
     "clustering_names", "cluster_family", "relabel_by_size", "row_normalized", "silhouette",
     "spectral_assignment", "spectral_embedding", "tsne_embedding", "umap_embedding", "have_umap",
     "have_opentsne", "resolve_tsne_backend", "ward_clusterings", "reduced", "OPENTSNE_FFT_MIN",
+    "OPENTSNE_INTS_IN_INTERVAL",
 ]  # fmt: skip
 
 CLUSTERINGS = ("spectral", "kmeans", "agglomerative", "hdbscan", "dbscan")
@@ -64,6 +65,9 @@ EMBEDDINGS = ("spectral", "tsne", "umap")
 DENSE_EIGEN_MAX = 1500  # the same threshold as spectral.py's eigensolver: QR assignment below, k-means above
 OPENTSNE_MIN = 2000  # "auto": openTSNE from this many maps on; below, scikit-learn's Barnes-Hut is quick
 OPENTSNE_FFT_MIN = 5000  # openTSNE's FFT gradients from here; below, its own Barnes-Hut (less overhead)
+OPENTSNE_INTS_IN_INTERVAL = (
+    2  # FFT grid cells 2 embedding units wide (openTSNE's default 1): see tsne_embedding
+)
 AGGLOMERATIVE_MAX = 4000  # Ward's exact tree: n^2 / 2 distances; above, a tree on a random subset
 SILHOUETTE_SAMPLE = 2000
 
@@ -261,6 +265,16 @@ def tsne_embedding(
     ``n >= OPENTSNE_MIN``, else scikit-learn (so small sets give the same
     coordinates as before openTSNE was used). Perplexity is clipped to
     ``(n - 1) / 3``.
+
+    openTSNE finds the input neighbours exactly (scikit-learn's brute force on
+    the 50 components: deterministic, and at 10,000 maps quicker than Annoy),
+    and its FFT interpolation grid has cells ``OPENTSNE_INTS_IN_INTERVAL = 2``
+    embedding units wide instead of 1: a quarter of the grid points, so each
+    gradient's FFTs cost a quarter. On the benchmark's 10,000 planted maps the
+    t-SNE took 22.8 CPU s instead of 63.1 (one thread), with KL divergence
+    3.911 against 3.802 with openTSNE's defaults (+2.9 %; BENCHMARKS.md, SpRAy);
+    ``tests/test_spray_analyses.py::test_coarser_fft_grid_keeps_the_kl_divergence``
+    holds it within 5 %.
     """
     n = len(X)
     perplexity = float(min(perplexity, max(1.0, (n - 1) / 3.0)))
@@ -276,6 +290,8 @@ def tsne_embedding(
             early_exaggeration=early_exaggeration,
             initialization="pca",
             negative_gradient_method="fft" if n >= OPENTSNE_FFT_MIN else "bh",
+            ints_in_interval=OPENTSNE_INTS_IN_INTERVAL,
+            neighbors="exact",
             n_jobs=1,
             random_state=seeds[1],
             verbose=False,

@@ -36,6 +36,7 @@ from .._utils.csv_cells import csv_cell
 from .._utils.validation import as_float_image, display_path
 from ..exceptions import BowlrpError
 from ..image import colorize, overlay, write_png
+from .distributed import pool_on_dask, pool_records_on_dask
 from .heatmap_files import (
     HeatmapFileError,
     HeatmapRecord,
@@ -117,6 +118,7 @@ def analyse_heatmaps(
     params: dict | None = None,
     quiet: bool = False,
     on_skip: OnSkip | None = None,
+    client=None,
 ) -> tuple[list[ClassAnalysis], dict[str, int]]:
     """Run SpRAy per class.
 
@@ -129,6 +131,9 @@ def analyse_heatmaps(
     on_skip : callable or None
         Called with a :class:`~bowlrp.spray.heatmap_files.SkippedRecord` per
         map that cannot be read, which is left out (None: it raises).
+    client : distributed.Client or None
+        Read and pool the maps in blocks, and build the graph and the analyses,
+        as Dask tasks (:mod:`bowlrp.spray.distributed`); the same result.
 
     Returns
     -------
@@ -147,11 +152,14 @@ def analyse_heatmaps(
             skipped[target] = len(records)
             continue
         sp = SpRAy(**params)
-        pooled, shape, records = pool_records(records, sp.grid, quiet, on_skip)
+        if client is None:
+            pooled, shape, records = pool_records(records, sp.grid, quiet, on_skip)
+        else:
+            pooled, shape, records = pool_records_on_dask(client, records, sp.grid, quiet, on_skip)
         if len(records) < MIN_MAPS:
             skipped[target] = len(records)
             continue
-        sp.fit_pooled(pooled, shape)
+        sp.fit_pooled(pooled, shape, client=client)
         analyses.append(ClassAnalysis(target, records, sp, pooled))
     if not analyses:
         raise _no_class_error(skipped)
@@ -230,6 +238,7 @@ def analyse_store(
     quiet: bool = False,
     on_skip: OnSkip | None = None,
     images=None,
+    client=None,
 ) -> tuple[list[ClassAnalysis], dict[str, int]]:
     """Run SpRAy per class on the maps of a relevance store (:mod:`bowlrp.runs.store`).
 
@@ -254,6 +263,9 @@ def analyse_store(
     images : path or None
         Folder of the explained images: each record's image is looked up
         there (:func:`~bowlrp.spray.heatmap_files.attach_images`) before the analysis.
+    client : distributed.Client or None
+        Pool on another grid, build the graph and the analyses as Dask tasks; the
+        workers open the store by its location (a path or URL they reach).
     """
     params = dict(params or {})
     grid = params.get("grid") or store.grid
@@ -262,7 +274,11 @@ def analyse_store(
     for target, records in store_records(store, targets, on_skip).items():
         if images is not None:
             records = attach_images(records, images, on_skip)
-        if grid != store.grid:
+        if grid != store.grid and client is not None:
+            pooled, records = pool_on_dask(
+                client, records, grid, None, location=str(store.location), on_skip=on_skip, quiet=quiet
+            )
+        elif grid != store.grid:
             pooled, kept = [], []
             for r in _progress(records, "pooling heatmaps", len(records), quiet):
                 try:
@@ -277,9 +293,10 @@ def analyse_store(
         if len(records) < MIN_MAPS:
             skipped[target] = len(records)
             continue
+        pooled = np.stack(pooled)
         sp = SpRAy(**params)
-        sp.fit_pooled(np.stack(pooled), common_shape(r.shape for r in records))
-        analyses.append(ClassAnalysis(target, records, sp, np.stack(pooled)))
+        sp.fit_pooled(pooled, common_shape(r.shape for r in records), client=client)
+        analyses.append(ClassAnalysis(target, records, sp, pooled))
     if not analyses:
         raise _no_class_error(skipped, f" in {display_path(store.location)}")
     return analyses, skipped

@@ -26,7 +26,10 @@ Run as a program: ``python -m bowlrp.spray --heatmaps DIR --out REPORT/``
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -35,7 +38,7 @@ import scipy.sparse
 import scipy.sparse.csgraph
 import scipy.sparse.linalg
 from sklearn.base import BaseEstimator, ClusterMixin
-from sklearn.neighbors import kneighbors_graph
+from sklearn.neighbors import NearestNeighbors
 from sklearn.utils import check_random_state
 
 from .._utils.validation import plain_value
@@ -43,6 +46,7 @@ from ..image import as_maps, common_shape, pool_maps
 from .analyses import (
     CLUSTERINGS,
     EMBEDDINGS,
+    OPENTSNE_INTS_IN_INTERVAL,
     cluster_family,
     clustering_eigengap,
     clustering_names,
@@ -78,15 +82,58 @@ def normalize_pooled(pooled: np.ndarray, norm: str | None) -> np.ndarray:
     return X / scale[:, None]
 
 
-def knn_affinity(X: np.ndarray, n_neighbors: int) -> scipy.sparse.csr_matrix:
+KNN_BLOCK = 2048  # query rows per block of the kNN search (a multiple of scikit-learn's 256-row chunks)
+
+
+def knn_rows(X: np.ndarray, n_neighbors: int, start: int, stop: int) -> np.ndarray:
+    """Indices (stop - start, k) of the ``k`` nearest neighbours (Euclidean) of rows ``start:stop`` of ``X``.
+
+    Exactly what ``NearestNeighbors(n_neighbors=k).fit(X).kneighbors()`` gives
+    those rows (the point itself left out; when more than ``k`` duplicates of a
+    point tie with it, the first of them is dropped instead, as scikit-learn
+    does). One row block of :func:`knn_affinity`, run as a Dask task by
+    :mod:`bowlrp.spray.distributed`: every row's answer depends on ``X`` and
+    that row only, so the blocks of any partition give the same graph.
+    """
+    k = int(min(max(1, n_neighbors), len(X) - 1))
+    nn = NearestNeighbors(n_neighbors=k).fit(X)
+    ind = nn.kneighbors(X[start:stop], n_neighbors=k + 1, return_distance=False)
+    mask = ind != np.arange(start, stop)[:, None]
+    mask[np.all(mask, axis=1), 0] = False  # no self among the k + 1: drop the first duplicate
+    return ind[mask].reshape(stop - start, k)
+
+
+def affinity_from_rows(rows: np.ndarray) -> scipy.sparse.csr_matrix:
+    """``W = max(A, A^T)`` (n, n) for the binary kNN graph ``A`` whose row ``i`` has ones at ``rows[i]``."""
+    n, k = rows.shape
+    A = scipy.sparse.csr_matrix(
+        (np.ones(n * k), rows.ravel().astype(np.intp, copy=False), np.arange(0, n * k + 1, k)), shape=(n, n)
+    )
+    W = A.maximum(A.T).tocsr()
+    W.sort_indices()  # one order whatever the order of tied neighbours: the same sums in every product
+    return W
+
+
+def knn_affinity(X: np.ndarray, n_neighbors: int, client=None) -> scipy.sparse.csr_matrix:
     """Binary k-nearest-neighbour graph (Euclidean), symmetrised by the maximum.
 
     ``A_ij = 1`` iff ``j`` is among the ``k`` nearest neighbours of ``i`` (not ``i``
-    itself); ``W = max(A, A^T)``. Sparse (n, n), about ``k n`` to ``2 k n`` entries.
+    itself); ``W = max(A, A^T)``. Sparse (n, n), about ``k n`` to ``2 k n`` entries,
+    column indices sorted in every row.
+
+    The neighbours are found in row blocks of ``KNN_BLOCK`` (:func:`knn_rows`):
+    here one after the other, or, with a ``distributed.Client``, as one Dask
+    task per block (``X`` sent to every worker once); the graph is the same.
     """
-    k = int(min(max(1, n_neighbors), len(X) - 1))
-    A = kneighbors_graph(X, k, mode="connectivity", include_self=False)
-    return A.maximum(A.T).tocsr()
+    n = len(X)
+    k = int(min(max(1, n_neighbors), n - 1))
+    blocks = [(a, min(a + KNN_BLOCK, n)) for a in range(0, n, KNN_BLOCK)]
+    if client is None:
+        rows = [knn_rows(X, k, a, b) for a, b in blocks]
+    else:
+        shared = client.scatter(X, broadcast=True, hash=False)  # a new key: an old one may be on its way out
+        rows = client.gather([client.submit(knn_rows, shared, k, a, b, pure=False) for a, b in blocks])
+    return affinity_from_rows(np.concatenate(rows))
 
 
 def laplacian_eigenvalues(W, n_eigenvalues: int) -> tuple[np.ndarray, np.ndarray]:
@@ -218,6 +265,14 @@ class SpRAy(ClusterMixin, BaseEstimator):
     shape_ : (H, W)
         The shape all maps were resized to.
     n_neighbors_ : int
+    stage_seconds_ : dict str -> {"cpu": float, "wall": float}
+        Time of each stage of this fit (``pooling``, ``affinity``, ``eigen``,
+        one per clustering family, ``scores`` (silhouettes), ``tsne``, ``umap``;
+        stages read from the cache take the reading time): CPU seconds of this
+        process (on Dask the workers' are not counted) and wall seconds.
+    stage_memory_ : dict str -> int
+        Peak traced memory of each stage in bytes above its start, when
+        :mod:`tracemalloc` was tracing during the fit (else empty).
     """
 
     def __init__(
@@ -298,39 +353,47 @@ class SpRAy(ClusterMixin, BaseEstimator):
         shape = getattr(self, "shape_", None) or common_shape(m.shape for m in maps)
         return normalize_pooled(pool_maps(maps, self.grid, shape), self.normalize)
 
-    def fit(self, maps, y=None):
+    def fit(self, maps, y=None, client=None):
         """Cluster relevance maps.
 
         Parameters
         ----------
         maps : (n, H, W) array or list of 2-D arrays (shapes may differ), n >= 3
         y : ignored
+        client : distributed.Client or None
+            Run the kNN graph (in row blocks), the clusterings and the embeddings
+            as Dask tasks; the eigendecomposition stays here. Same result as
+            without (see :mod:`bowlrp.spray.distributed` for reading and pooling
+            maps on the workers).
         """
         self._check_params()
         maps = as_maps(maps)
         if len(maps) < 3:
             raise ValueError(f"SpRAy needs at least 3 relevance maps, got {len(maps)}")
         shape = common_shape(m.shape for m in maps)
-        cache = StageCache(self.cache)
+        cache, clock = StageCache(self.cache), StageClock()
         key = stage_key(array_digest(*maps), "pooling", {"grid": int(self.grid), "shape": list(shape)})
         hit = cache.get("pooling", key)
         if hit is not None and hit.get("pooled", np.empty(0)).shape == (len(maps), self.grid, self.grid):
             pooled = hit["pooled"]
         else:
-            pooled = pool_maps(maps, self.grid, shape)
+            with clock("pooling"):
+                pooled = pool_maps(maps, self.grid, shape)
             cache.put("pooling", key, {"grid": int(self.grid), "shape": list(shape)}, {"pooled": pooled})
-        return self._fit_pooled(pooled, shape, cache)
+        return self._fit_pooled(pooled, shape, cache, client, clock)
 
-    def fit_pooled(self, pooled, shape: tuple[int, int] | None = None):
+    def fit_pooled(self, pooled, shape: tuple[int, int] | None = None, client=None):
         """Cluster maps already pooled with :func:`pool_maps` (n, grid, grid).
 
-        Lets callers stream maps from disk (pool one at a time) instead of
-        holding every full-size map in memory.
+        Lets callers stream maps from disk (pool one at a time, or in blocks on
+        Dask workers: :mod:`bowlrp.spray.distributed`) instead of holding every
+        full-size map in memory. ``client``: as in :meth:`fit`.
         """
         self._check_params()
-        return self._fit_pooled(pooled, shape, StageCache(self.cache))
+        return self._fit_pooled(pooled, shape, StageCache(self.cache), client, StageClock())
 
-    def _fit_pooled(self, pooled, shape, cache: StageCache):
+    def _fit_pooled(self, pooled, shape, cache: StageCache, client=None, clock: StageClock | None = None):
+        clock = clock or StageClock()
         pooled = np.asarray(pooled, dtype=np.float64)
         if pooled.ndim != 3 or pooled.shape[1:] != (self.grid, self.grid):
             raise ValueError(f"pooled maps must have shape (n, {self.grid}, {self.grid}), got {pooled.shape}")
@@ -347,14 +410,16 @@ class SpRAy(ClusterMixin, BaseEstimator):
         input_key = array_digest(pooled)
         graph = {"normalize": self.normalize, "n_neighbors": self.n_neighbors_}
         affinity_key = stage_key(input_key, "affinity", graph)
-        W = _cached_affinity(cache, affinity_key, graph, X, self.n_neighbors_)
+        with clock("affinity"):
+            W = _cached_affinity(cache, affinity_key, graph, X, self.n_neighbors_, client)
 
         n_values = int(min(self.n_eigenvalues, n))
         fixed = 0 if self.n_clusters == "eigengap" else int(self.n_clusters)
         families = tuple(dict.fromkeys(self.clusterings))
         k_max = int(self.k_range[1]) if {"spectral", "kmeans", "agglomerative"} & set(families) else 0
         m = int(min(max(n_values, fixed, k_max + 1), n))
-        all_values, vectors = _cached_eigen(cache, stage_key(affinity_key, "eigen", {}), W, m)
+        with clock("eigen"):
+            all_values, vectors = _cached_eigen(cache, stage_key(affinity_key, "eigen", {}), W, m)
         values = all_values[:n_values]
         self.eigenvalues_ = values
         gap_k, gap = eigengap(values)
@@ -374,7 +439,12 @@ class SpRAy(ClusterMixin, BaseEstimator):
         seed_more = rng.randint(2**31 - 1)
         eigen_key = stage_key(affinity_key, "eigen", {"m": m})
 
-        self._cluster_all(cache, eigen_key, E, X, all_values, families, seed_labels, seed_more, n)
+        tsne = None
+        if run_tsne:  # first, so that on Dask it runs on a worker while the clusterings run
+            tsne = self._tsne(cache, input_key, X, (pca_seed, tsne_seed), client)
+        self._cluster_all(
+            cache, eigen_key, E, X, all_values, families, seed_labels, seed_more, n, client, clock
+        )
         name = f"spectral-k{n_clusters}"
         if name in self.clusterings_:
             labels = self.clusterings_[name]
@@ -389,24 +459,10 @@ class SpRAy(ClusterMixin, BaseEstimator):
         self.embeddings_ = {"spectral": E} if "spectral" in self.embeddings else {}
         self.spectral_eigenvalues_ = all_values
         self.embedding_, self.tsne_backend_ = None, None
-        if run_tsne:
-            backend = resolve_tsne_backend(self.tsne_backend, n)
-            params = {
-                "normalize": self.normalize, "perplexity": float(self.perplexity),
-                "early_exaggeration": float(self.early_exaggeration), "seeds": [pca_seed, tsne_seed],
-                "backend": backend,
-            }  # fmt: skip
-            key = stage_key(input_key, "tsne", params)
-            hit = cache.get("tsne", key)
-            if hit is not None and hit.get("embedding", np.empty(0)).shape == (n, 2):
-                emb = hit["embedding"]
-            else:
-                emb, _ = tsne_embedding(
-                    X, self.perplexity, self.early_exaggeration, (pca_seed, tsne_seed), backend
-                )
-                cache.put("tsne", key, params, {"embedding": emb})
-            self.embedding_, self.tsne_backend_ = emb, backend
-            self.embeddings_["tsne"] = emb
+        if tsne is not None:
+            with clock("tsne"):
+                emb, self.tsne_backend_ = tsne()
+            self.embedding_ = self.embeddings_["tsne"] = emb
         if self.embedding and "umap" in self.embeddings:
             params = {
                 "normalize": self.normalize,
@@ -418,19 +474,48 @@ class SpRAy(ClusterMixin, BaseEstimator):
             if hit is not None and hit.get("embedding", np.empty(0)).shape == (n, 2):
                 emb = hit["embedding"]
             else:
-                emb = umap_embedding(X, params["n_neighbors"], seed_more)
+                with clock("umap"):
+                    emb = umap_embedding(X, params["n_neighbors"], seed_more)
                 cache.put("umap", key, params, {"embedding": emb})
             self.embeddings_["umap"] = emb
         self.cache_info_ = {"hits": dict(cache.hits), "misses": dict(cache.misses)}
+        self.stage_seconds_, self.stage_memory_ = clock.seconds, clock.memory
         return self
 
-    def _cluster_all(self, cache, eigen_key, E, X, all_values, families, seed_labels, seed_more, n) -> None:
-        """``clusterings_`` and their numbers, one cache entry per family."""
+    def _tsne(self, cache: StageCache, input_key: str, X: np.ndarray, seeds: tuple[int, int], client):
+        """A function giving ``(t-SNE coordinates (n, 2), backend)``: cached, started on Dask, or run here."""
+        n = len(X)
+        backend = resolve_tsne_backend(self.tsne_backend, n)
+        params = {
+            "normalize": self.normalize, "perplexity": float(self.perplexity),
+            "early_exaggeration": float(self.early_exaggeration), "seeds": list(seeds), "backend": backend,
+        }  # fmt: skip
+        if backend == "opentsne":  # exact neighbours and a coarser FFT grid since 0.x: a new key
+            params["opentsne"] = {"neighbors": "exact", "ints_in_interval": OPENTSNE_INTS_IN_INTERVAL}
+        key = stage_key(input_key, "tsne", params)
+        hit = cache.get("tsne", key)
+        if hit is not None and hit.get("embedding", np.empty(0)).shape == (n, 2):
+            return lambda: (hit["embedding"], backend)
+        args = (X, self.perplexity, self.early_exaggeration, seeds, backend)
+        future = None if client is None else client.submit(tsne_embedding, *args, pure=False)
+
+        def result():
+            emb, _ = tsne_embedding(*args) if future is None else future.result()
+            cache.put("tsne", key, params, {"embedding": emb})
+            return emb, backend
+
+        return result
+
+    def _cluster_all(
+        self, cache, eigen_key, E, X, all_values, families, seed_labels, seed_more, n, client=None, clock=None
+    ) -> None:
+        clock = clock or StageClock()
+        """``clusterings_`` and their numbers, one cache entry (and, on Dask, one task) per family."""
         n_dims = max(2, eigengap(all_values[: int(min(self.n_eigenvalues, n))])[0])
         names = clustering_names(families, self.k_range, n)
-        F = reduced(X, seed_more) if families else X  # the silhouettes' space
         self.clusterings_, self.clustering_k_ = {}, {}
         self.clustering_scores_, self.clustering_eigengaps_ = {}, {}
+        todo = []  # (family, key, params, cached result or None)
         for family in families:
             ks = [k for _, fam, k in names if fam == family and k is not None]
             if family in ("spectral", "kmeans", "agglomerative") and not ks:
@@ -446,19 +531,24 @@ class SpRAy(ClusterMixin, BaseEstimator):
             found = None
             if hit is not None and all(v.shape == (n,) for v in hit.values()):
                 found = {(None if name == "labels" else int(name[1:])): v for name, v in hit.items()}
+            todo.append((family, key, params, found))
+        args = {
+            family: (family, E, X, params["ks"], params["seed"], self.n_neighbors_, self.min_cluster_size,
+                     self.dbscan_eps, _DENSE_EIGEN_MAX, n_dims)
+            for family, _, params, found in todo if found is None
+        }  # fmt: skip
+        if client is not None and args:
+            shared = {"E": client.scatter(E, hash=False), "X": client.scatter(X, hash=False)}
+            futures = {
+                f: client.submit(cluster_family, a[0], shared["E"], shared["X"], *a[3:], pure=False)
+                for f, a in args.items()
+            }
+        with clock("scores"):
+            F = reduced(X, seed_more) if families else X  # the silhouettes' space
+        for family, key, params, found in todo:
             if found is None:
-                found = cluster_family(
-                    family,
-                    E,
-                    X,
-                    ks,
-                    int(seed),
-                    self.n_neighbors_,
-                    self.min_cluster_size,
-                    self.dbscan_eps,
-                    dense_max=_DENSE_EIGEN_MAX,
-                    n_dims=n_dims,
-                )
+                with clock(family):
+                    found = futures[family].result() if client is not None else cluster_family(*args[family])
                 found = {k: relabel_by_size(v) for k, v in found.items()}
                 cache.put(
                     "clustering",
@@ -471,7 +561,8 @@ class SpRAy(ClusterMixin, BaseEstimator):
                 labels = np.asarray(labels, dtype=np.int64)
                 self.clusterings_[name] = labels
                 self.clustering_k_[name] = int(labels.max()) + 1 if (labels >= 0).any() else 0
-                self.clustering_scores_[name] = silhouette(F, labels)
+                with clock("scores"):
+                    self.clustering_scores_[name] = silhouette(F, labels)
                 self.clustering_eigengaps_[name] = clustering_eigengap(all_values, labels)
 
     def fit_predict(self, maps, y=None, **kwargs) -> np.ndarray:
@@ -479,8 +570,40 @@ class SpRAy(ClusterMixin, BaseEstimator):
         return self.fit(maps).labels_
 
 
+class StageClock:
+    """Seconds (process CPU and wall) and traced memory of the stages of one fit.
+
+    ``with clock("eigen"): ...`` adds the time spent inside to ``seconds["eigen"]``
+    (``{"cpu": s, "wall": s}``; CPU of this process only, not of Dask workers).
+    While :mod:`tracemalloc` traces, ``memory[stage]`` is the largest peak of
+    traced memory above the level at the stage's start, in bytes (the
+    benchmark turns tracing on; a fit does not).
+    """
+
+    def __init__(self):
+        self.seconds: dict[str, dict[str, float]] = {}
+        self.memory: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        tracing = tracemalloc.is_tracing()
+        if tracing:
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+        cpu, wall = time.process_time(), time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = self.seconds.setdefault(stage, {"cpu": 0.0, "wall": 0.0})
+            spent["cpu"] += time.process_time() - cpu
+            spent["wall"] += time.perf_counter() - wall
+            if tracing:
+                peak = tracemalloc.get_traced_memory()[1] - base
+                self.memory[stage] = max(self.memory.get(stage, 0), int(peak))
+
+
 def _cached_affinity(
-    cache: StageCache, key: str, params: dict, X: np.ndarray, k: int
+    cache: StageCache, key: str, params: dict, X: np.ndarray, k: int, client=None
 ) -> scipy.sparse.csr_matrix:
     """:func:`knn_affinity` of ``X``, read from / written to the stage cache."""
     n = len(X)
@@ -490,7 +613,7 @@ def _cached_affinity(
             return scipy.sparse.csr_matrix((hit["data"], hit["indices"], hit["indptr"]), shape=(n, n))
         except ValueError:  # inconsistent arrays: computed again below
             pass
-    W = knn_affinity(X, k)
+    W = knn_affinity(X, k, client)
     cache.put("affinity", key, params, {"data": W.data, "indices": W.indices, "indptr": W.indptr})
     return W
 
