@@ -32,6 +32,11 @@ report.html into --out:
 (repeatable); --masks says where each image's ground truth is for localisation
 (files: <stem>_mask.png; polygons: a saved polygons scene; shortcut: the stamp's
 box from the *_labels.csv beside the images; voc:DIR: DIR/<stem>.xml boxes).
+--n-jobs N spreads the images over N processes (the same numbers as one). The
+suite locks --out while it runs and keeps every finished part (per image, family
+and method) in --out/suite_parts: run the same command again after an interruption
+and only what is missing is computed; a run with another model or other settings
+into the same --out is refused unless --overwrite.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from ._args import (
 )
 
 if TYPE_CHECKING:  # imported by import_work once the arguments are parsed (fast --help)
+    from .._utils.parallel import usable_cores
     from .._utils.validation import display_path
     from ..evaluation.baselines import compare_extra_available
     from ..evaluation.explainers import METHOD_NAMES
@@ -62,9 +68,9 @@ if TYPE_CHECKING:  # imported by import_work once the arguments are parsed (fast
         evaluate_images,
         is_evaluation_output,
     )
-    from ..evaluation.suite import SuiteSettings, evaluate_suite, is_mask_file, read_masks
-    from ..evaluation.suite_report import check_suite_files_are_ours, write_suite_report
-    from ..runs.distributed import check_local_workers
+    from ..evaluation.suite import SuiteSettings, is_mask_file, read_masks
+    from ..evaluation.suite_report import check_suite_files_are_ours, evaluate_suite_into
+    from ..runs.distributed import check_local_workers, model_hash_of
     from ..runs.inputs import collect_inputs
     from ._common import load_pipeline, resolve_target, run_command
 
@@ -74,6 +80,7 @@ SUITE_METHODS = ("lrp", "occlusion", "random")
 
 #: what a run uses, imported after the arguments are parsed: module -> names
 WORK = {
+    "bowlrp._utils.parallel": ("usable_cores",),
     "bowlrp._utils.validation": ("display_path",),
     "bowlrp.evaluation.baselines": ("compare_extra_available",),
     "bowlrp.evaluation.runner": (
@@ -83,9 +90,9 @@ WORK = {
         "is_evaluation_output",
     ),
     "bowlrp.evaluation.explainers": ("METHOD_NAMES",),
-    "bowlrp.evaluation.suite": ("SuiteSettings", "evaluate_suite", "is_mask_file", "read_masks"),
-    "bowlrp.evaluation.suite_report": ("check_suite_files_are_ours", "write_suite_report"),
-    "bowlrp.runs.distributed": ("check_local_workers",),
+    "bowlrp.evaluation.suite": ("SuiteSettings", "is_mask_file", "read_masks"),
+    "bowlrp.evaluation.suite_report": ("check_suite_files_are_ours", "evaluate_suite_into"),
+    "bowlrp.runs.distributed": ("check_local_workers", "model_hash_of"),
     "bowlrp.runs.inputs": ("collect_inputs",),
     "bowlrp.cli._common": ("load_pipeline", "resolve_target", "run_command"),
 }
@@ -193,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--overwrite",
         action="store_true",
-        help="with --store: replace curves made with another model or other settings",
+        help="with --store: replace curves made with another model or other settings; with --suite: "
+        "replace the suite's results in --out made with another model or other settings",
     )
     ap.add_argument(
         "--suite",
@@ -209,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SOURCE",
         help="with --suite: each image's ground truth for localisation: files, polygons, shortcut or "
         "voc:ANNOTATIONS_DIR",
+    )
+    ap.add_argument(
+        "--n-jobs",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="with --suite: spread the images over N processes (at most the usable cores; "
+        "the numbers do not depend on N)",
     )
     ap.add_argument(
         "--trust",
@@ -244,6 +260,8 @@ def run(args) -> int:
         return run_suite(args)
     if args.masks is not None:
         raise CLIError("--masks is an input of --suite; add --suite localisation (or all)")
+    if args.n_jobs is not None:
+        raise CLIError("--n-jobs spreads the images of --suite; without it, use --store with --workers")
     if args.methods is None:
         args.methods = ",".join(DEFAULT_METHODS)
     methods = list(dict.fromkeys(m.strip() for m in args.methods.split(",") if m.strip()))
@@ -316,7 +334,19 @@ def run_suite(args) -> int:
             'lime, shap-partition and kernel-shap need the [compare] extra: pip install "bowlrp[compare]"'
         )
     if args.store is not None or args.workers is not None or args.scheduler is not None:
-        raise CLIError("--suite runs in this process: leave out --store, --workers and --scheduler")
+        raise CLIError(
+            "--suite keeps its results in --out and spreads images with --n-jobs: leave out --store, "
+            "--workers and --scheduler"
+        )
+    n_jobs = args.n_jobs
+    if n_jobs is not None and n_jobs > usable_cores():
+        n_jobs = usable_cores()
+        if not args.quiet:
+            print(
+                f"bowlrp-evaluate: --n-jobs {args.n_jobs}: this machine lets the run use {n_jobs} "
+                f"core(s), so {n_jobs} process(es)",
+                file=sys.stderr,
+            )
     out = Path(args.out)
     inputs = collect_inputs(args.images, exclude=args.out, written=is_evaluation_output)
     inputs = [i for i in inputs if not is_mask_file(i.path)]  # ground truth, not images
@@ -337,7 +367,14 @@ def run_suite(args) -> int:
         if args.quiet
         else (lambda line: print(f"bowlrp-evaluate: {line}", file=sys.stderr))
     )
-    result = evaluate_suite(
+    record = {
+        "model": str(args.model),
+        "images": [str(p) for p in paths],
+        "target": None if target is None else str(target),
+        "masks": args.masks,
+    }
+    result = evaluate_suite_into(
+        out,
         model,
         paths,
         methods=methods,
@@ -345,16 +382,13 @@ def run_suite(args) -> int:
         masks=masks,
         target=target,
         settings=SuiteSettings(block=args.block, seed=args.seed),
+        n_jobs=n_jobs,
+        overwrite=args.overwrite,
+        model_hash=model_hash_of(args.model),
+        record=record,
         progress=not args.quiet,
         report=say,
     )
-    result.record = {
-        "model": str(args.model),
-        "images": [str(p) for p in paths],
-        "target": None if target is None else str(target),
-        "masks": args.masks,
-    }
-    write_suite_report(result, out)
     for metric in result.metrics:
         print(result.sentence(metric))
     for line in result.verdicts().values():

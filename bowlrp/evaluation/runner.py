@@ -37,6 +37,7 @@ from ..runs.step import failure_message
 from ..runs.store import RelevanceStore, StoreError, open_for_evaluation, store_lock
 from .baselines import compare_extra_available, explain_baseline
 from .descriptors import descriptor_replacement
+from .output_files import check_files_are_ours
 from .perturbation import aopc, mean_and_stderr, occlusion_map, region_perturbation
 
 EVALUATION_GROUP = "evaluation"
@@ -423,28 +424,15 @@ def check_summary_files_are_ours(out: Path) -> None:
     FileExistsError
         One line naming the file.
     """
-    record = out / "curves.json"
-    ours = None
-    for name in SUMMARY_FILES:
-        path = out / name
-        if not os.path.lexists(path):
-            continue
-        if path.is_symlink() or not path.is_file():
-            raise FileExistsError(
-                f"{display_path(path)} is not a regular file, where bowlrp-evaluate writes its summary; "
-                "move it away or choose another --out"
-            )
-        if ours is None:
-            try:
-                data = json.loads(record.read_bytes()) if record.is_file() else None
-            except (OSError, ValueError):
-                data = None
-            ours = isinstance(data, dict) and {"settings", "methods"} <= set(data)
-        if not ours:
-            raise FileExistsError(
-                f"{display_path(path)} exists and was not written by bowlrp-evaluate (no evaluation record "
-                "curves.json beside it); move it away or choose another --out"
-            )
+    check_files_are_ours(
+        out,
+        SUMMARY_FILES,
+        "curves.json",
+        lambda data: {"settings", "methods"} <= set(data),
+        "bowlrp-evaluate",
+        " its summary",
+        "evaluation record curves.json",
+    )
 
 
 def write_outputs(

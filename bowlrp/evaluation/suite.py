@@ -36,6 +36,7 @@ direction; its lead over the runner-up is stated in paired standard errors,
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -43,9 +44,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from .._utils.validation import as_float_image, display_path, read_image
+from .._utils.threads import single_threaded
+from .._utils.validation import as_float_image, as_image_list, display_path, read_image
 from ..datasets.polygons import load_scene
 from ..datasets.voc_annotations import read_voc_annotation
 from .complexity import COMPLEXITY_METRICS
@@ -53,14 +57,18 @@ from .explainers import Explainer, explain_maps, explainer_name, resolve_targets
 from .faithfulness import area_between, faithfulness_correlation, irof, pixel_flipping, region_morf_lerf
 from .localisation import LOCALISATION_METRICS, as_masks
 from .randomisation import (
+    DEFAULT_THRESHOLD,
     NAMED_EXPLAINERS,
     RandomisationResult,
-    data_randomisation_check,
-    randomisation_check,
+    _compare,
+    _layer_seeds,
+    randomised_models,
+    resolve_explainer,
 )
 from .results import MetricResult
 from .road import road
 from .robustness import robustness
+from .suite_parts import SuiteParts, array_digest, pack, unpack
 
 #: the families of checks, in the order the report lists them
 FAMILIES = ("faithfulness", "sanity", "localisation", "complexity", "robustness")
@@ -152,10 +160,17 @@ class SuiteResult:
     settings : SuiteSettings
     n_images : int
     seconds : dict of str -> float
-        Wall time per family (and ``"explain"`` for the shared maps); ``"<family> (cpu)"``
-        the process's CPU time in it (a measure that a loaded machine does not inflate).
+        Time of the work per family (and ``"explain"`` for the shared maps), added up over
+        its parts (per image and method, in whichever process ran them, now or in the run
+        that kept them); ``"<family> (cpu)"`` the CPU time of the same parts (a measure that
+        a loaded machine does not inflate); ``"wall"`` the wall time of the call.
     notes : list of str
         What was left out and why.
+    record : dict
+        What the command line records of the run (model file, images, masks).
+    fingerprint : dict
+        :func:`suite_fingerprint` of a resumable run (empty otherwise); ``suite.json``
+        keeps it, and a run with another one into the same folder is refused.
     """
 
     methods: list[str]
@@ -168,6 +183,7 @@ class SuiteResult:
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     record: dict = field(default_factory=dict)
+    fingerprint: dict = field(default_factory=dict)
 
     def family(self, metric: str) -> str:
         return METRIC_WORDS[metric][0]
@@ -275,6 +291,7 @@ class SuiteResult:
             "schema": SCHEMA,
             "settings": self.settings.to_dict(),
             "record": dict(self.record),
+            "fingerprint": dict(self.fingerprint),
             "methods": list(self.methods),
             "families": list(self.families),
             "n_images": self.n_images,
@@ -308,6 +325,136 @@ def _check_families(families) -> list[str]:
     return [f for f in FAMILIES if f in families]
 
 
+def suite_fingerprint(model_hash: str, settings: SuiteSettings, target=None) -> dict:
+    """Everything besides the images, methods and families that changes a number of the suite.
+
+    The key a resumable run (:class:`~bowlrp.evaluation.suite_parts.SuiteParts`) is refused
+    or resumed by: the model's hash, every setting, the target asked for.
+    """
+    return {
+        "schema": SCHEMA,
+        "model_sha256": str(model_hash),
+        "settings": settings.to_dict(),
+        "target": None if target is None else str(target),
+    }
+
+
+@dataclass
+class _Task:
+    """One part of the work: a family of one image for one method (run in any process)."""
+
+    family: str
+    index: int
+    name: str
+    method: Explainer
+    image: np.ndarray
+    target: object
+    digest: str
+    key: dict
+    settings: SuiteSettings
+    heat: np.ndarray | None = None
+    subset: int = 0
+    variants: list | None = None
+    data_variant: object | None = None
+    keep_maps: bool = False
+
+
+def _run_task(model, task: _Task, parts: SuiteParts | None) -> tuple[str, int, str, bytes]:
+    """Compute one part; keep it in ``parts`` (atomically) when given; return it packed.
+
+    The seeds of every draw come from ``settings.seed`` (and, for the random map, the
+    image's bytes), never from the process or the image's position, so any process
+    computes the same part.
+    """
+    t0, c0 = time.perf_counter(), time.process_time()
+    s, im, t = task.settings, task.image, task.target
+    # one BLAS and Numba thread in every process: a threaded long dot product may sum in
+    # another order, and the numbers must not depend on n_jobs (processes are the parallelism)
+    with single_threaded():
+        if task.family == "maps":
+            result = explain_maps(model, [im], task.method, t, s.seed)[0]
+        elif task.family == "faithfulness":
+            result = _faithfulness_one(model, im, t, task.heat, s, task.subset, task.name)
+        elif task.family == "robustness":
+            found = robustness(
+                model,
+                [im],
+                task.method,
+                t,
+                samples=s.robustness_samples,
+                radius=s.robustness_radius,
+                seed=s.seed,
+            )
+            result = [found["max_sensitivity"], found["local_lipschitz"]]
+        elif task.family == "sanity":
+            result = _sanity_one(model, task)
+        else:  # pragma: no cover - the families are fixed above
+            raise ValueError(f"not a kept family: {task.family}")
+    data = {"result": result, "seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0}
+    key = task.key if parts is None else parts.full_key(task.key)
+    blob = pack(key, data)
+    if parts is not None:
+        parts.write(task.family, task.digest, task.name, blob)
+    return task.family, task.index, task.name, blob
+
+
+def _sanity_one(model, task: _Task) -> dict:
+    """The randomisation checks of one image and one method: similarity per layer, maps if kept."""
+    s = task.settings
+    explainer = resolve_explainer(_sanity_explainer(task.method, s), s.seed)
+    out = {}
+    checks = [(s.randomisation_mode, [(layer, m, [task.target]) for layer, m in task.variants])]
+    if task.data_variant is not None:
+        checks.append(("data", [("labels", task.data_variant, [task.target])]))
+    for check, variants in checks:
+        [r] = _compare(
+            check,
+            [explainer],
+            model,
+            [task.image],
+            [task.target],
+            variants,
+            s.similarity,
+            DEFAULT_THRESHOLD,
+            1 if task.keep_maps else 0,
+            False,
+            time.perf_counter(),
+            None,
+            (s.similarity,),
+        )
+        out[check] = {
+            "layers": list(r.layers),
+            "similarity_name": r.similarity_name,
+            "threshold": r.threshold,
+            "measures": {m: v[:, 0].copy() for m, v in r.measures.items()},
+            "maps": r.maps[0] if r.maps else None,
+            "n_explanations": r.n_explanations,
+            "seconds": r.seconds,
+        }
+    return out
+
+
+def _run_tasks(model, tasks: list[_Task], parts, n_jobs: int | None, bar) -> list[tuple]:
+    """Every task, in this process (``n_jobs`` None or 1) or spread over ``n_jobs`` processes (loky)."""
+    if not tasks:
+        return []
+    if n_jobs in (None, 1) or len(tasks) < 2:
+        out = []
+        for task in tasks:
+            out.append(_run_task(model, task, parts))
+            bar.update(1)
+        return out
+    # each part is computed by whichever process is free; results come back as they finish
+    found = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)(
+        delayed(_run_task)(model, task, parts) for task in tasks
+    )
+    out = []
+    for item in found:
+        out.append(item)
+        bar.update(1)
+    return out
+
+
 def evaluate_suite(
     model,
     images,
@@ -321,6 +468,8 @@ def evaluate_suite(
     random_state: int | None = None,
     progress: bool = True,
     report: Callable[[str], None] | None = None,
+    n_jobs: int | None = None,
+    parts: SuiteParts | None = None,
 ) -> SuiteResult:
     """Evaluate several explainers on the same images with every family of checks.
 
@@ -343,9 +492,20 @@ def evaluate_suite(
     random_state : int or None
         Overrides ``settings.seed`` when given.
     progress : bool
-        tqdm bars.
+        A tqdm bar over images x families x methods.
     report : callable or None
-        Called with one line as each family starts and ends.
+        Called with one line as each stage starts and ends.
+    n_jobs : int or None
+        Processes the per-image work is spread over (joblib's loky; None or 1: this
+        process). The numbers do not depend on it: every part is seeded from
+        ``settings.seed`` (and the random map from the image's bytes), never from the
+        process or the image's position. A callable method must then be picklable
+        (cloudpickle: closures and lambdas are).
+    parts : SuiteParts or None
+        Keep every finished part (per image, family and method) there and reuse the
+        parts an earlier run of the same fingerprint finished
+        (:mod:`bowlrp.evaluation.suite_parts`; :func:`bowlrp.evaluation.suite_report.evaluate_suite_into`
+        opens it under the output folder's lock).
 
     Returns
     -------
@@ -357,8 +517,17 @@ def evaluate_suite(
     one; occlusion about ``(H / block) * (W / block)``): the shared map ``E``;
     faithfulness ``2 len(road_fractions) + flip_steps + S_irof + correlation_runs
     + 2 region_steps``; sanity ``layers + 1`` maps; robustness ``samples + 1`` maps;
-    localisation and complexity none.
+    localisation and complexity none. The randomised models are built once per run
+    (not per image) and sent to the processes with the work.
+
+    The work is split into parts: each method's map of each image first, then the
+    faithfulness, sanity and robustness parts of every image and method (faithfulness
+    reads the maps); localisation and complexity are computed from the maps here.
+    ``seconds`` adds up the time of the parts (computed now or by the run that kept
+    them), so it is the work's cost whatever ``n_jobs``; ``seconds["wall"]`` is this
+    call's wall time.
     """
+    started = time.perf_counter()
     settings = settings or SuiteSettings()
     if random_state is not None:
         settings = SuiteSettings(**{**asdict(settings), "seed": int(random_state)})
@@ -373,6 +542,8 @@ def evaluate_suite(
     imgs = [as_float_image(im) for im in images]
     if not imgs:
         raise ValueError("no images to evaluate")
+    if n_jobs is not None and n_jobs != -1 and int(n_jobs) < 1:
+        raise ValueError(f"n_jobs must be a positive number of processes (or -1, or None), got {n_jobs}")
     say = report or (lambda line: None)
     notes: list[str] = []
     if "localisation" in families and masks is None:
@@ -380,7 +551,102 @@ def evaluate_suite(
         notes.append("localisation left out: no masks or boxes given")
     if masks is not None:
         masks = as_masks(masks, [im.shape[:2] for im in imgs])
+    with_data = "sanity" in families and train_images is not None and train_labels is not None
     targets = resolve_targets(model, imgs, target)
+    digests = [array_digest(im) for im in imgs]
+    target_words = [str(t) for t in targets]
+    smallest = min(im.shape[0] * im.shape[1] for im in imgs)
+    subset = max(1, min(settings.correlation_subset, smallest // 4))
+    need_maps = any(f in families for f in ("faithfulness", "localisation", "complexity"))
+    kept_families = [f for f in ("faithfulness", "sanity", "robustness") if f in families]
+    free_families = [f for f in ("localisation", "complexity") if f in families]
+    train_digest = None
+    if with_data:
+        train_digest = hashlib.sha256(
+            b"".join(array_digest(as_float_image(im)).encode() for im in train_images)
+            + array_digest(np.asarray(train_labels)).encode()
+        ).hexdigest()[:16]
+
+    def key(family: str, i: int, name: str) -> dict:
+        k = {"family": family, "image": digests[i], "method": name, "target": target_words[i]}
+        if family == "faithfulness":
+            k["correlation_subset"] = subset
+        if family == "sanity":
+            k["train"] = train_digest
+        return k
+
+    def stored(family: str, i: int, name: str, need_kept_maps: bool = False):
+        if parts is None:
+            return None
+        data = parts.read(family, digests[i], name, key(family, i, name))
+        if data is not None and need_kept_maps:
+            sanity = data["result"][settings.randomisation_mode]
+            if sanity["maps"] is None:
+                return None
+        return data
+
+    total = len(imgs) * len(names) * (int(need_maps) + len(kept_families) + len(free_families))
+    bar = tqdm(total=total, desc="suite (images x families x methods)", unit="part", disable=not progress)
+    if parts is not None:
+        expected = [
+            parts.path(f, d, n) for f in ("maps", *kept_families) for d in set(digests) for n in names
+        ]
+        swept = parts.sweep(expected)
+        if swept:
+            say(f"removed {len(swept)} unfinished part file(s) of an interrupted run")
+    done: dict[tuple[str, int, str], dict] = {}
+
+    def collect(found) -> None:
+        for family, i, name, blob in found:
+            done[(family, i, name)] = unpack(blob)[1]
+
+    # phase 1: each method's map of each image (shared by faithfulness, localisation, complexity)
+    maps: dict[str, list[np.ndarray]] = {}
+    if need_maps:
+        todo = []
+        for i, (im, t) in enumerate(zip(imgs, targets)):
+            for m, name in zip(methods, names):
+                data = stored("maps", i, name)
+                if data is None:
+                    todo.append(_Task("maps", i, name, m, im, t, digests[i], key("maps", i, name), settings))
+                else:
+                    done[("maps", i, name)] = data
+                    bar.update(1)
+        say(f"explain: {len(todo)} map(s) to make, {len(imgs) * len(names) - len(todo)} kept")
+        collect(_run_tasks(model, todo, parts, n_jobs, bar))
+        maps = {name: [done[("maps", i, name)]["result"] for i in range(len(imgs))] for name in names}
+
+    # phase 2: faithfulness, sanity and robustness of every image and method, in any order
+    variants = data_variant = None
+    todo = []
+    for family in kept_families:
+        for i, (im, t) in enumerate(zip(imgs, targets)):
+            for m, name in zip(methods, names):
+                keep = family == "sanity" and i < N_KEPT_MAPS
+                data = stored(family, i, name, keep)
+                if data is not None:
+                    done[(family, i, name)] = data
+                    bar.update(1)
+                    continue
+                task = _Task(family, i, name, m, im, t, digests[i], key(family, i, name), settings)
+                if family == "faithfulness":
+                    task.heat, task.subset = maps[name][i], subset
+                elif family == "sanity":
+                    if variants is None:  # built once per run, only when some sanity part is missing
+                        variants = randomised_models(model, settings.randomisation_mode, seed)
+                        data_variant = (
+                            _data_variant(model, train_images, train_labels, seed) if with_data else None
+                        )
+                    task.variants, task.data_variant, task.keep_maps = variants, data_variant, keep
+                todo.append(task)
+    if kept_families:
+        say(
+            f"{', '.join(kept_families)}: {len(todo)} part(s) to compute, "
+            f"{len(imgs) * len(names) * len(kept_families) - len(todo)} kept"
+        )
+    collect(_run_tasks(model, todo, parts, n_jobs, bar))
+
+    # the results, family by family, method by method, images in their order
     seconds: dict[str, float] = {}
     metrics: dict[str, dict[str, MetricResult]] = {}
 
@@ -391,72 +657,79 @@ def evaluate_suite(
             )
         metrics.setdefault(result.name, {})[method] = result
 
-    maps: dict[str, list[np.ndarray]] = {}
-    if any(f in families for f in ("faithfulness", "localisation", "complexity")):
-        t0, c0 = time.perf_counter(), time.process_time()
-        for m, name in zip(methods, names):
-            bar = tqdm(imgs, desc=f"explain {name}", disable=not progress, leave=False)
-            maps[name] = [explain_maps(model, [im], m, t, seed)[0] for im, t in zip(bar, targets)]
-        seconds["explain"] = time.perf_counter() - t0
-        seconds["explain (cpu)"] = time.process_time() - c0
+    def cost(family: str, label: str) -> None:
+        found = [done[k] for k in done if k[0] == family]
+        seconds[label] = float(sum(d["seconds"] for d in found))
+        seconds[f"{label} (cpu)"] = float(sum(d["cpu"] for d in found))
 
+    if need_maps:
+        cost("maps", "explain")
+    randomisation: dict[str, RandomisationResult] = {}
+    data_randomisation: dict[str, RandomisationResult] = {}
     for family in families:
+        if family in kept_families:
+            cost(family, family)
         t0, c0 = time.perf_counter(), time.process_time()
-        say(f"{family}: {len(methods)} method(s) on {len(imgs)} image(s)")
         if family == "faithfulness":
-            _faithfulness(model, imgs, targets, maps, names, settings, add, progress)
-        elif family == "localisation":
             for name in names:
-                for fn in LOCALISATION_METRICS.values():
-                    add(fn(maps[name], masks, method=name), name)
-        elif family == "complexity":
+                found: dict[str, list[MetricResult]] = {}
+                for i in range(len(imgs)):
+                    for r in done[("faithfulness", i, name)]["result"]:
+                        found.setdefault(r.name, []).append(r)
+                joined = {k: _join(v, name) for k, v in found.items()}
+                joined["road_area_between"] = area_between(joined["road_morf"], joined["road_lerf"])
+                for r in joined.values():
+                    add(r, name)
+        elif family in ("localisation", "complexity"):
+            table = LOCALISATION_METRICS if family == "localisation" else COMPLEXITY_METRICS
             for name in names:
-                for fn in COMPLEXITY_METRICS.values():
-                    add(fn(maps[name], method=name), name)
-        elif family == "robustness":
-            for m, name in zip(methods, names):
-                bar = tqdm(total=len(imgs), desc=f"robustness {name}", disable=not progress, leave=False)
-                # one image at a time so each is explained for its own target
-                found = [
-                    robustness(
-                        model,
-                        [im],
-                        m,
-                        t,
-                        samples=settings.robustness_samples,
-                        radius=settings.robustness_radius,
-                        seed=seed,
-                        progress=bar.update,
+                for fn in table.values():
+                    add(
+                        fn(maps[name], masks, method=name)
+                        if family == "localisation"
+                        else fn(maps[name], method=name),
+                        name,
                     )
-                    for im, t in zip(imgs, targets)
-                ]
-                bar.close()
-                for key in ("max_sensitivity", "local_lipschitz"):
-                    parts = [f[key] for f in found]
+                bar.update(len(imgs))
+            seconds[family] = time.perf_counter() - t0
+            seconds[f"{family} (cpu)"] = time.process_time() - c0
+        elif family == "robustness":
+            for name in names:
+                per_image = [done[("robustness", i, name)]["result"] for i in range(len(imgs))]
+                for k, metric in enumerate(("max_sensitivity", "local_lipschitz")):
+                    parts_k = [p[k] for p in per_image]
                     add(
                         MetricResult(
-                            key,
-                            np.concatenate([p.values for p in parts]),
-                            parts[0].higher_is_better,
-                            parts[0].params,
+                            metric,
+                            np.concatenate([p.values for p in parts_k]),
+                            parts_k[0].higher_is_better,
+                            parts_k[0].params,
                             name,
-                            np.concatenate([p.curves for p in parts]),
+                            np.concatenate([p.curves for p in parts_k]),
                         ),
                         name,
                     )
         elif family == "sanity":
-            randomisation, data = _sanity(
-                model, imgs, targets, methods, names, settings, train_images, train_labels, progress
-            )
-            for name, r in randomisation.items():
-                add(_last_layer(r, "randomisation_similarity"), name)
-            for name, r in data.items():
-                add(_last_layer(r, "data_randomisation_similarity"), name)
-            if train_images is None:
+            for name in names:
+                per_image = [done[("sanity", i, name)]["result"] for i in range(len(imgs))]
+                randomisation[name] = _merge_checks(
+                    settings.randomisation_mode,
+                    name,
+                    [p[settings.randomisation_mode] for p in per_image],
+                    imgs,
+                    targets,
+                )
+                add(_last_layer(randomisation[name], "randomisation_similarity"), name)
+                if with_data:
+                    data_randomisation[name] = _merge_checks(
+                        "data", name, [p["data"] for p in per_image], imgs, targets
+                    )
+                    add(_last_layer(data_randomisation[name], "data_randomisation_similarity"), name)
+            if not with_data:
                 notes.append("data randomisation left out: no training images and labels given")
-        seconds[family] = time.perf_counter() - t0
-        seconds[f"{family} (cpu)"] = time.process_time() - c0
-        say(f"{family}: done in {seconds[family]:.1f} s ({seconds[f'{family} (cpu)']:.1f} s of CPU)")
+        say(f"{family}: {len(names)} method(s) on {len(imgs)} image(s), {seconds[family]:.1f} s of work")
+    bar.close()
+    seconds["wall"] = time.perf_counter() - started
     result = SuiteResult(
         methods=names,
         families=families,
@@ -466,9 +739,42 @@ def evaluate_suite(
         seconds=seconds,
         notes=notes,
     )
-    if "sanity" in families:
-        result.randomisation, result.data_randomisation = randomisation, data
+    result.randomisation, result.data_randomisation = randomisation, data_randomisation
     return result
+
+
+#: images whose maps at every randomised layer are kept for the sanity figures
+N_KEPT_MAPS = 4
+
+
+def _data_variant(model, train_images, train_labels, seed: int):
+    """The model refitted on permuted labels (as :func:`data_randomisation_check` draws them)."""
+    y = np.asarray(train_labels)
+    train = as_image_list(train_images)
+    if len(train) != len(y):
+        raise ValueError(f"{len(train)} training images but {len(y)} labels")
+    rng = np.random.default_rng(_layer_seeds(seed, 1)[0])
+    return clone(model).fit(train, y[rng.permutation(len(y))])
+
+
+def _merge_checks(check: str, name: str, per_image: list[dict], imgs, targets) -> RandomisationResult:
+    """One :class:`RandomisationResult` over all images from the per-image parts (images in order)."""
+    first = per_image[0]
+    measures = {m: np.stack([p["measures"][m] for p in per_image], axis=1) for m in first["measures"]}
+    kept = [p["maps"] for p in per_image[:N_KEPT_MAPS] if p["maps"] is not None]
+    return RandomisationResult(
+        check=check,
+        explainer=name,
+        layers=list(first["layers"]),
+        similarity_name=first["similarity_name"],
+        measures=measures,
+        threshold=float(first["threshold"]),
+        targets=list(targets),
+        maps=kept,
+        images=list(imgs[: len(kept)]),
+        n_explanations=int(sum(p["n_explanations"] for p in per_image)),
+        seconds=float(sum(p["seconds"] for p in per_image)),
+    )
 
 
 def _last_layer(r: RandomisationResult, name: str) -> MetricResult:
@@ -477,91 +783,28 @@ def _last_layer(r: RandomisationResult, name: str) -> MetricResult:
     return MetricResult(name, r.similarity[-1], False, params, r.explainer)
 
 
-def _sanity(model, imgs, targets, methods, names, settings, train_images, train_labels, progress):
-    explainers = [_sanity_explainer(m, settings) for m in methods]
-    common = dict(
-        target=targets,
-        similarity=settings.similarity,
-        random_state=settings.seed,
-        verbose=progress,
-        measures=(settings.similarity,),
-    )
-    found = randomisation_check(model, imgs, explainers, mode=settings.randomisation_mode, **common)
-    randomisation = dict(zip(names, found))
-    data = {}
-    if train_images is not None and train_labels is not None:
-        found = data_randomisation_check(model, train_images, train_labels, imgs, explainers, **common)
-        data = dict(zip(names, found))
-    return randomisation, data
-
-
-def _faithfulness(model, imgs, targets, maps, names, settings, add, progress) -> None:
+def _faithfulness_one(
+    model, im, t, heat, settings: SuiteSettings, subset: int, name: str
+) -> list[MetricResult]:
+    """Every faithfulness metric of one image's map (``road_area_between`` is made when joining)."""
     seed = settings.seed
-    smallest = min(im.shape[0] * im.shape[1] for im in imgs)
-    subset = max(1, min(settings.correlation_subset, smallest // 4))
-    for name in names:
-        per_image = len(settings.road_fractions) * 2 + settings.flip_steps + settings.correlation_runs
-        bar = tqdm(
-            total=len(imgs) * per_image, desc=f"faithfulness {name}", disable=not progress, leave=False
+    one = [
+        road(model, [im], target=t, maps=[heat], order=order, fractions=settings.road_fractions, seed=seed)
+        for order in ("morf", "lerf")
+    ]
+    one.append(pixel_flipping(model, [im], target=t, maps=[heat], steps=settings.flip_steps, seed=seed))
+    one.append(irof(model, [im], target=t, maps=[heat], n_segments=settings.irof_segments, seed=seed))
+    one.append(
+        faithfulness_correlation(
+            model, [im], target=t, maps=[heat], runs=settings.correlation_runs, subset_size=subset, seed=seed
         )
-        found: dict[str, list[MetricResult]] = {}
-        for im, t, heat in zip(imgs, targets, maps[name]):
-            one = []
-            for order in ("morf", "lerf"):
-                one.append(
-                    road(
-                        model,
-                        [im],
-                        target=t,
-                        maps=[heat],
-                        order=order,
-                        fractions=settings.road_fractions,
-                        seed=seed,
-                        progress=bar.update,
-                    )
-                )
-            one.append(
-                pixel_flipping(
-                    model,
-                    [im],
-                    target=t,
-                    maps=[heat],
-                    steps=settings.flip_steps,
-                    seed=seed,
-                    progress=bar.update,
-                )
-            )
-            one.append(irof(model, [im], target=t, maps=[heat], n_segments=settings.irof_segments, seed=seed))
-            one.append(
-                faithfulness_correlation(
-                    model,
-                    [im],
-                    target=t,
-                    maps=[heat],
-                    runs=settings.correlation_runs,
-                    subset_size=subset,
-                    seed=seed,
-                    progress=bar.update,
-                )
-            )
-            one.extend(
-                region_morf_lerf(
-                    model,
-                    [im],
-                    target=t,
-                    maps=[heat],
-                    block=settings.block,
-                    steps=settings.region_steps,
-                    seed=seed,
-                ).values()
-            )
-            for r in one:
-                found.setdefault(r.name, []).append(r)
-        bar.close()
-        joined = {k: _join(v, name) for k, v in found.items()}
-        joined["road_area_between"] = area_between(joined["road_morf"], joined["road_lerf"])
-        for r in joined.values():
-            add(r, name)
+    )
+    one.extend(
+        region_morf_lerf(
+            model, [im], target=t, maps=[heat], block=settings.block, steps=settings.region_steps, seed=seed
+        ).values()
+    )
+    return one
 
 
 def _join(parts: list[MetricResult], method: str) -> MetricResult:

@@ -18,7 +18,9 @@ Files (every one written atomically, :mod:`bowlrp._utils.atomic`):
 
 The command refuses an output folder in which these names hold files the suite did
 not write (:func:`check_suite_files_are_ours`), as ``bowlrp-evaluate`` does for its
-summary files.
+summary files. :func:`evaluate_suite_into` is the suite into a folder: under the folder's lock,
+resumable (finished parts kept in ``suite_parts/``, :mod:`bowlrp.evaluation.suite_parts`),
+the report written at the end.
 """
 
 from __future__ import annotations
@@ -28,17 +30,30 @@ import csv
 import html
 import io
 import json
-import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+import joblib
 import numpy as np
 
 from .._utils.atomic import atomic_write_bytes
 from .._utils.csv_cells import csv_cell
+from .._utils.lock import FolderLock
 from .._utils.validation import display_path
+from .explainers import explainer_name
+from .output_files import check_files_are_ours, read_record
 from .randomisation import plot_randomisation
-from .suite import FAMILIES, METRIC_WORDS, SCHEMA, SuiteResult
+from .suite import (
+    FAMILIES,
+    METRIC_WORDS,
+    SCHEMA,
+    SuiteResult,
+    SuiteSettings,
+    evaluate_suite,
+    suite_fingerprint,
+)
+from .suite_parts import SuiteParts, SuiteSettingsChanged, describe_change
 
 FIXED_FILES = ("suite.json", "suite.csv", "suite_table.png", "road_curves.png", "report.html")
 
@@ -57,36 +72,118 @@ def check_suite_files_are_ours(out, methods) -> None:
 
     The files are the suite's to replace only when ``suite.json`` is a suite record
     (its ``"schema"`` is :data:`~bowlrp.evaluation.suite.SCHEMA`); a link or a folder in
-    their place is refused too. Checked before any image is evaluated.
+    their place is refused too. Checked before any image is evaluated (the helper
+    :func:`~bowlrp.evaluation.output_files.check_files_are_ours` is ``bowlrp-evaluate``'s too).
 
     Raises
     ------
     FileExistsError
         One line naming the file and what to do.
     """
+    check_files_are_ours(
+        out,
+        suite_files(methods),
+        "suite.json",
+        lambda data: data.get("schema") == SCHEMA,
+        "the evaluation suite",
+        "",
+        "suite.json record",
+    )
+
+
+def evaluate_suite_into(
+    out,
+    model,
+    images,
+    *,
+    methods=("lrp", "occlusion", "random"),
+    families="all",
+    masks=None,
+    target=None,
+    settings: SuiteSettings | None = None,
+    n_jobs: int | None = None,
+    overwrite: bool = False,
+    model_hash: str | None = None,
+    record: dict | None = None,
+    train_images=None,
+    train_labels=None,
+    progress: bool = True,
+    report: Callable[[str], None] | None = None,
+    n_maps: int = 3,
+) -> SuiteResult:
+    """The suite into an output folder: locked, resumable, every report file written at the end.
+
+    Takes the folder's lock (:class:`~bowlrp._utils.lock.FolderLock`, the one
+    ``bowlrp-evaluate`` takes: two runs never write one folder), keeps every finished
+    part in ``out/suite_parts`` (:mod:`bowlrp.evaluation.suite_parts`) so that a rerun
+    with the same settings computes only what is missing, runs
+    :func:`~bowlrp.evaluation.suite.evaluate_suite` and writes its report
+    (:func:`write_suite_report`). Files the suite did not write are never removed or
+    changed: the report's names are checked first (:func:`check_suite_files_are_ours`).
+
+    Parameters
+    ----------
+    out : path
+        The output folder (created if needed).
+    model, images, methods, families, masks, target, settings, n_jobs, train_images,
+    train_labels, progress, report
+        As :func:`~bowlrp.evaluation.suite.evaluate_suite`.
+    overwrite : bool
+        Replace the parts (and report) of a run with other settings in ``out``; without
+        it such a folder is refused in one line.
+    model_hash : str or None
+        Identifies the model in the fingerprint (default: a content hash of ``model``;
+        the command line gives the model file's SHA-256).
+    record : dict or None
+        What ``suite.json`` lists under ``"record"``.
+
+    Raises
+    ------
+    SuiteSettingsChanged
+        ``out`` holds the suite's results of other settings and ``overwrite`` is False.
+    FileExistsError
+        A report name or ``suite_parts`` holds something the suite did not write.
+    LockedError
+        Another run holds the folder.
+    """
     out = Path(out)
-    ours = None
-    for name in suite_files(methods):
-        path = out / name
-        if not os.path.lexists(path):
-            continue
-        if path.is_symlink() or not path.is_file():
-            raise FileExistsError(
-                f"{display_path(path)} is not a regular file, where the evaluation suite writes; "
-                "move it away or choose another --out"
+    settings = settings or SuiteSettings()
+    names = [explainer_name(m) for m in methods]
+    if model_hash is None:
+        model_hash = "joblib:" + joblib.hash(model)
+    fingerprint = suite_fingerprint(model_hash, settings, target)
+    check_suite_files_are_ours(out, names)  # a refused run answers before any folder is made
+    out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out, "bowlrp-evaluate --suite"):
+        check_suite_files_are_ours(out, names)  # again, now that nobody else writes here
+        old = read_record(out / "suite.json")
+        known = json.loads(json.dumps(fingerprint, default=str))
+        if old is not None and old.get("fingerprint") and old["fingerprint"] != known and not overwrite:
+            raise SuiteSettingsChanged(
+                f"{display_path(out)} holds an evaluation-suite report made with other settings "
+                f"({describe_change(old['fingerprint'], known)}); pass --overwrite to replace it, "
+                "or choose another --out"
             )
-        if ours is None:
-            record = out / "suite.json"
-            try:
-                data = json.loads(record.read_bytes()) if record.is_file() else None
-            except (OSError, ValueError):
-                data = None
-            ours = isinstance(data, dict) and data.get("schema") == SCHEMA
-        if not ours:
-            raise FileExistsError(
-                f"{display_path(path)} exists and was not written by the evaluation suite (no suite.json "
-                "record beside it); move it away or choose another --out"
-            )
+        parts = SuiteParts.open(out, fingerprint, overwrite=overwrite)
+        result = evaluate_suite(
+            model,
+            images,
+            methods=methods,
+            families=families,
+            masks=masks,
+            target=target,
+            settings=settings,
+            train_images=train_images,
+            train_labels=train_labels,
+            progress=progress,
+            report=report,
+            n_jobs=n_jobs,
+            parts=parts,
+        )
+        result.record = dict(record or {})
+        result.fingerprint = parts.fingerprint
+        write_suite_report(result, out, n_maps=n_maps)
+    return result
 
 
 def _png(fig) -> bytes:
