@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = ROOT / "experiments" / "polygons_metrics.json"
 TIMINGS = ROOT / "experiments" / "polygons_timings.json"
@@ -31,6 +33,15 @@ def _pct(x) -> str:
 
 def _num(x, fmt="+.3f") -> str:
     return "—" if x is None else format(x, fmt)
+
+
+def _share(s: dict | None) -> str:
+    """A share ``{"mean", "stderr"}`` in per cent, ``—`` when there is none."""
+    if not s:
+        return "—"
+    if s["stderr"] is None:
+        return f"{100 * s['mean']:.1f} %"
+    return f"{100 * s['mean']:.1f} ± {100 * s['stderr']:.1f} %"
 
 
 def _pm(mean, se, fmt=".3f") -> str:
@@ -63,15 +74,23 @@ def _faithfulness(lines, models, names) -> None:
         "",
         "Faithfulness (region perturbation, most relevant 9×9 blocks first; AOPC ± standard "
         "error over tiles; Δ = the paired per-tile difference ± its standard error, "
-        "positive = more faithful than occlusion / random):",
+        "positive = more faithful than occlusion / random / the model's default rule; "
+        "method names: step-1 rule, `+contribution` = the `Contribution` pixel rule, else `Flat`):",
         "",
     ]
+    with_default = any(
+        "default" in d
+        for n in names
+        for p in perts
+        for d in models[n]["region_perturbation"][p]["paired_differences"].values()
+    )
+    refs = ("occlusion", "random", "default") if with_default else ("occlusion", "random")
     head = (
         "| model | method | "
-        + " | ".join(f"AOPC {p} | Δ occlusion ({p}) | Δ random ({p})" for p in perts)
+        + " | ".join(f"AOPC {p} | " + " | ".join(f"Δ {r} ({p})" for r in refs) for p in perts)
         + " |"
     )
-    lines += [head, "|---|---|" + "---|---|---|" * len(perts)]
+    lines += [head, "|---|---|" + "---|" * ((1 + len(refs)) * len(perts))]
     for n in names:
         rp = models[n].get("region_perturbation") or {}
         methods = list(rp[perts[0]]["methods"])
@@ -81,7 +100,7 @@ def _faithfulness(lines, models, names) -> None:
                 a = rp[p]["methods"][m]
                 paired = rp[p]["paired_differences"].get(m, {})
                 cells.append(_pm(a["aopc"], a["stderr"]))
-                for ref in ("occlusion", "random"):
+                for ref in refs:
                     d = paired.get(ref)
                     cells.append(f"{d['mean']:+.3f} ± {d['stderr']:.3f}" if d else "—")
             lines.append(f"| {TITLE[n]} | {m} | " + " | ".join(cells) + " |")
@@ -106,6 +125,150 @@ def _faithfulness(lines, models, names) -> None:
         lines += ["", "**Does LRP beat occlusion on the χ² model?** " + "; ".join(parts) + "."]
 
 
+#: A rule replaces the default only if it is better by this many paired standard errors under
+#: at least one perturbation, not worse by ``WORSE_SE`` under any, and costs at most
+#: ``MAX_COST`` times the default per tile (issue 27).
+BETTER_SE, WORSE_SE, MAX_COST = 2.0, 1.0, 1.5
+
+
+def decide_default(model: dict, cost: dict | None) -> dict:
+    """Which rule the measurements make the default of one model.
+
+    A candidate qualifies when, against the current default (paired per-tile
+    differences of AOPC), ``Δ >= BETTER_SE · se`` under at least one perturbation,
+    ``Δ > -WORSE_SE · se`` under every one, and its median explain time per tile is at
+    most ``MAX_COST`` times the default's (``cost``: the ``explain_cost`` block of
+    timings.json; without it no rule qualifies). Of the qualifying rules the one with
+    the largest mean Δ / se over the perturbations wins.
+
+    Returns ``{"default", "choice", "reasons": {method: why it does or does not qualify}}``.
+    """
+    rp = model.get("region_perturbation") or {}
+    default = model.get("default_method")
+    perts = list(rp)
+    reasons, scores = {}, {}
+    if not default or not perts:
+        return {"default": default, "choice": default, "reasons": reasons}
+    for m in rp[perts[0]]["paired_differences"]:
+        if m in ("occlusion", "random") or m == default:
+            continue
+        z = {}
+        for p in perts:
+            d = rp[p]["paired_differences"][m].get("default")
+            z[p] = None if not d or not d["stderr"] else d["mean"] / d["stderr"]
+        ratio = ((cost or {}).get(m) or {}).get("median_ratio_to_default")
+        if any(v is None for v in z.values()):
+            why = "no paired standard error"
+        elif not any(v >= BETTER_SE for v in z.values()):
+            why = f"not better by {BETTER_SE:g} SE under any perturbation"
+        elif any(v <= -WORSE_SE for v in z.values()):
+            why = f"worse by {WORSE_SE:g} SE or more under one perturbation"
+        elif ratio is None:
+            why = "no cost measured"
+        elif ratio > MAX_COST:
+            why = f"costs {ratio:.2f}× the default (> {MAX_COST:g}×)"
+        else:
+            why = "qualifies"
+            scores[m] = float(np.mean(list(z.values())))
+        reasons[m] = {"z": z, "cost_ratio": ratio, "why": why}
+    choice = max(scores, key=scores.get) if scores else default
+    return {"default": default, "choice": choice, "reasons": reasons}
+
+
+def _choice(lines, models, names, timings) -> None:
+    """Per model: every rule against the default (paired, in SE), localisation, cost, verdict."""
+    cost_all = (timings or {}).get("explain_cost") or {}
+    shown = [n for n in names if models[n].get("default_method") and models[n].get("region_perturbation")]
+    if not shown:
+        return
+    lines += [
+        "",
+        "Choosing the default rule (Δ / SE = the paired difference to the current default over its "
+        f"standard error; a rule replaces the default only if Δ / SE ≥ {BETTER_SE:g} under one "
+        f"perturbation, > −{WORSE_SE:g} under the other, and it costs ≤ {MAX_COST:g}× the default; "
+        "positive share = share of the positive relevance on the dilated polygons of the evaluated "
+        "tiles, mean ± standard error; cost = median over tiles of explain time / the default's "
+        "(and / the forward pass), best of two calls, from `timings.json`):",
+        "",
+        "| model | method | Δ / SE uniform | Δ / SE blur | positive share on polygons | cost / default | "
+        "cost / forward | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for n in names:
+        if n not in shown:
+            continue
+        model = models[n]
+        cost = cost_all.get(n)
+        decision = decide_default(model, cost)
+        loc = (model.get("tile_localisation") or {}).get("methods") or {}
+        perts = list(model["region_perturbation"])
+        for m in model["region_perturbation"][perts[0]]["methods"]:
+            if m in ("occlusion", "random"):
+                continue
+            r = decision["reasons"].get(m)
+            zs = [
+                "—" if r is None or r["z"].get(p) is None else f"{r['z'][p]:+.1f}"
+                for p in ("uniform", "blur")
+            ]
+            share = loc.get(m)
+            c = (cost or {}).get(m) or {}
+            verdict = "current default" if m == decision["default"] else (r["why"] if r else "—")
+            lines.append(
+                f"| {TITLE[n]} | {m} | {zs[0]} | {zs[1]} | "
+                f"{_share(share)} | {_num(c.get('median_ratio_to_default'), '.2f')} | "
+                f"{_num(c.get('median_ratio_to_forward'), '.2f')} | {verdict} |"
+            )
+        for occ in [k for k in loc if k.startswith("occlusion-")]:
+            lines.append(f"| {TITLE[n]} | {occ} | — | — | {_share(loc[occ])} | — | — | reference |")
+    areas = [(models[n].get("tile_localisation") or {}).get("area_share") for n in shown]
+    if areas and areas[0] is not None:
+        lines += ["", f"(The dilated polygons cover {_pct(areas[0])} of the evaluated tiles' area.)"]
+    lines.append("")
+    for n in shown:
+        decision = decide_default(models[n], cost_all.get(n))
+        if decision["choice"] == decision["default"]:
+            lines.append(
+                f"- **{TITLE[n]}: the default stays `{decision['default']}`**: no rule meets the bar."
+            )
+        else:
+            r = decision["reasons"][decision["choice"]]
+            lines.append(
+                f"- **{TITLE[n]}: the measurements make `{decision['choice']}` the default** (instead of "
+                f"`{decision['default']}`: Δ / SE "
+                + ", ".join(f"{p} {v:+.1f}" for p, v in r["z"].items())
+                + f", cost {r['cost_ratio']:.2f}× the default)."
+            )
+
+
+def _targets(lines, models, names) -> None:
+    """Issue 27's bar: best rule >= occlusion - 1 paired SE (uniform), within 10 % of occlusion (blur)."""
+    rows = []
+    for n in names:
+        rp = models[n].get("region_perturbation") or {}
+        if "uniform" in rp:
+            paired = rp["uniform"]["paired_differences"]
+            lrp = [m for m in paired if m not in ("occlusion", "random")]
+            best = max(lrp, key=lambda m: paired[m]["occlusion"]["mean"])
+            d = paired[best]["occlusion"]
+            met = d["stderr"] is not None and d["mean"] >= -d["stderr"]
+            rows.append(
+                f"{TITLE[n]}, uniform: best `{best}` Δ occlusion {d['mean']:+.3f} ± {d['stderr']:.3f} "
+                f"({'met' if met else 'missed'}: ≥ −1 SE)"
+            )
+        if "blur" in rp:
+            methods = rp["blur"]["methods"]
+            lrp = [m for m in methods if m not in ("occlusion", "random")]
+            best = max(lrp, key=lambda m: methods[m]["aopc"])
+            ratio = methods[best]["aopc"] / methods["occlusion"]["aopc"]
+            rows.append(
+                f"{TITLE[n]}, blur: best `{best}` AOPC {methods[best]['aopc']:.3f} = {100 * ratio:.0f} % "
+                f"of occlusion's {methods['occlusion']['aopc']:.3f} "
+                f"({'met' if ratio >= 0.9 else 'missed'}: ≥ 90 %)"
+            )
+    if rows:
+        lines += ["", "Issue 27's faithfulness targets: " + "; ".join(rows) + "."]
+
+
 def _taylor(lines, models) -> None:
     t = models.get("chi2", {}).get("taylor")
     if not t:
@@ -119,6 +282,8 @@ def _taylor(lines, models) -> None:
         "|---|---|---|---|",
     ]
     for m, d in t.items():
+        if "+" in m:  # the same step 1 with another pixel rule: the same residual and root
+            continue
         res, dist = d["relative_residual"], d["root_distance"]
         lines.append(
             f"| {m} | {_num(res['median'], '.2e')} | {_num(res['p90'], '.2e')} | "
@@ -138,6 +303,8 @@ def render(metrics: dict, timings: dict | None = None) -> str:
             f"; {timings['seconds']['total'] / 60:.1f} min on {machine.get('cores', '?')} "
             f"cores, Python {machine.get('python', '?')}"
         )
+        if timings.get("note"):  # how the run was made, when it was not one plain command
+            when += f" ({timings['note']})"
     lines = [
         f"Results of one run of `make polygons-experiment` ({data['train_tiles']} training tiles, "
         f"{data['heldout_tiles']} held-out tiles cropped every {data['heldout_stride']} px from "
@@ -191,6 +358,8 @@ def render(metrics: dict, timings: dict | None = None) -> str:
         [f"{_pct(loc[n]['fraction_round_negative'])} of {loc[n]['n_round']}" for n in names],
     )
     _faithfulness(lines, models, names)
+    _choice(lines, models, names, timings)
+    _targets(lines, models, names)
     _taylor(lines, models)
     return "\n".join(lines)
 

@@ -6,8 +6,22 @@ import json
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+
+from bowlrp.datasets.polygons import generate, overlapping_tiles, tile_dataset
+from bowlrp.explanation import explain_trace
+from bowlrp.rules import (
+    CLASSIFIER_RULES,
+    DESCRIPTOR_RULES,
+    NEURALIZED_VARIANTS,
+    PIXEL_RULES,
+    Contribution,
+    Decomposition,
+    Flat,
+    Neuralized,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,6 +102,139 @@ def test_aopc_and_paired_differences_match_a_plain_reference(experiment):
     assert b2["blur"]["methods"]["lrp"]["stderr"] > block["blur"]["methods"]["lrp"]["stderr"]
 
 
+def test_paired_differences_to_the_default_match_a_plain_reference(experiment):
+    rng = np.random.default_rng(5)
+    methods = ["a", "b", "occlusion", "random"]
+    per_tile = [{"curves": {"uniform": {m: rng.normal(size=5) for m in methods}}} for _ in range(9)]
+    block, _ = experiment.summarise_faithfulness(per_tile, ("uniform",), default="a")
+    paired = block["uniform"]["paired_differences"]
+    assert set(paired["a"]) == {"occlusion", "random"}  # the default is not compared with itself
+    assert set(paired["b"]) == {"occlusion", "random", "default"}
+    a = np.array([np.mean(t["curves"]["uniform"]["a"][0] - t["curves"]["uniform"]["a"]) for t in per_tile])
+    b = np.array([np.mean(t["curves"]["uniform"]["b"][0] - t["curves"]["uniform"]["b"]) for t in per_tile])
+    assert paired["b"]["default"]["mean"] == pytest.approx((b - a).mean())
+    assert paired["b"]["default"]["stderr"] == pytest.approx((b - a).std(ddof=1) / 3)
+    # without a default: the schema-2 block
+    plain, _ = experiment.summarise_faithfulness(per_tile, ("uniform",))
+    assert set(plain["uniform"]["paired_differences"]["b"]) == {"occlusion", "random"}
+
+
+def test_lrp_methods_cover_every_meaningful_combination(experiment):
+
+    for model in ("hik", "chi2"):
+        methods = experiment.lrp_methods(model)
+        assert experiment.DEFAULT_METHOD[model] in methods
+        combos = set()
+        for name, (c, d, p) in methods.items():
+            assert isinstance(c, CLASSIFIER_RULES) and isinstance(d, DESCRIPTOR_RULES)
+            assert isinstance(p, PIXEL_RULES)
+            assert isinstance(p, Contribution) == name.endswith("+contribution"), name
+            combos.add(repr((c, d, p)))
+        assert len(combos) == len(methods)  # no combination measured twice
+    hik, chi2 = experiment.lrp_methods("hik"), experiment.lrp_methods("chi2")
+    assert all(isinstance(r[0], Decomposition) for r in hik.values())
+    assert {type(r[2]) for r in hik.values()} == {Flat, Contribution}
+    assert not any(isinstance(r[0], Decomposition) for r in chi2.values())
+    for variant in NEURALIZED_VARIANTS:  # every neuralised variant with both pixel rules
+        for suffix, pixel in (("", Flat), ("+contribution", Contribution)):
+            c, _, p = chi2[f"neuralized-{variant}{suffix}"]
+            assert c == Neuralized(variant) and isinstance(p, pixel)
+    assert isinstance(chi2["integrated+contribution"][2], Contribution)
+
+
+def test_positive_share_and_tile_localisation_match_a_plain_reference(experiment):
+    heat = np.array([[1.0, -2.0], [3.0, 0.5]])
+    region = np.array([[True, True], [False, False]])
+    assert experiment.positive_share(heat, region) == pytest.approx(1.0 / 4.5)
+    assert experiment.positive_share(-np.abs(heat), region) is None
+    tiles = [
+        {"localisation": {"d": 0.5, "m": 0.7, "area_share": 0.2}},
+        {"localisation": {"d": 0.1, "m": None, "area_share": 0.4}},
+        {"localisation": {"d": 0.3, "m": 0.6, "area_share": 0.3}},
+        {"curves": {}},  # a tile without polygons: left out
+    ]
+    s = experiment.summarise_tile_localisation(tiles, default="d")
+    assert s["n_tiles"] == 3 and s["area_share"] == pytest.approx(0.3)
+    assert s["methods"]["d"]["mean"] == pytest.approx(0.3)
+    assert s["methods"]["d"]["stderr"] == pytest.approx(np.std([0.5, 0.1, 0.3], ddof=1) / np.sqrt(3))
+    assert s["methods"]["m"]["mean"] == pytest.approx(0.65) and s["methods"]["m"]["n"] == 2
+    d = np.array([0.7 - 0.5, 0.6 - 0.3])  # paired over the tiles where both have a value
+    assert s["paired_minus_default"]["m"]["mean"] == pytest.approx(d.mean())
+    assert s["paired_minus_default"]["m"]["stderr"] == pytest.approx(d.std(ddof=1) / np.sqrt(2))
+    assert "d" not in s["paired_minus_default"]
+    assert experiment.summarise_tile_localisation([{"curves": {}}]) is None
+
+
+def test_tile_regions_follow_the_crops_of_overlapping_tiles(experiment):
+    scenes = generate(7, 2, height=170, width=170)
+    crops, _, owner = overlapping_tiles(scenes)
+    wanted = [0, 5, len(crops) - 1]
+    regions = experiment.tile_regions(scenes, wanted, dilate=3)
+    assert sorted(regions) == wanted
+    per_scene = (170 - 102) // 34 + 1
+    for k in wanted:
+        s = scenes[owner[k]]
+        r, c = divmod(k - owner[k] * per_scene**2, per_scene)
+        assert np.array_equal(crops[k], s.image[34 * r : 34 * r + 102, 34 * c : 34 * c + 102])
+        poly = np.isin(s.mask, list(s.polygon_ids())).astype(np.uint8)
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+        expected = cv2.dilate(poly, disk)[34 * r : 34 * r + 102, 34 * c : 34 * c + 102] > 0
+        assert np.array_equal(regions[k], expected)
+
+
+def test_explain_cost_is_the_median_of_paired_ratios(experiment):
+    tiles = [
+        {"seconds": {"forward": 1.0, "d": 1.0, "x": 3.0}},
+        {"seconds": {"forward": 2.0, "d": 2.0, "x": 2.0}},
+        {"seconds": {"forward": 1.0, "d": 4.0, "x": 2.0}},
+    ]
+    c = experiment.summarise_cost(tiles, ["d", "x"], "d")
+    assert c["d"]["median_ratio_to_default"] == 1.0
+    assert c["x"]["median_ratio_to_default"] == pytest.approx(1.0)  # ratios 3, 1, 0.5
+    assert c["x"]["median_seconds"] == pytest.approx(2.0)
+    assert c["x"]["median_ratio_to_forward"] == pytest.approx(2.0)  # 3, 1, 2
+
+
+def _model_with(z: dict, default="d") -> dict:
+    """Metrics of one model whose rules differ from the default by ``z`` standard errors."""
+    perts = ("uniform", "blur")
+    return {
+        "default_method": default,
+        "region_perturbation": {
+            p: {
+                "methods": {m: {"aopc": 0.0, "stderr": 0.1} for m in [default, *z, "occlusion", "random"]},
+                "paired_differences": {
+                    default: {"occlusion": {"mean": -1.0, "stderr": 0.1}},
+                    **{
+                        m: {
+                            "occlusion": {"mean": -1.0, "stderr": 0.1},
+                            "default": {"mean": 0.1 * v[i], "stderr": 0.1},
+                        }
+                        for m, v in z.items()
+                    },
+                },
+            }
+            for i, p in enumerate(perts)
+        },
+    }
+
+
+def test_the_default_changes_only_for_a_rule_that_clears_the_bar(readme_table):
+    decide = readme_table.decide_default
+    cost = {m: {"median_ratio_to_default": 1.2} for m in ("a", "b", "c", "e")}
+    # better by 2.5 SE under blur, 0.5 SE worse under uniform, 1.2x the cost: chosen
+    assert decide(_model_with({"a": (-0.5, 2.5)}), cost)["choice"] == "a"
+    assert decide(_model_with({"a": (-0.5, 2.5)}), {"a": {"median_ratio_to_default": 1.6}})["choice"] == "d"
+    assert decide(_model_with({"a": (-0.5, 2.5)}), None)["choice"] == "d"  # cost unknown: stays
+    assert decide(_model_with({"a": (-1.2, 3.0)}), cost)["choice"] == "d"  # worse by 1 SE
+    assert decide(_model_with({"a": (1.9, 1.9)}), cost)["choice"] == "d"  # not 2 SE better
+    # two qualify: the larger mean Δ / SE wins
+    decision = decide(_model_with({"a": (2.1, 0.0), "b": (2.0, 1.0), "c": (0.0, 0.0)}), cost)
+    assert decision["choice"] == "b"
+    assert decision["reasons"]["c"]["why"].startswith("not better")
+    assert decision["reasons"]["b"]["z"] == {"uniform": pytest.approx(2.0), "blur": pytest.approx(1.0)}
+
+
 def test_taylor_summary_quantiles(experiment):
     tiles = [
         {"taylor": {"t": {"relative_residual": r, "root_distance": 2 * r}}} for r in np.linspace(0, 1, 11)
@@ -112,13 +259,54 @@ def test_readme_table_is_rendered_from_the_snapshot(readme_table):
         "README is out of date: run python experiments/readme_table.py"
     )
     metrics = json.loads(snapshot.read_text())
-    assert metrics["schema"] == "bowlrp.polygons-metrics/2"
-    # every AOPC in the README has its standard error
-    for line in table.splitlines():
-        if line.startswith("| HIK") or line.startswith("| exp-χ²"):
-            cells = [c.strip() for c in line.strip("|").split("|")][2:]
-            numbers = [c for c in cells if any(ch.isdigit() for ch in c)]
-            assert len(numbers) >= 2 and all("±" in c for c in numbers), line
+    assert metrics["schema"] == "bowlrp.polygons-metrics/3"
+    # every AOPC and paired difference of the faithfulness table has its standard error
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| model | method | AOPC"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(line)
+    for name, model in metrics["models"].items():  # every rule of every model is in the table
+        methods = model["region_perturbation"]["uniform"]["methods"]
+        assert len([r for r in rows if r.startswith(f"| {readme_table.TITLE[name]} |")]) == len(methods)
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")][2:]
+        numbers = [c for c in cells if any(ch.isdigit() for ch in c)]
+        assert len(numbers) >= 2 and all("±" in c for c in numbers), line
+    # the README states the default the measurements choose, for both models
+    for name in metrics["models"]:
+        assert f"**{readme_table.TITLE[name]}: " in table
+
+
+@pytest.fixture(scope="module")
+def tiny_models(experiment):
+    """Both polygons models fitted on one scene's 25 crops (8 words per scale), a held-out crop
+    with a polygon, and its dilated polygons (the experiment's quick path)."""
+    X, y = tile_dataset(generate(0, 1))
+    pipes, _ = experiment.fit_models(X, y, ("hik", "chi2"), {"n_words": 8, "n_jobs": 1, "verbose": False})
+    val = generate(5000, 1)
+    crops, labels, _ = overlapping_tiles(val)
+    k = int(np.flatnonzero(labels == 1)[0])
+    region = experiment.tile_regions(val, [k], experiment.descriptor_half_side(pipes["hik"]))[k]
+    return pipes, crops[k], region
+
+
+@pytest.mark.parametrize("model", ["hik", "chi2"])
+def test_every_method_explains_a_tile_and_conserves(experiment, tiny_models, model):
+    """Every rule combination of the experiment runs on its model; relevance adds up (float64)."""
+    pipes, tile, region = tiny_models
+    pipe = pipes[model]
+    trace = pipe.forward_one(tile)
+    for name, rules in experiment.lrp_methods(model).items():
+        e = explain_trace(pipe, trace, 1, rules)
+        assert e.heatmap.dtype == np.float64 and e.heatmap.shape == tile.shape[:2], name
+        total = e.heatmap.sum() + e.bias_relevance + e.absorbed + e.residual
+        assert total == pytest.approx(e.score, rel=1e-9, abs=1e-12), name
+        share = experiment.positive_share(e.heatmap, region)
+        assert share is None or 0.0 <= share <= 1.0
+        assert e.rules["pixels"] == rules[2] and e.rules["classifier"] == rules[0]
 
 
 def _tiny(experiment, out, n_jobs):
@@ -151,10 +339,21 @@ def test_tiny_experiment_end_to_end_and_repeatable(experiment, tmp_path):
             block = r["region_perturbation"][pert]
             assert set(block["methods"]) == {*experiment.lrp_methods(name), "occlusion", "random"}
             assert all(np.isfinite(v["aopc"]) and v["n_tiles"] == 4 for v in block["methods"].values())
+            default = experiment.DEFAULT_METHOD[name]
             for meth in experiment.lrp_methods(name):
-                assert set(block["paired_differences"][meth]) == {"occlusion", "random"}
+                refs = {"occlusion", "random"} | ({"default"} if meth != default else set())
+                assert set(block["paired_differences"][meth]) == refs
+        assert r["default_method"] == experiment.DEFAULT_METHOD[name]
+        located = r["tile_localisation"]["methods"]
+        assert set(located) == {*experiment.lrp_methods(name), "occlusion-uniform", "occlusion-blur"}
+    cost = json.loads((tmp_path / "a" / "timings.json").read_text())["explain_cost"]
+    assert set(cost["chi2"]) == set(experiment.lrp_methods("chi2"))
+    assert cost["chi2"]["integrated"]["median_ratio_to_default"] == 1.0
     taylor = written["models"]["chi2"]["taylor"]
-    assert set(taylor) == set(experiment.lrp_methods("chi2"))
+    taylor_step1 = {
+        m for m, rules in experiment.lrp_methods("chi2").items() if type(rules[0]).__name__ == "Taylor"
+    }
+    assert set(taylor) == taylor_step1
     # the integrated gradient leaves only the quadrature error; first order leaves more
     assert taylor["integrated"]["relative_residual"]["median"] < 1e-6
     assert (
