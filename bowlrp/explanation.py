@@ -14,7 +14,7 @@ from .classifier.relevance import default_rule as default_classifier_rule
 from .descriptors.geometry import Descriptors
 from .exceptions import RuleError
 from .image import DEFAULT_PERCENTILE
-from .rules import CLASSIFIER_RULES, DESCRIPTOR_RULES, PIXEL_RULES, Flat, require
+from .rules import CLASSIFIER_RULES, DESCRIPTOR_RULES, PIXEL_RULES, Contribution, Flat, Neuralized, require
 
 
 @dataclass
@@ -232,7 +232,7 @@ def resolve_rules(rules) -> dict:
     them (at most one per step: two rules for one step raise ``RuleError``), or a
     dict with those keys.
     """
-    out = {"classifier": None, "descriptors": None, "pixels": Flat()}
+    out = {"classifier": None, "descriptors": None, "pixels": None}
     if rules is None:
         return out
     if isinstance(rules, dict):
@@ -265,6 +265,13 @@ def resolve_rules(rules) -> dict:
 _ROUNDING = 1e-12
 
 
+def default_pixel_rule(classifier_rule):
+    """The pixel rule used when none is given: ``Contribution()`` after ``Neuralized``
+    (the pair ``make polygons-experiment`` chose for exp-chi2 models), else ``Flat()``.
+    Channels that are not SIFT project flat whatever the rule."""
+    return Contribution() if isinstance(classifier_rule, Neuralized) else Flat()
+
+
 def explain_trace(pipeline, trace, target=None, rules=None) -> Explanation:
     """Relevance pass for one image whose forward trace is ``trace`` (an ImageTrace).
 
@@ -281,7 +288,7 @@ def explain_trace(pipeline, trace, target=None, rules=None) -> Explanation:
     task, sign = clf.task_and_sign(trace.features, target)
     crule = steps["classifier"] or default_classifier_rule(clf)
     require(crule, CLASSIFIER_RULES, "the classifier step")
-    prule = require(steps["pixels"], PIXEL_RULES, "the pixel step")
+    prule = require(steps["pixels"] or default_pixel_rule(crule), PIXEL_RULES, "the pixel step")
     # step 1
     dims: DimensionRelevance = classifier_relevance(clf, trace.features, task, sign, crule)
     heatmap = np.zeros(trace.image_shape)

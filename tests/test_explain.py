@@ -18,7 +18,17 @@ from bowlrp.descriptors.geometry import sift_bin_geometry
 from bowlrp.exceptions import RuleError
 from bowlrp.explanation import tile_origins
 from bowlrp.pipeline import Pipeline
-from bowlrp.rules import Contribution, Decomposition, Epsilon, Flat, SIFTBins, Taylor, WinnerTakeAll
+from bowlrp.rules import (
+    Contribution,
+    Decomposition,
+    Epsilon,
+    Flat,
+    Neuralized,
+    SIFTBins,
+    Taylor,
+    WinnerTakeAll,
+    integrated_gradient,
+)
 
 from .conftest import blobs, stripes
 
@@ -149,10 +159,13 @@ def test_taylor_without_opposite_points_says_what_to_do():
         clf.relevance(None, x, Taylor(reference_points=same_side))
 
 
-def test_exp_chi2_pipeline_uses_taylor_by_default(data):
+def test_exp_chi2_pipeline_uses_the_measured_default_and_taylor_on_request(data):
     p = _fit(RankMapping(16, random_state=0), kernel="exp_chi2", data=data[0])
-    e = p.explain(data[1][:1])[0]
-    assert isinstance(e.rules["classifier"], Taylor)
+    e = p.explain(data[1][:1])[0]  # the default chosen by make polygons-experiment
+    assert e.rules["classifier"] == Neuralized("hybrid") and e.rules["pixels"] == Contribution()
+    assert np.isclose(e.heatmap.sum() + e.bias_relevance + e.residual + e.absorbed, e.score)
+    e = p.explain(data[1][:1], rules=integrated_gradient())[0]
+    assert isinstance(e.rules["classifier"], Taylor) and e.rules["pixels"] == Flat()
     assert e.root_distance is not None and e.root_distance > 0
     assert np.isclose(e.heatmap.sum() + e.bias_relevance + e.residual + e.absorbed, e.score)
     with pytest.raises(RuleError, match="sum-decomposable"):
