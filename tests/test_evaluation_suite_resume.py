@@ -21,7 +21,7 @@ import bowlrp
 from bowlrp._utils.lock import FolderLock, LockedError
 from bowlrp.cli import evaluate as cli
 from bowlrp.evaluation import suite as suite_module
-from bowlrp.evaluation.suite import SuiteSettings, evaluate_suite, suite_fingerprint
+from bowlrp.evaluation.suite import evaluate_suite, suite_fingerprint
 from bowlrp.evaluation.suite_parts import (
     PARTS_DIR,
     SuiteParts,
@@ -33,17 +33,9 @@ from bowlrp.evaluation.suite_parts import (
 from bowlrp.evaluation.suite_report import csv_bytes, evaluate_suite_into
 
 from .conftest import blobs, small_hik_model, stripes
+from .test_evaluation_suite import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = SuiteSettings(
-    road_fractions=(0.3, 0.6),
-    flip_steps=3,
-    irof_segments=4,
-    correlation_runs=4,
-    correlation_subset=50,
-    region_steps=3,
-    robustness_samples=2,
-)
 
 
 class Edges:
