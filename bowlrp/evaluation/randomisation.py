@@ -222,7 +222,8 @@ def model_layers(model) -> list[Layer]:
     return layers
 
 
-def _layer_seeds(random_state, n: int) -> list[np.random.SeedSequence]:
+def layer_seeds(random_state, n: int) -> list[np.random.SeedSequence]:
+    """``n`` independent seeds of one ``random_state`` (an int or None): one per randomised layer."""
     if random_state is not None and not isinstance(random_state, (int, np.integer)):
         raise ValueError(f"random_state must be an int or None, got {type(random_state).__name__}")
     return np.random.SeedSequence(random_state).spawn(n)
@@ -251,7 +252,7 @@ def randomised_models(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     layers = model_layers(model)
-    seeds = _layer_seeds(random_state, len(layers))
+    seeds = layer_seeds(random_state, len(layers))
     out = []
     current = copy.deepcopy(model) if mode == "cascading" else None
     for layer, seed in zip(layers, seeds):
@@ -591,7 +592,7 @@ def _explainers(explainer, random_state) -> tuple[list[tuple[str, ExplainFunctio
     return resolved, many
 
 
-def _compare(
+def compare_variants(
     check: str,
     explainers: list[tuple[str, ExplainFunction]],
     model,
@@ -723,7 +724,7 @@ def randomisation_check(
     models = randomised_models(model, mode, random_state)  # a model that cannot be randomised fails first
     targets, first = _original_targets(model, images, target, explainers)
     variants = [(layer, m, targets) for layer, m in models]
-    out = _compare(
+    out = compare_variants(
         mode,
         explainers,
         model,
@@ -772,9 +773,9 @@ def data_randomisation_check(
     if len(train) != len(y):
         raise ValueError(f"{len(train)} training images but {len(y)} labels")
     targets, first = _original_targets(model, images, target, explainers)
-    rng = np.random.default_rng(_layer_seeds(random_state, 1)[0])
+    rng = np.random.default_rng(layer_seeds(random_state, 1)[0])
     refit = clone(model).fit(train, y[rng.permutation(len(y))])
-    out = _compare(
+    out = compare_variants(
         "data",
         explainers,
         model,
@@ -822,12 +823,12 @@ def random_logit_check(
     explainers, many = _explainers(explainer, random_state)
     images = _prepare_images(images)
     targets, first = _original_targets(model, images, target, explainers)
-    rng = np.random.default_rng(_layer_seeds(random_state, 1)[0])
+    rng = np.random.default_rng(layer_seeds(random_state, 1)[0])
     others = []
     for t in targets:
         choices = [c for c in classes if c != t]
         others.append(choices[int(rng.integers(len(choices)))])
-    out = _compare(
+    out = compare_variants(
         "logit",
         explainers,
         model,

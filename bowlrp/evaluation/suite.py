@@ -60,8 +60,8 @@ from .randomisation import (
     DEFAULT_THRESHOLD,
     NAMED_EXPLAINERS,
     RandomisationResult,
-    _compare,
-    _layer_seeds,
+    compare_variants,
+    layer_seeds,
     randomised_models,
     resolve_explainer,
 )
@@ -407,7 +407,7 @@ def _sanity_one(model, task: _Task) -> dict:
     if task.data_variant is not None:
         checks.append(("data", [("labels", task.data_variant, [task.target])]))
     for check, variants in checks:
-        [r] = _compare(
+        [r] = compare_variants(
             check,
             [explainer],
             model,
@@ -753,7 +753,7 @@ def _data_variant(model, train_images, train_labels, seed: int):
     train = as_image_list(train_images)
     if len(train) != len(y):
         raise ValueError(f"{len(train)} training images but {len(y)} labels")
-    rng = np.random.default_rng(_layer_seeds(seed, 1)[0])
+    rng = np.random.default_rng(layer_seeds(seed, 1)[0])
     return clone(model).fit(train, y[rng.permutation(len(y))])
 
 
