@@ -1,12 +1,16 @@
 """Data set readers (VOC, class folders, CSV), their bad inputs, and the generated VOC data."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
 from bowlrp.datasets.voc import DatasetError, detect_format, read_csv, read_dataset, read_folder, read_voc
 from bowlrp.datasets.voc_annotations import AnnotationError, read_voc_annotation
-from bowlrp.datasets.voc_like import make_voc_like
+from bowlrp.datasets.voc_like import CLASSES_20, make_voc_like
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +175,33 @@ def test_detect_format(tmp_path, voc_like):
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(DatasetError, match="not a CSV list"):
         detect_format(tmp_path / "x.json")
+
+
+def test_generated_voc_with_twenty_classes(tmp_path):
+    """``make_voc_like.py --classes 20``: VOC's number of classes, each with a positive per split."""
+    root = tmp_path / "voc20"
+    subprocess.run(
+        [
+            sys.executable,
+            "data_scripts/make_voc_like.py",
+            "--out",
+            str(root),
+            "--classes",
+            "20",
+            "--trainval",
+            "20",
+            "--test",
+            "20",
+            "--height",
+            "60",
+            "--width",
+            "80",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    for split in ("trainval", "test"):
+        ds = read_voc(root, split)
+        assert len(ds) == 20 and len(ds.classes) == 20 and set(ds.classes) == set(CLASSES_20)
+        assert ((ds.labels == 1).sum(axis=0) >= 1).all()

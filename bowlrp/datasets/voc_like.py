@@ -3,7 +3,8 @@
 Scenes of VOC-like sizes (500 x 375 or 375 x 500 by default) with a textured
 background and one to three drawn objects of a few classes (``disc``,
 ``square``, ``triangle``, ``star``), each of its own colour family and with
-a texture of its own, written as::
+a texture of its own (or, with ``classes=CLASSES_20``, twenty classes as in
+VOC: five shapes times four colour families), written as::
 
     root/JPEGImages/<id>.jpg
     root/Annotations/<id>.xml                  (VOC XML, 1-based inclusive boxes)
@@ -25,7 +26,21 @@ import numpy as np
 from tqdm.auto import tqdm
 
 CLASSES = ("disc", "square", "triangle", "star")
-_HUES = {"disc": 0, "square": 60, "triangle": 110, "star": 150}  # OpenCV hue (0..179)
+
+#: class name -> (shape, OpenCV hue 0..179, stripe period in pixels) of its objects
+STYLES: dict[str, tuple[str, int, int]] = {
+    "disc": ("disc", 0, 7),
+    "square": ("square", 60, 5),
+    "triangle": ("triangle", 110, 9),
+    "star": ("star", 150, 4),
+}
+_COLOURS = (("red", 0, 7), ("green", 60, 5), ("blue", 110, 9), ("magenta", 150, 4))
+_SHAPES = ("disc", "square", "triangle", "star", "hexagon")
+STYLES.update({f"{c}-{s}": (s, hue, period) for c, hue, period in _COLOURS for s in _SHAPES})
+
+#: Twenty classes, as many as PASCAL VOC: five shapes x four colour families, each colour
+#: family with its own stripe period (so the classes differ in grey level too).
+CLASSES_20 = tuple(f"{c}-{s}" for c, _, _ in _COLOURS for s in _SHAPES)
 
 
 def _background(rng, height, width) -> np.ndarray:
@@ -42,6 +57,9 @@ def _polygon(kind, center, radius, angle) -> np.ndarray:
     if kind == "square":
         t = angle + np.arange(4) * np.pi / 2 + np.pi / 4
         r = np.full(4, radius)
+    elif kind == "hexagon":
+        t = angle + np.arange(6) * np.pi / 3
+        r = np.full(6, radius)
     elif kind == "triangle":
         t = angle + np.arange(3) * 2 * np.pi / 3
         r = np.full(3, radius)
@@ -51,18 +69,18 @@ def _polygon(kind, center, radius, angle) -> np.ndarray:
     return np.column_stack([cx + r * np.cos(t), cy + r * np.sin(t)]).round().astype(np.int32)
 
 
-def _draw(rng, image, kind, center, radius) -> tuple[int, int, int, int]:
-    """Draw one object; returns its box (row0, row1, col0, col1), 0-based half-open, clipped."""
+def _draw(rng, image, name, center, radius) -> tuple[int, int, int, int]:
+    """Draw one object of class ``name``; its box (row0, row1, col0, col1), 0-based half-open, clipped."""
     h, w = image.shape[:2]
+    shape, base_hue, period = STYLES[name]
     mask = np.zeros((h, w), np.uint8)
-    if kind == "disc":
+    if shape == "disc":
         cv2.circle(mask, (int(center[1]), int(center[0])), int(radius), 255, -1, cv2.LINE_AA)
     else:
-        cv2.fillPoly(mask, [_polygon(kind, center, radius, rng.uniform(0, 2 * np.pi))], 255, cv2.LINE_AA)
-    hue = (_HUES[kind] + rng.integers(-8, 9)) % 180
+        cv2.fillPoly(mask, [_polygon(shape, center, radius, rng.uniform(0, 2 * np.pi))], 255, cv2.LINE_AA)
+    hue = (base_hue + rng.integers(-8, 9)) % 180
     hsv = np.array([[[hue, rng.integers(150, 255), rng.integers(120, 240)]]], np.uint8)
     colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
-    period = {"disc": 7, "square": 5, "triangle": 9, "star": 4}[kind]
     yy, xx = np.mgrid[:h, :w]
     texture = 1 + 0.25 * np.sign(np.sin((xx + yy) * np.pi / period))[..., None]
     alpha = (mask.astype(np.float32) / 255)[..., None]
@@ -185,4 +203,4 @@ def make_voc_like(
     return root
 
 
-__all__ = ["CLASSES", "annotation_xml", "class_label", "make_voc_like", "render"]
+__all__ = ["CLASSES", "CLASSES_20", "STYLES", "annotation_xml", "class_label", "make_voc_like", "render"]
