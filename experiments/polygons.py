@@ -26,11 +26,17 @@ in docs/polygons_experiment.md; no timings, so two runs give identical files),
 ``timings.json`` (seconds per stage, model file sizes), ``region_perturbation.json``
 (per-tile AOPC and mean curves), ``region_perturbation.png`` (mean curves with
 bands of one standard error), ``figure.png`` (input | HIK | chi2) and the model files.
+
+A rerun into the same ``--out`` reuses the saved models of the same settings
+(:func:`saved_models`; ``--refit`` fits anew) and, per evaluated tile, every method's
+stored results (``partial/<model>/tile<index>.json``, :func:`cached_methods`): a method
+added to :func:`lrp_methods` is the only one computed on the finished tiles.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -48,7 +54,7 @@ from bowlrp import image as pictures  # noqa: E402
 from bowlrp._utils.parallel import map_images  # noqa: E402
 from bowlrp.datasets import polygons as polygon_data  # noqa: E402
 from bowlrp.datasets.polygons import STRIDE, TILE, generate, save_scenes, tile_dataset  # noqa: E402
-from bowlrp.model_files import save  # noqa: E402
+from bowlrp.model_files import load, save  # noqa: E402
 from bowlrp.pipeline import Pipeline  # noqa: E402
 from bowlrp.rules import (  # noqa: E402
     NEURALIZED_VARIANTS,
@@ -56,7 +62,9 @@ from bowlrp.rules import (  # noqa: E402
     Decomposition,
     Epsilon,
     Flat,
+    Neon,
     Neuralized,
+    SIFTBins,
     Taylor,
     integrated_gradient,
 )
@@ -79,9 +87,18 @@ def lrp_methods(kernel: str) -> dict:
     and |z| rules coincide with it: the contributions are non-negative), except
     ``integrated-eps1``. Step 3 is ``Flat`` (no suffix) or ``Contribution()`` (suffix
     ``+contribution``; the polygons' descriptors are rotated, so this is the rotated
-    fast path). ``SIFTBins`` and ``Contribution(per_dimension=True)`` need relevance per
-    descriptor dimension, which rank mappings do not have (they are refused): they
-    belong to the Fisher-vector model (``experiments/fisher_faithfulness.py``).
+    fast path).
+
+    ``+neon``: the :class:`~bowlrp.rules.Neon` descriptor rule (docs/neon.md) after
+    ``Epsilon(0)``: each descriptor's relevance for its words goes on to its 128 SIFT
+    dimensions through the neuralised rank assignment, and a pixel rule that reads
+    dimensions puts each dimension on its pixels: ``+neon+contribution`` is
+    ``Contribution(per_dimension=True)`` (each dimension's own gradient mass, through the
+    rotated descriptors' geometry), ``+neon+siftbins`` is ``SIFTBins`` (each spatial bin's
+    relevance flat over its own rotated ``b x b`` square). With ``Flat`` or a per-descriptor
+    ``Contribution()`` a ``Neon`` rule changes nothing (the descriptors get the wrapped
+    rule's relevance), so those are not measured twice. Without ``Neon`` the rank mappings
+    have no relevance per dimension and refuse both per-dimension pixel rules.
 
     HIK (sum-decomposable): the exact decomposition (the default), with either pixel rule.
     ``Taylor`` is not needed there (exact) and ``Neuralized`` is refused (not an
@@ -97,12 +114,23 @@ def lrp_methods(kernel: str) -> dict:
     integrated gradient's in the previous snapshot), after the boundary root (the least faithful
     step 1, and 6.6x the default's cost) and after ``integrated-eps1`` (eps = 1 absorbs
     most relevance at step 2, the least faithful variant).
+
+    NEON (both pixel rules) follows the step 1 of each model's default: the exact
+    decomposition (HIK), the neuralised SVM ``hybrid`` (the package's exp-chi2 default)
+    and the integrated gradient (the paired reference of :data:`DEFAULT_METHOD`).
+    Adding a method to this table recomputes only that method on tiles a previous run
+    finished (:func:`cached_methods`).
     """
+    neon = Neon(rule=Epsilon(0.0))
+    neon_pixels = {"+neon+contribution": Contribution(per_dimension=True), "+neon+siftbins": SIFTBins()}
     if kernel == "hik":
-        return {
+        methods = {
             "lrp-eps0": [Decomposition(), Epsilon(0.0), Flat()],
             "lrp-eps0+contribution": [Decomposition(), Epsilon(0.0), Contribution()],
         }
+        for suffix, pixel in neon_pixels.items():
+            methods[f"lrp-eps0{suffix}"] = [Decomposition(), neon, pixel]
+        return methods
     methods = {
         "taylor-segment": [Taylor(), Epsilon(0.0), Flat()],
         "taylor-boundary": [Taylor(root="boundary", n_candidates=5), Epsilon(0.0), Flat()],
@@ -114,6 +142,9 @@ def lrp_methods(kernel: str) -> dict:
         methods[f"neuralized-{variant}"] = [Neuralized(variant), Epsilon(0.0), Flat()]
     for variant in NEURALIZED_VARIANTS:
         methods[f"neuralized-{variant}+contribution"] = [Neuralized(variant), Epsilon(0.0), Contribution()]
+    for suffix, pixel in neon_pixels.items():
+        methods[f"neuralized-hybrid{suffix}"] = [Neuralized("hybrid"), neon, pixel]
+        methods[f"integrated{suffix}"] = [integrated_gradient(), neon, pixel]
     return methods
 
 
@@ -214,7 +245,15 @@ def positive_share(heatmap: np.ndarray, region: np.ndarray) -> float | None:
 
 
 def tile_faithfulness(
-    pipe, tile, methods: dict, perturbations, steps: int, seed: int, region: np.ndarray | None = None
+    pipe,
+    tile,
+    methods: dict,
+    perturbations,
+    steps: int,
+    seed: int,
+    region: np.ndarray | None = None,
+    prior: dict | None = None,
+    timing_reference: tuple[str, list] | None = None,
 ) -> dict:
     """One tile: explanations, Taylor diagnostics and MoRF curves of every method.
 
@@ -225,7 +264,17 @@ def tile_faithfulness(
     occlusion as ``occlusion-<perturbation>``) is in ``out["localisation"]``.
     ``out["seconds"]`` holds the forward pass (``forward``) and each method's
     explain time on that trace, each the best of two calls one after the other in this
-    process (the first call of a process compiles the Numba kernels).
+    process (the first call of a process compiles the Numba kernels);
+    ``out["ratios"][m]`` is method ``m``'s time over the reference method's
+    (``"default"``; the reference is named in ``"reference"``) and over the forward pass
+    (``"forward"``), timed in the same call.
+
+    With ``prior`` (this tile's stored result from an earlier call with the same model,
+    tile and settings) only ``methods`` are computed: occlusion, the random ordering,
+    the score and the occlusion localisation are ``prior``'s, and the result holds
+    ``methods`` only (merge it with :func:`merge_tile`). ``timing_reference``
+    (name, rules) is then explained too, for timing only, so that the new methods'
+    ``ratios`` are measured against the reference in one process and one call.
     """
     from bowlrp.evaluation import occlusion_map, region_perturbation
     from bowlrp.explanation import explain_trace
@@ -237,12 +286,18 @@ def tile_faithfulness(
         seconds.append(time.perf_counter() - t0)
     out = {"score": None, "taylor": {}, "curves": {}, "seconds": {"forward": min(seconds)}}
     heatmaps = {}
-    for name, rules in methods.items():
+    timed = dict(methods)
+    if timing_reference is not None and timing_reference[0] not in timed:
+        timed[timing_reference[0]] = timing_reference[1]
+    for name, rules in timed.items():
         seconds = []
         for _ in range(2):
             t0 = time.perf_counter()
             e = explain_trace(pipe, trace, 1, rules)
             seconds.append(time.perf_counter() - t0)
+        if name not in methods:  # the reference, timed only
+            out["seconds"][f"reference:{name}"] = min(seconds)
+            continue
         out["seconds"][name] = min(seconds)
         heatmaps[name] = e.heatmap
         out["score"] = e.score
@@ -251,16 +306,33 @@ def tile_faithfulness(
                 "relative_residual": abs(e.residual) / max(abs(e.score), 1e-300),
                 "root_distance": float(e.root_distance),
             }
+    if prior is not None and not np.isclose(out["score"], prior["score"], rtol=1e-9, atol=1e-12):
+        raise ValueError(
+            f"f(x) = {out['score']!r} differs from the stored {prior['score']!r}: "
+            "the stored tile was made with another model"
+        )
+    reference = timing_reference[0] if timing_reference is not None else next(iter(methods))
+    ref_seconds = out["seconds"].get(reference, out["seconds"].get(f"reference:{reference}"))
+    out["ratios"] = {
+        m: {
+            "default": out["seconds"][m] / ref_seconds,
+            "forward": out["seconds"][m] / out["seconds"]["forward"],
+            "reference": reference,
+        }
+        for m in methods
+    }
     first = next(iter(heatmaps.values()))
     located = {}
     for pert in perturbations:
         t0 = time.perf_counter()
         maps = dict(heatmaps)
-        maps["occlusion"] = occlusion_map(pipe, tile, BLOCK, pert, seed, 1)
-        located[f"occlusion-{pert}"] = maps["occlusion"]
-        out["seconds"][f"occlusion-{pert}"] = time.perf_counter() - t0
+        if prior is None:
+            maps["occlusion"] = occlusion_map(pipe, tile, BLOCK, pert, seed, 1)
+            located[f"occlusion-{pert}"] = maps["occlusion"]
+            out["seconds"][f"occlusion-{pert}"] = time.perf_counter() - t0
         curves, seen = {}, {}
-        for m, heat in [*maps.items(), ("random", first)]:
+        extra = [("random", first)] if prior is None else []
+        for m, heat in [*maps.items(), *extra]:
             ordering = "random" if m == "random" else "morf"
             key = (ordering, heat.tobytes())
             if key not in seen:  # identical heatmaps share one curve
@@ -274,6 +346,85 @@ def tile_faithfulness(
             "area_share": float(region.mean())
         }
     return out
+
+
+def _method_names(result: dict) -> list[str]:
+    """The LRP methods a stored tile result holds (the curves of its first perturbation)."""
+    curves = next(iter(result["curves"].values()))
+    return [m for m in curves if m not in ("occlusion", "random")]
+
+
+def merge_tile(prior: dict, new: dict) -> dict:
+    """The union of two results of one tile: ``prior`` with ``new``'s methods added.
+
+    ``new`` is a :func:`tile_faithfulness` result made with ``prior=prior``: its methods'
+    curves, explain seconds, ratios, Taylor diagnostics and localisation join ``prior``'s;
+    everything shared (score, occlusion, random, the forward pass) stays ``prior``'s.
+    """
+    added = _method_names(new)
+    return {
+        "score": prior["score"],
+        "taylor": {**prior.get("taylor", {}), **new.get("taylor", {})},
+        "curves": {p: {**c, **{m: new["curves"][p][m] for m in added}} for p, c in prior["curves"].items()},
+        "seconds": {**prior["seconds"], **{m: new["seconds"][m] for m in added}},
+        "ratios": {**prior.get("ratios", {}), **new["ratios"]},
+        **(
+            {"localisation": {**prior["localisation"], **{m: new["localisation"][m] for m in added}}}
+            if "localisation" in prior
+            else {}
+        ),
+    }
+
+
+def restrict_tile(result: dict, order) -> dict:
+    """The part of a tile's result that belongs to the methods ``order``, every per-method
+    block in that order (then occlusion and random), as one call computing them all stores it."""
+    held = set(_method_names(result))
+    order = list(order)
+
+    def pick(block: dict, tail=()) -> dict:
+        return {m: block[m] for m in [*order, *tail] if m in block}
+
+    def shared(block: dict) -> dict:
+        return {k: v for k, v in block.items() if k not in held}
+
+    out = {
+        "score": result["score"],
+        "taylor": pick(result.get("taylor", {})),
+        "curves": {p: pick(c, ("occlusion", "random")) for p, c in result["curves"].items()},
+        "seconds": shared(result["seconds"]) | pick(result["seconds"]),
+    }
+    if "ratios" in result:
+        out["ratios"] = pick(result["ratios"])
+    if "localisation" in result:
+        out["localisation"] = pick(result["localisation"]) | shared(result["localisation"])
+    return out
+
+
+def tile_task(
+    item, pipe, methods: dict, default: str, partial: Path, key: str, legacy_key, perturbations, steps, seed
+) -> dict:
+    """One evaluated tile ``item = (index, crop, dilated polygons)``: :func:`tile_faithfulness`
+    of ``methods`` through the tile's file in ``partial`` (:func:`cached_methods`); the noise
+    seed is ``seed + index``, the cost reference ``default``."""
+    index, tile, region = item
+    return cached_methods(
+        partial / f"tile{index:05d}.json",
+        key,
+        {m: repr(r) for m, r in methods.items()},
+        lambda names, prior: tile_faithfulness(
+            pipe,
+            tile,
+            {m: methods[m] for m in names},
+            perturbations,
+            steps,
+            seed + index,
+            region,
+            prior=prior,
+            timing_reference=(default, methods[default]),
+        ),
+        legacy_key,
+    )
 
 
 def tile_regions(scenes, indices, dilate: int, tile: int = TILE, stride: int = STRIDE) -> dict:
@@ -308,24 +459,62 @@ def run_key(clf, eval_features: np.ndarray, settings: dict) -> str:
     return h.hexdigest()
 
 
-def cached_tile(path: Path, key: str, compute) -> dict:
-    """The result stored at ``path`` if it was made with ``key``, else ``compute()``, stored atomically.
+def cached_methods(path: Path, key: str, methods: dict, compute, legacy_key=None) -> dict:
+    """One tile's result for ``methods``, reusing what ``path`` holds; computes only what is missing.
 
-    A killed run resumes with the tiles it finished; a result made with another
-    model or other settings is recomputed, never reused.
+    The file (written atomically) is ``{"key", "methods", "result"}``: ``key`` names the
+    model, the evaluated tiles and the settings (:func:`run_key` without the methods), ``methods``
+    maps each method it holds to ``repr`` of its rules. A method whose name and rules are
+    stored under ``key`` is reused as it is; the others are computed by
+    ``compute(names, prior)`` (``prior``: the stored result, whose occlusion and random
+    curves they are paired with; None: compute everything) and added to the file. So a
+    killed run resumes with the tiles it finished, adding a method to the table computes
+    only that method, and a result made with another model, tile or settings, or a
+    method whose rules changed, is recomputed, never reused. Methods the file holds that
+    ``methods`` does not ask for stay in the file.
+
+    ``legacy_key(reprs)``: the key a file written before the per-method keys (one key over
+    all its methods, no ``"methods"``) carries if it was made with ``reprs``; such a file
+    is reused when its key matches with the current rules of its methods.
+
+    Parameters
+    ----------
+    methods : dict
+        Method name -> ``repr`` of its rules, in the order of the table.
+
+    Returns
+    -------
+    dict
+        The result for ``methods`` only (:func:`restrict_tile`), as plain JSON values, and
+        ``"computed"``: the methods this call computed (not stored).
     """
+    prior, held = None, {}
     if path.is_file():
         try:
             stored = json.loads(path.read_text())
-            if stored.get("key") == key:
-                return stored["result"]
-        except (OSError, ValueError):
-            pass
-    result = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
+            result = stored["result"]
+            if "methods" in stored:
+                held = dict(stored["methods"]) if stored["key"] == key else {}
+            elif legacy_key is not None:
+                names = _method_names(result)
+                reprs = {n: methods[n] for n in names if n in methods}
+                held = reprs if len(reprs) == len(names) and stored["key"] == legacy_key(reprs) else {}
+            held = {m: r for m, r in held.items() if methods.get(m, r) == r}  # changed rules: not reused
+            if held:
+                prior = restrict_tile(result, list(held))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration):
+            prior, held = None, {}
+    missing = [m for m in methods if m not in held]
+    if prior is None:
+        result, held = compute(list(methods), None), {}
+    elif missing:
+        result = merge_tile(prior, compute(missing, prior))
+    else:
+        return restrict_tile(prior, list(methods)) | {"computed": []}
     plain = json.loads(json.dumps(result, default=lambda a: np.asarray(a).tolist()))
-    _write_json(path, {"key": key, "result": plain})
-    return plain
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(path, {"key": key, "methods": {**held, **{m: methods[m] for m in missing}}, "result": plain})
+    return restrict_tile(plain, list(methods)) | {"computed": missing}
 
 
 def summarise_faithfulness(
@@ -409,16 +598,29 @@ def summarise_tile_localisation(per_tile: list[dict], default: str | None = None
 
 def summarise_cost(per_tile: list[dict], methods, default: str) -> dict:
     """Explain time per tile: median seconds, and the median over tiles of the ratio to the
-    default's time and to the forward pass of the same tile (one process, one after the other)."""
+    default's time and to the forward pass of the same tile (one process, one after the other).
+
+    The per-tile ratios are the tile's ``ratios`` when their reference is ``default`` (a method
+    added to finished tiles is timed with the default and the forward pass again, in its own
+    call); otherwise ``seconds[m] / seconds[default]`` and ``seconds[m] / seconds["forward"]``,
+    which are paired for methods computed in one call with the default, and only
+    approximately (two calls) for a method added later against another reference."""
     out = {}
     for m in methods:
         sec = np.array([t["seconds"][m] for t in per_tile])
-        ref = np.array([t["seconds"][default] for t in per_tile])
-        fwd = np.array([t["seconds"].get("forward", np.nan) for t in per_tile])
+        to_default, to_forward = [], []
+        for t in per_tile:
+            r = (t.get("ratios") or {}).get(m)
+            if r is None or r.get("reference") != default:  # from the seconds (see above)
+                s = t["seconds"]
+                r = {"default": s[m] / s[default], "forward": s[m] / s["forward"] if "forward" in s else None}
+            to_default.append(r["default"])
+            to_forward.append(np.nan if r["forward"] is None else r["forward"])
+        fwd = np.array(to_forward, dtype=np.float64)
         out[m] = {
             "median_seconds": float(np.median(sec)),
-            "median_ratio_to_default": float(np.median(sec / ref)),
-            "median_ratio_to_forward": float(np.nanmedian(sec / fwd)) if np.isfinite(fwd).any() else None,
+            "median_ratio_to_default": float(np.median(to_default)),
+            "median_ratio_to_forward": float(np.nanmedian(fwd)) if np.isfinite(fwd).any() else None,
         }
     return out
 
@@ -480,6 +682,30 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def saved_models(out: Path, models, metrics: dict) -> dict | None:
+    """The pipelines an earlier run saved in ``out``, if it was made with the same data and configs.
+
+    That run's ``metrics.json`` must agree with ``metrics`` (the new run's, before any
+    model) on the seed, the words override, the training data and, per model, the
+    config; and every ``polygons_<model>.pkl`` must be there. Else None (fit anew).
+    The files are read with :func:`bowlrp.model_files.load` (the exact type allowlist).
+    """
+    paths = {n: out / f"polygons_{n}.pkl" for n in models}
+    try:
+        earlier = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    same = (
+        earlier.get("settings", {}).get("seed") == metrics["settings"]["seed"]
+        and earlier.get("settings", {}).get("words_override") == metrics["settings"]["words_override"]
+        and all(earlier.get("data", {}).get(k) == metrics["data"][k] for k in ("train_scenes", "train_tiles"))
+        and all(earlier.get("models", {}).get(n, {}).get("config") == CONFIGS[n] for n in models)
+    )
+    if not same or not all(p.is_file() for p in paths.values()):
+        return None
+    return {n: load(p) for n, p in paths.items()}
+
+
 def fit_models(X, y, models, overrides: dict) -> tuple[dict, dict]:
     """Fit one pipeline per config sharing the Bag-of-Words stages; returns (pipes, seconds).
 
@@ -528,8 +754,14 @@ def run(
     n_eval_tiles: int = 40,
     eval_steps: int = 30,
     eval_perturbations=PERTURBATIONS,
+    refit: bool = False,
 ) -> dict:
-    """The whole experiment; returns the metrics (also written to ``out_dir/metrics.json``)."""
+    """The whole experiment; returns the metrics (also written to ``out_dir/metrics.json``).
+
+    The models of an earlier run in ``out_dir`` are reused (:func:`saved_models`) unless
+    ``refit``; finished tiles of the region perturbation are reused per method
+    (:func:`cached_methods`).
+    """
     from tqdm import tqdm
 
     out = Path(out_dir)
@@ -580,8 +812,17 @@ def run(
         "models": {},
     }
     timings: dict = {"seconds": {}, "model_bytes": {}}
-    pipes, fit_seconds = fit_models(X, y, models, overrides)
-    timings["seconds"]["fit"] = fit_seconds
+    pipes = None if refit else saved_models(out, models, metrics)
+    if pipes is None:
+        pipes, fit_seconds = fit_models(X, y, models, overrides)
+        timings["seconds"]["fit"] = fit_seconds
+    else:
+        log(
+            f"reusing the models of {out / 'metrics.json'}: " + ", ".join(f"polygons_{n}.pkl" for n in models)
+        )
+        for pipe in pipes.values():
+            pipe.set_params(n_jobs=n_jobs, verbose=verbose)
+        timings["reused_models"] = [f"polygons_{n}.pkl" for n in models]
     t0 = time.perf_counter()
     first = pipes[models[0]]
     first.set_params(verbose=False)
@@ -600,7 +841,9 @@ def run(
         per_scene = [float(correct[owner == k].mean()) for k in range(n_val)]
         stderr_scenes = float(np.std(per_scene, ddof=1) / np.sqrt(n_val)) if n_val > 1 else None
         log(f"[{name}] held-out tile accuracy {accuracy:.4f} +- {stderr:.4f} ({len(yt)} tiles)")
-        model_path = save(pipe, out / f"polygons_{name}.pkl")
+        model_path = out / f"polygons_{name}.pkl"
+        if "reused_models" not in timings:
+            save(pipe, model_path)
         timings["model_bytes"][name] = model_path.stat().st_size
         t0 = time.perf_counter()
         maps, scene_scores[name] = [], []
@@ -635,33 +878,32 @@ def run(
             entry["default_method"] = default
             entry["methods"] = {m: [type(r).__name__ for r in rules] for m, rules in methods.items()}
             log(f"[{name}] region perturbation on {len(eval_idx)} tiles ({int(yt[eval_idx].sum())} positive)")
-            key = run_key(
-                clf,
-                Ft[eval_idx],
-                {
-                    "steps": eval_steps,
-                    "seed": seed,
-                    "block": BLOCK,
-                    "perturbations": list(eval_perturbations),
-                    "methods": {m: repr(r) for m, r in methods.items()},
-                    "localisation_dilation": dilate,
-                },
+            settings = {
+                "steps": eval_steps,
+                "seed": seed,
+                "block": BLOCK,
+                "perturbations": list(eval_perturbations),
+                "localisation_dilation": dilate,
+            }
+            key = run_key(clf, Ft[eval_idx], {**settings, "methods": "per-method"})
+
+            def legacy_key(reprs, clf=clf, features=Ft[eval_idx], settings=settings):
+                return run_key(clf, features, {**settings, "methods": reprs})
+
+            task = functools.partial(
+                tile_task,
+                pipe=pipe,
+                methods=methods,
+                default=default,
+                partial=out / "partial" / name,
+                key=key,
+                legacy_key=legacy_key,
+                perturbations=tuple(eval_perturbations),
+                steps=eval_steps,
+                seed=seed,
             )
-            partial = out / "partial" / name
             per_tile = map_images(
-                lambda item, pipe=pipe, methods=methods, partial=partial, key=key: cached_tile(
-                    partial / f"tile{item[0]:05d}.json",
-                    key,
-                    lambda: tile_faithfulness(
-                        pipe,
-                        item[1],
-                        methods,
-                        eval_perturbations,
-                        eval_steps,
-                        seed + item[0],
-                        item[2],
-                    ),
-                ),
+                task,
                 [(int(i), Xt[i], regions[int(i)]) for i in eval_idx],
                 n_jobs,
                 f"[{name}] region perturbation",
@@ -675,6 +917,11 @@ def run(
                 entry["taylor"] = summarise_taylor(per_tile)
             faith_tiles[name] = per_tile
             timings["seconds"][f"region_perturbation_{name}"] = time.perf_counter() - t0
+            done = sum(len(t["computed"]) for t in per_tile)
+            timings.setdefault("tile_methods", {})[name] = {
+                "computed": done,
+                "reused": len(per_tile) * len(methods) - done,
+            }
             timings["seconds"][f"explain_per_tile_median_{name}"] = {
                 m: float(np.median([t["seconds"][m] for t in per_tile])) for m in methods
             }
@@ -771,6 +1018,9 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--perturbations", default=",".join(PERTURBATIONS), help="comma-separated subset of uniform,blur"
     )
+    ap.add_argument(
+        "--refit", action="store_true", help="fit the models even if --out holds those of the same settings"
+    )
     args = ap.parse_args(argv)
     m = run(
         args.out,
@@ -785,6 +1035,7 @@ def main(argv=None) -> None:
         n_eval_tiles=args.eval_tiles,
         eval_steps=args.eval_steps,
         eval_perturbations=tuple(args.perturbations.split(",")),
+        refit=args.refit,
     )
     print_summary(m)
     print(f"total time {m['_seconds_total']:.0f} s ({m['_seconds_total'] / 60:.1f} min)")

@@ -75,7 +75,8 @@ def _faithfulness(lines, models, names) -> None:
         "Faithfulness (region perturbation, most relevant 9×9 blocks first; AOPC ± standard "
         "error over tiles; Δ = the paired per-tile difference ± its standard error, "
         "positive = more faithful than occlusion / random / the model's default rule; "
-        "method names: step-1 rule, `+contribution` = the `Contribution` pixel rule, else `Flat`):",
+        "method names: step-1 rule, `+neon` = the `Neon` descriptor rule, `+contribution` = the "
+        "`Contribution` pixel rule (per dimension after `+neon`), `+siftbins` = `SIFTBins`, else `Flat`):",
         "",
     ]
     with_default = any(

@@ -19,8 +19,11 @@ from bowlrp.rules import (
     PIXEL_RULES,
     Contribution,
     Decomposition,
+    Epsilon,
     Flat,
+    Neon,
     Neuralized,
+    SIFTBins,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,17 +132,32 @@ def test_lrp_methods_cover_every_meaningful_combination(experiment):
             assert isinstance(c, CLASSIFIER_RULES) and isinstance(d, DESCRIPTOR_RULES)
             assert isinstance(p, PIXEL_RULES)
             assert isinstance(p, Contribution) == name.endswith("+contribution"), name
+            assert isinstance(p, SIFTBins) == name.endswith("+siftbins"), name
+            # Neon exactly where a pixel rule reads dimensions, and only there
+            assert isinstance(d, Neon) == ("+neon+" in name) == _per_dimension(p), name
             combos.add(repr((c, d, p)))
         assert len(combos) == len(methods)  # no combination measured twice
     hik, chi2 = experiment.lrp_methods("hik"), experiment.lrp_methods("chi2")
     assert all(isinstance(r[0], Decomposition) for r in hik.values())
-    assert {type(r[2]) for r in hik.values()} == {Flat, Contribution}
+    assert {type(r[2]) for r in hik.values()} == {Flat, Contribution, SIFTBins}
     assert not any(isinstance(r[0], Decomposition) for r in chi2.values())
     for variant in NEURALIZED_VARIANTS:  # every neuralised variant with both pixel rules
         for suffix, pixel in (("", Flat), ("+contribution", Contribution)):
             c, _, p = chi2[f"neuralized-{variant}{suffix}"]
             assert c == Neuralized(variant) and isinstance(p, pixel)
     assert isinstance(chi2["integrated+contribution"][2], Contribution)
+    # NEON after each model's default step 1 and the chi2 reference, with both per-dimension rules
+    for methods, step1 in ((hik, "lrp-eps0"), (chi2, "neuralized-hybrid"), (chi2, "integrated")):
+        for suffix, pixel in (
+            ("+neon+contribution", Contribution(per_dimension=True)),
+            ("+neon+siftbins", SIFTBins()),
+        ):
+            c, d, p = methods[step1 + suffix]
+            assert repr(c) == repr(methods[step1][0]) and d == Neon(rule=Epsilon(0.0)) and p == pixel
+
+
+def _per_dimension(pixel) -> bool:
+    return isinstance(pixel, SIFTBins) or (isinstance(pixel, Contribution) and pixel.per_dimension)
 
 
 def test_positive_share_and_tile_localisation_match_a_plain_reference(experiment):
@@ -193,6 +211,13 @@ def test_explain_cost_is_the_median_of_paired_ratios(experiment):
     assert c["x"]["median_ratio_to_default"] == pytest.approx(1.0)  # ratios 3, 1, 0.5
     assert c["x"]["median_seconds"] == pytest.approx(2.0)
     assert c["x"]["median_ratio_to_forward"] == pytest.approx(2.0)  # 3, 1, 2
+    # a method added later carries ratios timed in its own call against the reference it names
+    tiles[0]["ratios"] = {"x": {"default": 10.0, "forward": 10.0, "reference": "d"}}
+    tiles[1]["ratios"] = {"x": {"default": 10.0, "forward": 10.0, "reference": "d"}}
+    tiles[2]["ratios"] = {"x": {"default": 10.0, "forward": 10.0, "reference": "other"}}  # not d: seconds
+    c = experiment.summarise_cost(tiles, ["d", "x"], "d")
+    assert c["x"]["median_ratio_to_default"] == 10.0 and c["x"]["median_ratio_to_forward"] == 10.0
+    assert c["x"]["median_seconds"] == pytest.approx(2.0)
 
 
 def _model_with(z: dict, default="d") -> dict:
@@ -372,23 +397,126 @@ def test_tiny_experiment_end_to_end_and_repeatable(experiment, tmp_path):
     del m
 
 
-def test_tile_results_are_cached_by_key_and_resumed(experiment, tmp_path):
+def _fake_tile(names, prior=None):
+    """A tile result as tile_faithfulness shapes it: method m's curve is [1, m's number, 0]."""
+    out = {"score": 0.5, "taylor": {}, "curves": {}, "seconds": {"forward": 1.0}, "ratios": {}}
+    for p in ("uniform", "blur"):
+        out["curves"][p] = {m: np.array([1.0, float(m[-1]), 0.0]) for m in names}
+        if prior is None:
+            out["curves"][p] |= {"occlusion": np.array([1.0, 0.25, 0.0]), "random": np.array([1.0, 0.9, 0.0])}
+    for m in names:
+        out["seconds"][m] = float(m[-1])
+        out["ratios"][m] = {"default": float(m[-1]), "forward": float(m[-1])}
+    out["localisation"] = {m: 0.1 * float(m[-1]) for m in names}
+    if prior is None:
+        out["localisation"] |= {"occlusion-uniform": 0.7, "occlusion-blur": 0.6, "area_share": 0.3}
+    return out
+
+
+def test_tile_results_are_cached_per_method_and_resumed(experiment, tmp_path):
+    """A finished tile is reused; adding a method computes only that method (counted), paired with
+    the stored occlusion and random curves; changed rules, another key or a broken file recompute."""
     calls = []
 
-    def compute():
-        calls.append(1)
-        return {"curves": {"blur": {"m": np.array([1.0, 0.5, 1 / 3])}}, "score": np.float64(0.1)}
+    def compute(names, prior):
+        calls.append((list(names), prior is not None))
+        return _fake_tile(names, prior)
 
     path = tmp_path / "partial" / "tile00001.json"
-    a = experiment.cached_tile(path, "k1", compute)
-    b = experiment.cached_tile(path, "k1", compute)
-    assert a == b and len(calls) == 1  # resumed: not recomputed, and the same values exactly
-    assert a["curves"]["blur"]["m"] == [1.0, 0.5, 1 / 3]
-    experiment.cached_tile(path, "k2", compute)  # another model or settings: recomputed
+    two = {"m1": "R1", "m2": "R2"}
+    a = experiment.cached_methods(path, "k1", two, compute)
+    b = experiment.cached_methods(path, "k1", two, compute)
+    assert a.pop("computed") == ["m1", "m2"] and b.pop("computed") == []
+    assert a == b and calls == [(["m1", "m2"], False)]  # resumed: not recomputed, the same values
+    assert a["curves"]["blur"]["m2"] == [1.0, 2.0, 0.0]
+    three = {"m1": "R1", "m3": "R3", "m2": "R2"}
+    c = experiment.cached_methods(path, "k1", three, compute)
+    assert calls[1:] == [(["m3"], True)] and c.pop("computed") == ["m3"]  # only the new method
+    assert list(c["curves"]["uniform"]) == ["m1", "m3", "m2", "occlusion", "random"]  # the table's order
+    assert c["curves"]["uniform"]["occlusion"] == a["curves"]["uniform"]["occlusion"]
+    assert c["localisation"]["occlusion-blur"] == 0.6 and c["localisation"]["m3"] == pytest.approx(0.3)
+    assert experiment.restrict_tile(c, two) == a  # the old methods' results are untouched
+    # the same result as one call computing all three
+    full = json.loads(json.dumps(_fake_tile(list(three)), default=lambda v: np.asarray(v).tolist()))
+    assert c["curves"] == full["curves"] and c["localisation"] == full["localisation"]
+    assert experiment.cached_methods(path, "k1", {"m1": "R1"}, compute)["curves"]["blur"].keys() == {
+        "m1",
+        "occlusion",
+        "random",
+    }
+    experiment.cached_methods(path, "k1", three, compute)  # a subset run kept the others in the file
     assert len(calls) == 2
+    experiment.cached_methods(path, "k1", {"m1": "R1", "m3": "R3", "m2": "R2 changed"}, compute)
+    assert calls[2:] == [(["m2"], True)]  # changed rules: that method only
+    experiment.cached_methods(path, "k2", three, compute)  # another model or settings: everything
+    assert calls[3:] == [(["m1", "m3", "m2"], False)]
     path.write_text("{broken")
-    experiment.cached_tile(path, "k2", compute)
-    assert len(calls) == 3
+    experiment.cached_methods(path, "k2", three, compute)
+    assert calls[4:] == [(["m1", "m3", "m2"], False)]
+
+
+def test_files_from_before_the_per_method_keys_are_reused(experiment, tmp_path):
+    """A tile file with one key over all its methods (the recorded run's) is reused when that key
+    matches the current rules of its methods; a new method is then the only one computed."""
+    calls = []
+
+    def compute(names, prior):
+        calls.append((list(names), prior is not None))
+        return _fake_tile(names, prior)
+
+    def legacy_key(reprs):
+        return "old:" + json.dumps(reprs, sort_keys=True)
+
+    path = tmp_path / "tile00007.json"
+    old = json.loads(json.dumps(_fake_tile(["m1", "m2"]), default=lambda v: np.asarray(v).tolist()))
+    del old["ratios"]  # stored before per-tile ratios
+    path.write_text(json.dumps({"key": legacy_key({"m1": "R1", "m2": "R2"}), "result": old}))
+    got = experiment.cached_methods(path, "k1", {"m1": "R1", "m2": "R2", "m3": "R3"}, compute, legacy_key)
+    assert calls == [(["m3"], True)]
+    assert got["curves"]["blur"]["m1"] == old["curves"]["blur"]["m1"]
+    stored = json.loads(path.read_text())
+    assert stored["key"] == "k1" and stored["methods"] == {"m1": "R1", "m2": "R2", "m3": "R3"}
+    # an old file made with other rules for one of its methods: recomputed whole
+    path.write_text(json.dumps({"key": legacy_key({"m1": "R1", "m2": "R0"}), "result": old}))
+    experiment.cached_methods(path, "k1", {"m1": "R1", "m2": "R2"}, compute, legacy_key)
+    assert calls[1:] == [(["m1", "m2"], False)]
+
+
+def test_a_method_added_to_a_finished_tile_equals_computing_it_with_the_others(experiment, tiny_models):
+    """tile_faithfulness with ``prior``: the added method's curves and localisation are those of one
+    call over all methods (same noise seed, same occlusion), and occlusion is not recomputed."""
+    pipes, tile, region = tiny_models
+    pipe = pipes["hik"]
+    methods = experiment.lrp_methods("hik")
+    one = {m: methods[m] for m in ("lrp-eps0", "lrp-eps0+neon+siftbins")}
+    ref = ("lrp-eps0", methods["lrp-eps0"])
+    args = (("blur",), 3, 11, region)
+    both = experiment.tile_faithfulness(pipe, tile, one, *args, timing_reference=ref)
+    first = experiment.tile_faithfulness(
+        pipe, tile, {"lrp-eps0": one["lrp-eps0"]}, *args, timing_reference=ref
+    )
+    added = experiment.tile_faithfulness(
+        pipe,
+        tile,
+        {"lrp-eps0+neon+siftbins": one["lrp-eps0+neon+siftbins"]},
+        *args,
+        prior=first,
+        timing_reference=ref,
+    )
+    assert "occlusion" not in added["curves"]["blur"] and "occlusion-blur" not in added["seconds"]
+    merged = experiment.merge_tile(first, added)
+    for m in [*one, "occlusion", "random"]:
+        np.testing.assert_array_equal(merged["curves"]["blur"][m], both["curves"]["blur"][m])
+    assert merged["localisation"] == pytest.approx(both["localisation"])
+    assert set(added["ratios"]) == {"lrp-eps0+neon+siftbins"} and added["seconds"]["reference:lrp-eps0"] > 0
+    with pytest.raises(ValueError, match="another model"):  # a stored tile of another model
+        experiment.tile_faithfulness(
+            pipe,
+            tile,
+            {"lrp-eps0+neon+siftbins": one["lrp-eps0+neon+siftbins"]},
+            *args,
+            prior={**first, "score": 1.0},
+        )
 
 
 # -- the committed snapshot and a fresh run (experiments/snapshot_check.py) -------------------
@@ -426,3 +554,45 @@ def test_a_fresh_full_run_reproduces_the_snapshot(experiment, snapshot_check, tm
     snapshot = json.loads((ROOT / "experiments" / "polygons_metrics.json").read_text())
     fresh = json.loads((tmp_path / "polygons" / "metrics.json").read_text())
     assert snapshot_check.differences(snapshot, fresh) == []
+
+
+@pytest.mark.slow
+def test_a_rerun_with_added_methods_reuses_models_and_tiles_and_equals_a_fresh_run(
+    experiment, tmp_path, monkeypatch
+):
+    """Run the tiny experiment with the NEON methods left out, then again with them into the same
+    folder: the models are not refitted, only the added methods are computed (counted), and
+    metrics.json is byte for byte that of a fresh run with every method."""
+    every = experiment.lrp_methods
+    added = {m for k in ("hik", "chi2") for m in every(k) if "+neon+" in m}
+    monkeypatch.setattr(
+        experiment, "lrp_methods", lambda k: {m: r for m, r in every(k).items() if m not in added}
+    )
+    _tiny(experiment, tmp_path / "a", 1)
+    models = {n: (tmp_path / "a" / f"polygons_{n}.pkl").read_bytes() for n in ("hik", "chi2")}
+    monkeypatch.setattr(experiment, "lrp_methods", every)
+    computed = []
+    real = experiment.tile_faithfulness
+
+    def counting(pipe, tile, methods, *args, **kwargs):
+        computed.append((tuple(methods), kwargs.get("prior") is not None))
+        return real(pipe, tile, methods, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "tile_faithfulness", counting)
+    _tiny(experiment, tmp_path / "a", 1)
+    timings = json.loads((tmp_path / "a" / "timings.json").read_text())
+    assert (
+        timings["reused_models"] == ["polygons_hik.pkl", "polygons_chi2.pkl"]
+        and "fit" not in timings["seconds"]
+    )
+    assert models == {n: (tmp_path / "a" / f"polygons_{n}.pkl").read_bytes() for n in ("hik", "chi2")}
+    n_added = {k: len([m for m in every(k) if m in added]) for k in ("hik", "chi2")}
+    assert timings["tile_methods"] == {
+        k: {"computed": 4 * n_added[k], "reused": 4 * (len(every(k)) - n_added[k])} for k in ("hik", "chi2")
+    }
+    assert len(computed) == 2 * 4  # two models x four tiles, each once, on its stored tile
+    assert all(prior and set(names) <= added and names for names, prior in computed)
+    assert {m for names, _ in computed for m in names} == added
+    _tiny(experiment, tmp_path / "b", 1)  # a fresh run computes everything
+    assert all(not prior for _, prior in computed[8:]) and len(computed) == 16
+    assert (tmp_path / "a" / "metrics.json").read_bytes() == (tmp_path / "b" / "metrics.json").read_bytes()
