@@ -124,11 +124,12 @@ def summarise_localisation(rows: list[dict]) -> dict:
 
 def figure(parts, heatmaps, scores=None) -> np.ndarray:
     """Rows of image | heatmap (jet, zero = green, per-image scale) | defect mask, each titled
-    (the defect's kind; the anomaly score of the heatmap's explanation when ``scores`` is given)."""
+    (the defect's kind; the anomaly score ``-f(x)`` the heatmap explains when ``scores`` is given:
+    an explanation of the outlier class ``-1`` decomposes ``-f(x)``, positive for an anomaly)."""
     rows = []
     scores = [None] * len(parts) if scores is None else scores
     for part, h, score in zip(parts, heatmaps, scores):
-        title = "anomaly" if score is None else f"anomaly: f(x) = {score:+.3g}"
+        title = "anomaly" if score is None else f"-f(x) = {score:+.3g}"
         img = pictures.label_panel(np.repeat(part.image[:, :, None], 3, axis=2), part.kind)
         heat = pictures.label_panel(
             pictures.colorize(pictures.normalize_heatmaps([h])[0], "jet") / 255.0, title
