@@ -459,6 +459,28 @@ def run_key(clf, eval_features: np.ndarray, settings: dict) -> str:
     return h.hexdigest()
 
 
+def cached_tile(path: Path, key: str, compute) -> dict:
+    """The result stored at ``path`` if it was made with ``key``, else ``compute()``, stored atomically.
+
+    A killed run resumes with the tiles it finished; a result made with another
+    model or other settings is recomputed, never reused. (The one-key cache of the
+    Fisher and neuralised experiments; this experiment keys per method:
+    :func:`cached_methods`.)
+    """
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+            if stored.get("key") == key:
+                return stored["result"]
+        except (OSError, ValueError):
+            pass
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plain = json.loads(json.dumps(result, default=lambda a: np.asarray(a).tolist()))
+    _write_json(path, {"key": key, "result": plain})
+    return plain
+
+
 def cached_methods(path: Path, key: str, methods: dict, compute, legacy_key=None) -> dict:
     """One tile's result for ``methods``, reusing what ``path`` holds; computes only what is missing.
 
@@ -636,8 +658,26 @@ def summarise_taylor(per_tile: list[dict]) -> dict:
     }
 
 
+def highlighted_methods(model_curves: dict, reference: str | None, n_best: int = 3) -> list[str]:
+    """The curves a panel draws in colour: the paired reference, the ``n_best`` LRP rules by
+    mean AOPC under any perturbation, occlusion and random (the others are drawn in grey)."""
+    rules = [m for m in next(iter(model_curves.values())) if m not in ("occlusion", "random")]
+    best = sorted(
+        rules,
+        key=lambda m: -max(np.mean(model_curves[p][m]["aopc_per_tile"]) for p in model_curves),
+    )[:n_best]
+    chosen = ([reference] if reference in rules else []) + [m for m in best if m != reference]
+    return chosen + ["occlusion", "random"]
+
+
 def plot_curves(curves: dict, path: Path, steps: int) -> None:
-    """Mean MoRF curves f(x0) - f(xk) with one-standard-error bands, one panel per model x perturbation."""
+    """Per model x perturbation: mean MoRF curves f(x0) - f(xk) with one-standard-error bands
+    and, beside them, every method's AOPC with its standard error.
+
+    The curve panel draws the paired reference (:data:`DEFAULT_METHOD`), the three rules
+    with the highest AOPC, occlusion and random in colour, and every other rule as a thin
+    grey line without a band, so that a table of 17 rules stays readable; the bar panel
+    names them all."""
     import io
 
     import matplotlib
@@ -649,28 +689,68 @@ def plot_curves(curves: dict, path: Path, steps: int) -> None:
 
     models = list(curves)
     perts = list(next(iter(curves.values())))
+    n_methods = max(len(curves[m][p]) for m in models for p in perts)
     fig, axes = plt.subplots(
-        len(models), len(perts), figsize=(6 * len(perts), 4.2 * len(models)), squeeze=False
+        len(models),
+        2 * len(perts),
+        figsize=(11 * len(perts), max(4.6, 0.28 * n_methods + 1.2) * len(models)),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1.35, 1.0] * len(perts)},
     )
+    palette = plt.get_cmap("tab10").colors
     for i, model in enumerate(models):
+        shown = highlighted_methods(curves[model], DEFAULT_METHOD.get(model))
+        colours = {
+            m: palette[k % 10] for k, m in enumerate(x for x in shown if x not in ("occlusion", "random"))
+        }
+        colours.update({"occlusion": "black", "random": "black"})
         for j, pert in enumerate(perts):
-            ax = axes[i][j]
-            for m, d in curves[model][pert].items():
+            ax, bars = axes[i][2 * j], axes[i][2 * j + 1]
+            data = curves[model][pert]
+            for m, d in data.items():  # grey first, so the highlighted curves are drawn on top
+                if m in shown:
+                    continue
+                ax.plot(np.array(d["mean_drop"]), "-", color="0.7", lw=0.8, zorder=1)
+            for m in shown:
+                d = data[m]
                 mean, se = np.array(d["mean_drop"]), np.array(d["stderr_drop"])
                 ks = np.arange(mean.size)
-                style = {"occlusion": "k--", "random": "k:"}.get(m, "-")
-                (line,) = ax.plot(ks, mean, style, label=f"{m} (AOPC {np.mean(d['aopc_per_tile']):.2f})")
-                ax.fill_between(ks, mean - se, mean + se, color=line.get_color(), alpha=0.15)
-            n = len(next(iter(curves[model][pert].values()))["aopc_per_tile"])
-            ax.set_title(f"{model}: MoRF {BLOCK}x{BLOCK} {pert}, {n} tiles (band: ±1 s.e.)")
+                style = {"occlusion": "--", "random": ":"}.get(m, "-")
+                label = f"{m} (AOPC {np.mean(d['aopc_per_tile']):.2f})"
+                if m == DEFAULT_METHOD.get(model):
+                    label += ", reference"
+                ax.plot(ks, mean, style, color=colours[m], lw=1.8, label=label, zorder=3)
+                ax.fill_between(ks, mean - se, mean + se, color=colours[m], alpha=0.15, zorder=2)
+            n = len(next(iter(data.values()))["aopc_per_tile"])
+            others = len(data) - len(shown)
+            ax.set_title(
+                f"{model}: MoRF {BLOCK}x{BLOCK} {pert}, {n} tiles (band: ±1 s.e.)"
+                + (f"\ngrey: the other {others} rule{'s' if others > 1 else ''}" if others else "")
+            )
             ax.set_xlabel("perturbation step k")
             ax.set_ylabel("f(x0) - f(xk)")
             ax.set_xlim(0, steps)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8, loc="upper left")
+            order = sorted(data, key=lambda m: np.mean(data[m]["aopc_per_tile"]))
+            values = [np.asarray(data[m]["aopc_per_tile"], float) for m in order]
+            means = [v.mean() for v in values]
+            sems = [v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0.0 for v in values]
+            bars.barh(
+                np.arange(len(order)),
+                means,
+                xerr=sems,
+                color=[colours.get(m, "0.75") if m not in ("occlusion", "random") else "0.3" for m in order],
+                error_kw={"lw": 0.8},
+            )
+            bars.set_yticks(np.arange(len(order)), order, fontsize=8)
+            bars.axvline(0, color="k", lw=0.6)
+            bars.set_xlabel("AOPC (mean ± s.e. over tiles)")
+            bars.set_title(f"{model}, {pert}: every method")
+            bars.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
 

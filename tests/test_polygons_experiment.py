@@ -596,3 +596,28 @@ def test_a_rerun_with_added_methods_reuses_models_and_tiles_and_equals_a_fresh_r
     _tiny(experiment, tmp_path / "b", 1)  # a fresh run computes everything
     assert all(not prior for _, prior in computed[8:]) and len(computed) == 16
     assert (tmp_path / "a" / "metrics.json").read_bytes() == (tmp_path / "b" / "metrics.json").read_bytes()
+
+
+def test_the_curve_figure_highlights_the_reference_the_best_rules_and_the_baselines(experiment, tmp_path):
+    """17 rules stay readable: colour for the reference, the three best by AOPC, occlusion and
+    random; every method in the bar panel; the PNG is written."""
+    rng = np.random.default_rng(0)
+
+    def entry(level):
+        aopc = level + 0.01 * rng.standard_normal(5)
+        return {
+            "mean_drop": list(np.linspace(0, level, 11)),
+            "stderr_drop": [0.01] * 11,
+            "aopc_per_tile": list(aopc),
+        }
+
+    names = [f"rule{k}" for k in range(15)] + ["integrated", "occlusion", "random"]
+    levels = {n: k / 10 for k, n in enumerate(names)}
+    levels["integrated"] = 0.05  # the reference is shown although it is not among the best
+    curves = {"chi2": {p: {n: entry(levels[n]) for n in names} for p in ("uniform", "blur")}}
+    shown = experiment.highlighted_methods(curves["chi2"], "integrated")
+    assert shown == ["integrated", "rule14", "rule13", "rule12", "occlusion", "random"]
+    out = tmp_path / "curves.png"
+    experiment.plot_curves(curves, out, 10)
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape[1] > image.shape[0]
