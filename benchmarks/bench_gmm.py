@@ -20,12 +20,23 @@ float64 and with mixed-precision log-likelihoods, then ``decision_function`` and
 ``explain`` with each (best of ``--repeats``; CPU seconds beside wall seconds).
 
     python benchmarks/bench_gmm.py --posteriors [--repeats 3]
+
+``--dask``: instead, the E-step on Dask workers (``bowlrp.runs.dask_em.DaskEStep``,
+issue 29) at ``--compare-n`` from the cheap start: the wall and CPU seconds of each
+EM iteration's E-step on the driver (serial, Numba's default threads), on a
+LocalCluster of 1 worker process and on one of 2 (one thread each), interleaved on
+the same iterations in a rotating order (the first iteration, with the workers'
+start-up, is left out of the means); the three sums are compared bit for bit.
+
+    python benchmarks/bench_gmm.py --dask [--compare-n 250000] [--iters 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -37,7 +48,7 @@ import numpy as np
 
 from bowlrp.encoding import fisher
 from bowlrp.encoding.fisher import sparse_posteriors
-from bowlrp.encoding.gmm import kmeans_plusplus_start, streamed_em
+from bowlrp.encoding.gmm import kmeans_plusplus_start, serial_estep, streamed_em
 
 D, K = 80, 256
 
@@ -156,6 +167,88 @@ def posteriors_bench(repeats: int) -> None:
         )
 
 
+def cpu_seconds(client) -> float:
+    """CPU seconds of the workers' processes (the driver's own without a client)."""
+    if client is None:
+        return time.process_time()
+    return float(sum(client.run(time.process_time).values()))
+
+
+def dask_bench(n: int, iters: int) -> None:
+    """The E-step on the driver, on 1 worker and on 2 workers, interleaved on the same iterations.
+
+    Both clusters run at once (idle when not measured); each EM iteration's E-step is
+    run by the three in a rotating order with the same parameters, so a change of
+    the machine's load falls on all three alike; their sums are compared bit for bit
+    and the fit goes on with them.
+    """
+    from bowlrp.runs.dask_em import DaskEStep  # the runs layer: only this mode needs Dask
+    from bowlrp.runs.distributed import start_client  # LocalCluster of processes, 1 thread each
+
+    data = make_data(n)
+    start = cheap_start(data)
+    streamed_em(data[: 4 * K], *cheap_start(data[: 4 * K]), max_iter=1)  # warm-up (Numba)
+    print(f"N = {n:,}, D = {D}, K = {K}; {iters} EM iterations timed after a first one")
+    c1, cluster1 = start_client(1)
+    c2, cluster2 = start_client(2)
+    labels = ("driver", "1 worker", "2 workers")
+    clients = {"driver": None, "1 worker": c1, "2 workers": c2}
+    esteps = {"driver": serial_estep, "1 worker": DaskEStep(c1), "2 workers": DaskEStep(c2)}
+    wall = {k: [] for k in labels}
+    cpu = {k: [] for k in labels}
+    same = []
+    loads = [os.getloadavg()[0]]
+
+    @contextlib.contextmanager
+    def interleaved(chunks):
+        with contextlib.ExitStack() as stack:
+            runs = {k: stack.enter_context(esteps[k](chunks)) for k in labels}
+
+            def run(W, const):
+                it = len(wall["driver"])
+                sums = {}
+                for k in labels[it % 3 :] + labels[: it % 3]:  # a rotating order
+                    c, t = cpu_seconds(clients[k]), time.perf_counter()
+                    sums[k] = list(runs[k](W, const))
+                    wall[k].append(time.perf_counter() - t)
+                    cpu[k].append(cpu_seconds(clients[k]) - c)
+                ref = sums["driver"]
+                same.append(
+                    all(
+                        a[0] == b[0] and all(np.array_equal(x, y) for x, y in zip(a[1:], b[1:]))
+                        for k in labels[1:]
+                        for a, b in zip(sums[k], ref)
+                    )
+                )
+                loads.append(os.getloadavg()[0])
+                return ref
+
+            yield run
+
+    try:
+        streamed_em(data, *start, max_iter=1 + iters, tol=0.0, estep=interleaved)
+    finally:
+        c1.close()
+        cluster1.close()
+        c2.close()
+        cluster2.close()
+    print(f"  load average (1 min) during the run: {', '.join(f'{x:.1f}' for x in loads)}")
+    mean = {k: (float(np.mean(wall[k][1:])), float(np.mean(cpu[k][1:]))) for k in labels}
+    for k in labels:
+        print(
+            f"  {k:10s} E-step per iteration {mean[k][0]:7.2f} s wall, {mean[k][1]:7.2f} s CPU "
+            f"({'workers' if clients[k] else 'driver, Numba threads'}); iterations "
+            f"{', '.join(f'{t:.2f}' for t in wall[k])} s"
+            + (f"; chunks on {esteps[k].workers_} worker(s)" if clients[k] else "")
+        )
+    (t1, u1), (t2, u2) = mean["1 worker"], mean["2 workers"]
+    print(
+        f"  1 worker / 2 workers per iteration: {t1 / t2:.2f}; parallel efficiency T1 / (2 T2) = "
+        f"{t1 / (2 * t2):.2f}; workers' CPU 2 / 1: {u2 / u1:.2f}"
+    )
+    print(f"  every iteration's sums equal on the driver, 1 worker and 2 workers bit for bit: {all(same)}")
+
+
 def best_of(fn, repeats: int) -> list[float]:
     """[best wall seconds, best CPU seconds] of ``repeats`` calls."""
     wall, cpu = np.inf, np.inf
@@ -181,7 +274,11 @@ def main(argv=None):
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--posteriors", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dask", action="store_true")
     args = ap.parse_args(argv)
+    if args.dask:
+        dask_bench(args.compare_n, args.iters)
+        return
     if args.posteriors:
         posteriors_bench(args.repeats)
         return

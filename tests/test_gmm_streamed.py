@@ -1,6 +1,7 @@
 """Streamed diagonal-GMM EM and mixed-precision log-likelihoods (issue 29), against
 scikit-learn's ``GaussianMixture`` and plain-NumPy references."""
 
+import contextlib
 import warnings
 
 import numba
@@ -12,12 +13,14 @@ from bowlrp import GMMVocabulary, load, save
 from bowlrp.encoding import vocabulary
 from bowlrp.encoding.gmm import (
     candidate_log_likelihoods,
+    em_chunk_sums,
     float32_bound,
     kmeans_plusplus_start,
     log_likelihood_terms,
     mixed_posteriors,
     square_features,
     streamed_em,
+    using_estep,
 )
 
 # Equality to scikit-learn from the same start: relative, on every fitted parameter. Both run
@@ -199,3 +202,40 @@ def test_streamed_em_refuses_a_collapsed_component():
     variances[1, 2] = -1.0
     with pytest.raises(ValueError, match="collapsed"):
         streamed_em(X, means, variances, weights, max_iter=2)
+
+
+def test_the_estep_hook_reaches_the_vocabulary_fit_and_changes_nothing():
+    """``using_estep`` puts a hook under ``GMMVocabulary.fit``; the chunks' sums are added in order."""
+    X = mixture_data(n=2500, dim=6, k=8, seed=11)
+    seen = []
+
+    @contextlib.contextmanager
+    def reversed_order(chunks):  # computes the chunks last to first, hands them back in order
+        seen.append(len(chunks))
+
+        def run(W, const):
+            return [em_chunk_sums(c, W, const) for c in chunks[::-1]][::-1]
+
+        yield run
+
+    plain = GMMVocabulary(8, pca_components=4, backend="streamed", random_state=0).fit(X)
+    with using_estep(reversed_order):
+        hooked = GMMVocabulary(8, pca_components=4, backend="streamed", random_state=0).fit(X)
+    assert seen == [1]  # 2500 rows: one chunk of EM_CHUNK
+    for name in ("means_", "covariances_", "weights_", "n_iter_"):
+        np.testing.assert_array_equal(getattr(hooked, name), getattr(plain, name))
+    # chunks of 300 rows: the hook sees them all, and the fit is the serial one's bits
+    start = kmeans_plusplus_start(X, 8, 1e-6, random_state=0)
+    a = streamed_em(X, *start, max_iter=4, tol=0.0, chunk_size=300)
+    b = streamed_em(X, *start, max_iter=4, tol=0.0, chunk_size=300, estep=reversed_order)
+    assert seen == [1, 9]
+    for x, y in ((a.means, b.means), (a.covariances, b.covariances), (a.weights, b.weights)):
+        np.testing.assert_array_equal(x, y)
+
+    # a hook that drops a chunk is refused, not averaged over
+    @contextlib.contextmanager
+    def lossy(chunks):
+        yield lambda W, const: [em_chunk_sums(c, W, const) for c in chunks[1:]]
+
+    with pytest.raises(RuntimeError, match="8 of 9 chunks"):
+        streamed_em(X, *start, max_iter=2, chunk_size=300, estep=lossy)

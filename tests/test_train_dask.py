@@ -2,7 +2,8 @@
 
 Default run: a threads cluster in this process (``LocalCluster(processes=False)``),
 the SVM fit from given Gram matrices against ``KernelSVC.fit``, the Gram tiles,
-the store (resume, fingerprint, foreign folders, removal) and the CLI's refusals.
+the store (resume, fingerprint, foreign folders, removal, the vocabularies it keeps:
+a rerun reads them and fits nothing, a tampered file is refused) and the CLI's refusals.
 Slow: a 2-process LocalCluster, with a worker killed by SIGKILL mid-run.
 """
 
@@ -14,20 +15,34 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
+from bowlrp import KMeansVocabulary, save
 from bowlrp.classifier.svm import KernelSVC
 from bowlrp.cli import train as train_cli
 from bowlrp.datasets.voc import read_dataset
 from bowlrp.datasets.voc_like import make_voc_like
+from bowlrp.encoding import vocabulary
+from bowlrp.pipeline import Pipeline
+from bowlrp.runs import train_dask
 from bowlrp.runs.store import StoreError, store_lock
 from bowlrp.runs.train_dask import DaskStages, TrainingTaskError, _gram_task, gram_tiles
 from bowlrp.runs.training_store import (
+    VOCABULARIES,
     TrainingStore,
     TrainingStoreError,
     TrainingStoreMismatch,
+    claim_training_store,
+    config_fingerprint,
+    images_fingerprint,
+    load_vocabularies,
+    record_vocabularies,
     remove_training_store,
+    save_vocabularies,
+    stages_fingerprint,
 )
-from bowlrp.training import train
+from bowlrp.training import train, training_labels
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::ResourceWarning")
 
@@ -59,6 +74,52 @@ TINY = {
     ],
     "classifier": {"C": 1.0, "n_reference": 20},
 }
+
+
+#: TINY with the streamed GMM (backend "streamed"): its E-step runs on the workers under DaskStages
+STREAMED = {
+    **TINY,
+    "name": "voc_tiny_streamed",
+    "channels": [
+        {
+            **TINY["channels"][0],
+            "encoder": {
+                "FisherVector": {
+                    **TINY["channels"][0]["encoder"]["FisherVector"],
+                    "vocabulary": {
+                        "GMMVocabulary": {
+                            **TINY["channels"][0]["encoder"]["FisherVector"]["vocabulary"]["GMMVocabulary"],
+                            "backend": "streamed",
+                        }
+                    },
+                }
+            },
+        }
+    ],
+}
+
+
+@pytest.fixture
+def fits(monkeypatch):
+    """Counts ``GMMVocabulary.fit`` calls (the driver's vocabulary fits) and Dask E-step runs."""
+    counts = {"gmm": 0, "estep_fits": 0}
+    fit = vocabulary.GMMVocabulary.fit
+
+    def counted(self, X, y=None):
+        counts["gmm"] += 1
+        return fit(self, X, y)
+
+    monkeypatch.setattr(vocabulary.GMMVocabulary, "fit", counted)
+    estep = train_dask.DaskEStep
+
+    class Counted(estep):
+        def __call__(self, chunks):
+            run = super().__call__(chunks)
+            counts["estep_fits"] += 1
+            return run
+
+    monkeypatch.setattr(train_dask, "DaskEStep", Counted)
+    return counts
 
 
 @pytest.fixture(scope="module")
@@ -225,13 +286,15 @@ def test_unwritten_rows_are_not_read(tmp_path):
 
 
 # -- training on a cluster gives the serial model --------------------------------------------------
-# Slow since CI at bf8a47a: the rerun refitted a vocabulary that differed from the first run's in
-# the last bits, so the store's fingerprint refused the resume (TrainingStoreMismatch on "stages").
-# The likely cause is this in-process cluster: threadpool limits are per process, and
-# single_threaded() tasks still running from an earlier test change the thread count of the
-# driver's k-means / EM. Not confirmed; keeping the fitted vocabulary with the store would remove it.
-@pytest.mark.slow
-def test_threads_cluster_trains_the_serial_model_and_resumes(threads, dataset, serial, test_images, tmp_path):
+# Was slow after CI at bf8a47a, where the rerun refitted a vocabulary that differed from the first
+# run's in the last bits, so the fingerprint refused the resume. The cause: two feature tasks of
+# this in-process cluster overlapping in single_threaded() (threadpoolctl's process-wide BLAS limit,
+# saved and restored by each thread) left the process at 1 BLAS thread, and this vocabulary's fit
+# rounds differently with 1 and 2 BLAS threads. Now the store keeps the fitted vocabularies (a
+# rerun reads them, `fits` counts zero fits) and the driver's fit has a fixed BLAS thread count.
+def test_threads_cluster_trains_the_serial_model_and_resumes(
+    threads, dataset, serial, test_images, tmp_path, fits
+):
     reference, summary = serial
     location = tmp_path / "m.pkl.features.zarr"
     lines = []
@@ -251,20 +314,135 @@ def test_threads_cluster_trains_the_serial_model_and_resumes(threads, dataset, s
     store.done[1] = 0
     store.features[3:6] = np.zeros((3, store.d), np.float32)
     lines.clear()
+    assert fits["gmm"] == 1
     stages = DaskStages(client=threads, store=location, rows_per_block=3, keep_store=True)
     again, _ = train(dataset, TINY, ["disc"], stages=stages, report=lines.append)
+    assert fits["gmm"] == 1, "the rerun fitted a vocabulary again"
+    assert any("vocabularies read from" in m for m in lines), lines
     resumed = f"{store.n_blocks - 1} of {store.n_blocks} blocks of features written before"
     assert any(resumed in m for m in lines), lines
     assert_same_model(again, reference, test_images)
     assert np.array_equal(TrainingStore.open(location).read(), kept)
-    # another config is refused, its store left as it was
+    # another config is refused before anything is fitted, its store left as it was
     other = {**TINY, "classifier": {"C": 1.0, "n_reference": 20}, "random_state": 1}
-    with pytest.raises(TrainingStoreMismatch, match="differs in"):
+    with pytest.raises(TrainingStoreMismatch, match="differs in config"):
         train(dataset, other, ["disc"], stages=DaskStages(client=threads, store=location, rows_per_block=3))
+    assert fits["gmm"] == 1
     assert np.array_equal(TrainingStore.open(location).read(), kept)
+    # another classifier alone reuses the vocabularies and the features
+    lines.clear()
+    refit = {**TINY, "classifier": {"C": 0.1, "n_reference": 20}}
+    stages = DaskStages(client=threads, store=location, rows_per_block=3, keep_store=True)
+    train(dataset, refit, ["disc"], stages=stages, report=lines.append)
+    assert fits["gmm"] == 1 and any(f"{store.n_blocks} of {store.n_blocks} blocks" in m for m in lines)
     # without keep_store a successful run removes its store
     train(dataset, TINY, ["disc"], stages=DaskStages(client=threads, store=location, rows_per_block=3))
     assert not location.exists()
+
+
+@pytest.fixture(scope="module")
+def serial_streamed(dataset):
+    return train(dataset, STREAMED, ["disc"])[0]
+
+
+def test_an_interrupted_run_resumes_with_the_stored_vocabularies(
+    threads, dataset, serial_streamed, test_images, tmp_path, fits, monkeypatch
+):
+    """A run whose feature tasks failed half-way; the rerun fits nothing and gives the serial model.
+
+    The streamed GMM: the first run's E-step ran on the workers (DaskEStep), the rerun reads it back.
+    """
+    location = tmp_path / "m.pkl.features.zarr"
+    task = train_dask._features_task
+
+    def stopped(model, where, block, images):  # the run stops in the middle of encoding
+        if block >= 2:
+            return {"block": block, "status": "failed", "error": "interrupted"}
+        return task(model, where, block, images)
+
+    monkeypatch.setattr(train_dask, "_features_task", stopped)
+    lines = []
+    with pytest.raises(TrainingTaskError, match="interrupted"):
+        train(
+            dataset, STREAMED, ["disc"], stages=DaskStages(client=threads, store=location, rows_per_block=3)
+        )
+    assert fits["gmm"] == 1 and fits["estep_fits"] == 1  # the E-step ran on the cluster
+    store = TrainingStore.open(location)
+    assert store.done_blocks().tolist() == [True, True] + [False] * (store.n_blocks - 2)
+    assert (location / VOCABULARIES).is_file()
+    monkeypatch.setattr(train_dask, "_features_task", task)
+    stages = DaskStages(client=threads, store=location, rows_per_block=3, keep_store=True)
+    again, _ = train(dataset, STREAMED, ["disc"], stages=stages, report=lines.append)
+    assert fits["gmm"] == 1 and fits["estep_fits"] == 1, "the rerun fitted the vocabulary again"
+    assert any("vocabularies read from" in m for m in lines), lines
+    assert any(f"2 of {store.n_blocks} blocks of features written before" in m for m in lines), lines
+    assert_same_model(again, serial_streamed, test_images)
+
+
+def claimed_store(location, pipe, images, rows_per_block=3):
+    """A store as a run leaves it after its vocabularies (``pipe``'s) were fitted and saved."""
+    run = {"config": config_fingerprint(pipe), "images": images_fingerprint(images)}
+    with store_lock(location, "test"):
+        assert claim_training_store(location, run, len(images), rows_per_block) is None
+        stored = save_vocabularies(location, pipe)
+        stages = stages_fingerprint(stored)
+        record_vocabularies(location, stages, sum(stored.channel_sizes_))
+        assert claim_training_store(location, run, len(images), rows_per_block) == stages
+    return stages
+
+
+def test_stored_vocabularies_are_the_fitted_stages(serial, test_images, tmp_path):
+    reference, _ = serial
+    stages = claimed_store(tmp_path / "s.zarr", reference, test_images)
+    back = load_vocabularies(tmp_path / "s.zarr", stages)
+    assert type(back) is Pipeline and "classifier_" not in back.__dict__
+    assert stages == stages_fingerprint(reference)  # the file holds the very stages, bit for bit
+    assert np.array_equal(back.features(test_images[:2]), reference.features(test_images[:2]))
+    assert remove_training_store(tmp_path / "s.zarr") and not (tmp_path / "s.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    "replacement", ["foreign type", "another bowlrp class", "other stages", "pickle", "gone"]
+)
+def test_a_replaced_vocabulary_file_is_refused_in_one_line(
+    replacement, serial, dataset, test_images, tmp_path, threads, fits
+):
+    reference, _ = serial
+    images = [dataset.paths[i] for i in training_labels(dataset, ["disc"]).rows]  # what train() uses
+    location = tmp_path / "m.zarr"
+    stages = claimed_store(location, reference, images)
+    target = location / VOCABULARIES
+    rng = np.random.default_rng(0)
+    if replacement == "foreign type":  # a skops file of a type outside the allowlist
+        save(StandardScaler().fit(rng.random((5, 2))), target)
+    elif replacement == "another bowlrp class":
+        save(KMeansVocabulary(2, random_state=0).fit(rng.random((20, 3))), target)
+    elif replacement == "other stages":  # a valid pipeline, fitted with another seed
+        other = Pipeline.from_config({**TINY, "random_state": 5}).fit_vocabularies(images)
+        save(other, target)
+    elif replacement == "pickle":
+        import pickle  # the attack this refuses
+
+        target.write_bytes(pickle.dumps({"format": "bowlrp-model", "model": reference}))
+    else:
+        target.unlink()
+    expected = {
+        "foreign type": "StandardScaler",
+        "another bowlrp class": "holds a KMeansVocabulary",
+        "other stages": "other vocabularies than the features",
+        "pickle": "pickle",
+        "gone": "missing",
+    }[replacement]
+    with pytest.raises(TrainingStoreError) as info:
+        load_vocabularies(location, stages)
+    message = str(info.value)
+    assert "\n" not in message and expected in message and VOCABULARIES in message, message
+    assert "remove the training store" in message
+    # the same through a training run: refused before anything is fitted or encoded
+    fits["gmm"] = 0  # ("other stages" fitted its replacement above)
+    with pytest.raises(TrainingStoreError, match=expected):
+        train(dataset, TINY, ["disc"], stages=DaskStages(client=threads, store=location, rows_per_block=3))
+    assert fits["gmm"] == 0 and not TrainingStore.open(location).done_blocks().any()
 
 
 def test_a_broken_image_fails_its_block_and_keeps_the_others(threads, serial, dataset, tmp_path):
@@ -409,3 +587,50 @@ def test_kill_9_of_the_driver_then_the_rerun_resumes(voc_root, serial, test_imag
     assert f"{done.sum()} of {len(done)} blocks of features written before, kept" in again.stderr
     assert_same_model(load(out), reference, test_images)
     assert not store.exists()
+
+
+def test_a_store_behind_a_url_keeps_its_vocabularies(serial, test_images):
+    reference, _ = serial
+    location = f"memory://bowlrp-train-test-{os.getpid()}/s.zarr"
+    stages = claimed_store(location, reference, test_images)
+    back = load_vocabularies(location, stages)
+    assert stages_fingerprint(back) == stages_fingerprint(reference)
+    assert np.array_equal(back.features(test_images[:1]), reference.features(test_images[:1]))
+
+
+def test_a_claim_refuses_another_training_only_once_vocabularies_are_stored(serial, test_images, tmp_path):
+    reference, _ = serial
+    location = tmp_path / "s.zarr"
+    a, b = {"config": "a", "images": "x"}, {"config": "b", "images": "x"}
+    with store_lock(location, "test"):
+        assert claim_training_store(location, a, 5, 3) is None
+        assert claim_training_store(location, b, 5, 3) is None  # nothing stored yet: taken over
+        stored = save_vocabularies(location, reference)
+        record_vocabularies(location, stages_fingerprint(stored), 7)
+        assert claim_training_store(location, b, 5, 3) == stages_fingerprint(reference)
+        with pytest.raises(TrainingStoreMismatch, match=r"differs in config\)"):
+            claim_training_store(location, a, 5, 3)
+        with pytest.raises(TrainingStoreMismatch, match=r"differs in images, n\)"):
+            claim_training_store(location, {**b, "images": "y"}, 6, 3)
+        with pytest.raises(TrainingStoreMismatch, match=r"differs in rows_per_block\)"):
+            claim_training_store(location, b, 5, 2)
+        assert TrainingStore.open(location).features.shape == (5, 7)
+
+
+def driver_fit_stages(client, images, tmp_path, outside: int) -> str:
+    """The stages' hash of DaskStages' vocabulary fit with the process left at ``outside`` BLAS threads."""
+    with threadpool_limits(limits=outside, user_api="blas"):  # as a threads cluster's tasks leave it
+        pipe = Pipeline.from_config(TINY)
+        stages = DaskStages(client=client, store=tmp_path / f"blas{outside}.zarr")
+        with stages.running():
+            stages._fit_vocabularies_here(pipe, images)
+    return stages_fingerprint(pipe)
+
+
+def test_the_driver_fits_vocabularies_with_a_fixed_number_of_blas_threads(
+    threads, dataset, tmp_path, monkeypatch
+):
+    # this fit rounds differently with 1 and 2 BLAS threads (the PCA's SVD, ~5e-15): pinned, it does not
+    monkeypatch.setattr(train_dask, "DRIVER_BLAS_THREADS", 2)
+    images = [dataset.paths[i] for i in training_labels(dataset, ["disc"]).rows]
+    assert driver_fit_stages(threads, images, tmp_path, 1) == driver_fit_stages(threads, images, tmp_path, 2)

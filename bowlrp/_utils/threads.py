@@ -17,6 +17,7 @@ difference).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,6 +25,9 @@ import numba
 from threadpoolctl import ThreadpoolController
 
 _controller = None
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
 
 
 def _blas_controller():
@@ -34,17 +38,42 @@ def _blas_controller():
     return _controller
 
 
+def _enter_blas_limit() -> None:
+    """The first of overlapping blocks limits BLAS to one thread (under a lock)."""
+    global _blas_users, _blas_limiter
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = _blas_controller().limit(limits=1)
+        _blas_users += 1
+
+
+def _leave_blas_limit() -> None:
+    """The last of overlapping blocks restores the limits the first one found."""
+    global _blas_users, _blas_limiter
+    with _blas_lock:
+        _blas_users -= 1
+        if _blas_users == 0 and _blas_limiter is not None:
+            _blas_limiter.restore_original_limits()
+            _blas_limiter = None
+
+
 @contextmanager
 def single_threaded() -> Iterator[None]:
     """BLAS and Numba parallel regions run in the calling thread inside the block.
 
     The limits are restored on exit. The BLAS limit is process-wide (as any
-    threadpoolctl limit), the Numba one applies to the calling thread.
+    threadpoolctl limit), the Numba one applies to the calling thread. Blocks that
+    overlap in several threads (Dask's threads workers, joblib's threading backend)
+    share one BLAS limit, counted: the last block to leave restores the thread count
+    the first one found. (Each block saving and restoring on its own, the block that
+    left second restored the other's "1" and left the whole process on one BLAS
+    thread, so a later fit on the driver gave other last bits.)
     """
     previous = numba.get_num_threads()
     numba.set_num_threads(1)
+    _enter_blas_limit()
     try:
-        with _blas_controller().limit(limits=1):
-            yield
+        yield
     finally:
+        _leave_blas_limit()
         numba.set_num_threads(previous)

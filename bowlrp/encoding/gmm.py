@@ -30,12 +30,24 @@ data kept in float32 and visited in fixed chunks: per chunk, the E-step above wi
 the sufficient statistics ``N_k = sum_l r_lk``, ``S_k = sum_l r_lk l``,
 ``Q_k = sum_l r_lk l^2`` in float64; no (N, K) array is ever held (the k-means++
 start takes a float64 copy of the data, as scikit-learn's does). The sums are
-reduced in a fixed order (chunks in sequence, fixed partitions within a chunk), so
-the fit does not depend on the number of threads.
+reduced in a fixed order (fixed partitions within a chunk added in sequence into the
+chunk's sums, :func:`em_chunk_sums`; the chunks' sums added in chunk order), so the
+fit does not depend on the number of threads.
+
+Where the per-chunk E-step runs is a hook (:data:`EStep`): by default here, chunk by
+chunk (:func:`serial_estep`); :func:`using_estep` sets another for the fits inside a
+``with`` block (the runs layer puts it on Dask workers, :mod:`bowlrp.runs.dask_em`,
+without this layer or the vocabulary knowing of Dask). Every hook computes each
+chunk's sums with :func:`em_chunk_sums` on the same chunks, and :func:`streamed_em`
+adds them here, in chunk order: the fit is the same bits wherever the chunks ran.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,9 +62,9 @@ FLOAT32_UNIT = 2.0**-24
 EM_MARGIN = 45.0
 #: Descriptors per chunk of the streamed EM (fixed, so fits are reproducible).
 EM_CHUNK = 32768
-_PARTIALS = 8
+_PARTIALS = 8  # fixed partition of a chunk for the threaded sums
 #: Relative error of :func:`mixed_posteriors` against float64 posteriors (certified per row).
-POSTERIOR_RTOL = 1e-9  # fixed partition of a chunk for the threaded sums
+POSTERIOR_RTOL = 1e-9
 
 
 def log_likelihood_terms(means, variances, weights) -> tuple[np.ndarray, np.ndarray]:
@@ -382,6 +394,102 @@ def _em_sums(values, const, data, n_partials):
     return log_norm, nk, s1, s2
 
 
+#: The sums of one chunk's E-step: ``(sum_l log sum_k exp v_lk, N_k (K,), S_k (K, D), Q_k (K, D))``.
+ChunkSums = tuple[float, np.ndarray, np.ndarray, np.ndarray]
+#: Runs the E-step of every chunk for one iteration: ``run(W, const)`` gives the chunks'
+#: :data:`ChunkSums`, in chunk order.
+EStepRun = Callable[[np.ndarray, np.ndarray], Iterable[ChunkSums]]
+#: Where the per-chunk E-step runs: ``estep(chunks)`` (the fit's fixed chunks of float32
+#: rows, in order) is entered once per fit and yields an :data:`EStepRun` for its iterations.
+EStep = Callable[[list[np.ndarray]], AbstractContextManager[EStepRun]]
+
+_ESTEP: ContextVar[EStep | None] = ContextVar("bowlrp_gmm_estep", default=None)
+
+
+def em_chunk_sums(
+    chunk: np.ndarray,
+    W: np.ndarray,
+    const: np.ndarray,
+    W32: np.ndarray | None = None,
+    features: np.ndarray | None = None,
+    values: np.ndarray | None = None,
+) -> ChunkSums:
+    """The E-step of one chunk: its log-likelihood sum and sufficient statistics, float64.
+
+    ``v_lk = c_k + f_l . w_k`` (:func:`candidate_log_likelihoods`, margin
+    :data:`EM_MARGIN`), ``r_lk = exp(v_lk - logsumexp_j v_lj)``, then
+
+        log_norm = sum_l logsumexp_k v_lk,  N_k = sum_l r_lk,
+        S_k = sum_l r_lk l,  Q_k = sum_l r_lk l^2,
+
+    each summed over fixed partitions of the rows (:func:`_em_sums`) and the partitions
+    added in order: the same bits for any number of threads, in any process.
+
+    Parameters
+    ----------
+    chunk : ndarray (m, D), float32 rows
+    W : ndarray (2D, K) float64; const : ndarray (K,)  (:func:`log_likelihood_terms`)
+    W32 : ndarray (2D, K) float32, optional (``W`` rounded)
+    features, values : ndarray (>= m, 2D) and (>= m, K) float64, optional scratch buffers
+
+    Returns
+    -------
+    ChunkSums
+        ``(log_norm, N_k (K,), S_k (K, D), Q_k (K, D))``.
+    """
+    rows = np.asarray(chunk, dtype=np.float64)
+    K, D = W.shape[1], rows.shape[1]
+    f = square_features(rows, features)
+    vals, _ = candidate_log_likelihoods(f, W, const, EM_MARGIN, out=values, W32=W32)
+    parts = _PARTIALS if len(rows) >= 4 * _PARTIALS else 1
+    ln, a, b, c = _em_sums(vals, const, rows, parts)
+    log_norm, nk, s1, s2 = 0.0, np.zeros(K), np.zeros((K, D)), np.zeros((K, D))
+    for p in range(parts):  # fixed order: reproducible for any number of threads
+        log_norm += ln[p]
+        nk += a[p]
+        s1 += b[p]
+        s2 += c[p]
+    return float(log_norm), nk, s1, s2
+
+
+@contextlib.contextmanager
+def serial_estep(chunks: list[np.ndarray]) -> Iterator[EStepRun]:
+    """The default :data:`EStep`: every chunk here, one after the other (scratch buffers reused)."""
+    size = max((len(c) for c in chunks), default=0)
+    D = chunks[0].shape[1] if chunks else 0
+    features = np.empty((size, 2 * D))
+
+    def run(W: np.ndarray, const: np.ndarray) -> Iterator[ChunkSums]:
+        W32 = W.astype(np.float32)
+        values = np.empty((size, W.shape[1]))
+        for chunk in chunks:
+            yield em_chunk_sums(chunk, W, const, W32=W32, features=features, values=values)
+
+    yield run
+
+
+@contextlib.contextmanager
+def using_estep(estep: EStep | None) -> Iterator[None]:
+    """Run the per-chunk E-step of every :func:`streamed_em` inside the block with ``estep``.
+
+    The hook of the runs layer (e.g. :class:`bowlrp.runs.dask_em.DaskEStep`): a fit
+    that is called deep inside an estimator (``GMMVocabulary.fit``) takes it from
+    here, so no estimator parameter holds a cluster. A context variable: it applies
+    to the calling thread (and its context) only. None: the serial E-step.
+    """
+    token = _ESTEP.set(estep)
+    try:
+        yield
+    finally:
+        _ESTEP.reset(token)
+
+
+def current_estep() -> EStep:
+    """The :data:`EStep` :func:`streamed_em` uses here: :func:`using_estep`'s, else :func:`serial_estep`."""
+    estep = _ESTEP.get()
+    return serial_estep if estep is None else estep
+
+
 @dataclass
 class MixtureFit:
     """Result of :func:`streamed_em`: parameters after the last M-step."""
@@ -426,6 +534,7 @@ def streamed_em(
     tol: float = 1e-3,
     chunk_size: int = EM_CHUNK,
     verbose: bool = False,
+    estep: EStep | None = None,
 ) -> MixtureFit:
     """EM for a diagonal GMM over chunks of ``data`` (scikit-learn's updates, one init).
 
@@ -443,6 +552,10 @@ def streamed_em(
     reg_covar, max_iter, tol : as scikit-learn's ``GaussianMixture``
     chunk_size : int
         Rows per chunk; peak extra memory ~ ``chunk_size * (K + 4 D) * 8`` bytes.
+    estep : EStep or None
+        Where the chunks' E-steps run (:data:`EStep`); None: :func:`current_estep`
+        (:func:`serial_estep` unless :func:`using_estep` set another). The chunks' sums
+        are added here in chunk order, so every ``estep`` gives the same fit.
 
     Returns
     -------
@@ -455,44 +568,42 @@ def streamed_em(
     weights = np.asarray(weights, dtype=np.float64)
     K = len(weights)
     chunk_size = max(1, min(int(chunk_size), n))
-    features = np.empty((chunk_size, 2 * D))
-    values = np.empty((chunk_size, K))
+    chunks = [data[start : start + chunk_size] for start in range(0, n, chunk_size)]
     lower_bound = -np.inf
     converged = False
     n_done = 0
-    bar = tqdm(range(1, max_iter + 1), desc="GMM EM", disable=not verbose, leave=False)
-    for iteration in bar:
-        n_done = iteration
-        if np.any(covariances <= 0.0) or not np.all(np.isfinite(covariances)):
-            raise ValueError("GMM EM: a component collapsed (variance <= 0); raise covariance_floor")
-        # scikit-learn's E-step reads sigma^2 through its precision Cholesky factor
-        precision = (1.0 / np.sqrt(covariances)) ** 2
-        W, const = log_likelihood_terms(means, 1.0 / precision, weights)
-        W32 = W.astype(np.float32)
-        log_norm = 0.0
-        nk = np.zeros(K)
-        s1 = np.zeros((K, D))
-        s2 = np.zeros((K, D))
-        for start in range(0, n, chunk_size):
-            chunk = data[start : start + chunk_size].astype(np.float64)
-            f = square_features(chunk, features)
-            vals, _ = candidate_log_likelihoods(f, W, const, EM_MARGIN, out=values, W32=W32)
-            parts = _PARTIALS if len(chunk) >= 4 * _PARTIALS else 1
-            ln, a, b, c = _em_sums(vals, const, chunk, parts)
-            for p in range(parts):  # fixed order: reproducible for any number of threads
-                log_norm += ln[p]
-                nk += a[p]
-                s1 += b[p]
-                s2 += c[p]
-        previous, lower_bound = lower_bound, log_norm / n
-        nk = nk + 10 * np.finfo(np.float64).eps
-        means = s1 / nk[:, None]
-        covariances = s2 / nk[:, None] - means**2 + reg_covar
-        weights = nk / n
-        weights = weights / weights.sum()
-        bar.set_postfix(lower_bound=f"{lower_bound:.4f}")
-        if abs(lower_bound - previous) < tol:
-            converged = True
-            break
-    bar.close()
+    estep = current_estep() if estep is None else estep
+    with estep(chunks) as run:
+        bar = tqdm(range(1, max_iter + 1), desc="GMM EM", disable=not verbose, leave=False)
+        for iteration in bar:
+            n_done = iteration
+            if np.any(covariances <= 0.0) or not np.all(np.isfinite(covariances)):
+                raise ValueError("GMM EM: a component collapsed (variance <= 0); raise covariance_floor")
+            # scikit-learn's E-step reads sigma^2 through its precision Cholesky factor
+            precision = (1.0 / np.sqrt(covariances)) ** 2
+            W, const = log_likelihood_terms(means, 1.0 / precision, weights)
+            log_norm = 0.0
+            nk = np.zeros(K)
+            s1 = np.zeros((K, D))
+            s2 = np.zeros((K, D))
+            seen = 0
+            for ln, a, b, c in run(W, const):  # chunk order: the same sums wherever they ran
+                log_norm += ln
+                nk += a
+                s1 += b
+                s2 += c
+                seen += 1
+            if seen != len(chunks):
+                raise RuntimeError(f"GMM EM: the E-step gave the sums of {seen} of {len(chunks)} chunks")
+            previous, lower_bound = lower_bound, log_norm / n
+            nk = nk + 10 * np.finfo(np.float64).eps
+            means = s1 / nk[:, None]
+            covariances = s2 / nk[:, None] - means**2 + reg_covar
+            weights = nk / n
+            weights = weights / weights.sum()
+            bar.set_postfix(lower_bound=f"{lower_bound:.4f}")
+            if abs(lower_bound - previous) < tol:
+                converged = True
+                break
+        bar.close()
     return MixtureFit(means, covariances, weights, n_done, converged, float(lower_bound))

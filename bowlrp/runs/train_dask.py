@@ -7,13 +7,20 @@ run :func:`bowlrp.training.train` with :class:`DaskStages`; only where each
 stage's work runs differs from the serial run (:class:`bowlrp.training.SerialStages`),
 and the model is the same:
 
-1. **Vocabularies.** Describing every image and drawing its descriptor sample
-   are tasks: :meth:`Pipeline.fit_vocabularies` itself runs with joblib's Dask
-   backend (``joblib.parallel_config(backend="dask")``), so each image keeps the
-   sample its seed draws in the serial run. The EM (k-means or GMM, PCA first)
-   runs on the driver, on the same sample, with the vocabulary's own fit: the
-   vocabularies are the serial run's. (The E-step over chunks on the workers
-   needs a hook in :func:`bowlrp.encoding.gmm.streamed_em`; not done here.)
+1. **Vocabularies.** First the store is claimed for the run's config and images
+   (:func:`~bowlrp.runs.training_store.claim_training_store`): a store of another
+   training is refused before anything is fitted, and a store that already keeps
+   this training's vocabularies gives them back (read with :func:`bowlrp.load`'s
+   allowlist): a rerun never fits them again. Otherwise describing every image and
+   drawing its descriptor sample are tasks: :meth:`Pipeline.fit_vocabularies` itself
+   runs with joblib's Dask backend (``joblib.parallel_config(backend="dask")``), so
+   each image keeps the sample its seed draws in the serial run. PCA, k-means and the
+   GMM's start run on the driver, with a fixed number of BLAS threads (the count BLAS
+   had when this module was imported: a refit gives the same bits even after a
+   threads cluster's tasks left the process-wide limit elsewhere); a streamed GMM's
+   E-step runs on the workers (:class:`~bowlrp.runs.dask_em.DaskEStep`: one task per
+   chunk, the sums added in chunk order on the driver, the serial fit's bits). The
+   fitted stages are then saved into the store before any feature is written.
 2. **Features.** The images are cut into blocks of ``rows_per_block``; one task
    per block describes and encodes its images (:meth:`Pipeline.features`, the
    serial code) and writes the float32 rows into the training store
@@ -49,22 +56,39 @@ import joblib
 import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_info, threadpool_limits
 from tqdm.auto import tqdm
 
 from .._utils.threads import single_threaded
 from .._utils.validation import display_path
 from ..classifier.svm import KernelSVC
+from ..encoding.gmm import using_estep
 from ..exceptions import BowlrpError
 from ..pipeline import Pipeline, seeded
+from .dask_em import DaskEStep
 from .distributed import check_local_workers, dask_client
 from .store import store_lock
-from .training_store import TrainingStore, images_fingerprint, remove_training_store
+from .training_store import (
+    VOCABULARY_ATTRIBUTES,
+    TrainingStore,
+    claim_training_store,
+    config_fingerprint,
+    images_fingerprint,
+    load_vocabularies,
+    record_vocabularies,
+    remove_training_store,
+    save_vocabularies,
+    stages_fingerprint,
+)
 
 #: Images per feature task (one block of rows of the store, one writer).
 ROWS_PER_BLOCK = 4
 #: float32 bytes of the two row blocks one Gram task reads (rows per tile = this / (8 d)).
 GRAM_TILE_BYTES = 1 << 28
 _FLOAT_TYPES = (np.float64, np.float32)
+#: BLAS threads of the driver's vocabulary fit: BLAS's own count when this module was
+#: imported (before any cluster ran a task in this process), so every fit sums alike.
+DRIVER_BLAS_THREADS = max([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] or [1])
 
 _logger = logging.getLogger(__name__)
 
@@ -174,6 +198,9 @@ class DaskStages:
         Dask retries of a task whose worker raised.
     progress : bool
         Progress bars (tqdm) per stage.
+    em_on_workers : bool
+        Run a streamed GMM's E-step on the workers (:class:`~bowlrp.runs.dask_em.DaskEStep`);
+        False: on the driver. Same vocabularies either way.
     """
 
     def __init__(
@@ -187,6 +214,7 @@ class DaskStages:
         rows_per_block: int = ROWS_PER_BLOCK,
         retries: int = 3,
         progress: bool = False,
+        em_on_workers: bool = True,
     ):
         self.workers = workers
         self.scheduler = scheduler
@@ -196,6 +224,7 @@ class DaskStages:
         self.rows_per_block = rows_per_block
         self.retries = retries
         self.progress = progress
+        self.em_on_workers = em_on_workers
 
     def check(self) -> DaskStages:
         """Refuse settings that cannot run (one-line ValueError), before any work; returns self."""
@@ -223,6 +252,7 @@ class DaskStages:
             self.location_ = location
             existed = self.store is not None and Path(location).exists()
             self._opened = ok = False
+            self._stages = None
             try:
                 with store_lock(location, "bowlrp-train"):
                     yield self
@@ -237,19 +267,51 @@ class DaskStages:
                     path.rmdir()  # the run made the folder and stopped before writing into it
                 elif not ok and self._opened:
                     say(
-                        f"the features written so far stay in {display_path(location)}; train again to resume"
+                        f"the vocabularies and features written so far stay in {display_path(location)}; "
+                        "train again to resume"
                     )
 
     def fit_vocabularies(self, pipe: Pipeline, images: list) -> None:
-        """:meth:`Pipeline.fit_vocabularies` with its per-image describing and sampling as Dask tasks.
+        """The fitted vocabularies of ``pipe``: read from the store if it keeps them, else fitted.
 
-        joblib's Dask backend runs the pipeline's own parallel map on the cluster, so
-        each image's sample is drawn with its serial seed; the EM runs here, on the driver.
+        The store is claimed for ``pipe``'s config and ``images`` first (a store of
+        another training is refused before anything is fitted). A store that keeps
+        this training's vocabularies gives them back
+        (:func:`~bowlrp.runs.training_store.load_vocabularies`); otherwise
+        :meth:`Pipeline.fit_vocabularies` runs with its per-image describing and sampling
+        as Dask tasks (joblib's Dask backend: each image's sample is drawn with its
+        serial seed), the GMM E-step on the workers, the rest on the driver with
+        :data:`DRIVER_BLAS_THREADS`; the fitted stages are saved into the store and
+        read back. Either way ``pipe`` gets the stored stages (its attributes
+        :data:`~bowlrp.runs.training_store.VOCABULARY_ATTRIBUTES`).
         """
+        n = len(images)
+        run = {"config": config_fingerprint(pipe), "images": images_fingerprint(images)}
+        stages = claim_training_store(self.location_, run, n, int(self.rows_per_block))
+        self._opened = True
+        if stages is not None:
+            stored = load_vocabularies(self.location_, stages)
+            self._say(f"vocabularies read from {display_path(self.location_)}, not fitted again")
+        else:
+            self._fit_vocabularies_here(pipe, images)
+            stored = save_vocabularies(self.location_, pipe)
+            stages = stages_fingerprint(stored)
+            record_vocabularies(self.location_, stages, int(sum(stored.channel_sizes_)))
+        for name in VOCABULARY_ATTRIBUTES:
+            setattr(pipe, name, getattr(stored, name))
+        self._stages = (pipe, run, stages)
+
+    def _fit_vocabularies_here(self, pipe: Pipeline, images: list) -> None:
+        """:meth:`Pipeline.fit_vocabularies`: describing as tasks, the E-step on the workers."""
         n_jobs = pipe.n_jobs
         pipe.set_params(n_jobs=-1)  # map_images hands work to joblib only when n_jobs asks for it
+        estep = DaskEStep(self._client, retries=self.retries) if self.em_on_workers else None
         try:
-            with joblib.parallel_config(backend="dask", client=self._client, retries=self.retries):
+            with (
+                joblib.parallel_config(backend="dask", client=self._client, retries=self.retries),
+                threadpool_limits(limits=DRIVER_BLAS_THREADS, user_api="blas"),
+                using_estep(estep),
+            ):
                 pipe.fit_vocabularies(images)
         finally:
             pipe.set_params(n_jobs=n_jobs)
@@ -258,10 +320,13 @@ class DaskStages:
         """Encode ``images`` as tasks into the store (resuming finished blocks); the (n, d) float32 rows."""
         check_is_fitted(pipe, "encoders_")
         n, d = len(images), int(sum(pipe.channel_sizes_))
-        fingerprint = {
-            "stages": joblib.hash((pipe.extractors_, pipe.encoders_)),
-            "images": images_fingerprint(images),
-        }
+        run = {"config": config_fingerprint(pipe), "images": images_fingerprint(images)}
+        recorded = getattr(self, "_stages", None)
+        if recorded is not None and recorded[0] is pipe and recorded[1] == run:
+            stages = recorded[2]  # the stored vocabularies' hash (pipe's stages are them)
+        else:
+            stages = stages_fingerprint(pipe)
+        fingerprint = {**run, "stages": stages}
         store = TrainingStore.create(self.location_, fingerprint, n, d, int(self.rows_per_block))
         self._opened = True
         done = store.done_blocks()
