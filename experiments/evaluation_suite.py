@@ -21,7 +21,9 @@ Writes per data set and model a folder with ``suite.json``, ``suite.csv``, figur
 ``answers.json`` (per family and metric: the winner, the runner-up, the paired
 difference with its standard error; seconds per family) and ``answers.md`` (the
 tables; the README's is :func:`compact_table`). ``--combine A.json B.json`` renders
-the README's table from several runs' ``answers.json``.
+the README's table from several runs' ``answers.json``. ``--n-jobs N`` spreads each
+suite's parts over N processes, ``--workers N`` over a local Dask cluster of N
+processes (the same numbers either way).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from bowlrp.datasets import shortcut as shortcut_data  # noqa: E402
 from bowlrp.evaluation.suite import SuiteSettings, evaluate_suite  # noqa: E402
 from bowlrp.evaluation.suite_report import write_suite_report  # noqa: E402
 from bowlrp.model_files import load  # noqa: E402
+from bowlrp.runs.distributed import dask_client  # noqa: E402
 
 METHODS = ("lrp", "occlusion", "random")
 
@@ -155,7 +158,9 @@ def compact_table(all_answers: dict) -> str:
     return "\n".join(lines)
 
 
-def run_one(name, model, images, masks, target, families, out: Path, settings, record) -> dict:
+def run_one(
+    name, model, images, masks, target, families, out: Path, settings, record, n_jobs=None, client=None
+) -> dict:
     log(f"{name}: {len(images)} images, families {families}")
     t0 = time.perf_counter()
     result = evaluate_suite(
@@ -168,6 +173,8 @@ def run_one(name, model, images, masks, target, families, out: Path, settings, r
         settings,
         progress=False,
         report=lambda s: log(f"{name}: {s}"),
+        n_jobs=n_jobs,
+        client=client,
     )
     result.record = record
     seconds = time.perf_counter() - t0
@@ -188,6 +195,11 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="experiments/results/evaluation_suite")
     ap.add_argument("--combine", nargs="+", default=None, help="answers.json files: print the README's table")
+    spread = ap.add_mutually_exclusive_group()
+    spread.add_argument("--n-jobs", type=int, default=None, help="spread the suite's parts over N processes")
+    spread.add_argument(
+        "--workers", type=int, default=None, help="spread the suite's parts over a local Dask cluster of N"
+    )
     args = ap.parse_args(argv)
     if args.combine:
         found = {}
@@ -199,12 +211,22 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     families = args.families.split(",")
     settings = SuiteSettings(seed=args.seed)
+    with dask_client(args.workers) as client:  # None without --workers
+        found = run_all(args, out, families, settings, client)
+    (out / "answers.json").write_text(json.dumps(found, indent=1, default=str))
+    (out / "answers.md").write_text(table(found) + "\n\n" + compact_table(found) + "\n")
+    print(compact_table(found))
+
+
+def run_all(args, out: Path, families, settings, client) -> dict:
+    """Every data set and model asked for; their answers by name."""
+    spread = {"n_jobs": args.n_jobs, "client": client}
     found = {}
     if args.shortcut_images:
         model, images, masks = shortcut_set(args.shortcut_images, args.seed)
         record = {"data": "shortcut", "model": "bow (hard assignment, 32 words, HIK)", "target": 1}
         found["shortcut, BoW HIK"] = run_one(
-            "shortcut", model, images, masks, 1, families, out, settings, record
+            "shortcut", model, images, masks, 1, families, out, settings, record, **spread
         )
     if args.polygons_models:
         tiles, masks, labels = polygon_tiles(args.tiles, args.seed)
@@ -219,12 +241,10 @@ def main(argv=None) -> None:
             }
             name = f"polygons_{kind}"
             found[f"polygons, {kind}"] = run_one(
-                name, model, tiles, masks, 1, families, out, settings, record
+                name, model, tiles, masks, 1, families, out, settings, record, **spread
             )
             (out / "answers.json").write_text(json.dumps(found, indent=1, default=str))
-    (out / "answers.json").write_text(json.dumps(found, indent=1, default=str))
-    (out / "answers.md").write_text(table(found) + "\n\n" + compact_table(found) + "\n")
-    print(compact_table(found))
+    return found
 
 
 if __name__ == "__main__":

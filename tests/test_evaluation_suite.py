@@ -17,7 +17,7 @@ from bowlrp.evaluation.faithfulness import irof, pixel_flipping
 from bowlrp.evaluation.localisation import relevance_mass_accuracy
 from bowlrp.evaluation.road import road
 from bowlrp.evaluation.suite import SuiteSettings, evaluate_suite, read_masks
-from bowlrp.evaluation.suite_report import check_suite_files_are_ours, write_suite_report
+from bowlrp.evaluation.suite_report import check_suite_files_are_ours, record_words, write_suite_report
 
 TINY = SuiteSettings(
     road_fractions=(0.3, 0.6),
@@ -217,3 +217,14 @@ def test_cli_families_are_the_librarys():
     assert cli.SUITE_FAMILIES == suite_module.FAMILIES
     with pytest.raises(ValueError, match="unknown families"):
         suite_module._check_families(["faith"])
+
+
+def test_the_report_names_a_long_image_list_by_its_count_and_first_few():
+    images = [f"tiles/im{k:02d}.png" for k in range(40)]
+    words = record_words({"model": "m.skops", "images": images, "target": "1", "masks": None})
+    assert words.startswith(
+        "model: m.skops; images: 40, first: tiles/im00.png, tiles/im01.png, tiles/im02.png"
+    )
+    assert "tiles/im03.png" not in words and "all in suite.json" in words
+    assert words.endswith("target: 1; masks: null")
+    assert record_words({"images": images[:2]}) == "images: tiles/im00.png, tiles/im01.png"

@@ -20,9 +20,12 @@ from bowlrp.evaluation.randomisation import (
     randomised_models,
 )
 from bowlrp.evaluation.similarity import (
+    SIMILARITY_NAMES,
     hog_features,
     hog_similarity,
     pearson,
+    rank_features,
+    similarity_function,
     spearman,
     spearman_signed,
     ssim,
@@ -111,6 +114,86 @@ def test_ssim_is_scikit_image_on_unit_magnitudes():
     assert ssim(a, b) == pytest.approx(expected, abs=1e-12)
     assert ssim(a, -5 * a) == pytest.approx(1.0)  # scale and sign of R are not structure
     assert ssim(a, b) < 0.9
+
+
+# -- the fast measures against their plain library calls ------------------------------
+def _old_unit(a):
+    m = np.abs(np.asarray(a, dtype=np.float64))
+    return m / m.max() if m.max() > 0 else m
+
+
+def _old_hog(a):
+    """The HOG features as they were computed before (one scikit-image call per map)."""
+    from skimage.feature import hog  # the reference implementation
+
+    cell = min(8, min(a.shape) // 2)
+    return hog(_old_unit(a), orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(2, 2))
+
+
+def _old_measure(name, a, b):
+    """Each measure as it was computed before: SciPy's rankdata, scikit-image's SSIM and HOG."""
+    from scipy.stats import rankdata  # the reference implementation
+    from skimage.metrics import structural_similarity  # the reference implementation
+
+    def pearson_or_fixed(u, v):
+        cu, cv = np.all(u == u[0]), np.all(v == v[0])
+        if cu or cv:
+            return 1.0 if cu and cv else 0.0
+        return float(np.clip(np.corrcoef(u, v)[0, 1], -1, 1))
+
+    if name == "spearman":
+        return pearson_or_fixed(rankdata(np.abs(a).ravel()), rankdata(np.abs(b).ravel()))
+    if name == "spearman-signed":
+        return pearson_or_fixed(rankdata(a.ravel()), rankdata(b.ravel()))
+    if name == "ssim":
+        side = min(a.shape)
+        window = min(7, side if side % 2 else side - 1)
+        return float(structural_similarity(_old_unit(a), _old_unit(b), win_size=window, data_range=1.0))
+    return pearson_or_fixed(_old_hog(a), _old_hog(b))
+
+
+def _map_pairs(rng):
+    """Maps of many shapes (odd and even HOG cells, windows under 7), with ties, zeros, a
+    constant and an identical partner, and a map compared with itself scaled."""
+    for shape in [(102, 102), (40, 48), (33, 17), (16, 16), (15, 14), (11, 13), (10, 10), (7, 9), (5, 6)]:
+        for k in range(4):
+            a = rng.normal(size=shape) * (rng.random(shape) < 0.7)
+            b = np.round(a + rng.normal(scale=rng.random(), size=shape), 1) * (rng.random(shape) < 0.6)
+            b = [b, np.zeros(shape), a.copy(), -3 * a][k]
+            yield a, b
+
+
+def test_the_fast_measures_are_the_library_calls_they_replace():
+    """Ranks, SSIM statistics and the HOG kernel against SciPy / scikit-image, to 1e-12."""
+    from scipy.stats import rankdata  # the reference implementation
+
+    rng = np.random.default_rng(11)
+    checked = 0
+    for a, b in _map_pairs(rng):
+        np.testing.assert_array_equal(rank_features(a), rankdata(a.ravel()))
+        np.testing.assert_allclose(hog_features(a), _old_hog(a), rtol=0, atol=1e-12)
+        for name in SIMILARITY_NAMES:
+            if name == "hog" and min(a.shape) < 4:
+                continue
+            f = similarity_function(name)
+            new = f(a, b)
+            assert new == pytest.approx(_old_measure(name, a, b), abs=1e-12), (name, a.shape)
+            # as the check computes it: the features of each map once, then compared
+            assert f.compare(f.features(a), f.features(b)) == new
+            checked += 1
+    assert checked > 100
+
+
+def test_a_check_reports_what_the_plain_measures_say_of_its_maps(polygons):
+    """The measures a randomisation check reports are the plain library calls on its kept maps."""
+    model, test = polygons
+    r = randomisation_check(model, test[:3], "lrp", mode="independent", verbose=False, n_maps=3)
+    assert set(r.measures) == set(SIMILARITY_NAMES) and len(r.maps) == 3
+    for i, maps in enumerate(r.maps):
+        for layer in range(len(r.layers)):
+            for name, values in r.measures.items():
+                expected = _old_measure(name, maps[0], maps[layer + 1])
+                assert values[layer, i] == pytest.approx(expected, abs=1e-12), (name, layer, i)
 
 
 # -- models -------------------------------------------------------------------------

@@ -32,8 +32,10 @@ report.html into --out:
 (repeatable); --masks says where each image's ground truth is for localisation
 (files: <stem>_mask.png; polygons: a saved polygons scene; shortcut: the stamp's
 box from the *_labels.csv beside the images; voc:DIR: DIR/<stem>.xml boxes).
---n-jobs N spreads the images over N processes (the same numbers as one). The
-suite locks --out while it runs and keeps every finished part (per image, family
+--n-jobs N spreads the work over N processes, --workers N over a local Dask cluster
+of N processes, --scheduler ADDRESS over a running Dask cluster (the same parts and
+the same numbers as one process; the workers need neither the model file nor --out).
+The suite locks --out while it runs and keeps every finished part (per image, family
 and method) in --out/suite_parts: run the same command again after an interruption
 and only what is missing is computed; a run with another model or other settings
 into the same --out is refused unless --overwrite.
@@ -189,13 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=None,
         metavar="N",
-        help="with --store: evaluate on a local Dask cluster of N processes",
+        help="with --store (or --suite): evaluate on a local Dask cluster of N processes",
     )
     ap.add_argument(
         "--scheduler",
         default=None,
         metavar="ADDRESS",
-        help="with --store: evaluate on a running Dask scheduler (tcp://host:8786)",
+        help="with --store (or --suite): evaluate on a running Dask scheduler (tcp://host:8786)",
     )
     ap.add_argument(
         "--overwrite",
@@ -333,11 +335,17 @@ def run_suite(args) -> int:
         raise CLIError(
             'lime, shap-partition and kernel-shap need the [compare] extra: pip install "bowlrp[compare]"'
         )
-    if args.store is not None or args.workers is not None or args.scheduler is not None:
-        raise CLIError(
-            "--suite keeps its results in --out and spreads images with --n-jobs: leave out --store, "
-            "--workers and --scheduler"
-        )
+    if args.store is not None:
+        raise CLIError("--suite keeps its results in --out (suite_parts/): leave out --store")
+    spread = [
+        o
+        for o, v in (("--n-jobs", args.n_jobs), ("--workers", args.workers), ("--scheduler", args.scheduler))
+        if v is not None
+    ]
+    if len(spread) > 1:
+        raise CLIError(f"{' and '.join(spread)} exclude each other: give one way to spread the parts")
+    if args.workers is not None:
+        check_local_workers(args.workers)  # before the model is read: one line, exit code 2
     n_jobs = args.n_jobs
     if n_jobs is not None and n_jobs > usable_cores():
         n_jobs = usable_cores()
@@ -383,6 +391,8 @@ def run_suite(args) -> int:
         target=target,
         settings=SuiteSettings(block=args.block, seed=args.seed),
         n_jobs=n_jobs,
+        workers=args.workers,
+        scheduler=args.scheduler,
         overwrite=args.overwrite,
         model_hash=model_hash_of(args.model),
         record=record,

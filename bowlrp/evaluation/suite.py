@@ -39,6 +39,8 @@ import csv
 import hashlib
 import json
 import time
+import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,7 +70,7 @@ from .randomisation import (
 from .results import MetricResult
 from .road import road
 from .robustness import robustness
-from .suite_parts import SuiteParts, array_digest, pack, unpack
+from .suite_parts import SuiteParts, array_digest, pack, safe_method, unpack
 
 #: the families of checks, in the order the report lists them
 FAMILIES = ("faithfulness", "sanity", "localisation", "complexity", "robustness")
@@ -354,13 +356,16 @@ class _Task:
     settings: SuiteSettings
     heat: np.ndarray | None = None
     subset: int = 0
-    variants: list | None = None
-    data_variant: object | None = None
     keep_maps: bool = False
 
 
-def _run_task(model, task: _Task, parts: SuiteParts | None) -> tuple[str, int, str, bytes]:
-    """Compute one part; keep it in ``parts`` (atomically) when given; return it packed.
+def _run_task(model, task: _Task, shared: tuple | None = None) -> tuple[str, int, str, bytes]:
+    """Compute one part and return it packed (:func:`~bowlrp.evaluation.suite_parts.pack`).
+
+    The one function every executor runs (this process, loky, Dask); the process that
+    called :func:`_run_tasks` keeps the part. ``shared`` holds what the sanity parts
+    share, ``(variants, data_variant)``: the randomised models (``(layer, model)`` pairs)
+    and the label-permuted model or None; Dask sends it to each worker once.
 
     The seeds of every draw come from ``settings.seed`` (and, for the random map, the
     image's bytes), never from the process or the image's position, so any process
@@ -387,33 +392,29 @@ def _run_task(model, task: _Task, parts: SuiteParts | None) -> tuple[str, int, s
             )
             result = [found["max_sensitivity"], found["local_lipschitz"]]
         elif task.family == "sanity":
-            result = _sanity_one(model, task)
+            result = _sanity_one(model, task, *shared)
         else:  # pragma: no cover - the families are fixed above
             raise ValueError(f"not a kept family: {task.family}")
     data = {"result": result, "seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0}
-    key = task.key if parts is None else parts.full_key(task.key)
-    blob = pack(key, data)
-    if parts is not None:
-        parts.write(task.family, task.digest, task.name, blob)
-    return task.family, task.index, task.name, blob
+    return task.family, task.index, task.name, pack(task.key, data)
 
 
-def _sanity_one(model, task: _Task) -> dict:
+def _sanity_one(model, task: _Task, variants: list, data_variant) -> dict:
     """The randomisation checks of one image and one method: similarity per layer, maps if kept."""
     s = task.settings
     explainer = resolve_explainer(_sanity_explainer(task.method, s), s.seed)
     out = {}
-    checks = [(s.randomisation_mode, [(layer, m, [task.target]) for layer, m in task.variants])]
-    if task.data_variant is not None:
-        checks.append(("data", [("labels", task.data_variant, [task.target])]))
-    for check, variants in checks:
+    checks = [(s.randomisation_mode, [(layer, m, [task.target]) for layer, m in variants])]
+    if data_variant is not None:
+        checks.append(("data", [("labels", data_variant, [task.target])]))
+    for check, pairs in checks:
         [r] = compare_variants(
             check,
             [explainer],
             model,
             [task.image],
             [task.target],
-            variants,
+            pairs,
             s.similarity,
             DEFAULT_THRESHOLD,
             1 if task.keep_maps else 0,
@@ -434,25 +435,107 @@ def _sanity_one(model, task: _Task) -> dict:
     return out
 
 
-def _run_tasks(model, tasks: list[_Task], parts, n_jobs: int | None, bar) -> list[tuple]:
-    """Every task, in this process (``n_jobs`` None or 1) or spread over ``n_jobs`` processes (loky)."""
+class SuitePartLost(RuntimeError):
+    """A part could not be computed on the Dask cluster: its worker died more often than the
+    scheduler allows (one line; the finished parts are kept, a rerun resumes)."""
+
+
+def _run_tasks(
+    model, tasks: list[_Task], parts, n_jobs: int | None, bar, client=None, shared: tuple | None = None
+) -> list[tuple]:
+    """Every task: in this process (``n_jobs`` None or 1), over ``n_jobs`` loky processes, or as
+    Dask tasks on ``client``. Each part is kept in ``parts`` (atomically, by this process) as
+    it arrives, so an interrupted run keeps every part that was finished."""
     if not tasks:
         return []
-    if n_jobs in (None, 1) or len(tasks) < 2:
-        out = []
-        for task in tasks:
-            out.append(_run_task(model, task, parts))
-            bar.update(1)
-        return out
-    # each part is computed by whichever process is free; results come back as they finish
-    found = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)(
-        delayed(_run_task)(model, task, parts) for task in tasks
-    )
     out = []
-    for item in found:
+
+    def arrived(item: tuple) -> None:
+        family, i, name, blob = item
+        if parts is not None:
+            parts.write(family, tasks_by_index[(family, i, name)].digest, name, blob)
         out.append(item)
         bar.update(1)
+
+    tasks_by_index = {(t.family, t.index, t.name): t for t in tasks}
+
+    def needs(task: _Task):  # only the sanity parts read the randomised models
+        return shared if task.family == "sanity" else None
+
+    if client is not None:
+        _run_on_dask(client, model, tasks, shared, arrived)
+    elif n_jobs in (None, 1) or len(tasks) < 2:
+        for task in tasks:
+            arrived(_run_task(model, task, needs(task)))
+    else:  # each part is computed by whichever process is free; results come back as they finish
+        found = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)(
+            delayed(_run_task)(model, task, needs(task)) for task in tasks
+        )
+        for item in found:
+            arrived(item)
     return out
+
+
+def _the_value(value):
+    """A Dask task that returns its argument (data the scheduler can make again if lost)."""
+    return value
+
+
+def _run_on_dask(client, model, tasks: list[_Task], shared: tuple | None, arrived) -> None:
+    """The parts as Dask tasks of :func:`_run_task`; ``arrived(item)`` as each one finishes.
+
+    The model and ``shared`` (the randomised models) are sent once, as the results of
+    tasks (:func:`_the_value`) the parts depend on, so each worker fetches them once; each
+    part carries its image (and map). The workers need neither the output folder nor the
+    model file. A worker that dies loses the part it was computing, which the scheduler
+    runs again on another worker, and the copies of the models it held, which the
+    scheduler can make again from those tasks (scattered data cannot be: once Dask's
+    memory manager has dropped the other replicas, its loss would cancel every part). A
+    part that fails raises here, after the pending ones are cancelled (the finished ones
+    are kept).
+    """
+    from distributed import as_completed  # dask.distributed: ~0.6 s to import, only for clusters
+    from distributed.client import FutureCancelledError  # as above
+    from distributed.scheduler import KilledWorker  # as above
+
+    run = uuid.uuid4().hex[:8]
+    with warnings.catch_warnings():  # "Sending large graph": the models, once per run, on purpose
+        warnings.filterwarnings("ignore", message=".*[Ll]arge graph", category=UserWarning)
+        model_ref = client.submit(_the_value, model, key=f"bowlrp-suite-{run}-model", pure=False)
+        shared_ref = None
+        if shared is not None and any(t.family == "sanity" for t in tasks):
+            shared_ref = client.submit(_the_value, shared, key=f"bowlrp-suite-{run}-shared", pure=False)
+    futures = {
+        client.submit(
+            _run_task,
+            model_ref,
+            task,
+            shared_ref if task.family == "sanity" else None,
+            key=f"bowlrp-suite-{run}-{task.family}-{task.index}-{safe_method(task.name)}",
+            pure=False,
+        ): task
+        for task in tasks
+    }
+    try:
+        for future in as_completed(futures):
+            task = futures.pop(future)
+            try:
+                item = future.result()
+            except (KilledWorker, FutureCancelledError) as exc:
+                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise SuitePartLost(
+                    f"the {task.family} part of image {task.index} for {task.name} was lost on the Dask "
+                    f"cluster ({detail[:160]}); run the same command again to resume (finished parts "
+                    "are kept)"
+                ) from None
+            future.release()
+            arrived(item)
+    finally:
+        for future in futures:
+            future.cancel()
+        model_ref.release()
+        if shared_ref is not None:
+            shared_ref.release()
 
 
 def evaluate_suite(
@@ -470,6 +553,7 @@ def evaluate_suite(
     report: Callable[[str], None] | None = None,
     n_jobs: int | None = None,
     parts: SuiteParts | None = None,
+    client=None,
 ) -> SuiteResult:
     """Evaluate several explainers on the same images with every family of checks.
 
@@ -501,6 +585,14 @@ def evaluate_suite(
         ``settings.seed`` (and the random map from the image's bytes), never from the
         process or the image's position. A callable method must then be picklable
         (cloudpickle: closures and lambdas are).
+    client : distributed.Client or None
+        Run the parts as Dask tasks on this client's cluster instead (not closed here;
+        excludes ``n_jobs``). The same parts and the same numbers as ``n_jobs=1``: the
+        part function is the same, only the executor differs. The model and the
+        randomised models are sent once per run (as tasks the parts depend on), each
+        part carries its image; the workers need neither the model file nor the output
+        folder, and the parts are kept by this process as they arrive. A worker that
+        dies loses only the part it was computing (the scheduler runs it again elsewhere).
     parts : SuiteParts or None
         Keep every finished part (per image, family and method) there and reuse the
         parts an earlier run of the same fingerprint finished
@@ -544,6 +636,8 @@ def evaluate_suite(
         raise ValueError("no images to evaluate")
     if n_jobs is not None and n_jobs != -1 and int(n_jobs) < 1:
         raise ValueError(f"n_jobs must be a positive number of processes (or -1, or None), got {n_jobs}")
+    if client is not None and n_jobs is not None:
+        raise ValueError("n_jobs and client exclude each other: processes on this machine, or a Dask cluster")
     say = report or (lambda line: None)
     notes: list[str] = []
     if "localisation" in families and masks is None:
@@ -574,6 +668,10 @@ def evaluate_suite(
         if family == "sanity":
             k["train"] = train_digest
         return k
+
+    def task_key(family: str, i: int, name: str) -> dict:
+        """The key a part is packed with (with the fingerprint's digest in a resumable run)."""
+        return key(family, i, name) if parts is None else parts.full_key(key(family, i, name))
 
     def stored(family: str, i: int, name: str, need_kept_maps: bool = False):
         if parts is None:
@@ -608,12 +706,14 @@ def evaluate_suite(
             for m, name in zip(methods, names):
                 data = stored("maps", i, name)
                 if data is None:
-                    todo.append(_Task("maps", i, name, m, im, t, digests[i], key("maps", i, name), settings))
+                    todo.append(
+                        _Task("maps", i, name, m, im, t, digests[i], task_key("maps", i, name), settings)
+                    )
                 else:
                     done[("maps", i, name)] = data
                     bar.update(1)
         say(f"explain: {len(todo)} map(s) to make, {len(imgs) * len(names) - len(todo)} kept")
-        collect(_run_tasks(model, todo, parts, n_jobs, bar))
+        collect(_run_tasks(model, todo, parts, n_jobs, bar, client))
         maps = {name: [done[("maps", i, name)]["result"] for i in range(len(imgs))] for name in names}
 
     # phase 2: faithfulness, sanity and robustness of every image and method, in any order
@@ -628,7 +728,7 @@ def evaluate_suite(
                     done[(family, i, name)] = data
                     bar.update(1)
                     continue
-                task = _Task(family, i, name, m, im, t, digests[i], key(family, i, name), settings)
+                task = _Task(family, i, name, m, im, t, digests[i], task_key(family, i, name), settings)
                 if family == "faithfulness":
                     task.heat, task.subset = maps[name][i], subset
                 elif family == "sanity":
@@ -637,14 +737,15 @@ def evaluate_suite(
                         data_variant = (
                             _data_variant(model, train_images, train_labels, seed) if with_data else None
                         )
-                    task.variants, task.data_variant, task.keep_maps = variants, data_variant, keep
+                    task.keep_maps = keep
                 todo.append(task)
     if kept_families:
         say(
             f"{', '.join(kept_families)}: {len(todo)} part(s) to compute, "
             f"{len(imgs) * len(names) * len(kept_families) - len(todo)} kept"
         )
-    collect(_run_tasks(model, todo, parts, n_jobs, bar))
+    shared = None if variants is None else (variants, data_variant)
+    collect(_run_tasks(model, todo, parts, n_jobs, bar, client, shared))
 
     # the results, family by family, method by method, images in their order
     seconds: dict[str, float] = {}

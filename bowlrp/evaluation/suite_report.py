@@ -41,6 +41,7 @@ from .._utils.atomic import atomic_write_bytes
 from .._utils.csv_cells import csv_cell
 from .._utils.lock import FolderLock
 from .._utils.validation import display_path
+from ..runs.distributed import dask_client
 from .explainers import explainer_name
 from .output_files import check_files_are_ours, read_record
 from .randomisation import plot_randomisation
@@ -102,6 +103,9 @@ def evaluate_suite_into(
     target=None,
     settings: SuiteSettings | None = None,
     n_jobs: int | None = None,
+    client=None,
+    workers: int | None = None,
+    scheduler: str | None = None,
     overwrite: bool = False,
     model_hash: str | None = None,
     record: dict | None = None,
@@ -125,9 +129,17 @@ def evaluate_suite_into(
     ----------
     out : path
         The output folder (created if needed).
-    model, images, methods, families, masks, target, settings, n_jobs, train_images,
+    model, images, methods, families, masks, target, settings, n_jobs, client, train_images,
     train_labels, progress, report
         As :func:`~bowlrp.evaluation.suite.evaluate_suite`.
+    workers : int or None
+        Run the parts on a new local Dask cluster of this many processes (one thread each;
+        at most the usable cores), closed at the end.
+    scheduler : str or None
+        Run the parts on the running Dask scheduler at this address (``tcp://host:8786``).
+        ``client``, ``workers``, ``scheduler`` and ``n_jobs`` exclude each other. The
+        cluster is reached before the output folder is made: an unreachable scheduler is
+        one line (:class:`~bowlrp.runs.distributed.SchedulerError`) and leaves nothing.
     overwrite : bool
         Replace the parts (and report) of a run with other settings in ``out``; without
         it such a folder is refused in one line.
@@ -152,7 +164,42 @@ def evaluate_suite_into(
     if model_hash is None:
         model_hash = "joblib:" + joblib.hash(model)
     fingerprint = suite_fingerprint(model_hash, settings, target)
+    given = [
+        k
+        for k, v in (("n_jobs", n_jobs), ("client", client), ("workers", workers), ("scheduler", scheduler))
+        if v is not None
+    ]
+    if len(given) > 1:
+        raise ValueError(f"{' and '.join(given)} exclude each other: give one way to spread the parts")
     check_suite_files_are_ours(out, names)  # a refused run answers before any folder is made
+    with dask_client(workers, scheduler, client) as client:  # before the folder: see dask_client
+        return _evaluate_suite_into(
+            out,
+            model,
+            images,
+            names,
+            fingerprint,
+            methods=methods,
+            families=families,
+            masks=masks,
+            target=target,
+            settings=settings,
+            n_jobs=n_jobs,
+            client=client,
+            overwrite=overwrite,
+            record=record,
+            train_images=train_images,
+            train_labels=train_labels,
+            progress=progress,
+            report=report,
+            n_maps=n_maps,
+        )
+
+
+def _evaluate_suite_into(
+    out: Path, model, images, names, fingerprint, *, overwrite, record, n_maps, **kwargs
+) -> SuiteResult:
+    """:func:`evaluate_suite_into` once the cluster (if any) is reached."""
     out.mkdir(parents=True, exist_ok=True)
     with FolderLock(out, "bowlrp-evaluate --suite"):
         check_suite_files_are_ours(out, names)  # again, now that nobody else writes here
@@ -165,21 +212,7 @@ def evaluate_suite_into(
                 "or choose another --out"
             )
         parts = SuiteParts.open(out, fingerprint, overwrite=overwrite)
-        result = evaluate_suite(
-            model,
-            images,
-            methods=methods,
-            families=families,
-            masks=masks,
-            target=target,
-            settings=settings,
-            train_images=train_images,
-            train_labels=train_labels,
-            progress=progress,
-            report=report,
-            n_jobs=n_jobs,
-            parts=parts,
-        )
+        result = evaluate_suite(model, images, parts=parts, **kwargs)
         result.record = dict(record or {})
         result.fingerprint = parts.fingerprint
         write_suite_report(result, out, n_maps=n_maps)
@@ -287,6 +320,26 @@ def _img(data: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
+#: list entries of the record the report shows in full up to this length (then the first few)
+RECORD_SHOWN = 3
+
+
+def record_words(record: dict) -> str:
+    """The run's record in one line: ``key: value``; a list longer than :data:`RECORD_SHOWN`
+    as its count and first entries (``images: 40, first: a.png, b.png, c.png, ...``; the
+    whole list stays in ``suite.json``)."""
+    out = []
+    for key, value in record.items():
+        if isinstance(value, (list, tuple)):
+            shown = ", ".join(str(v) for v in value[:RECORD_SHOWN])
+            if len(value) > RECORD_SHOWN:
+                shown = f"{len(value)}, first: {shown}, ... (all in suite.json)"
+            out.append(f"{key}: {shown or 'none'}")
+        else:
+            out.append(f"{key}: {json.dumps(value, default=str) if not isinstance(value, str) else value}")
+    return "; ".join(out)
+
+
 def html_report(result: SuiteResult, figures: dict[str, bytes]) -> str:
     """The self-contained report: sentences per metric, verdicts, the coloured table, figures inlined."""
     e = html.escape
@@ -303,7 +356,7 @@ def html_report(result: SuiteResult, figures: dict[str, bytes]) -> str:
         "standard error (2 or more: clear).</p>",
     ]
     if result.record:
-        parts.append(f"<p class='note'>{e(json.dumps(result.record, default=str))}</p>")
+        parts.append(f"<p class='note'>{e(record_words(result.record))}</p>")
     for note in result.notes:
         parts.append(f"<p class='note'>Note: {e(note)}</p>")
     if result.randomisation or result.data_randomisation:
