@@ -304,7 +304,10 @@ def explain_trace(pipeline, trace, target=None, rules=None) -> Explanation:
         if _wants_dimensions(extractor, prule, ct, encoder, drule):
             R_l, R_projected = encoder.relevance(R_u, ct.encoding, drule, per_dimension=True)
             R_below = encoder.vocabulary_.relevance(
-                R_projected, ct.descriptors, getattr(prule, "epsilon", 0.0)
+                R_projected,
+                ct.descriptors,
+                getattr(prule, "epsilon", 0.0),
+                projected=encoder.projected_descriptors(ct.encoding),
             )
         else:
             R_l = R_below = encoder.relevance(R_u, ct.encoding, drule)

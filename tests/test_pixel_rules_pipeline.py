@@ -77,3 +77,18 @@ def test_words_encoder_has_no_per_dimension_form(models):
         explain_trace(
             pipes["rank"], pipes["rank"].forward_one(test[0]), None, Contribution(per_dimension=True)
         )
+
+
+def test_fisher_trace_projection_is_reused_by_the_pca_backward_pass(models, monkeypatch):
+    """The PCA backward pass reads the trace's projected descriptors (one product fewer):
+    they are the vocabulary's projection, and the heatmap equals the one projected again."""
+    pipes, test = models
+    p = pipes["fisher"]
+    trace = p.forward_one(test[0])
+    encoder, ct = p.encoders_[0], trace.channels[0]
+    kept = encoder.projected_descriptors(ct.encoding)
+    np.testing.assert_array_equal(kept, encoder.vocabulary_.project(ct.descriptors.data))
+    reused = explain_trace(p, trace, None, Contribution(per_dimension=True)).heatmap
+    monkeypatch.setattr(FisherVector, "projected_descriptors", lambda self, trace: None)
+    again = explain_trace(p, trace, None, Contribution(per_dimension=True)).heatmap
+    np.testing.assert_allclose(reused, again, rtol=0, atol=1e-12 * np.abs(again).max())

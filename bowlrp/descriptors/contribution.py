@@ -638,6 +638,8 @@ def contribution(
     leftover = np.zeros(n)
     for b in np.unique(descriptors.scales):
         rows = np.flatnonzero(descriptors.scales == b)
+        if rows[-1] - rows[0] + 1 == rows.size:  # one run (scale by scale): views, no copies
+            rows = slice(int(rows[0]), int(rows[-1]) + 1)
         centers = np.ascontiguousarray(descriptors.centers[rows])
         rot = np.ascontiguousarray(rotations[rows])
         # per descriptor the fast kernels never read the angles (orientation weights sum to 1)
@@ -649,7 +651,7 @@ def contribution(
                 mass = np.column_stack(
                     [
                         project(
-                            np.ones((rows.size, 1)),
+                            np.ones((len(centers), 1)),
                             centers,
                             rot,
                             float(b),

@@ -87,6 +87,12 @@ class Encoder(TransformerMixin, BaseEstimator):
         descriptor rule ``rule`` (word mappings: only under ``Neon``)."""
         return self.has_dimension_relevance
 
+    def projected_descriptors(self, trace) -> np.ndarray | None:
+        """The descriptors after the vocabulary's PCA as this image's forward pass computed
+        them, ``(N, P)``, when the trace keeps them (None: not kept; the PCA backward pass
+        then projects again)."""
+        return None
+
     # -- sklearn API -------------------------------------------------------
     def fit(self, X, y=None):
         """Fit the vocabulary on a list of Descriptors (one per image)."""

@@ -629,6 +629,10 @@ class FisherVector(Encoder):
             row *= scale
         return out.reshape(len(acc), -1)
 
+    def projected_descriptors(self, trace) -> np.ndarray:
+        """``trace.codes["data"]``: the forward pass's ``project(descriptors.data)``, (N, P)."""
+        return trace.codes["data"]
+
     def _descriptor_relevance(self, R, trace, rule, per_dimension):
         require(rule, (Epsilon, AlphaBeta, AbsZ), "FisherVector")
         codes = trace.codes

@@ -31,6 +31,9 @@ STREAM_ABOVE = 2**25
 #: Tolerance on the sum of a loaded GMM's priors (they are renormalised to 1 at fit time).
 PRIOR_SUM_TOLERANCE = 1e-6
 
+#: Descriptors per block of the PCA backward pass (its temporaries stay in cache).
+_PCA_BLOCK = 512
+
 
 def sample_descriptors(
     X, max_descriptors: int | None, random_state=None, verbose: bool = False
@@ -140,7 +143,13 @@ class _VocabularyMixin:
             return data
         return (data - self.pca_.mean_) @ self.pca_.components_.T
 
-    def relevance(self, R: np.ndarray, descriptors: Descriptors, epsilon: float = 0.0) -> np.ndarray:
+    def relevance(
+        self,
+        R: np.ndarray,
+        descriptors: Descriptors,
+        epsilon: float = 0.0,
+        projected: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Relevance per original descriptor dimension from the relevance per PCA dimension.
 
         The backward pass of the PCA this vocabulary owns (identity without one). With
@@ -155,22 +164,48 @@ class _VocabularyMixin:
         descriptors : Descriptors (N, D)
             The descriptors the projection was computed from.
         epsilon : float
+        projected : ndarray (N, P) or None
+            ``y`` as the forward pass computed it (:meth:`project` of ``descriptors.data``,
+            e.g. a Fisher-vector trace's ``codes["data"]``), which saves one of the two
+            products; None: computed here.
 
         Returns
         -------
         ndarray (N, D); rows sum to those of ``R`` for ``epsilon = 0``.
+
+        Notes
+        -----
+        Row blocks of ``_PCA_BLOCK`` descriptors: two (rows, D) x (D, P) products per block
+        (one with ``projected``) and no (N, D) array besides the output.
         """
         pca = getattr(self, "pca_", None)
         if pca is None:
             return R
-        centred = descriptors.data.astype(np.float64) - pca.mean_
-        y = centred @ pca.components_.T
-        denom = y + epsilon * np.where(y >= 0, 1.0, -1.0)
-        ratio = np.divide(R, denom, out=np.zeros_like(R), where=denom != 0)
-        lost = R * (denom == 0)
-        out = centred * (ratio @ pca.components_)
-        if lost.any():
-            out += lost.sum(axis=1, keepdims=True) / out.shape[1]
+        R = np.asarray(R, dtype=np.float64)
+        data = descriptors.data
+        W = pca.components_
+        N, D = data.shape
+        out = np.empty((N, D))
+        # row blocks of _PCA_BLOCK descriptors: the centred rows, y and the ratios stay in
+        # cache and nothing of size (N, D) is built but the output (plain-loop reference:
+        # tests/test_fast_relevance_paths.py)
+        block = min(N, _PCA_BLOCK)
+        centred = np.empty((block, D))
+        for start in range(0, N, _PCA_BLOCK):
+            rows = slice(start, min(start + _PCA_BLOCK, N))
+            c = centred[: rows.stop - start]
+            np.subtract(data[rows], pca.mean_, out=c)
+            denom = c @ W.T if projected is None else np.array(projected[rows], dtype=np.float64)
+            if epsilon != 0.0:
+                denom += epsilon * np.where(denom >= 0, 1.0, -1.0)
+            R_rows = R[rows]
+            ratio = np.divide(R_rows, denom, out=np.zeros_like(denom), where=denom != 0)
+            o = out[rows]
+            np.matmul(ratio, W, out=o)
+            o *= c
+            dead = denom == 0
+            if dead.any():
+                o += (R_rows * dead).sum(axis=1, keepdims=True) / D
         return out
 
     def _prepare(self, X, fitting: bool):

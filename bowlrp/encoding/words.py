@@ -268,15 +268,21 @@ class _WordEncoder(Encoder):
                 f"{type(self).__name__}: this trace keeps no descriptors (made before NEON); "
                 "encode the image again"
             )
-        x = self.vocabulary_.project(codes["data"])
+        vocabulary = self.vocabulary_
+        x = None
+        reservoir = getattr(vocabulary, "reservoir_", None)
+        if rule.beta is None and (reservoir is None or len(reservoir) == 0):
+            x = vocabulary.project(codes["data"])  # the default beta reads these descriptors
+        # projected block by block inside (no (N, D') copy when the vocabulary has a PCA)
         return neon_relevance(
-            x,
-            self.vocabulary_.cluster_centers_,
+            codes["data"],
+            vocabulary.cluster_centers_,
             codes["indices"],
             slots,
             uniform,
             self._neon_after,
             self.neon_beta(rule, x),
+            project=vocabulary.project,
         )
 
 
