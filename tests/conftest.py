@@ -74,3 +74,20 @@ def stripes_blobs():
     test = [stripes(rng) for _ in range(15)] + [blobs(rng) for _ in range(15)]
     yt = np.array([1] * 15 + [0] * 15)
     return train, y, test, yt
+
+
+@pytest.fixture(scope="module")
+def threads():
+    """A Dask client of two workers of one thread each, in this process (no start-up cost);
+    one cluster per test module."""
+    import warnings
+
+    from distributed import Client, LocalCluster  # dask.distributed: only for the Dask tests
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+    client = Client(cluster)
+    yield client
+    client.close()
+    cluster.close()

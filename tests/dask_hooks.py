@@ -4,6 +4,22 @@ import os
 from pathlib import Path
 
 
+def count_and_die_once(folder, after: int) -> None:
+    """Count a call in ``<folder>/calls``; the process making call number ``after`` (over all
+    processes) creates ``<folder>/died`` exclusively and exits at once with ``os._exit``."""
+    folder = Path(folder)
+    with open(folder / "calls", "ab") as fh:
+        fh.write(b".")
+    if (folder / "calls").stat().st_size >= after:
+        try:
+            fd = os.open(folder / "died", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        os._exit(1)
+
+
 class DieOnce:
     """Wraps a Pipeline; the ``after``-th ``explain`` call over all processes kills its process once.
 
@@ -17,16 +33,5 @@ class DieOnce:
         self.model, self.folder, self.after = model, str(folder), after
 
     def explain(self, images, **kwargs):
-        folder = Path(self.folder)
-        with open(folder / "calls", "ab") as fh:
-            fh.write(b".")
-        if (folder / "calls").stat().st_size >= self.after:
-            try:
-                fd = os.open(folder / "died", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                pass
-            else:
-                os.write(fd, str(os.getpid()).encode())
-                os.close(fd)
-                os._exit(1)
+        count_and_die_once(self.folder, self.after)
         return self.model.explain(images, **kwargs)

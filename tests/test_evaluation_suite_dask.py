@@ -8,7 +8,6 @@ worker is killed (``os._exit``) in the middle of a part.
 """
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,22 +21,11 @@ from bowlrp.evaluation.suite_parts import PARTS_DIR, SuiteParts, unpack
 from bowlrp.evaluation.suite_report import csv_bytes, evaluate_suite_into
 
 from .conftest import blobs, small_hik_model, stripes
+from .dask_hooks import count_and_die_once
 from .test_evaluation_suite import TINY
 from .test_evaluation_suite_resume import _save_images, numbers
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::ResourceWarning")
-
-
-@pytest.fixture(scope="module")
-def threads():
-    """Two workers of one thread each, in this process."""
-    from distributed import Client, LocalCluster  # dask.distributed: only for these tests
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
-    client = Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
 
 
 @pytest.fixture(scope="module")
@@ -190,18 +178,7 @@ class DieOnce:
         self.folder, self.after = str(folder), after
 
     def __call__(self, model, images, targets):
-        folder = Path(self.folder)
-        with open(folder / "calls", "ab") as fh:
-            fh.write(b".")
-        if (folder / "calls").stat().st_size >= self.after:
-            try:
-                fd = os.open(folder / "died", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                pass
-            else:
-                os.write(fd, str(os.getpid()).encode())
-                os.close(fd)
-                os._exit(1)
+        count_and_die_once(self.folder, self.after)
         out = []
         for im in images:
             gy, gx = np.gradient(im if im.ndim == 2 else im.mean(axis=2))

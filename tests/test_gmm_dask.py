@@ -46,14 +46,6 @@ def two_workers(processes: bool):
     return Client(cluster), cluster
 
 
-@pytest.fixture(scope="module")
-def threads():
-    client, cluster = two_workers(False)
-    yield client
-    client.close()
-    cluster.close()
-
-
 def check_dask_estep_is_the_serial_fit(client):
     X = mixture_data()
     start = kmeans_plusplus_start(X, 8, 1e-6, random_state=0)

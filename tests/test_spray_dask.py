@@ -33,18 +33,6 @@ FOLDER = {**PARAMS, "embeddings": ("spectral",)}  # the reading and pooling test
 
 
 @pytest.fixture(scope="module")
-def threads():
-    """Two workers of one thread each, in this process."""
-    from distributed import Client, LocalCluster  # dask.distributed: only for these tests
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
-    client = Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
 def planted():
     maps, groups = blob_maps(np.random.default_rng(5), [(8, 8), (30, 30), (8, 30)], 60, jitter=1.0)
     return maps, groups

@@ -143,22 +143,6 @@ def serial(dataset):
     return pipe, summary
 
 
-@pytest.fixture(scope="module")
-def threads():
-    """Two workers of one thread each, in this process (no start-up cost)."""
-    import warnings
-
-    from distributed import Client, LocalCluster
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
-    client = Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
-
-
 def assert_same_model(pipe, reference, images):
     a, b = pipe.decision_function(images), reference.decision_function(images)
     assert np.max(np.abs(a - b)) <= 1e-9 * max(1.0, np.max(np.abs(b))), (a, b)
