@@ -132,9 +132,9 @@ class SerialStages:
         """:meth:`Pipeline.features`: (n, sum V_u) float32 feature vectors."""
         return pipe.features(images)
 
-    def fit_classifier(self, pipe: Pipeline, X: np.ndarray, y: np.ndarray) -> None:
+    def fit_classifier(self, pipe: Pipeline, X: np.ndarray, y: np.ndarray, compress_linear=False) -> None:
         """:meth:`Pipeline.fit_classifier` on the features ``X`` (n, sum V_u) and labels ``y`` (n,)."""
-        pipe.fit_classifier(X, y)
+        pipe.fit_classifier(X, y, compress_linear=compress_linear)
 
 
 def train(
@@ -208,10 +208,8 @@ def train(
         times["features_s"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         _log("fitting the SVM", report)
-        stages.fit_classifier(pipe, X, labels.y)
+        stages.fit_classifier(pipe, X, labels.y, compress_linear="auto")  # linear: one weight vector
         times["classifier_s"] = time.perf_counter() - t2
-    if all(type(k).__name__ == "Linear" for k in pipe.classifier_.kernels_):
-        pipe.classifier_.compress_linear()
     accuracy = float(pipe.classifier_.score(X, labels.y))
     times["total_s"] = time.perf_counter() - t0
     summary = {

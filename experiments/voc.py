@@ -67,6 +67,7 @@ if str(ROOT) not in sys.path:
 
 from bowlrp import image as pictures  # noqa: E402
 from bowlrp._utils.atomic import atomic_writer, leftover_temporaries  # noqa: E402
+from bowlrp._utils.mapped import release_pages  # noqa: E402
 from bowlrp._utils.parallel import map_images, usable_cores  # noqa: E402
 from bowlrp.config import load_config  # noqa: E402
 from bowlrp.datasets.voc import DatasetError, read_voc  # noqa: E402
@@ -137,6 +138,7 @@ def features_on_disk(
             part = images[start : start + chunk]
             pipe.features(part, out=X[start : start + len(part)])
             X.flush()
+            release_pages(X)  # written rows leave this process's resident memory (they are in the file)
             atomic_write_text(done_file, str(start + len(part)))
             bar.update(len(part))
     return X
@@ -600,12 +602,12 @@ def _classifier_stage(
         else:
             log("fitting one SVM per class (difficult images left out of their class)", quiet)
             Y = (train.labels == 1).astype(int)
+            # a linear model keeps one weight vector per class, built from X in blocks
+            # (no copy of the support vectors: most of the training features)
             if stages is None:
-                pipe.fit_classifier(X, Y, task_mask=train.labels != 0)
+                pipe.fit_classifier(X, Y, task_mask=train.labels != 0, compress_linear="auto")
             else:  # Gram matrices in tiles as Dask tasks, libsvm here
-                stages.fit_classifier(pipe, X, Y, task_mask=train.labels != 0)
-            if all(type(k).__name__ == "Linear" for k in pipe.classifier_.kernels_):
-                pipe.classifier_.compress_linear()
+                stages.fit_classifier(pipe, X, Y, task_mask=train.labels != 0, compress_linear="auto")
             pipe.set_params(config={**cfg, "dataset": {**train.describe(), "trained_classes": list(classes)}})
             save(pipe, fitted)
         save(pipe, model_path)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from bowlrp._utils import mapped as mapped_mod
 from bowlrp.classifier import kernels
 from bowlrp.classifier.kernels import HistogramIntersection, Linear, blocked_inner
 from bowlrp.classifier.svm import KernelSVC
@@ -107,3 +108,60 @@ def test_binary_task_decisions_equal_its_column():
     assert list(one.classes_) == ["(not dog)", "dog"]
     assert set(one.predict(X)) <= {"dog", "(not dog)"}
     assert one.task_and_sign(X[0], "dog") == (0, 1.0)
+
+
+@pytest.mark.parametrize("mode", [True, "auto"])
+def test_fit_compressed_equals_fit_then_compress_bit_for_bit(tmp_path, mode):
+    """``fit(compress_linear=...)`` builds the weight vectors from X (here a memory-mapped
+    file, as the VOC experiment's features) and gives what ``fit`` + ``compress_linear`` give."""
+    X, Y = _data(5, n=70, d=45)
+    X32 = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.float32, shape=X.shape)
+    X32[:] = X
+    X32.flush()
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    mask = np.ones_like(Y, dtype=bool)
+    mask[[3, 9], 1] = False
+    a = KernelSVC(kernel="linear", C=1.0, n_reference=20, random_state=0)
+    a.fit(mapped, Y, task_mask=mask, compress_linear=mode)
+    b = KernelSVC(kernel="linear", C=1.0, n_reference=20, random_state=0).fit(
+        np.array(mapped), Y, task_mask=mask
+    )
+    assert b.support_vectors_.shape[0] > 3  # the uncompressed fit keeps its support vectors
+    b.compress_linear()
+    for name in (
+        "support_vectors_",
+        "dual_coef_",
+        "support_",
+        "intercept_",
+        "reference_X_",
+        "candidate_decisions_",
+    ):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.support_vectors_.shape == (3, X.shape[1]) and a.support_vectors_.dtype == np.float64
+    # the weight vectors are the dual expansion over the training rows (plain NumPy)
+    full = KernelSVC(kernel="linear", C=1.0, n_reference=20, random_state=0).fit(
+        X.astype(np.float32), Y, task_mask=mask
+    )
+    W = full.dual_coef_ @ full.support_vectors_.astype(np.float64)
+    np.testing.assert_allclose(a.support_vectors_, W, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(a.decision_function(X), full.decision_function(X), rtol=1e-9, atol=1e-10)
+
+
+def test_fit_compress_linear_refuses_other_kernels_and_auto_keeps_them():
+    X, Y = _data(6)
+    with pytest.raises(ValueError, match="linear kernels"):
+        KernelSVC(kernel="hik").fit(X, Y, compress_linear=True)
+    with pytest.raises(ValueError, match="True, False or 'auto'"):
+        KernelSVC(kernel="linear").fit(X, Y, compress_linear="yes")
+    hik = KernelSVC(kernel="hik", random_state=0).fit(X, Y, compress_linear="auto")
+    plain = KernelSVC(kernel="hik", random_state=0).fit(X, Y)
+    np.testing.assert_array_equal(hik.support_vectors_, plain.support_vectors_)
+    np.testing.assert_array_equal(hik.dual_coef_, plain.dual_coef_)
+
+
+def test_fit_refuses_non_finite_features_in_any_row_block(small_blocks, monkeypatch):
+    monkeypatch.setattr(mapped_mod, "BLOCK_BYTES", 8 * 30 * 3)
+    X, Y = _data(7)
+    X[-1, 4] = np.nan  # in the last row block
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        KernelSVC(kernel="linear").fit(X, Y)

@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from .._utils.fitted import fitted_array, fitted_number, prefixed, refuse
+from .._utils.mapped import all_finite, release_pages
 
 _MIN, _CHI2, _CHI2DIST = 0, 1, 2
 
@@ -164,10 +165,8 @@ def _as_2d(X, name="X"):
     X = np.ascontiguousarray(X, dtype=dtype)
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {X.shape}")
-    step = max(1, _BLOCK_BYTES // max(1, 8 * X.shape[1]))
-    for start in range(0, X.shape[0], step):
-        if not np.all(np.isfinite(X[start : start + step])):
-            raise ValueError(f"{name} contains NaN or infinite values")
+    if not all_finite(X, _BLOCK_BYTES):  # row blocks; a memory-mapped X's pages released after each
+        raise ValueError(f"{name} contains NaN or infinite values")
     return X
 
 
@@ -178,7 +177,9 @@ def blocked_inner(X, Y, transform=None) -> np.ndarray:
     features, e.g. Fisher vectors of a whole data set) the feature columns are
     taken in blocks of at most ``_BLOCK_BYTES`` of float64 working memory:
     ``K += g(X[:, b]) g(Y[:, b])^T`` -- so memory never holds a float64 copy
-    of the feature matrices.
+    of the feature matrices; the pages of a memory-mapped ``X`` or ``Y`` are released
+    after each block (:func:`bowlrp._utils.mapped.release_pages`), so neither does the
+    resident set hold the file.
     """
     if transform is None and X.dtype == np.float64 and Y.dtype == np.float64:
         return X @ Y.T
@@ -192,6 +193,8 @@ def blocked_inner(X, Y, transform=None) -> np.ndarray:
             a = transform(a)
             b = a if Y is X else transform(b)
         out += a @ b.T
+        release_pages(X)
+        release_pages(Y)
     return out
 
 

@@ -22,6 +22,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._utils.fitted import fitted_array, fitted_number, prefixed, refuse
+from .._utils.mapped import all_finite, blocks, release_pages
 from .kernels import Kernel, Linear, _as_2d, make_kernel
 from .mkl import fit_binary
 from .relevance import classifier_relevance
@@ -110,6 +111,15 @@ class KernelChannelsMixin:
                 raise ValueError(f"{len(spec)} kernels given for {n_channels} channels")
             return [clone(make_kernel(k)) for k in spec]
         return [clone(make_kernel(spec)) for _ in range(n_channels)]
+
+
+def _rows_copy(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``X[rows]`` (a copy), gathered in blocks; a memory-mapped ``X``'s pages released after each."""
+    out = np.empty((len(rows), X.shape[1]), dtype=X.dtype)
+    for start, stop in blocks(len(rows), X.shape[1] * X.itemsize):
+        out[start:stop] = X[rows[start:stop]]
+        release_pages(X)
+    return out
 
 
 class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
@@ -230,12 +240,17 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
                 if name in self.__dict__:
                     fitted_array(self, name, kinds=kinds, shape=(n_tasks,))
 
-    def fit(self, X, y, task_mask=None):
+    def fit(self, X, y, task_mask=None, compress_linear: bool | str = False):
         """Fit one (MKL) SVM per binary task on features ``X`` (n, n_features).
 
         ``task_mask`` (n, n_tasks) bool, optional: the rows each task trains on
         (e.g. PASCAL VOC leaves a class's "difficult" images out of that class
         only). The Gram matrices are computed once for all rows and tasks.
+        ``compress_linear=True`` (linear kernels only) ends the fit as
+        :meth:`compress_linear` does, with the same bits, but builds the weight vectors
+        from ``X`` in blocks of support rows, never holding a copy of the support
+        vectors (at VOC scale, most of the float32 features); ``"auto"``: when every
+        kernel is linear.
         Equal to :meth:`fit_kernels` then :meth:`fit_from_grams` with the Gram
         matrices of the fitted kernels (a cluster computes them in tiles:
         :mod:`bowlrp.runs.train_dask`).
@@ -245,10 +260,13 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
         X, y = self._validated(X, y)
         self.fit_kernels(X)
         grams = [k.gram(X[:, s]) for k, s in zip(self.kernels_, self.channel_slices_)]
-        return self._fit_from_grams(X, y, grams, task_mask)
+        return self._fit_from_grams(X, y, grams, task_mask, compress_linear)
 
     def _validated(self, X, y):
-        X, y = validate_data(self, X, y, dtype=_FLOAT_TYPES, multi_output=True)
+        # the finiteness check in row blocks (a memory-mapped X's pages released after each)
+        X, y = validate_data(self, X, y, dtype=_FLOAT_TYPES, multi_output=True, ensure_all_finite=False)
+        if not all_finite(X):
+            raise ValueError("Input X contains NaN or infinity.")
         if y.ndim == 2 and y.shape[1] == 1:
             warnings.warn(
                 "A column-vector y was passed when a 1d array was expected",
@@ -260,7 +278,9 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"mkl_norm must be 'uniform' or a number >= 1, got {self.mkl_norm!r}")
         return X, y
 
-    def fit_from_grams(self, X, y, grams: list[np.ndarray], task_mask=None) -> KernelSVC:
+    def fit_from_grams(
+        self, X, y, grams: list[np.ndarray], task_mask=None, compress_linear: bool | str = False
+    ) -> KernelSVC:
         """The second half of :meth:`fit`: libsvm per task on given training Gram matrices.
 
         Parameters
@@ -272,12 +292,21 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
             ``K_u[i, j] = k_u(x_i^(u), x_j^(u))`` with the kernels :meth:`fit_kernels` fitted.
         task_mask : ndarray (n, n_tasks) bool or None
             The rows each task trains on.
+        compress_linear : bool
+            As :meth:`fit`.
         """
         check_is_fitted(self, ("kernels_", "channel_slices_"))
         X, y = self._validated(X, y)
-        return self._fit_from_grams(X, y, grams, task_mask)
+        return self._fit_from_grams(X, y, grams, task_mask, compress_linear)
 
-    def _fit_from_grams(self, X, y, grams, task_mask):
+    def _fit_from_grams(self, X, y, grams, task_mask, compress_linear: bool | str = False):
+        linear = all(isinstance(k, Linear) for k in self.kernels_)
+        if compress_linear == "auto":
+            compress_linear = linear
+        elif not isinstance(compress_linear, bool):
+            raise ValueError(f"compress_linear must be True, False or 'auto', got {compress_linear!r}")
+        if compress_linear and not linear:
+            raise ValueError("compress_linear needs linear kernels on every channel")
         tasks = self._tasks(y)
         n = X.shape[0]
         if len(grams) != len(self.channel_slices_) or any(np.shape(G) != (n, n) for G in grams):
@@ -309,7 +338,6 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
         duals = np.vstack([s.dual for s in solutions])
         support = np.flatnonzero(np.any(duals != 0, axis=0))
         self.support_ = support
-        self.support_vectors_ = X[support].copy()
         self.dual_coef_ = duals[:, support]
         self.intercept_ = np.array([s.intercept for s in solutions])
         self.kernel_weights_ = np.vstack([s.kernel_weights for s in solutions])
@@ -317,7 +345,7 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
         self.mkl_converged_ = np.array([s.converged for s in solutions])
         rng = check_random_state(self.random_state)
         ref = rng.choice(n, min(n, int(self.n_reference)), replace=False)
-        self.reference_X_ = X[np.sort(ref)].copy()
+        self.reference_X_ = _rows_copy(X, np.sort(ref))
         # Decisions of the candidates (training rows) from the training Gram matrices:
         # no second pass over the features (at VOC scale that pass costs as much as the Gram).
         rows = np.concatenate([np.sort(ref), support])
@@ -325,7 +353,38 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
         for u, G in enumerate(grams):
             F += (G[np.ix_(rows, support)] @ self.dual_coef_.T) * self.kernel_weights_[:, u][None, :]
         self.candidate_decisions_ = F
+        if compress_linear:
+            self._set_linear_weights(self._weights_from_rows(X, support))
+        else:
+            self.support_vectors_ = _rows_copy(X, support)
         return self
+
+    def _weights_from_rows(self, X, rows) -> np.ndarray:
+        """``W = dual_coef_ @ X[rows]`` in float64 (n_tasks, n_features), 32 rows at a time.
+
+        :meth:`compress_linear` and ``fit(..., compress_linear=True)`` both sum this way, so
+        they give the same bits. Working memory: one float64 block of 32 rows (84 MB for
+        327,680 features); a memory-mapped ``X``'s pages are released after each block.
+        """
+        W = np.zeros((self.dual_coef_.shape[0], X.shape[1]))
+        step = 32
+        for start in range(0, len(rows), step):
+            W += self.dual_coef_[:, start : start + step] @ X[rows[start : start + step]].astype(np.float64)
+            release_pages(X)
+        return W
+
+    def _set_linear_weights(self, W: np.ndarray) -> None:
+        """Make ``W`` (n_tasks, n_features) the expansion: ``dual_coef_ = I``, candidates recomputed."""
+        self.support_vectors_ = W
+        self.dual_coef_ = np.eye(self.n_tasks_)
+        self.support_ = np.full(self.n_tasks_, -1)
+        ref = self.reference_X_
+        step = max(1, (1 << 26) // (8 * max(1, ref.shape[1])))  # 64 MB of float64 candidates at a time
+        parts = [
+            self.decision_function(ref[i : i + step].astype(np.float64)) for i in range(0, len(ref), step)
+        ]
+        parts.append(self.decision_function(W))
+        self.candidate_decisions_ = np.concatenate([np.reshape(f, (len(f), -1)) for f in parts])
 
     def compress_linear(self):
         """Replace the support vectors by one weight vector per task (linear kernels only).
@@ -340,17 +399,8 @@ class KernelSVC(KernelChannelsMixin, ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "dual_coef_")
         if not all(isinstance(k, Linear) for k in self.kernels_):
             raise ValueError("compress_linear needs linear kernels on every channel")
-        W = np.zeros((self.n_tasks_, self.support_vectors_.shape[1]))
-        step = 256
-        for start in range(0, len(self.support_vectors_), step):
-            W += self.dual_coef_[:, start : start + step] @ self.support_vectors_[
-                start : start + step
-            ].astype(np.float64)
-        self.support_vectors_ = W
-        self.dual_coef_ = np.eye(self.n_tasks_)
-        self.support_ = np.full(self.n_tasks_, -1)
-        candidates = np.vstack([self.reference_X_.astype(np.float64), W])
-        self.candidate_decisions_ = self.decision_function(candidates).reshape(len(candidates), -1)
+        sv = self.support_vectors_
+        self._set_linear_weights(self._weights_from_rows(sv, np.arange(len(sv))))
         return self
 
     def linear_weights(self, task: int) -> tuple[np.ndarray, float] | None:

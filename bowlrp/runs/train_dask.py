@@ -357,13 +357,20 @@ class DaskStages:
                 )
         return store.read()
 
-    def fit_classifier(self, pipe: Pipeline, X: np.ndarray, y: np.ndarray, task_mask=None) -> None:
+    def fit_classifier(
+        self,
+        pipe: Pipeline,
+        X: np.ndarray,
+        y: np.ndarray,
+        task_mask=None,
+        compress_linear: bool | str = False,
+    ) -> None:
         """:meth:`Pipeline.fit_classifier` with the Gram matrices computed in tiles as Dask tasks.
 
         ``X`` (n, d) must be the rows :meth:`features` returned (the tasks read them from
         the store). Kernels are fitted here (on ``X``); tiles of :func:`gram_tiles` are
-        tasks; libsvm runs here (:meth:`KernelSVC.fit_from_grams`, ``task_mask`` as
-        :meth:`KernelSVC.fit`).
+        tasks; libsvm runs here (:meth:`KernelSVC.fit_from_grams`, ``task_mask`` and
+        ``compress_linear`` as :meth:`KernelSVC.fit`).
         """
         check_is_fitted(pipe, "encoders_")
         classifier = pipe.classifier if pipe.classifier is not None else KernelSVC()
@@ -390,7 +397,7 @@ class DaskStages:
                 G[r0:r1, c0:c1] = tile
                 if (r0, r1) != (c0, c1):
                     G[c0:c1, r0:r1] = tile.T
-        pipe.classifier_ = svc.fit_from_grams(X, y, grams, task_mask)
+        pipe.classifier_ = svc.fit_from_grams(X, y, grams, task_mask, compress_linear)
         pipe.classes_ = pipe.classifier_.classes_
 
 
