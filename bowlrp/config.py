@@ -4,6 +4,7 @@ A config names each stage by its class and gives its parameters::
 
     name: polygons_hik
     random_state: 0
+    vocabulary_images: 1000              # optional: describe at most this many for the vocabularies
     channels:
       - name: sift-s2
         extractor: {DenseSIFT: {bin_sizes: [6], steps: 6, rotate: true}}
@@ -77,6 +78,7 @@ TOP_KEYS = (
     "description",
     "random_state",
     "n_jobs",
+    "vocabulary_images",
     "channels",
     "classifier",
     "overrides",
@@ -86,7 +88,15 @@ TOP_KEYS = (
 CHANNEL_KEYS = ("name", "extractor", "encoder", "kernel")
 # The parameters of bowlrp.Pipeline itself (its get_params(deep=False)); the nested ones are
 # "classifier__<param>", "<channel>__extractor__<param>" and "<channel>__encoder__<param>"
-PIPELINE_PARAMS = ("channels", "classifier", "n_jobs", "verbose", "random_state", "config")
+PIPELINE_PARAMS = (
+    "channels",
+    "classifier",
+    "n_jobs",
+    "verbose",
+    "random_state",
+    "config",
+    "vocabulary_images",
+)
 EXTRACTORS = ("DenseSIFT", "ColorQuantiles")
 ENCODERS = ("HardAssignment", "RankMapping", "SoftAssignment", "FisherVector", "TailFisherVector")
 #: ``classifier: {KernelSVDD: {...}}`` names the classifier's class (default KernelSVC)
@@ -324,7 +334,12 @@ SCHEMA: dict[str, dict[str, Check]] = {
     "RBF": dict(_WIDTH),
 }
 # the top level of a config: the Pipeline's own parameters
-TOP_CHECKS: dict[str, Check] = {"random_state": seed, "n_jobs": integer(none=True), "verbose": boolean}
+TOP_CHECKS: dict[str, Check] = {
+    "random_state": seed,
+    "n_jobs": integer(none=True),
+    "verbose": boolean,
+    "vocabulary_images": integer(2, none=True),
+}
 
 
 # -- reading --------------------------------------------------------------------
@@ -475,7 +490,7 @@ def validate_config(data, where: str = "config") -> None:
             raise _unknown(key, TOP_KEYS, where, "the top level")
     if "name" in data and not isinstance(data["name"], str):
         raise ConfigError(f"{where}: 'name' must be a string")
-    for key in ("random_state", "n_jobs"):
+    for key in ("random_state", "n_jobs", "vocabulary_images"):
         problem = TOP_CHECKS[key](data.get(key))
         if problem:
             raise ConfigError(f"{where}: '{key}' {problem}")

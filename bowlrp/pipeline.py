@@ -8,6 +8,7 @@ there are several channels).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from functools import partial
 
@@ -151,6 +152,14 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         Sampling of descriptors for the vocabularies.
     config : dict or None
         The configuration the pipeline was built from (kept in model files).
+    vocabulary_images : int or None
+        Describe at most this many training images (a random subset drawn from
+        ``random_state``) for the vocabularies' descriptor sample; None: every image.
+        The sample's size (the vocabularies' ``max_descriptors``) is the same either
+        way, drawn from fewer images; at PASCAL VOC 2007 scale (5,011 images, a
+        1M-descriptor sample) describing every image for it costs as much as a fifth
+        of the training features. A data set of at most this many images is
+        sampled exactly as with None.
 
     Attributes
     ----------
@@ -161,13 +170,23 @@ class Pipeline(ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     """
 
-    def __init__(self, channels, classifier=None, n_jobs=None, verbose=False, random_state=None, config=None):
+    def __init__(
+        self,
+        channels,
+        classifier=None,
+        n_jobs=None,
+        verbose=False,
+        random_state=None,
+        config=None,
+        vocabulary_images=None,
+    ):
         self.channels = channels
         self.classifier = classifier
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
         self.config = config
+        self.vocabulary_images = vocabulary_images
 
     @classmethod
     def from_config(cls, config, overrides: dict | None = None, **kwargs) -> Pipeline:
@@ -205,6 +224,7 @@ class Pipeline(ClassifierMixin, BaseEstimator):
             n_jobs=cfg.get("n_jobs"),
             random_state=cfg.get("random_state"),
             config=cfg,
+            vocabulary_images=cfg.get("vocabulary_images"),
         )
         resolved = resolve_overrides(cfg)
         if resolved:
@@ -322,15 +342,23 @@ class Pipeline(ClassifierMixin, BaseEstimator):
         self.extractors_ = [clone(ex).fit() for _, ex, _ in channels]
         rng = check_random_state(_as_seed(self.random_state))
         seeds = rng.randint(0, 2**31 - 1, size=len(images))
+        described, described_seeds = images, seeds
+        cap = self.vocabulary_images
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, numbers.Integral) or cap < 2):
+            raise ValueError(f"vocabulary_images must be an integer >= 2 or None, got {cap!r}")
+        if cap is not None and len(images) > cap:  # a random subset, in the images' order
+            chosen = np.sort(rng.choice(len(images), int(cap), replace=False))
+            described, described_seeds = [images[i] for i in chosen], seeds[chosen]
+            cache_bytes = 0  # the training features need every image: nothing to keep
         self.encoders_ = []
         self.n_descriptors_sampled_ = []
         cached: list[list[Descriptors] | None] = []
         for (name, _, encoder), extractor in zip(channels, self.extractors_):
-            per_image = int(np.ceil(_vocabulary_budget(encoder) / len(images)))
+            per_image = int(np.ceil(_vocabulary_budget(encoder) / len(described)))
             sample, full = _stream_sample(
                 extractor,
-                images,
-                seeds,
+                described,
+                described_seeds,
                 per_image,
                 cache_bytes,
                 self.n_jobs,

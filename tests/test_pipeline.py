@@ -168,3 +168,48 @@ def test_fisher_pipeline_explains_with_all_rules(stripes_blobs):
         assert np.isclose(total, e.score, rtol=1e-9, atol=1e-12)
         if rules is None or isinstance(rules, (AlphaBeta, AbsZ, SIFTBins)):
             assert abs(e.absorbed) <= 1e-9 * abs(e.score) + 1e-12
+
+
+def _counted_pipeline(cap, max_descriptors=10**9):
+    vocabulary = GMMVocabulary(4, max_descriptors=max_descriptors, random_state=0)
+    return Pipeline(
+        [("sift", DenseSIFT(bin_sizes=[4], steps=8, backend="opencv"), FisherVector(vocabulary))],
+        KernelSVC("linear"),
+        random_state=0,
+        vocabulary_images=cap,
+    )
+
+
+def test_vocabulary_images_describes_a_seeded_subset(stripes_blobs):
+    train = stripes_blobs[0][:12]  # images of one size: each gives the same number of descriptors
+    per_image = len(DenseSIFT(bin_sizes=[4], steps=8, backend="opencv").fit().describe(train[0]))
+    capped = _counted_pipeline(5).fit_vocabularies(train)
+    # every descriptor of exactly 5 images (the budget exceeds them all)
+    assert capped.n_descriptors_sampled_ == [5 * per_image]
+    again = _counted_pipeline(5).fit_vocabularies(train)
+    np.testing.assert_array_equal(
+        capped.encoders_[0].vocabulary_.means_, again.encoders_[0].vocabulary_.means_
+    )
+    other = Pipeline(**{**_counted_pipeline(5).get_params(deep=False), "random_state": 1}).fit_vocabularies(
+        train
+    )
+    assert not np.array_equal(other.encoders_[0].vocabulary_.means_, capped.encoders_[0].vocabulary_.means_)
+    # a cap at or above the number of images samples exactly as no cap (budget smaller than the data)
+    for cap in (12, 50):
+        a = _counted_pipeline(cap, max_descriptors=300).fit_vocabularies(train)
+        b = _counted_pipeline(None, max_descriptors=300).fit_vocabularies(train)
+        assert a.n_descriptors_sampled_ == b.n_descriptors_sampled_
+        np.testing.assert_array_equal(a.encoders_[0].vocabulary_.means_, b.encoders_[0].vocabulary_.means_)
+    uncapped = _counted_pipeline(None).fit_vocabularies(train)
+    assert uncapped.n_descriptors_sampled_ == [12 * per_image]
+    with pytest.raises(ValueError, match="vocabulary_images must be an integer >= 2"):
+        _counted_pipeline(1).fit_vocabularies(train)
+
+
+def test_vocabulary_images_in_configs(tmp_path):
+    cfg = bowlrp.config.load_config("voc_fisher")
+    assert Pipeline.from_config({**cfg, "vocabulary_images": 7}).vocabulary_images == 7
+    assert Pipeline.from_config("polygons_hik").vocabulary_images is None
+    for bad in (1, "many", 2.5, True):
+        with pytest.raises(bowlrp.config.ConfigError, match="vocabulary_images"):
+            Pipeline.from_config({**cfg, "vocabulary_images": bad})

@@ -114,9 +114,14 @@ def images_fingerprint(images) -> str:
 def config_fingerprint(pipe: Pipeline) -> str:
     """Hash of what fixes a pipeline's vocabularies and features: its channels and its seed.
 
-    Not the classifier: features of one config serve any classifier.
+    Not the classifier: features of one config serve any classifier. The number of images
+    described for the vocabularies counts when it is set (stores of pipelines without it
+    keep their fingerprints).
     """
-    return joblib.hash((pipe.channels, pipe.random_state))
+    cap = getattr(pipe, "vocabulary_images", None)
+    if cap is None:
+        return joblib.hash((pipe.channels, pipe.random_state))
+    return joblib.hash((pipe.channels, pipe.random_state, int(cap)))
 
 
 def stages_fingerprint(pipe: Pipeline) -> str:
