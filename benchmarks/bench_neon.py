@@ -14,17 +14,27 @@ decision_function and their range. Then the encoder step alone, summed over chan
 ``encoder.relevance`` per descriptor, with NEON per dimension (plus the PCA step when there
 is one), and the encoder's forward pass ``encode_one`` — NEON's extra cost in forward passes.
 
+One thread: the BLAS / OpenMP / Numba thread counts are set to 1 before numpy is imported
+(as in ``bench_defaults.py``). NEON's cost is BLAS products; with the default thread count
+on a loaded 2-core machine the idle BLAS thread's spinning was counted as process CPU time
+(rank-512: NEON 9.5 x ``encode_one`` with the default threads, 3.1 x with one, same load).
+
     python benchmarks/bench_neon.py [--repeats 5]
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
-from pathlib import Path
+import os
 
-import numpy as np
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _scenes import scene  # noqa: E402

@@ -10,12 +10,21 @@ best of --repeats of wall time and of process CPU time (the CPU time is the fair
 figure on a shared, oversubscribed machine), all ratios measured in this run. The
 target is explain <= 1.3 x decision_function with the new projection.
 
+``--baseline PATH`` (a ``contribution_rotated.py`` of another checkout) adds, for
+``polygons-hik``, the rotated per-descriptor kernel alone: its calls during one explain
+with ``Contribution()`` are recorded, then replayed in ``--repeats`` interleaved rounds
+through this checkout's ``project_rotated_scalar`` and the baseline's (process CPU; the
+maps must agree to 1e-9), and the median of the paired ratios is printed.
+
     python benchmarks/bench_pixel_rules.py [--repeats 3] [--pipelines rank-hik,polygons-hik,fisher-linear]
+    python benchmarks/bench_pixel_rules.py --pipelines polygons-hik --repeats 15 \
+        --baseline /tmp/before_d1d/bowlrp/descriptors/contribution_rotated.py
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -25,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _scenes import scene  # noqa: E402
 
+import bowlrp.descriptors.contribution as contribution_module  # noqa: E402
 from bowlrp import DenseSIFT, FisherVector, GMMVocabulary, KMeansVocabulary, RankMapping  # noqa: E402
 from bowlrp.classifier.svm import KernelSVC  # noqa: E402
 from bowlrp.explanation import explain_trace  # noqa: E402
@@ -43,6 +53,55 @@ def best_of(fn, repeats):
     return wall, cpu
 
 
+def rotated_kernel_pair(pipe: Pipeline, image: np.ndarray, baseline: str, repeats: int) -> str:
+    """Paired CPU time of ``project_rotated_scalar``: this checkout's against ``baseline``'s.
+
+    The kernel's calls during one explain with ``Contribution()`` are recorded (arguments
+    copied), then replayed in ``repeats`` interleaved rounds, each on a fresh zero map.
+    Returns the report line: per-explain milliseconds (best) and the median paired ratio.
+    """
+    spec = importlib.util.spec_from_file_location("baseline_contribution_rotated", baseline)
+    old = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(old)
+    new = contribution_module.project_rotated_scalar
+    calls = []
+
+    def record(*args):
+        calls.append([np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args])
+        return new(*args)
+
+    contribution_module.project_rotated_scalar = record
+    try:
+        explain_trace(pipe, pipe.forward_one(image), None, Contribution())
+    finally:
+        contribution_module.project_rotated_scalar = new
+
+    def replay(kernel):
+        maps = []
+        for args in calls:
+            out = np.zeros_like(args[6])
+            left = kernel(*args[:6], out, args[7])
+            maps.append((out, left))
+        return maps
+
+    for (a, la), (b, lb) in zip(replay(new), replay(old.project_rotated_scalar)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12 * max(np.abs(b).max(), 1e-300))
+        np.testing.assert_allclose(la, lb, rtol=1e-9, atol=1e-15)
+    t_new, t_old = [], []
+    for _ in range(repeats):
+        for kernel, times in ((new, t_new), (old.project_rotated_scalar, t_old)):
+            c = time.process_time()
+            replay(kernel)
+            times.append(time.process_time() - c)
+    ratio = np.array(t_new) / np.array(t_old)
+    n = sum(len(a[0]) for a in calls)
+    return (
+        f"    rotated kernel ({len(calls)} calls, {n} descriptors): this {min(t_new) * 1000:.1f} ms, "
+        f"baseline {min(t_old) * 1000:.1f} ms (best); paired ratio this / baseline median "
+        f"{np.median(ratio):.3f} (range {ratio.min():.3f}-{ratio.max():.3f}); maps equal to 1e-9"
+    )
+
+
 def polygons_hik() -> Pipeline:
     """configs/polygons_hik.yaml with 64 words per scale (rotated OpenCV SIFT, b = 6 and 9)."""
     pipe = Pipeline.from_config("polygons_hik")
@@ -57,6 +116,7 @@ def main(argv=None):
     ap.add_argument("--height", type=int, default=360)
     ap.add_argument("--width", type=int, default=480)
     ap.add_argument("--pipelines", default="rank-hik,polygons-hik,fisher-linear")
+    ap.add_argument("--baseline", help="contribution_rotated.py of another checkout (paired kernel timing)")
     args = ap.parse_args(argv)
     sift = DenseSIFT(bin_sizes=[4, 6, 8, 10], steps=3)
     pipes = {
@@ -127,6 +187,8 @@ def main(argv=None):
                 f"    explain with {rname:20s} {w * 1000:7.0f} / {c * 1000:7.0f} ms   ratio "
                 f"{w / w_fwd:.2f} / {c / c_fwd:.2f}"
             )
+        if args.baseline and name == "polygons-hik":
+            print(rotated_kernel_pair(pipe, image, args.baseline, args.repeats))
 
 
 if __name__ == "__main__":

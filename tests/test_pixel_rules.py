@@ -474,18 +474,23 @@ def test_fast_paths_equal_per_pixel_kernel(backend, weighting):
 # -- fast paths of issue 27 against the reference kernels -------------------------------------
 
 
+@pytest.mark.parametrize("fractional", [False, True])
 @pytest.mark.parametrize("weighting", [0, 1, 2])
-def test_rotated_scalar_fast_path_equals_per_pixel_kernel(weighting):
-    """``project_rotated_scalar`` (separable window, summed bilinear weights, rotated square
-    only) against the per-pixel reference ``_project`` (K = 1), OpenCV backend: axis-aligned
-    and arbitrary rotations, descriptors cut by the border, one on a flat patch (zero mass:
-    the window fallback), one beyond the image (no sampled pixel), totals and scatter."""
+def test_rotated_scalar_fast_path_equals_per_pixel_kernel(weighting, fractional):
+    """``project_rotated_scalar`` (tabulated window, summed bilinear weights, rotated square
+    only, SIMD rows) against the per-pixel reference ``_project`` (K = 1), OpenCV backend:
+    axis-aligned and arbitrary rotations, descriptors cut by the border, one on a flat patch
+    (zero mass: the window fallback), one beyond the image (no sampled pixel), totals and
+    scatter. ``fractional``: centres off the integer grid, runs of equal and of changing
+    fractional parts (the window tables reused, then recomputed)."""
     rng = np.random.default_rng(27)
     H, W = 41, 53
     mag = rng.exponential(size=(H, W))
     mag[:, :16] = 0.0  # flat: descriptors centred there have no mass
     n = 24
     centers = np.column_stack([rng.integers(-3, H + 3, n), rng.integers(-3, W + 3, n)]).astype(float)
+    if fractional:
+        centers[8:] += np.repeat(rng.uniform(0.0, 1.0, size=(4, 2)), 4, axis=0)
     centers[0] = (20.0, -6.0)  # every sampled pixel on the flat patch (reach <= 15 * sqrt 2)
     centers[1] = (-30.0, 20.0)  # samples nothing
     rotations = rng.uniform(-np.pi, np.pi, n)

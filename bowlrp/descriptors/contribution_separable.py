@@ -374,17 +374,25 @@ def _fields(weighting: int, mag: np.ndarray, ang: np.ndarray, per_dim: bool, lo:
 @njit(cache=True)
 def _ratios(values, Z):
     """``coef = values / Z`` where ``Z > 0`` (else 0) and, per descriptor, whether some
-    ``values != 0`` sits on a zero total (the window fallback): one pass, (n, K) and (n,)."""
+    ``values != 0`` sits on a zero total (the window fallback): one pass, (n, K) and (n,).
+
+    Branch-free rows (selects, a division by 1 where ``Z <= 0``, an integer count of the
+    fallback entries), so the row loop runs in SIMD lanes; the same quotients bit for bit.
+    """
     n, K = values.shape
-    coef = np.zeros((n, K))
+    coef = np.empty((n, K))
     needs = np.zeros(n, dtype=np.bool_)
     for l in range(n):
+        v = values[l]
+        z = Z[l]
+        c = coef[l]
+        count = 0
         for k in range(K):
-            z = Z[l, k]
-            if z > 0.0:
-                coef[l, k] = values[l, k] / z
-            elif values[l, k] != 0.0:
-                needs[l] = True
+            live = z[k] > 0.0
+            q = v[k] / (z[k] if live else 1.0)
+            c[k] = q if live else 0.0
+            count += (not live) and v[k] != 0.0
+        needs[l] = count > 0
     return coef, needs
 
 
