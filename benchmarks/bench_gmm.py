@@ -13,6 +13,21 @@ diagonal mixture (PCA'd SIFT stand-in). Each measurement runs in its own process
 
     python benchmarks/bench_gmm.py [--n 1000000] [--compare-n 250000] [--iters 3]
 
+``--versus PATH``: instead, the EM iteration of this checkout against another one's
+(``PATH`` holds that version's ``bowlrp``, e.g. an exported older commit), at
+``--compare-n`` and ``--n``: per size, one process per version, in turn (old, new,
+old, new: ``--rounds`` rounds), each generating the data, starting from the cheap
+start, running one untimed iteration and then ``--iters`` timed ones (wall and CPU
+seconds of each ``streamed_em(max_iter=1)``, continued from the last); peak resident
+memory of each process; load average before and after each. The fits are compared:
+the new version's parameters after the timed iterations against the old one's.
+
+    python benchmarks/bench_gmm.py --versus /tmp/before [--compare-n 250000] [--n 1000000] [--iters 3]
+        [--rounds 1] [--scales 1 2]
+
+``--scales LO HI`` (every mode): the components' deviations (default 0.2 0.6, well
+separated; 1 2 overlap like a GMM on PCA'd SIFT).
+
 ``--posteriors``: instead, on the 480x360 scene of ``_scenes.py`` with the Fisher
 pipeline of ``bench_relevance.py`` (SIFT 4/6/8/10 step 3, PCA 80, GMM 256, pyramid
 1x1 + 2x2 + 3x1, linear SVM), one thread: the posteriors (``sparse_posteriors``) with
@@ -48,16 +63,25 @@ import numpy as np
 
 from bowlrp.encoding import fisher
 from bowlrp.encoding.fisher import sparse_posteriors
-from bowlrp.encoding.gmm import kmeans_plusplus_start, serial_estep, streamed_em
+from bowlrp.encoding.gmm import kmeans_plusplus_start, log_likelihood_terms, serial_estep, streamed_em
 
 D, K = 80, 256
 
 
+#: Standard deviations of the generated components, uniform in this range (``--scales``).
+SCALES = (0.2, 0.6)
+
+
 def make_data(n: int, seed: int = 0) -> np.ndarray:
-    """(n, 80) float32 from a random diagonal mixture, written in blocks (no float64 copy)."""
+    """(n, 80) float32 from a random diagonal mixture, written in blocks (no float64 copy).
+
+    Centres N(0, 1), deviations uniform in :data:`SCALES`: (0.2, 0.6) gives well separated
+    components (after a few EM iterations ~1 entry per row within 45 nats of its largest),
+    (1, 2) overlapping ones like a GMM on PCA'd SIFT (~120-210 of 256; a VOC-like GMM: ~149).
+    """
     rng = np.random.default_rng(seed)
     centres = rng.normal(0.0, 1.0, (K, D))
-    scales = rng.uniform(0.2, 0.6, (K, D))
+    scales = rng.uniform(*SCALES, (K, D))
     out = np.empty((n, D), dtype=np.float32)
     for start in range(0, n, 65536):
         m = min(65536, n - start)
@@ -80,7 +104,23 @@ def cheap_start(data: np.ndarray):
 def child(kind: str, n: int, iters: int) -> dict:
     data = make_data(n)
     out = {"kind": kind, "n": n}
-    if kind == "streamed-full":
+    if kind == "em-iters":
+        streamed_em(data[: 4 * K], *cheap_start(data[: 4 * K]), max_iter=1)  # warm-up (Numba)
+        fit = streamed_em(data, *cheap_start(data), max_iter=1)  # untimed first iteration
+        start = (fit.means, fit.covariances, fit.weights)
+        out["within_45_nats"] = near_maximal_entries(data[:4096], *start)
+        wall, cpu = [], []
+        for _ in range(iters):
+            t, c = time.perf_counter(), time.process_time()
+            fit = streamed_em(data, *start, max_iter=1)
+            wall.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
+            start = (fit.means, fit.covariances, fit.weights)
+        out.update(
+            iter_s=wall, iter_cpu_s=cpu, means=fit.means.tolist(), covariances=fit.covariances.tolist()
+        )
+        out["version"] = str(Path(sys.modules["bowlrp"].__file__).parent.parent)
+    elif kind == "streamed-full":
         streamed_em(data[: 4 * K], *cheap_start(data[: 4 * K]), max_iter=1)  # warm-up (Numba)
         t = time.perf_counter()
         start = kmeans_plusplus_start(data, K, 1e-6, random_state=0)
@@ -124,6 +164,56 @@ def child(kind: str, n: int, iters: int) -> dict:
         out["iter_s"] = [(many - one) / iters]
     out["peak_mb"] = peak_mb()
     return out
+
+
+def near_maximal_entries(rows: np.ndarray, means, covariances, weights) -> float:
+    """Mean count per row of log-likelihoods within 45 nats of the row's largest (float64)."""
+    W, const = log_likelihood_terms(means, covariances, weights)
+    x = rows.astype(np.float64)
+    v = np.hstack([x * x, x]) @ W + const
+    return float((v >= v.max(1, keepdims=True) - 45.0).sum(1).mean())
+
+
+def versus_bench(old_path: str, sizes: list[int], iters: int, rounds: int) -> None:
+    """The EM iteration of ``old_path``'s bowlrp and of this checkout's, in turn, per size."""
+    new_path = str(Path(__file__).resolve().parent.parent)
+    print(
+        f"D = {D}, K = {K}, component deviations in {SCALES}; old: {old_path}, new: {new_path}; "
+        "one process per measurement"
+    )
+    for n in sizes:
+        results = {"old": [], "new": []}
+        for _ in range(rounds):
+            for name, path in (("old", old_path), ("new", new_path)):
+                before = os.getloadavg()[0]
+                r = spawn("em-iters", n, iters, pythonpath=path)
+                r["load"] = (before, os.getloadavg()[0])
+                results[name].append(r)
+                print(
+                    f"  N = {n:,} {name}: iterations {', '.join(f'{t:.2f}' for t in r['iter_s'])} s wall, "
+                    f"{', '.join(f'{t:.2f}' for t in r['iter_cpu_s'])} s CPU; peak {r['peak_mb']:,.0f} MB; "
+                    f"entries within 45 nats {r['within_45_nats']:.0f} of {K}; load {r['load'][0]:.1f} -> "
+                    f"{r['load'][1]:.1f}",
+                    flush=True,
+                )
+        mean = {
+            k: (np.mean([r["iter_s"] for r in v]), np.mean([r["iter_cpu_s"] for r in v]))
+            for k, v in results.items()
+        }
+        peak = {k: max(r["peak_mb"] for r in v) for k, v in results.items()}
+        a, b = results["old"][-1], results["new"][-1]
+        rel = max(
+            float(np.max(np.abs(np.subtract(b[name], a[name])) / np.abs(a[name]).max()))
+            for name in ("means", "covariances")
+        )
+        print(
+            f"N = {n:,}: per EM iteration old {mean['old'][0]:.2f} s wall / {mean['old'][1]:.2f} s CPU "
+            f"(peak {peak['old']:,.0f} MB), new {mean['new'][0]:.2f} s wall / {mean['new'][1]:.2f} s CPU "
+            f"(peak {peak['new']:,.0f} MB); old / new {mean['old'][0] / mean['new'][0]:.2f} wall, "
+            f"{mean['old'][1] / mean['new'][1]:.2f} CPU; parameters after {iters + 1} iterations differ by "
+            f"{rel:.1e} (relative to their largest)",
+            flush=True,
+        )
 
 
 def posteriors_bench(repeats: int) -> None:
@@ -260,13 +350,17 @@ def best_of(fn, repeats: int) -> list[float]:
     return [wall, cpu]
 
 
-def spawn(kind: str, n: int, iters: int) -> dict:
+def spawn(kind: str, n: int, iters: int, pythonpath: str | None = None) -> dict:
+    """Run ``--child kind`` in a new process (with ``bowlrp`` from ``pythonpath`` if given)."""
     cmd = [sys.executable, __file__, "--child", kind, "--n", str(n), "--iters", str(iters)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    cmd += ["--scales", *map(str, SCALES)]
+    env = None if pythonpath is None else {**os.environ, "PYTHONPATH": pythonpath}
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None):
+    global SCALES  # --scales: the generated data of this process and of its children
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--compare-n", type=int, default=250_000)
@@ -275,7 +369,14 @@ def main(argv=None):
     ap.add_argument("--posteriors", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dask", action="store_true")
+    ap.add_argument("--versus", default=None, metavar="PATH")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--scales", type=float, nargs=2, default=SCALES, metavar=("LO", "HI"))
     args = ap.parse_args(argv)
+    SCALES = tuple(args.scales)
+    if args.versus:
+        versus_bench(args.versus, [args.compare_n, args.n], args.iters, args.rounds)
+        return
     if args.dask:
         dask_bench(args.compare_n, args.iters)
         return

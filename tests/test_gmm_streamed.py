@@ -7,12 +7,13 @@ import warnings
 import numba
 import numpy as np
 import pytest
+from sklearn.cluster import kmeans_plusplus
 from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_limits
 
 from bowlrp import GMMVocabulary, load, save
-from bowlrp.encoding import vocabulary
+from bowlrp.encoding import gmm, vocabulary
 from bowlrp.encoding.gmm import (
-    candidate_log_likelihoods,
     em_chunk_sums,
     float32_bound,
     kmeans_plusplus_start,
@@ -53,6 +54,17 @@ def test_streamed_em_equals_sklearn_from_its_kmeans_plusplus_start():
         8, covariance_type="diag", reg_covar=1e-6, random_state=0, init_params="k-means++"
     ).fit(X.astype(np.float64))
     assert_same_fit(fit, gm)
+
+
+def test_kmeans_plusplus_start_takes_sklearns_seeds():
+    """The column-major float64 copy picks scikit-learn's seeds (its distances are the same bits)."""
+    X = mixture_data(n=20000, dim=16, k=32, seed=15)
+    means, covariances, weights = kmeans_plusplus_start(X, 32, 1e-6, random_state=3)
+    centres, _ = kmeans_plusplus(X.astype(np.float64), 32, random_state=np.random.RandomState(3))
+    nk = 1.0 + 10 * np.finfo(np.float64).eps
+    np.testing.assert_array_equal(means, centres / nk)
+    np.testing.assert_array_equal(covariances, centres * centres / nk - means**2 + 1e-6)
+    np.testing.assert_array_equal(weights, np.full(32, nk / len(X)))
 
 
 def test_streamed_em_equals_sklearn_from_a_given_start():
@@ -105,19 +117,78 @@ def test_one_streamed_iteration_equals_plain_numpy():
     assert fit.lower_bound == pytest.approx(bound, rel=1e-9)
 
 
-def test_streamed_em_is_reproducible_across_thread_counts():
+def test_streamed_em_is_reproducible_across_thread_counts(monkeypatch):
+    """Numba's thread count (the blocks computed at once) and the process's BLAS threads: same bits."""
+    monkeypatch.setattr(gmm, "EM_BLOCK", 128)  # 8 blocks per chunk of 1000
     X = mixture_data(n=4000, dim=6, k=8, seed=4)
     start = kmeans_plusplus_start(X, 8, 1e-6, random_state=0)
     before = numba.get_num_threads()
+    fits = []
     try:
-        numba.set_num_threads(1)
-        a = streamed_em(X, *start, max_iter=5, chunk_size=1000)
-        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-        b = streamed_em(X, *start, max_iter=5, chunk_size=1000)
+        for threads, blas in ((1, 1), (min(2, numba.config.NUMBA_NUM_THREADS), 2)):
+            numba.set_num_threads(threads)
+            with threadpool_limits(blas, user_api="blas"):
+                fits.append(streamed_em(X, *start, max_iter=5, chunk_size=1000))
     finally:
         numba.set_num_threads(before)
+    a, b = fits
     for x, y in ((a.means, b.means), (a.covariances, b.covariances), (a.weights, b.weights)):
         np.testing.assert_array_equal(x, y)
+
+
+def numpy_chunk_sums(X, means, variances, weights):
+    """The E-step sums of ``em_chunk_sums`` in plain NumPy: every entry, dense, float64."""
+    log_p = (
+        np.log(weights)
+        - 0.5 * np.log(2 * np.pi * variances).sum(1)
+        - 0.5 * (((X[:, None, :] - means[None]) ** 2) / variances[None]).sum(2)
+    )
+    top = log_p.max(1, keepdims=True)
+    lse = top[:, 0] + np.log(np.exp(log_p - top).sum(1))
+    r = np.exp(log_p - lse[:, None])
+    return lse.sum(), r.sum(0), r.T @ X, r.T @ (X * X)
+
+
+def test_chunk_sums_equal_plain_numpy_for_any_threads_and_blas_threads(monkeypatch):
+    """Blocks of 300 rows (ragged last one); 1, 2, 3 block threads; the process at 1 and 2 BLAS
+    threads: the sums are the plain-NumPy ones, and the same bits every time (OpenBLAS's own
+    products differ in the last bits between 1 and 2 threads at these shapes)."""
+    monkeypatch.setattr(gmm, "EM_BLOCK", 300)
+    X = mixture_data(n=2000, dim=24, k=48, seed=12)
+    X64 = X.astype(np.float64)
+    rng = np.random.default_rng(13)
+    means = X64[rng.choice(len(X), 48, replace=False)]
+    variances = rng.uniform(0.5, 4.0, (48, 24))
+    weights = rng.dirichlet(np.ones(48))
+    W, const = log_likelihood_terms(means, variances, weights)
+    ref = numpy_chunk_sums(X64, means, variances, weights)
+    runs = []
+    for blas in (1, 2):
+        with threadpool_limits(blas, user_api="blas"):
+            runs += [em_chunk_sums(X, W, const, threads=t) for t in (1, 2, 3)]
+    assert ref[0] == pytest.approx(runs[0][0], rel=1e-12)
+    for got, want in zip(runs[0][1:], ref[1:]):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11 * np.abs(want).max())
+    for other in runs[1:]:
+        assert other[0] == runs[0][0]
+        for a, b in zip(other[1:], runs[0][1:]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_responsibilities_kernel_equals_plain_numpy():
+    """Softmax rows in place (entries below exp(-45) of the row's largest set to 0), log-sum."""
+    rng = np.random.default_rng(14)
+    values = rng.normal(0.0, 30.0, (200, 37))
+    values[5] = -1e300  # a row far below zero: its own maximum still counts
+    values[6, 3] = 1e3  # a row dominated by one entry
+    top = values.max(1, keepdims=True)
+    e = np.exp(values - top)
+    ref = np.where(values >= top - gmm.EM_MARGIN, e / e.sum(1, keepdims=True), 0.0)
+    lse = (top[:, 0] + np.log(e.sum(1))).sum()
+    out = values.copy()
+    assert gmm._responsibilities(out, gmm.EM_MARGIN) == pytest.approx(lse, rel=1e-14)
+    np.testing.assert_allclose(out, ref, rtol=1e-14, atol=1e-300)
+    assert (out == 0).any() and np.allclose(out.sum(1), 1.0, rtol=1e-14, atol=0)
 
 
 def hard_case(seed=5, n=400, dim=10, k=24):
@@ -137,19 +208,6 @@ def test_float32_error_bound_holds():
     error = np.abs((f.astype(np.float32) @ W.astype(np.float32)).astype(np.float64) - f @ W)
     assert error.max() > 0  # the case does round
     assert np.all(error <= float32_bound(f, W)[:, None])
-
-
-def test_candidates_hold_every_near_maximal_entry_in_float64():
-    data, means, variances, weights = hard_case(seed=6)
-    W, const = log_likelihood_terms(means, variances, weights)
-    f = square_features(data)
-    values, counts = candidate_log_likelihoods(f, W, const, 10.0)
-    exact = f @ W
-    near = exact + const >= (exact + const).max(1, keepdims=True) - 10.0
-    assert np.all(np.isfinite(values[near]))  # every entry within the margin is a candidate
-    found = np.isfinite(values)
-    np.testing.assert_allclose(values[found], exact[found], rtol=1e-12, atol=1e-9)
-    assert np.array_equal(counts, found.sum(1)) and counts.mean() < W.shape[1]
 
 
 def numpy_thresholded_posteriors(data, means, variances, weights, threshold):

@@ -7,32 +7,38 @@ Log-likelihoods (docs/math.md §1). For a diagonal GMM with priors ``pi_k``, mea
     w_k = [-1 / (2 sigma_k^2), mu_k / sigma_k^2]                      (2D,)
     c_k = log pi_k - (D log 2 pi + sum_d log sigma_kd^2 + sum_d mu_kd^2 / sigma_kd^2) / 2,
 
-one (N, 2D) x (2D, K) product. :func:`candidate_log_likelihoods` computes it in
-float32 and recomputes in float64 every entry that can matter: with the float32
-rounding error of entry (l, k) bounded by
+one (N, 2D) x (2D, K) product. For thresholded posteriors (Fisher vectors),
+:func:`mixed_posteriors` computes it in float32 and recomputes in float64 the entries
+that can matter: with the float32 rounding error of entry (l, k) bounded by
 
     |fl32(f_l . w_k) - f_l . w_k| <= b_l = gamma_{2D+3} sum_i |f_li| max_k |w_ki|,
     gamma_n = n u / (1 - n u),  u = 2^-24,
 
-(any summation order, the rounding of both inputs to float32 included), an entry
-whose float64 value lies within ``margin`` of its row's float64 maximum has a
-float32 value within ``margin + 2 b_l`` of the row's float32 maximum. Those
-entries are recomputed in float64; all others are more than ``margin`` below the
-maximum, i.e. their posterior is below ``exp(-margin)``. :func:`mixed_posteriors`
-(thresholded posteriors for Fisher vectors) recomputes fewer entries: those that can
-reach the threshold and enough of the next ones for a certified relative error
-``POSTERIOR_RTOL``; the rest of the softmax denominator comes from float32.
+(any summation order, the rounding of both inputs to float32 included,
+:func:`float32_bound`), an entry whose float64 value lies within ``m`` of its row's
+float64 maximum has a float32 value within ``m + 2 b_l`` of the row's float32
+maximum. The entries that can reach the threshold, and enough of the next ones for
+a certified relative error ``POSTERIOR_RTOL``, are recomputed in float64; the rest
+of the softmax denominator comes from float32.
 
 EM (:func:`streamed_em`) is scikit-learn's ``GaussianMixture(covariance_type="diag")``
 algorithm (same initialisation, updates, lower bound and stopping rule), with the
-data kept in float32 and visited in fixed chunks: per chunk, the E-step above with
-``margin = 45`` (dropped responsibilities are < exp(-45) ~ 3e-20 of their row) and
-the sufficient statistics ``N_k = sum_l r_lk``, ``S_k = sum_l r_lk l``,
-``Q_k = sum_l r_lk l^2`` in float64; no (N, K) array is ever held (the k-means++
-start takes a float64 copy of the data, as scikit-learn's does). The sums are
-reduced in a fixed order (fixed partitions within a chunk added in sequence into the
-chunk's sums, :func:`em_chunk_sums`; the chunks' sums added in chunk order), so the
-fit does not depend on the number of threads.
+data kept in float32 and visited in fixed chunks. Per chunk, in fixed blocks of
+:data:`EM_BLOCK` rows (:func:`em_chunk_sums`), everything is dense float64 BLAS:
+with ``F = [l^2, l, 1]`` (block, 2D + 1) and ``W' = [W; c]`` (2D + 1, K),
+
+    V = F W'                  (block, K), the log-likelihoods (one float64 GEMM)
+    R = softmax_rows(V)       responsibilities (entries below exp(-EM_MARGIN) of their
+                              row's largest, < 3e-20, are set to 0)
+    R^T F = [Q_k, S_k, N_k]   (K, 2D + 1), the sufficient statistics (a second GEMM)
+
+(no (N, K) array is ever held; the k-means++ start takes a float64 copy of the data,
+as scikit-learn's does). Reproducibility: OpenBLAS's products differ in the last bits
+between one and two BLAS threads (it splits them by rows and columns with other
+edge kernels), so every product here runs in one BLAS thread
+(:func:`bowlrp._utils.threads.single_threaded`) and the parallelism is over the
+blocks, whose sums are added in block order; the chunks' sums are added in chunk
+order. The fit is the same bits for any number of threads and in any process.
 
 Where the per-chunk E-step runs is a hook (:data:`EStep`): by default here, chunk by
 chunk (:func:`serial_estep`); :func:`using_estep` sets another for the fits inside a
@@ -45,16 +51,21 @@ adds them here, in chunk order: the fit is the same bits wherever the chunks ran
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import njit, prange
 from sklearn.cluster import kmeans_plusplus
 from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
+
+from .._utils.threads import single_threaded
 
 #: Unit roundoff of float32.
 FLOAT32_UNIT = 2.0**-24
@@ -62,7 +73,9 @@ FLOAT32_UNIT = 2.0**-24
 EM_MARGIN = 45.0
 #: Descriptors per chunk of the streamed EM (fixed, so fits are reproducible).
 EM_CHUNK = 32768
-_PARTIALS = 8  # fixed partition of a chunk for the threaded sums
+#: Rows per block of a chunk's E-step: one BLAS product each, the blocks' sums added in order.
+#: (1024 x 256 responsibilities are 2 MB: the block's product stays in the caches.)
+EM_BLOCK = 1024
 #: Relative error of :func:`mixed_posteriors` against float64 posteriors (certified per row).
 POSTERIOR_RTOL = 1e-9
 
@@ -100,14 +113,6 @@ def square_features(data: np.ndarray, out: np.ndarray | None = None) -> np.ndarr
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
-def _dot(x, w):
-    s = 0.0
-    for i in range(x.shape[0]):
-        s += x[i] * w[i]
-    return s
-
-
-@njit(cache=True, fastmath={"reassoc", "contract"})
 def _dot2(x, a, b):
     sa = 0.0
     sb = 0.0
@@ -115,76 +120,6 @@ def _dot2(x, a, b):
         sa += x[i] * a[i]
         sb += x[i] * b[i]
     return sa, sb
-
-
-@njit(cache=True, parallel=True)
-def _refine(loglik32, features, weights_t, const, bound, margin, out):
-    """``out[l, k] = f_l . w_k`` in float64 for the candidates, ``-inf`` elsewhere.
-
-    Candidates: ``v32_lk >= max_j v32_lj - margin - 2 b_l`` with ``v32 = fl32(f . w) + c``;
-    a row with a non-finite float32 value is recomputed whole. Returns the candidates per row.
-    """
-    n, K = loglik32.shape
-    counts = np.zeros(n, dtype=np.int64)
-    for l in prange(n):
-        row = loglik32[l]
-        o = out[l]
-        top = -np.inf
-        finite = True
-        for k in range(K):
-            v = np.float64(row[k]) + const[k]
-            o[k] = v
-            if not np.isfinite(v):
-                finite = False
-            elif v > top:
-                top = v
-        keep = top - margin - 2.0 * bound[l] if finite else -np.inf
-        x = features[l]
-        c = 0
-        for k in range(K):
-            if o[k] >= keep or not finite:
-                o[k] = _dot(x, weights_t[k])
-                c += 1
-            else:
-                o[k] = -np.inf
-        counts[l] = c
-    return counts
-
-
-def candidate_log_likelihoods(
-    features: np.ndarray,
-    W: np.ndarray,
-    const: np.ndarray,
-    margin: float,
-    out: np.ndarray | None = None,
-    W32: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``f_l . w_k`` (without ``c_k``) in float64 where it can matter, ``-inf`` elsewhere.
-
-    Parameters
-    ----------
-    features : ndarray (N, 2D) float64, ``[l^2, l]``
-    W : ndarray (2D, K) float64; const : ndarray (K,)
-    margin : float
-        Every entry whose exact ``v_lk = c_k + f_l . w_k`` lies within ``margin`` of
-        ``max_j v_lj`` is returned in float64 (see the module docstring for the bound).
-    out : ndarray (>= N, K) float64, optional
-    W32 : ndarray (2D, K) float32, optional (``W`` rounded; saves a conversion per call)
-
-    Returns
-    -------
-    values : ndarray (N, K) float64
-    counts : ndarray (N,) int64, float64 entries per row
-    """
-    n, P = features.shape
-    K = W.shape[1]
-    out = np.empty((n, K)) if out is None else out[:n]
-    W32 = W.astype(np.float32) if W32 is None else W32
-    with np.errstate(over="ignore"):  # a row that overflows float32 is recomputed whole
-        loglik32 = features.astype(np.float32) @ W32
-    bound = float32_bound(features, W)
-    counts = _refine(loglik32, features, np.ascontiguousarray(W.T), const, bound, float(margin), out)
-    return out, counts
 
 
 _ROW_BLOCKS = 64  # fixed row blocks of the posterior kernel (one scratch buffer each)
@@ -350,48 +285,36 @@ def mixed_posteriors(
     return _slots_to_csr(counts, cols, vals)
 
 
-@njit(cache=True, parallel=True)
-def _em_sums(values, const, data, n_partials):
-    """Per fixed partition of the rows: ``sum log sum_k exp(v)``, ``N_k``, ``S_k``, ``Q_k``.
+@njit(cache=True, nogil=True)
+def _responsibilities(values, margin):
+    """Rows of ``values`` (log-likelihoods ``v``) replaced by their softmax, in place.
 
-    ``values`` holds ``f . w`` for the candidates and ``-inf`` elsewhere; ``v = values + c``,
-    ``r_lk = exp(v_lk - logsumexp_k v_lk)``.
+    ``r_lk = exp(v_lk - t_l) / sum_j exp(v_lj - t_l)``, ``t_l = max_j v_lj``; entries with
+    ``v_lk < t_l - margin`` get ``r_lk = 0`` (their exact value is below ``exp(-margin)``).
+    Returns ``sum_l log sum_k exp(v_lk)`` (the kept entries), float64.
     """
     n, K = values.shape
-    D = data.shape[1]
-    log_norm = np.zeros(n_partials)
-    nk = np.zeros((n_partials, K))
-    s1 = np.zeros((n_partials, K, D))
-    s2 = np.zeros((n_partials, K, D))
-    size = (n + n_partials - 1) // n_partials
-    for part in prange(n_partials):
-        x64 = np.empty(D)
-        for l in range(part * size, min(n, (part + 1) * size)):
-            row = values[l]
-            top = -np.inf
-            for k in range(K):
-                if row[k] > -np.inf:
-                    row[k] += const[k]
-                    if row[k] > top:
-                        top = row[k]
-            total = 0.0
-            for k in range(K):
-                if row[k] > -np.inf:
-                    total += np.exp(row[k] - top)
-            lse = top + np.log(total)
-            log_norm[part] += lse
-            for i in range(D):
-                x64[i] = data[l, i]
-            for k in range(K):
-                if row[k] > -np.inf:
-                    r = np.exp(row[k] - lse)
-                    nk[part, k] += r
-                    a = s1[part, k]
-                    b = s2[part, k]
-                    for i in range(D):
-                        a[i] += r * x64[i]
-                        b[i] += r * x64[i] * x64[i]
-    return log_norm, nk, s1, s2
+    log_norm = 0.0
+    for l in range(n):
+        row = values[l]
+        top = -np.inf
+        for k in range(K):
+            if row[k] > top:
+                top = row[k]
+        keep = top - margin
+        total = 0.0
+        for k in range(K):
+            if row[k] >= keep:
+                e = np.exp(row[k] - top)
+                row[k] = e
+                total += e
+            else:
+                row[k] = 0.0
+        scale = 1.0 / total
+        for k in range(K):
+            row[k] *= scale
+        log_norm += top + np.log(total)
+    return log_norm
 
 
 #: The sums of one chunk's E-step: ``(sum_l log sum_k exp v_lk, N_k (K,), S_k (K, D), Q_k (K, D))``.
@@ -406,64 +329,99 @@ EStep = Callable[[list[np.ndarray]], AbstractContextManager[EStepRun]]
 _ESTEP: ContextVar[EStep | None] = ContextVar("bowlrp_gmm_estep", default=None)
 
 
+_scratch = threading.local()  # per thread: the (EM_BLOCK, 2D + 1) features of a block
+
+
+def _block_features(rows: np.ndarray) -> np.ndarray:
+    """``F = [l^2, l, 1]`` of ``rows`` (m, D) in float64, (m, 2D + 1), in this thread's buffer.
+
+    ``l^2`` is exact for float32 rows: a float32's square fits a float64's mantissa.
+    """
+    m, D = rows.shape
+    buf = getattr(_scratch, "features", None)
+    if buf is None or buf.shape[0] < m or buf.shape[1] != 2 * D + 1:
+        buf = _scratch.features = np.empty((max(m, EM_BLOCK), 2 * D + 1))
+    F = buf[:m]
+    F[:, D : 2 * D] = rows
+    np.multiply(F[:, D : 2 * D], F[:, D : 2 * D], out=F[:, :D])
+    F[:, 2 * D] = 1.0
+    return F
+
+
+def _block_sums(rows: np.ndarray, W1: np.ndarray) -> tuple[float, np.ndarray]:
+    """One block's E-step: ``F = [l^2, l, 1]``, ``V = F W1``, ``R = softmax_rows(V)``.
+
+    Parameters
+    ----------
+    rows : ndarray (m, D), float32 (or float64)
+    W1 : ndarray (2D + 1, K) float64, ``[W; c]``
+
+    Returns
+    -------
+    log_norm : float, ``sum_l logsumexp_k v_lk``
+    sums : ndarray (K, 2D + 1) float64, ``R^T F = [Q_k, S_k, N_k]``
+    """
+    F = _block_features(rows)
+    values = F @ W1
+    log_norm = _responsibilities(values, EM_MARGIN)
+    return log_norm, values.T @ F
+
+
 def em_chunk_sums(
-    chunk: np.ndarray,
-    W: np.ndarray,
-    const: np.ndarray,
-    W32: np.ndarray | None = None,
-    features: np.ndarray | None = None,
-    values: np.ndarray | None = None,
+    chunk: np.ndarray, W: np.ndarray, const: np.ndarray, threads: int | None = None
 ) -> ChunkSums:
     """The E-step of one chunk: its log-likelihood sum and sufficient statistics, float64.
 
-    ``v_lk = c_k + f_l . w_k`` (:func:`candidate_log_likelihoods`, margin
-    :data:`EM_MARGIN`), ``r_lk = exp(v_lk - logsumexp_j v_lj)``, then
+    Per fixed block of :data:`EM_BLOCK` rows (:func:`_block_sums`, two float64 GEMMs):
+    ``v_lk = c_k + f_l . w_k``, ``r_lk = exp(v_lk - logsumexp_j v_lj)`` (0 below
+    ``exp(-EM_MARGIN)`` of the row's largest), then
 
         log_norm = sum_l logsumexp_k v_lk,  N_k = sum_l r_lk,
         S_k = sum_l r_lk l,  Q_k = sum_l r_lk l^2,
 
-    each summed over fixed partitions of the rows (:func:`_em_sums`) and the partitions
-    added in order: the same bits for any number of threads, in any process.
+    the blocks' sums added in block order. Every product runs in one BLAS thread
+    (OpenBLAS's results change in the last bits with its thread count); ``threads``
+    blocks run at once. The same bits for any ``threads``, in any process.
 
     Parameters
     ----------
-    chunk : ndarray (m, D), float32 rows
+    chunk : ndarray (m, D), float32 rows (float64 is used as it is)
     W : ndarray (2D, K) float64; const : ndarray (K,)  (:func:`log_likelihood_terms`)
-    W32 : ndarray (2D, K) float32, optional (``W`` rounded)
-    features, values : ndarray (>= m, 2D) and (>= m, K) float64, optional scratch buffers
+    threads : int, optional
+        Blocks computed at once; default :func:`numba.get_num_threads` (Numba's
+        thread count is bowlrp's knob for its parallel kernels).
 
     Returns
     -------
     ChunkSums
         ``(log_norm, N_k (K,), S_k (K, D), Q_k (K, D))``.
     """
-    rows = np.asarray(chunk, dtype=np.float64)
-    K, D = W.shape[1], rows.shape[1]
-    f = square_features(rows, features)
-    vals, _ = candidate_log_likelihoods(f, W, const, EM_MARGIN, out=values, W32=W32)
-    parts = _PARTIALS if len(rows) >= 4 * _PARTIALS else 1
-    ln, a, b, c = _em_sums(vals, const, rows, parts)
-    log_norm, nk, s1, s2 = 0.0, np.zeros(K), np.zeros((K, D)), np.zeros((K, D))
-    for p in range(parts):  # fixed order: reproducible for any number of threads
-        log_norm += ln[p]
-        nk += a[p]
-        s1 += b[p]
-        s2 += c[p]
-    return float(log_norm), nk, s1, s2
+    chunk = np.asarray(chunk)
+    m, D = chunk.shape
+    K = W.shape[1]
+    W1 = np.vstack([W, np.asarray(const, dtype=np.float64)[None, :]])
+    blocks = [chunk[start : start + EM_BLOCK] for start in range(0, m, EM_BLOCK)]
+    threads = numba.get_num_threads() if threads is None else max(1, int(threads))
+    log_norm, sums = 0.0, np.zeros((K, 2 * D + 1))
+    with single_threaded(), contextlib.ExitStack() as stack:
+        if threads > 1 and len(blocks) > 1:
+            pool = stack.enter_context(ThreadPoolExecutor(min(threads, len(blocks))))
+            results = pool.map(_block_sums, blocks, [W1] * len(blocks))
+        else:
+            results = (_block_sums(block, W1) for block in blocks)
+        for ln, block_sums in results:  # block order: reproducible for any number of threads
+            log_norm += ln
+            sums += block_sums
+    return float(log_norm), sums[:, 2 * D].copy(), sums[:, D : 2 * D].copy(), sums[:, :D].copy()
 
 
 @contextlib.contextmanager
 def serial_estep(chunks: list[np.ndarray]) -> Iterator[EStepRun]:
-    """The default :data:`EStep`: every chunk here, one after the other (scratch buffers reused)."""
-    size = max((len(c) for c in chunks), default=0)
-    D = chunks[0].shape[1] if chunks else 0
-    features = np.empty((size, 2 * D))
+    """The default :data:`EStep`: every chunk here, one after the other (its blocks on Numba's threads)."""
 
     def run(W: np.ndarray, const: np.ndarray) -> Iterator[ChunkSums]:
-        W32 = W.astype(np.float32)
-        values = np.empty((size, W.shape[1]))
         for chunk in chunks:
-            yield em_chunk_sums(chunk, W, const, W32=W32, features=features, values=values)
+            yield em_chunk_sums(chunk, W, const)
 
     yield run
 
@@ -506,7 +464,9 @@ def kmeans_plusplus_start(data: np.ndarray, n_components: int, reg_covar: float,
     """scikit-learn's ``init_params="k-means++"`` start, without its (N, K) one-hot matrix.
 
     Seeds ``x_k`` from :func:`sklearn.cluster.kmeans_plusplus` (float64 copy of the data,
-    as ``GaussianMixture`` sees it); with one-hot responsibilities and
+    as ``GaussianMixture`` sees it, in column-major order: its distances to each seed's
+    candidates, a (7, D) x (D, N) product, are the same bits from either layout and
+    ~1.4x cheaper from this one); with one-hot responsibilities and
     ``n_k = 1 + 10 eps``: ``mu_k = x_k / n_k``, ``sigma_k^2 = x_k^2 / n_k - mu_k^2 + reg``,
     ``pi_k = n_k / N`` (not renormalised, as scikit-learn).
 
@@ -515,7 +475,7 @@ def kmeans_plusplus_start(data: np.ndarray, n_components: int, reg_covar: float,
     means, covariances : ndarray (K, D); weights : ndarray (K,)
     """
     rng = check_random_state(random_state)
-    _, indices = kmeans_plusplus(np.asarray(data, dtype=np.float64), n_components, random_state=rng)
+    _, indices = kmeans_plusplus(np.asfortranarray(data, dtype=np.float64), n_components, random_state=rng)
     seeds = np.asarray(data[indices], dtype=np.float64)
     nk = 1.0 + 10 * np.finfo(np.float64).eps
     means = seeds / nk
@@ -539,7 +499,7 @@ def streamed_em(
     """EM for a diagonal GMM over chunks of ``data`` (scikit-learn's updates, one init).
 
     Per iteration: E-step ``r_lk = pi_k N(l; mu_k, sigma_k^2) / sum_j pi_j N(l; mu_j, sigma_j^2)``
-    (float32 GEMM, candidates in float64), then
+    (float64 GEMMs per block of rows, :func:`em_chunk_sums`), then
     ``n_k = sum_l r_lk + 10 eps``, ``mu_k = S_k / n_k``, ``sigma_k^2 = Q_k / n_k - mu_k^2 + reg``,
     ``pi_k = n_k / sum_j n_j``. Stops when the mean log-likelihood of the E-step changes
     by less than ``tol``.
@@ -551,7 +511,8 @@ def streamed_em(
         Start (e.g. :func:`kmeans_plusplus_start`).
     reg_covar, max_iter, tol : as scikit-learn's ``GaussianMixture``
     chunk_size : int
-        Rows per chunk; peak extra memory ~ ``chunk_size * (K + 4 D) * 8`` bytes.
+        Rows per chunk (the unit of a Dask task); the fit's sums do not depend on it
+        beyond rounding. Extra memory: ~ ``EM_BLOCK * (K + 2D + 1) * 8`` bytes per thread.
     estep : EStep or None
         Where the chunks' E-steps run (:data:`EStep`); None: :func:`current_estep`
         (:func:`serial_estep` unless :func:`using_estep` set another). The chunks' sums

@@ -13,11 +13,11 @@ hook. :class:`DaskEStep` is that hook on a cluster::
    share of the sample for every iteration.
 2. Per iteration, the parameters ``W`` (2D, K) and ``c`` (K,) of the E-step go to
    the workers once (``scatter(..., broadcast=True)``); one task per chunk computes
-   ``em_chunk_sums(chunk, W, c)`` where its chunk lives, in one Numba thread (a
+   ``em_chunk_sums(chunk, W, c, threads=1)`` where its chunk lives, in one thread (a
    worker is one thread); the driver gathers the sums *in chunk order*.
 3. The driver adds them in that order (in ``streamed_em``): each chunk's sums are
    the same function of the same rows and parameters in every process (fixed
-   partitions inside a chunk, the float32 GEMM split over rows and columns only), so
+   blocks inside a chunk added in order, every product in one BLAS thread), so
    the fit is the serial fit's, bit for bit, for any number of workers.
 
 A chunk lost with a worker (killed, restarted) is scattered again from the driver
@@ -31,7 +31,6 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 
-import numba
 import numpy as np
 
 from ..encoding.gmm import ChunkSums, EStepRun, em_chunk_sums
@@ -40,18 +39,12 @@ __all__ = ["DaskEStep"]
 
 
 def _estep_task(chunk: np.ndarray, W: np.ndarray, const: np.ndarray) -> ChunkSums:
-    """A Dask task: :func:`~bowlrp.encoding.gmm.em_chunk_sums` of one chunk, in one Numba thread.
+    """A Dask task: :func:`~bowlrp.encoding.gmm.em_chunk_sums` of one chunk, its blocks in this thread.
 
-    Only Numba's limit is set (it applies to the calling thread): BLAS's is
-    process-wide and a process worker starts with one BLAS thread already (Dask's
-    ``OPENBLAS_NUM_THREADS=1``); the sums do not depend on either count.
+    A worker is one thread; ``em_chunk_sums`` runs its products in one BLAS thread
+    itself, and its sums do not depend on how many blocks run at once.
     """
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        return em_chunk_sums(chunk, W, const)
-    finally:
-        numba.set_num_threads(previous)
+    return em_chunk_sums(chunk, W, const, threads=1)
 
 
 class DaskEStep:
