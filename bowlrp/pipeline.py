@@ -170,6 +170,10 @@ class Pipeline(ClassifierMixin, BaseEstimator):
     classes_ : ndarray
     """
 
+    #: Model files saved before the parameter existed carry no ``vocabulary_images``;
+    #: they read this default (their vocabularies were sampled from every image).
+    vocabulary_images = None
+
     def __init__(
         self,
         channels,

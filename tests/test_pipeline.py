@@ -213,3 +213,18 @@ def test_vocabulary_images_in_configs(tmp_path):
     for bad in (1, "many", 2.5, True):
         with pytest.raises(bowlrp.config.ConfigError, match="vocabulary_images"):
             Pipeline.from_config({**cfg, "vocabulary_images": bad})
+
+
+def test_a_model_saved_before_vocabulary_images_still_works(fitted_hik, stripes_blobs, tmp_path):
+    old = clone(fitted_hik)
+    for name, value in vars(fitted_hik).items():
+        setattr(old, name, value)
+    del old.__dict__["vocabulary_images"]  # as a pipeline pickled before the parameter existed
+    path = save(old, tmp_path / "old.skops")
+    back = load(path)
+    assert "vocabulary_images" not in vars(back)
+    assert back.get_params(deep=False)["vocabulary_images"] is None
+    back.set_params(n_jobs=1)
+    test = stripes_blobs[2][:3]
+    np.testing.assert_array_equal(back.decision_function(test), fitted_hik.decision_function(test))
+    assert clone(back).vocabulary_images is None
