@@ -67,6 +67,9 @@ def sparse_posteriors(
     offset = 0
     D = data.shape[1]
     features = np.empty((min(_CHUNK, data.shape[0]), 2 * D))  # [l^2, l], reused per chunk
+    # the log-likelihoods of a chunk, reused too: a fresh (_CHUNK, K) array per chunk is a
+    # fresh mapping whose pages fault in again every time
+    loglik = None if mixed else np.empty((min(_CHUNK, data.shape[0]), means.shape[0]))
     for start in range(0, data.shape[0], _CHUNK):
         chunk = data[start : start + _CHUNK]
         rows = square_features(chunk, features)
@@ -76,7 +79,8 @@ def sparse_posteriors(
             )
             counts = np.diff(ptr)
         else:
-            counts, cols, vals = _softmax_rows_to_sparse(rows @ weights_matrix, const, threshold)
+            block = np.matmul(rows, weights_matrix, out=loglik[: len(rows)])
+            counts, cols, vals = _softmax_rows_to_sparse(block, const, threshold)
         indptr.append(offset + np.cumsum(counts))
         offset += int(counts.sum())
         indices.append(cols)
@@ -249,11 +253,36 @@ def _region_to_cells(region_cells: np.ndarray, counts: np.ndarray) -> np.ndarray
     return W
 
 
-@njit(cache=True, inline="always")
-def _standardise(data, l, mu, inv_sigma, k, t):
-    x, m, s = data[l], mu[k], inv_sigma[k]  # 1-D rows: the loop vectorises
-    for i in range(t.shape[0]):
-        t[i] = (x[i] - m[i]) * s[i]
+def _split_block(block: np.ndarray, K: int, D: int, parts) -> tuple[np.ndarray, np.ndarray]:
+    """A cell block's layout ``(..., [pi K | mu K x D | sigma K x D])`` split for the kernels.
+
+    Returns ``pi`` (..., K) (width 0 without the pi part) and ``ms`` (..., K, W), the
+    mu and sigma parts of component k side by side (``W = D`` per part included):
+    the (descriptor, component) loops then read and write one contiguous segment per
+    pair instead of two segments K x D apart (1.3-1.4x faster than the block layout).
+    """
+    lead = block.shape[:-1]
+    off = K if "pi" in parts else 0
+    pi = block[..., :off]
+    segs = []
+    for part in ("mu", "sigma"):
+        if part in parts:
+            segs.append(block[..., off : off + K * D].reshape(*lead, K, D))
+            off += K * D
+    ms = np.concatenate(segs, axis=-1) if segs else np.zeros((*lead, K, 0))
+    return np.ascontiguousarray(pi), np.ascontiguousarray(ms)
+
+
+def _join_block(pi: np.ndarray, ms: np.ndarray, parts) -> np.ndarray:
+    """Inverse of :func:`_split_block`: ``(..., K)``, ``(..., K, W)`` -> ``(..., block)``."""
+    lead = ms.shape[:-2]
+    K, W = ms.shape[-2:]
+    n_ms = sum(p in parts for p in ("mu", "sigma"))
+    D = W // max(n_ms, 1)
+    blocks = [pi] if "pi" in parts else []
+    for j in range(n_ms):
+        blocks.append(ms[..., j * D : (j + 1) * D].reshape(*lead, K * D))
+    return np.concatenate(blocks, axis=-1)
 
 
 @njit(cache=True, parallel=True)
@@ -271,34 +300,40 @@ def _region_sums(
     has_pi,
     has_mu,
     has_sigma,
-    block,
     signed,
     n_partials,
 ):
     """Un-scaled Fisher statistics per region, streaming over (descriptor, component) pairs.
 
     With ``t = (l - mu_k) / sigma_k``, region ``r`` accumulates ``sum_l w_l (gamma_k(l) - pi_k)``
-    (pi part), ``sum_l w_l gamma_k(l) t`` (mu) and ``sum_l w_l gamma_k(l) (t^2 - 1)`` (sigma)
-    in one cell block's layout; ``w_l`` is ``weight`` (+1 / -1 in incremental updates).
-    ``signed=False``: row 0 holds the sums. ``signed=True``: rows 0 and 1 hold the sums of
-    the positive and of the negative terms (the sign of a term does not depend on the
+    (pi part), ``sum_l w_l gamma_k(l) t`` (mu) and ``sum_l w_l gamma_k(l) (t^2 - 1)`` (sigma);
+    ``w_l`` is ``weight`` (+1 / -1 in incremental updates).
+
+    Returns ``pi`` (rows, R, K) (K = 0 without the pi part) and ``ms`` (rows, R, K, W):
+    the mu sums in ``[..., :D]`` and the sigma sums after them (:func:`_split_block`).
+    ``signed=False``: one row of sums. ``signed=True``: rows 0 and 1 hold the sums of the
+    positive and of the negative terms (the sign of a term does not depend on the
     positive factors ``1 / (N_c sqrt(pi_k))``, ``1 / (N_c sqrt(2 pi_k))``).
     Descriptors are split into ``n_partials`` fixed chunks summed in a fixed order,
-    so the result does not depend on the number of threads.
+    so the result does not depend on the number of threads. Every term is computed as
+    ``w gamma t`` and ``w gamma (t t - 1)`` with ``t = (l_i - mu_ki) * (1 / sigma_ki)``
+    (reference: ``tests/test_fisher_speed.py``).
     """
     n, D = data.shape
     K = mu.shape[0]
-    off_mu = K if has_pi else 0
-    off_sigma = off_mu + (K * D if has_mu else 0)
     rows = 2 if signed else 1
-    partial = np.zeros((n_partials, rows, n_regions, block))
+    os_ = D if has_mu else 0
+    W = os_ + (D if has_sigma else 0)
+    pi_partial = np.zeros((n_partials, rows, n_regions, K if has_pi else 0))
+    partial = np.zeros((n_partials, rows, n_regions, K, W))
     size = (n + n_partials - 1) // n_partials
     for part in prange(n_partials):
         acc = partial[part]
-        t = np.empty(D)
+        pacc = pi_partial[part]
         for l in range(part * size, min(n, (part + 1) * size)):
             r = region[l]
             w = weight[l]
+            x = data[l]
             if has_pi:
                 ptr = indptr[l]
                 for k in range(K):
@@ -308,42 +343,57 @@ def _region_sums(
                         ptr += 1
                     z = w * (g - prior[k])
                     if signed and z < 0:
-                        acc[1, r, k] += z
+                        pacc[1, r, k] += z
                     else:
-                        acc[0, r, k] += z
+                        pacc[0, r, k] += z
+            if W == 0:
+                continue
             for q in range(indptr[l], indptr[l + 1]):
                 k = indices[q]
                 g = w * gamma[q]
-                _standardise(data, l, mu, inv_sigma, k, t)
-                dm = off_mu + k * D
-                ds = off_sigma + k * D
-                # 1-D views of the D-long segments: the loops below then vectorise
-                # (indexing acc[0, r, ...] inside them kept them scalar, 3x slower)
+                m = mu[k]
+                s = inv_sigma[k]
+                # one contiguous 1-D segment per pair and a single loop over the
+                # dimensions: it vectorises and touches one cache stream
                 if not signed:
-                    if has_mu:
-                        seg = acc[0, r, dm : dm + D]
+                    seg = acc[0, r, k]
+                    if has_mu and has_sigma:
                         for i in range(D):
-                            seg[i] += g * t[i]
-                    if has_sigma:
-                        seg = acc[0, r, ds : ds + D]
+                            t = (x[i] - m[i]) * s[i]
+                            seg[i] += g * t
+                            seg[D + i] += g * (t * t - 1.0)
+                    elif has_mu:
                         for i in range(D):
-                            seg[i] += g * (t[i] * t[i] - 1.0)
+                            seg[i] += g * ((x[i] - m[i]) * s[i])
+                    else:
+                        for i in range(D):
+                            t = (x[i] - m[i]) * s[i]
+                            seg[i] += g * (t * t - 1.0)
                 else:
-                    pos_m, neg_m = acc[0, r, dm : dm + D], acc[1, r, dm : dm + D]
-                    pos_s, neg_s = acc[0, r, ds : ds + D], acc[1, r, ds : ds + D]
-                    for i in range(D):
-                        zm = g * t[i]
-                        zs = g * (t[i] * t[i] - 1.0)
-                        if has_mu:
-                            pos_m[i] += max(zm, 0.0)
-                            neg_m[i] += min(zm, 0.0)
-                        if has_sigma:
-                            pos_s[i] += max(zs, 0.0)
-                            neg_s[i] += min(zs, 0.0)
+                    # selects instead of max / min (which keep NaN semantics): the loops vectorise
+                    pos = acc[0, r, k]
+                    neg = acc[1, r, k]
+                    if has_mu and has_sigma:
+                        for i in range(D):
+                            t = (x[i] - m[i]) * s[i]
+                            zm = g * t
+                            zs = g * (t * t - 1.0)
+                            pos[i] += zm if zm > 0.0 else 0.0
+                            neg[i] += zm if zm < 0.0 else 0.0
+                            pos[D + i] += zs if zs > 0.0 else 0.0
+                            neg[D + i] += zs if zs < 0.0 else 0.0
+                    else:
+                        for i in range(D):
+                            t = (x[i] - m[i]) * s[i]
+                            z = g * t if has_mu else g * (t * t - 1.0)
+                            pos[i] += z if z > 0.0 else 0.0
+                            neg[i] += z if z < 0.0 else 0.0
     out = partial[0].copy()
+    pi_out = pi_partial[0].copy()
     for part in range(1, n_partials):
         out += partial[part]
-    return out
+        pi_out += pi_partial[part]
+    return pi_out, out
 
 
 @njit(cache=True, parallel=True)
@@ -359,36 +409,40 @@ def _region_distribute(
     has_pi,
     has_mu,
     has_sigma,
-    A,
-    B,
+    A_pi,
+    A_ms,
+    B_pi,
+    B_ms,
     same,
     out,
     per_dim,
 ):
     """``out[l] += sum_d (a_d max(z_ld, 0) + b_d min(z_ld, 0))`` (``same``: a is b).
 
-    ``A``, ``B`` (R, block) are the coefficients gathered per region,
+    The coefficients come per region in the layout of :func:`_split_block`:
+    ``A_pi`` (R, K) and ``A_ms`` (R, K, W) (``B_*`` alike),
     ``A[r, j] = sum_{cells c of r} a_{c, j} s_j / N_c`` with the positive scale
     ``s_j`` of dimension j (``1 / sqrt(pi_k)`` or ``1 / sqrt(2 pi_k)``), so that
     ``z_ld = (N_c / s_j) ...`` never needs to be formed per level. With a non-empty
     ``per_dim`` (N, D) also each descriptor dimension's share (the pi part, which
-    belongs to no dimension, is spread evenly over them).
+    belongs to no dimension, is spread evenly over them). Per descriptor dimension i the
+    share is accumulated over the descriptor's components in CSR order, mu term before
+    sigma term, then ``out[l]`` adds the pi share and the shares of ``i = 0 .. D-1``.
     """
     n, D = data.shape
     K = mu.shape[0]
-    off_mu = K if has_pi else 0
-    off_sigma = off_mu + (K * D if has_mu else 0)
     track = per_dim.shape[0] > 0
     n_chunks = min(n, _N_CHUNKS)
     size = (n + n_chunks - 1) // n_chunks
     for chunk in prange(n_chunks):
-        t = np.empty(D)
         rel = np.empty(D)
         for l in range(chunk * size, min(n, (chunk + 1) * size)):
-            a = A[region[l]]
-            b = B[region[l]]
+            r = region[l]
+            x = data[l]
             acc = 0.0
             if has_pi:
+                a = A_pi[r]
+                b = B_pi[r]
                 pi_acc = 0.0
                 ptr = indptr[l]
                 for k in range(K):
@@ -404,34 +458,66 @@ def _region_distribute(
                         per_dim[l, i] += pi_acc / D
             for i in range(D):
                 rel[i] = 0.0
+            if not (has_mu or has_sigma):  # pi part only: no per-dimension share
+                out[l] += acc
+                continue
             for q in range(indptr[l], indptr[l + 1]):  # rel: this descriptor's share per dim
                 k = indices[q]
                 g = gamma[q]
-                _standardise(data, l, mu, inv_sigma, k, t)
-                dm = off_mu + k * D
-                ds = off_sigma + k * D
+                m = mu[k]
+                s = inv_sigma[k]
+                a = A_ms[r, k]
                 if same:
-                    if has_mu:
+                    if has_mu and has_sigma:
                         for i in range(D):
-                            rel[i] += g * t[i] * a[dm + i]
-                    if has_sigma:
+                            t = (x[i] - m[i]) * s[i]
+                            rel[i] += g * t * a[i]
+                            rel[i] += g * (t * t - 1.0) * a[D + i]
+                    elif has_mu:
                         for i in range(D):
-                            rel[i] += g * (t[i] * t[i] - 1.0) * a[ds + i]
+                            rel[i] += g * ((x[i] - m[i]) * s[i]) * a[i]
+                    else:
+                        for i in range(D):
+                            t = (x[i] - m[i]) * s[i]
+                            rel[i] += g * (t * t - 1.0) * a[i]
                 else:
-                    if has_mu:
+                    # max / min as selects (exact: zp + zn == z), both loads unconditional:
+                    # the loops vectorise
+                    b = B_ms[r, k]
+                    if has_mu and has_sigma:
                         for i in range(D):
-                            zm = g * t[i]
-                            rel[i] += max(zm, 0.0) * a[dm + i] + min(zm, 0.0) * b[dm + i]
-                    if has_sigma:
+                            t = (x[i] - m[i]) * s[i]
+                            zm = g * t
+                            zs = g * (t * t - 1.0)
+                            zp = zm if zm > 0.0 else 0.0
+                            rel[i] += zp * a[i] + (zm - zp) * b[i]
+                            zp = zs if zs > 0.0 else 0.0
+                            rel[i] += zp * a[D + i] + (zs - zp) * b[D + i]
+                    else:
                         for i in range(D):
-                            zs = g * (t[i] * t[i] - 1.0)
-                            rel[i] += max(zs, 0.0) * a[ds + i] + min(zs, 0.0) * b[ds + i]
+                            t = (x[i] - m[i]) * s[i]
+                            z = g * t if has_mu else g * (t * t - 1.0)
+                            zp = z if z > 0.0 else 0.0
+                            rel[i] += zp * a[i] + (z - zp) * b[i]
             for i in range(D):
                 acc += rel[i]
             if track:
                 for i in range(D):
                     per_dim[l, i] += rel[i]
             out[l] += acc
+
+
+@njit(cache=True)
+def _cells_hit(indptr, indices, cell_ids, n_cells, K):
+    """``hit[c, k]``: some descriptor of cell c has component k among its kept posteriors."""
+    hit = np.zeros((n_cells, K), dtype=np.bool_)
+    levels = cell_ids.shape[1]
+    for l in range(indptr.shape[0] - 1):
+        for lev in range(levels):
+            row = hit[cell_ids[l, lev]]
+            for q in range(indptr[l], indptr[l + 1]):
+                row[indices[q]] = True
+    return hit
 
 
 class FisherVector(Encoder):
@@ -567,11 +653,7 @@ class FisherVector(Encoder):
         """Dimensions some descriptor contributes to: pi parts of occupied cells,
         mu/sigma parts of the components with a posterior above the threshold in the cell."""
         K, D = self.vocabulary_.means_.shape
-        n_cells = len(counts)
-        rows = np.repeat(np.arange(gamma.shape[0]), np.diff(gamma.indptr))
-        hit = np.zeros((n_cells, K), dtype=bool)
-        for lev in range(cell_ids.shape[1]):
-            hit[cell_ids[rows, lev], gamma.indices] = True
+        hit = _cells_hit(gamma.indptr, gamma.indices, np.asarray(cell_ids, dtype=np.int64), len(counts), K)
         blocks = []
         for part in self.parts_:
             if part == "pi":
@@ -603,7 +685,7 @@ class FisherVector(Encoder):
         weight = np.ones(len(data)) if weight is None else np.asarray(weight, dtype=np.float64)
         data, indptr, indices, values, region, mu, inv_sigma, prior = self._region_args(data, gamma, region)
         n_partials = 1 if len(data) < _SERIAL_BELOW else 4
-        acc = _region_sums(
+        pi, ms = _region_sums(
             data,
             indptr,
             indices,
@@ -617,10 +699,10 @@ class FisherVector(Encoder):
             "pi" in parts,
             "mu" in parts,
             "sigma" in parts,
-            self.block_size_,
             signed,
             n_partials,
         )
+        acc = _join_block(pi, ms, parts)
         W = _region_to_cells(region_cells, counts)
         scale = self._block_scale()
         out = np.empty((len(acc), W.shape[0], acc.shape[2]))
@@ -646,10 +728,12 @@ class FisherVector(Encoder):
         gather = _region_to_cells(region_cells, trace.cell_counts).T  # (R, C)
         scale = self._block_scale()
         same = isinstance(rule, Epsilon)
+        K, D = self.vocabulary_.means_.shape
         A = (gather @ a.reshape(self.n_cells_, self.block_size_)) * scale
         B = A if same else (gather @ b.reshape(self.n_cells_, self.block_size_)) * scale
+        A_pi, A_ms = _split_block(A, K, D, self.parts_)
+        B_pi, B_ms = (A_pi, A_ms) if same else _split_block(B, K, D, self.parts_)
         n = trace.n_descriptors
-        D = codes["data"].shape[1]
         out = np.full(n, uniform / n)
         per_dim = np.full((n, D), uniform / n / D) if per_dimension else np.zeros((0, 0))
         parts = self.parts_
@@ -658,8 +742,10 @@ class FisherVector(Encoder):
             "pi" in parts,
             "mu" in parts,
             "sigma" in parts,
-            A,
-            B,
+            A_pi,
+            A_ms,
+            B_pi,
+            B_ms,
             same,
             out,
             per_dim,

@@ -33,6 +33,8 @@ PRIOR_SUM_TOLERANCE = 1e-6
 
 #: Descriptors per block of the PCA backward pass (its temporaries stay in cache).
 _PCA_BLOCK = 512
+#: Descriptors per block of :meth:`_VocabularyMixin.project` (a 2 MB float64 block of 128-D rows).
+_PROJECT_BLOCK = 2048
 
 
 def sample_descriptors(
@@ -134,14 +136,30 @@ class _VocabularyMixin:
         return k
 
     def project(self, data: np.ndarray) -> np.ndarray:
-        """Descriptors in vocabulary space (after PCA if any), float64, shape (N, D')."""
+        """Descriptors in vocabulary space (after PCA if any), float64, shape (N, D').
+
+        ``y = (l - m) W^T`` with the PCA's mean ``m`` (D,) and components ``W`` (D', D);
+        the centring reads float32 descriptors directly (no float64 copy of ``l`` first),
+        with the same float64 values as ``l.astype(float64) - m``, in row blocks of
+        ``_PROJECT_BLOCK`` descriptors.
+        """
         check_is_fitted(self)
-        data = np.asarray(data, dtype=np.float64)
+        data = np.asarray(data)
         if data.ndim != 2 or data.shape[1] != self.n_features_in_:
             raise ValueError(f"descriptors must have {self.n_features_in_} columns, got shape {data.shape}")
         if self.pca_ is None:
-            return data
-        return (data - self.pca_.mean_) @ self.pca_.components_.T
+            return np.asarray(data, dtype=np.float64)
+        mean, W = self.pca_.mean_, self.pca_.components_
+        out = np.empty((data.shape[0], W.shape[0]))
+        # row blocks: the float64 centred rows stay in cache and no (N, D) float64 copy
+        # is allocated (a fresh large array is a fresh mapping whose pages fault in)
+        centred = np.empty((min(_PROJECT_BLOCK, data.shape[0]), data.shape[1]))
+        for start in range(0, data.shape[0], _PROJECT_BLOCK):
+            rows = slice(start, min(start + _PROJECT_BLOCK, data.shape[0]))
+            c = centred[: rows.stop - start]
+            np.subtract(data[rows], mean, out=c, dtype=np.float64)
+            np.matmul(c, W.T, out=out[rows])
+        return out
 
     def relevance(
         self,
