@@ -341,7 +341,10 @@ def run_on_store(
                 ): batch
                 for i, batch in enumerate(batches)
             }
-            n_workers = len(client.scheduler_info().get("workers", {}))
+            # asked of the scheduler now: when its fresh query fails (an OSError under
+            # load), scheduler_info() silently answers from the client's periodic cache,
+            # which lists no worker (distributed 2026.8), and the run reported 0 workers
+            n_workers = len(client.nthreads())
             for future in as_completed(futures):
                 batch = futures.pop(future)
                 try:
