@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from bowlrp.datasets.voc import read_voc  # noqa: E402
+from bowlrp.encoding.gmm import log_likelihood_terms, square_features  # noqa: E402
 from bowlrp.model_files import load  # noqa: E402
 
 CHILD = r"""
@@ -68,15 +69,8 @@ def sample(model: str, root: str, images: int, per_image: int, work: Path) -> tu
         covariances=vocabulary.covariances_,
         weights=vocabulary.weights_,
     )
-    inv = 1.0 / vocabulary.covariances_
-    x = X[:20000].astype(np.float64)
-    V = (
-        -0.5 * (x * x) @ inv.T
-        + x @ (vocabulary.means_ * inv).T
-        - 0.5 * ((vocabulary.means_**2) * inv).sum(1)
-        - 0.5 * np.log(vocabulary.covariances_).sum(1)
-        + np.log(vocabulary.weights_)
-    )
+    W, const = log_likelihood_terms(vocabulary.means_, vocabulary.covariances_, vocabulary.weights_)
+    V = square_features(X[:20000].astype(np.float64)) @ W + const
     near = float(((V - V.max(1, keepdims=True)) > -45).sum(1).mean())
     return work / "sample.npy", work / "start.npz", near
 

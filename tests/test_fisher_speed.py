@@ -15,9 +15,9 @@ from bowlrp.encoding.fisher import (
     _cells_hit,
     _join_block,
     _region_distribute,
-    _region_sums,
     _split_block,
     pyramid_regions,
+    region_block_sums,
     sparse_posteriors,
 )
 from bowlrp.encoding.pooling import pyramid_cells
@@ -58,24 +58,10 @@ def _dense_terms(data, mu, inv_sigma, prior, gamma, parts):
 
 
 def _sums(data, gamma, region, n_regions, mu, inv_sigma, prior, weight, parts, signed, n_partials):
-    pi, ms = _region_sums(
-        data,
-        gamma.indptr,
-        gamma.indices,
-        gamma.data,
-        region,
-        n_regions,
-        mu,
-        inv_sigma,
-        prior,
-        weight,
-        "pi" in parts,
-        "mu" in parts,
-        "sigma" in parts,
-        signed,
-        n_partials,
+    csr = (gamma.indptr, gamma.indices, gamma.data)
+    return region_block_sums(
+        data, csr, region, n_regions, mu, inv_sigma, prior, weight, parts, signed, n_partials
     )
-    return _join_block(pi, ms, parts)
 
 
 @pytest.mark.parametrize("parts", PART_SETS)

@@ -15,6 +15,7 @@ import pytest
 from bowlrp import GMMVocabulary
 from bowlrp.encoding.gmm import kmeans_plusplus_start, streamed_em, using_estep
 from bowlrp.runs.dask_em import DaskEStep
+from tests.test_gmm_streamed import mixture_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::ResourceWarning")
 
@@ -22,14 +23,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::R
 #: themselves are asserted equal bit for bit (chunk sums added in chunk order, every product of
 #: a chunk in one BLAS thread: a worker process, started with one BLAS thread, gives the same bits)
 RTOL = 1e-12
-
-
-def mixture_data(n=6000, dim=6, k=8, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0.0, 3.0, (k, dim))
-    scales = rng.uniform(0.3, 1.5, (k, dim))
-    z = rng.integers(0, k, n)
-    return (centres[z] + rng.standard_normal((n, dim)) * scales[z]).astype(np.float32)
 
 
 def assert_same_fit(a, b):
@@ -49,7 +42,7 @@ def two_workers(processes: bool):
 
 
 def check_dask_estep_is_the_serial_fit(client):
-    X = mixture_data()
+    X = mixture_data(n=6000)
     start = kmeans_plusplus_start(X, 8, 1e-6, random_state=0)
     serial = streamed_em(X, *start, max_iter=100, chunk_size=700)  # 9 chunks, a ragged last one
     estep = DaskEStep(client)
@@ -94,7 +87,7 @@ def test_a_worker_killed_during_the_em_loses_nothing():
     """SIGKILL of a worker holding chunks: they are scattered again, the iteration rerun, same fit."""
     client, cluster = two_workers(True)
     try:
-        X = mixture_data()
+        X = mixture_data(n=6000)
         start = kmeans_plusplus_start(X, 8, 1e-6, random_state=0)
         serial = streamed_em(X, *start, max_iter=100, chunk_size=700)
         estep = DaskEStep(client)

@@ -91,18 +91,11 @@ def test_streamed_em_equals_sklearn_from_a_given_start():
 
 def numpy_em_step(X, means, variances, weights, reg=1e-6):
     """One EM iteration in plain NumPy (dense responsibilities, every entry)."""
-    log_p = (
-        np.log(weights)
-        - 0.5 * np.log(2 * np.pi * variances).sum(1)
-        - 0.5 * (((X[:, None, :] - means[None]) ** 2) / variances[None]).sum(2)
-    )
-    top = log_p.max(1, keepdims=True)
-    lse = top[:, 0] + np.log(np.exp(log_p - top).sum(1))
-    r = np.exp(log_p - lse[:, None])
-    nk = r.sum(0) + 10 * np.finfo(float).eps
-    mu = r.T @ X / nk[:, None]
-    var = r.T @ (X * X) / nk[:, None] - mu**2 + reg
-    return mu, var, nk / nk.sum(), lse.mean()
+    log_norm, r_sum, rx, rxx = numpy_chunk_sums(X, means, variances, weights)
+    nk = r_sum + 10 * np.finfo(float).eps
+    mu = rx / nk[:, None]
+    var = rxx / nk[:, None] - mu**2 + reg
+    return mu, var, nk / nk.sum(), log_norm / len(X)
 
 
 def test_one_streamed_iteration_equals_plain_numpy():

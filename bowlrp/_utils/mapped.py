@@ -72,7 +72,7 @@ def blocks(n: int, row_bytes: int, block_bytes: int = BLOCK_BYTES) -> Iterator[t
 
 def all_finite(X: np.ndarray, block_bytes: int = BLOCK_BYTES) -> bool:
     """``np.isfinite(X).all()`` in row blocks, releasing a mapped ``X``'s pages after each."""
-    X = np.asarray(X) if not isinstance(X, np.ndarray) else X
+    X = np.asarray(X)  # a memmap stays reachable through the view's base
     if X.ndim < 2:
         return bool(np.isfinite(X).all())
     mapped = is_mapped(X)

@@ -396,6 +396,35 @@ def _region_sums(
     return pi_out, out
 
 
+def region_block_sums(
+    data, gamma_csr, region, n_regions, mu, inv_sigma, prior, weight, parts, signed: bool, n_partials: int
+) -> np.ndarray:
+    """:func:`_region_sums` in the cell-block layout: (1 or 2, n_regions, block).
+
+    ``gamma_csr`` is ``(indptr, indices, values)`` of the sparse posteriors; the other
+    arguments are :func:`_region_sums`'; ``parts`` names the included parts.
+    """
+    indptr, indices, values = gamma_csr
+    pi, ms = _region_sums(
+        data,
+        indptr,
+        indices,
+        values,
+        region,
+        n_regions,
+        mu,
+        inv_sigma,
+        prior,
+        weight,
+        "pi" in parts,
+        "mu" in parts,
+        "sigma" in parts,
+        signed,
+        n_partials,
+    )
+    return _join_block(pi, ms, parts)
+
+
 @njit(cache=True, parallel=True)
 def _region_distribute(
     data,
@@ -685,24 +714,19 @@ class FisherVector(Encoder):
         weight = np.ones(len(data)) if weight is None else np.asarray(weight, dtype=np.float64)
         data, indptr, indices, values, region, mu, inv_sigma, prior = self._region_args(data, gamma, region)
         n_partials = 1 if len(data) < _SERIAL_BELOW else 4
-        pi, ms = _region_sums(
+        acc = region_block_sums(
             data,
-            indptr,
-            indices,
-            values,
+            (indptr, indices, values),
             region,
             len(region_cells),
             mu,
             inv_sigma,
             prior,
             weight,
-            "pi" in parts,
-            "mu" in parts,
-            "sigma" in parts,
+            parts,
             signed,
             n_partials,
         )
-        acc = _join_block(pi, ms, parts)
         W = _region_to_cells(region_cells, counts)
         scale = self._block_scale()
         out = np.empty((len(acc), W.shape[0], acc.shape[2]))
